@@ -1,0 +1,328 @@
+//! Proto ⇄ domain conversion. Incoming messages are destructured field by field, so a new proto
+//! field fails to compile until it is handled here; every check names the offending field.
+
+use crate::domain::{Action, Channel, Direction, Interaction, Kind, TimestampMs};
+use crate::pb;
+use crate::scoring::Score;
+use crate::sentiment::{Sentiment, SentimentLabel};
+
+/// Input limits from the server config.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_text_bytes: usize,
+    pub max_id_bytes: usize,
+    pub max_future_skew_ms: i64,
+}
+
+/// An invalid field: becomes INVALID_ARGUMENT with "field: message".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    /// An error on `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks an id: present (when required), not longer than the limit, no control characters.
+pub fn check_id(field: &'static str, id: &str, required: bool, limits: &Limits) -> Result<(), FieldError> {
+    if id.is_empty() {
+        return if required {
+            Err(FieldError::new(field, "must not be empty"))
+        } else {
+            Ok(())
+        };
+    }
+    if id.len() > limits.max_id_bytes {
+        return Err(FieldError::new(
+            field,
+            format!("is {} bytes, at most {} allowed", id.len(), limits.max_id_bytes),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Timestamp → milliseconds since the epoch; refuses times before 1970 and invalid nanos.
+pub fn timestamp_ms(field: &'static str, timestamp: &prost_types::Timestamp) -> Result<TimestampMs, FieldError> {
+    if timestamp.seconds < 0 {
+        return Err(FieldError::new(field, "must not be before 1970-01-01T00:00:00Z"));
+    }
+    if !(0..1_000_000_000).contains(&timestamp.nanos) {
+        return Err(FieldError::new(field, format!("nanos {} out of range", timestamp.nanos)));
+    }
+    timestamp
+        .seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(timestamp.nanos / 1_000_000)))
+        .ok_or_else(|| FieldError::new(field, "is out of range"))
+}
+
+/// Milliseconds since the epoch → Timestamp.
+pub fn to_timestamp(ms: TimestampMs) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// An optional `as_of`: the given time, or `now_ms` when unset.
+pub fn as_of_ms(as_of: Option<&prost_types::Timestamp>, now_ms: TimestampMs) -> Result<TimestampMs, FieldError> {
+    as_of.map_or(Ok(now_ms), |timestamp| timestamp_ms("as_of", timestamp))
+}
+
+/// Validates an incoming interaction against the limits and the server clock.
+pub fn interaction_from_pb(
+    interaction: pb::Interaction,
+    limits: &Limits,
+    now_ms: TimestampMs,
+) -> Result<Interaction, FieldError> {
+    let pb::Interaction {
+        event_id,
+        tenant_id,
+        customer_id,
+        channel,
+        kind,
+        direction,
+        occurred_at,
+        text,
+        value,
+        author_followers,
+        thread_id,
+    } = interaction;
+    check_id("event_id", &event_id, true, limits)?;
+    check_id("tenant_id", &tenant_id, true, limits)?;
+    check_id("customer_id", &customer_id, true, limits)?;
+    check_id("thread_id", &thread_id, false, limits)?;
+    let channel = channel_from_pb(channel)?;
+    let kind = kind_from_pb(kind)?;
+    let direction = direction_from_pb(direction)?;
+    let occurred_at = occurred_at.ok_or_else(|| FieldError::new("occurred_at", "is required"))?;
+    let occurred_at_ms = timestamp_ms("occurred_at", &occurred_at)?;
+    if occurred_at_ms > now_ms.saturating_add(limits.max_future_skew_ms) {
+        return Err(FieldError::new(
+            "occurred_at",
+            format!(
+                "is more than {} s in the future",
+                limits.max_future_skew_ms / 1000
+            ),
+        ));
+    }
+    if text.len() > limits.max_text_bytes {
+        return Err(FieldError::new(
+            "text",
+            format!("is {} bytes, at most {} allowed", text.len(), limits.max_text_bytes),
+        ));
+    }
+    if !value.is_finite() || value < 0.0 {
+        return Err(FieldError::new("value", format!("must be a finite amount >= 0, got {value}")));
+    }
+    Ok(Interaction {
+        event_id,
+        tenant_id,
+        customer_id,
+        channel,
+        kind,
+        direction,
+        occurred_at_ms,
+        text,
+        value,
+        author_followers,
+        thread_id,
+    })
+}
+
+/// Proto channel number → channel; unspecified and unknown numbers are errors.
+pub fn channel_from_pb(number: i32) -> Result<Channel, FieldError> {
+    use pb::Channel as P;
+    Ok(match P::try_from(number) {
+        Ok(P::Twitter) => Channel::Twitter,
+        Ok(P::Facebook) => Channel::Facebook,
+        Ok(P::Instagram) => Channel::Instagram,
+        Ok(P::Linkedin) => Channel::Linkedin,
+        Ok(P::ReviewSite) => Channel::ReviewSite,
+        Ok(P::Forum) => Channel::Forum,
+        Ok(P::Email) => Channel::Email,
+        Ok(P::Chat) => Channel::Chat,
+        Ok(P::Sms) => Channel::Sms,
+        Ok(P::Phone) => Channel::Phone,
+        Ok(P::Web) => Channel::Web,
+        Ok(P::InStore) => Channel::InStore,
+        Ok(P::Unspecified) => return Err(FieldError::new("channel", "is required")),
+        Err(_) => return Err(FieldError::new("channel", format!("unknown value {number}"))),
+    })
+}
+
+/// Proto kind number → kind; unspecified and unknown numbers are errors.
+pub fn kind_from_pb(number: i32) -> Result<Kind, FieldError> {
+    use pb::InteractionKind as P;
+    Ok(match P::try_from(number) {
+        Ok(P::Message) => Kind::Message,
+        Ok(P::Mention) => Kind::Mention,
+        Ok(P::Comment) => Kind::Comment,
+        Ok(P::Reply) => Kind::Reply,
+        Ok(P::Share) => Kind::Share,
+        Ok(P::Like) => Kind::Like,
+        Ok(P::Review) => Kind::Review,
+        Ok(P::SupportTicket) => Kind::SupportTicket,
+        Ok(P::Survey) => Kind::Survey,
+        Ok(P::Purchase) => Kind::Purchase,
+        Ok(P::PageView) => Kind::PageView,
+        Ok(P::Follow) => Kind::Follow,
+        Ok(P::Unfollow) => Kind::Unfollow,
+        Ok(P::Unspecified) => return Err(FieldError::new("kind", "is required")),
+        Err(_) => return Err(FieldError::new("kind", format!("unknown value {number}"))),
+    })
+}
+
+fn direction_from_pb(number: i32) -> Result<Direction, FieldError> {
+    use pb::Direction as P;
+    match P::try_from(number) {
+        Ok(P::Inbound) => Ok(Direction::Inbound),
+        Ok(P::Outbound) => Ok(Direction::Outbound),
+        Ok(P::Unspecified) => Err(FieldError::new("direction", "is required")),
+        Err(_) => Err(FieldError::new("direction", format!("unknown value {number}"))),
+    }
+}
+
+/// Proto action filter → optional action (unspecified = any).
+pub fn action_filter_from_pb(number: i32) -> Result<Option<Action>, FieldError> {
+    use pb::Action as P;
+    Ok(Some(match P::try_from(number) {
+        Ok(P::Unspecified) => return Ok(None),
+        Ok(P::None) => Action::None,
+        Ok(P::Respond) => Action::Respond,
+        Ok(P::Rescue) => Action::Rescue,
+        Ok(P::Advocate) => Action::Advocate,
+        Ok(P::Nurture) => Action::Nurture,
+        Err(_) => return Err(FieldError::new("action", format!("unknown value {number}"))),
+    }))
+}
+
+/// Action → proto.
+pub fn action_to_pb(action: Action) -> pb::Action {
+    match action {
+        Action::Respond => pb::Action::Respond,
+        Action::Rescue => pb::Action::Rescue,
+        Action::Advocate => pb::Action::Advocate,
+        Action::Nurture => pb::Action::Nurture,
+        Action::None => pb::Action::None,
+    }
+}
+
+/// Sentiment → proto.
+pub fn sentiment_to_pb(sentiment: &Sentiment) -> pb::SentimentResult {
+    pb::SentimentResult {
+        label: match sentiment.label {
+            SentimentLabel::Negative => pb::SentimentLabel::Negative,
+            SentimentLabel::Neutral => pb::SentimentLabel::Neutral,
+            SentimentLabel::Positive => pb::SentimentLabel::Positive,
+        } as i32,
+        score: f64::from(sentiment.score),
+        confidence: f64::from(sentiment.confidence),
+    }
+}
+
+/// Score → proto, with each factor as a reason.
+pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::CustomerScore {
+    pb::CustomerScore {
+        tenant_id: tenant_id.to_string(),
+        customer_id: customer_id.to_string(),
+        engagement: score.engagement,
+        sentiment: score.sentiment,
+        sentiment_recent: score.sentiment_recent,
+        sentiment_trend: score.sentiment_trend,
+        retention_risk: score.retention_risk,
+        priority: score.priority,
+        action: action_to_pb(score.action) as i32,
+        reasons: score
+            .factors
+            .iter()
+            .map(|factor| pb::Reason {
+                factor: factor.name().to_string(),
+                contribution: factor.contribution,
+                detail: factor.detail(),
+            })
+            .collect(),
+        last_interaction_at: Some(to_timestamp(score.last_interaction_at_ms)),
+        unanswered_since: score.unanswered_since_ms.map(to_timestamp),
+        interactions_total: score.interactions_total,
+        lifetime_value: score.lifetime_value,
+        as_of: Some(to_timestamp(score.as_of_ms)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_text_bytes: 16,
+        max_id_bytes: 8,
+        max_future_skew_ms: 1000,
+    };
+
+    fn valid() -> pb::Interaction {
+        pb::Interaction {
+            event_id: "e1".into(),
+            tenant_id: "t".into(),
+            customer_id: "c".into(),
+            channel: pb::Channel::Twitter as i32,
+            kind: pb::InteractionKind::Mention as i32,
+            direction: pb::Direction::Inbound as i32,
+            occurred_at: Some(to_timestamp(5_000)),
+            text: "hi".into(),
+            value: 0.0,
+            author_followers: 3,
+            thread_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn valid_interaction_converts() {
+        let interaction = interaction_from_pb(valid(), &LIMITS, 10_000).unwrap();
+        assert_eq!(interaction.occurred_at_ms, 5_000);
+        assert_eq!(interaction.channel, Channel::Twitter);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut pb::Interaction)>)> = vec![
+            ("event_id", Box::new(|i| i.event_id.clear())),
+            ("tenant_id", Box::new(|i| i.tenant_id = "x".repeat(9))),
+            ("customer_id", Box::new(|i| i.customer_id = "a\u{0}".into())),
+            ("channel", Box::new(|i| i.channel = 99)),
+            ("kind", Box::new(|i| i.kind = 0)),
+            ("direction", Box::new(|i| i.direction = -1)),
+            ("occurred_at", Box::new(|i| i.occurred_at = None)),
+            ("occurred_at", Box::new(|i| i.occurred_at = Some(to_timestamp(20_000)))),
+            ("occurred_at", Box::new(|i| i.occurred_at = Some(prost_types::Timestamp { seconds: -1, nanos: 0 }))),
+            ("text", Box::new(|i| i.text = "x".repeat(17))),
+            ("value", Box::new(|i| i.value = f64::NAN)),
+            ("value", Box::new(|i| i.value = -1.0)),
+        ];
+        for (field, mutate) in cases {
+            let mut interaction = valid();
+            mutate(&mut interaction);
+            let error = interaction_from_pb(interaction, &LIMITS, 10_000).unwrap_err();
+            assert_eq!(error.field, field, "{error}");
+        }
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        for ms in [0, 1, 999, 1_700_000_000_123] {
+            assert_eq!(timestamp_ms("t", &to_timestamp(ms)).unwrap(), ms);
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! IngestService: converts each incoming interaction and hands it to the engine.
+
+use crate::api::convert::{self, channel_from_pb, kind_from_pb, FieldError, Limits};
+use crate::api::error::ApiError;
+use crate::api::observed;
+use crate::engine::{now_ms, Engine};
+use crate::pb;
+use crate::pb::ingest_service_server::IngestService;
+use crate::scoring::Score;
+use crate::sentiment::Sentiment;
+use crate::store::Applied;
+use crate::telemetry::{self, IngestOutcome};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The IngestService implementation.
+pub struct IngestApi {
+    engine: Arc<Engine>,
+    limits: Limits,
+    max_batch_interactions: usize,
+    max_reported_rejections: usize,
+}
+
+/// What became of one event.
+enum Processed {
+    Applied {
+        event_id: String,
+        tenant_id: String,
+        customer_id: String,
+        sentiment: Option<Sentiment>,
+        applied: Applied,
+    },
+    Rejected {
+        event_id: String,
+        error: FieldError,
+    },
+}
+
+impl IngestApi {
+    /// A service over `engine` with the server's input limits.
+    pub fn new(engine: Arc<Engine>, limits: Limits, max_batch_interactions: usize, max_reported_rejections: usize) -> Self {
+        Self {
+            engine,
+            limits,
+            max_batch_interactions,
+            max_reported_rejections,
+        }
+    }
+
+    fn process(&self, interaction: pb::Interaction) -> Processed {
+        let (channel, kind) = (interaction.channel, interaction.kind);
+        let event_id = interaction.event_id.clone();
+        match convert::interaction_from_pb(interaction, &self.limits, now_ms()) {
+            Ok(interaction) => {
+                let (sentiment, applied) = self.engine.ingest(&interaction, now_ms());
+                Processed::Applied {
+                    event_id: interaction.event_id,
+                    tenant_id: interaction.tenant_id,
+                    customer_id: interaction.customer_id,
+                    sentiment,
+                    applied,
+                }
+            }
+            Err(error) => {
+                telemetry::event_ingested(
+                    channel_from_pb(channel).ok(),
+                    kind_from_pb(kind).ok(),
+                    IngestOutcome::Rejected,
+                );
+                tracing::debug!(event_id = %event_id, %error, "event rejected");
+                Processed::Rejected { event_id, error }
+            }
+        }
+    }
+
+    fn tally(&self, summary: &mut pb::IngestSummary, index: u64, processed: &Processed) {
+        match processed {
+            Processed::Applied {
+                applied: Applied::Accepted(_),
+                ..
+            } => summary.accepted += 1,
+            Processed::Applied {
+                applied: Applied::Duplicate(_),
+                ..
+            } => summary.duplicates += 1,
+            Processed::Rejected { event_id, error } => {
+                summary.rejected += 1;
+                if summary.rejections.len() < self.max_reported_rejections {
+                    summary.rejections.push(pb::Rejection {
+                        index,
+                        event_id: event_id.clone(),
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn scored(processed: Processed) -> pb::ScoredInteraction {
+    match processed {
+        Processed::Applied {
+            event_id,
+            tenant_id,
+            customer_id,
+            sentiment,
+            applied,
+        } => {
+            let (outcome, score): (pb::IngestOutcome, &Score) = match &applied {
+                Applied::Accepted(score) => (pb::IngestOutcome::Accepted, score),
+                Applied::Duplicate(score) => (pb::IngestOutcome::Duplicate, score),
+            };
+            pb::ScoredInteraction {
+                event_id,
+                outcome: outcome as i32,
+                sentiment: sentiment.as_ref().map(convert::sentiment_to_pb),
+                score: Some(convert::score_to_pb(&tenant_id, &customer_id, score)),
+                error: String::new(),
+            }
+        }
+        Processed::Rejected { event_id, error } => pb::ScoredInteraction {
+            event_id,
+            outcome: pb::IngestOutcome::Rejected as i32,
+            sentiment: None,
+            score: None,
+            error: error.to_string(),
+        },
+    }
+}
+
+type ScoredStream = Pin<Box<dyn futures::Stream<Item = Result<pb::ScoredInteraction, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IngestService for Arc<IngestApi> {
+    async fn ingest(&self, request: Request<Streaming<pb::Interaction>>) -> Result<Response<pb::IngestSummary>, Status> {
+        let started = Instant::now();
+        let mut stream = request.into_inner();
+        let mut summary = pb::IngestSummary::default();
+        let mut index = 0u64;
+        let result = async {
+            while let Some(interaction) = stream.message().await? {
+                let processed = self.process(interaction);
+                self.tally(&mut summary, index, &processed);
+                index += 1;
+            }
+            Ok(Response::new(summary))
+        }
+        .await;
+        observed("Ingest", started, result)
+    }
+
+    type IngestScoredStream = ScoredStream;
+
+    async fn ingest_scored(
+        &self,
+        request: Request<Streaming<pb::Interaction>>,
+    ) -> Result<Response<Self::IngestScoredStream>, Status> {
+        let started = Instant::now();
+        let mut stream = request.into_inner();
+        let (replies, receiver) = mpsc::channel(64);
+        let api = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let reply = match stream.message().await {
+                    Ok(Some(interaction)) => Ok(scored(api.process(interaction))),
+                    Ok(None) => break,
+                    Err(status) => Err(status),
+                };
+                let failed = reply.is_err();
+                // The caller hung up: stop reading.
+                if replies.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        observed("IngestScored", started, Ok(Response::new(Box::pin(ReceiverStream::new(receiver)) as ScoredStream)))
+    }
+
+    async fn ingest_batch(
+        &self,
+        request: Request<pb::IngestBatchRequest>,
+    ) -> Result<Response<pb::IngestSummary>, Status> {
+        let started = Instant::now();
+        let pb::IngestBatchRequest { interactions } = request.into_inner();
+        let result = if interactions.len() > self.max_batch_interactions {
+            Err(ApiError::InvalidArgument(format!(
+                "interactions: {} in one batch, at most {} allowed",
+                interactions.len(),
+                self.max_batch_interactions
+            ))
+            .into())
+        } else {
+            let mut summary = pb::IngestSummary::default();
+            for (index, interaction) in interactions.into_iter().enumerate() {
+                let processed = self.process(interaction);
+                self.tally(&mut summary, index as u64, &processed);
+            }
+            Ok(Response::new(summary))
+        };
+        observed("IngestBatch", started, result)
+    }
+}

@@ -1,0 +1,172 @@
+//! ScoringService: customer lookups, ranking and live priority pushes.
+
+use crate::api::convert::{self, check_id, FieldError, Limits};
+use crate::api::error::ApiError;
+use crate::api::observed;
+use crate::engine::now_ms;
+use crate::pb;
+use crate::pb::scoring_service_server::ScoringService;
+use crate::store::{Store, TopQuery};
+use crate::telemetry::{self, WatcherGuard};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Default and largest `TopCustomers.limit`.
+const DEFAULT_TOP_LIMIT: usize = 10;
+const MAX_TOP_LIMIT: usize = 1000;
+
+/// The ScoringService implementation.
+pub struct ScoringApi {
+    store: Arc<Store>,
+    limits: Limits,
+    /// Flips to true on shutdown: open watch streams end.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl ScoringApi {
+    /// A service over `store`; watch streams end when `shutdown` becomes true.
+    pub fn new(store: Arc<Store>, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
+        Self { store, limits, shutdown }
+    }
+
+    fn get_customer(&self, request: pb::GetCustomerRequest) -> Result<pb::CustomerScore, ApiError> {
+        let pb::GetCustomerRequest {
+            tenant_id,
+            customer_id,
+            as_of,
+        } = request;
+        check_id("tenant_id", &tenant_id, true, &self.limits)?;
+        check_id("customer_id", &customer_id, true, &self.limits)?;
+        let as_of_ms = convert::as_of_ms(as_of.as_ref(), now_ms())?;
+        let score = self
+            .store
+            .customer(&tenant_id, &customer_id, as_of_ms)
+            .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id:?} has no events in this tenant")))?;
+        Ok(convert::score_to_pb(&tenant_id, &customer_id, &score))
+    }
+
+    fn top_customers(&self, request: pb::TopCustomersRequest) -> Result<pb::TopCustomersResponse, ApiError> {
+        let pb::TopCustomersRequest {
+            tenant_id,
+            limit,
+            action,
+            min_retention_risk,
+            as_of,
+        } = request;
+        check_id("tenant_id", &tenant_id, true, &self.limits)?;
+        let limit = match limit as usize {
+            0 => DEFAULT_TOP_LIMIT,
+            limit if limit > MAX_TOP_LIMIT => {
+                return Err(FieldError::new("limit", format!("{limit} exceeds the maximum of {MAX_TOP_LIMIT}")).into())
+            }
+            limit => limit,
+        };
+        if !(0.0..=1.0).contains(&min_retention_risk) {
+            return Err(FieldError::new("min_retention_risk", format!("must be within [0, 1], got {min_retention_risk}")).into());
+        }
+        let query = TopQuery {
+            limit,
+            action: convert::action_filter_from_pb(action)?,
+            min_retention_risk,
+            as_of_ms: convert::as_of_ms(as_of.as_ref(), now_ms())?,
+        };
+        let customers = self
+            .store
+            .top(&tenant_id, &query)
+            .iter()
+            .map(|(customer_id, score)| convert::score_to_pb(&tenant_id, customer_id, score))
+            .collect();
+        Ok(pb::TopCustomersResponse { customers })
+    }
+}
+
+type UpdateStream = Pin<Box<dyn futures::Stream<Item = Result<pb::PriorityUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ScoringService for Arc<ScoringApi> {
+    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Result<Response<pb::CustomerScore>, Status> {
+        let started = Instant::now();
+        let result = ScoringApi::get_customer(self, request.into_inner())
+            .map(Response::new)
+            .map_err(Status::from);
+        observed("GetCustomer", started, result)
+    }
+
+    async fn top_customers(
+        &self,
+        request: Request<pb::TopCustomersRequest>,
+    ) -> Result<Response<pb::TopCustomersResponse>, Status> {
+        let started = Instant::now();
+        let result = ScoringApi::top_customers(self, request.into_inner())
+            .map(Response::new)
+            .map_err(Status::from);
+        observed("TopCustomers", started, result)
+    }
+
+    type WatchPrioritiesStream = UpdateStream;
+
+    async fn watch_priorities(
+        &self,
+        request: Request<pb::WatchPrioritiesRequest>,
+    ) -> Result<Response<Self::WatchPrioritiesStream>, Status> {
+        let started = Instant::now();
+        let pb::WatchPrioritiesRequest {
+            tenant_id,
+            min_priority,
+        } = request.into_inner();
+        let checked = check_id("tenant_id", &tenant_id, true, &self.limits).and_then(|()| {
+            if (0.0..=1.0).contains(&min_priority) {
+                Ok(())
+            } else {
+                Err(FieldError::new("min_priority", format!("must be within [0, 1], got {min_priority}")))
+            }
+        });
+        if let Err(error) = checked {
+            return observed("WatchPriorities", started, Err(ApiError::from(error).into()));
+        }
+        let mut updates = self.store.subscribe(&tenant_id);
+        let mut shutdown = self.shutdown.clone();
+        let (sender, receiver) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let _watcher = WatcherGuard::new();
+            loop {
+                let change = tokio::select! {
+                    _ = sender.closed() => break,
+                    changed = shutdown.wait_for(|stopping| *stopping) => {
+                        let _ = changed;
+                        break;
+                    }
+                    change = updates.recv() => change,
+                };
+                match change {
+                    Ok(change) if change.concerns(min_priority) => {
+                        let update = pb::PriorityUpdate {
+                            score: Some(convert::score_to_pb(&tenant_id, &change.customer_id, &change.score)),
+                            previous_priority: change.previous_priority,
+                            previous_action: convert::action_to_pb(change.previous_action) as i32,
+                            event_id: change.event_id.clone(),
+                        };
+                        if sender.send(Ok(update)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        telemetry::watch_updates_dropped(missed);
+                        tracing::warn!(tenant_id = %tenant_id, missed, "slow watcher skipped priority updates");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        observed(
+            "WatchPriorities",
+            started,
+            Ok(Response::new(Box::pin(ReceiverStream::new(receiver)) as UpdateStream)),
+        )
+    }
+}

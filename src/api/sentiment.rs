@@ -1,0 +1,63 @@
+//! SentimentService: classifies texts with the configured backend.
+
+use crate::api::convert::{self, FieldError, Limits};
+use crate::api::error::ApiError;
+use crate::api::observed;
+use crate::engine::Engine;
+use crate::pb;
+use crate::pb::sentiment_service_server::SentimentService;
+use std::sync::Arc;
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+/// The SentimentService implementation.
+pub struct SentimentApi {
+    engine: Arc<Engine>,
+    limits: Limits,
+    max_texts: usize,
+}
+
+impl SentimentApi {
+    /// A service over `engine`, accepting at most `max_texts` texts per call.
+    pub fn new(engine: Arc<Engine>, limits: Limits, max_texts: usize) -> Self {
+        Self {
+            engine,
+            limits,
+            max_texts,
+        }
+    }
+
+    fn classify(&self, request: pb::ClassifyRequest) -> Result<pb::ClassifyResponse, ApiError> {
+        let pb::ClassifyRequest { texts } = request;
+        if texts.len() > self.max_texts {
+            return Err(FieldError::new(
+                "texts",
+                format!("{} texts in one call, at most {} allowed", texts.len(), self.max_texts),
+            )
+            .into());
+        }
+        if let Some(index) = texts.iter().position(|text| text.len() > self.limits.max_text_bytes) {
+            return Err(ApiError::InvalidArgument(format!(
+                "texts[{index}]: is {} bytes, at most {} allowed",
+                texts[index].len(),
+                self.limits.max_text_bytes
+            )));
+        }
+        let results = texts
+            .iter()
+            .map(|text| convert::sentiment_to_pb(&self.engine.classify(text)))
+            .collect();
+        Ok(pb::ClassifyResponse { results })
+    }
+}
+
+#[tonic::async_trait]
+impl SentimentService for Arc<SentimentApi> {
+    async fn classify(&self, request: Request<pb::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
+        let started = Instant::now();
+        let result = SentimentApi::classify(self, request.into_inner())
+            .map(Response::new)
+            .map_err(Status::from);
+        observed("Classify", started, result)
+    }
+}

@@ -1,0 +1,107 @@
+//! `rapport eval`: accuracy figures of a backend on a labelled TSV file.
+
+use crate::cli::{load_model, EvalArgs};
+use crate::sentiment::SentimentLabel;
+use anyhow::Context;
+use std::time::Instant;
+
+/// Confusion counts, rows = gold label, columns = predicted, in [`SentimentLabel::ALL`] order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Confusion(pub [[u64; 3]; 3]);
+
+impl Confusion {
+    /// Counts one prediction.
+    pub fn add(&mut self, gold: SentimentLabel, predicted: SentimentLabel) {
+        self.0[gold.index()][predicted.index()] += 1;
+    }
+
+    /// Recall of each gold class (0 for a class with no examples).
+    pub fn recalls(&self) -> [f64; 3] {
+        let mut recalls = [0.0; 3];
+        for (class, row) in self.0.iter().enumerate() {
+            let total: u64 = row.iter().sum();
+            if total > 0 {
+                recalls[class] = row[class] as f64 / total as f64;
+            }
+        }
+        recalls
+    }
+
+    /// Mean of the per-class recalls: the TweetEval / SemEval headline metric.
+    pub fn macro_recall(&self) -> f64 {
+        self.recalls().iter().sum::<f64>() / 3.0
+    }
+
+    /// Share of correct predictions.
+    pub fn accuracy(&self) -> f64 {
+        let total: u64 = self.0.iter().flatten().sum();
+        let correct: u64 = (0..3).map(|class| self.0[class][class]).sum();
+        if total == 0 {
+            0.0
+        } else {
+            correct as f64 / total as f64
+        }
+    }
+}
+
+/// Reads `label<TAB>text` lines after a header.
+pub fn read_labelled(path: &std::path::Path) -> anyhow::Result<Vec<(SentimentLabel, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (number, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (label, body) = line
+            .split_once('\t')
+            .with_context(|| format!("{}:{}: expected label<TAB>text", path.display(), number + 1))?;
+        let label = SentimentLabel::parse(label.trim())
+            .with_context(|| format!("{}:{}: unknown label {label:?}", path.display(), number + 1))?;
+        rows.push((label, body.to_string()));
+    }
+    Ok(rows)
+}
+
+pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let model = load_model(&args.model)?;
+    let rows = read_labelled(&args.file)?;
+    let mut confusion = Confusion::default();
+    let started = Instant::now();
+    for (gold, text) in &rows {
+        confusion.add(*gold, model.classify(text).label);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let recalls = confusion.recalls();
+    println!("file            {}", args.file.display());
+    println!("backend         {}", model.name());
+    println!("texts           {}", rows.len());
+    println!("macro-recall    {:.4}", confusion.macro_recall());
+    println!("accuracy        {:.4}", confusion.accuracy());
+    for (label, recall) in SentimentLabel::ALL.iter().zip(recalls) {
+        println!("recall {:<8} {recall:.4}", label.as_str());
+    }
+    println!("confusion (rows gold, columns predicted: negative neutral positive)");
+    for (label, row) in SentimentLabel::ALL.iter().zip(&confusion.0) {
+        println!("  {:<8} {:>7} {:>7} {:>7}", label.as_str(), row[0], row[1], row[2]);
+    }
+    println!("texts/s         {:.0} (one thread)", rows.len() as f64 / seconds.max(1e-9));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SentimentLabel::*;
+
+    #[test]
+    fn macro_recall_averages_classes() {
+        let mut confusion = Confusion::default();
+        confusion.add(Negative, Negative);
+        confusion.add(Negative, Neutral);
+        confusion.add(Neutral, Neutral);
+        confusion.add(Positive, Positive);
+        assert_eq!(confusion.recalls(), [0.5, 1.0, 1.0]);
+        assert!((confusion.macro_recall() - 2.5 / 3.0).abs() < 1e-12);
+        assert_eq!(confusion.accuracy(), 0.75);
+    }
+}

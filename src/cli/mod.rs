@@ -1,0 +1,197 @@
+//! Command line: `serve` (the default), `classify`, `eval`, `send`, `top`, `watch`.
+
+mod client;
+mod eval;
+
+use crate::config::Config;
+use crate::sentiment::{self, Backend};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// rapport: real-time engagement and sentiment scoring over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "rapport", version, about, long_about = None)]
+pub struct Cli {
+    /// Log as JSON lines instead of text (level from RUST_LOG, default info).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; none means `serve` with defaults.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (the default).
+    Serve(ServeArgs),
+    /// Classify texts, one per line on stdin; prints label<TAB>score<TAB>confidence per line.
+    Classify(ModelArgs),
+    /// Evaluate a backend on a `label<TAB>text` file with a header: macro-recall, accuracy,
+    /// per-class recall, confusion matrix, texts/s.
+    Eval(EvalArgs),
+    /// Stream interactions from a JSON-lines file to a server (Ingest) and print the summary.
+    Send(SendArgs),
+    /// Print a tenant's highest-priority customers.
+    Top(TopArgs),
+    /// Print a tenant's priority changes as they happen.
+    Watch(WatchArgs),
+}
+
+/// Options of `serve`; each overrides the config file.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML config file (see rapport.example.toml); defaults apply without one.
+    #[arg(long, env = "RAPPORT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 0.0.0.0:50051].
+    #[arg(long)]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Prometheus /metrics listen address [default: 0.0.0.0:9464].
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Sentiment backend [default: vader].
+    #[arg(long, value_enum)]
+    pub sentiment: Option<Backend>,
+    /// Directory of model files [default: the crate's models/].
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+}
+
+/// Backend choice for offline commands.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Sentiment backend.
+    #[arg(long, value_enum, default_value = "vader")]
+    pub sentiment: Backend,
+    /// Directory of model files [default: the crate's models/].
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+}
+
+/// Options of `eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// `label<TAB>text` file with a header line; labels negative/neutral/positive.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Where the server is.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "RAPPORT_SERVER")]
+    pub server: String,
+}
+
+/// Options of `send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// JSON lines, one interaction each (fields as in the proto; enums by short name, e.g.
+    /// "twitter", "mention", "inbound"; occurred_at as RFC 3339).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Options of `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long, default_value_t = 10)]
+    pub limit: u32,
+    /// Only this action (respond, rescue, advocate, nurture, none).
+    #[arg(long)]
+    pub action: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Options of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Report customers crossing this priority.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_priority: f64,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    crate::telemetry::init_logging(cli.log_json);
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args),
+        Command::Classify(args) => classify(args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Send(args) => runtime()?.block_on(client::send(args)),
+        Command::Top(args) => runtime()?.block_on(client::top(args)),
+        Command::Watch(args) => runtime()?.block_on(client::watch(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Loads the backend named by `args` (on this plain thread, never inside a tokio task).
+pub fn load_model(args: &ModelArgs) -> anyhow::Result<std::sync::Arc<dyn sentiment::SentimentModel>> {
+    let models_dir = args.models_dir.clone().unwrap_or_else(sentiment::default_models_dir);
+    sentiment::load(args.sentiment, &models_dir)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(addr) = args.grpc_addr {
+        config.server.grpc_addr = addr;
+    }
+    if let Some(addr) = args.metrics_addr {
+        config.server.metrics_addr = addr;
+    }
+    if let Some(backend) = args.sentiment {
+        config.server.sentiment = backend;
+    }
+    if args.models_dir.is_some() {
+        config.server.models_dir = args.models_dir;
+    }
+    config.validate()?;
+    let model = sentiment::load(config.server.sentiment, &config.server.models_dir())?;
+    runtime()?.block_on(async {
+        let server = crate::server::start(&config, model).await?;
+        crate::server::shutdown_signal().await;
+        server
+            .shutdown(Duration::from_secs(config.server.shutdown_grace_seconds))
+            .await
+    })
+}
+
+fn classify(args: ModelArgs) -> anyhow::Result<()> {
+    let model = load_model(&args)?;
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lines() {
+        let line = line.context("cannot read stdin")?;
+        let sentiment = model.classify(&line);
+        writeln!(
+            stdout,
+            "{}\t{:.4}\t{:.4}",
+            sentiment.label.as_str(),
+            sentiment.score,
+            sentiment.confidence
+        )?;
+    }
+    stdout.flush()?;
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! The one configuration file (TOML): server limits and every scoring weight, threshold, half-life
+//! and the reply SLA, with documented defaults. Unknown keys and out-of-range values are errors at
+//! start, naming the key.
+
+use crate::domain::{Channel, Kind};
+use crate::sentiment::Backend;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const DAY_SECONDS: f64 = 86_400.0;
+
+/// Whole configuration: `[server]` and `[scoring]` tables.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub scoring: ScoringConfig,
+}
+
+/// Listening addresses, input limits and the sentiment backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    pub metrics_addr: SocketAddr,
+    /// Sentiment backend used by ingest, `Classify` and the CLI.
+    pub sentiment: Backend,
+    /// Directory holding the model files; the crate's `models/` when unset.
+    pub models_dir: Option<PathBuf>,
+    /// Longest accepted text, in bytes.
+    pub max_text_bytes: usize,
+    /// Longest accepted tenant, customer, event or thread id, in bytes.
+    pub max_id_bytes: usize,
+    /// How far ahead of the server clock an event may be stamped (clock skew).
+    pub max_future_skew_seconds: u64,
+    /// Most texts in one `Classify` call.
+    pub max_classify_texts: usize,
+    /// Most interactions in one `IngestBatch` call.
+    pub max_batch_interactions: usize,
+    /// Concurrent requests per connection before new ones queue.
+    pub concurrency_per_connection: usize,
+    /// Updates buffered per tenant for `WatchPriorities`; a slower watcher skips (and is told).
+    pub watch_buffer: usize,
+    /// Most rejections listed in an `IngestSummary`.
+    pub max_reported_rejections: usize,
+    /// How long in-flight streams may finish after SIGTERM before the process exits anyway.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9464)),
+            sentiment: Backend::Vader,
+            models_dir: None,
+            max_text_bytes: 16 * 1024,
+            max_id_bytes: 256,
+            max_future_skew_seconds: 300,
+            max_classify_texts: 1000,
+            max_batch_interactions: 10_000,
+            concurrency_per_connection: 64,
+            watch_buffer: 1024,
+            max_reported_rejections: 10,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// Everything the pure scoring functions read. See docs/scoring.md for the formulas.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Half-life of engagement (default 14 days).
+    pub engagement_half_life_seconds: f64,
+    /// Half-life of the long-run engagement baseline that recent engagement is compared with (90 days).
+    pub engagement_baseline_half_life_seconds: f64,
+    /// Decayed weighted interactions that map to engagement 63 (= 100 * (1 - 1/e)).
+    pub engagement_scale: f64,
+    /// Half-life of recent sentiment (2 days).
+    pub sentiment_recent_half_life_seconds: f64,
+    /// Half-life of long-run sentiment (30 days).
+    pub sentiment_long_half_life_seconds: f64,
+    /// Half-life of the purchase and positive-contact memories that lower risk (30 days).
+    pub goodwill_half_life_seconds: f64,
+    /// Pseudo-weight of the neutral prior in long-run sentiment and of long-run sentiment in
+    /// recent sentiment (0.5 = half a confident message), so both fade back as messages age.
+    pub sentiment_prior_weight: f64,
+    /// Usual gap assumed for a customer with fewer than two interactions (7 days).
+    pub default_gap_seconds: f64,
+    /// Smallest usual gap, so bursts of messages do not make a day's silence look alarming (1 day).
+    pub min_gap_seconds: f64,
+    /// The brand's reply SLA for inbound messages (1 hour).
+    pub reply_sla_seconds: f64,
+    /// Engagement weight per interaction kind; kinds not listed keep their default.
+    pub kind_weights: BTreeMap<Kind, f64>,
+    /// Engagement multiplier per channel; channels not listed keep their default (1.0).
+    pub channel_weights: BTreeMap<Channel, f64>,
+    pub risk: RiskWeights,
+    pub respond: RespondWeights,
+    pub actions: ActionThresholds,
+}
+
+/// Log-odds weights of the retention-risk factors.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskWeights {
+    /// Log-odds with every factor at zero (-2.0: risk 0.12).
+    pub bias: f64,
+    /// Silence against the customer's usual gap, at full weight from 8 gaps on.
+    pub silence: f64,
+    /// Recent engagement rate below the long-run rate.
+    pub engagement_drop: f64,
+    /// Negative long-run sentiment.
+    pub negative_sentiment: f64,
+    /// Recent sentiment below long-run sentiment.
+    pub worsening_sentiment: f64,
+    /// Unanswered negative messages.
+    pub open_complaints: f64,
+    /// Recent positive contact (subtracted).
+    pub positive_contact: f64,
+    /// Recent purchases (subtracted).
+    pub purchases: f64,
+}
+
+/// Weights of RESPOND urgency: priority = 0.5 + 0.5 * (1 - exp(-pressure)).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RespondWeights {
+    /// Pressure per reply SLA waited.
+    pub wait: f64,
+    /// Pressure at the most negative message (score -1).
+    pub negativity: f64,
+    /// Pressure at 1M followers (log scale: 1k followers is half of it).
+    pub reach: f64,
+    /// Extra pressure when the message is on a public channel.
+    pub public_channel: f64,
+}
+
+/// When each action applies.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionThresholds {
+    /// RESCUE from this retention risk on.
+    pub rescue_min_risk: f64,
+    /// ADVOCATE needs long-run sentiment at least this ...
+    pub advocate_min_sentiment: f64,
+    /// ... engagement at least this ...
+    pub advocate_min_engagement: f64,
+    /// ... and at least this many followers.
+    pub advocate_min_followers: u64,
+    /// NURTURE: engaged (at least this) but never bought.
+    pub nurture_min_engagement: f64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            engagement_half_life_seconds: 14.0 * DAY_SECONDS,
+            engagement_baseline_half_life_seconds: 90.0 * DAY_SECONDS,
+            engagement_scale: 8.0,
+            sentiment_recent_half_life_seconds: 2.0 * DAY_SECONDS,
+            sentiment_long_half_life_seconds: 30.0 * DAY_SECONDS,
+            goodwill_half_life_seconds: 30.0 * DAY_SECONDS,
+            sentiment_prior_weight: 0.5,
+            default_gap_seconds: 7.0 * DAY_SECONDS,
+            min_gap_seconds: DAY_SECONDS,
+            reply_sla_seconds: 3600.0,
+            kind_weights: BTreeMap::new(),
+            channel_weights: BTreeMap::new(),
+            risk: RiskWeights::default(),
+            respond: RespondWeights::default(),
+            actions: ActionThresholds::default(),
+        }
+    }
+}
+
+impl Default for RiskWeights {
+    fn default() -> Self {
+        Self {
+            bias: -2.0,
+            silence: 3.0,
+            engagement_drop: 1.5,
+            negative_sentiment: 2.0,
+            worsening_sentiment: 1.5,
+            open_complaints: 1.0,
+            positive_contact: 1.0,
+            purchases: 1.0,
+        }
+    }
+}
+
+impl Default for RespondWeights {
+    fn default() -> Self {
+        Self {
+            wait: 1.0,
+            negativity: 1.5,
+            reach: 1.5,
+            public_channel: 0.25,
+        }
+    }
+}
+
+impl Default for ActionThresholds {
+    fn default() -> Self {
+        Self {
+            rescue_min_risk: 0.6,
+            advocate_min_sentiment: 0.3,
+            advocate_min_engagement: 40.0,
+            advocate_min_followers: 1000,
+            nurture_min_engagement: 30.0,
+        }
+    }
+}
+
+/// Default engagement weight of a kind: conversations count most, passive signals least.
+pub fn default_kind_weight(kind: Kind) -> f64 {
+    match kind {
+        Kind::Purchase => 3.0,
+        Kind::Review | Kind::SupportTicket => 2.0,
+        Kind::Message | Kind::Reply | Kind::Comment | Kind::Mention | Kind::Survey => 1.5,
+        Kind::Share => 1.0,
+        Kind::Follow => 0.5,
+        Kind::Like => 0.3,
+        Kind::PageView => 0.1,
+        Kind::Unfollow => 0.0,
+    }
+}
+
+impl ScoringConfig {
+    /// Engagement weight of one inbound interaction of this kind on this channel.
+    pub fn engagement_weight(&self, kind: Kind, channel: Channel) -> f64 {
+        let kind_weight = self
+            .kind_weights
+            .get(&kind)
+            .copied()
+            .unwrap_or_else(|| default_kind_weight(kind));
+        let channel_weight = self.channel_weights.get(&channel).copied().unwrap_or(1.0);
+        kind_weight * channel_weight
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("scoring.engagement_half_life_seconds", self.engagement_half_life_seconds),
+            (
+                "scoring.engagement_baseline_half_life_seconds",
+                self.engagement_baseline_half_life_seconds,
+            ),
+            ("scoring.engagement_scale", self.engagement_scale),
+            (
+                "scoring.sentiment_recent_half_life_seconds",
+                self.sentiment_recent_half_life_seconds,
+            ),
+            ("scoring.sentiment_long_half_life_seconds", self.sentiment_long_half_life_seconds),
+            ("scoring.goodwill_half_life_seconds", self.goodwill_half_life_seconds),
+            ("scoring.sentiment_prior_weight", self.sentiment_prior_weight),
+            ("scoring.default_gap_seconds", self.default_gap_seconds),
+            ("scoring.min_gap_seconds", self.min_gap_seconds),
+            ("scoring.reply_sla_seconds", self.reply_sla_seconds),
+        ];
+        for (key, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ConfigError::invalid(key, format!("must be a positive number, got {value}")));
+            }
+        }
+        if self.engagement_baseline_half_life_seconds <= self.engagement_half_life_seconds {
+            return Err(ConfigError::invalid(
+                "scoring.engagement_baseline_half_life_seconds",
+                "must be longer than scoring.engagement_half_life_seconds".to_string(),
+            ));
+        }
+        if self.sentiment_long_half_life_seconds <= self.sentiment_recent_half_life_seconds {
+            return Err(ConfigError::invalid(
+                "scoring.sentiment_long_half_life_seconds",
+                "must be longer than scoring.sentiment_recent_half_life_seconds".to_string(),
+            ));
+        }
+        let non_negative = self
+            .kind_weights
+            .iter()
+            .map(|(kind, weight)| (format!("scoring.kind_weights.{}", kind.as_str()), *weight))
+            .chain(
+                self.channel_weights
+                    .iter()
+                    .map(|(channel, weight)| (format!("scoring.channel_weights.{}", channel.as_str()), *weight)),
+            )
+            .chain([
+                ("scoring.risk.silence".to_string(), self.risk.silence),
+                ("scoring.risk.engagement_drop".to_string(), self.risk.engagement_drop),
+                ("scoring.risk.negative_sentiment".to_string(), self.risk.negative_sentiment),
+                ("scoring.risk.worsening_sentiment".to_string(), self.risk.worsening_sentiment),
+                ("scoring.risk.open_complaints".to_string(), self.risk.open_complaints),
+                ("scoring.risk.positive_contact".to_string(), self.risk.positive_contact),
+                ("scoring.risk.purchases".to_string(), self.risk.purchases),
+                ("scoring.respond.wait".to_string(), self.respond.wait),
+                ("scoring.respond.negativity".to_string(), self.respond.negativity),
+                ("scoring.respond.reach".to_string(), self.respond.reach),
+                ("scoring.respond.public_channel".to_string(), self.respond.public_channel),
+                ("scoring.actions.advocate_min_engagement".to_string(), self.actions.advocate_min_engagement),
+                ("scoring.actions.nurture_min_engagement".to_string(), self.actions.nurture_min_engagement),
+            ]);
+        for (key, value) in non_negative {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("must be a finite number >= 0, got {value}"),
+                });
+            }
+        }
+        if !self.risk.bias.is_finite() {
+            return Err(ConfigError::invalid("scoring.risk.bias", "must be finite".to_string()));
+        }
+        let unit = [
+            ("scoring.actions.rescue_min_risk", self.actions.rescue_min_risk),
+            ("scoring.actions.advocate_min_sentiment", self.actions.advocate_min_sentiment),
+        ];
+        for (key, value) in unit {
+            if !(value.is_finite() && (-1.0..=1.0).contains(&value)) {
+                return Err(ConfigError::invalid(key, format!("must be within [-1, 1], got {value}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            ("server.max_text_bytes", self.max_text_bytes),
+            ("server.max_id_bytes", self.max_id_bytes),
+            ("server.max_classify_texts", self.max_classify_texts),
+            ("server.max_batch_interactions", self.max_batch_interactions),
+            ("server.concurrency_per_connection", self.concurrency_per_connection),
+            ("server.watch_buffer", self.watch_buffer),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1".to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model directory in effect.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(crate::sentiment::default_models_dir)
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks both tables.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.scoring.validate()
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {key} {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: String) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults must validate");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = Config::from_toml("[scoring]\nhalf_life = 3\n").unwrap_err();
+        assert!(error.to_string().contains("half_life"), "{error}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let error = Config::from_toml("[scoring]\nreply_sla_seconds = -5\n").unwrap_err();
+        assert!(error.to_string().contains("scoring.reply_sla_seconds"), "{error}");
+        let error = Config::from_toml("[scoring.kind_weights]\nlike = -1\n").unwrap_err();
+        assert!(error.to_string().contains("scoring.kind_weights.like"), "{error}");
+        let error = Config::from_toml("[scoring.kind_weights]\nhug = 1\n").unwrap_err();
+        assert!(error.to_string().contains("hug"), "{error}");
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let config = Config::from_toml(
+            "[server]\nmax_text_bytes = 100\n[scoring]\nreply_sla_seconds = 60\n[scoring.kind_weights]\nlike = 2.0\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.max_text_bytes, 100);
+        assert_eq!(config.scoring.reply_sla_seconds, 60.0);
+        assert_eq!(config.scoring.engagement_weight(Kind::Like, Channel::Web), 2.0);
+        assert_eq!(config.scoring.engagement_weight(Kind::Purchase, Channel::Web), 3.0);
+    }
+}

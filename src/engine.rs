@@ -1,0 +1,44 @@
+//! The transport-free core: classify an event's text, apply it to the store, and read scores.
+//! The gRPC services in `api/` only convert and delegate to this.
+
+use crate::domain::{Interaction, TimestampMs};
+use crate::sentiment::{Sentiment, SentimentModel};
+use crate::store::{Applied, Store};
+use crate::telemetry::{self, IngestOutcome};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Sentiment backend plus store.
+pub struct Engine {
+    pub store: Arc<Store>,
+    pub sentiment: Arc<dyn SentimentModel>,
+}
+
+/// The server clock in milliseconds since the epoch: the only clock read on the scoring path.
+pub fn now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Engine {
+    /// Classifies one text with the configured backend, recording its metrics.
+    pub fn classify(&self, text: &str) -> Sentiment {
+        let started = Instant::now();
+        let sentiment = self.sentiment.classify(text);
+        telemetry::text_classified(self.sentiment.name(), sentiment.label, started.elapsed());
+        sentiment
+    }
+
+    /// Classifies the event's text (when it has one) and applies the event.
+    pub fn ingest(&self, interaction: &Interaction, now_ms: TimestampMs) -> (Option<Sentiment>, Applied) {
+        let sentiment = (!interaction.text.trim().is_empty()).then(|| self.classify(&interaction.text));
+        let applied = self.store.apply(interaction, sentiment, now_ms);
+        let outcome = match applied {
+            Applied::Accepted(_) => IngestOutcome::Accepted,
+            Applied::Duplicate(_) => IngestOutcome::Duplicate,
+        };
+        telemetry::event_ingested(Some(interaction.channel), Some(interaction.kind), outcome);
+        (sentiment, applied)
+    }
+}

@@ -1,0 +1,256 @@
+//! A customer's events, kept sorted, and their in-order fold into a [`Summary`].
+
+use crate::config::ScoringConfig;
+use crate::domain::{Channel, Direction, Kind, TimestampMs};
+use crate::scoring::decayed;
+use std::borrow::Cow;
+
+/// One event, reduced to what scoring reads (about 48 bytes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EventRecord {
+    pub occurred_at_ms: TimestampMs,
+    /// Hash of the event id: orders ties and detects repeats.
+    pub event_key: u64,
+    /// Hash of the thread id; 0 when the event belongs to no thread.
+    pub thread_key: u64,
+    /// Money, for purchases.
+    pub value: f64,
+    /// Author's followers, saturated at u32::MAX.
+    pub author_followers: u32,
+    /// Polarity in [-1, 1]; meaningful when `has_sentiment`.
+    pub sentiment_score: f32,
+    /// In [0, 1]; meaningful when `has_sentiment`.
+    pub sentiment_confidence: f32,
+    pub channel: Channel,
+    pub kind: Kind,
+    pub direction: Direction,
+    /// Whether the event had text that was classified.
+    pub has_sentiment: bool,
+}
+
+impl EventRecord {
+    /// The total order events are folded in: time, then event-id hash.
+    pub fn order_key(&self) -> (TimestampMs, u64) {
+        (self.occurred_at_ms, self.event_key)
+    }
+}
+
+/// An inbound message still waiting for the brand's answer (per thread, or per customer when the
+/// message has no thread).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpenThread {
+    /// 0 for messages without a thread.
+    pub thread_key: u64,
+    /// Oldest unanswered message in the thread.
+    pub since_ms: TimestampMs,
+    /// Most negative unanswered message's polarity (0 when none had text).
+    pub worst_sentiment: f32,
+    /// Largest audience among the unanswered messages.
+    pub author_followers: u32,
+    /// Channel and kind of the oldest unanswered message.
+    pub channel: Channel,
+    pub kind: Kind,
+    /// Unanswered messages in the thread.
+    pub messages: u32,
+}
+
+/// Everything scores are computed from: an in-order fold of a customer's events. Decayed sums are
+/// referenced at `last_event_at_ms`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// All events, both directions.
+    pub events_total: u64,
+    pub last_event_at_ms: TimestampMs,
+    /// Inbound events: the customer's own activity.
+    pub activity_total: u64,
+    pub first_activity_at_ms: TimestampMs,
+    pub last_activity_at_ms: TimestampMs,
+    /// Decayed weighted inbound interactions, engagement half-life.
+    pub engagement_recent: f64,
+    /// The same with the long baseline half-life.
+    pub engagement_baseline: f64,
+    /// Decayed confidence-weighted polarity sum and weight, recent half-life.
+    pub sentiment_recent_sum: f64,
+    pub sentiment_recent_weight: f64,
+    /// The same with the long half-life.
+    pub sentiment_long_sum: f64,
+    pub sentiment_long_weight: f64,
+    /// Decayed positive inbound polarity (goodwill half-life).
+    pub positive_contact: f64,
+    /// Decayed purchase count (goodwill half-life).
+    pub purchases_recent: f64,
+    pub purchases_total: u64,
+    pub lifetime_value: f64,
+    /// Followers at the latest inbound event.
+    pub author_followers: u32,
+    /// Unanswered inbound messages, one entry per thread.
+    pub open_threads: Vec<OpenThread>,
+}
+
+impl Summary {
+    /// Folds one more event in. Events must come in [`EventRecord::order_key`] order.
+    pub fn apply(&mut self, record: &EventRecord, config: &ScoringConfig) {
+        let at = record.occurred_at_ms;
+        if self.events_total > 0 {
+            let from = self.last_event_at_ms;
+            self.engagement_recent =
+                decayed(self.engagement_recent, from, at, config.engagement_half_life_seconds);
+            self.engagement_baseline = decayed(
+                self.engagement_baseline,
+                from,
+                at,
+                config.engagement_baseline_half_life_seconds,
+            );
+            let recent_hl = config.sentiment_recent_half_life_seconds;
+            self.sentiment_recent_sum = decayed(self.sentiment_recent_sum, from, at, recent_hl);
+            self.sentiment_recent_weight = decayed(self.sentiment_recent_weight, from, at, recent_hl);
+            let long_hl = config.sentiment_long_half_life_seconds;
+            self.sentiment_long_sum = decayed(self.sentiment_long_sum, from, at, long_hl);
+            self.sentiment_long_weight = decayed(self.sentiment_long_weight, from, at, long_hl);
+            let goodwill_hl = config.goodwill_half_life_seconds;
+            self.positive_contact = decayed(self.positive_contact, from, at, goodwill_hl);
+            self.purchases_recent = decayed(self.purchases_recent, from, at, goodwill_hl);
+        }
+        self.events_total += 1;
+        self.last_event_at_ms = at;
+
+        match record.direction {
+            Direction::Inbound => self.apply_inbound(record, config),
+            Direction::Outbound => self.apply_outbound(record),
+        }
+    }
+
+    fn apply_inbound(&mut self, record: &EventRecord, config: &ScoringConfig) {
+        let at = record.occurred_at_ms;
+        if self.activity_total == 0 {
+            self.first_activity_at_ms = at;
+        }
+        self.activity_total += 1;
+        self.last_activity_at_ms = at;
+        self.author_followers = record.author_followers;
+
+        let weight = config.engagement_weight(record.kind, record.channel);
+        self.engagement_recent += weight;
+        self.engagement_baseline += weight;
+
+        if record.has_sentiment {
+            let confidence = f64::from(record.sentiment_confidence);
+            let score = f64::from(record.sentiment_score);
+            self.sentiment_recent_sum += confidence * score;
+            self.sentiment_recent_weight += confidence;
+            self.sentiment_long_sum += confidence * score;
+            self.sentiment_long_weight += confidence;
+            if score > 0.0 {
+                self.positive_contact += confidence * score;
+            }
+        }
+        if record.kind == Kind::Purchase {
+            self.purchases_total += 1;
+            self.purchases_recent += 1.0;
+            self.lifetime_value += record.value;
+        }
+        if record.kind.expects_reply() {
+            let worst = if record.has_sentiment { record.sentiment_score } else { 0.0 };
+            match self
+                .open_threads
+                .iter_mut()
+                .find(|open| open.thread_key == record.thread_key)
+            {
+                Some(open) => {
+                    open.messages += 1;
+                    open.worst_sentiment = open.worst_sentiment.min(worst);
+                    open.author_followers = open.author_followers.max(record.author_followers);
+                }
+                None => self.open_threads.push(OpenThread {
+                    thread_key: record.thread_key,
+                    since_ms: at,
+                    worst_sentiment: worst,
+                    author_followers: record.author_followers,
+                    channel: record.channel,
+                    kind: record.kind,
+                    messages: 1,
+                }),
+            }
+        }
+    }
+
+    /// An outbound event answers its thread; one without a thread reaches the customer directly
+    /// and answers everything open.
+    fn apply_outbound(&mut self, record: &EventRecord) {
+        if record.thread_key == 0 {
+            self.open_threads.clear();
+        } else {
+            self.open_threads
+                .retain(|open| open.thread_key != record.thread_key && open.thread_key != 0);
+        }
+    }
+}
+
+/// Result of adding an event to a history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// An event with the same id was already there; nothing changed.
+    Duplicate,
+}
+
+/// A customer's events sorted by [`EventRecord::order_key`], with their fold.
+#[derive(Clone, Debug, Default)]
+pub struct CustomerHistory {
+    records: Vec<EventRecord>,
+    summary: Summary,
+}
+
+impl CustomerHistory {
+    /// Adds an event. In-order events extend the fold; a late one re-folds from the sorted records,
+    /// which gives exactly the summary an in-order arrival would have.
+    pub fn insert(&mut self, record: EventRecord, config: &ScoringConfig) -> InsertOutcome {
+        if self.records.iter().any(|r| r.event_key == record.event_key) {
+            return InsertOutcome::Duplicate;
+        }
+        let key = record.order_key();
+        let position = self.records.partition_point(|r| r.order_key() < key);
+        if position == self.records.len() {
+            self.records.push(record);
+            self.summary.apply(&record, config);
+        } else {
+            self.records.insert(position, record);
+            self.summary = fold(&self.records, config);
+        }
+        InsertOutcome::Inserted
+    }
+
+    /// The fold of every event.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// The fold of the events at or before `as_of_ms`; `None` when there are none.
+    pub fn summary_as_of(&self, as_of_ms: TimestampMs, config: &ScoringConfig) -> Option<Cow<'_, Summary>> {
+        if self.summary.events_total == 0 {
+            return None;
+        }
+        if as_of_ms >= self.summary.last_event_at_ms {
+            return Some(Cow::Borrowed(&self.summary));
+        }
+        let visible = self.records.partition_point(|r| r.occurred_at_ms <= as_of_ms);
+        if visible == 0 {
+            return None;
+        }
+        Some(Cow::Owned(fold(&self.records[..visible], config)))
+    }
+
+    /// The records, in fold order.
+    pub fn records(&self) -> &[EventRecord] {
+        &self.records
+    }
+}
+
+/// Folds sorted records from an empty summary.
+fn fold(records: &[EventRecord], config: &ScoringConfig) -> Summary {
+    let mut summary = Summary::default();
+    for record in records {
+        summary.apply(record, config);
+    }
+    summary
+}

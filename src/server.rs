@@ -1,0 +1,206 @@
+//! Wires the engine, the gRPC services (with health and reflection) and the metrics endpoint onto
+//! listeners, and shuts them down with a bounded drain.
+
+use crate::api::convert::Limits;
+use crate::api::{IngestApi, ScoringApi, SentimentApi};
+use crate::config::Config;
+use crate::engine::{now_ms, Engine};
+use crate::pb;
+use crate::sentiment::SentimentModel;
+use crate::store::Store;
+use crate::telemetry;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// How often customers-by-action and SLA gauges are recomputed.
+const CENSUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A started server: its bound addresses and the means to stop it.
+pub struct RunningServer {
+    /// Where gRPC listens (the real port when the config asked for port 0).
+    pub grpc_addr: SocketAddr,
+    /// Where `/metrics` listens.
+    pub metrics_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Binds the listeners and starts serving with the given sentiment backend.
+pub async fn start(config: &Config, sentiment: Arc<dyn SentimentModel>) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let server = &config.server;
+    let prometheus = telemetry::prometheus()?;
+    let limits = Limits {
+        max_text_bytes: server.max_text_bytes,
+        max_id_bytes: server.max_id_bytes,
+        max_future_skew_ms: i64::try_from(server.max_future_skew_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+    };
+    let store = Arc::new(Store::new(Arc::new(config.scoring.clone()), server.watch_buffer));
+    let engine = Arc::new(Engine {
+        store: Arc::clone(&store),
+        sentiment,
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let grpc_listener = TcpListener::bind(server.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", server.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let metrics_listener = TcpListener::bind(server.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", server.metrics_addr))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::ingest_service_server::IngestServiceServer<Arc<IngestApi>>>()
+        .await;
+    health
+        .set_serving::<pb::scoring_service_server::ScoringServiceServer<Arc<ScoringApi>>>()
+        .await;
+    health
+        .set_serving::<pb::sentiment_service_server::SentimentServiceServer<Arc<SentimentApi>>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let ingest = Arc::new(IngestApi::new(
+        Arc::clone(&engine),
+        limits,
+        server.max_batch_interactions,
+        server.max_reported_rejections,
+    ));
+    let scoring = Arc::new(ScoringApi::new(Arc::clone(&store), limits, shutdown_rx.clone()));
+    let classify = Arc::new(SentimentApi::new(Arc::clone(&engine), limits, server.max_classify_texts));
+
+    let mut stop_grpc = shutdown_rx.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(server.concurrency_per_connection)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(pb::ingest_service_server::IngestServiceServer::new(ingest))
+            .add_service(pb::scoring_service_server::ScoringServiceServer::new(scoring))
+            .add_service(pb::sentiment_service_server::SentimentServiceServer::new(classify))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                let _ = stop_grpc.wait_for(|stopping| *stopping).await;
+            }),
+    );
+
+    let render = prometheus.clone();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(render.render())),
+    );
+    let mut stop_metrics = shutdown_rx.clone();
+    let metrics = tokio::spawn(async move {
+        let served = axum::serve(metrics_listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_metrics.wait_for(|stopping| *stopping).await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "metrics endpoint failed");
+        }
+    });
+
+    let mut stop_census = shutdown_rx.clone();
+    let census_store = Arc::clone(&store);
+    let census = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(CENSUS_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    telemetry::census(&census_store.census(now_ms()));
+                    prometheus.run_upkeep();
+                }
+                _ = stop_census.wait_for(|stopping| *stopping) => break,
+            }
+        }
+    });
+
+    // Health turns NOT_SERVING as soon as shutdown starts, so balancers move away first.
+    let mut stop_health = shutdown_rx;
+    let health_task = tokio::spawn(async move {
+        let _ = stop_health.wait_for(|stopping| *stopping).await;
+        health
+            .set_not_serving::<pb::ingest_service_server::IngestServiceServer<Arc<IngestApi>>>()
+            .await;
+    });
+
+    tracing::info!(
+        grpc_addr = %grpc_addr,
+        metrics_addr = %metrics_addr,
+        sentiment = engine.sentiment.name(),
+        "rapport serving (state in memory only: a restart starts empty)"
+    );
+    Ok(RunningServer {
+        grpc_addr,
+        metrics_addr,
+        shutdown,
+        grpc,
+        background: vec![metrics, census, health_task],
+    })
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight calls finish for up to `grace`, then stops everything.
+    pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let mut grpc = self.grpc;
+        match tokio::time::timeout(grace, &mut grpc).await {
+            Ok(joined) => joined.context("gRPC server task failed")??,
+            Err(_) => {
+                tracing::warn!(grace_seconds = grace.as_secs_f64(), "in-flight calls outlived the shutdown grace; closing them");
+                grpc.abort();
+            }
+        }
+        for task in self.background {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("a background task outlived the shutdown grace");
+            }
+        }
+        tracing::info!("rapport stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received: draining");
+}

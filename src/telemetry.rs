@@ -1,0 +1,208 @@
+//! Every metric rapport exports and the logging setup, defined in one place.
+//!
+//! Names follow Prometheus conventions: `rapport_` prefix, base units, `_total` counters,
+//! histograms with explicit buckets, labels with bounded values only (never per customer or tenant).
+
+use crate::domain::{Action, Channel, Kind};
+use crate::sentiment::SentimentLabel;
+use crate::store::Census;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Events ingested, by channel, kind and outcome.
+pub const EVENTS_INGESTED_TOTAL: &str = "rapport_events_ingested_total";
+/// Texts classified, by backend and label.
+pub const CLASSIFICATIONS_TOTAL: &str = "rapport_classifications_total";
+/// Time to classify one text, by backend.
+pub const CLASSIFICATION_DURATION_SECONDS: &str = "rapport_classification_duration_seconds";
+/// gRPC requests finished, by method and status code.
+pub const GRPC_REQUESTS_TOTAL: &str = "rapport_grpc_requests_total";
+/// gRPC request duration (for streams: until the response stream was established), by method.
+pub const GRPC_REQUEST_DURATION_SECONDS: &str = "rapport_grpc_request_duration_seconds";
+/// Customers with at least one event, all tenants.
+pub const CUSTOMERS_TRACKED: &str = "rapport_customers_tracked";
+/// Customers by current action, from the periodic census.
+pub const CUSTOMERS_BY_ACTION: &str = "rapport_customers_by_action";
+/// Customers with an unanswered message older than the reply SLA, from the periodic census.
+pub const CUSTOMERS_OVER_REPLY_SLA: &str = "rapport_customers_over_reply_sla";
+/// Open WatchPriorities streams.
+pub const WATCHERS_CONNECTED: &str = "rapport_watchers_connected";
+/// Priority updates a slow watcher missed.
+pub const WATCH_UPDATES_DROPPED_TOTAL: &str = "rapport_watch_updates_dropped_total";
+
+const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
+    1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+static PROMETHEUS: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(CLASSIFICATION_DURATION_SECONDS.to_string()),
+                    &LATENCY_BUCKETS_SECONDS,
+                )
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.to_string()),
+                        &LATENCY_BUCKETS_SECONDS,
+                    )
+                })
+                .map_err(|error| error.to_string())?
+                .install_recorder()
+                .map_err(|error| error.to_string())?;
+            describe();
+            Ok(handle)
+        })
+        .clone()
+        .map_err(|error| anyhow::anyhow!("cannot install the Prometheus recorder: {error}"))
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(EVENTS_INGESTED_TOTAL, "Events ingested, by channel, kind and outcome.");
+    describe_counter!(CLASSIFICATIONS_TOTAL, "Texts classified, by backend and label.");
+    describe_histogram!(
+        CLASSIFICATION_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to classify one text, by backend."
+    );
+    describe_counter!(GRPC_REQUESTS_TOTAL, "gRPC requests finished, by method and status code.");
+    describe_histogram!(
+        GRPC_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "gRPC request duration by method (streams: until the response stream is set up)."
+    );
+    describe_gauge!(CUSTOMERS_TRACKED, "Customers with at least one event, all tenants.");
+    describe_gauge!(CUSTOMERS_BY_ACTION, "Customers by current action (periodic census).");
+    describe_gauge!(
+        CUSTOMERS_OVER_REPLY_SLA,
+        "Customers with an unanswered message older than the reply SLA (periodic census)."
+    );
+    describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
+    describe_counter!(WATCH_UPDATES_DROPPED_TOTAL, "Priority updates slow watchers missed.");
+}
+
+/// Outcome label of an ingested event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Accepted,
+    Duplicate,
+    Rejected,
+}
+
+impl IngestOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            IngestOutcome::Accepted => "accepted",
+            IngestOutcome::Duplicate => "duplicate",
+            IngestOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// Counts one ingested event. Rejected events may lack a valid channel or kind: they count as "unknown".
+pub fn event_ingested(channel: Option<Channel>, kind: Option<Kind>, outcome: IngestOutcome) {
+    counter!(
+        EVENTS_INGESTED_TOTAL,
+        "channel" => channel.map_or("unknown", Channel::as_str),
+        "kind" => kind.map_or("unknown", Kind::as_str),
+        "outcome" => outcome.as_str(),
+    )
+    .increment(1);
+}
+
+/// Records one classification.
+pub fn text_classified(backend: &'static str, label: SentimentLabel, duration: Duration) {
+    counter!(CLASSIFICATIONS_TOTAL, "backend" => backend, "label" => label.as_str()).increment(1);
+    histogram!(CLASSIFICATION_DURATION_SECONDS, "backend" => backend).record(duration.as_secs_f64());
+}
+
+/// Records one finished gRPC call.
+pub fn grpc_request(method: &'static str, code: tonic::Code, duration: Duration) {
+    counter!(GRPC_REQUESTS_TOTAL, "method" => method, "code" => code_name(code)).increment(1);
+    histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method).record(duration.as_secs_f64());
+}
+
+/// A customer got its first event.
+pub fn customer_tracked() {
+    gauge!(CUSTOMERS_TRACKED).increment(1.0);
+}
+
+/// Publishes a census.
+pub fn census(census: &Census) {
+    for (action, count) in Action::ALL.iter().zip(census.by_action) {
+        gauge!(CUSTOMERS_BY_ACTION, "action" => action.as_str()).set(count as f64);
+    }
+    gauge!(CUSTOMERS_OVER_REPLY_SLA).set(census.over_reply_sla as f64);
+}
+
+/// Counts an open watcher for as long as it lives (also when its task is cancelled).
+pub struct WatcherGuard(());
+
+impl WatcherGuard {
+    /// Counts one more watcher.
+    pub fn new() -> Self {
+        gauge!(WATCHERS_CONNECTED).increment(1.0);
+        WatcherGuard(())
+    }
+}
+
+impl Default for WatcherGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        gauge!(WATCHERS_CONNECTED).decrement(1.0);
+    }
+}
+
+/// A slow watcher missed `count` updates.
+pub fn watch_updates_dropped(count: u64) {
+    counter!(WATCH_UPDATES_DROPPED_TOTAL).increment(count);
+}
+
+/// snake_case name of a status code, as gRPC spells it in upper case.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Sets up tracing: level from `RUST_LOG` (default `info`), JSON lines when `json` is set.
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // try_init: a second call (tests) keeps the first subscriber.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
