@@ -246,7 +246,10 @@ impl ScoringConfig {
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
-            ("scoring.engagement_half_life_seconds", self.engagement_half_life_seconds),
+            (
+                "scoring.engagement_half_life_seconds",
+                self.engagement_half_life_seconds,
+            ),
             (
                 "scoring.engagement_baseline_half_life_seconds",
                 self.engagement_baseline_half_life_seconds,
@@ -256,16 +259,28 @@ impl ScoringConfig {
                 "scoring.sentiment_recent_half_life_seconds",
                 self.sentiment_recent_half_life_seconds,
             ),
-            ("scoring.sentiment_long_half_life_seconds", self.sentiment_long_half_life_seconds),
-            ("scoring.goodwill_half_life_seconds", self.goodwill_half_life_seconds),
-            ("scoring.sentiment_prior_weight", self.sentiment_prior_weight),
+            (
+                "scoring.sentiment_long_half_life_seconds",
+                self.sentiment_long_half_life_seconds,
+            ),
+            (
+                "scoring.goodwill_half_life_seconds",
+                self.goodwill_half_life_seconds,
+            ),
+            (
+                "scoring.sentiment_prior_weight",
+                self.sentiment_prior_weight,
+            ),
             ("scoring.default_gap_seconds", self.default_gap_seconds),
             ("scoring.min_gap_seconds", self.min_gap_seconds),
             ("scoring.reply_sla_seconds", self.reply_sla_seconds),
         ];
         for (key, value) in positive {
             if !(value.is_finite() && value > 0.0) {
-                return Err(ConfigError::invalid(key, format!("must be a positive number, got {value}")));
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be a positive number, got {value}"),
+                ));
             }
         }
         if self.engagement_baseline_half_life_seconds <= self.engagement_half_life_seconds {
@@ -284,25 +299,53 @@ impl ScoringConfig {
             .kind_weights
             .iter()
             .map(|(kind, weight)| (format!("scoring.kind_weights.{}", kind.as_str()), *weight))
-            .chain(
-                self.channel_weights
-                    .iter()
-                    .map(|(channel, weight)| (format!("scoring.channel_weights.{}", channel.as_str()), *weight)),
-            )
+            .chain(self.channel_weights.iter().map(|(channel, weight)| {
+                (
+                    format!("scoring.channel_weights.{}", channel.as_str()),
+                    *weight,
+                )
+            }))
             .chain([
                 ("scoring.risk.silence".to_string(), self.risk.silence),
-                ("scoring.risk.engagement_drop".to_string(), self.risk.engagement_drop),
-                ("scoring.risk.negative_sentiment".to_string(), self.risk.negative_sentiment),
-                ("scoring.risk.worsening_sentiment".to_string(), self.risk.worsening_sentiment),
-                ("scoring.risk.open_complaints".to_string(), self.risk.open_complaints),
-                ("scoring.risk.positive_contact".to_string(), self.risk.positive_contact),
+                (
+                    "scoring.risk.engagement_drop".to_string(),
+                    self.risk.engagement_drop,
+                ),
+                (
+                    "scoring.risk.negative_sentiment".to_string(),
+                    self.risk.negative_sentiment,
+                ),
+                (
+                    "scoring.risk.worsening_sentiment".to_string(),
+                    self.risk.worsening_sentiment,
+                ),
+                (
+                    "scoring.risk.open_complaints".to_string(),
+                    self.risk.open_complaints,
+                ),
+                (
+                    "scoring.risk.positive_contact".to_string(),
+                    self.risk.positive_contact,
+                ),
                 ("scoring.risk.purchases".to_string(), self.risk.purchases),
                 ("scoring.respond.wait".to_string(), self.respond.wait),
-                ("scoring.respond.negativity".to_string(), self.respond.negativity),
+                (
+                    "scoring.respond.negativity".to_string(),
+                    self.respond.negativity,
+                ),
                 ("scoring.respond.reach".to_string(), self.respond.reach),
-                ("scoring.respond.public_channel".to_string(), self.respond.public_channel),
-                ("scoring.actions.advocate_min_engagement".to_string(), self.actions.advocate_min_engagement),
-                ("scoring.actions.nurture_min_engagement".to_string(), self.actions.nurture_min_engagement),
+                (
+                    "scoring.respond.public_channel".to_string(),
+                    self.respond.public_channel,
+                ),
+                (
+                    "scoring.actions.advocate_min_engagement".to_string(),
+                    self.actions.advocate_min_engagement,
+                ),
+                (
+                    "scoring.actions.nurture_min_engagement".to_string(),
+                    self.actions.nurture_min_engagement,
+                ),
             ]);
         for (key, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
@@ -313,15 +356,27 @@ impl ScoringConfig {
             }
         }
         if !self.risk.bias.is_finite() {
-            return Err(ConfigError::invalid("scoring.risk.bias", "must be finite".to_string()));
+            return Err(ConfigError::invalid(
+                "scoring.risk.bias",
+                "must be finite".to_string(),
+            ));
         }
         let unit = [
-            ("scoring.actions.rescue_min_risk", self.actions.rescue_min_risk),
-            ("scoring.actions.advocate_min_sentiment", self.actions.advocate_min_sentiment),
+            (
+                "scoring.actions.rescue_min_risk",
+                self.actions.rescue_min_risk,
+            ),
+            (
+                "scoring.actions.advocate_min_sentiment",
+                self.actions.advocate_min_sentiment,
+            ),
         ];
         for (key, value) in unit {
             if !(value.is_finite() && (-1.0..=1.0).contains(&value)) {
-                return Err(ConfigError::invalid(key, format!("must be within [-1, 1], got {value}")));
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be within [-1, 1], got {value}"),
+                ));
             }
         }
         Ok(())
@@ -336,7 +391,10 @@ impl ServerConfig {
             ("server.max_id_bytes", self.max_id_bytes),
             ("server.max_classify_texts", self.max_classify_texts),
             ("server.max_batch_interactions", self.max_batch_interactions),
-            ("server.concurrency_per_connection", self.concurrency_per_connection),
+            (
+                "server.concurrency_per_connection",
+                self.concurrency_per_connection,
+            ),
             ("server.watch_buffer", self.watch_buffer),
         ];
         for (key, value) in at_least_one {
@@ -367,7 +425,8 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        let config: Config =
+            toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -408,7 +467,9 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        Config::default().validate().expect("defaults must validate");
+        Config::default()
+            .validate()
+            .expect("defaults must validate");
     }
 
     #[test]
@@ -420,9 +481,15 @@ mod tests {
     #[test]
     fn bad_value_names_the_key() {
         let error = Config::from_toml("[scoring]\nreply_sla_seconds = -5\n").unwrap_err();
-        assert!(error.to_string().contains("scoring.reply_sla_seconds"), "{error}");
+        assert!(
+            error.to_string().contains("scoring.reply_sla_seconds"),
+            "{error}"
+        );
         let error = Config::from_toml("[scoring.kind_weights]\nlike = -1\n").unwrap_err();
-        assert!(error.to_string().contains("scoring.kind_weights.like"), "{error}");
+        assert!(
+            error.to_string().contains("scoring.kind_weights.like"),
+            "{error}"
+        );
         let error = Config::from_toml("[scoring.kind_weights]\nhug = 1\n").unwrap_err();
         assert!(error.to_string().contains("hug"), "{error}");
     }
@@ -435,7 +502,15 @@ mod tests {
         .unwrap();
         assert_eq!(config.server.max_text_bytes, 100);
         assert_eq!(config.scoring.reply_sla_seconds, 60.0);
-        assert_eq!(config.scoring.engagement_weight(Kind::Like, Channel::Web), 2.0);
-        assert_eq!(config.scoring.engagement_weight(Kind::Purchase, Channel::Web), 3.0);
+        assert_eq!(
+            config.scoring.engagement_weight(Kind::Like, Channel::Web),
+            2.0
+        );
+        assert_eq!(
+            config
+                .scoring
+                .engagement_weight(Kind::Purchase, Channel::Web),
+            3.0
+        );
     }
 }

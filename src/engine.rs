@@ -18,7 +18,9 @@ pub struct Engine {
 pub fn now_ms() -> TimestampMs {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 impl Engine {
@@ -31,8 +33,13 @@ impl Engine {
     }
 
     /// Classifies the event's text (when it has one) and applies the event.
-    pub fn ingest(&self, interaction: &Interaction, now_ms: TimestampMs) -> (Option<Sentiment>, Applied) {
-        let sentiment = (!interaction.text.trim().is_empty()).then(|| self.classify(&interaction.text));
+    pub fn ingest(
+        &self,
+        interaction: &Interaction,
+        now_ms: TimestampMs,
+    ) -> (Option<Sentiment>, Applied) {
+        let sentiment =
+            (!interaction.text.trim().is_empty()).then(|| self.classify(&interaction.text));
         let applied = self.store.apply(interaction, sentiment, now_ms);
         let outcome = match applied {
             Applied::Accepted(_) => IngestOutcome::Accepted,

@@ -21,5 +21,6 @@ pub mod pb {
     tonic::include_proto!("rapport.v1");
 
     /// Encoded descriptors of the rapport protos, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rapport_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/rapport_descriptor.bin"));
 }

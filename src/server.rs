@@ -33,16 +33,23 @@ pub struct RunningServer {
 }
 
 /// Binds the listeners and starts serving with the given sentiment backend.
-pub async fn start(config: &Config, sentiment: Arc<dyn SentimentModel>) -> anyhow::Result<RunningServer> {
+pub async fn start(
+    config: &Config,
+    sentiment: Arc<dyn SentimentModel>,
+) -> anyhow::Result<RunningServer> {
     config.validate()?;
     let server = &config.server;
     let prometheus = telemetry::prometheus()?;
     let limits = Limits {
         max_text_bytes: server.max_text_bytes,
         max_id_bytes: server.max_id_bytes,
-        max_future_skew_ms: i64::try_from(server.max_future_skew_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        max_future_skew_ms: i64::try_from(server.max_future_skew_seconds.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
     };
-    let store = Arc::new(Store::new(Arc::new(config.scoring.clone()), server.watch_buffer));
+    let store = Arc::new(Store::new(
+        Arc::new(config.scoring.clone()),
+        server.watch_buffer,
+    ));
     let engine = Arc::new(Engine {
         store: Arc::clone(&store),
         sentiment,
@@ -83,8 +90,16 @@ pub async fn start(config: &Config, sentiment: Arc<dyn SentimentModel>) -> anyho
         server.max_batch_interactions,
         server.max_reported_rejections,
     ));
-    let scoring = Arc::new(ScoringApi::new(Arc::clone(&store), limits, shutdown_rx.clone()));
-    let classify = Arc::new(SentimentApi::new(Arc::clone(&engine), limits, server.max_classify_texts));
+    let scoring = Arc::new(ScoringApi::new(
+        Arc::clone(&store),
+        limits,
+        shutdown_rx.clone(),
+    ));
+    let classify = Arc::new(SentimentApi::new(
+        Arc::clone(&engine),
+        limits,
+        server.max_classify_texts,
+    ));
 
     let mut stop_grpc = shutdown_rx.clone();
     let grpc = tokio::spawn(
@@ -94,8 +109,12 @@ pub async fn start(config: &Config, sentiment: Arc<dyn SentimentModel>) -> anyho
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(pb::ingest_service_server::IngestServiceServer::new(ingest))
-            .add_service(pb::scoring_service_server::ScoringServiceServer::new(scoring))
-            .add_service(pb::sentiment_service_server::SentimentServiceServer::new(classify))
+            .add_service(pb::scoring_service_server::ScoringServiceServer::new(
+                scoring,
+            ))
+            .add_service(pb::sentiment_service_server::SentimentServiceServer::new(
+                classify,
+            ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
                 let _ = stop_grpc.wait_for(|stopping| *stopping).await;
             }),
@@ -165,7 +184,10 @@ impl RunningServer {
         match tokio::time::timeout(grace, &mut grpc).await {
             Ok(joined) => joined.context("gRPC server task failed")??,
             Err(_) => {
-                tracing::warn!(grace_seconds = grace.as_secs_f64(), "in-flight calls outlived the shutdown grace; closing them");
+                tracing::warn!(
+                    grace_seconds = grace.as_secs_f64(),
+                    "in-flight calls outlived the shutdown grace; closing them"
+                );
                 grpc.abort();
             }
         }

@@ -65,27 +65,45 @@ pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(EVENTS_INGESTED_TOTAL, "Events ingested, by channel, kind and outcome.");
-    describe_counter!(CLASSIFICATIONS_TOTAL, "Texts classified, by backend and label.");
+    describe_counter!(
+        EVENTS_INGESTED_TOTAL,
+        "Events ingested, by channel, kind and outcome."
+    );
+    describe_counter!(
+        CLASSIFICATIONS_TOTAL,
+        "Texts classified, by backend and label."
+    );
     describe_histogram!(
         CLASSIFICATION_DURATION_SECONDS,
         Unit::Seconds,
         "Time to classify one text, by backend."
     );
-    describe_counter!(GRPC_REQUESTS_TOTAL, "gRPC requests finished, by method and status code.");
+    describe_counter!(
+        GRPC_REQUESTS_TOTAL,
+        "gRPC requests finished, by method and status code."
+    );
     describe_histogram!(
         GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "gRPC request duration by method (streams: until the response stream is set up)."
     );
-    describe_gauge!(CUSTOMERS_TRACKED, "Customers with at least one event, all tenants.");
-    describe_gauge!(CUSTOMERS_BY_ACTION, "Customers by current action (periodic census).");
+    describe_gauge!(
+        CUSTOMERS_TRACKED,
+        "Customers with at least one event, all tenants."
+    );
+    describe_gauge!(
+        CUSTOMERS_BY_ACTION,
+        "Customers by current action (periodic census)."
+    );
     describe_gauge!(
         CUSTOMERS_OVER_REPLY_SLA,
         "Customers with an unanswered message older than the reply SLA (periodic census)."
     );
     describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
-    describe_counter!(WATCH_UPDATES_DROPPED_TOTAL, "Priority updates slow watchers missed.");
+    describe_counter!(
+        WATCH_UPDATES_DROPPED_TOTAL,
+        "Priority updates slow watchers missed."
+    );
 }
 
 /// Outcome label of an ingested event.
@@ -120,7 +138,8 @@ pub fn event_ingested(channel: Option<Channel>, kind: Option<Kind>, outcome: Ing
 /// Records one classification.
 pub fn text_classified(backend: &'static str, label: SentimentLabel, duration: Duration) {
     counter!(CLASSIFICATIONS_TOTAL, "backend" => backend, "label" => label.as_str()).increment(1);
-    histogram!(CLASSIFICATION_DURATION_SECONDS, "backend" => backend).record(duration.as_secs_f64());
+    histogram!(CLASSIFICATION_DURATION_SECONDS, "backend" => backend)
+        .record(duration.as_secs_f64());
 }
 
 /// Records one finished gRPC call.
@@ -198,7 +217,9 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 pub fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // try_init: a second call (tests) keeps the first subscriber.
     let _ = if json {
         builder.json().try_init()

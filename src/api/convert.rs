@@ -33,7 +33,12 @@ impl FieldError {
 }
 
 /// Checks an id: present (when required), not longer than the limit, no control characters.
-pub fn check_id(field: &'static str, id: &str, required: bool, limits: &Limits) -> Result<(), FieldError> {
+pub fn check_id(
+    field: &'static str,
+    id: &str,
+    required: bool,
+    limits: &Limits,
+) -> Result<(), FieldError> {
     if id.is_empty() {
         return if required {
             Err(FieldError::new(field, "must not be empty"))
@@ -44,22 +49,38 @@ pub fn check_id(field: &'static str, id: &str, required: bool, limits: &Limits) 
     if id.len() > limits.max_id_bytes {
         return Err(FieldError::new(
             field,
-            format!("is {} bytes, at most {} allowed", id.len(), limits.max_id_bytes),
+            format!(
+                "is {} bytes, at most {} allowed",
+                id.len(),
+                limits.max_id_bytes
+            ),
         ));
     }
     if id.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
 
 /// Timestamp → milliseconds since the epoch; refuses times before 1970 and invalid nanos.
-pub fn timestamp_ms(field: &'static str, timestamp: &prost_types::Timestamp) -> Result<TimestampMs, FieldError> {
+pub fn timestamp_ms(
+    field: &'static str,
+    timestamp: &prost_types::Timestamp,
+) -> Result<TimestampMs, FieldError> {
     if timestamp.seconds < 0 {
-        return Err(FieldError::new(field, "must not be before 1970-01-01T00:00:00Z"));
+        return Err(FieldError::new(
+            field,
+            "must not be before 1970-01-01T00:00:00Z",
+        ));
     }
     if !(0..1_000_000_000).contains(&timestamp.nanos) {
-        return Err(FieldError::new(field, format!("nanos {} out of range", timestamp.nanos)));
+        return Err(FieldError::new(
+            field,
+            format!("nanos {} out of range", timestamp.nanos),
+        ));
     }
     timestamp
         .seconds
@@ -77,7 +98,10 @@ pub fn to_timestamp(ms: TimestampMs) -> prost_types::Timestamp {
 }
 
 /// An optional `as_of`: the given time, or `now_ms` when unset.
-pub fn as_of_ms(as_of: Option<&prost_types::Timestamp>, now_ms: TimestampMs) -> Result<TimestampMs, FieldError> {
+pub fn as_of_ms(
+    as_of: Option<&prost_types::Timestamp>,
+    now_ms: TimestampMs,
+) -> Result<TimestampMs, FieldError> {
     as_of.map_or(Ok(now_ms), |timestamp| timestamp_ms("as_of", timestamp))
 }
 
@@ -121,11 +145,18 @@ pub fn interaction_from_pb(
     if text.len() > limits.max_text_bytes {
         return Err(FieldError::new(
             "text",
-            format!("is {} bytes, at most {} allowed", text.len(), limits.max_text_bytes),
+            format!(
+                "is {} bytes, at most {} allowed",
+                text.len(),
+                limits.max_text_bytes
+            ),
         ));
     }
     if !value.is_finite() || value < 0.0 {
-        return Err(FieldError::new("value", format!("must be a finite amount >= 0, got {value}")));
+        return Err(FieldError::new(
+            "value",
+            format!("must be a finite amount >= 0, got {value}"),
+        ));
     }
     Ok(Interaction {
         event_id,
@@ -159,7 +190,12 @@ pub fn channel_from_pb(number: i32) -> Result<Channel, FieldError> {
         Ok(P::Web) => Channel::Web,
         Ok(P::InStore) => Channel::InStore,
         Ok(P::Unspecified) => return Err(FieldError::new("channel", "is required")),
-        Err(_) => return Err(FieldError::new("channel", format!("unknown value {number}"))),
+        Err(_) => {
+            return Err(FieldError::new(
+                "channel",
+                format!("unknown value {number}"),
+            ))
+        }
     })
 }
 
@@ -191,7 +227,10 @@ fn direction_from_pb(number: i32) -> Result<Direction, FieldError> {
         Ok(P::Inbound) => Ok(Direction::Inbound),
         Ok(P::Outbound) => Ok(Direction::Outbound),
         Ok(P::Unspecified) => Err(FieldError::new("direction", "is required")),
-        Err(_) => Err(FieldError::new("direction", format!("unknown value {number}"))),
+        Err(_) => Err(FieldError::new(
+            "direction",
+            format!("unknown value {number}"),
+        )),
     }
 }
 
@@ -305,8 +344,19 @@ mod tests {
             ("kind", Box::new(|i| i.kind = 0)),
             ("direction", Box::new(|i| i.direction = -1)),
             ("occurred_at", Box::new(|i| i.occurred_at = None)),
-            ("occurred_at", Box::new(|i| i.occurred_at = Some(to_timestamp(20_000)))),
-            ("occurred_at", Box::new(|i| i.occurred_at = Some(prost_types::Timestamp { seconds: -1, nanos: 0 }))),
+            (
+                "occurred_at",
+                Box::new(|i| i.occurred_at = Some(to_timestamp(20_000))),
+            ),
+            (
+                "occurred_at",
+                Box::new(|i| {
+                    i.occurred_at = Some(prost_types::Timestamp {
+                        seconds: -1,
+                        nanos: 0,
+                    })
+                }),
+            ),
             ("text", Box::new(|i| i.text = "x".repeat(17))),
             ("value", Box::new(|i| i.value = f64::NAN)),
             ("value", Box::new(|i| i.value = -1.0)),

@@ -42,7 +42,12 @@ enum Processed {
 
 impl IngestApi {
     /// A service over `engine` with the server's input limits.
-    pub fn new(engine: Arc<Engine>, limits: Limits, max_batch_interactions: usize, max_reported_rejections: usize) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        limits: Limits,
+        max_batch_interactions: usize,
+        max_reported_rejections: usize,
+    ) -> Self {
         Self {
             engine,
             limits,
@@ -132,11 +137,15 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
     }
 }
 
-type ScoredStream = Pin<Box<dyn futures::Stream<Item = Result<pb::ScoredInteraction, Status>> + Send>>;
+type ScoredStream =
+    Pin<Box<dyn futures::Stream<Item = Result<pb::ScoredInteraction, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl IngestService for Arc<IngestApi> {
-    async fn ingest(&self, request: Request<Streaming<pb::Interaction>>) -> Result<Response<pb::IngestSummary>, Status> {
+    async fn ingest(
+        &self,
+        request: Request<Streaming<pb::Interaction>>,
+    ) -> Result<Response<pb::IngestSummary>, Status> {
         let started = Instant::now();
         let mut stream = request.into_inner();
         let mut summary = pb::IngestSummary::default();
@@ -177,7 +186,13 @@ impl IngestService for Arc<IngestApi> {
                 }
             }
         });
-        observed("IngestScored", started, Ok(Response::new(Box::pin(ReceiverStream::new(receiver)) as ScoredStream)))
+        observed(
+            "IngestScored",
+            started,
+            Ok(Response::new(
+                Box::pin(ReceiverStream::new(receiver)) as ScoredStream
+            )),
+        )
     }
 
     async fn ingest_batch(

@@ -14,7 +14,11 @@ use std::time::Instant;
 use tonic::Status;
 
 /// Records a finished call's status and duration, passing the result through.
-fn observed<T>(method: &'static str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
+fn observed<T>(
+    method: &'static str,
+    started: Instant,
+    result: Result<T, Status>,
+) -> Result<T, Status> {
     let code = match &result {
         Ok(_) => tonic::Code::Ok,
         Err(status) => status.code(),

@@ -30,7 +30,11 @@ pub struct ScoringApi {
 impl ScoringApi {
     /// A service over `store`; watch streams end when `shutdown` becomes true.
     pub fn new(store: Arc<Store>, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
-        Self { store, limits, shutdown }
+        Self {
+            store,
+            limits,
+            shutdown,
+        }
     }
 
     fn get_customer(&self, request: pb::GetCustomerRequest) -> Result<pb::CustomerScore, ApiError> {
@@ -45,11 +49,18 @@ impl ScoringApi {
         let score = self
             .store
             .customer(&tenant_id, &customer_id, as_of_ms)
-            .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id:?} has no events in this tenant")))?;
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "customer {customer_id:?} has no events in this tenant"
+                ))
+            })?;
         Ok(convert::score_to_pb(&tenant_id, &customer_id, &score))
     }
 
-    fn top_customers(&self, request: pb::TopCustomersRequest) -> Result<pb::TopCustomersResponse, ApiError> {
+    fn top_customers(
+        &self,
+        request: pb::TopCustomersRequest,
+    ) -> Result<pb::TopCustomersResponse, ApiError> {
         let pb::TopCustomersRequest {
             tenant_id,
             limit,
@@ -61,12 +72,20 @@ impl ScoringApi {
         let limit = match limit as usize {
             0 => DEFAULT_TOP_LIMIT,
             limit if limit > MAX_TOP_LIMIT => {
-                return Err(FieldError::new("limit", format!("{limit} exceeds the maximum of {MAX_TOP_LIMIT}")).into())
+                return Err(FieldError::new(
+                    "limit",
+                    format!("{limit} exceeds the maximum of {MAX_TOP_LIMIT}"),
+                )
+                .into())
             }
             limit => limit,
         };
         if !(0.0..=1.0).contains(&min_retention_risk) {
-            return Err(FieldError::new("min_retention_risk", format!("must be within [0, 1], got {min_retention_risk}")).into());
+            return Err(FieldError::new(
+                "min_retention_risk",
+                format!("must be within [0, 1], got {min_retention_risk}"),
+            )
+            .into());
         }
         let query = TopQuery {
             limit,
@@ -88,7 +107,10 @@ type UpdateStream = Pin<Box<dyn futures::Stream<Item = Result<pb::PriorityUpdate
 
 #[tonic::async_trait]
 impl ScoringService for Arc<ScoringApi> {
-    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Result<Response<pb::CustomerScore>, Status> {
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::CustomerScore>, Status> {
         let started = Instant::now();
         let result = ScoringApi::get_customer(self, request.into_inner())
             .map(Response::new)
@@ -122,11 +144,18 @@ impl ScoringService for Arc<ScoringApi> {
             if (0.0..=1.0).contains(&min_priority) {
                 Ok(())
             } else {
-                Err(FieldError::new("min_priority", format!("must be within [0, 1], got {min_priority}")))
+                Err(FieldError::new(
+                    "min_priority",
+                    format!("must be within [0, 1], got {min_priority}"),
+                ))
             }
         });
         if let Err(error) = checked {
-            return observed("WatchPriorities", started, Err(ApiError::from(error).into()));
+            return observed(
+                "WatchPriorities",
+                started,
+                Err(ApiError::from(error).into()),
+            );
         }
         let mut updates = self.store.subscribe(&tenant_id);
         let mut shutdown = self.shutdown.clone();
@@ -145,7 +174,11 @@ impl ScoringService for Arc<ScoringApi> {
                 match change {
                     Ok(change) if change.concerns(min_priority) => {
                         let update = pb::PriorityUpdate {
-                            score: Some(convert::score_to_pb(&tenant_id, &change.customer_id, &change.score)),
+                            score: Some(convert::score_to_pb(
+                                &tenant_id,
+                                &change.customer_id,
+                                &change.score,
+                            )),
                             previous_priority: change.previous_priority,
                             previous_action: convert::action_to_pb(change.previous_action) as i32,
                             event_id: change.event_id.clone(),
@@ -166,7 +199,9 @@ impl ScoringService for Arc<ScoringApi> {
         observed(
             "WatchPriorities",
             started,
-            Ok(Response::new(Box::pin(ReceiverStream::new(receiver)) as UpdateStream)),
+            Ok(Response::new(
+                Box::pin(ReceiverStream::new(receiver)) as UpdateStream
+            )),
         )
     }
 }

@@ -32,11 +32,18 @@ impl SentimentApi {
         if texts.len() > self.max_texts {
             return Err(FieldError::new(
                 "texts",
-                format!("{} texts in one call, at most {} allowed", texts.len(), self.max_texts),
+                format!(
+                    "{} texts in one call, at most {} allowed",
+                    texts.len(),
+                    self.max_texts
+                ),
             )
             .into());
         }
-        if let Some(index) = texts.iter().position(|text| text.len() > self.limits.max_text_bytes) {
+        if let Some(index) = texts
+            .iter()
+            .position(|text| text.len() > self.limits.max_text_bytes)
+        {
             return Err(ApiError::InvalidArgument(format!(
                 "texts[{index}]: is {} bytes, at most {} allowed",
                 texts[index].len(),
@@ -53,7 +60,10 @@ impl SentimentApi {
 
 #[tonic::async_trait]
 impl SentimentService for Arc<SentimentApi> {
-    async fn classify(&self, request: Request<pb::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
+    async fn classify(
+        &self,
+        request: Request<pb::ClassifyRequest>,
+    ) -> Result<Response<pb::ClassifyResponse>, Status> {
         let started = Instant::now();
         let result = SentimentApi::classify(self, request.into_inner())
             .map(Response::new)

@@ -33,7 +33,11 @@ pub struct InteractionLine {
     pub thread_id: String,
 }
 
-fn enum_number(prefix: &str, name: &str, lookup: impl Fn(&str) -> Option<i32>) -> anyhow::Result<i32> {
+fn enum_number(
+    prefix: &str,
+    name: &str,
+    lookup: impl Fn(&str) -> Option<i32>,
+) -> anyhow::Result<i32> {
     let full = format!("{prefix}_{}", name.to_ascii_uppercase());
     lookup(&full).with_context(|| format!("unknown {} {name:?}", prefix.to_ascii_lowercase()))
 }
@@ -51,7 +55,9 @@ impl InteractionLine {
             event_id: self.event_id,
             tenant_id: self.tenant_id,
             customer_id: self.customer_id,
-            channel: enum_number("CHANNEL", &self.channel, |n| pb::Channel::from_str_name(n).map(|v| v as i32))?,
+            channel: enum_number("CHANNEL", &self.channel, |n| {
+                pb::Channel::from_str_name(n).map(|v| v as i32)
+            })?,
             kind: enum_number("INTERACTION_KIND", &self.kind, |n| {
                 pb::InteractionKind::from_str_name(n).map(|v| v as i32)
             })?,
@@ -68,14 +74,20 @@ impl InteractionLine {
 }
 
 pub(super) async fn send(args: SendArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut interactions = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: InteractionLine = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: invalid interaction", args.file.display(), number + 1))?;
+        let parsed: InteractionLine = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}:{}: invalid interaction",
+                args.file.display(),
+                number + 1
+            )
+        })?;
         interactions.push(
             parsed
                 .into_pb()
@@ -95,7 +107,10 @@ pub(super) async fn send(args: SendArgs) -> anyhow::Result<()> {
         summary.accepted, summary.duplicates, summary.rejected
     );
     for rejection in summary.rejections {
-        println!("  #{} {}: {}", rejection.index, rejection.event_id, rejection.reason);
+        println!(
+            "  #{} {}: {}",
+            rejection.index, rejection.event_id, rejection.reason
+        );
     }
     Ok(())
 }
@@ -103,7 +118,12 @@ pub(super) async fn send(args: SendArgs) -> anyhow::Result<()> {
 fn action_name(number: i32) -> String {
     pb::Action::try_from(number).map_or_else(
         |_| number.to_string(),
-        |action| action.as_str_name().trim_start_matches("ACTION_").to_string(),
+        |action| {
+            action
+                .as_str_name()
+                .trim_start_matches("ACTION_")
+                .to_string()
+        },
     )
 }
 
@@ -119,13 +139,18 @@ fn print_score(score: &pb::CustomerScore) {
         score.sentiment_recent
     );
     for reason in &score.reasons {
-        println!("    {:<20} {:+.3}  {}", reason.factor, reason.contribution, reason.detail);
+        println!(
+            "    {:<20} {:+.3}  {}",
+            reason.factor, reason.contribution, reason.detail
+        );
     }
 }
 
 pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
     let action = match &args.action {
-        Some(name) => enum_number("ACTION", name, |n| pb::Action::from_str_name(n).map(|v| v as i32))?,
+        Some(name) => enum_number("ACTION", name, |n| {
+            pb::Action::from_str_name(n).map(|v| v as i32)
+        })?,
         None => 0,
     };
     let mut client = ScoringServiceClient::connect(args.server.server.clone())

@@ -46,17 +46,19 @@ impl Confusion {
 
 /// Reads `label<TAB>text` lines after a header.
 pub fn read_labelled(path: &std::path::Path) -> anyhow::Result<Vec<(SentimentLabel, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut rows = Vec::new();
     for (number, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
             continue;
         }
-        let (label, body) = line
-            .split_once('\t')
-            .with_context(|| format!("{}:{}: expected label<TAB>text", path.display(), number + 1))?;
-        let label = SentimentLabel::parse(label.trim())
-            .with_context(|| format!("{}:{}: unknown label {label:?}", path.display(), number + 1))?;
+        let (label, body) = line.split_once('\t').with_context(|| {
+            format!("{}:{}: expected label<TAB>text", path.display(), number + 1)
+        })?;
+        let label = SentimentLabel::parse(label.trim()).with_context(|| {
+            format!("{}:{}: unknown label {label:?}", path.display(), number + 1)
+        })?;
         rows.push((label, body.to_string()));
     }
     Ok(rows)
@@ -82,9 +84,18 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     println!("confusion (rows gold, columns predicted: negative neutral positive)");
     for (label, row) in SentimentLabel::ALL.iter().zip(&confusion.0) {
-        println!("  {:<8} {:>7} {:>7} {:>7}", label.as_str(), row[0], row[1], row[2]);
+        println!(
+            "  {:<8} {:>7} {:>7} {:>7}",
+            label.as_str(),
+            row[0],
+            row[1],
+            row[2]
+        );
     }
-    println!("texts/s         {:.0} (one thread)", rows.len() as f64 / seconds.max(1e-9));
+    println!(
+        "texts/s         {:.0} (one thread)",
+        rows.len() as f64 / seconds.max(1e-9)
+    );
     Ok(())
 }
 

@@ -140,12 +140,19 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Loads the backend named by `args` (on this plain thread, never inside a tokio task).
-pub fn load_model(args: &ModelArgs) -> anyhow::Result<std::sync::Arc<dyn sentiment::SentimentModel>> {
-    let models_dir = args.models_dir.clone().unwrap_or_else(sentiment::default_models_dir);
+pub fn load_model(
+    args: &ModelArgs,
+) -> anyhow::Result<std::sync::Arc<dyn sentiment::SentimentModel>> {
+    let models_dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(sentiment::default_models_dir);
     sentiment::load(args.sentiment, &models_dir)
 }
 

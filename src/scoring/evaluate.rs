@@ -42,7 +42,10 @@ pub struct Factor {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FactorKind {
     /// Risk: time since the customer's last activity against their usual gap.
-    Silence { silent_seconds: f64, usual_gap_seconds: f64 },
+    Silence {
+        silent_seconds: f64,
+        usual_gap_seconds: f64,
+    },
     /// Risk: recent engagement rate as a fraction of the long-run rate.
     EngagementDrop { rate_ratio: f64 },
     /// Risk: negative long-run sentiment.
@@ -65,7 +68,10 @@ pub enum FactorKind {
         messages: u32,
     },
     /// RESPOND: waiting time against the reply SLA.
-    ReplyWait { waiting_seconds: f64, sla_seconds: f64 },
+    ReplyWait {
+        waiting_seconds: f64,
+        sla_seconds: f64,
+    },
     /// RESPOND: how negative the unanswered message is.
     Negativity { worst_sentiment: f32 },
     /// RESPOND: the author's audience.
@@ -75,7 +81,11 @@ pub enum FactorKind {
     /// RESCUE: retention risk above the threshold.
     HighRisk { retention_risk: f64 },
     /// ADVOCATE: positive, engaged and influential.
-    Advocacy { sentiment: f64, engagement: f64, author_followers: u32 },
+    Advocacy {
+        sentiment: f64,
+        engagement: f64,
+        author_followers: u32,
+    },
     /// NURTURE: engaged without a purchase.
     EngagedWithoutPurchase { engagement: f64 },
 }
@@ -123,7 +133,9 @@ impl Factor {
             FactorKind::WorseningSentiment { trend } => {
                 format!("sentiment down {:.2} recently", -trend)
             }
-            FactorKind::OpenComplaints { count } => format!("{count} unanswered negative thread(s)"),
+            FactorKind::OpenComplaints { count } => {
+                format!("{count} unanswered negative thread(s)")
+            }
             FactorKind::PositiveContact => "recent positive messages".to_string(),
             FactorKind::RecentPurchases { purchases_total } => {
                 format!("recent purchases ({purchases_total} in total)")
@@ -239,7 +251,12 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
     let mut factors = Vec::new();
 
     // Engagement.
-    let engagement_recent = decayed(summary.engagement_recent, from, at, config.engagement_half_life_seconds);
+    let engagement_recent = decayed(
+        summary.engagement_recent,
+        from,
+        at,
+        config.engagement_half_life_seconds,
+    );
     let engagement_baseline = decayed(
         summary.engagement_baseline,
         from,
@@ -279,7 +296,11 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
         .max(config.min_gap_seconds);
         let silent_seconds = elapsed_seconds(summary.last_activity_at_ms, at);
         let gaps = silent_seconds / usual_gap_seconds;
-        let silence = if gaps > 1.0 { (gaps.ln() / 8f64.ln()).min(1.0) } else { 0.0 };
+        let silence = if gaps > 1.0 {
+            (gaps.ln() / 8f64.ln()).min(1.0)
+        } else {
+            0.0
+        };
         push_risk(
             &mut factors,
             FactorKind::Silence {
@@ -306,7 +327,9 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
     );
     push_risk(
         &mut factors,
-        FactorKind::WorseningSentiment { trend: sentiment_trend },
+        FactorKind::WorseningSentiment {
+            trend: sentiment_trend,
+        },
         weights.worsening_sentiment * (-sentiment_trend).max(0.0),
     );
     let complaints = summary
@@ -360,7 +383,11 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
             contribution: 0.5,
         });
         // Split the urgency above 0.5 between the pressures in proportion.
-        let share = if total > 0.0 { (respond_priority - 0.5) / total } else { 0.0 };
+        let share = if total > 0.0 {
+            (respond_priority - 0.5) / total
+        } else {
+            0.0
+        };
         let parts = [
             (
                 FactorKind::ReplyWait {
@@ -381,7 +408,12 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
                 },
                 pressure.reach,
             ),
-            (FactorKind::PublicChannel { channel: open.channel }, pressure.public_channel),
+            (
+                FactorKind::PublicChannel {
+                    channel: open.channel,
+                },
+                pressure.public_channel,
+            ),
         ];
         for (kind, part) in parts {
             if part > 1e-6 {

@@ -93,8 +93,12 @@ impl Summary {
         let at = record.occurred_at_ms;
         if self.events_total > 0 {
             let from = self.last_event_at_ms;
-            self.engagement_recent =
-                decayed(self.engagement_recent, from, at, config.engagement_half_life_seconds);
+            self.engagement_recent = decayed(
+                self.engagement_recent,
+                from,
+                at,
+                config.engagement_half_life_seconds,
+            );
             self.engagement_baseline = decayed(
                 self.engagement_baseline,
                 from,
@@ -103,7 +107,8 @@ impl Summary {
             );
             let recent_hl = config.sentiment_recent_half_life_seconds;
             self.sentiment_recent_sum = decayed(self.sentiment_recent_sum, from, at, recent_hl);
-            self.sentiment_recent_weight = decayed(self.sentiment_recent_weight, from, at, recent_hl);
+            self.sentiment_recent_weight =
+                decayed(self.sentiment_recent_weight, from, at, recent_hl);
             let long_hl = config.sentiment_long_half_life_seconds;
             self.sentiment_long_sum = decayed(self.sentiment_long_sum, from, at, long_hl);
             self.sentiment_long_weight = decayed(self.sentiment_long_weight, from, at, long_hl);
@@ -150,7 +155,11 @@ impl Summary {
             self.lifetime_value += record.value;
         }
         if record.kind.expects_reply() {
-            let worst = if record.has_sentiment { record.sentiment_score } else { 0.0 };
+            let worst = if record.has_sentiment {
+                record.sentiment_score
+            } else {
+                0.0
+            };
             match self
                 .open_threads
                 .iter_mut()
@@ -226,14 +235,20 @@ impl CustomerHistory {
     }
 
     /// The fold of the events at or before `as_of_ms`; `None` when there are none.
-    pub fn summary_as_of(&self, as_of_ms: TimestampMs, config: &ScoringConfig) -> Option<Cow<'_, Summary>> {
+    pub fn summary_as_of(
+        &self,
+        as_of_ms: TimestampMs,
+        config: &ScoringConfig,
+    ) -> Option<Cow<'_, Summary>> {
         if self.summary.events_total == 0 {
             return None;
         }
         if as_of_ms >= self.summary.last_event_at_ms {
             return Some(Cow::Borrowed(&self.summary));
         }
-        let visible = self.records.partition_point(|r| r.occurred_at_ms <= as_of_ms);
+        let visible = self
+            .records
+            .partition_point(|r| r.occurred_at_ms <= as_of_ms);
         if visible == 0 {
             return None;
         }

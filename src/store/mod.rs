@@ -91,25 +91,35 @@ impl Store {
     }
 
     fn tenant(&self, tenant_id: &str) -> Option<Arc<Tenant>> {
-        self.tenants.get(tenant_id).map(|tenant| Arc::clone(&tenant))
+        self.tenants
+            .get(tenant_id)
+            .map(|tenant| Arc::clone(&tenant))
     }
 
     fn tenant_or_create(&self, tenant_id: &str) -> Arc<Tenant> {
         if let Some(tenant) = self.tenant(tenant_id) {
             return tenant;
         }
-        let tenant = self.tenants.entry(tenant_id.to_string()).or_insert_with(|| {
-            Arc::new(Tenant {
-                customers: DashMap::new(),
-                updates: broadcast::channel(self.watch_buffer).0,
-            })
-        });
+        let tenant = self
+            .tenants
+            .entry(tenant_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Tenant {
+                    customers: DashMap::new(),
+                    updates: broadcast::channel(self.watch_buffer).0,
+                })
+            });
         Arc::clone(&tenant)
     }
 
     /// Applies a validated event with its sentiment (when it had text). The returned score is
     /// evaluated at `now_ms`, or at the customer's latest event if that is later.
-    pub fn apply(&self, interaction: &Interaction, sentiment: Option<Sentiment>, now_ms: TimestampMs) -> Applied {
+    pub fn apply(
+        &self,
+        interaction: &Interaction,
+        sentiment: Option<Sentiment>,
+        now_ms: TimestampMs,
+    ) -> Applied {
         let record = EventRecord {
             occurred_at_ms: interaction.occurred_at_ms,
             event_key: id_key(&interaction.event_id),
@@ -132,18 +142,25 @@ impl Store {
         let mut history = match tenant.customers.get_mut(interaction.customer_id.as_str()) {
             Some(history) => history,
             None => {
-                let entry = tenant.customers.entry(interaction.customer_id.clone()).or_default();
+                let entry = tenant
+                    .customers
+                    .entry(interaction.customer_id.clone())
+                    .or_default();
                 if entry.summary().events_total == 0 {
                     crate::telemetry::customer_tracked();
                 }
                 entry
             }
         };
-        let eval_at = now_ms.max(history.summary().last_event_at_ms).max(record.occurred_at_ms);
+        let eval_at = now_ms
+            .max(history.summary().last_event_at_ms)
+            .max(record.occurred_at_ms);
         let previous = (watched && history.summary().events_total > 0)
             .then(|| evaluate(history.summary(), eval_at, &self.config));
         match history.insert(record, &self.config) {
-            InsertOutcome::Duplicate => Applied::Duplicate(evaluate(history.summary(), eval_at, &self.config)),
+            InsertOutcome::Duplicate => {
+                Applied::Duplicate(evaluate(history.summary(), eval_at, &self.config))
+            }
             InsertOutcome::Inserted => {
                 let score = evaluate(history.summary(), eval_at, &self.config);
                 drop(history);
@@ -166,7 +183,12 @@ impl Store {
 
     /// A customer's score as of `as_of_ms`, from the events at or before it; `None` when the
     /// customer is unknown or had no events by then.
-    pub fn customer(&self, tenant_id: &str, customer_id: &str, as_of_ms: TimestampMs) -> Option<Score> {
+    pub fn customer(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        as_of_ms: TimestampMs,
+    ) -> Option<Score> {
         let tenant = self.tenant(tenant_id)?;
         let history = tenant.customers.get(customer_id)?;
         let summary = history.summary_as_of(as_of_ms, &self.config)?;

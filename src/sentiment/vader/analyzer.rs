@@ -1032,7 +1032,10 @@ mod tests {
             ("Sentiment analysis has never been this good!", 0.5672),
             ("With VADER, sentiment analysis is the shit!", 0.6476),
             ("On the other hand, VADER is quite bad ass", 0.802),
-            ("Roger Dodger is one of the least compelling variations on this theme.", -0.1695),
+            (
+                "Roger Dodger is one of the least compelling variations on this theme.",
+                -0.1695,
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(compound(&v, text), expected, "{text}");
@@ -1104,7 +1107,10 @@ mod tests {
         ];
         for text in &inputs {
             let s = v.polarity_scores(text);
-            assert!(s.compound.is_finite() && (-1.0..=1.0).contains(&s.compound), "{text:?}");
+            assert!(
+                s.compound.is_finite() && (-1.0..=1.0).contains(&s.compound),
+                "{text:?}"
+            );
             assert!(s.negative >= 0.0 && s.neutral >= 0.0 && s.positive >= 0.0);
         }
     }

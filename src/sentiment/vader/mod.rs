@@ -20,9 +20,13 @@ impl VaderModel {
     pub fn load(models_dir: &Path) -> anyhow::Result<Self> {
         let read = |name: &str| {
             let path = models_dir.join("vader").join(name);
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read lexicon {}", path.display()))
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read lexicon {}", path.display()))
         };
-        let analyzer = analyzer::Vader::from_lexicons(&read("vader_lexicon.txt")?, &read("emoji_utf8_lexicon.txt")?)?;
+        let analyzer = analyzer::Vader::from_lexicons(
+            &read("vader_lexicon.txt")?,
+            &read("emoji_utf8_lexicon.txt")?,
+        )?;
         Ok(Self { analyzer })
     }
 }
@@ -66,9 +70,20 @@ mod tests {
     #[test]
     fn labels_follow_compound_thresholds() {
         let model = model();
-        assert_eq!(model.classify("I love this, thank you so much!").label, SentimentLabel::Positive);
-        assert_eq!(model.classify("This is the worst service ever. Terrible.").label, SentimentLabel::Negative);
-        assert_eq!(model.classify("The store opens at nine.").label, SentimentLabel::Neutral);
+        assert_eq!(
+            model.classify("I love this, thank you so much!").label,
+            SentimentLabel::Positive
+        );
+        assert_eq!(
+            model
+                .classify("This is the worst service ever. Terrible.")
+                .label,
+            SentimentLabel::Negative
+        );
+        assert_eq!(
+            model.classify("The store opens at nine.").label,
+            SentimentLabel::Neutral
+        );
     }
 
     #[test]
