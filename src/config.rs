@@ -514,3 +514,29 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The example file in the repository lists every default; it must parse and match.
+    #[test]
+    fn example_config_matches_defaults() {
+        let text = include_str!("../rapport.example.toml");
+        let parsed = Config::from_toml(text).expect("example parses");
+        let defaults = ScoringConfig::default();
+        assert_eq!(parsed.scoring.reply_sla_seconds, defaults.reply_sla_seconds);
+        assert_eq!(parsed.scoring.risk.silence, defaults.risk.silence);
+        for kind in Kind::ALL {
+            assert_eq!(
+                parsed.scoring.engagement_weight(kind, Channel::Web),
+                defaults.engagement_weight(kind, Channel::Web),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(
+            parsed.server.max_text_bytes,
+            ServerConfig::default().max_text_bytes
+        );
+    }
+}

@@ -336,7 +336,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::Interaction)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut pb::Interaction)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("event_id", Box::new(|i| i.event_id.clear())),
             ("tenant_id", Box::new(|i| i.tenant_id = "x".repeat(9))),
             ("customer_id", Box::new(|i| i.customer_id = "a\u{0}".into())),

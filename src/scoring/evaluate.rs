@@ -504,3 +504,168 @@ fn respond_pressure(open: &OpenThread, at: TimestampMs, config: &ScoringConfig) 
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Direction;
+    use crate::scoring::{CustomerHistory, EventRecord};
+    use proptest::prelude::*;
+
+    const DAY_MS: i64 = 86_400_000;
+
+    fn record(at_ms: i64, event_key: u64) -> EventRecord {
+        EventRecord {
+            occurred_at_ms: at_ms,
+            event_key,
+            thread_key: 0,
+            value: 0.0,
+            author_followers: 0,
+            sentiment_score: 0.0,
+            sentiment_confidence: 0.0,
+            channel: Channel::Web,
+            kind: Kind::PageView,
+            direction: Direction::Inbound,
+            has_sentiment: false,
+        }
+    }
+
+    /// The worked example in docs/scoring.md: weekly for 12 weeks, then 31 days of silence.
+    #[test]
+    fn documented_silence_example() {
+        let config = ScoringConfig::default();
+        let mut history = CustomerHistory::default();
+        for week in 0..12 {
+            history.insert(record(week * 7 * DAY_MS, week as u64 + 1), &config);
+        }
+        let last = 11 * 7 * DAY_MS;
+        let score = evaluate(history.summary(), last + 31 * DAY_MS, &config);
+        let contribution = |name: &str| {
+            score
+                .factors
+                .iter()
+                .find(|f| f.name() == name)
+                .map(|f| f.contribution)
+                .unwrap_or_default()
+        };
+        assert!(
+            (contribution("silence") - 2.15).abs() < 0.01,
+            "{:?}",
+            score.factors
+        );
+        assert!(
+            (contribution("engagement_drop") - 0.52).abs() < 0.01,
+            "{:?}",
+            score.factors
+        );
+        assert!(
+            (score.retention_risk - 0.66).abs() < 0.01,
+            "{}",
+            score.retention_risk
+        );
+        assert_eq!(score.action, Action::Rescue);
+    }
+
+    fn arbitrary_record() -> impl Strategy<Value = EventRecord> {
+        (
+            0i64..400 * DAY_MS,
+            any::<u64>(),
+            0u64..4,
+            0usize..Kind::ALL.len(),
+            any::<bool>(),
+            proptest::option::of((-1.0f32..=1.0, 0.0f32..=1.0)),
+            0u32..2_000_000,
+            0.0f64..500.0,
+        )
+            .prop_map(
+                |(at, key, thread, kind, inbound, sentiment, followers, value)| EventRecord {
+                    occurred_at_ms: at,
+                    event_key: key,
+                    thread_key: thread,
+                    value,
+                    author_followers: followers,
+                    sentiment_score: sentiment.map_or(0.0, |s| s.0),
+                    sentiment_confidence: sentiment.map_or(0.0, |s| s.1),
+                    channel: Channel::ALL[kind % Channel::ALL.len()],
+                    kind: Kind::ALL[kind],
+                    direction: if inbound {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    },
+                    has_sentiment: sentiment.is_some(),
+                },
+            )
+    }
+
+    proptest! {
+        /// Any arrival order gives the bit-identical summary and score.
+        #[test]
+        fn arrival_order_does_not_matter(
+            records in proptest::collection::vec(arbitrary_record(), 1..60),
+            seed in any::<u64>(),
+            as_of_offset in 0i64..100 * DAY_MS,
+        ) {
+            let config = ScoringConfig::default();
+            let mut sorted = records.clone();
+            sorted.sort_by_key(|r| r.order_key());
+            let mut shuffled = records;
+            // Deterministic shuffle from the seed.
+            let mut state = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let mut in_order = CustomerHistory::default();
+            for r in sorted { in_order.insert(r, &config); }
+            let mut out_of_order = CustomerHistory::default();
+            for r in shuffled { out_of_order.insert(r, &config); }
+            prop_assert_eq!(in_order.summary(), out_of_order.summary());
+            let as_of = in_order.summary().last_event_at_ms + as_of_offset;
+            prop_assert_eq!(
+                evaluate(in_order.summary(), as_of, &config),
+                evaluate(out_of_order.summary(), as_of, &config)
+            );
+        }
+
+        /// Scores stay in their documented ranges for any history and time.
+        #[test]
+        fn scores_stay_in_range(
+            records in proptest::collection::vec(arbitrary_record(), 1..40),
+            as_of_offset in 0i64..1000 * DAY_MS,
+        ) {
+            let config = ScoringConfig::default();
+            let mut history = CustomerHistory::default();
+            for r in records { history.insert(r, &config); }
+            let score = evaluate(history.summary(), history.summary().last_event_at_ms + as_of_offset, &config);
+            prop_assert!((0.0..=100.0).contains(&score.engagement));
+            prop_assert!((-1.0..=1.0).contains(&score.sentiment));
+            prop_assert!((-1.0..=1.0).contains(&score.sentiment_recent));
+            prop_assert!((0.0..=1.0).contains(&score.retention_risk));
+            prop_assert!((0.0..=1.0).contains(&score.priority));
+            prop_assert_eq!(score.action == Action::Respond, score.unanswered_since_ms.is_some());
+        }
+
+        /// Without new events, engagement only falls and the silence factor only grows.
+        #[test]
+        fn silence_grows_and_engagement_fades(
+            records in proptest::collection::vec(arbitrary_record(), 1..30),
+            first in 0i64..50 * DAY_MS,
+            extra in 0i64..200 * DAY_MS,
+        ) {
+            let config = ScoringConfig::default();
+            let mut history = CustomerHistory::default();
+            for r in records { history.insert(r, &config); }
+            let last = history.summary().last_event_at_ms;
+            let early = evaluate(history.summary(), last + first, &config);
+            let late = evaluate(history.summary(), last + first + extra, &config);
+            let silence = |score: &Score| score
+                .factors
+                .iter()
+                .find(|f| f.name() == "silence")
+                .map_or(0.0, |f| f.contribution);
+            prop_assert!(late.engagement <= early.engagement);
+            prop_assert!(silence(&late) >= silence(&early));
+        }
+    }
+}
