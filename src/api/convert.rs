@@ -65,6 +65,21 @@ pub fn check_id(
     Ok(())
 }
 
+/// Checks a text against the size limit.
+pub fn check_text(field: &'static str, text: &str, limits: &Limits) -> Result<(), FieldError> {
+    if text.len() > limits.max_text_bytes {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "is {} bytes, at most {} allowed",
+                text.len(),
+                limits.max_text_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Timestamp → milliseconds since the epoch; refuses times before 1970 and invalid nanos.
 pub fn timestamp_ms(
     field: &'static str,
@@ -142,16 +157,7 @@ pub fn interaction_from_pb(
             ),
         ));
     }
-    if text.len() > limits.max_text_bytes {
-        return Err(FieldError::new(
-            "text",
-            format!(
-                "is {} bytes, at most {} allowed",
-                text.len(),
-                limits.max_text_bytes
-            ),
-        ));
-    }
+    check_text("text", &text, limits)?;
     if !value.is_finite() || value < 0.0 {
         return Err(FieldError::new(
             "value",

@@ -99,6 +99,61 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `rapport train fast`: trains on gold labels, reports validation figures, writes the model.
+pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()> {
+    use crate::sentiment::fast::{linear, FastModel, GOLD_MODEL_FILE};
+    use crate::sentiment::SentimentModel;
+    let examples: Vec<(String, usize)> = read_labelled(&args.train)?
+        .into_iter()
+        .map(|(label, text)| (text, label.index()))
+        .collect();
+    let config = linear::TrainConfig {
+        seed: args.seed,
+        ..linear::TrainConfig::default()
+    };
+    println!(
+        "training on {} texts from {} ({config:?})",
+        examples.len(),
+        args.train.display()
+    );
+    let model = linear::LinearModel::train(&examples, &config, |report| {
+        println!(
+            "epoch {}/{}  loss {:.4}  train accuracy {:.4}  {:.1} s",
+            report.epoch,
+            report.epochs,
+            report.mean_loss,
+            report.train_accuracy,
+            report.elapsed.as_secs_f64()
+        );
+    });
+    let bytes = model.to_bytes();
+    let out = args.out.clone().unwrap_or_else(|| {
+        crate::sentiment::default_models_dir()
+            .join("fast")
+            .join(GOLD_MODEL_FILE)
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    let classifier = FastModel::new(
+        linear::LinearModel::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let mut confusion = Confusion::default();
+    for (gold, text) in read_labelled(&args.val)? {
+        confusion.add(gold, classifier.classify(&text).label);
+    }
+    println!(
+        "wrote {} ({} bytes); {}: macro-recall {:.4}, accuracy {:.4}",
+        out.display(),
+        bytes.len(),
+        args.val.display(),
+        confusion.macro_recall(),
+        confusion.accuracy()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

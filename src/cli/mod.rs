@@ -39,6 +39,32 @@ pub enum Command {
     Top(TopArgs),
     /// Print a tenant's priority changes as they happen.
     Watch(WatchArgs),
+    /// Train a sentiment model.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+/// Models `train` can build.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// The fast hashed n-gram model, on gold labels (seeded, deterministic).
+    Fast(TrainFastArgs),
+}
+
+/// Options of `train fast`.
+#[derive(Debug, Args)]
+pub struct TrainFastArgs {
+    /// Training data, `label<TAB>text` with a header.
+    #[arg(long, default_value = "../shared/data/sentiment/train.tsv")]
+    pub train: PathBuf,
+    /// Validation data, reported after training.
+    #[arg(long, default_value = "../shared/data/sentiment/val.tsv")]
+    pub val: PathBuf,
+    /// Where to write the model [default: models/fast/sentiment-gold.bin in the crate].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Options of `serve`; each overrides the config file.
@@ -136,6 +162,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Send(args) => runtime()?.block_on(client::send(args)),
         Command::Top(args) => runtime()?.block_on(client::top(args)),
         Command::Watch(args) => runtime()?.block_on(client::watch(args)),
+        Command::Train(TrainCommand::Fast(args)) => eval::train_fast(&args),
     }
 }
 

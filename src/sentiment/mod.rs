@@ -4,6 +4,7 @@
 //! confidence in [0, 1]. The ingest path calls the configured backend inline, so backends must be
 //! cheap to call and never panic.
 
+pub mod fast;
 pub mod vader;
 
 use serde::Serialize;
@@ -72,12 +73,15 @@ pub trait SentimentModel: Send + Sync {
 pub enum Backend {
     /// Rule-and-lexicon classifier following VADER's published rules.
     Vader,
+    /// Hashed n-gram logistic regression trained by `rapport train fast` (models/fast/).
+    Fast,
 }
 
 /// Loads the chosen backend from the model directory (`models/` in the repository).
 pub fn load(backend: Backend, models_dir: &Path) -> anyhow::Result<Arc<dyn SentimentModel>> {
     match backend {
         Backend::Vader => Ok(Arc::new(vader::VaderModel::load(models_dir)?)),
+        Backend::Fast => Ok(Arc::new(fast::FastModel::load(models_dir)?)),
     }
 }
 

@@ -1,0 +1,1416 @@
+//! Fast 3-class sentiment classifier: multinomial logistic regression over hashed features.
+//!
+//! Text is normalised the way the tweet training data is (lower-cased, `@mentions` → `@user`,
+//! URLs → `http`, elongations squeezed to two repeats), split into word and symbol tokens, and
+//! turned into hashed features: word 1–2-grams (with optional negation marking of the words
+//! after a negator up to the next clause punctuation) and character n-grams of each token padded
+//! with spaces (`" word "`), iterated over Unicode scalar values so that emoji are features too.
+//! Each feature indexes one of `2^buckets_log2` rows of three class weights.
+//!
+//! Hashing uses xxh3 (seeded with a constant stored in the model file) for words and a fixed
+//! multiply–rotate chain with a murmur finaliser for character n-grams, so a saved model gives
+//! the same features on every build and platform.
+//!
+//! Prediction iterates the features on the fly and accumulates the class scores directly; the
+//! only memory it uses is a thread-local scratch buffer that is reused across calls.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+/// Sentiment classes in fixed order; class indices used throughout refer to this array.
+pub const CLASSES: [&str; 3] = ["negative", "neutral", "positive"];
+
+const NUM_CLASSES: usize = 3;
+
+/// Magic bytes at the start of every serialised model.
+const MAGIC: &[u8; 8] = b"RPFASTLR";
+/// Current serialisation format version.
+const FORMAT_VERSION: u16 = 1;
+/// Default hash seed ("RAPPORT!" in ASCII).
+const DEFAULT_HASH_SEED: u64 = 0x5241_5050_4f52_5421;
+/// Smallest and largest accepted table sizes (log2 of the bucket count).
+const MIN_BUCKETS_LOG2: u8 = 8;
+const MAX_BUCKETS_LOG2: u8 = 26;
+/// Largest accepted character n-gram length.
+const MAX_CHAR_N: u8 = 8;
+/// Largest accepted word n-gram length.
+const MAX_WORD_N: u8 = 3;
+/// Scratch buffers larger than this are released after a call instead of being kept.
+const SCRATCH_KEEP: usize = 1 << 16;
+
+/// How the weights are stored in memory and in the model file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantization {
+    /// 32-bit floats: 12 bytes per bucket.
+    F32,
+    /// IEEE half floats: 6 bytes per bucket.
+    F16,
+    /// Signed bytes with one scale per class (`max |w| / 127`): 3 bytes per bucket.
+    I8,
+}
+
+impl Quantization {
+    fn code(self) -> u8 {
+        match self {
+            Quantization::F32 => 0,
+            Quantization::F16 => 1,
+            Quantization::I8 => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Quantization::F32),
+            1 => Some(Quantization::F16),
+            2 => Some(Quantization::I8),
+            _ => None,
+        }
+    }
+
+    /// Bytes used per bucket (all three classes).
+    pub fn bytes_per_bucket(self) -> usize {
+        match self {
+            Quantization::F32 => 12,
+            Quantization::F16 => 6,
+            Quantization::I8 => 3,
+        }
+    }
+}
+
+/// Training settings. Every field is public; [`TrainConfig::default`] gives the tuned defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training data (default 5).
+    pub epochs: usize,
+    /// AdaGrad base learning rate (default 0.1).
+    pub learning_rate: f32,
+    /// L2 penalty applied to the weights touched by each example (default 1e-6).
+    pub l2: f32,
+    /// log2 of the number of hash buckets (default 20, i.e. 1,048,576 rows).
+    pub buckets_log2: u8,
+    /// Seed for the example shuffling; training is deterministic for a given seed (default 42).
+    pub seed: u64,
+    /// Weight each example by `n / (3 · n_class)` so that every class counts equally (default true).
+    pub class_balanced: bool,
+    /// Longest word n-gram: 1 = unigrams, 2 = uni+bigrams, 3 = up to trigrams (default 2).
+    pub word_ngrams: u8,
+    /// Shortest character n-gram (default 2).
+    pub char_ngram_min: u8,
+    /// Longest character n-gram; 0 disables character n-grams (default 5).
+    pub char_ngram_max: u8,
+    /// Mark words after a negator (not, no, never, …n't) up to clause punctuation (default true).
+    pub negation: bool,
+    /// Squeeze runs of 3+ identical characters to two ("soooo" → "soo") (default true).
+    pub squeeze_elongation: bool,
+    /// Scale each text's feature vector to unit L2 norm, i.e. by 1/sqrt(feature count) (default true).
+    pub normalize: bool,
+    /// With `normalize`, normalise word features and character n-gram features separately,
+    /// each group to unit norm (default true).
+    pub group_norm: bool,
+    /// Return the average of the weights over all updates (Polyak averaging) instead of the
+    /// last iterate (default false).
+    pub average: bool,
+    /// Weight storage of the returned model (default [`Quantization::I8`]).
+    pub quantization: Quantization,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 5,
+            learning_rate: 0.1,
+            l2: 1e-6,
+            buckets_log2: 20,
+            seed: 42,
+            class_balanced: true,
+            word_ngrams: 2,
+            char_ngram_min: 2,
+            char_ngram_max: 5,
+            negation: true,
+            squeeze_elongation: true,
+            normalize: true,
+            group_norm: true,
+            average: false,
+            quantization: Quantization::I8,
+        }
+    }
+}
+
+/// Progress information passed to the training callback after every epoch.
+#[derive(Clone, Debug)]
+pub struct EpochReport {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Total number of epochs.
+    pub epochs: usize,
+    /// Mean (sample-weighted) cross-entropy over the epoch, measured before each update.
+    pub mean_loss: f64,
+    /// Fraction of training examples predicted correctly during the epoch (before each update).
+    pub train_accuracy: f64,
+    /// Wall time since training started (includes feature extraction).
+    pub elapsed: Duration,
+}
+
+/// Class probabilities for one text, in the order of [`CLASSES`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// Softmax probabilities; finite, non-negative, summing to 1.
+    pub probabilities: [f32; 3],
+}
+
+impl Prediction {
+    /// Index (into [`CLASSES`]) of the most probable class; ties go to the lower index.
+    pub fn class_index(&self) -> usize {
+        let p = &self.probabilities;
+        let mut best = 0;
+        for c in 1..NUM_CLASSES {
+            if p[c] > p[best] {
+                best = c;
+            }
+        }
+        best
+    }
+
+    /// Name of the most probable class.
+    pub fn label(&self) -> &'static str {
+        CLASSES[self.class_index()]
+    }
+}
+
+/// Why a serialised model could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelError {
+    /// The input ended before the expected data.
+    Truncated,
+    /// The input does not start with the model magic bytes.
+    BadMagic,
+    /// The file was written by an unknown format version.
+    UnsupportedVersion(u16),
+    /// The checksum does not match the contents.
+    ChecksumMismatch,
+    /// The header or the data hold values this code cannot use.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::Truncated => write!(f, "model data is truncated"),
+            ModelError::BadMagic => write!(f, "not a linear sentiment model (bad magic)"),
+            ModelError::UnsupportedVersion(v) => write!(f, "unsupported model format version {v}"),
+            ModelError::ChecksumMismatch => write!(f, "model checksum mismatch (corrupt data)"),
+            ModelError::Invalid(what) => write!(f, "invalid model: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+/// Feature extraction settings; stored in the model file so that a model always extracts the
+/// features it was trained with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Features {
+    buckets_log2: u8,
+    word_ngrams: u8,
+    char_min: u8,
+    char_max: u8,
+    negation: bool,
+    squeeze: bool,
+    normalize: bool,
+    group_norm: bool,
+    hash_seed: u64,
+}
+
+impl Features {
+    fn from_config(config: &TrainConfig) -> Self {
+        let char_max = config.char_ngram_max.min(MAX_CHAR_N);
+        let char_min = config.char_ngram_min.clamp(1, MAX_CHAR_N.max(1));
+        Features {
+            buckets_log2: config
+                .buckets_log2
+                .clamp(MIN_BUCKETS_LOG2, MAX_BUCKETS_LOG2),
+            word_ngrams: config.word_ngrams.min(MAX_WORD_N),
+            char_min,
+            char_max: if char_max < char_min { 0 } else { char_max },
+            negation: config.negation,
+            squeeze: config.squeeze_elongation,
+            normalize: config.normalize,
+            group_norm: config.group_norm,
+            hash_seed: DEFAULT_HASH_SEED,
+        }
+    }
+
+    fn flags(&self) -> u8 {
+        (self.negation as u8)
+            | ((self.squeeze as u8) << 1)
+            | ((self.normalize as u8) << 2)
+            | ((self.group_norm as u8) << 3)
+    }
+}
+
+/// Weight table, one row of three class weights per bucket.
+#[derive(Clone, Debug)]
+enum Weights {
+    F32(Vec<[f32; 3]>),
+    F16(Vec<[u16; 3]>),
+    I8 { rows: Vec<[i8; 3]>, scale: [f32; 3] },
+}
+
+impl Weights {
+    fn quantization(&self) -> Quantization {
+        match self {
+            Weights::F32(_) => Quantization::F32,
+            Weights::F16(_) => Quantization::F16,
+            Weights::I8 { .. } => Quantization::I8,
+        }
+    }
+
+    fn row(&self, i: usize) -> [f32; 3] {
+        match self {
+            Weights::F32(r) => r[i],
+            Weights::F16(r) => r[i].map(f16_to_f32),
+            Weights::I8 { rows, scale } => {
+                let q = rows[i];
+                [
+                    q[0] as f32 * scale[0],
+                    q[1] as f32 * scale[1],
+                    q[2] as f32 * scale[2],
+                ]
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Weights::F32(r) => r.len(),
+            Weights::F16(r) => r.len(),
+            Weights::I8 { rows, .. } => rows.len(),
+        }
+    }
+
+    fn from_f32(rows: &[[f32; 3]], q: Quantization) -> Weights {
+        match q {
+            Quantization::F32 => Weights::F32(rows.to_vec()),
+            Quantization::F16 => Weights::F16(rows.iter().map(|r| r.map(f32_to_f16)).collect()),
+            Quantization::I8 => {
+                let mut max = [0f32; 3];
+                for r in rows {
+                    for c in 0..NUM_CLASSES {
+                        max[c] = max[c].max(r[c].abs());
+                    }
+                }
+                let scale = max.map(|m| if m > 0.0 { m / 127.0 } else { 1.0 });
+                let rows = rows
+                    .iter()
+                    .map(|r| {
+                        let mut q = [0i8; 3];
+                        for c in 0..NUM_CLASSES {
+                            q[c] = (r[c] / scale[c]).round().clamp(-127.0, 127.0) as i8;
+                        }
+                        q
+                    })
+                    .collect();
+                Weights::I8 { rows, scale }
+            }
+        }
+    }
+}
+
+/// A trained model: hashed feature weights per class plus a bias per class.
+///
+/// Immutable after training or loading, and `Send + Sync`: share it behind an `Arc`.
+#[derive(Clone, Debug)]
+pub struct LinearModel {
+    features: Features,
+    bias: [f32; 3],
+    weights: Weights,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing and feature extraction
+// ---------------------------------------------------------------------------------------------
+
+const SALT_WORD: u64 = 0x01;
+const SALT_WORD_NEG: u64 = 0x02;
+const SALT_BIGRAM: u64 = 0x03;
+const SALT_TRIGRAM: u64 = 0x04;
+const SALT_CHAR: u64 = 0x05;
+const CHAIN_K: u64 = 0x517c_c1b7_2722_0a95;
+/// Set on the indices of character n-gram features (bucket indices stay below 2^26).
+const CHAR_BIT: u32 = 1 << 31;
+const INDEX_MASK: u32 = !CHAR_BIT;
+
+/// Murmur3 64-bit finaliser.
+#[inline(always)]
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^= k >> 33;
+    k
+}
+
+#[inline(always)]
+fn chain(h: u64, c: u32) -> u64 {
+    (h.rotate_left(5) ^ c as u64).wrapping_mul(CHAIN_K)
+}
+
+fn salted(seed: u64, salt: u64) -> u64 {
+    fmix64(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Reusable per-thread buffers for feature extraction.
+#[derive(Default)]
+struct Scratch {
+    token: String,
+    chars: Vec<u32>,
+}
+
+impl Scratch {
+    fn trim(&mut self) {
+        if self.token.capacity() > SCRATCH_KEEP {
+            self.token = String::new();
+        }
+        if self.chars.capacity() > SCRATCH_KEEP {
+            self.chars = Vec::new();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with the thread-local scratch buffers (or fresh ones if they are unavailable).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut f = Some(f);
+    let done = SCRATCH
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                let r = (f.take().expect("closure present"))(&mut s);
+                s.trim();
+                Some(r)
+            }
+            Err(_) => None,
+        })
+        .ok()
+        .flatten();
+    match done {
+        Some(r) => r,
+        None => (f.take().expect("closure unused"))(&mut Scratch::default()),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    None,
+    Word,
+    Symbol,
+}
+
+const NEGATORS: &[&str] = &[
+    "not", "no", "never", "cannot", "nothing", "nobody", "none", "nor", "neither", "nowhere",
+    "dont", "cant", "wont", "isnt", "arent", "wasnt", "werent", "didnt", "doesnt", "couldnt",
+    "shouldnt", "wouldnt", "aint", "havent", "hasnt", "hadnt",
+];
+
+fn is_negator(word: &str) -> bool {
+    word.ends_with("n't") || NEGATORS.contains(&word)
+}
+
+fn ends_clause(symbols: &str) -> bool {
+    symbols
+        .bytes()
+        .any(|b| matches!(b, b'.' | b',' | b'!' | b'?' | b';' | b':'))
+}
+
+fn is_url(chunk: &str) -> bool {
+    let b = chunk.as_bytes();
+    let starts = |p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"http://") || starts(b"https://") || starts(b"www.")
+}
+
+fn is_handle_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Streaming feature emitter: receives normalised tokens and calls `sink` with bucket indices.
+struct Emitter<'a, F: FnMut(u32)> {
+    f: &'a Features,
+    shift: u32,
+    seed_word: u64,
+    seed_neg: u64,
+    seed_bigram: u64,
+    seed_trigram: u64,
+    seed_char: u64,
+    prev: [u64; 2],
+    n_prev: u8,
+    negated: bool,
+    chars: &'a mut Vec<u32>,
+    sink: F,
+}
+
+impl<'a, F: FnMut(u32)> Emitter<'a, F> {
+    fn new(f: &'a Features, chars: &'a mut Vec<u32>, sink: F) -> Self {
+        Emitter {
+            f,
+            shift: 64 - f.buckets_log2 as u32,
+            seed_word: salted(f.hash_seed, SALT_WORD),
+            seed_neg: salted(f.hash_seed, SALT_WORD_NEG),
+            seed_bigram: salted(f.hash_seed, SALT_BIGRAM),
+            seed_trigram: salted(f.hash_seed, SALT_TRIGRAM),
+            seed_char: salted(f.hash_seed, SALT_CHAR),
+            prev: [0; 2],
+            n_prev: 0,
+            negated: false,
+            chars,
+            sink,
+        }
+    }
+
+    #[inline(always)]
+    fn emit(&mut self, h: u64) {
+        (self.sink)((h >> self.shift) as u32);
+    }
+
+    fn token(&mut self, tok: &str, kind: Kind) {
+        if tok.is_empty() {
+            return;
+        }
+        let neg = self.f.negation && kind == Kind::Word && self.negated;
+        let seed = if neg { self.seed_neg } else { self.seed_word };
+        let h = xxh3_64_with_seed(tok.as_bytes(), seed);
+        let wn = self.f.word_ngrams;
+        if wn >= 1 {
+            self.emit(h);
+        }
+        if wn >= 2 && self.n_prev >= 1 {
+            let b =
+                fmix64(self.prev[1].rotate_left(21) ^ h.wrapping_mul(CHAIN_K) ^ self.seed_bigram);
+            self.emit(b);
+        }
+        if wn >= 3 && self.n_prev >= 2 {
+            let t = fmix64(
+                self.prev[0].rotate_left(42)
+                    ^ self.prev[1].rotate_left(21).wrapping_mul(CHAIN_K)
+                    ^ h
+                    ^ self.seed_trigram,
+            );
+            self.emit(t);
+        }
+        self.prev = [self.prev[1], h];
+        self.n_prev = self.n_prev.saturating_add(1);
+
+        if self.f.char_max >= 2 {
+            self.char_ngrams(tok);
+        }
+
+        if self.f.negation {
+            match kind {
+                Kind::Word if is_negator(tok) => self.negated = true,
+                Kind::Symbol if ends_clause(tok) => self.negated = false,
+                _ => {}
+            }
+        }
+    }
+
+    fn char_ngrams(&mut self, tok: &str) {
+        self.chars.clear();
+        self.chars.push(' ' as u32);
+        self.chars.extend(tok.chars().map(|c| c as u32));
+        self.chars.push(' ' as u32);
+        let min = self.f.char_min.max(2) as usize;
+        let max = self.f.char_max as usize;
+        let len = self.chars.len();
+        let shift = self.shift;
+        let seed = self.seed_char;
+        let chars = &*self.chars;
+        let sink = &mut self.sink;
+        for i in 0..len {
+            let end = (i + max).min(len);
+            let mut h = seed;
+            for (n, &c) in chars[i..end].iter().enumerate() {
+                h = chain(h, c);
+                if n + 1 >= min {
+                    sink(((fmix64(h) >> shift) as u32) | CHAR_BIT);
+                }
+            }
+        }
+    }
+}
+
+/// Normalises `text` and calls `sink` with the bucket index of every feature, in order.
+fn extract<F: FnMut(u32)>(f: &Features, text: &str, scratch: &mut Scratch, sink: F) {
+    let Scratch { token, chars } = scratch;
+    let mut em = Emitter::new(f, chars, sink);
+    token.clear();
+    let mut kind = Kind::None;
+    let mut last = ['\0'; 2];
+
+    for chunk in text.split(char::is_whitespace) {
+        if chunk.is_empty() {
+            continue;
+        }
+        if is_url(chunk) {
+            em.token("http", Kind::Word);
+            continue;
+        }
+        let mut it = chunk.chars().peekable();
+        while let Some(mut c) = it.next() {
+            if matches!(c, '\u{2019}' | '\u{2018}' | '\u{02bc}') {
+                c = '\'';
+            }
+            if c == '@' && it.peek().is_some_and(|&n| is_handle_char(n)) {
+                em.token(token, kind);
+                token.clear();
+                kind = Kind::None;
+                em.token("@user", Kind::Word);
+                while it.peek().is_some_and(|&n| is_handle_char(n)) {
+                    it.next();
+                }
+                continue;
+            }
+            let is_word = c.is_alphanumeric()
+                || c == '_'
+                || (c == '\'' && kind == Kind::Word)
+                || (c == '#' && it.peek().is_some_and(|n| n.is_alphanumeric()));
+            let k = if is_word { Kind::Word } else { Kind::Symbol };
+            if k != kind {
+                em.token(token, kind);
+                token.clear();
+                kind = k;
+                last = ['\0'; 2];
+            }
+            if c.is_ascii() {
+                push_squeezed(token, c.to_ascii_lowercase(), &mut last, f.squeeze);
+            } else {
+                for lc in c.to_lowercase() {
+                    push_squeezed(token, lc, &mut last, f.squeeze);
+                }
+            }
+        }
+        em.token(token, kind);
+        token.clear();
+        kind = Kind::None;
+    }
+}
+
+#[inline(always)]
+fn push_squeezed(token: &mut String, c: char, last: &mut [char; 2], squeeze: bool) {
+    if squeeze && last[0] == c && last[1] == c && !c.is_ascii_digit() {
+        return;
+    }
+    token.push(c);
+    *last = [last[1], c];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+// ---------------------------------------------------------------------------------------------
+
+/// SplitMix64: a tiny, fixed PRNG so that shuffles do not depend on any crate's version.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        fmix64(self.0)
+    }
+
+    /// Uniform integer in `0..n` (n > 0), by multiply-shift.
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
+/// Per-group feature values (word features, char n-gram features) for the given counts.
+fn group_scales(f: &Features, n_word: usize, n_char: usize) -> [f32; 2] {
+    let inv = |n: usize| if n > 0 { 1.0 / (n as f32).sqrt() } else { 1.0 };
+    match (f.normalize, f.group_norm) {
+        (false, _) => [1.0, 1.0],
+        (true, false) => [inv(n_word + n_char); 2],
+        (true, true) => [inv(n_word), inv(n_char)],
+    }
+}
+
+fn softmax(z: [f32; 3]) -> [f32; 3] {
+    if !z.iter().all(|v| v.is_finite()) {
+        return [1.0 / 3.0; 3];
+    }
+    let m = z[0].max(z[1]).max(z[2]);
+    let e = z.map(|v| (v - m).exp());
+    let s = e[0] + e[1] + e[2];
+    e.map(|v| v / s)
+}
+
+/// Extracts the features of every example (using up to two threads); returns CSR offsets and
+/// bucket indices.
+fn extract_all(f: &Features, texts: &[&str]) -> (Vec<usize>, Vec<u32>) {
+    let run = |part: &[&str]| {
+        let mut offsets = Vec::with_capacity(part.len());
+        let mut idx = Vec::new();
+        with_scratch(|s| {
+            for t in part {
+                extract(f, t, s, |i| idx.push(i));
+                offsets.push(idx.len());
+            }
+        });
+        (offsets, idx)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2);
+    let parts: Vec<(Vec<usize>, Vec<u32>)> = if threads > 1 && texts.len() > 1000 {
+        let mid = texts.len() / 2;
+        std::thread::scope(|scope| {
+            let h = scope.spawn(|| run(&texts[mid..]));
+            let a = run(&texts[..mid]);
+            let b = h.join().unwrap_or_else(|_| run(&texts[mid..]));
+            vec![a, b]
+        })
+    } else {
+        vec![run(texts)]
+    };
+    let mut offsets = vec![0usize];
+    let mut idx = Vec::new();
+    for (o, i) in parts {
+        let base = idx.len();
+        offsets.extend(o.iter().map(|x| x + base));
+        idx.extend_from_slice(&i);
+    }
+    (offsets, idx)
+}
+
+impl LinearModel {
+    /// Trains on `(text, class index)` pairs with AdaGrad-scaled SGD and lazy L2.
+    ///
+    /// Deterministic for a given `config.seed`. Examples whose class index is not below 3 are
+    /// ignored. `progress` is called after every epoch. The weights are stored as
+    /// `config.quantization` asks.
+    pub fn train(
+        examples: &[(String, usize)],
+        config: &TrainConfig,
+        mut progress: impl FnMut(EpochReport),
+    ) -> Self {
+        let start = Instant::now();
+        let features = Features::from_config(config);
+        let buckets = 1usize << features.buckets_log2;
+        let valid: Vec<&(String, usize)> =
+            examples.iter().filter(|(_, y)| *y < NUM_CLASSES).collect();
+        let texts: Vec<&str> = valid.iter().map(|(t, _)| t.as_str()).collect();
+        let labels: Vec<usize> = valid.iter().map(|(_, y)| *y).collect();
+        let (offsets, idx) = extract_all(&features, &texts);
+
+        let mut counts = [0usize; 3];
+        for &y in &labels {
+            counts[y] += 1;
+        }
+        let n = labels.len() as f32;
+        let class_weight: [f32; 3] = std::array::from_fn(|c| {
+            if config.class_balanced && counts[c] > 0 {
+                n / (NUM_CLASSES as f32 * counts[c] as f32)
+            } else {
+                1.0
+            }
+        });
+
+        let lr = config.learning_rate.max(0.0);
+        let l2 = config.l2.max(0.0);
+        const EPS: f32 = 1e-8;
+        let mut w = vec![[0f32; 3]; buckets];
+        let mut g2 = vec![[0f32; 3]; buckets];
+        let mut bias = [0f32; 3];
+        let mut bias_g2 = [0f32; 3];
+        // Averaging (Daume's trick): u accumulates step * update; the mean is w - u / step.
+        let mut u = if config.average {
+            vec![[0f32; 3]; buckets]
+        } else {
+            Vec::new()
+        };
+        let mut bias_u = [0f32; 3];
+        let mut step = 1f32;
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        let mut rng = SplitMix64(config.seed);
+
+        for epoch in 0..config.epochs {
+            for i in (1..order.len()).rev() {
+                let j = rng.below(i + 1);
+                order.swap(i, j);
+            }
+            let mut loss = 0f64;
+            let mut weight_sum = 0f64;
+            let mut correct = 0usize;
+            for &e in &order {
+                let feats = &idx[offsets[e]..offsets[e + 1]];
+                let y = labels[e];
+                let n_char = feats.iter().filter(|&&f| f & CHAR_BIT != 0).count();
+                let scales = group_scales(&features, feats.len() - n_char, n_char);
+                let mut acc = [[0f32; 3]; 2];
+                for &f in feats {
+                    let r = &w[(f & INDEX_MASK) as usize];
+                    let a = &mut acc[(f >> 31) as usize];
+                    a[0] += r[0];
+                    a[1] += r[1];
+                    a[2] += r[2];
+                }
+                let z: [f32; 3] = std::array::from_fn(|c| {
+                    bias[c] + scales[0] * acc[0][c] + scales[1] * acc[1][c]
+                });
+                let p = softmax(z);
+                let sw = class_weight[y];
+                loss -= sw as f64 * (p[y].max(1e-12) as f64).ln();
+                weight_sum += sw as f64;
+                if (Prediction { probabilities: p }).class_index() == y {
+                    correct += 1;
+                }
+                let g: [f32; 3] =
+                    std::array::from_fn(|c| sw * (p[c] - if c == y { 1.0 } else { 0.0 }));
+                for c in 0..NUM_CLASSES {
+                    bias_g2[c] += g[c] * g[c];
+                    let d = lr * g[c] / (bias_g2[c].sqrt() + EPS);
+                    bias[c] -= d;
+                    bias_u[c] -= step * d;
+                }
+                let gs = [g.map(|v| v * scales[0]), g.map(|v| v * scales[1])];
+                for &f in feats {
+                    let gs = &gs[(f >> 31) as usize];
+                    let f = f & INDEX_MASK;
+                    let r = &mut w[f as usize];
+                    let a = &mut g2[f as usize];
+                    let mut d = [0f32; 3];
+                    for c in 0..NUM_CLASSES {
+                        let gr = gs[c] + l2 * r[c];
+                        a[c] += gr * gr;
+                        d[c] = lr * gr / (a[c].sqrt() + EPS);
+                        r[c] -= d[c];
+                    }
+                    if let Some(ur) = u.get_mut(f as usize) {
+                        for c in 0..NUM_CLASSES {
+                            ur[c] -= step * d[c];
+                        }
+                    }
+                }
+                step += 1.0;
+            }
+            progress(EpochReport {
+                epoch: epoch + 1,
+                epochs: config.epochs,
+                mean_loss: if weight_sum > 0.0 {
+                    loss / weight_sum
+                } else {
+                    0.0
+                },
+                train_accuracy: if order.is_empty() {
+                    0.0
+                } else {
+                    correct as f64 / order.len() as f64
+                },
+                elapsed: start.elapsed(),
+            });
+        }
+
+        if config.average {
+            for (r, ur) in w.iter_mut().zip(&u) {
+                for c in 0..NUM_CLASSES {
+                    r[c] -= ur[c] / step;
+                }
+            }
+            for c in 0..NUM_CLASSES {
+                bias[c] -= bias_u[c] / step;
+            }
+        }
+        LinearModel {
+            features,
+            bias,
+            weights: Weights::from_f32(&w, config.quantization),
+        }
+    }
+
+    /// Returns a copy of this model with its weights stored as `q` (re-quantising from the
+    /// current weights, so converting an i8 model back to f32 does not restore precision).
+    pub fn quantized(&self, q: Quantization) -> LinearModel {
+        let weights = if q == self.weights.quantization() {
+            self.weights.clone()
+        } else {
+            let rows: Vec<[f32; 3]> = (0..self.weights.len())
+                .map(|i| self.weights.row(i))
+                .collect();
+            Weights::from_f32(&rows, q)
+        };
+        LinearModel {
+            features: self.features,
+            bias: self.bias,
+            weights,
+        }
+    }
+
+    /// Bucket indices of the features of `text`, in extraction order (duplicates kept); for
+    /// inspection and debugging.
+    pub fn feature_indices(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        with_scratch(|s| extract(&self.features, text, s, |i| out.push(i & INDEX_MASK)));
+        out
+    }
+
+    /// How the weights are stored.
+    pub fn quantization(&self) -> Quantization {
+        self.weights.quantization()
+    }
+
+    /// Number of hash buckets (rows of class weights).
+    pub fn buckets(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Class probabilities for `text`. Never panics; any string (empty, emoji-only, megabytes
+    /// long) gives finite probabilities summing to 1.
+    pub fn predict(&self, text: &str) -> Prediction {
+        let f = &self.features;
+        let mut n = [0usize; 2];
+        let acc: [[f32; 3]; 2] = with_scratch(|s| match &self.weights {
+            Weights::F32(rows) => {
+                let mut acc = [[0f32; 3]; 2];
+                extract(f, text, s, |i| {
+                    let g = (i >> 31) as usize;
+                    if let Some(r) = rows.get((i & INDEX_MASK) as usize) {
+                        let a = &mut acc[g];
+                        a[0] += r[0];
+                        a[1] += r[1];
+                        a[2] += r[2];
+                    }
+                    n[g] += 1;
+                });
+                acc
+            }
+            Weights::F16(rows) => {
+                let mut acc = [[0f32; 3]; 2];
+                extract(f, text, s, |i| {
+                    let g = (i >> 31) as usize;
+                    if let Some(r) = rows.get((i & INDEX_MASK) as usize) {
+                        let a = &mut acc[g];
+                        a[0] += f16_to_f32(r[0]);
+                        a[1] += f16_to_f32(r[1]);
+                        a[2] += f16_to_f32(r[2]);
+                    }
+                    n[g] += 1;
+                });
+                acc
+            }
+            Weights::I8 { rows, scale } => {
+                // i64 accumulators cannot overflow for any input that fits in memory.
+                let mut acc = [[0i64; 3]; 2];
+                extract(f, text, s, |i| {
+                    let g = (i >> 31) as usize;
+                    if let Some(r) = rows.get((i & INDEX_MASK) as usize) {
+                        let a = &mut acc[g];
+                        a[0] += r[0] as i64;
+                        a[1] += r[1] as i64;
+                        a[2] += r[2] as i64;
+                    }
+                    n[g] += 1;
+                });
+                acc.map(|a| std::array::from_fn(|c| a[c] as f32 * scale[c]))
+            }
+        });
+        let scales = group_scales(f, n[0], n[1]);
+        let z: [f32; 3] =
+            std::array::from_fn(|c| self.bias[c] + scales[0] * acc[0][c] + scales[1] * acc[1][c]);
+        Prediction {
+            probabilities: softmax(z),
+        }
+    }
+
+    /// Serialises the model: magic, format version, feature settings, quantisation, biases,
+    /// per-class scales, the weight table (little-endian) and a trailing xxh3-64 checksum of
+    /// everything before it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let q = self.weights.quantization();
+        let rows = self.weights.len();
+        let mut out = Vec::with_capacity(HEADER_LEN + rows * q.bytes_per_bucket() + 8);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let f = &self.features;
+        out.extend_from_slice(&[
+            f.buckets_log2,
+            f.word_ngrams,
+            f.char_min,
+            f.char_max,
+            f.flags(),
+            q.code(),
+        ]);
+        out.extend_from_slice(&f.hash_seed.to_le_bytes());
+        for b in self.bias {
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+        let scale = match &self.weights {
+            Weights::I8 { scale, .. } => *scale,
+            _ => [1.0; 3],
+        };
+        for s in scale {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.extend_from_slice(&(rows as u64).to_le_bytes());
+        debug_assert_eq!(out.len(), HEADER_LEN);
+        match &self.weights {
+            Weights::F32(r) => {
+                for row in r {
+                    for v in row {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            Weights::F16(r) => {
+                for row in r {
+                    for v in row {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            Weights::I8 { rows, .. } => {
+                for row in rows {
+                    out.extend(row.iter().map(|&v| v as u8));
+                }
+            }
+        }
+        let sum = xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Parses what [`LinearModel::to_bytes`] wrote. Returns an error, never panics, on
+    /// truncated, corrupt or foreign input.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
+        if bytes.len() < MAGIC.len() {
+            return Err(if MAGIC.starts_with(bytes) {
+                ModelError::Truncated
+            } else {
+                ModelError::BadMagic
+            });
+        }
+        if &bytes[..MAGIC.len()] != MAGIC {
+            return Err(ModelError::BadMagic);
+        }
+        let mut r = Reader {
+            buf: bytes,
+            pos: MAGIC.len(),
+        };
+        let version = u16::from_le_bytes(r.array()?);
+        if version != FORMAT_VERSION {
+            return Err(ModelError::UnsupportedVersion(version));
+        }
+        if bytes.len() < HEADER_LEN + 8 {
+            return Err(ModelError::Truncated);
+        }
+        let [buckets_log2, word_ngrams, char_min, char_max, flags, qcode] = r.array()?;
+        let hash_seed = u64::from_le_bytes(r.array()?);
+        let bias = [r.f32()?, r.f32()?, r.f32()?];
+        let scale = [r.f32()?, r.f32()?, r.f32()?];
+        let rows = u64::from_le_bytes(r.array()?);
+
+        if !(MIN_BUCKETS_LOG2..=MAX_BUCKETS_LOG2).contains(&buckets_log2) {
+            return Err(ModelError::Invalid("bucket count out of range"));
+        }
+        if rows != 1u64 << buckets_log2 {
+            return Err(ModelError::Invalid("row count does not match bucket count"));
+        }
+        let q =
+            Quantization::from_code(qcode).ok_or(ModelError::Invalid("unknown quantisation"))?;
+        let expected = (HEADER_LEN as u64)
+            .checked_add(rows * q.bytes_per_bucket() as u64)
+            .and_then(|v| v.checked_add(8))
+            .ok_or(ModelError::Invalid("size overflow"))?;
+        if (bytes.len() as u64) < expected {
+            return Err(ModelError::Truncated);
+        }
+        if bytes.len() as u64 > expected {
+            return Err(ModelError::Invalid("trailing bytes after checksum"));
+        }
+        let body_len = bytes.len() - 8;
+        let stored = u64::from_le_bytes(
+            bytes[body_len..]
+                .try_into()
+                .map_err(|_| ModelError::Truncated)?,
+        );
+        if xxh3_64(&bytes[..body_len]) != stored {
+            return Err(ModelError::ChecksumMismatch);
+        }
+        if word_ngrams > MAX_WORD_N
+            || char_max > MAX_CHAR_N
+            || (char_max > 0 && (char_min == 0 || char_min > char_max))
+            || flags & !0b1111 != 0
+        {
+            return Err(ModelError::Invalid("feature settings out of range"));
+        }
+        if !bias.iter().chain(scale.iter()).all(|v| v.is_finite()) {
+            return Err(ModelError::Invalid("non-finite bias or scale"));
+        }
+        let features = Features {
+            buckets_log2,
+            word_ngrams,
+            char_min,
+            char_max,
+            negation: flags & 1 != 0,
+            squeeze: flags & 2 != 0,
+            normalize: flags & 4 != 0,
+            group_norm: flags & 8 != 0,
+            hash_seed,
+        };
+        let data = &bytes[HEADER_LEN..body_len];
+        let weights = match q {
+            Quantization::F32 => {
+                let mut out = Vec::with_capacity(rows as usize);
+                for ch in data.chunks_exact(12) {
+                    let row: [f32; 3] = std::array::from_fn(|c| {
+                        f32::from_le_bytes([ch[4 * c], ch[4 * c + 1], ch[4 * c + 2], ch[4 * c + 3]])
+                    });
+                    if !row.iter().all(|v| v.is_finite()) {
+                        return Err(ModelError::Invalid("non-finite weight"));
+                    }
+                    out.push(row);
+                }
+                Weights::F32(out)
+            }
+            Quantization::F16 => {
+                let mut out = Vec::with_capacity(rows as usize);
+                for ch in data.chunks_exact(6) {
+                    let row: [u16; 3] =
+                        std::array::from_fn(|c| u16::from_le_bytes([ch[2 * c], ch[2 * c + 1]]));
+                    if row.iter().any(|&h| h & 0x7c00 == 0x7c00) {
+                        return Err(ModelError::Invalid("non-finite weight"));
+                    }
+                    out.push(row);
+                }
+                Weights::F16(out)
+            }
+            Quantization::I8 => Weights::I8 {
+                rows: data
+                    .chunks_exact(3)
+                    .map(|ch| [ch[0] as i8, ch[1] as i8, ch[2] as i8])
+                    .collect(),
+                scale,
+            },
+        };
+        Ok(LinearModel {
+            features,
+            bias,
+            weights,
+        })
+    }
+}
+
+/// Magic (8) + version (2) + settings (6) + seed (8) + bias (12) + scales (12) + rows (8).
+const HEADER_LEN: usize = 8 + 2 + 6 + 8 + 12 + 12 + 8;
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ModelError> {
+        let end = self.pos.checked_add(N).ok_or(ModelError::Truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or(ModelError::Truncated)?;
+        self.pos = end;
+        s.try_into().map_err(|_| ModelError::Truncated)
+    }
+
+    fn f32(&mut self) -> Result<f32, ModelError> {
+        Ok(f32::from_le_bytes(self.array()?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Half-precision conversion (IEEE 754 binary16, round to nearest even)
+// ---------------------------------------------------------------------------------------------
+
+fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let mut r = m >> shift;
+        let rem = m & ((1u32 << shift) - 1);
+        if rem > half || (rem == half && r & 1 == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let mut r = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1fff;
+    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+#[inline(always)]
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    if exp == 0 {
+        let v = man as f32 * (1.0 / 16_777_216.0);
+        return if sign != 0 { -v } else { v };
+    }
+    let bits = if exp == 0x1f {
+        sign | 0x7f80_0000 | (man << 13)
+    } else {
+        sign | ((exp + 112) << 23) | (man << 13)
+    };
+    f32::from_bits(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy() -> Vec<(String, usize)> {
+        let mut v = Vec::new();
+        let neg = [
+            "i hate this",
+            "awful terrible day",
+            "so bad and sad",
+            "worst service ever",
+        ];
+        let neu = [
+            "the meeting is at noon",
+            "it is a table",
+            "see the report",
+            "train leaves at 5",
+        ];
+        let pos = [
+            "i love this",
+            "great wonderful day",
+            "so happy and glad",
+            "best service ever",
+        ];
+        for _ in 0..5 {
+            for (c, set) in [neg, neu, pos].iter().enumerate() {
+                for t in set {
+                    v.push((t.to_string(), c));
+                }
+            }
+        }
+        v
+    }
+
+    fn small_config() -> TrainConfig {
+        TrainConfig {
+            buckets_log2: 14,
+            epochs: 20,
+            quantization: Quantization::F32,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn features_of(model: &LinearModel, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        extract(&model.features, text, &mut Scratch::default(), |i| {
+            out.push(i)
+        });
+        out
+    }
+
+    #[test]
+    fn toy_set_is_learned() {
+        let data = toy();
+        let mut reports = Vec::new();
+        let model = LinearModel::train(&data, &small_config(), |r| reports.push(r));
+        assert_eq!(reports.len(), 20);
+        assert!(reports.last().unwrap().mean_loss < reports[0].mean_loss);
+        for (t, y) in &data {
+            assert_eq!(model.predict(t).class_index(), *y, "misclassified {t:?}");
+        }
+        assert_eq!(model.predict("i love this").label(), "positive");
+        assert_eq!(model.predict("i hate this").label(), "negative");
+    }
+
+    #[test]
+    fn training_is_deterministic() {
+        let data = toy();
+        let a = LinearModel::train(&data, &small_config(), |_| {});
+        let b = LinearModel::train(&data, &small_config(), |_| {});
+        assert_eq!(a.to_bytes(), b.to_bytes());
+    }
+
+    #[test]
+    fn round_trip_gives_identical_predictions() {
+        let data = toy();
+        for q in [Quantization::F32, Quantization::F16, Quantization::I8] {
+            let model = LinearModel::train(
+                &data,
+                &TrainConfig {
+                    quantization: q,
+                    ..small_config()
+                },
+                |_| {},
+            );
+            let bytes = model.to_bytes();
+            let loaded = LinearModel::from_bytes(&bytes).expect("round trip");
+            assert_eq!(loaded.quantization(), q);
+            assert_eq!(loaded.to_bytes(), bytes);
+            for t in [
+                "i love this",
+                "awful day",
+                "",
+                "😂😂 @bob http://x.y",
+                "not good",
+            ] {
+                assert_eq!(model.predict(t), loaded.predict(t));
+            }
+        }
+    }
+
+    #[test]
+    fn quantised_models_agree_with_f32_on_toy() {
+        let data = toy();
+        let model = LinearModel::train(&data, &small_config(), |_| {});
+        for q in [Quantization::F16, Quantization::I8] {
+            let qm = model.quantized(q);
+            for (t, _) in &data {
+                let a = model.predict(t).probabilities;
+                let b = qm.predict(t).probabilities;
+                for c in 0..3 {
+                    assert!((a[c] - b[c]).abs() < 0.02, "{q:?} {t}: {a:?} vs {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_bytes_give_errors() {
+        let model = LinearModel::train(&toy(), &small_config(), |_| {});
+        let bytes = model.to_bytes();
+        assert_eq!(
+            LinearModel::from_bytes(&[]).unwrap_err(),
+            ModelError::Truncated
+        );
+        assert_eq!(
+            LinearModel::from_bytes(b"not a model at all").unwrap_err(),
+            ModelError::BadMagic
+        );
+        for cut in [4, 8, 10, 20, HEADER_LEN, HEADER_LEN + 100, bytes.len() - 1] {
+            assert!(
+                LinearModel::from_bytes(&bytes[..cut]).is_err(),
+                "truncated at {cut}"
+            );
+        }
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + 1000] ^= 0x40;
+        assert_eq!(
+            LinearModel::from_bytes(&bad).unwrap_err(),
+            ModelError::ChecksumMismatch
+        );
+        let mut bad = bytes.clone();
+        bad[8] = 99;
+        assert_eq!(
+            LinearModel::from_bytes(&bad).unwrap_err(),
+            ModelError::UnsupportedVersion(99)
+        );
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(LinearModel::from_bytes(&long).is_err());
+        // Every single-byte flip is rejected.
+        for pos in (0..bytes.len()).step_by(97) {
+            let mut b = bytes.clone();
+            b[pos] = b[pos].wrapping_add(1);
+            assert!(LinearModel::from_bytes(&b).is_err(), "flip at {pos}");
+        }
+    }
+
+    #[test]
+    fn weird_input_never_panics() {
+        let model = LinearModel::train(&toy(), &small_config(), |_| {}).quantized(Quantization::I8);
+        let huge_word = "a".repeat(1 << 20);
+        let huge_text = "so good 😂 !!! @x http://t.co/x ".repeat(1 << 15);
+        let inputs = [
+            "",
+            " ",
+            "\t\n\r",
+            "😂😂😂",
+            "🏳️‍🌈👍🏽",
+            "@",
+            "#",
+            "'",
+            "n't",
+            "http://",
+            "\u{0}\u{ffff}\u{10ffff}",
+            "İSTANBUL ǅ ß",
+            huge_word.as_str(),
+            huge_text.as_str(),
+        ];
+        for t in inputs {
+            for m in [&model, &model.quantized(Quantization::F16)] {
+                let p = m.predict(t).probabilities;
+                assert!(p.iter().all(|v| v.is_finite() && *v >= 0.0), "{p:?}");
+                assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            }
+        }
+        assert!(huge_text.len() >= 1 << 20);
+    }
+
+    #[test]
+    fn normalisation_matches_tweet_conventions() {
+        let model = LinearModel::train(&toy(), &small_config(), |_| {});
+        assert_eq!(
+            features_of(&model, "@SomeOne look http://t.co/abc"),
+            features_of(&model, "@user look https://example.com/x")
+        );
+        assert_eq!(
+            features_of(&model, "SOOOOO good"),
+            features_of(&model, "soo good")
+        );
+        assert_ne!(
+            features_of(&model, "so good"),
+            features_of(&model, "soo good")
+        );
+        assert_eq!(
+            features_of(&model, "don’t like"),
+            features_of(&model, "don't like")
+        );
+        // Negation changes the word features of "like"; "." ends its scope.
+        let on = model.features;
+        let off = Features {
+            negation: false,
+            ..on
+        };
+        let feats = |f: &Features, t: &str| {
+            let mut out = Vec::new();
+            extract(f, t, &mut Scratch::default(), |i| out.push(i));
+            out
+        };
+        assert_ne!(feats(&on, "not like"), feats(&off, "not like"));
+        assert_eq!(feats(&on, "not. like"), feats(&off, "not. like"));
+        // An emoji is a token: one word feature and char n-grams " 😂", " 😂 ", "😂 ".
+        assert_eq!(features_of(&model, "😂").len(), 1 + 3);
+    }
+
+    #[test]
+    fn half_conversion_round_trips() {
+        for x in [0.0f32, -0.0, 1.0, -2.5, 1e-3, 6.1e-5, 3e-7, 65504.0, 0.333] {
+            let y = f16_to_f32(f32_to_f16(x));
+            assert!((x - y).abs() <= x.abs() * 1e-3 + 6e-8, "{x} -> {y}");
+        }
+        for h in 0u16..0x7c00 {
+            assert_eq!(f32_to_f16(f16_to_f32(h)), h);
+        }
+    }
+}

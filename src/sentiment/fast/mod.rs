@@ -1,0 +1,89 @@
+//! The learned fast backend: multinomial logistic regression over hashed word 1–2-grams and
+//! character n-grams ([`linear`]), trained by `rapport train fast` on gold labels.
+
+pub mod linear;
+
+use crate::sentiment::{Sentiment, SentimentLabel, SentimentModel};
+use anyhow::Context;
+use std::path::Path;
+
+/// File name of the gold-label model under `models/fast/`.
+pub const GOLD_MODEL_FILE: &str = "sentiment-gold.bin";
+
+/// The hashed linear model behind the [`SentimentModel`] trait.
+pub struct FastModel {
+    model: linear::LinearModel,
+}
+
+impl FastModel {
+    /// Loads `fast/sentiment-gold.bin` under `models_dir`.
+    pub fn load(models_dir: &Path) -> anyhow::Result<Self> {
+        let path = models_dir.join("fast").join(GOLD_MODEL_FILE);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read model {}", path.display()))?;
+        let model = linear::LinearModel::from_bytes(&bytes)
+            .map_err(|error| anyhow::anyhow!("invalid model {}: {error}", path.display()))?;
+        Ok(Self { model })
+    }
+
+    /// Wraps an already trained model.
+    pub fn new(model: linear::LinearModel) -> Self {
+        Self { model }
+    }
+}
+
+/// Class probabilities → label (most probable), score (P(positive) − P(negative)) and
+/// confidence (the winning probability).
+pub fn sentiment_from_probabilities(probabilities: [f32; 3]) -> Sentiment {
+    let mut best = 0;
+    for class in 1..3 {
+        if probabilities[class] > probabilities[best] {
+            best = class;
+        }
+    }
+    Sentiment {
+        label: SentimentLabel::ALL[best],
+        score: (probabilities[2] - probabilities[0]).clamp(-1.0, 1.0),
+        confidence: probabilities[best].clamp(0.0, 1.0),
+    }
+}
+
+impl SentimentModel for FastModel {
+    fn name(&self) -> &'static str {
+        "fast"
+    }
+
+    fn classify(&self, text: &str) -> Sentiment {
+        sentiment_from_probabilities(self.model.predict(text).probabilities)
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    /// The committed model loads and reads obvious texts right.
+    #[test]
+    fn committed_model_classifies() {
+        let model = FastModel::load(&crate::sentiment::default_models_dir())
+            .expect("models/fast/sentiment-gold.bin");
+        assert_eq!(
+            model.classify("I love this, thank you so much!").label,
+            SentimentLabel::Positive
+        );
+        assert_eq!(
+            model.classify("worst service ever, I hate this").label,
+            SentimentLabel::Negative
+        );
+        let sentiment = model.classify("");
+        assert!((0.0..=1.0).contains(&sentiment.confidence));
+    }
+
+    #[test]
+    fn probabilities_map_to_label_score_confidence() {
+        let sentiment = sentiment_from_probabilities([0.1, 0.2, 0.7]);
+        assert_eq!(sentiment.label, SentimentLabel::Positive);
+        assert!((sentiment.score - 0.6).abs() < 1e-6);
+        assert!((sentiment.confidence - 0.7).abs() < 1e-6);
+    }
+}
