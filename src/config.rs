@@ -56,7 +56,7 @@ impl Default for ServerConfig {
         Self {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9464)),
-            sentiment: Backend::Vader,
+            sentiment: Backend::Fast,
             models_dir: None,
             max_text_bytes: 16 * 1024,
             max_id_bytes: 256,

@@ -553,7 +553,7 @@ async fn health_reflection_and_metrics_are_served() {
     let metrics = t.scrape_metrics().await;
     for expected in [
         "rapport_events_ingested_total{channel=\"twitter\",kind=\"mention\",outcome=\"accepted\"}",
-        "rapport_classifications_total{backend=\"vader\",label=\"positive\"}",
+        "rapport_classifications_total{backend=\"fast\",label=\"positive\"}",
         "rapport_classification_duration_seconds_bucket",
         "rapport_grpc_requests_total{method=\"Ingest\",code=\"OK\"}",
         "rapport_grpc_request_duration_seconds_bucket",

@@ -79,7 +79,7 @@ pub struct ServeArgs {
     /// Prometheus /metrics listen address [default: 0.0.0.0:9464].
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
-    /// Sentiment backend [default: vader].
+    /// Sentiment backend [default: fast].
     #[arg(long, value_enum)]
     pub sentiment: Option<Backend>,
     /// Directory of model files [default: the crate's models/].
@@ -91,7 +91,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Sentiment backend.
-    #[arg(long, value_enum, default_value = "vader")]
+    #[arg(long, value_enum, default_value = "fast")]
     pub sentiment: Backend,
     /// Directory of model files [default: the crate's models/].
     #[arg(long)]

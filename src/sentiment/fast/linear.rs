@@ -2,17 +2,23 @@
 //!
 //! Text is normalised the way the tweet training data is (lower-cased, `@mentions` → `@user`,
 //! URLs → `http`, elongations squeezed to two repeats), split into word and symbol tokens, and
-//! turned into hashed features: word 1–2-grams (with optional negation marking of the words
+//! turned into hashed features: word 1–2-grams (optionally with negation marking of the words
 //! after a negator up to the next clause punctuation) and character n-grams of each token padded
 //! with spaces (`" word "`), iterated over Unicode scalar values so that emoji are features too.
 //! Each feature indexes one of `2^buckets_log2` rows of three class weights.
 //!
-//! Hashing uses xxh3 (seeded with a constant stored in the model file) for words and a fixed
-//! multiply–rotate chain with a murmur finaliser for character n-grams, so a saved model gives
-//! the same features on every build and platform.
+//! Word and character features are normalised separately (each group scaled to unit L2 norm),
+//! and training weights the classes equally, which is what macro-recall rewards.
 //!
-//! Prediction iterates the features on the fly and accumulates the class scores directly; the
-//! only memory it uses is a thread-local scratch buffer that is reused across calls.
+//! Hashing is fixed by this file, never by the standard library: xxh3 (seeded with a constant
+//! stored in the model file) for words, a murmur3 finaliser to combine word hashes into bigrams,
+//! and a rotate–xor–multiply chain over Unicode scalar values for character n-grams (the top
+//! bits of the last product pick the bucket). A saved model therefore gives the same features on
+//! every build and platform; any change to normalisation or hashing must bump `FORMAT_VERSION`.
+//!
+//! Prediction extracts the features on the fly into two fixed 256-entry stack buffers (word and
+//! character features) and accumulates the class scores batch by batch; apart from a reused
+//! thread-local token buffer it allocates nothing.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -27,7 +33,7 @@ const NUM_CLASSES: usize = 3;
 
 /// Magic bytes at the start of every serialised model.
 const MAGIC: &[u8; 8] = b"RPFASTLR";
-/// Current serialisation format version.
+/// Current serialisation format version; also versions the tokenisation and hashing.
 const FORMAT_VERSION: u16 = 1;
 /// Default hash seed ("RAPPORT!" in ASCII).
 const DEFAULT_HASH_SEED: u64 = 0x5241_5050_4f52_5421;
@@ -35,7 +41,7 @@ const DEFAULT_HASH_SEED: u64 = 0x5241_5050_4f52_5421;
 const MIN_BUCKETS_LOG2: u8 = 8;
 const MAX_BUCKETS_LOG2: u8 = 26;
 /// Largest accepted character n-gram length.
-const MAX_CHAR_N: u8 = 8;
+const MAX_CHAR_N: u8 = 6;
 /// Largest accepted word n-gram length.
 const MAX_WORD_N: u8 = 3;
 /// Scratch buffers larger than this are released after a call instead of being kept.
@@ -87,7 +93,8 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// AdaGrad base learning rate (default 0.1).
     pub learning_rate: f32,
-    /// L2 penalty applied to the weights touched by each example (default 1e-6).
+    /// L2 penalty applied (lazily) to the weights touched by each example (default 0: on val,
+    /// 1e-6 changed nothing and 1e-3 to 1e-2 did not help).
     pub l2: f32,
     /// log2 of the number of hash buckets (default 20, i.e. 1,048,576 rows).
     pub buckets_log2: u8,
@@ -97,11 +104,12 @@ pub struct TrainConfig {
     pub class_balanced: bool,
     /// Longest word n-gram: 1 = unigrams, 2 = uni+bigrams, 3 = up to trigrams (default 2).
     pub word_ngrams: u8,
-    /// Shortest character n-gram (default 2).
+    /// Shortest character n-gram, at least 2 (default 2).
     pub char_ngram_min: u8,
-    /// Longest character n-gram; 0 disables character n-grams (default 5).
+    /// Longest character n-gram, at most 6; 0 disables character n-grams (default 5).
     pub char_ngram_max: u8,
-    /// Mark words after a negator (not, no, never, …n't) up to clause punctuation (default true).
+    /// Mark words after a negator (not, no, never, …n't) up to clause punctuation (default
+    /// false: word bigrams already carry "not good", and on val it did not help).
     pub negation: bool,
     /// Squeeze runs of 3+ identical characters to two ("soooo" → "soo") (default true).
     pub squeeze_elongation: bool,
@@ -110,9 +118,6 @@ pub struct TrainConfig {
     /// With `normalize`, normalise word features and character n-gram features separately,
     /// each group to unit norm (default true).
     pub group_norm: bool,
-    /// Return the average of the weights over all updates (Polyak averaging) instead of the
-    /// last iterate (default false).
-    pub average: bool,
     /// Weight storage of the returned model (default [`Quantization::I8`]).
     pub quantization: Quantization,
 }
@@ -122,18 +127,17 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 5,
             learning_rate: 0.1,
-            l2: 1e-6,
+            l2: 0.0,
             buckets_log2: 20,
             seed: 42,
             class_balanced: true,
             word_ngrams: 2,
             char_ngram_min: 2,
             char_ngram_max: 5,
-            negation: true,
+            negation: false,
             squeeze_elongation: true,
             normalize: true,
             group_norm: true,
-            average: false,
             quantization: Quantization::I8,
         }
     }
@@ -227,7 +231,7 @@ struct Features {
 impl Features {
     fn from_config(config: &TrainConfig) -> Self {
         let char_max = config.char_ngram_max.min(MAX_CHAR_N);
-        let char_min = config.char_ngram_min.clamp(1, MAX_CHAR_N.max(1));
+        let char_min = config.char_ngram_min.clamp(2, MAX_CHAR_N);
         Features {
             buckets_log2: config
                 .buckets_log2
@@ -367,16 +371,12 @@ fn salted(seed: u64, salt: u64) -> u64 {
 #[derive(Default)]
 struct Scratch {
     token: String,
-    chars: Vec<u32>,
 }
 
 impl Scratch {
     fn trim(&mut self) {
         if self.token.capacity() > SCRATCH_KEEP {
             self.token = String::new();
-        }
-        if self.chars.capacity() > SCRATCH_KEEP {
-            self.chars = Vec::new();
         }
     }
 }
@@ -412,14 +412,48 @@ enum Kind {
     Symbol,
 }
 
-const NEGATORS: &[&str] = &[
-    "not", "no", "never", "cannot", "nothing", "nobody", "none", "nor", "neither", "nowhere",
-    "dont", "cant", "wont", "isnt", "arent", "wasnt", "werent", "didnt", "doesnt", "couldnt",
-    "shouldnt", "wouldnt", "aint", "havent", "hasnt", "hadnt",
-];
-
+/// Negators: these words and any word ending in "n't" start a negation scope.
 fn is_negator(word: &str) -> bool {
-    word.ends_with("n't") || NEGATORS.contains(&word)
+    if word.ends_with("n't") {
+        return true;
+    }
+    // Cheap filter before the string comparisons: every listed word is 2..=8 bytes long and
+    // starts with one of these letters.
+    let b = word.as_bytes();
+    if !(2..=8).contains(&b.len())
+        || !matches!(b[0], b'n' | b'c' | b'd' | b'w' | b'i' | b'a' | b's' | b'h')
+    {
+        return false;
+    }
+    matches!(
+        word,
+        "not"
+            | "no"
+            | "never"
+            | "cannot"
+            | "nothing"
+            | "nobody"
+            | "none"
+            | "nor"
+            | "neither"
+            | "nowhere"
+            | "dont"
+            | "cant"
+            | "wont"
+            | "isnt"
+            | "arent"
+            | "wasnt"
+            | "werent"
+            | "didnt"
+            | "doesnt"
+            | "couldnt"
+            | "shouldnt"
+            | "wouldnt"
+            | "aint"
+            | "havent"
+            | "hasnt"
+            | "hadnt"
+    )
 }
 
 fn ends_clause(symbols: &str) -> bool {
@@ -428,8 +462,7 @@ fn ends_clause(symbols: &str) -> bool {
         .any(|b| matches!(b, b'.' | b',' | b'!' | b'?' | b';' | b':'))
 }
 
-fn is_url(chunk: &str) -> bool {
-    let b = chunk.as_bytes();
+fn is_url(b: &[u8]) -> bool {
     let starts = |p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
     starts(b"http://") || starts(b"https://") || starts(b"www.")
 }
@@ -438,8 +471,16 @@ fn is_handle_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Streaming feature emitter: receives normalised tokens and calls `sink` with bucket indices.
-struct Emitter<'a, F: FnMut(u32)> {
+/// Number of feature indices buffered per group before they are handed to the consumer.
+const BATCH: usize = 256;
+/// Feature group of word n-grams (index into per-group accumulators).
+const GROUP_WORD: usize = 0;
+/// Feature group of character n-grams.
+const GROUP_CHAR: usize = 1;
+
+/// Streaming feature emitter: receives normalised tokens, buffers the bucket indices of their
+/// features per group in fixed arrays, and hands full batches to `consume(group, indices)`.
+struct Emitter<'a, C: FnMut(usize, &[u32])> {
     f: &'a Features,
     shift: u32,
     seed_word: u64,
@@ -450,12 +491,15 @@ struct Emitter<'a, F: FnMut(u32)> {
     prev: [u64; 2],
     n_prev: u8,
     negated: bool,
-    chars: &'a mut Vec<u32>,
-    sink: F,
+    word_buf: [u32; BATCH],
+    n_word: usize,
+    char_buf: [u32; BATCH],
+    n_char: usize,
+    consume: C,
 }
 
-impl<'a, F: FnMut(u32)> Emitter<'a, F> {
-    fn new(f: &'a Features, chars: &'a mut Vec<u32>, sink: F) -> Self {
+impl<'a, C: FnMut(usize, &[u32])> Emitter<'a, C> {
+    fn new(f: &'a Features, consume: C) -> Self {
         Emitter {
             f,
             shift: 64 - f.buckets_log2 as u32,
@@ -467,16 +511,37 @@ impl<'a, F: FnMut(u32)> Emitter<'a, F> {
             prev: [0; 2],
             n_prev: 0,
             negated: false,
-            chars,
-            sink,
+            word_buf: [0; BATCH],
+            n_word: 0,
+            char_buf: [0; BATCH],
+            n_char: 0,
+            consume,
         }
     }
 
     #[inline(always)]
-    fn emit(&mut self, h: u64) {
-        (self.sink)((h >> self.shift) as u32);
+    fn emit_word(&mut self, h: u64) {
+        if self.n_word >= BATCH {
+            (self.consume)(GROUP_WORD, &self.word_buf);
+            self.n_word = 0;
+        }
+        self.word_buf[self.n_word] = (h >> self.shift) as u32;
+        self.n_word += 1;
     }
 
+    /// Hands over whatever is still buffered.
+    fn finish(&mut self) {
+        if self.n_word > 0 {
+            (self.consume)(GROUP_WORD, &self.word_buf[..self.n_word]);
+            self.n_word = 0;
+        }
+        if self.n_char > 0 {
+            (self.consume)(GROUP_CHAR, &self.char_buf[..self.n_char]);
+            self.n_char = 0;
+        }
+    }
+
+    /// Emits the features of one (normalised) token.
     fn token(&mut self, tok: &str, kind: Kind) {
         if tok.is_empty() {
             return;
@@ -486,12 +551,12 @@ impl<'a, F: FnMut(u32)> Emitter<'a, F> {
         let h = xxh3_64_with_seed(tok.as_bytes(), seed);
         let wn = self.f.word_ngrams;
         if wn >= 1 {
-            self.emit(h);
+            self.emit_word(h);
         }
         if wn >= 2 && self.n_prev >= 1 {
             let b =
                 fmix64(self.prev[1].rotate_left(21) ^ h.wrapping_mul(CHAIN_K) ^ self.seed_bigram);
-            self.emit(b);
+            self.emit_word(b);
         }
         if wn >= 3 && self.n_prev >= 2 {
             let t = fmix64(
@@ -500,7 +565,7 @@ impl<'a, F: FnMut(u32)> Emitter<'a, F> {
                     ^ h
                     ^ self.seed_trigram,
             );
-            self.emit(t);
+            self.emit_word(t);
         }
         self.prev = [self.prev[1], h];
         self.n_prev = self.n_prev.saturating_add(1);
@@ -519,93 +584,331 @@ impl<'a, F: FnMut(u32)> Emitter<'a, F> {
     }
 
     fn char_ngrams(&mut self, tok: &str) {
-        self.chars.clear();
-        self.chars.push(' ' as u32);
-        self.chars.extend(tok.chars().map(|c| c as u32));
-        self.chars.push(' ' as u32);
-        let min = self.f.char_min.max(2) as usize;
-        let max = self.f.char_max as usize;
-        let len = self.chars.len();
-        let shift = self.shift;
-        let seed = self.seed_char;
-        let chars = &*self.chars;
-        let sink = &mut self.sink;
-        for i in 0..len {
-            let end = (i + max).min(len);
-            let mut h = seed;
-            for (n, &c) in chars[i..end].iter().enumerate() {
-                h = chain(h, c);
-                if n + 1 >= min {
-                    sink(((fmix64(h) >> shift) as u32) | CHAR_BIT);
+        // Monomorphised per (longest length, index of the shortest length) so that the
+        // per-character loop is fully unrolled.
+        macro_rules! dispatch {
+            ($($max:literal => [$($first:literal),*]),*) => {
+                match (self.f.char_max, self.f.char_min) {
+                    $($(($max, min) if min == $first + 1 => {
+                        self.char_ngrams_upto::<$max, $first>(tok)
+                    })*)*
+                    _ => {}
                 }
-            }
+            };
         }
+        dispatch!(2 => [1], 3 => [1, 2], 4 => [1, 2, 3], 5 => [1, 2, 3, 4], 6 => [1, 2, 3, 4, 5]);
+    }
+
+    /// Character n-grams of `" " + tok + " "` with lengths `char_min..=MAX`, by end position:
+    /// `hs[k]` is the hash of the last `k + 1` characters, i.e. `chain` applied to them in order
+    /// starting from the seed.
+    fn char_ngrams_upto<const MAX: usize, const FIRST: usize>(&mut self, tok: &str) {
+        let mut st = NgramState::<MAX, FIRST> {
+            hs: [self.seed_char; MAX],
+            seed: self.seed_char,
+            shift: self.shift,
+            pos: 0,
+            n: self.n_char,
+        };
+        if st.n + MAX > BATCH {
+            self.flush_chars(st.n);
+            st.n = 0;
+        }
+        st.step(&mut self.char_buf, ' ' as u32);
+        for c in tok.chars() {
+            if st.n + MAX > BATCH {
+                self.flush_chars(st.n);
+                st.n = 0;
+            }
+            st.step(&mut self.char_buf, c as u32);
+        }
+        if st.n + MAX > BATCH {
+            self.flush_chars(st.n);
+            st.n = 0;
+        }
+        st.step(&mut self.char_buf, ' ' as u32);
+        self.n_char = st.n;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush_chars(&mut self, n: usize) {
+        (self.consume)(GROUP_CHAR, &self.char_buf[..n.min(BATCH)]);
     }
 }
 
-/// Normalises `text` and calls `sink` with the bucket index of every feature, in order.
-fn extract<F: FnMut(u32)>(f: &Features, text: &str, scratch: &mut Scratch, sink: F) {
-    let Scratch { token, chars } = scratch;
-    let mut em = Emitter::new(f, chars, sink);
-    token.clear();
-    let mut kind = Kind::None;
-    let mut last = ['\0'; 2];
+/// Rolling state of the character n-gram hashes of one token.
+struct NgramState<const MAX: usize, const FIRST: usize> {
+    hs: [u64; MAX],
+    seed: u64,
+    shift: u32,
+    pos: usize,
+    n: usize,
+}
 
-    for chunk in text.split(char::is_whitespace) {
-        if chunk.is_empty() {
-            continue;
+impl<const MAX: usize, const FIRST: usize> NgramState<MAX, FIRST> {
+    /// Adds one character and writes the n-grams ending at it to `buf` (which has room for
+    /// `MAX` more indices).
+    #[inline(always)]
+    fn step(&mut self, buf: &mut [u32; BATCH], c: u32) {
+        let mut k = MAX - 1;
+        while k > 0 {
+            self.hs[k] = chain(self.hs[k - 1], c);
+            k -= 1;
         }
-        if is_url(chunk) {
-            em.token("http", Kind::Word);
-            continue;
-        }
-        let mut it = chunk.chars().peekable();
-        while let Some(mut c) = it.next() {
-            if matches!(c, '\u{2019}' | '\u{2018}' | '\u{02bc}') {
-                c = '\'';
-            }
-            if c == '@' && it.peek().is_some_and(|&n| is_handle_char(n)) {
-                em.token(token, kind);
-                token.clear();
-                kind = Kind::None;
-                em.token("@user", Kind::Word);
-                while it.peek().is_some_and(|&n| is_handle_char(n)) {
-                    it.next();
-                }
-                continue;
-            }
-            let is_word = c.is_alphanumeric()
-                || c == '_'
-                || (c == '\'' && kind == Kind::Word)
-                || (c == '#' && it.peek().is_some_and(|n| n.is_alphanumeric()));
-            let k = if is_word { Kind::Word } else { Kind::Symbol };
-            if k != kind {
-                em.token(token, kind);
-                token.clear();
-                kind = k;
-                last = ['\0'; 2];
-            }
-            if c.is_ascii() {
-                push_squeezed(token, c.to_ascii_lowercase(), &mut last, f.squeeze);
-            } else {
-                for lc in c.to_lowercase() {
-                    push_squeezed(token, lc, &mut last, f.squeeze);
-                }
+        self.hs[0] = chain(self.seed, c);
+        // Write the wanted lengths (k >= FIRST) in order; the ones that exist (k <= pos) come
+        // first, so advancing by their count drops the rest.
+        if let Some(out) = buf.get_mut(self.n..self.n + MAX) {
+            for (slot, &h) in out.iter_mut().zip(&self.hs[FIRST..]) {
+                *slot = char_bucket(h, self.shift);
             }
         }
-        em.token(token, kind);
-        token.clear();
-        kind = Kind::None;
+        self.n += (self.pos + 1).min(MAX).saturating_sub(FIRST);
+        self.pos += 1;
     }
 }
 
 #[inline(always)]
-fn push_squeezed(token: &mut String, c: char, last: &mut [char; 2], squeeze: bool) {
-    if squeeze && last[0] == c && last[1] == c && !c.is_ascii_digit() {
-        return;
+fn char_bucket(h: u64, shift: u32) -> u32 {
+    (h >> shift) as u32
+}
+
+/// Normalises `text` and hands the bucket indices of its features to `consume(group, batch)`
+/// in batches of at most [`BATCH`] per group ([`GROUP_WORD`] or [`GROUP_CHAR`]).
+///
+/// Tokens: whitespace-separated chunks starting with `http://`, `https://` or `www.` become
+/// `http`; `@name` becomes `@user`; otherwise a chunk splits into runs of word characters
+/// (alphanumerics, `_`, an apostrophe inside a word, `#` before an alphanumeric) and runs of
+/// other characters (punctuation, emoji), lower-cased and with runs of 3+ identical
+/// characters squeezed to two.
+fn extract<C: FnMut(usize, &[u32])>(f: &Features, text: &str, scratch: &mut Scratch, consume: C) {
+    let mut em = Emitter::new(f, consume);
+    // Work on an owned buffer (taken from the scratch and put back) so that its pointer and
+    // length can stay in registers.
+    let mut tok = Tok {
+        text: std::mem::take(&mut scratch.token),
+        kind: Kind::None,
+        squeeze: f.squeeze,
+    };
+    tok.text.clear();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut chunk_start = true;
+    while let Some(&b) = bytes.get(i) {
+        if b >= 0x80 {
+            let (next, space) = tok.non_ascii(text, i, &mut em);
+            i = next;
+            chunk_start = space;
+            continue;
+        }
+        let class = ASCII_CLASS[b as usize];
+        if class == C_SPACE {
+            tok.flush(&mut em);
+            chunk_start = true;
+            i += 1;
+            continue;
+        }
+        if chunk_start {
+            chunk_start = false;
+            if matches!(b, b'h' | b'H' | b'w' | b'W') && is_url(&bytes[i..]) {
+                tok.flush(&mut em);
+                em.token("http", Kind::Word);
+                i = skip_while(text, i, |c| !c.is_whitespace());
+                continue;
+            }
+        }
+        match class {
+            C_WORD => {
+                tok.start(Kind::Word, &mut em);
+                // Fast path: the rest of an ASCII word (letters, digits, '_', apostrophes).
+                while let Some(&b) = bytes.get(i) {
+                    if b >= 0x80 || !matches!(ASCII_CLASS[b as usize], C_WORD | C_APOSTROPHE) {
+                        break;
+                    }
+                    tok.push_ascii(b.to_ascii_lowercase());
+                    i += 1;
+                }
+                continue;
+            }
+            C_APOSTROPHE if tok.kind == Kind::Word => tok.push_ascii(b),
+            C_HASH if char_at(text, i + 1).0.is_alphanumeric() => {
+                tok.start(Kind::Word, &mut em);
+                tok.push_ascii(b);
+            }
+            C_AT if is_handle_char(char_at(text, i + 1).0) => {
+                tok.flush(&mut em);
+                em.token("@user", Kind::Word);
+                i = skip_while(text, i + 1, is_handle_char);
+                continue;
+            }
+            _ => {
+                tok.start(Kind::Symbol, &mut em);
+                tok.push_ascii(b);
+            }
+        }
+        i += 1;
     }
-    token.push(c);
-    *last = [last[1], c];
+    tok.flush(&mut em);
+    em.finish();
+    scratch.token = tok.text;
+}
+
+const C_SPACE: u8 = 0;
+const C_WORD: u8 = 1;
+const C_SYMBOL: u8 = 2;
+const C_APOSTROPHE: u8 = 3;
+const C_HASH: u8 = 4;
+const C_AT: u8 = 5;
+
+/// Character classes of the ASCII range.
+static ASCII_CLASS: [u8; 128] = {
+    let mut t = [C_SYMBOL; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphanumeric() || c == b'_' {
+            C_WORD
+        } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            C_SPACE
+        } else if c == b'\'' {
+            C_APOSTROPHE
+        } else if c == b'#' {
+            C_HASH
+        } else if c == b'@' {
+            C_AT
+        } else {
+            C_SYMBOL
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Character class of a non-ASCII character.
+fn unicode_class(c: char) -> u8 {
+    if c.is_whitespace() {
+        C_SPACE
+    } else if c.is_alphanumeric() {
+        C_WORD
+    } else if matches!(c, '\u{2019}' | '\u{2018}' | '\u{02bc}') {
+        C_APOSTROPHE
+    } else {
+        C_SYMBOL
+    }
+}
+
+/// Byte index of the first character at or after `i` for which `keep` is false.
+fn skip_while(text: &str, mut i: usize, keep: impl Fn(char) -> bool) -> usize {
+    while i < text.len() {
+        let (c, len) = char_at(text, i);
+        if !keep(c) {
+            break;
+        }
+        i += len;
+    }
+    i
+}
+
+/// The character starting at byte `i` of `text` (a char boundary) and its length in bytes.
+#[inline(always)]
+fn char_at(text: &str, i: usize) -> (char, usize) {
+    match text.as_bytes().get(i) {
+        Some(&b) if b < 0x80 => (b as char, 1),
+        _ => match text.get(i..).and_then(|rest| rest.chars().next()) {
+            Some(c) => (c, c.len_utf8()),
+            None => (' ', 1),
+        },
+    }
+}
+
+/// The token being built.
+struct Tok {
+    text: String,
+    kind: Kind,
+    squeeze: bool,
+}
+
+impl Tok {
+    /// Makes sure the current token is of `kind`, emitting the previous one if not.
+    #[inline(always)]
+    fn start<C: FnMut(usize, &[u32])>(&mut self, kind: Kind, em: &mut Emitter<'_, C>) {
+        if self.kind != kind {
+            self.flush(em);
+            self.kind = kind;
+        }
+    }
+
+    /// Appends an ASCII byte, dropping a third identical one in a row when squeezing (digits
+    /// are kept).
+    #[inline(always)]
+    fn push_ascii(&mut self, b: u8) {
+        if self.squeeze && !b.is_ascii_digit() {
+            let t = self.text.as_bytes();
+            if t.len() >= 2 && t[t.len() - 1] == b && t[t.len() - 2] == b {
+                return;
+            }
+        }
+        self.text.push(b as char);
+    }
+
+    /// Appends a character, squeezing like [`Tok::push_ascii`].
+    fn push(&mut self, c: char) {
+        if c.is_ascii() {
+            return self.push_ascii(c as u8);
+        }
+        if self.squeeze
+            && self
+                .text
+                .strip_suffix(c)
+                .is_some_and(|rest| rest.ends_with(c))
+        {
+            return;
+        }
+        self.text.push(c);
+    }
+
+    /// Handles the non-ASCII character at byte `i`; returns the index after it and whether
+    /// it was white space.
+    #[cold]
+    fn non_ascii<C: FnMut(usize, &[u32])>(
+        &mut self,
+        text: &str,
+        i: usize,
+        em: &mut Emitter<'_, C>,
+    ) -> (usize, bool) {
+        let (c, len) = char_at(text, i);
+        let class = unicode_class(c);
+        match class {
+            C_SPACE => self.flush(em),
+            C_WORD => {
+                self.start(Kind::Word, em);
+                for lc in c.to_lowercase() {
+                    self.push(lc);
+                }
+            }
+            C_APOSTROPHE if self.kind == Kind::Word => self.push('\''),
+            C_APOSTROPHE => {
+                self.start(Kind::Symbol, em);
+                self.push('\'');
+            }
+            _ => {
+                self.start(Kind::Symbol, em);
+                for lc in c.to_lowercase() {
+                    self.push(lc);
+                }
+            }
+        }
+        (i + len, class == C_SPACE)
+    }
+
+    fn flush<C: FnMut(usize, &[u32])>(&mut self, em: &mut Emitter<'_, C>) {
+        if !self.text.is_empty() {
+            em.token(&self.text, self.kind);
+            self.text.clear();
+        }
+        self.kind = Kind::None;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,6 +927,17 @@ impl SplitMix64 {
     /// Uniform integer in `0..n` (n > 0), by multiply-shift.
     fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
+/// Adds one batch's class sums to the per-group accumulators.
+#[inline(always)]
+fn add_batch(acc: &mut [[f32; 3]; 2], n: &mut [usize; 2], group: usize, a: [f32; 3], len: usize) {
+    if let (Some(t), Some(k)) = (acc.get_mut(group), n.get_mut(group)) {
+        t[0] += a[0];
+        t[1] += a[1];
+        t[2] += a[2];
+        *k += len;
     }
 }
 
@@ -655,7 +969,10 @@ fn extract_all(f: &Features, texts: &[&str]) -> (Vec<usize>, Vec<u32>) {
         let mut idx = Vec::new();
         with_scratch(|s| {
             for t in part {
-                extract(f, t, s, |i| idx.push(i));
+                extract(f, t, s, |g, batch| {
+                    let tag = if g == GROUP_CHAR { CHAR_BIT } else { 0 };
+                    idx.extend(batch.iter().map(|&i| i | tag));
+                });
                 offsets.push(idx.len());
             }
         });
@@ -725,14 +1042,7 @@ impl LinearModel {
         let mut g2 = vec![[0f32; 3]; buckets];
         let mut bias = [0f32; 3];
         let mut bias_g2 = [0f32; 3];
-        // Averaging (Daume's trick): u accumulates step * update; the mean is w - u / step.
-        let mut u = if config.average {
-            vec![[0f32; 3]; buckets]
-        } else {
-            Vec::new()
-        };
-        let mut bias_u = [0f32; 3];
-        let mut step = 1f32;
+
         let mut order: Vec<usize> = (0..labels.len()).collect();
         let mut rng = SplitMix64(config.seed);
 
@@ -771,9 +1081,7 @@ impl LinearModel {
                     std::array::from_fn(|c| sw * (p[c] - if c == y { 1.0 } else { 0.0 }));
                 for c in 0..NUM_CLASSES {
                     bias_g2[c] += g[c] * g[c];
-                    let d = lr * g[c] / (bias_g2[c].sqrt() + EPS);
-                    bias[c] -= d;
-                    bias_u[c] -= step * d;
+                    bias[c] -= lr * g[c] / (bias_g2[c].sqrt() + EPS);
                 }
                 let gs = [g.map(|v| v * scales[0]), g.map(|v| v * scales[1])];
                 for &f in feats {
@@ -781,20 +1089,12 @@ impl LinearModel {
                     let f = f & INDEX_MASK;
                     let r = &mut w[f as usize];
                     let a = &mut g2[f as usize];
-                    let mut d = [0f32; 3];
                     for c in 0..NUM_CLASSES {
                         let gr = gs[c] + l2 * r[c];
                         a[c] += gr * gr;
-                        d[c] = lr * gr / (a[c].sqrt() + EPS);
-                        r[c] -= d[c];
-                    }
-                    if let Some(ur) = u.get_mut(f as usize) {
-                        for c in 0..NUM_CLASSES {
-                            ur[c] -= step * d[c];
-                        }
+                        r[c] -= lr * gr / (a[c].sqrt() + EPS);
                     }
                 }
-                step += 1.0;
             }
             progress(EpochReport {
                 epoch: epoch + 1,
@@ -813,16 +1113,6 @@ impl LinearModel {
             });
         }
 
-        if config.average {
-            for (r, ur) in w.iter_mut().zip(&u) {
-                for c in 0..NUM_CLASSES {
-                    r[c] -= ur[c] / step;
-                }
-            }
-            for c in 0..NUM_CLASSES {
-                bias[c] -= bias_u[c] / step;
-            }
-        }
         LinearModel {
             features,
             bias,
@@ -852,7 +1142,7 @@ impl LinearModel {
     /// inspection and debugging.
     pub fn feature_indices(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        with_scratch(|s| extract(&self.features, text, s, |i| out.push(i & INDEX_MASK)));
+        with_scratch(|s| extract(&self.features, text, s, |_, b| out.extend_from_slice(b)));
         out
     }
 
@@ -871,50 +1161,43 @@ impl LinearModel {
     pub fn predict(&self, text: &str) -> Prediction {
         let f = &self.features;
         let mut n = [0usize; 2];
-        let acc: [[f32; 3]; 2] = with_scratch(|s| match &self.weights {
-            Weights::F32(rows) => {
-                let mut acc = [[0f32; 3]; 2];
-                extract(f, text, s, |i| {
-                    let g = (i >> 31) as usize;
-                    if let Some(r) = rows.get((i & INDEX_MASK) as usize) {
-                        let a = &mut acc[g];
+        let mut acc = [[0f32; 3]; 2];
+        with_scratch(|s| match &self.weights {
+            Weights::F32(rows) => extract(f, text, s, |g, batch| {
+                let mut a = [0f32; 3];
+                for &i in batch {
+                    if let Some(r) = rows.get(i as usize) {
                         a[0] += r[0];
                         a[1] += r[1];
                         a[2] += r[2];
                     }
-                    n[g] += 1;
-                });
-                acc
-            }
-            Weights::F16(rows) => {
-                let mut acc = [[0f32; 3]; 2];
-                extract(f, text, s, |i| {
-                    let g = (i >> 31) as usize;
-                    if let Some(r) = rows.get((i & INDEX_MASK) as usize) {
-                        let a = &mut acc[g];
+                }
+                add_batch(&mut acc, &mut n, g, a, batch.len());
+            }),
+            Weights::F16(rows) => extract(f, text, s, |g, batch| {
+                let mut a = [0f32; 3];
+                for &i in batch {
+                    if let Some(r) = rows.get(i as usize) {
                         a[0] += f16_to_f32(r[0]);
                         a[1] += f16_to_f32(r[1]);
                         a[2] += f16_to_f32(r[2]);
                     }
-                    n[g] += 1;
-                });
-                acc
-            }
-            Weights::I8 { rows, scale } => {
-                // i64 accumulators cannot overflow for any input that fits in memory.
-                let mut acc = [[0i64; 3]; 2];
-                extract(f, text, s, |i| {
-                    let g = (i >> 31) as usize;
-                    if let Some(r) = rows.get((i & INDEX_MASK) as usize) {
-                        let a = &mut acc[g];
-                        a[0] += r[0] as i64;
-                        a[1] += r[1] as i64;
-                        a[2] += r[2] as i64;
+                }
+                add_batch(&mut acc, &mut n, g, a, batch.len());
+            }),
+            Weights::I8 { rows, scale } => extract(f, text, s, |g, batch| {
+                // A batch holds at most BATCH features, so i32 sums of i8 cannot overflow.
+                let mut a = [0i32; 3];
+                for &i in batch {
+                    if let Some(r) = rows.get(i as usize) {
+                        a[0] += r[0] as i32;
+                        a[1] += r[1] as i32;
+                        a[2] += r[2] as i32;
                     }
-                    n[g] += 1;
-                });
-                acc.map(|a| std::array::from_fn(|c| a[c] as f32 * scale[c]))
-            }
+                }
+                let a = std::array::from_fn(|c| a[c] as f32 * scale[c]);
+                add_batch(&mut acc, &mut n, g, a, batch.len());
+            }),
         });
         let scales = group_scales(f, n[0], n[1]);
         let z: [f32; 3] =
@@ -1040,7 +1323,7 @@ impl LinearModel {
         }
         if word_ngrams > MAX_WORD_N
             || char_max > MAX_CHAR_N
-            || (char_max > 0 && (char_min == 0 || char_min > char_max))
+            || (char_max > 0 && (char_min < 2 || char_min > char_max))
             || flags & !0b1111 != 0
         {
             return Err(ModelError::Invalid("feature settings out of range"));
@@ -1223,8 +1506,8 @@ mod tests {
 
     fn features_of(model: &LinearModel, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        extract(&model.features, text, &mut Scratch::default(), |i| {
-            out.push(i)
+        extract(&model.features, text, &mut Scratch::default(), |_, b| {
+            out.extend_from_slice(b)
         });
         out
     }
@@ -1387,20 +1670,57 @@ mod tests {
             features_of(&model, "don't like")
         );
         // Negation changes the word features of "like"; "." ends its scope.
-        let on = model.features;
+        let on = Features {
+            negation: true,
+            ..model.features
+        };
         let off = Features {
             negation: false,
             ..on
         };
         let feats = |f: &Features, t: &str| {
             let mut out = Vec::new();
-            extract(f, t, &mut Scratch::default(), |i| out.push(i));
+            extract(f, t, &mut Scratch::default(), |_, b| {
+                out.extend_from_slice(b)
+            });
             out
         };
         assert_ne!(feats(&on, "not like"), feats(&off, "not like"));
         assert_eq!(feats(&on, "not. like"), feats(&off, "not. like"));
         // An emoji is a token: one word feature and char n-grams " 😂", " 😂 ", "😂 ".
         assert_eq!(features_of(&model, "😂").len(), 1 + 3);
+    }
+
+    #[test]
+    fn model_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<LinearModel>();
+    }
+
+    #[test]
+    fn extraction_matches_between_batches_and_lengths() {
+        // Texts long enough to need several batches give the same features as their parts.
+        let model = LinearModel::train(&toy(), &small_config(), |_| {});
+        let word = "abcdefghij".repeat(100);
+        let feats = features_of(&model, &word);
+        // One word unigram plus, for each length n in 2..=5, (len + 2) - n + 1 char n-grams.
+        assert_eq!(feats.len(), 1 + (word.len() + 2) * 4 - (1 + 2 + 3 + 4));
+        let mut sorted = feats.clone();
+        sorted.sort_unstable();
+        // The short word's char n-grams (after its word unigram, which `finish` hands over
+        // first) all occur in the long word, also across batch boundaries.
+        let mut parts = features_of(&model, "abcdefghij")[1..].to_vec();
+        parts.sort_unstable();
+        assert!(parts.iter().all(|p| sorted.binary_search(p).is_ok()));
+        // Non-ASCII white space separates tokens like ASCII white space.
+        assert_eq!(
+            features_of(&model, "good\u{a0}http://x.y day"),
+            features_of(&model, "good http://x.y day")
+        );
+        assert_eq!(
+            features_of(&model, "Ünïcode ÉLAN"),
+            features_of(&model, "ünïcode élan")
+        );
     }
 
     #[test]
