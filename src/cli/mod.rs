@@ -2,6 +2,7 @@
 
 mod client;
 mod eval;
+pub mod loadgen;
 
 use crate::config::Config;
 use crate::sentiment::{self, Backend};
@@ -42,6 +43,10 @@ pub enum Command {
     /// Train a sentiment model.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Load-test a server's gRPC ingest: events/s and ack latency (see BENCHMARKS.md).
+    Loadgen(loadgen::LoadgenArgs),
+    /// Serve a no-op IngestService: the baseline `loadgen` is compared with.
+    NoopServe(loadgen::NoopServeArgs),
 }
 
 /// Models `train` can build.
@@ -163,6 +168,8 @@ pub fn main() -> anyhow::Result<()> {
         Command::Top(args) => runtime()?.block_on(client::top(args)),
         Command::Watch(args) => runtime()?.block_on(client::watch(args)),
         Command::Train(TrainCommand::Fast(args)) => eval::train_fast(&args),
+        Command::Loadgen(args) => runtime()?.block_on(loadgen::run(args)),
+        Command::NoopServe(args) => runtime()?.block_on(loadgen::noop_serve(args)),
     }
 }
 
