@@ -2,6 +2,7 @@
 
 mod client;
 mod eval;
+mod simulate;
 pub mod loadgen;
 
 use crate::config::Config;
@@ -43,6 +44,8 @@ pub enum Command {
     /// Train a sentiment model.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Drive a running server with seeded, realistic traffic (progress on stderr).
+    Simulate(simulate::SimulateArgs),
     /// Load-test a server's gRPC ingest: events/s and ack latency (see BENCHMARKS.md).
     Loadgen(loadgen::LoadgenArgs),
     /// Serve a no-op IngestService: the baseline `loadgen` is compared with.
@@ -168,6 +171,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Top(args) => runtime()?.block_on(client::top(args)),
         Command::Watch(args) => runtime()?.block_on(client::watch(args)),
         Command::Train(TrainCommand::Fast(args)) => eval::train_fast(&args),
+        Command::Simulate(args) => runtime()?.block_on(simulate::run(args)),
         Command::Loadgen(args) => runtime()?.block_on(loadgen::run(args)),
         Command::NoopServe(args) => runtime()?.block_on(loadgen::noop_serve(args)),
     }
