@@ -17,6 +17,7 @@ const DAY_SECONDS: f64 = 86_400.0;
 pub struct Config {
     pub server: ServerConfig,
     pub scoring: ScoringConfig,
+    pub durability: crate::durability::DurabilityConfig,
 }
 
 /// Listening addresses, input limits and the sentiment backend.
@@ -434,6 +435,7 @@ impl Config {
     /// Checks both tables.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
+        self.durability.validate()?;
         self.scoring.validate()
     }
 }

@@ -12,6 +12,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub struct Engine {
     pub store: Arc<Store>,
     pub sentiment: Arc<dyn SentimentModel>,
+    /// The write-ahead log, when the server has a data directory.
+    pub wal: Option<Arc<crate::durability::Wal>>,
 }
 
 /// The server clock in milliseconds since the epoch: the only clock read on the scoring path.
@@ -21,6 +23,11 @@ pub fn now_ms() -> TimestampMs {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+/// Re-applies a logged event at recovery (no classification, no logging).
+pub fn replay(store: &Store, interaction: &Interaction, sentiment: Option<Sentiment>) {
+    store.apply(interaction, sentiment, 0);
 }
 
 impl Engine {
@@ -41,6 +48,10 @@ impl Engine {
         let sentiment =
             (!interaction.text.trim().is_empty()).then(|| self.classify(&interaction.text));
         let applied = self.store.apply(interaction, sentiment, now_ms);
+        if let (Some(wal), Applied::Accepted(_)) = (&self.wal, &applied) {
+            // Durable before the caller can acknowledge it; see `durability`.
+            crate::durability::log_or_abort(wal, interaction, sentiment);
+        }
         let outcome = match applied {
             Applied::Accepted(_) => IngestOutcome::Accepted,
             Applied::Duplicate(_) => IngestOutcome::Duplicate,

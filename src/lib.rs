@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod durability;
 pub mod engine;
 pub mod scoring;
 pub mod sentiment;

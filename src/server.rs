@@ -50,11 +50,39 @@ pub async fn start(
         Arc::new(config.scoring.clone()),
         server.watch_buffer,
     ));
+    let wal = match &config.durability.data_dir {
+        Some(dir) => {
+            let store = Arc::clone(&store);
+            let durability = config.durability.clone();
+            let dir = dir.clone();
+            let (wal, recovered) = tokio::task::spawn_blocking(move || {
+                crate::durability::Wal::open(&durability, &dir, |interaction, sentiment| {
+                    crate::engine::replay(&store, interaction, sentiment)
+                })
+            })
+            .await
+            .context("recovery task failed")??;
+            tracing::info!(
+                data_dir = %config.durability.data_dir.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
+                fsync = ?config.durability.fsync,
+                snapshot_records = recovered.snapshot_records,
+                log_records = recovered.log_records,
+                torn_bytes = recovered.torn_bytes,
+                "recovered state from the data directory"
+            );
+            Some(wal)
+        }
+        None => None,
+    };
     let engine = Arc::new(Engine {
         store: Arc::clone(&store),
         sentiment,
+        wal: wal.clone(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let durability_tasks = wal.map_or_else(Vec::new, |wal| {
+        crate::durability::spawn_background(wal, &config.durability, shutdown_rx.clone())
+    });
 
     let grpc_listener = TcpListener::bind(server.grpc_addr)
         .await
@@ -165,14 +193,22 @@ pub async fn start(
         grpc_addr = %grpc_addr,
         metrics_addr = %metrics_addr,
         sentiment = engine.sentiment.name(),
-        "rapport serving (state in memory only: a restart starts empty)"
+        durable = config.durability.data_dir.is_some(),
+        "{}",
+        if config.durability.data_dir.is_some() {
+            "rapport serving (accepted events are logged to the data directory before they are answered)"
+        } else {
+            "rapport serving (state in memory only: a restart starts empty; --data-dir keeps it)"
+        }
     );
+    let mut background = vec![metrics, census, health_task];
+    background.extend(durability_tasks);
     Ok(RunningServer {
         grpc_addr,
         metrics_addr,
         shutdown,
         grpc,
-        background: vec![metrics, census, health_task],
+        background,
     })
 }
 

@@ -179,6 +179,27 @@ pub fn interaction_from_pb(
     })
 }
 
+/// A validated interaction → proto (for the write-ahead log); inverse of [`interaction_from_pb`].
+pub fn interaction_to_pb(interaction: &Interaction) -> pb::Interaction {
+    let number = |position: Option<usize>| position.map_or(0, |index| index as i32 + 1);
+    pb::Interaction {
+        event_id: interaction.event_id.clone(),
+        tenant_id: interaction.tenant_id.clone(),
+        customer_id: interaction.customer_id.clone(),
+        channel: number(Channel::ALL.iter().position(|c| *c == interaction.channel)),
+        kind: number(Kind::ALL.iter().position(|k| *k == interaction.kind)),
+        direction: match interaction.direction {
+            Direction::Inbound => pb::Direction::Inbound as i32,
+            Direction::Outbound => pb::Direction::Outbound as i32,
+        },
+        occurred_at: Some(to_timestamp(interaction.occurred_at_ms)),
+        text: interaction.text.clone(),
+        value: interaction.value,
+        author_followers: interaction.author_followers,
+        thread_id: interaction.thread_id.clone(),
+    }
+}
+
 /// Proto channel number → channel; unspecified and unknown numbers are errors.
 pub fn channel_from_pb(number: i32) -> Result<Channel, FieldError> {
     use pb::Channel as P;
@@ -373,6 +394,25 @@ mod tests {
             mutate(&mut interaction);
             let error = interaction_from_pb(interaction, &LIMITS, 10_000).unwrap_err();
             assert_eq!(error.field, field, "{error}");
+        }
+    }
+
+    #[test]
+    fn interactions_round_trip_through_pb() {
+        let limits = Limits {
+            max_text_bytes: 64,
+            max_id_bytes: 64,
+            max_future_skew_ms: i64::MAX,
+        };
+        for channel in 1..=12 {
+            for kind in 1..=13 {
+                for direction in 1..=2 {
+                    let mut message = valid();
+                    (message.channel, message.kind, message.direction) = (channel, kind, direction);
+                    let domain = interaction_from_pb(message.clone(), &limits, 0).unwrap();
+                    assert_eq!(interaction_to_pb(&domain), message);
+                }
+            }
         }
     }
 

@@ -93,6 +93,13 @@ pub struct ServeArgs {
     /// Directory of model files [default: the crate's models/].
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
+    /// Keep a write-ahead log and snapshots here and recover from them at start [default: none,
+    /// in memory only].
+    #[arg(long, env = "RAPPORT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When the log is fsynced: always (before each answer, the default) or interval.
+    #[arg(long, value_parser = ["always", "interval"])]
+    pub fsync: Option<String>,
 }
 
 /// Backend choice for offline commands.
@@ -210,6 +217,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.models_dir.is_some() {
         config.server.models_dir = args.models_dir;
+    }
+    if args.data_dir.is_some() {
+        config.durability.data_dir = args.data_dir;
+    }
+    if let Some(fsync) = args.fsync.as_deref() {
+        config.durability.fsync = if fsync == "interval" {
+            crate::durability::FsyncPolicy::Interval
+        } else {
+            crate::durability::FsyncPolicy::Always
+        };
     }
     config.validate()?;
     let model = sentiment::load(config.server.sentiment, &config.server.models_dir())?;

@@ -1,0 +1,443 @@
+//! Write-ahead log and snapshots under `--data-dir`.
+//!
+//! Every accepted event (the validated interaction, without its text, plus the sentiment assigned to
+//! it, so replay does not depend on the model) is appended to `wal.log` before the call that carried
+//! it is answered. Records are framed as `len: u32 LE | crc32: u32 LE | payload` (payload: a protobuf
+//! [`WalRecord`]). On start `snapshot.bin` (same framing, written atomically by rename) is loaded,
+//! then `wal.log` is replayed; a torn last record (short, or failing its checksum at the end of the
+//! file) is cut off and nothing else is discarded: a bad record followed by more data is corruption
+//! and stops the start with an error. A snapshot folds the log into `snapshot.bin` and truncates
+//! the log. Only accepted events are logged (never duplicates), so the files hold each event once;
+//! replay goes through `Store::apply`, which is idempotent on event id anyway.
+//!
+//! On a log write or fsync error the process stops (abort) rather than answer for an event it could
+//! not make durable: the caller sees the connection drop, never an acknowledgement.
+
+use crate::api::convert::{self, Limits};
+use crate::domain::Interaction;
+use crate::pb;
+use crate::sentiment::{Sentiment, SentimentLabel};
+use anyhow::Context;
+use serde::Deserialize;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAL_FILE: &str = "wal.log";
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+/// Largest payload a record may claim; anything larger is a torn or corrupt length.
+const MAX_RECORD_BYTES: u32 = 16 * 1024 * 1024;
+
+/// When the log is fsynced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Every accepted event is fsynced before its call is answered (concurrent callers share
+    /// fsyncs). A crash, even of the OS or power, loses nothing acknowledged. The default.
+    #[default]
+    Always,
+    /// Events are written to the OS before the answer and fsynced every `fsync_interval_ms`. A
+    /// process crash (kill -9) loses nothing acknowledged; an OS crash or power loss can lose the
+    /// acknowledged events of the last interval.
+    Interval,
+}
+
+/// The `[durability]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurabilityConfig {
+    /// Where the log and snapshots live; unset = in memory only.
+    pub data_dir: Option<PathBuf>,
+    pub fsync: FsyncPolicy,
+    /// Fsync period with `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// How often the log is folded into the snapshot and truncated (0 = only at start).
+    pub snapshot_interval_seconds: u64,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 100,
+            snapshot_interval_seconds: 300,
+        }
+    }
+}
+
+impl DurabilityConfig {
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        if self.fsync == FsyncPolicy::Interval && self.fsync_interval_ms == 0 {
+            return Err(crate::config::ConfigError::Invalid {
+                key: "durability.fsync_interval_ms".to_string(),
+                message: "must be at least 1 with fsync = \"interval\"".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One logged event.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WalRecord {
+    #[prost(message, optional, tag = "1")]
+    pub interaction: Option<pb::Interaction>,
+    #[prost(bool, tag = "2")]
+    pub has_sentiment: bool,
+    /// 0 negative, 1 neutral, 2 positive.
+    #[prost(int32, tag = "3")]
+    pub label: i32,
+    #[prost(float, tag = "4")]
+    pub score: f32,
+    #[prost(float, tag = "5")]
+    pub confidence: f32,
+}
+
+impl WalRecord {
+    /// The record of an accepted event (its text is dropped: the sentiment stands for it).
+    pub fn new(interaction: &Interaction, sentiment: Option<Sentiment>) -> Self {
+        let mut message = convert::interaction_to_pb(interaction);
+        message.text.clear();
+        Self {
+            interaction: Some(message),
+            has_sentiment: sentiment.is_some(),
+            label: sentiment.map_or(1, |s| match s.label {
+                SentimentLabel::Negative => 0,
+                SentimentLabel::Neutral => 1,
+                SentimentLabel::Positive => 2,
+            }),
+            score: sentiment.map_or(0.0, |s| s.score),
+            confidence: sentiment.map_or(0.0, |s| s.confidence),
+        }
+    }
+
+    fn decode_event(self) -> anyhow::Result<(Interaction, Option<Sentiment>)> {
+        let limits = Limits {
+            max_text_bytes: usize::MAX,
+            max_id_bytes: usize::MAX,
+            max_future_skew_ms: i64::MAX,
+        };
+        let message = self.interaction.context("record without interaction")?;
+        let interaction = convert::interaction_from_pb(message, &limits, 0)
+            .map_err(|error| anyhow::anyhow!("invalid logged event: {error}"))?;
+        let sentiment = self.has_sentiment.then_some(Sentiment {
+            label: match self.label {
+                0 => SentimentLabel::Negative,
+                2 => SentimentLabel::Positive,
+                _ => SentimentLabel::Neutral,
+            },
+            score: self.score,
+            confidence: self.confidence,
+        });
+        Ok((interaction, sentiment))
+    }
+}
+
+/// Frames one payload: length, CRC32 of the payload, payload.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The records of a framed file: the payloads and the byte length of the valid prefix. A torn last
+/// record (incomplete, or failing its checksum and reaching the end of the data) ends the prefix;
+/// a bad record with data after it is an error.
+pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
+    let mut payloads = Vec::new();
+    let mut offset = 0usize;
+    while offset < data.len() {
+        let rest = &data[offset..];
+        if rest.len() < 8 {
+            break; // torn header
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let end = 8usize.saturating_add(len as usize);
+        if len > MAX_RECORD_BYTES || end > rest.len() {
+            break; // torn (or garbage) length running past the end
+        }
+        let payload = &rest[8..end];
+        if crc32fast::hash(payload) != crc {
+            if end == rest.len() {
+                break; // torn last record
+            }
+            anyhow::bail!(
+                "corrupt record at byte {offset} with {} bytes after it: refusing to discard them",
+                rest.len() - end
+            );
+        }
+        payloads.push(payload);
+        offset += end;
+    }
+    Ok((payloads, offset))
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut data)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot open {}", path.display()));
+        }
+    }
+    Ok(data)
+}
+
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot fsync directory {}", dir.display()))
+}
+
+struct Writer {
+    file: File,
+    written: u64,
+}
+
+/// The open log of a data directory.
+pub struct Wal {
+    dir: PathBuf,
+    policy: FsyncPolicy,
+    writer: Mutex<Writer>,
+    /// A second handle on the log for fsync, so writers are not held up by it; guards the count
+    /// of records known synced.
+    syncer: Mutex<(File, u64)>,
+}
+
+/// What start-up recovered.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recovered {
+    pub snapshot_records: usize,
+    pub log_records: usize,
+    /// Bytes of a torn last record cut off the log.
+    pub torn_bytes: usize,
+}
+
+impl Wal {
+    /// Loads the snapshot and replays the log through `apply`, folds them into a fresh snapshot and
+    /// opens an empty log.
+    pub fn open(
+        config: &DurabilityConfig,
+        dir: &Path,
+        mut apply: impl FnMut(&Interaction, Option<Sentiment>),
+    ) -> anyhow::Result<(Arc<Self>, Recovered)> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        let snapshot = read_file(&dir.join(SNAPSHOT_FILE))?;
+        let (snapshot_payloads, snapshot_valid) = read_frames(&snapshot)
+            .with_context(|| format!("in {}", dir.join(SNAPSHOT_FILE).display()))?;
+        if snapshot_valid != snapshot.len() {
+            anyhow::bail!(
+                "{} is damaged at byte {snapshot_valid} (snapshots are written whole, by rename)",
+                dir.join(SNAPSHOT_FILE).display()
+            );
+        }
+        let log = read_file(&dir.join(WAL_FILE))?;
+        let (log_payloads, log_valid) =
+            read_frames(&log).with_context(|| format!("in {}", dir.join(WAL_FILE).display()))?;
+        let mut recovered = Recovered {
+            snapshot_records: snapshot_payloads.len(),
+            log_records: log_payloads.len(),
+            torn_bytes: log.len() - log_valid,
+        };
+        for payload in snapshot_payloads.iter().chain(log_payloads.iter()) {
+            let record = <WalRecord as prost::Message>::decode(*payload)
+                .context("undecodable record with a valid checksum")?;
+            let (interaction, sentiment) = record.decode_event()?;
+            apply(&interaction, sentiment);
+        }
+        if recovered.torn_bytes > 0 {
+            tracing::warn!(
+                bytes = recovered.torn_bytes,
+                "discarded a torn last log record"
+            );
+        }
+        // Fold: snapshot + valid log → new snapshot; then the log starts empty.
+        let mut folded = snapshot;
+        folded.extend_from_slice(&log[..log_valid]);
+        write_snapshot(dir, &folded)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(dir.join(WAL_FILE))
+            .with_context(|| format!("cannot open {}", dir.join(WAL_FILE).display()))?;
+        file.sync_all()?;
+        sync_dir(dir)?;
+        let sync_handle = file.try_clone()?;
+        recovered.log_records = log_payloads.len();
+        Ok((
+            Arc::new(Self {
+                dir: dir.to_path_buf(),
+                policy: config.fsync,
+                writer: Mutex::new(Writer { file, written: 0 }),
+                syncer: Mutex::new((sync_handle, 0)),
+            }),
+            recovered,
+        ))
+    }
+
+    /// Appends one accepted event and, with [`FsyncPolicy::Always`], fsyncs it before returning.
+    pub fn append(&self, record: &WalRecord) -> std::io::Result<()> {
+        let framed = frame(&prost::Message::encode_to_vec(record));
+        let seq = {
+            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            writer.file.write_all(&framed)?;
+            writer.written += 1;
+            writer.written
+        };
+        if self.policy == FsyncPolicy::Always {
+            self.sync_to(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs everything written so far.
+    pub fn sync(&self) -> std::io::Result<()> {
+        let seq = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .written;
+        self.sync_to(seq)
+    }
+
+    fn sync_to(&self, seq: u64) -> std::io::Result<()> {
+        let mut syncer = self.syncer.lock().unwrap_or_else(|e| e.into_inner());
+        if syncer.1 >= seq {
+            return Ok(()); // someone else's fsync covered it
+        }
+        let target = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .written;
+        syncer.0.sync_data()?;
+        syncer.1 = target;
+        Ok(())
+    }
+
+    /// Folds the log into the snapshot and truncates the log. Appends wait meanwhile.
+    pub fn snapshot(&self) -> anyhow::Result<()> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.file.sync_data()?;
+        let mut folded = read_file(&self.dir.join(SNAPSHOT_FILE))?;
+        let log = read_file(&self.dir.join(WAL_FILE))?;
+        let (_, valid) = read_frames(&log)?;
+        folded.extend_from_slice(&log[..valid]);
+        write_snapshot(&self.dir, &folded)?;
+        // A crash between the rename and here leaves events in both files: replay is idempotent.
+        writer.file.set_len(0)?;
+        writer.file.sync_all()?;
+        Ok(())
+    }
+}
+
+fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let tmp = dir.join(SNAPSHOT_TMP);
+    let mut file =
+        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).context("cannot install snapshot")?;
+    sync_dir(dir)
+}
+
+/// Appends an accepted event, stopping the process if that fails (see the module docs).
+pub fn log_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Option<Sentiment>) {
+    if let Err(error) = wal.append(&WalRecord::new(interaction, sentiment)) {
+        tracing::error!(%error, "write-ahead log failed: stopping rather than acknowledge");
+        std::process::abort();
+    }
+}
+
+/// Periodic fsync (interval policy) and snapshot tasks; they stop when `stop` turns true.
+pub fn spawn_background(
+    wal: Arc<Wal>,
+    config: &DurabilityConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if config.fsync == FsyncPolicy::Interval {
+        let wal = Arc::clone(&wal);
+        let mut stop = stop.clone();
+        let period = Duration::from_millis(config.fsync_interval_ms);
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                let wal = Arc::clone(&wal);
+                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || wal.sync()).await {
+                    tracing::error!(%error, "write-ahead log fsync failed: stopping");
+                    std::process::abort();
+                }
+            }
+            let _ = tokio::task::spawn_blocking(move || wal.sync()).await;
+        }));
+    }
+    if config.snapshot_interval_seconds > 0 {
+        let mut stop = stop;
+        let period = Duration::from_secs(config.snapshot_interval_seconds);
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                let wal = Arc::clone(&wal);
+                match tokio::task::spawn_blocking(move || wal.snapshot()).await {
+                    Ok(Ok(())) => tracing::info!("snapshot written, log truncated"),
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "snapshot failed; the log keeps growing")
+                    }
+                    Err(error) => tracing::error!(%error, "snapshot task failed"),
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tail_is_cut_and_mid_corruption_refused() {
+        let mut data = frame(b"one");
+        data.extend(frame(b"two"));
+        let whole = data.len();
+        let (payloads, valid) = read_frames(&data).unwrap();
+        assert_eq!((payloads.len(), valid), (2, whole));
+        // Every truncation inside the last record keeps exactly the first.
+        for cut in (whole - 11 + 1)..whole {
+            let (payloads, valid) = read_frames(&data[..cut]).unwrap();
+            assert_eq!(payloads, vec![&b"one"[..]]);
+            assert_eq!(valid, 11);
+        }
+        // A flipped byte in the last record: torn tail.
+        let mut flipped = data.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(read_frames(&flipped).unwrap().0.len(), 1);
+        // A flipped byte in the first record with a good one after: an error, nothing dropped.
+        let mut corrupt = data.clone();
+        corrupt[9] ^= 1;
+        assert!(read_frames(&corrupt).is_err());
+    }
+}
