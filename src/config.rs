@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub max_classify_texts: usize,
     /// Most interactions in one `IngestBatch` call.
     pub max_batch_interactions: usize,
+    /// Ingest calls (streams and batches) in flight across all connections; more are refused at
+    /// once with RESOURCE_EXHAUSTED.
+    pub max_ingest_in_flight: usize,
     /// Concurrent requests per connection before new ones queue.
     pub concurrency_per_connection: usize,
     /// Updates buffered per tenant for `WatchPriorities`; a slower watcher skips (and is told).
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             max_future_skew_seconds: 300,
             max_classify_texts: 1000,
             max_batch_interactions: 10_000,
+            max_ingest_in_flight: 256,
             concurrency_per_connection: 64,
             watch_buffer: 1024,
             max_reported_rejections: 10,
@@ -397,6 +401,7 @@ impl ServerConfig {
                 self.concurrency_per_connection,
             ),
             ("server.watch_buffer", self.watch_buffer),
+            ("server.max_ingest_in_flight", self.max_ingest_in_flight),
         ];
         for (key, value) in at_least_one {
             if value == 0 {

@@ -95,7 +95,7 @@ pub async fn start(
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<pb::ingest_service_server::IngestServiceServer<Arc<IngestApi>>>()
+        .set_serving::<pb::ingest_service_server::IngestServiceServer<LimitedIngest>>()
         .await;
     health
         .set_serving::<pb::scoring_service_server::ScoringServiceServer<Arc<ScoringApi>>>()
@@ -136,7 +136,13 @@ pub async fn start(
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(pb::ingest_service_server::IngestServiceServer::new(ingest))
+            .add_service(pb::ingest_service_server::IngestServiceServer::new(
+                LimitedIngest {
+                    inner: ingest,
+                    permits: Arc::new(tokio::sync::Semaphore::new(server.max_ingest_in_flight)),
+                    limit: server.max_ingest_in_flight,
+                },
+            ))
             .add_service(pb::scoring_service_server::ScoringServiceServer::new(
                 scoring,
             ))
@@ -185,7 +191,7 @@ pub async fn start(
     let health_task = tokio::spawn(async move {
         let _ = stop_health.wait_for(|stopping| *stopping).await;
         health
-            .set_not_serving::<pb::ingest_service_server::IngestServiceServer<Arc<IngestApi>>>()
+            .set_not_serving::<pb::ingest_service_server::IngestServiceServer<LimitedIngest>>()
             .await;
     });
 
@@ -261,4 +267,71 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutdown signal received: draining");
+}
+
+/// The ingest service behind a global in-flight limit: a call that finds every permit taken is
+/// refused at once with RESOURCE_EXHAUSTED (fail fast, no queue); a streaming call holds its permit
+/// until its stream ends.
+pub struct LimitedIngest {
+    inner: Arc<IngestApi>,
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl LimitedIngest {
+    #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
+    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, tonic::Status> {
+        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            crate::telemetry::grpc_request("IngestShed", tonic::Code::ResourceExhausted, Duration::ZERO);
+            tonic::Status::resource_exhausted(format!(
+                "server.max_ingest_in_flight: {} ingest calls already in flight; retry with backoff",
+                self.limit
+            ))
+        })
+    }
+}
+
+type LimitedScoredStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::ScoredInteraction, tonic::Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl pb::ingest_service_server::IngestService for LimitedIngest {
+    async fn ingest(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::Interaction>>,
+    ) -> Result<tonic::Response<pb::IngestSummary>, tonic::Status> {
+        let _permit = self.permit()?;
+        pb::ingest_service_server::IngestService::ingest(&self.inner, request).await
+    }
+
+    type IngestScoredStream = LimitedScoredStream;
+
+    async fn ingest_scored(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::Interaction>>,
+    ) -> Result<tonic::Response<Self::IngestScoredStream>, tonic::Status> {
+        let permit = self.permit()?;
+        let response =
+            pb::ingest_service_server::IngestService::ingest_scored(&self.inner, request).await?;
+        let (metadata, stream, extensions) = response.into_parts();
+        #[allow(clippy::result_large_err)]
+        let stream = futures::StreamExt::map(stream, move |item| {
+            let _held = &permit;
+            item
+        });
+        Ok(tonic::Response::from_parts(
+            metadata,
+            Box::pin(stream) as LimitedScoredStream,
+            extensions,
+        ))
+    }
+
+    async fn ingest_batch(
+        &self,
+        request: tonic::Request<pb::IngestBatchRequest>,
+    ) -> Result<tonic::Response<pb::IngestSummary>, tonic::Status> {
+        let _permit = self.permit()?;
+        pb::ingest_service_server::IngestService::ingest_batch(&self.inner, request).await
+    }
 }
