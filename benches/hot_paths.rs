@@ -62,7 +62,12 @@ fn apply(c: &mut Criterion) {
                 author_followers: 10,
                 thread_id: String::new(),
             };
-            black_box(store.apply(&interaction, None, 1_767_225_600_000 + next as i64 * 1000));
+            black_box(store.apply(
+                &interaction,
+                None,
+                1_767_225_600_000 + next as i64 * 1000,
+                false,
+            ));
         })
     });
 }

@@ -27,7 +27,7 @@ pub fn now_ms() -> TimestampMs {
 
 /// Re-applies a logged event at recovery (no classification, no logging).
 pub fn replay(store: &Store, interaction: &Interaction, sentiment: Option<Sentiment>) {
-    store.apply(interaction, sentiment, 0);
+    store.apply(interaction, sentiment, 0, false);
 }
 
 impl Engine {
@@ -39,15 +39,17 @@ impl Engine {
         sentiment
     }
 
-    /// Classifies the event's text (when it has one) and applies the event.
+    /// Classifies the event's text (when it has one) and applies the event; with `want_score` the
+    /// customer's score after it comes back too.
     pub fn ingest(
         &self,
         interaction: &Interaction,
         now_ms: TimestampMs,
+        want_score: bool,
     ) -> (Option<Sentiment>, Applied) {
         let sentiment =
             (!interaction.text.trim().is_empty()).then(|| self.classify(&interaction.text));
-        let applied = self.store.apply(interaction, sentiment, now_ms);
+        let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
         if let (Some(wal), Applied::Accepted(_)) = (&self.wal, &applied) {
             // Durable before the caller can acknowledge it; see `durability`.
             crate::durability::log_or_abort(wal, interaction, sentiment);

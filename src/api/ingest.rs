@@ -56,12 +56,13 @@ impl IngestApi {
         }
     }
 
-    fn process(&self, interaction: pb::Interaction) -> Processed {
+    /// Converts and applies one event; `want_score` when the caller replies with the score.
+    fn process(&self, interaction: pb::Interaction, want_score: bool) -> Processed {
         let (channel, kind) = (interaction.channel, interaction.kind);
         let event_id = interaction.event_id.clone();
         match convert::interaction_from_pb(interaction, &self.limits, now_ms()) {
             Ok(interaction) => {
-                let (sentiment, applied) = self.engine.ingest(&interaction, now_ms());
+                let (sentiment, applied) = self.engine.ingest(&interaction, now_ms(), want_score);
                 Processed::Applied {
                     event_id: interaction.event_id,
                     tenant_id: interaction.tenant_id,
@@ -115,15 +116,15 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
             sentiment,
             applied,
         } => {
-            let (outcome, score): (pb::IngestOutcome, &Score) = match &applied {
-                Applied::Accepted(score) => (pb::IngestOutcome::Accepted, score),
-                Applied::Duplicate(score) => (pb::IngestOutcome::Duplicate, score),
+            let (outcome, score): (pb::IngestOutcome, Option<&Score>) = match &applied {
+                Applied::Accepted(score) => (pb::IngestOutcome::Accepted, score.as_ref()),
+                Applied::Duplicate(score) => (pb::IngestOutcome::Duplicate, score.as_ref()),
             };
             pb::ScoredInteraction {
                 event_id,
                 outcome: outcome as i32,
                 sentiment: sentiment.as_ref().map(convert::sentiment_to_pb),
-                score: Some(convert::score_to_pb(&tenant_id, &customer_id, score)),
+                score: score.map(|score| convert::score_to_pb(&tenant_id, &customer_id, score)),
                 error: String::new(),
             }
         }
@@ -152,7 +153,7 @@ impl IngestService for Arc<IngestApi> {
         let mut index = 0u64;
         let result = async {
             while let Some(interaction) = stream.message().await? {
-                let processed = self.process(interaction);
+                let processed = self.process(interaction, false);
                 self.tally(&mut summary, index, &processed);
                 index += 1;
             }
@@ -175,7 +176,7 @@ impl IngestService for Arc<IngestApi> {
         tokio::spawn(async move {
             loop {
                 let reply = match stream.message().await {
-                    Ok(Some(interaction)) => Ok(scored(api.process(interaction))),
+                    Ok(Some(interaction)) => Ok(scored(api.process(interaction, true))),
                     Ok(None) => break,
                     Err(status) => Err(status),
                 };
@@ -211,7 +212,7 @@ impl IngestService for Arc<IngestApi> {
         } else {
             let mut summary = pb::IngestSummary::default();
             for (index, interaction) in interactions.into_iter().enumerate() {
-                let processed = self.process(interaction);
+                let processed = self.process(interaction, false);
                 self.tally(&mut summary, index as u64, &processed);
             }
             Ok(Response::new(summary))

@@ -15,13 +15,13 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// What applying one event did.
+/// What applying one event did, with the customer's score after it when it was asked for.
 #[derive(Clone, Debug)]
 pub enum Applied {
-    /// The event was new; the customer's score after it.
-    Accepted(Score),
-    /// An event with this id was already applied; the customer's unchanged score.
-    Duplicate(Score),
+    /// The event was new.
+    Accepted(Option<Score>),
+    /// An event with this id was already applied; nothing changed.
+    Duplicate(Option<Score>),
 }
 
 /// A customer's score moved because of an event; watchers filter these by their threshold.
@@ -55,14 +55,17 @@ pub struct TopQuery {
     pub as_of_ms: TimestampMs,
 }
 
+/// Keyed hashing (ids come from clients), faster than the default SipHash.
+type Map<V> = DashMap<String, V, ahash::RandomState>;
+
 struct Tenant {
-    customers: DashMap<String, CustomerHistory>,
+    customers: Map<CustomerHistory>,
     updates: broadcast::Sender<Arc<PriorityChange>>,
 }
 
 /// All tenants' state.
 pub struct Store {
-    tenants: DashMap<String, Arc<Tenant>>,
+    tenants: Map<Arc<Tenant>>,
     config: Arc<ScoringConfig>,
     watch_buffer: usize,
 }
@@ -79,7 +82,7 @@ impl Store {
     /// An empty store scoring with `config`; each tenant buffers `watch_buffer` updates for slow watchers.
     pub fn new(config: Arc<ScoringConfig>, watch_buffer: usize) -> Self {
         Self {
-            tenants: DashMap::new(),
+            tenants: Map::default(),
             config,
             watch_buffer,
         }
@@ -105,20 +108,22 @@ impl Store {
             .entry(tenant_id.to_string())
             .or_insert_with(|| {
                 Arc::new(Tenant {
-                    customers: DashMap::new(),
+                    customers: Map::default(),
                     updates: broadcast::channel(self.watch_buffer).0,
                 })
             });
         Arc::clone(&tenant)
     }
 
-    /// Applies a validated event with its sentiment (when it had text). The returned score is
-    /// evaluated at `now_ms`, or at the customer's latest event if that is later.
+    /// Applies a validated event with its sentiment (when it had text). With `want_score`, the
+    /// customer's score after it is returned, evaluated at `now_ms` or at the customer's latest
+    /// event if that is later.
     pub fn apply(
         &self,
         interaction: &Interaction,
         sentiment: Option<Sentiment>,
         now_ms: TimestampMs,
+        want_score: bool,
     ) -> Applied {
         let record = EventRecord {
             occurred_at_ms: interaction.occurred_at_ms,
@@ -158,13 +163,14 @@ impl Store {
         let previous = (watched && history.summary().events_total > 0)
             .then(|| evaluate(history.summary(), eval_at, &self.config));
         match history.insert(record, &self.config) {
-            InsertOutcome::Duplicate => {
-                Applied::Duplicate(evaluate(history.summary(), eval_at, &self.config))
-            }
+            InsertOutcome::Duplicate => Applied::Duplicate(
+                want_score.then(|| evaluate(history.summary(), eval_at, &self.config)),
+            ),
             InsertOutcome::Inserted => {
-                let score = evaluate(history.summary(), eval_at, &self.config);
+                let score = (want_score || watched)
+                    .then(|| evaluate(history.summary(), eval_at, &self.config));
                 drop(history);
-                if watched {
+                if let (true, Some(score)) = (watched, &score) {
                     let (previous_priority, previous_action) =
                         previous.map_or((0.0, Action::None), |p| (p.priority, p.action));
                     // A send error only means every watcher left meanwhile.
@@ -176,7 +182,7 @@ impl Store {
                         score: score.clone(),
                     }));
                 }
-                Applied::Accepted(score)
+                Applied::Accepted(score.filter(|_| want_score))
             }
         }
     }
