@@ -3,6 +3,7 @@
 mod client;
 mod eval;
 mod simulate;
+mod health;
 pub mod loadgen;
 
 use crate::config::Config;
@@ -46,6 +47,8 @@ pub enum Command {
     Train(TrainCommand),
     /// Drive a running server with seeded, realistic traffic (progress on stderr).
     Simulate(simulate::SimulateArgs),
+    /// Check a server's gRPC health (exit 0 when SERVING): for container HEALTHCHECKs.
+    Health(health::HealthArgs),
     /// Load-test a server's gRPC ingest: events/s and ack latency (see BENCHMARKS.md).
     Loadgen(loadgen::LoadgenArgs),
     /// Serve a no-op IngestService: the baseline `loadgen` is compared with.
@@ -179,6 +182,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Watch(args) => runtime()?.block_on(client::watch(args)),
         Command::Train(TrainCommand::Fast(args)) => eval::train_fast(&args),
         Command::Simulate(args) => runtime()?.block_on(simulate::run(args)),
+        Command::Health(args) => runtime()?.block_on(health::run(args)),
         Command::Loadgen(args) => runtime()?.block_on(loadgen::run(args)),
         Command::NoopServe(args) => runtime()?.block_on(loadgen::noop_serve(args)),
     }
