@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs examples/python/client.py (grpcio, stubs generated from proto/ at run time) against a live
+# rapport on 127.0.0.1; the client asserts on ingest, TopCustomers, health and reflection.
+# Usage: scripts/python_client_check.sh [path/to/rapport]   (default: target/debug/rapport)
+# PYTHON: an interpreter with the packages of examples/python/requirements.txt; without it a venv is
+# made under /tmp and they are installed from PyPI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RAPPORT=${1:-target/debug/rapport}
+[ -x "$RAPPORT" ] || { echo "no rapport binary at $RAPPORT" >&2; exit 1; }
+if [ -z "${PYTHON:-}" ]; then
+  VENV=/tmp/rapport-python-venv
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+  PYTHON=$VENV/bin/python
+fi
+PID=
+LOG=$(mktemp)
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; [ -n "$PID" ] && wait "$PID" 2>/dev/null; rm -f "$LOG"' EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$RAPPORT" serve --grpc-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$MPORT 2>"$LOG" &
+PID=$!
+for _ in $(seq 1 100); do
+  "$RAPPORT" health --server http://127.0.0.1:$PORT >/dev/null 2>&1 && break
+  sleep 0.2
+done
+timeout 120 "$PYTHON" examples/python/client.py --server 127.0.0.1:$PORT
