@@ -10,7 +10,12 @@ RAPPORT=${1:-target/debug/rapport}
 [ -x "$RAPPORT" ] || { echo "no rapport binary at $RAPPORT" >&2; exit 1; }
 if [ -z "${PYTHON:-}" ]; then
   VENV=/tmp/rapport-python-venv
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  if [ ! -x "$VENV/bin/python" ] && ! python3 -m venv "$VENV"; then
+    # Debian's own python3 needs python3-venv for this (pyenv builds have it).
+    rm -rf "$VENV"
+    [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+    python3 -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r examples/python/requirements.txt
   PYTHON=$VENV/bin/python
 fi
