@@ -293,3 +293,81 @@ async fn zero_length_streams_and_abrupt_disconnects_are_clean() {
     assert_eq!(total, 5);
     still_serving(&mut t, "canary-4").await;
 }
+
+// A stand-in for cargo-fuzz (which needs nightly, unavailable here): property tests that decoding
+// and validating arbitrary bytes as an Interaction, and classifying arbitrary text with both
+// backends, never panic and keep their output in range.
+mod never_panics {
+    use proptest::prelude::*;
+    use rapport::api::convert::{interaction_from_pb, Limits};
+    use rapport::pb;
+    use rapport::sentiment::{self, Backend, SentimentModel};
+    use std::sync::{Arc, OnceLock};
+
+    fn models() -> &'static [Arc<dyn SentimentModel>; 2] {
+        static MODELS: OnceLock<[Arc<dyn SentimentModel>; 2]> = OnceLock::new();
+        MODELS.get_or_init(|| {
+            let dir = sentiment::default_models_dir();
+            [
+                sentiment::load(Backend::Fast, &dir).unwrap(),
+                sentiment::load(Backend::Vader, &dir).unwrap(),
+            ]
+        })
+    }
+
+    const LIMITS: Limits = Limits {
+        max_text_bytes: 16 * 1024,
+        max_id_bytes: 256,
+        max_future_skew_ms: 300_000,
+    };
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn decode_and_validate_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(message) = <pb::Interaction as prost::Message>::decode(bytes.as_slice()) {
+                if let Ok(valid) = interaction_from_pb(message, &LIMITS, 1_767_225_600_000) {
+                    prop_assert!(valid.value.is_finite() && valid.value >= 0.0);
+                    prop_assert!(valid.occurred_at_ms >= 0);
+                    prop_assert!(!valid.event_id.is_empty() && valid.event_id.len() <= 256);
+                }
+            }
+        }
+
+        #[test]
+        fn validate_arbitrary_fields(
+            id in ".{0,300}",
+            channel in any::<i32>(),
+            kind in any::<i32>(),
+            direction in any::<i32>(),
+            seconds in any::<i64>(),
+            nanos in any::<i32>(),
+            value in any::<f64>(),
+        ) {
+            let message = pb::Interaction {
+                event_id: id.clone(),
+                tenant_id: id.clone(),
+                customer_id: id,
+                channel,
+                kind,
+                direction,
+                occurred_at: Some(prost_types::Timestamp { seconds, nanos }),
+                text: String::new(),
+                value,
+                author_followers: 0,
+                thread_id: String::new(),
+            };
+            let _ = interaction_from_pb(message, &LIMITS, 1_767_225_600_000);
+        }
+
+        #[test]
+        fn classifiers_take_any_text(text in any::<String>()) {
+            for model in models() {
+                let s = model.classify(&text);
+                prop_assert!((-1.0..=1.0).contains(&s.score), "{} {}", model.name(), s.score);
+                prop_assert!((0.0..=1.0).contains(&s.confidence), "{} {}", model.name(), s.confidence);
+            }
+        }
+    }
+}
