@@ -8,7 +8,7 @@
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
-# Dependencies first, so source edits do not refetch the registry.
+# Only what the build needs (see .dockerignore).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
