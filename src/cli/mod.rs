@@ -2,9 +2,9 @@
 
 mod client;
 mod eval;
-mod simulate;
 mod health;
 pub mod loadgen;
+mod simulate;
 
 use crate::config::Config;
 use crate::sentiment::{self, Backend};
