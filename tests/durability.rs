@@ -71,6 +71,10 @@ struct Proc {
 }
 
 async fn spawn(data_dir: &Path) -> Proc {
+    spawn_with(data_dir, None).await
+}
+
+async fn spawn_with(data_dir: &Path, config: Option<&Path>) -> Proc {
     // A port freed just now can be taken by someone else: try a few.
     for _ in 0..5 {
         let port = free_port();
@@ -79,6 +83,11 @@ async fn spawn(data_dir: &Path) -> Proc {
             .arg(format!("127.0.0.1:{port}"))
             .args(["--metrics-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(
+                config
+                    .map(|path| vec![std::ffi::OsStr::new("--config"), path.as_os_str()])
+                    .unwrap_or_default(),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -270,4 +279,57 @@ async fn restart_without_crash_keeps_everything_and_snapshot_is_replayed() {
             .len()
             > 0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_snapshot_truncates_the_log_with_interval_fsync() {
+    let all = events();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rapport.toml");
+    std::fs::write(
+        &config,
+        "[durability]\nfsync = \"interval\"\nfsync_interval_ms = 20\nsnapshot_interval_seconds = 1\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let proc = spawn_with(&data, Some(&config)).await;
+    let mut ingest = IngestServiceClient::new(proc.channel.clone());
+    let summary = ingest
+        .ingest_batch(pb::IngestBatchRequest {
+            interactions: all[..150].to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.accepted, 150);
+    // Bounded wait for a periodic snapshot to fold the log in.
+    let mut folded = false;
+    for _ in 0..100 {
+        let log = std::fs::metadata(data.join("wal.log")).map_or(1, |m| m.len());
+        if log == 0 {
+            folded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(folded, "the log was not truncated by a snapshot");
+    let summary = ingest
+        .ingest_batch(pb::IngestBatchRequest {
+            interactions: all[150..].to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.accepted, (all.len() - 150) as u64);
+    let mut child = proc.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let proc = spawn_with(&data, Some(&config)).await;
+    assert_eq!(
+        totals(&proc.channel).await.values().sum::<u64>(),
+        all.len() as u64
+    );
+    let mut child = proc.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

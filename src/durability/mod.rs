@@ -165,9 +165,10 @@ pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
             break; // torn (or garbage) length running past the end
         }
         let payload = &rest[8..end];
-        if crc32fast::hash(payload) != crc {
-            if end == rest.len() {
-                break; // torn last record
+        // Real records are never empty: a zero length is a hole or garbage, not a record.
+        if len == 0 || crc32fast::hash(payload) != crc {
+            if end == rest.len() || rest.iter().all(|&byte| byte == 0) {
+                break; // torn last record, or a zero-filled tail left by a crash
             }
             anyhow::bail!(
                 "corrupt record at byte {offset} with {} bytes after it: refusing to discard them",
@@ -273,6 +274,10 @@ impl Wal {
             .write(true)
             .truncate(true)
             .open(dir.join(WAL_FILE))
+            .and_then(|_| {
+                // Append mode: after a snapshot truncates the log, writes start at its new end.
+                OpenOptions::new().append(true).open(dir.join(WAL_FILE))
+            })
             .with_context(|| format!("cannot open {}", dir.join(WAL_FILE).display()))?;
         file.sync_all()?;
         sync_dir(dir)?;
@@ -439,5 +444,10 @@ mod tests {
         let mut corrupt = data.clone();
         corrupt[9] ^= 1;
         assert!(read_frames(&corrupt).is_err());
+        // Zeros (a hole) are never records.
+        let mut holed = vec![0u8; 16];
+        holed.extend(frame(b"one"));
+        assert!(read_frames(&holed).is_err());
+        assert_eq!(read_frames(&[0u8; 16]).unwrap(), (vec![], 0));
     }
 }
