@@ -125,14 +125,43 @@ impl IngestOutcome {
 }
 
 /// Counts one ingested event. Rejected events may lack a valid channel or kind: they count as "unknown".
+///
+/// The handles of every label combination are resolved once (after the recorder is installed, on
+/// the first event), so the hot path does no registry lookup.
 pub fn event_ingested(channel: Option<Channel>, kind: Option<Kind>, outcome: IngestOutcome) {
-    counter!(
-        EVENTS_INGESTED_TOTAL,
-        "channel" => channel.map_or("unknown", Channel::as_str),
-        "kind" => kind.map_or("unknown", Kind::as_str),
-        "outcome" => outcome.as_str(),
-    )
-    .increment(1);
+    const CHANNELS: usize = Channel::ALL.len() + 1;
+    const KINDS: usize = Kind::ALL.len() + 1;
+    const OUTCOMES: [IngestOutcome; 3] = [
+        IngestOutcome::Accepted,
+        IngestOutcome::Duplicate,
+        IngestOutcome::Rejected,
+    ];
+    static COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
+    let counters = COUNTERS.get_or_init(|| {
+        let channels = Channel::ALL.map(Some).into_iter().chain([None]);
+        channels
+            .flat_map(|channel| {
+                Kind::ALL
+                    .map(Some)
+                    .into_iter()
+                    .chain([None])
+                    .flat_map(move |kind| {
+                        OUTCOMES.map(|outcome| {
+                            counter!(
+                                EVENTS_INGESTED_TOTAL,
+                                "channel" => channel.map_or("unknown", Channel::as_str),
+                                "kind" => kind.map_or("unknown", Kind::as_str),
+                                "outcome" => outcome.as_str(),
+                            )
+                        })
+                    })
+            })
+            .collect()
+    });
+    let channel_index = channel.map_or(CHANNELS - 1, |channel| channel as usize);
+    let kind_index = kind.map_or(KINDS - 1, |kind| kind as usize);
+    let index = (channel_index * KINDS + kind_index) * OUTCOMES.len() + outcome as usize;
+    counters[index].increment(1);
 }
 
 /// Records one classification.
