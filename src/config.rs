@@ -545,5 +545,13 @@ mod example_file {
             parsed.server.max_text_bytes,
             ServerConfig::default().max_text_bytes
         );
+        assert_eq!(
+            parsed.server.max_ingest_in_flight,
+            ServerConfig::default().max_ingest_in_flight
+        );
+        assert_eq!(
+            parsed.durability.fsync_interval_ms,
+            crate::durability::DurabilityConfig::default().fsync_interval_ms
+        );
     }
 }
