@@ -60,9 +60,10 @@ impl IngestApi {
     fn process(&self, interaction: pb::Interaction, want_score: bool) -> Processed {
         let (channel, kind) = (interaction.channel, interaction.kind);
         let event_id = interaction.event_id.clone();
-        match convert::interaction_from_pb(interaction, &self.limits, now_ms()) {
+        let now = now_ms();
+        match convert::interaction_from_pb(interaction, &self.limits, now) {
             Ok(interaction) => {
-                let (sentiment, applied) = self.engine.ingest(&interaction, now_ms(), want_score);
+                let (sentiment, applied) = self.engine.ingest(&interaction, now, want_score);
                 Processed::Applied {
                     event_id: interaction.event_id,
                     tenant_id: interaction.tenant_id,

@@ -2,7 +2,7 @@
 
 use crate::config::ScoringConfig;
 use crate::domain::{Channel, Direction, Kind, TimestampMs};
-use crate::scoring::decayed;
+use crate::scoring::decay_factor;
 use std::borrow::Cow;
 
 /// One event, reduced to what scoring reads (about 48 bytes).
@@ -92,29 +92,24 @@ impl Summary {
     pub fn apply(&mut self, record: &EventRecord, config: &ScoringConfig) {
         let at = record.occurred_at_ms;
         if self.events_total > 0 {
-            let from = self.last_event_at_ms;
-            self.engagement_recent = decayed(
-                self.engagement_recent,
-                from,
-                at,
-                config.engagement_half_life_seconds,
-            );
-            self.engagement_baseline = decayed(
-                self.engagement_baseline,
-                from,
-                at,
+            // One decay factor per half-life, shared by every sum that uses it.
+            let elapsed_seconds = at.saturating_sub(self.last_event_at_ms) as f64 / 1000.0;
+            let engagement = decay_factor(elapsed_seconds, config.engagement_half_life_seconds);
+            let baseline = decay_factor(
+                elapsed_seconds,
                 config.engagement_baseline_half_life_seconds,
             );
-            let recent_hl = config.sentiment_recent_half_life_seconds;
-            self.sentiment_recent_sum = decayed(self.sentiment_recent_sum, from, at, recent_hl);
-            self.sentiment_recent_weight =
-                decayed(self.sentiment_recent_weight, from, at, recent_hl);
-            let long_hl = config.sentiment_long_half_life_seconds;
-            self.sentiment_long_sum = decayed(self.sentiment_long_sum, from, at, long_hl);
-            self.sentiment_long_weight = decayed(self.sentiment_long_weight, from, at, long_hl);
-            let goodwill_hl = config.goodwill_half_life_seconds;
-            self.positive_contact = decayed(self.positive_contact, from, at, goodwill_hl);
-            self.purchases_recent = decayed(self.purchases_recent, from, at, goodwill_hl);
+            let recent = decay_factor(elapsed_seconds, config.sentiment_recent_half_life_seconds);
+            let long = decay_factor(elapsed_seconds, config.sentiment_long_half_life_seconds);
+            let goodwill = decay_factor(elapsed_seconds, config.goodwill_half_life_seconds);
+            self.engagement_recent *= engagement;
+            self.engagement_baseline *= baseline;
+            self.sentiment_recent_sum *= recent;
+            self.sentiment_recent_weight *= recent;
+            self.sentiment_long_sum *= long;
+            self.sentiment_long_weight *= long;
+            self.positive_contact *= goodwill;
+            self.purchases_recent *= goodwill;
         }
         self.events_total += 1;
         self.last_event_at_ms = at;
