@@ -30,7 +30,14 @@ wait_http() { # url, seconds
 GRPC=$(free_port); METRICS=$(free_port); PROM=$(free_port)
 SERVER=http://127.0.0.1:$GRPC
 
-"$RAPPORT" serve --grpc-addr 127.0.0.1:$GRPC --metrics-addr 127.0.0.1:$METRICS 2>"$WORK/rapport.log" &
+# Durability on, with snapshots every 5 s, so the log and snapshot panels have data.
+cat >"$WORK/rapport.toml" <<TOML
+[durability]
+data_dir = "$WORK/rapport-data"
+snapshot_interval_seconds = 5
+TOML
+"$RAPPORT" serve --config "$WORK/rapport.toml" --grpc-addr 127.0.0.1:$GRPC \
+  --metrics-addr 127.0.0.1:$METRICS 2>"$WORK/rapport.log" &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$METRICS/metrics" 30
 

@@ -74,6 +74,7 @@ pub async fn start(
         }
         None => None,
     };
+    telemetry::durability_enabled(wal.is_some());
     let engine = Arc::new(Engine {
         store: Arc::clone(&store),
         sentiment,

@@ -5,7 +5,7 @@
 
 use crate::domain::{Action, Channel, Kind};
 use crate::sentiment::SentimentLabel;
-use crate::store::Census;
+use crate::store::{Census, RETENTION_RISK_BANDS};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -27,10 +27,30 @@ pub const CUSTOMERS_TRACKED: &str = "rapport_customers_tracked";
 pub const CUSTOMERS_BY_ACTION: &str = "rapport_customers_by_action";
 /// Customers with an unanswered message older than the reply SLA, from the periodic census.
 pub const CUSTOMERS_OVER_REPLY_SLA: &str = "rapport_customers_over_reply_sla";
+/// Customers per retention-risk band (`band` label), from the periodic census.
+pub const CUSTOMERS_BY_RETENTION_RISK: &str = "rapport_customers_by_retention_risk";
 /// Open WatchPriorities streams.
 pub const WATCHERS_CONNECTED: &str = "rapport_watchers_connected";
 /// Priority updates a slow watcher missed.
 pub const WATCH_UPDATES_DROPPED_TOTAL: &str = "rapport_watch_updates_dropped_total";
+
+/// 1 when a data directory is configured (write-ahead log on), 0 when running in memory only.
+pub const DURABILITY_ENABLED: &str = "rapport_durability_enabled";
+/// Events appended to the write-ahead log.
+pub const WAL_APPENDS_TOTAL: &str = "rapport_wal_appends_total";
+/// Bytes appended to the write-ahead log.
+pub const WAL_APPENDED_BYTES_TOTAL: &str = "rapport_wal_appended_bytes_total";
+/// Time of one write-ahead-log fsync.
+pub const WAL_FSYNC_DURATION_SECONDS: &str = "rapport_wal_fsync_duration_seconds";
+/// Snapshots attempted, by outcome (`ok`, `error`).
+pub const SNAPSHOTS_TOTAL: &str = "rapport_snapshots_total";
+/// Time to write one snapshot and truncate the log.
+pub const SNAPSHOT_DURATION_SECONDS: &str = "rapport_snapshot_duration_seconds";
+/// Size of the last snapshot written.
+pub const SNAPSHOT_SIZE_BYTES: &str = "rapport_snapshot_size_bytes";
+/// Unix time of the last successful snapshot (also set by the one written at start).
+pub const SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "rapport_snapshot_last_success_timestamp_seconds";
 
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
     1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
@@ -50,6 +70,18 @@ pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
                 .and_then(|builder| {
                     builder.set_buckets_for_metric(
                         Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.to_string()),
+                        &LATENCY_BUCKETS_SECONDS,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(WAL_FSYNC_DURATION_SECONDS.to_string()),
+                        &LATENCY_BUCKETS_SECONDS,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(SNAPSHOT_DURATION_SECONDS.to_string()),
                         &LATENCY_BUCKETS_SECONDS,
                     )
                 })
@@ -99,7 +131,42 @@ fn describe() {
         CUSTOMERS_OVER_REPLY_SLA,
         "Customers with an unanswered message older than the reply SLA (periodic census)."
     );
+    describe_gauge!(
+        CUSTOMERS_BY_RETENTION_RISK,
+        "Customers per retention-risk band (periodic census)."
+    );
     describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
+    describe_gauge!(
+        DURABILITY_ENABLED,
+        "1 when the write-ahead log is on (--data-dir), 0 in memory only."
+    );
+    describe_counter!(WAL_APPENDS_TOTAL, "Events appended to the write-ahead log.");
+    describe_counter!(
+        WAL_APPENDED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes appended to the write-ahead log."
+    );
+    describe_histogram!(
+        WAL_FSYNC_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time of one write-ahead-log fsync."
+    );
+    describe_counter!(SNAPSHOTS_TOTAL, "Snapshots attempted, by outcome.");
+    describe_histogram!(
+        SNAPSHOT_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to write one snapshot and truncate the log."
+    );
+    describe_gauge!(
+        SNAPSHOT_SIZE_BYTES,
+        Unit::Bytes,
+        "Size of the last snapshot written."
+    );
+    describe_gauge!(
+        SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "Unix time of the last successful snapshot."
+    );
     describe_counter!(
         WATCH_UPDATES_DROPPED_TOTAL,
         "Priority updates slow watchers missed."
@@ -188,6 +255,46 @@ pub fn census(census: &Census) {
         gauge!(CUSTOMERS_BY_ACTION, "action" => action.as_str()).set(count as f64);
     }
     gauge!(CUSTOMERS_OVER_REPLY_SLA).set(census.over_reply_sla as f64);
+    for ((_, band), count) in RETENTION_RISK_BANDS.iter().zip(census.by_retention_risk) {
+        gauge!(CUSTOMERS_BY_RETENTION_RISK, "band" => *band).set(count as f64);
+    }
+}
+
+/// Says whether the write-ahead log is on.
+pub fn durability_enabled(enabled: bool) {
+    gauge!(DURABILITY_ENABLED).set(if enabled { 1.0 } else { 0.0 });
+}
+
+/// Counts one appended log record of `bytes` bytes (handles resolved once: this is per event).
+pub fn wal_appended(bytes: usize) {
+    static HANDLES: OnceLock<(metrics::Counter, metrics::Counter)> = OnceLock::new();
+    let (appends, appended_bytes) = HANDLES.get_or_init(|| {
+        (
+            counter!(WAL_APPENDS_TOTAL),
+            counter!(WAL_APPENDED_BYTES_TOTAL),
+        )
+    });
+    appends.increment(1);
+    appended_bytes.increment(bytes as u64);
+}
+
+/// Records one log fsync.
+pub fn wal_fsynced(duration: Duration) {
+    histogram!(WAL_FSYNC_DURATION_SECONDS).record(duration.as_secs_f64());
+}
+
+/// Records one snapshot attempt; `size_bytes` is set when it succeeded.
+pub fn snapshot_written(size_bytes: Option<u64>, duration: Duration) {
+    let outcome = if size_bytes.is_some() { "ok" } else { "error" };
+    counter!(SNAPSHOTS_TOTAL, "outcome" => outcome).increment(1);
+    histogram!(SNAPSHOT_DURATION_SECONDS).record(duration.as_secs_f64());
+    if let Some(size_bytes) = size_bytes {
+        gauge!(SNAPSHOT_SIZE_BYTES).set(size_bytes as f64);
+        let unix_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+        gauge!(SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS).set(unix_seconds);
+    }
 }
 
 /// Counts an open watcher for as long as it lives (also when its task is cancelled).

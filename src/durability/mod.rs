@@ -17,13 +17,14 @@ use crate::api::convert::{self, Limits};
 use crate::domain::Interaction;
 use crate::pb;
 use crate::sentiment::{Sentiment, SentimentLabel};
+use crate::telemetry;
 use anyhow::Context;
 use serde::Deserialize;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAL_FILE: &str = "wal.log";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -266,9 +267,11 @@ impl Wal {
             );
         }
         // Fold: snapshot + valid log → new snapshot; then the log starts empty.
+        let started = Instant::now();
         let mut folded = snapshot;
         folded.extend_from_slice(&log[..log_valid]);
         write_snapshot(dir, &folded)?;
+        telemetry::snapshot_written(Some(folded.len() as u64), started.elapsed());
         let file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -303,6 +306,7 @@ impl Wal {
             writer.written += 1;
             writer.written
         };
+        telemetry::wal_appended(framed.len());
         if self.policy == FsyncPolicy::Always {
             self.sync_to(seq)?;
         }
@@ -329,13 +333,23 @@ impl Wal {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .written;
+        let started = Instant::now();
         syncer.0.sync_data()?;
+        telemetry::wal_fsynced(started.elapsed());
         syncer.1 = target;
         Ok(())
     }
 
     /// Folds the log into the snapshot and truncates the log. Appends wait meanwhile.
     pub fn snapshot(&self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let result = self.fold_log_into_snapshot();
+        telemetry::snapshot_written(result.as_ref().ok().copied(), started.elapsed());
+        result.map(|_size_bytes| ())
+    }
+
+    /// [`Wal::snapshot`] without the metrics; returns the new snapshot's size in bytes.
+    fn fold_log_into_snapshot(&self) -> anyhow::Result<u64> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.file.sync_data()?;
         let mut folded = read_file(&self.dir.join(SNAPSHOT_FILE))?;
@@ -346,7 +360,7 @@ impl Wal {
         // A crash between the rename and here leaves events in both files: replay is idempotent.
         writer.file.set_len(0)?;
         writer.file.sync_all()?;
-        Ok(())
+        Ok(folded.len() as u64)
     }
 }
 

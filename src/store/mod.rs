@@ -260,6 +260,7 @@ impl Store {
                     .position(|action| *action == score.action)
                     .unwrap_or(Action::ALL.len() - 1);
                 census.by_action[index] += 1;
+                census.by_retention_risk[retention_risk_band(score.retention_risk)] += 1;
                 census.customers += 1;
                 if score
                     .unanswered_since_ms
@@ -279,7 +280,26 @@ pub struct Census {
     pub customers: u64,
     /// In [`Action::ALL`] order.
     pub by_action: [u64; 5],
+    /// Customers per retention-risk band, in [`RETENTION_RISK_BANDS`] order.
+    pub by_retention_risk: [u64; RETENTION_RISK_BANDS.len()],
     pub over_reply_sla: u64,
+}
+
+/// Retention-risk bands of the census, as (lower bound inclusive, label); the last band includes 1.0.
+pub const RETENTION_RISK_BANDS: [(f64, &str); 5] = [
+    (0.0, "0.0-0.2"),
+    (0.2, "0.2-0.4"),
+    (0.4, "0.4-0.6"),
+    (0.6, "0.6-0.8"),
+    (0.8, "0.8-1.0"),
+];
+
+/// Index in [`RETENTION_RISK_BANDS`] of the band holding `retention_risk` (clamped to [0, 1]).
+pub fn retention_risk_band(retention_risk: f64) -> usize {
+    RETENTION_RISK_BANDS
+        .iter()
+        .rposition(|(lower, _)| retention_risk >= *lower)
+        .unwrap_or(0)
 }
 
 /// Ranking entry: higher priority first, then smaller customer id.
@@ -305,5 +325,20 @@ impl Ord for Ranked {
         self.priority
             .total_cmp(&other.priority)
             .then_with(|| other.customer_id.cmp(&self.customer_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_risk_bands_cover_zero_to_one() {
+        assert_eq!(retention_risk_band(0.0), 0);
+        assert_eq!(retention_risk_band(0.199), 0);
+        assert_eq!(retention_risk_band(0.2), 1);
+        assert_eq!(retention_risk_band(0.66), 3);
+        assert_eq!(retention_risk_band(1.0), 4);
+        assert_eq!(retention_risk_band(f64::NAN), 0);
     }
 }
