@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_server(true)
         .build_client(true)
+        // prost's codec with undecodable requests answered INVALID_ARGUMENT (src/api/codec.rs).
+        .codec_path("crate::api::codec::ValidatingCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -225,9 +225,9 @@ async fn invalid_utf8_is_refused_cleanly() {
         )
         .await
         .expect_err("undecodable");
-    // prost refuses the message while decoding; tonic 0.12 answers INTERNAL with the decode error
-    // naming the field (not yet remapped to INVALID_ARGUMENT).
-    assert_eq!(status.code(), tonic::Code::Internal, "{status}");
+    // prost refuses the message while decoding; rapport's codec answers INVALID_ARGUMENT with the
+    // decode error naming the field.
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
     assert!(status.message().contains("customer_id"), "{status}");
     assert!(
         status.message().contains("UTF-8")
