@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub watch_buffer: usize,
     /// Most rejections listed in an `IngestSummary`.
     pub max_reported_rejections: usize,
+    /// Most customers one tenant may track (0 = no cap). Beyond it, events for new customers are
+    /// rejected (naming `customer_id`) and customers already tracked keep being updated.
+    pub max_customers_per_tenant: usize,
     /// How long in-flight streams may finish after SIGTERM before the process exits anyway.
     pub shutdown_grace_seconds: u64,
 }
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             concurrency_per_connection: 64,
             watch_buffer: 1024,
             max_reported_rejections: 10,
+            max_customers_per_tenant: 5_000_000,
             shutdown_grace_seconds: 10,
         }
     }

@@ -75,6 +75,8 @@ pub async fn start(
         None => None,
     };
     telemetry::durability_enabled(wal.is_some());
+    // After recovery: a cap lowered since the last run never drops logged events.
+    store.set_max_customers_per_tenant(server.max_customers_per_tenant);
     let engine = Arc::new(Engine {
         store: Arc::clone(&store),
         sentiment,

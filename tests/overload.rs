@@ -8,6 +8,7 @@ use rapport::pb;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 
 const LIMIT: usize = 4;
 
@@ -130,4 +131,57 @@ async fn ingest_beyond_the_in_flight_limit_is_shed_and_service_recovers() {
         t.customer("acme", "again", T0_MS).await.interactions_total,
         LIMIT as u64
     );
+}
+
+#[tokio::test]
+async fn a_full_tenant_refuses_new_customers_and_keeps_updating_tracked_ones() {
+    let mut config = loopback_config();
+    config.server.max_customers_per_tenant = 3;
+    let mut t = start_with(config).await;
+
+    let first: Vec<_> = (0..3)
+        .map(|i| event("acme", &format!("c{i}"), &format!("e{i}"), T0_MS))
+        .collect();
+    assert_eq!(t.ingest_all(first).await.accepted, 3);
+
+    // One new customer over the cap, one tracked customer, and another tenant's new customer.
+    let summary = t
+        .ingest_all(vec![
+            event("acme", "c3", "e3", T0_MS),
+            event("acme", "c0", "e4", T0_MS + 1_000),
+            event("globex", "g0", "e5", T0_MS),
+        ])
+        .await;
+    assert_eq!((summary.accepted, summary.rejected), (2, 1), "{summary:?}");
+    let rejection = &summary.rejections[0];
+    assert_eq!((rejection.index, rejection.event_id.as_str()), (0, "e3"));
+    assert!(
+        rejection.reason.starts_with("customer_id:")
+            && rejection.reason.contains("max_customers_per_tenant"),
+        "{rejection:?}"
+    );
+    let status = t
+        .scoring
+        .get_customer(pb::GetCustomerRequest {
+            tenant_id: "acme".into(),
+            customer_id: "c3".into(),
+            as_of: None,
+        })
+        .await
+        .expect_err("the refused customer is not stored");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_eq!(t.customer("acme", "c0", T0_MS + 1_000).await.interactions_total, 2);
+
+    // The scored stream says the same per event.
+    let replies: Vec<_> = t
+        .ingest
+        .ingest_scored(tokio_stream::iter(vec![event("acme", "c4", "e6", T0_MS)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await;
+    let reply = replies[0].as_ref().expect("a reply, not a stream error");
+    assert_eq!(reply.outcome, pb::IngestOutcome::Rejected as i32);
+    assert!(reply.error.contains("max_customers_per_tenant"), "{reply:?}");
 }

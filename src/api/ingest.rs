@@ -94,21 +94,45 @@ impl IngestApi {
                 applied: Applied::Duplicate(_),
                 ..
             } => summary.duplicates += 1,
+            Processed::Applied {
+                event_id,
+                applied: Applied::TenantFull { max_customers },
+                ..
+            } => self.reject(summary, index, event_id, tenant_full(*max_customers)),
             Processed::Rejected { event_id, error } => {
-                summary.rejected += 1;
-                if summary.rejections.len() < self.max_reported_rejections {
-                    summary.rejections.push(pb::Rejection {
-                        index,
-                        event_id: event_id.clone(),
-                        reason: error.to_string(),
-                    });
-                }
+                self.reject(summary, index, event_id, error.to_string())
             }
+        }
+    }
+
+    fn reject(&self, summary: &mut pb::IngestSummary, index: u64, event_id: &str, reason: String) {
+        summary.rejected += 1;
+        if summary.rejections.len() < self.max_reported_rejections {
+            summary.rejections.push(pb::Rejection {
+                index,
+                event_id: event_id.to_string(),
+                reason,
+            });
         }
     }
 }
 
+/// Why an event for a new customer of a full tenant was refused (names the field, like [`FieldError`]).
+fn tenant_full(max_customers: usize) -> String {
+    format!(
+        "customer_id: the tenant already tracks its maximum of {max_customers} customers \
+         (max_customers_per_tenant); events for customers it tracks are still accepted"
+    )
+}
+
 fn scored(processed: Processed) -> pb::ScoredInteraction {
+    let rejected = |event_id: String, error: String| pb::ScoredInteraction {
+        event_id,
+        outcome: pb::IngestOutcome::Rejected as i32,
+        sentiment: None,
+        score: None,
+        error,
+    };
     match processed {
         Processed::Applied {
             event_id,
@@ -120,6 +144,9 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
             let (outcome, score): (pb::IngestOutcome, Option<&Score>) = match &applied {
                 Applied::Accepted(score) => (pb::IngestOutcome::Accepted, score.as_ref()),
                 Applied::Duplicate(score) => (pb::IngestOutcome::Duplicate, score.as_ref()),
+                Applied::TenantFull { max_customers } => {
+                    return rejected(event_id, tenant_full(*max_customers))
+                }
             };
             pb::ScoredInteraction {
                 event_id,
@@ -129,13 +156,7 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
                 error: String::new(),
             }
         }
-        Processed::Rejected { event_id, error } => pb::ScoredInteraction {
-            event_id,
-            outcome: pb::IngestOutcome::Rejected as i32,
-            sentiment: None,
-            score: None,
-            error: error.to_string(),
-        },
+        Processed::Rejected { event_id, error } => rejected(event_id, error.to_string()),
     }
 }
 

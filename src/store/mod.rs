@@ -9,9 +9,11 @@ use crate::config::ScoringConfig;
 use crate::domain::{Action, Interaction, TimestampMs};
 use crate::scoring::{evaluate, CustomerHistory, EventRecord, InsertOutcome, Score};
 use crate::sentiment::Sentiment;
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -22,6 +24,9 @@ pub enum Applied {
     Accepted(Option<Score>),
     /// An event with this id was already applied; nothing changed.
     Duplicate(Option<Score>),
+    /// The event is for a customer the tenant does not track yet, and the tenant already tracks
+    /// [`Store::set_max_customers_per_tenant`] customers; nothing changed.
+    TenantFull { max_customers: usize },
 }
 
 /// A customer's score moved because of an event; watchers filter these by their threshold.
@@ -60,6 +65,9 @@ type Map<V> = DashMap<String, V, ahash::RandomState>;
 
 struct Tenant {
     customers: Map<CustomerHistory>,
+    /// `customers.len()` without visiting every shard; reserved before a customer is inserted so
+    /// the cap holds exactly under concurrent inserts.
+    customer_count: AtomicUsize,
     updates: broadcast::Sender<Arc<PriorityChange>>,
 }
 
@@ -68,6 +76,8 @@ pub struct Store {
     tenants: Map<Arc<Tenant>>,
     config: Arc<ScoringConfig>,
     watch_buffer: usize,
+    /// Most customers per tenant (0 = no cap).
+    max_customers_per_tenant: AtomicUsize,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -85,7 +95,16 @@ impl Store {
             tenants: Map::default(),
             config,
             watch_buffer,
+            max_customers_per_tenant: AtomicUsize::new(0),
         }
+    }
+
+    /// Caps the customers each tenant may track (0 = no cap): an event for a new customer beyond
+    /// it is refused ([`Applied::TenantFull`]); customers already tracked keep being updated. The
+    /// server sets it after recovery, so a lowered cap never drops events the log acknowledged.
+    pub fn set_max_customers_per_tenant(&self, max_customers: usize) {
+        self.max_customers_per_tenant
+            .store(max_customers, Ordering::Relaxed);
     }
 
     /// The scoring configuration in effect.
@@ -109,6 +128,7 @@ impl Store {
             .or_insert_with(|| {
                 Arc::new(Tenant {
                     customers: Map::default(),
+                    customer_count: AtomicUsize::new(0),
                     updates: broadcast::channel(self.watch_buffer).0,
                 })
             });
@@ -146,16 +166,22 @@ impl Store {
         let watched = tenant.updates.receiver_count() > 0;
         let mut history = match tenant.customers.get_mut(interaction.customer_id.as_str()) {
             Some(history) => history,
-            None => {
-                let entry = tenant
-                    .customers
-                    .entry(interaction.customer_id.clone())
-                    .or_default();
-                if entry.summary().events_total == 0 {
+            None => match tenant.customers.entry(interaction.customer_id.clone()) {
+                Entry::Occupied(entry) => entry.into_ref(),
+                Entry::Vacant(entry) => {
+                    let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
+                    let reserved = tenant.customer_count.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |count| (max_customers == 0 || count < max_customers).then_some(count + 1),
+                    );
+                    if reserved.is_err() {
+                        return Applied::TenantFull { max_customers };
+                    }
                     crate::telemetry::customer_tracked();
+                    entry.insert(CustomerHistory::default())
                 }
-                entry
-            }
+            },
         };
         let eval_at = now_ms
             .max(history.summary().last_event_at_ms)
