@@ -18,6 +18,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub scoring: ScoringConfig,
     pub durability: crate::durability::DurabilityConfig,
+    pub access: crate::api::access::AccessConfig,
 }
 
 /// Listening addresses, input limits and the sentiment backend.
@@ -445,6 +446,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.durability.validate()?;
+        self.access.validate()?;
         self.scoring.validate()
     }
 }

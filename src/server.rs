@@ -1,6 +1,7 @@
 //! Wires the engine, the gRPC services (with health and reflection) and the metrics endpoint onto
 //! listeners, and shuts them down with a bounded drain.
 
+use crate::api::access::Authenticator;
 use crate::api::convert::Limits;
 use crate::api::{IngestApi, ScoringApi, SentimentApi};
 use crate::config::Config;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 /// How often customers-by-action and SLA gauges are recomputed.
 const CENSUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -132,26 +134,45 @@ pub async fn start(
         server.max_classify_texts,
     ));
 
+    // Everything but health (probes) behind the bearer-token check.
+    let auth = Authenticator::new(&config.access);
+    if !auth.is_enabled() {
+        tracing::warn!(
+            "no [access] tokens configured: every caller may read and write every tenant"
+        );
+    }
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = config.access.server_tls()? {
+        builder = builder.tls_config(tls).context("invalid [access.tls]")?;
+    }
     let mut stop_grpc = shutdown_rx.clone();
     let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .concurrency_limit_per_connection(server.concurrency_per_connection)
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(pb::ingest_service_server::IngestServiceServer::new(
-                LimitedIngest {
-                    inner: ingest,
-                    permits: Arc::new(tokio::sync::Semaphore::new(server.max_ingest_in_flight)),
-                    limit: server.max_ingest_in_flight,
-                },
-            ))
-            .add_service(pb::scoring_service_server::ScoringServiceServer::new(
-                scoring,
-            ))
-            .add_service(pb::sentiment_service_server::SentimentServiceServer::new(
-                classify,
-            ))
+            .add_service(InterceptedService::new(reflection_v1, auth.clone()))
+            .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
+            .add_service(
+                pb::ingest_service_server::IngestServiceServer::with_interceptor(
+                    LimitedIngest {
+                        inner: ingest,
+                        permits: Arc::new(tokio::sync::Semaphore::new(server.max_ingest_in_flight)),
+                        limit: server.max_ingest_in_flight,
+                    },
+                    auth.clone(),
+                ),
+            )
+            .add_service(
+                pb::scoring_service_server::ScoringServiceServer::with_interceptor(
+                    scoring,
+                    auth.clone(),
+                ),
+            )
+            .add_service(
+                pb::sentiment_service_server::SentimentServiceServer::with_interceptor(
+                    classify, auth,
+                ),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
                 let _ = stop_grpc.wait_for(|stopping| *stopping).await;
             }),

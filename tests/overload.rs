@@ -170,7 +170,12 @@ async fn a_full_tenant_refuses_new_customers_and_keeps_updating_tracked_ones() {
         .await
         .expect_err("the refused customer is not stored");
     assert_eq!(status.code(), tonic::Code::NotFound);
-    assert_eq!(t.customer("acme", "c0", T0_MS + 1_000).await.interactions_total, 2);
+    assert_eq!(
+        t.customer("acme", "c0", T0_MS + 1_000)
+            .await
+            .interactions_total,
+        2
+    );
 
     // The scored stream says the same per event.
     let replies: Vec<_> = t
@@ -183,5 +188,8 @@ async fn a_full_tenant_refuses_new_customers_and_keeps_updating_tracked_ones() {
         .await;
     let reply = replies[0].as_ref().expect("a reply, not a stream error");
     assert_eq!(reply.outcome, pb::IngestOutcome::Rejected as i32);
-    assert!(reply.error.contains("max_customers_per_tenant"), "{reply:?}");
+    assert!(
+        reply.error.contains("max_customers_per_tenant"),
+        "{reply:?}"
+    );
 }

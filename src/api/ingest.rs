@@ -1,5 +1,6 @@
 //! IngestService: converts each incoming interaction and hands it to the engine.
 
+use crate::api::access::Grant;
 use crate::api::convert::{self, channel_from_pb, kind_from_pb, FieldError, Limits};
 use crate::api::error::ApiError;
 use crate::api::observed;
@@ -56,12 +57,21 @@ impl IngestApi {
         }
     }
 
-    /// Converts and applies one event; `want_score` when the caller replies with the score.
-    fn process(&self, interaction: pb::Interaction, want_score: bool) -> Processed {
+    /// Converts and applies one event of a caller holding `grant`; `want_score` when the caller
+    /// replies with the score.
+    fn process(&self, interaction: pb::Interaction, grant: &Grant, want_score: bool) -> Processed {
         let (channel, kind) = (interaction.channel, interaction.kind);
         let event_id = interaction.event_id.clone();
         let now = now_ms();
-        match convert::interaction_from_pb(interaction, &self.limits, now) {
+        let converted =
+            convert::interaction_from_pb(interaction, &self.limits, now).and_then(|interaction| {
+                if grant.allows(&interaction.tenant_id) {
+                    Ok(interaction)
+                } else {
+                    Err(Grant::refusal(&interaction.tenant_id))
+                }
+            });
+        match converted {
             Ok(interaction) => {
                 let (sentiment, applied) = self.engine.ingest(&interaction, now, want_score);
                 Processed::Applied {
@@ -170,12 +180,13 @@ impl IngestService for Arc<IngestApi> {
         request: Request<Streaming<pb::Interaction>>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
         let started = Instant::now();
+        let grant = Grant::of(&request)?;
         let mut stream = request.into_inner();
         let mut summary = pb::IngestSummary::default();
         let mut index = 0u64;
         let result = async {
             while let Some(interaction) = stream.message().await? {
-                let processed = self.process(interaction, false);
+                let processed = self.process(interaction, &grant, false);
                 self.tally(&mut summary, index, &processed);
                 index += 1;
             }
@@ -192,13 +203,14 @@ impl IngestService for Arc<IngestApi> {
         request: Request<Streaming<pb::Interaction>>,
     ) -> Result<Response<Self::IngestScoredStream>, Status> {
         let started = Instant::now();
+        let grant = Grant::of(&request)?;
         let mut stream = request.into_inner();
         let (replies, receiver) = mpsc::channel(64);
         let api = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 let reply = match stream.message().await {
-                    Ok(Some(interaction)) => Ok(scored(api.process(interaction, true))),
+                    Ok(Some(interaction)) => Ok(scored(api.process(interaction, &grant, true))),
                     Ok(None) => break,
                     Err(status) => Err(status),
                 };
@@ -223,6 +235,7 @@ impl IngestService for Arc<IngestApi> {
         request: Request<pb::IngestBatchRequest>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
         let started = Instant::now();
+        let grant = Grant::of(&request)?;
         let pb::IngestBatchRequest { interactions } = request.into_inner();
         let result = if interactions.len() > self.max_batch_interactions {
             Err(ApiError::InvalidArgument(format!(
@@ -234,7 +247,7 @@ impl IngestService for Arc<IngestApi> {
         } else {
             let mut summary = pb::IngestSummary::default();
             for (index, interaction) in interactions.into_iter().enumerate() {
-                let processed = self.process(interaction, false);
+                let processed = self.process(interaction, &grant, false);
                 self.tally(&mut summary, index as u64, &processed);
             }
             Ok(Response::new(summary))

@@ -1,5 +1,6 @@
 //! gRPC transport: tonic services, proto conversion and the error-to-status map. No scoring logic.
 
+pub mod access;
 pub mod codec;
 pub mod convert;
 pub mod error;

@@ -1,5 +1,6 @@
 //! ScoringService: customer lookups, ranking and live priority pushes.
 
+use crate::api::access::Grant;
 use crate::api::convert::{self, check_id, FieldError, Limits};
 use crate::api::error::ApiError;
 use crate::api::observed;
@@ -112,9 +113,12 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::CustomerScore>, Status> {
         let started = Instant::now();
-        let result = ScoringApi::get_customer(self, request.into_inner())
-            .map(Response::new)
-            .map_err(Status::from);
+        let result = match Grant::check(&request, &request.get_ref().tenant_id) {
+            Ok(()) => ScoringApi::get_customer(self, request.into_inner())
+                .map(Response::new)
+                .map_err(Status::from),
+            Err(status) => Err(status),
+        };
         observed("GetCustomer", started, result)
     }
 
@@ -123,9 +127,12 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::TopCustomersRequest>,
     ) -> Result<Response<pb::TopCustomersResponse>, Status> {
         let started = Instant::now();
-        let result = ScoringApi::top_customers(self, request.into_inner())
-            .map(Response::new)
-            .map_err(Status::from);
+        let result = match Grant::check(&request, &request.get_ref().tenant_id) {
+            Ok(()) => ScoringApi::top_customers(self, request.into_inner())
+                .map(Response::new)
+                .map_err(Status::from),
+            Err(status) => Err(status),
+        };
         observed("TopCustomers", started, result)
     }
 
@@ -136,6 +143,9 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::WatchPrioritiesRequest>,
     ) -> Result<Response<Self::WatchPrioritiesStream>, Status> {
         let started = Instant::now();
+        if let Err(status) = Grant::check(&request, &request.get_ref().tenant_id) {
+            return observed("WatchPriorities", started, Err(status));
+        }
         let pb::WatchPrioritiesRequest {
             tenant_id,
             min_priority,

@@ -1,12 +1,14 @@
 //! Client subcommands: `send`, `top`, `watch`.
 
 use crate::api::convert::to_timestamp;
-use crate::cli::{SendArgs, TopArgs, WatchArgs};
+use crate::cli::{SendArgs, ServerArgs, TopArgs, WatchArgs};
 use crate::pb;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::pb::scoring_service_client::ScoringServiceClient;
 use anyhow::Context;
 use serde::Deserialize;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// One line of a `send` file: an Interaction with enums by short name and RFC 3339 time.
 #[derive(Debug, Deserialize)]
@@ -94,9 +96,7 @@ pub(super) async fn send(args: SendArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{}:{}", args.file.display(), number + 1))?,
         );
     }
-    let mut client = IngestServiceClient::connect(args.server.server.clone())
-        .await
-        .with_context(|| format!("cannot connect to {}", args.server.server))?;
+    let mut client = IngestServiceClient::new(args.server.connect().await?);
     let summary = client
         .ingest(tokio_stream::iter(interactions))
         .await
@@ -153,9 +153,7 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         })?,
         None => 0,
     };
-    let mut client = ScoringServiceClient::connect(args.server.server.clone())
-        .await
-        .with_context(|| format!("cannot connect to {}", args.server.server))?;
+    let mut client = ScoringServiceClient::new(args.server.connect().await?);
     let response = client
         .top_customers(pb::TopCustomersRequest {
             tenant_id: args.tenant,
@@ -174,9 +172,7 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
 }
 
 pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let mut client = ScoringServiceClient::connect(args.server.server.clone())
-        .await
-        .with_context(|| format!("cannot connect to {}", args.server.server))?;
+    let mut client = ScoringServiceClient::new(args.server.connect().await?);
     let mut updates = client
         .watch_priorities(pb::WatchPrioritiesRequest {
             tenant_id: args.tenant,
@@ -199,4 +195,58 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Adds `authorization: Bearer <token>` to every call when a token is set.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to the server carrying the caller's token.
+pub type Connection = InterceptedService<Channel, Bearer>;
+
+impl ServerArgs {
+    /// Connects (with TLS when `--tls-ca` or `--tls-cert` is given) and attaches the token.
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let mut endpoint = Endpoint::from_shared(self.server.clone())
+            .with_context(|| format!("invalid server address {}", self.server))?;
+        if self.tls_ca.is_some() || self.tls_cert.is_some() {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &self.tls_ca {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            endpoint = endpoint.tls_config(tls).context("invalid TLS settings")?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {}", self.server))?;
+        let bearer = self
+            .token
+            .as_deref()
+            .map(|token| format!("Bearer {token}").parse())
+            .transpose()
+            .context("--token must be printable ASCII")?;
+        Ok(InterceptedService::new(channel, Bearer(bearer)))
+    }
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -1,6 +1,6 @@
 //! Command line: `serve` (the default), `classify`, `eval`, `send`, `top`, `watch`.
 
-mod client;
+pub mod client;
 mod eval;
 mod health;
 pub mod loadgen;
@@ -125,12 +125,24 @@ pub struct EvalArgs {
     pub model: ModelArgs,
 }
 
-/// Where the server is.
-#[derive(Debug, Args)]
+/// Where the server is and how to prove who is calling.
+#[derive(Clone, Debug, Args)]
 pub struct ServerArgs {
-    /// Server address.
+    /// Server address (https:// with TLS).
     #[arg(long, default_value = "http://127.0.0.1:50051", env = "RAPPORT_SERVER")]
     pub server: String,
+    /// Bearer token, when the server has `[access] tokens`.
+    #[arg(long, env = "RAPPORT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that the server's TLS certificate must chain to.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require mutual TLS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Options of `send`.

@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 /// Options of `simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Server address.
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "RAPPORT_SERVER")]
-    pub server: String,
+    #[command(flatten)]
+    pub server: crate::cli::ServerArgs,
     /// Number of tenants (named tenant-1, tenant-2, ...; tenant-1 is also "acme").
     #[arg(long, default_value_t = 2)]
     pub tenants: u32,
@@ -402,7 +401,7 @@ struct Totals {
 }
 
 async fn send(
-    client: &mut IngestServiceClient<tonic::transport::Channel>,
+    client: &mut IngestServiceClient<crate::cli::client::Connection>,
     events: Vec<pb::Interaction>,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
@@ -431,9 +430,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "--rate must be positive"
     );
     let mut sim = Simulation::new(&args);
-    let mut client = IngestServiceClient::connect(args.server.clone())
-        .await
-        .with_context(|| format!("cannot connect to {}", args.server))?;
+    let mut client = IngestServiceClient::new(args.server.connect().await?);
     let mut totals = Totals::default();
 
     if args.backfill_days > 0 {
@@ -512,7 +509,13 @@ mod tests {
 
     fn args(seed: u64) -> SimulateArgs {
         SimulateArgs {
-            server: String::new(),
+            server: crate::cli::ServerArgs {
+                server: String::new(),
+                token: None,
+                tls_ca: None,
+                tls_cert: None,
+                tls_key: None,
+            },
             tenants: 2,
             customers: 50,
             rate: 10.0,

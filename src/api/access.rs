@@ -1,0 +1,264 @@
+//! Who may call: bearer tokens per tenant and TLS settings (`[access]` in the config file).
+//!
+//! Every service except grpc.health.v1 sits behind [`Authenticator`]: a call without a known
+//! `authorization: Bearer <token>` is answered UNAUTHENTICATED before any handler runs, so it
+//! touches nothing. A known token's [`Grant`] rides in the request's extensions; handlers check it
+//! against each tenant a request names (PERMISSION_DENIED, or a per-event rejection in ingest
+//! streams). Tokens are configured by their SHA-256, so the config file holds no secret.
+
+use crate::api::convert::FieldError;
+use crate::config::ConfigError;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Request, Status};
+
+/// `[access]`: tokens and TLS. With no tokens every caller may use every tenant (and the server
+/// says so at start); with no `[access.tls]` gRPC is plaintext.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Accepted bearer tokens.
+    pub tokens: Vec<TokenConfig>,
+    /// TLS for the gRPC port; mutual TLS when `client_ca_file` is set.
+    pub tls: Option<TlsConfig>,
+}
+
+/// One accepted bearer token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The tenant it grants, or `*` for every tenant (an admin token).
+    pub tenant: String,
+    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub token_sha256: String,
+}
+
+/// `[access.tls]`: PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain.
+    pub cert_file: PathBuf,
+    /// Server private key.
+    pub key_file: PathBuf,
+    /// CA that client certificates must chain to; set = mutual TLS (clients without a valid
+    /// certificate cannot connect).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The tenant value that grants every tenant.
+pub const ALL_TENANTS: &str = "*";
+
+impl AccessConfig {
+    /// Checks every token entry, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (index, token) in self.tokens.iter().enumerate() {
+            let key = |field: &str| format!("access.tokens[{index}].{field}");
+            if token.tenant.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key("tenant"),
+                    message: format!("must name a tenant, or \"{ALL_TENANTS}\" for all"),
+                });
+            }
+            let is_hex_digest = token.token_sha256.len() == 64
+                && token
+                    .token_sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !is_hex_digest {
+                return Err(ConfigError::Invalid {
+                    key: key("token_sha256"),
+                    message: "must be 64 lower-case hex digits (printf %s \"$TOKEN\" | sha256sum)"
+                        .to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The tonic server TLS settings, reading the PEM files.
+    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let identity = Identity::from_pem(read_pem(&tls.cert_file)?, read_pem(&tls.key_file)?);
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca_file {
+            config = config.client_ca_root(Certificate::from_pem(read_pem(ca)?));
+        }
+        Ok(Some(config))
+    }
+}
+
+fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))
+}
+
+/// What a caller's token lets it touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Every tenant: an admin token, or a server without tokens.
+    AllTenants,
+    /// One tenant.
+    Tenant(Arc<str>),
+}
+
+impl Grant {
+    /// Whether the grant covers `tenant_id`.
+    pub fn allows(&self, tenant_id: &str) -> bool {
+        match self {
+            Grant::AllTenants => true,
+            Grant::Tenant(granted) => **granted == *tenant_id,
+        }
+    }
+
+    /// The refusal for `tenant_id`, naming the field.
+    pub fn refusal(tenant_id: &str) -> FieldError {
+        FieldError::new(
+            "tenant_id",
+            format!("the caller's token does not grant tenant {tenant_id:?}"),
+        )
+    }
+
+    /// The grant the authenticator attached to `request`. Missing only if a service was mounted
+    /// without the authenticator: then nothing is granted.
+    #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
+    pub fn of<T>(request: &Request<T>) -> Result<Grant, Status> {
+        request
+            .extensions()
+            .get::<Grant>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no credentials were checked for this call"))
+    }
+
+    /// [`Grant::of`] checked against one tenant: PERMISSION_DENIED when it is not covered.
+    #[allow(clippy::result_large_err)]
+    pub fn check<T>(request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
+        if Grant::of(request)?.allows(tenant_id) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(
+                Grant::refusal(tenant_id).to_string(),
+            ))
+        }
+    }
+}
+
+/// Checks the bearer token of every call and attaches its [`Grant`].
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    /// Token SHA-256 (hex) → grant; empty = authentication off.
+    grants: Arc<HashMap<String, Grant>>,
+}
+
+impl Authenticator {
+    /// An authenticator for the configured tokens.
+    pub fn new(config: &AccessConfig) -> Self {
+        let grants = config
+            .tokens
+            .iter()
+            .map(|token| {
+                let grant = if token.tenant == ALL_TENANTS {
+                    Grant::AllTenants
+                } else {
+                    Grant::Tenant(Arc::from(token.tenant.as_str()))
+                };
+                (token.token_sha256.clone(), grant)
+            })
+            .collect();
+        Self {
+            grants: Arc::new(grants),
+        }
+    }
+
+    /// Whether calls need a token.
+    pub fn is_enabled(&self) -> bool {
+        !self.grants.is_empty()
+    }
+
+    fn grant_for(&self, authorization: Option<&str>) -> Option<Grant> {
+        if !self.is_enabled() {
+            return Some(Grant::AllTenants);
+        }
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let digest = format!("{:x}", Sha256::digest(token.as_bytes()));
+        self.grants.get(&digest).cloned()
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok());
+        match self.grant_for(authorization) {
+            Some(grant) => {
+                request.extensions_mut().insert(grant);
+                Ok(request)
+            }
+            None => {
+                crate::telemetry::grpc_request(
+                    "Unauthenticated",
+                    tonic::Code::Unauthenticated,
+                    Duration::ZERO,
+                );
+                Err(Status::unauthenticated(
+                    "missing or unknown bearer token (send `authorization: Bearer <token>`)",
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(tokens: &[(&str, &str)]) -> AccessConfig {
+        AccessConfig {
+            tokens: tokens
+                .iter()
+                .map(|(tenant, token)| TokenConfig {
+                    tenant: tenant.to_string(),
+                    token_sha256: format!("{:x}", Sha256::digest(token.as_bytes())),
+                })
+                .collect(),
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn tokens_grant_their_tenant_admin_all_others_nothing() {
+        let auth = Authenticator::new(&config(&[("acme", "s3cret"), ("*", "root")]));
+        assert!(auth.is_enabled());
+        assert_eq!(
+            auth.grant_for(Some("Bearer s3cret")),
+            Some(Grant::Tenant(Arc::from("acme")))
+        );
+        assert_eq!(auth.grant_for(Some("Bearer root")), Some(Grant::AllTenants));
+        assert_eq!(auth.grant_for(Some("Bearer wrong")), None);
+        assert_eq!(auth.grant_for(Some("s3cret")), None);
+        assert_eq!(auth.grant_for(None), None);
+        assert!(Grant::Tenant(Arc::from("acme")).allows("acme"));
+        assert!(!Grant::Tenant(Arc::from("acme")).allows("globex"));
+        let open = Authenticator::new(&AccessConfig::default());
+        assert_eq!(open.grant_for(None), Some(Grant::AllTenants));
+    }
+
+    #[test]
+    fn token_entries_are_validated_by_key() {
+        assert!(config(&[("acme", "x")]).validate().is_ok());
+        let mut bad = config(&[("acme", "x")]);
+        bad.tokens[0].token_sha256 = "ABC".into();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("access.tokens[0].token_sha256"), "{error}");
+        let error = config(&[("", "x")]).validate().unwrap_err().to_string();
+        assert!(error.contains("access.tokens[0].tenant"), "{error}");
+    }
+}

@@ -1,0 +1,335 @@
+//! Access: bearer tokens per tenant (an admin token for all), UNAUTHENTICATED calls touch nothing,
+//! health stays open for probes; TLS and mutual TLS from PEM files made by the test (rcgen).
+
+mod common;
+
+use common::*;
+use rapport::api::access::{AccessConfig, TlsConfig, TokenConfig, ALL_TENANTS};
+use rapport::pb;
+use rapport::pb::ingest_service_client::IngestServiceClient;
+use rapport::pb::scoring_service_client::ScoringServiceClient;
+use rapport::pb::sentiment_service_client::SentimentServiceClient;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+const ACME_TOKEN: &str = "acme-token-0123";
+const ADMIN_TOKEN: &str = "admin-token-4567";
+
+fn token(tenant: &str, secret: &str) -> TokenConfig {
+    TokenConfig {
+        tenant: tenant.to_string(),
+        token_sha256: format!("{:x}", Sha256::digest(secret.as_bytes())),
+    }
+}
+
+/// `message` with `authorization: Bearer <bearer>` when given.
+fn authed<T>(message: T, bearer: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(bearer) = bearer {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+    }
+    request
+}
+
+fn top_request(tenant: &str, bearer: Option<&str>) -> Request<pb::TopCustomersRequest> {
+    authed(
+        pb::TopCustomersRequest {
+            tenant_id: tenant.into(),
+            limit: 10,
+            ..Default::default()
+        },
+        bearer,
+    )
+}
+
+fn get_request(
+    tenant: &str,
+    customer: &str,
+    bearer: Option<&str>,
+) -> Request<pb::GetCustomerRequest> {
+    authed(
+        pb::GetCustomerRequest {
+            tenant_id: tenant.into(),
+            customer_id: customer.into(),
+            as_of: None,
+        },
+        bearer,
+    )
+}
+
+#[tokio::test]
+async fn tokens_grant_one_tenant_admin_all_and_no_token_touches_nothing() {
+    let mut config = loopback_config();
+    config.access = AccessConfig {
+        tokens: vec![token("acme", ACME_TOKEN), token(ALL_TENANTS, ADMIN_TOKEN)],
+        tls: None,
+    };
+    let mut t = start_with(config).await;
+
+    // No token, or an unknown one: UNAUTHENTICATED on every service, nothing stored.
+    for bearer in [None, Some("not-a-token")] {
+        let status = t
+            .ingest
+            .ingest(authed(
+                tokio_stream::iter(vec![event("acme", "intruder", "x1", T0_MS)]),
+                bearer,
+            ))
+            .await
+            .expect_err("no valid token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+        let status = t
+            .ingest
+            .ingest_batch(authed(
+                pb::IngestBatchRequest {
+                    interactions: vec![event("acme", "intruder", "x2", T0_MS)],
+                },
+                bearer,
+            ))
+            .await
+            .expect_err("no valid token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+        let status = t
+            .scoring
+            .top_customers(top_request("acme", bearer))
+            .await
+            .expect_err("no valid token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+        let status = t
+            .sentiment
+            .classify(authed(
+                pb::ClassifyRequest {
+                    texts: vec!["hello".into()],
+                },
+                bearer,
+            ))
+            .await
+            .expect_err("no valid token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+    }
+    // Health stays reachable without a token.
+    let health = HealthClient::new(t.channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health needs no token")
+        .into_inner();
+    assert_eq!(health.status, 1, "SERVING");
+
+    // The acme token writes acme; its event for globex is rejected by field, the rest applied.
+    let summary = t
+        .ingest
+        .ingest(authed(
+            tokio_stream::iter(vec![
+                event("acme", "c1", "a1", T0_MS),
+                event("globex", "g1", "a2", T0_MS),
+            ]),
+            Some(ACME_TOKEN),
+        ))
+        .await
+        .expect("acme token")
+        .into_inner();
+    assert_eq!((summary.accepted, summary.rejected), (1, 1), "{summary:?}");
+    assert!(
+        summary.rejections[0].reason.starts_with("tenant_id:"),
+        "{summary:?}"
+    );
+    // It reads acme, and nothing of globex.
+    let top = t
+        .scoring
+        .top_customers(top_request("acme", Some(ACME_TOKEN)))
+        .await
+        .expect("acme reads acme")
+        .into_inner();
+    assert_eq!(top.customers.len(), 1);
+    for status in [
+        t.scoring
+            .top_customers(top_request("globex", Some(ACME_TOKEN)))
+            .await
+            .expect_err("not granted"),
+        t.scoring
+            .get_customer(get_request("globex", "g1", Some(ACME_TOKEN)))
+            .await
+            .expect_err("not granted"),
+        t.scoring
+            .watch_priorities(authed(
+                pb::WatchPrioritiesRequest {
+                    tenant_id: "globex".into(),
+                    min_priority: 0.5,
+                },
+                Some(ACME_TOKEN),
+            ))
+            .await
+            .map(|_| ())
+            .expect_err("not granted"),
+    ] {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status}");
+        assert!(status.message().starts_with("tenant_id:"), "{status}");
+    }
+
+    // The admin token reads every tenant: the intruder's and the refused events are not there.
+    let mut admin = t.scoring.clone();
+    admin
+        .get_customer(get_request("acme", "c1", Some(ADMIN_TOKEN)))
+        .await
+        .expect("admin reads acme");
+    for (tenant, customer) in [("acme", "intruder"), ("globex", "g1")] {
+        let status = admin
+            .get_customer(get_request(tenant, customer, Some(ADMIN_TOKEN)))
+            .await
+            .expect_err("never stored");
+        assert_eq!(
+            status.code(),
+            Code::NotFound,
+            "{tenant}/{customer}: {status}"
+        );
+    }
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, as PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+}
+
+fn make_pki() -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "rapport test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "rapport test client");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
+    Pki {
+        dir,
+        ca_pem: ca.pem(),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    }
+}
+
+async fn classify_over(endpoint: Endpoint) -> Result<(), String> {
+    let channel = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
+    SentimentServiceClient::new(channel)
+        .classify(pb::ClassifyRequest {
+            texts: vec!["love it".into()],
+        })
+        .await
+        .map(|_| ())
+        .map_err(|status| format!("call: {status}"))
+}
+
+#[tokio::test]
+async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
+    let pki = make_pki();
+    let mut config = loopback_config();
+    config.access.tls = Some(TlsConfig {
+        cert_file: pki.dir.path().join("server.pem"),
+        key_file: pki.dir.path().join("server.key"),
+        client_ca_file: Some(pki.dir.path().join("ca.pem")),
+    });
+    let model = rapport::sentiment::load(config.server.sentiment, &config.server.models_dir())
+        .expect("model loads");
+    let server = rapport::server::start(&config, model)
+        .await
+        .expect("server starts with TLS");
+    let https = format!("https://{}", server.grpc_addr);
+    let server_only = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost");
+
+    // With a client certificate from the CA: served, over TLS.
+    let mutual = server_only.clone().identity(Identity::from_pem(
+        &pki.client_cert_pem,
+        &pki.client_key_pem,
+    ));
+    classify_over(
+        Endpoint::from_shared(https.clone())
+            .unwrap()
+            .tls_config(mutual)
+            .unwrap(),
+    )
+    .await
+    .expect("a client with a CA-signed certificate is served");
+    // Without one, or in plaintext: refused.
+    let no_certificate = classify_over(
+        Endpoint::from_shared(https.clone())
+            .unwrap()
+            .tls_config(server_only)
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        no_certificate.is_err(),
+        "served without a client certificate"
+    );
+    let plaintext =
+        classify_over(Endpoint::from_shared(format!("http://{}", server.grpc_addr)).unwrap()).await;
+    assert!(plaintext.is_err(), "served in plaintext");
+    // The server still serves the good client afterwards.
+    let mutual = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(
+            &pki.client_cert_pem,
+            &pki.client_key_pem,
+        ));
+    let channel = Endpoint::from_shared(https)
+        .unwrap()
+        .tls_config(mutual)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let summary = IngestServiceClient::new(channel.clone())
+        .ingest(tokio_stream::iter(vec![event("acme", "c1", "t1", T0_MS)]))
+        .await
+        .expect("ingest over mutual TLS")
+        .into_inner();
+    assert_eq!(summary.accepted, 1);
+    let top = ScoringServiceClient::new(channel)
+        .top_customers(pb::TopCustomersRequest {
+            tenant_id: "acme".into(),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("read over mutual TLS")
+        .into_inner();
+    assert_eq!(top.customers.len(), 1);
+}
