@@ -53,6 +53,8 @@ before=$(rss_kb "$server")
 $PIN "$BIN" loadgen --server "http://$GRPC" --tenants 1 --customers "$CUSTOMERS" --preload --duration-seconds 0 >/dev/null
 after=$(rss_kb "$server")
 echo "rss before ${before} kB, after preload ${after} kB: $(( (after - before) * 1024 / CUSTOMERS )) bytes per customer (1 event each)"
+# Steady state: let the ranking pass (every ranking_pass_seconds, default 5) index the preloaded tenant.
+sleep 7
 $PIN "$BIN" loadgen --server "http://$GRPC" --tenants 1 --customers "$CUSTOMERS" --connections 2 --in-flight 2 \
   --duration-seconds "$SECONDS_PER_RUN" --top-queries-per-second 2 | grep -E "events/s|latency"
 kill "$server"; wait "$server" 2>/dev/null || true

@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub max_customers_per_tenant: usize,
     /// How long in-flight streams may finish after SIGTERM before the process exits anyway.
     pub shutdown_grace_seconds: u64,
+    /// How often every customer is re-evaluated to rebuild TopCustomers' ranking index and the
+    /// census gauges. A customer whose priority rises through time alone (no new event) reaches
+    /// TopCustomers at most this late; customers with new events are ranked at once.
+    pub ranking_pass_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             max_reported_rejections: 10,
             max_customers_per_tenant: 5_000_000,
             shutdown_grace_seconds: 10,
+            ranking_pass_seconds: 5,
         }
     }
 }
@@ -407,6 +412,10 @@ impl ServerConfig {
             ),
             ("server.watch_buffer", self.watch_buffer),
             ("server.max_ingest_in_flight", self.max_ingest_in_flight),
+            (
+                "server.ranking_pass_seconds",
+                self.ranking_pass_seconds as usize,
+            ),
         ];
         for (key, value) in at_least_one {
             if value == 0 {

@@ -20,9 +20,6 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
-/// How often customers-by-action and SLA gauges are recomputed.
-const CENSUS_INTERVAL: Duration = Duration::from_secs(10);
-
 /// A started server: its bound addresses and the means to stop it.
 pub struct RunningServer {
     /// Where gRPC listens (the real port when the config asked for port 0).
@@ -197,16 +194,21 @@ pub async fn start(
 
     let mut stop_census = shutdown_rx.clone();
     let census_store = Arc::clone(&store);
+    let pass_interval = Duration::from_secs(server.ranking_pass_seconds);
     let census = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(CENSUS_INTERVAL);
+        let mut ticks = tokio::time::interval(pass_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticks.tick() => {
-                    telemetry::census(&census_store.census(now_ms()));
-                    prometheus.run_upkeep();
-                }
+                _ = ticks.tick() => {}
                 _ = stop_census.wait_for(|stopping| *stopping) => break,
             }
+            // The pass evaluates every customer: on a blocking thread, off the workers.
+            let store = Arc::clone(&census_store);
+            if let Ok(census) = tokio::task::spawn_blocking(move || store.census(now_ms())).await {
+                telemetry::census(&census);
+            }
+            prometheus.run_upkeep();
         }
     });
 

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 /// Default and largest `TopCustomers.limit`.
 const DEFAULT_TOP_LIMIT: usize = 10;
-const MAX_TOP_LIMIT: usize = 1000;
+const MAX_TOP_LIMIT: usize = crate::store::RANKING_LIST_LEN;
 
 /// The ScoringService implementation.
 pub struct ScoringApi {

@@ -246,6 +246,25 @@ fn elapsed_seconds(from_ms: TimestampMs, to_ms: TimestampMs) -> f64 {
 /// Evaluates a summary as of `as_of_ms`. Pure: the same summary, config and time give the same score.
 /// `as_of_ms` before the summary's last event is treated as that event's time.
 pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig) -> Score {
+    evaluate_with(summary, as_of_ms, config, true)
+}
+
+/// [`evaluate`] without the reasons (`factors` left empty): what ranking needs, without allocating.
+/// Every number is the same as [`evaluate`]'s.
+pub fn evaluate_for_ranking(
+    summary: &Summary,
+    as_of_ms: TimestampMs,
+    config: &ScoringConfig,
+) -> Score {
+    evaluate_with(summary, as_of_ms, config, false)
+}
+
+fn evaluate_with(
+    summary: &Summary,
+    as_of_ms: TimestampMs,
+    config: &ScoringConfig,
+    keep_reasons: bool,
+) -> Score {
     let at = as_of_ms.max(summary.last_event_at_ms);
     let from = summary.last_event_at_ms;
     let mut factors = Vec::new();
@@ -283,7 +302,9 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
     let mut push_risk = |factors: &mut Vec<Factor>, kind: FactorKind, contribution: f64| {
         if contribution.abs() > 1e-6 {
             risk_logit += contribution;
-            factors.push(Factor { kind, contribution });
+            if keep_reasons {
+                factors.push(Factor { kind, contribution });
+            }
         }
     };
     if summary.activity_total > 0 {
@@ -371,17 +392,19 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
         let total = pressure.total();
         let respond_priority = 0.5 + 0.5 * (1.0 - (-total).exp());
         let waiting_seconds = elapsed_seconds(open.since_ms, at);
-        factors.push(Factor {
-            kind: FactorKind::Unanswered {
-                kind: open.kind,
-                channel: open.channel,
-                waiting_seconds,
-                worst_sentiment: open.worst_sentiment,
-                author_followers: open.author_followers,
-                messages: open.messages,
-            },
-            contribution: 0.5,
-        });
+        if keep_reasons {
+            factors.push(Factor {
+                kind: FactorKind::Unanswered {
+                    kind: open.kind,
+                    channel: open.channel,
+                    waiting_seconds,
+                    worst_sentiment: open.worst_sentiment,
+                    author_followers: open.author_followers,
+                    messages: open.messages,
+                },
+                contribution: 0.5,
+            });
+        }
         // Split the urgency above 0.5 between the pressures in proportion.
         let share = if total > 0.0 {
             (respond_priority - 0.5) / total
@@ -416,7 +439,7 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
             ),
         ];
         for (kind, part) in parts {
-            if part > 1e-6 {
+            if keep_reasons && part > 1e-6 {
                 factors.push(Factor {
                     kind,
                     contribution: part * share,
@@ -430,31 +453,37 @@ pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig
         };
         (Action::Respond, priority)
     } else if rescue {
-        factors.push(Factor {
-            kind: FactorKind::HighRisk { retention_risk },
-            contribution: retention_risk,
-        });
+        if keep_reasons {
+            factors.push(Factor {
+                kind: FactorKind::HighRisk { retention_risk },
+                contribution: retention_risk,
+            });
+        }
         (Action::Rescue, retention_risk)
     } else if sentiment >= thresholds.advocate_min_sentiment
         && engagement >= thresholds.advocate_min_engagement
         && u64::from(summary.author_followers) >= thresholds.advocate_min_followers
     {
         let priority = 0.2 + 0.2 * reach(summary.author_followers) + 0.1 * sentiment;
-        factors.push(Factor {
-            kind: FactorKind::Advocacy {
-                sentiment,
-                engagement,
-                author_followers: summary.author_followers,
-            },
-            contribution: priority,
-        });
+        if keep_reasons {
+            factors.push(Factor {
+                kind: FactorKind::Advocacy {
+                    sentiment,
+                    engagement,
+                    author_followers: summary.author_followers,
+                },
+                contribution: priority,
+            });
+        }
         (Action::Advocate, priority)
     } else if engagement >= thresholds.nurture_min_engagement && summary.purchases_total == 0 {
         let priority = 0.1 + 0.2 * engagement / 100.0;
-        factors.push(Factor {
-            kind: FactorKind::EngagedWithoutPurchase { engagement },
-            contribution: priority,
-        });
+        if keep_reasons {
+            factors.push(Factor {
+                kind: FactorKind::EngagedWithoutPurchase { engagement },
+                contribution: priority,
+            });
+        }
         (Action::Nurture, priority)
     } else {
         (Action::None, 0.1 * retention_risk)
@@ -626,6 +655,22 @@ mod tests {
                 evaluate(in_order.summary(), as_of, &config),
                 evaluate(out_of_order.summary(), as_of, &config)
             );
+        }
+
+        /// Ranking's evaluation gives every number of the full one, only without the reasons.
+        #[test]
+        fn ranking_evaluation_matches_the_full_one(
+            records in proptest::collection::vec(arbitrary_record(), 1..40),
+            as_of_offset in 0i64..400 * DAY_MS,
+        ) {
+            let config = ScoringConfig::default();
+            let mut history = CustomerHistory::default();
+            for r in records { history.insert(r, &config); }
+            let as_of = history.summary().last_event_at_ms + as_of_offset;
+            let full = evaluate(history.summary(), as_of, &config);
+            let ranked = evaluate_for_ranking(history.summary(), as_of, &config);
+            prop_assert!(ranked.factors.is_empty());
+            prop_assert_eq!(Score { factors: Vec::new(), ..full }, ranked);
         }
 
         /// Scores stay in their documented ranges for any history and time.

@@ -10,5 +10,5 @@ mod evaluate;
 mod history;
 
 pub use decay::{decay_factor, decayed};
-pub use evaluate::{evaluate, Factor, FactorKind, Score};
+pub use evaluate::{evaluate, evaluate_for_ranking, Factor, FactorKind, Score};
 pub use history::{CustomerHistory, EventRecord, InsertOutcome, OpenThread, Summary};

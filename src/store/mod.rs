@@ -7,15 +7,24 @@
 
 use crate::config::ScoringConfig;
 use crate::domain::{Action, Interaction, TimestampMs};
-use crate::scoring::{evaluate, CustomerHistory, EventRecord, InsertOutcome, Score};
+use crate::scoring::{
+    evaluate, evaluate_for_ranking, CustomerHistory, EventRecord, InsertOutcome, Score,
+};
 use crate::sentiment::Sentiment;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use ranking::{HotSet, IndexBuilder, Ranked, RankingState, TopK};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
+
+mod ranking;
+
+pub use ranking::RANKING_LIST_LEN;
+
+/// DashMap shards per tenant: a ranking pass holds one shard's read lock while it evaluates that
+/// shard, so more shards mean shorter waits for writers (about 8k customers per shard at 1M).
+const CUSTOMER_SHARDS: usize = 128;
 
 /// What applying one event did, with the customer's score after it when it was asked for.
 #[derive(Clone, Debug)]
@@ -60,6 +69,14 @@ pub struct TopQuery {
     pub as_of_ms: TimestampMs,
 }
 
+impl TopQuery {
+    /// Whether a score passes the query's filters.
+    fn matches(&self, score: &Score) -> bool {
+        !self.action.is_some_and(|action| action != score.action)
+            && score.retention_risk >= self.min_retention_risk
+    }
+}
+
 /// Keyed hashing (ids come from clients), faster than the default SipHash.
 type Map<V> = DashMap<String, V, ahash::RandomState>;
 
@@ -69,6 +86,18 @@ struct Tenant {
     /// the cap holds exactly under concurrent inserts.
     customer_count: AtomicUsize,
     updates: broadcast::Sender<Arc<PriorityChange>>,
+    /// TopCustomers' index (see [`ranking`]).
+    ranking: RwLock<RankingState>,
+}
+
+impl Tenant {
+    fn ranking(&self) -> std::sync::RwLockReadGuard<'_, RankingState> {
+        self.ranking.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ranking_mut(&self) -> std::sync::RwLockWriteGuard<'_, RankingState> {
+        self.ranking.write().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// All tenants' state.
@@ -127,9 +156,13 @@ impl Store {
             .entry(tenant_id.to_string())
             .or_insert_with(|| {
                 Arc::new(Tenant {
-                    customers: Map::default(),
+                    customers: Map::with_hasher_and_shard_amount(
+                        ahash::RandomState::new(),
+                        CUSTOMER_SHARDS,
+                    ),
                     customer_count: AtomicUsize::new(0),
                     updates: broadcast::channel(self.watch_buffer).0,
+                    ranking: RwLock::default(),
                 })
             });
         Arc::clone(&tenant)
@@ -195,6 +228,23 @@ impl Store {
             InsertOutcome::Inserted => {
                 let score = (want_score || watched)
                     .then(|| evaluate(history.summary(), eval_at, &self.config));
+                {
+                    // TopCustomers' index: is the customer now high enough to be a candidate?
+                    let ranking = tenant.ranking();
+                    if ranking.takes_everyone() {
+                        ranking.note(&interaction.customer_id, f64::INFINITY, Action::None);
+                    } else {
+                        let (priority, action) = match &score {
+                            Some(score) => (score.priority, score.action),
+                            None => {
+                                let ranked =
+                                    evaluate_for_ranking(history.summary(), eval_at, &self.config);
+                                (ranked.priority, ranked.action)
+                            }
+                        };
+                        ranking.note(&interaction.customer_id, priority, action);
+                    }
+                }
                 drop(history);
                 if let (true, Some(score)) = (watched, &score) {
                     let (previous_priority, previous_action) =
@@ -228,38 +278,105 @@ impl Store {
     }
 
     /// The highest-priority customers of a tenant (ties: customer id ascending), with their scores.
+    /// From the ranking index when it can answer (see [`ranking`]), else by a full scan.
     pub fn top(&self, tenant_id: &str, query: &TopQuery) -> Vec<(String, Score)> {
         let Some(tenant) = self.tenant(tenant_id) else {
             return Vec::new();
         };
-        let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(query.limit + 1);
+        self.top_from_index(&tenant, query)
+            .unwrap_or_else(|| self.top_by_scan(&tenant, query))
+    }
+
+    /// [`Store::top`] by a full scan, never from the index: exact, O(customers). For checking the
+    /// index against (tests, benches).
+    pub fn top_exact(&self, tenant_id: &str, query: &TopQuery) -> Vec<(String, Score)> {
+        self.tenant(tenant_id)
+            .map(|tenant| self.top_by_scan(&tenant, query))
+            .unwrap_or_default()
+    }
+
+    fn top_by_scan(&self, tenant: &Tenant, query: &TopQuery) -> Vec<(String, Score)> {
+        let mut best = TopK::new(query.limit);
         for entry in tenant.customers.iter() {
             let Some(summary) = entry.value().summary_as_of(query.as_of_ms, &self.config) else {
                 continue;
             };
-            let score = evaluate(&summary, query.as_of_ms, &self.config);
-            if query.action.is_some_and(|action| action != score.action)
-                || score.retention_risk < query.min_retention_risk
-            {
-                continue;
-            }
-            let candidate = Ranked {
-                priority: score.priority,
-                customer_id: entry.key().clone(),
-                score,
-            };
-            if best.len() < query.limit {
-                best.push(Reverse(candidate));
-            } else if best.peek().is_some_and(|Reverse(worst)| candidate > *worst) {
-                best.pop();
-                best.push(Reverse(candidate));
+            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config);
+            if query.matches(&score) && best.admits(score.priority, entry.key()) {
+                best.offer(Ranked {
+                    priority: score.priority,
+                    customer_id: entry.key().clone(),
+                });
             }
         }
-        let mut ranked: Vec<Ranked> = best.into_iter().map(|Reverse(ranked)| ranked).collect();
-        ranked.sort_by(|a, b| b.cmp(a));
-        ranked
+        self.with_reasons(tenant, query, best)
+    }
+
+    /// The candidates of the index plus the hot customers, evaluated at the query's time; `None`
+    /// when the index cannot answer exactly from them.
+    fn top_from_index(&self, tenant: &Tenant, query: &TopQuery) -> Option<Vec<(String, Score)>> {
+        let (index, hot) = {
+            let ranking = tenant.ranking();
+            let index = Arc::clone(ranking.index.as_ref()?);
+            let mut hot = Vec::new();
+            if !ranking.hot.collect_into(&mut hot) {
+                return None;
+            }
+            if let Some(next) = &ranking.next_hot {
+                if !next.collect_into(&mut hot) {
+                    return None;
+                }
+            }
+            (index, hot)
+        };
+        if query.as_of_ms < index.computed_at_ms {
+            return None;
+        }
+        let list = index.list(query.action);
+        let mut best = TopK::new(query.limit);
+        let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+            list.len() + hot.len(),
+            ahash::RandomState::new(),
+        );
+        for customer_id in list.iter().chain(hot.iter()) {
+            if !seen.insert(customer_id.as_str()) {
+                continue;
+            }
+            let Some(history) = tenant.customers.get(customer_id.as_str()) else {
+                continue;
+            };
+            let Some(summary) = history.summary_as_of(query.as_of_ms, &self.config) else {
+                continue;
+            };
+            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config);
+            drop(summary);
+            drop(history);
+            if query.matches(&score) && best.admits(score.priority, customer_id) {
+                best.offer(Ranked {
+                    priority: score.priority,
+                    customer_id: customer_id.clone(),
+                });
+            }
+        }
+        // A full list may hide more matches beyond it when the filter left too few.
+        if best.len() < query.limit && list.len() >= RANKING_LIST_LEN {
+            return None;
+        }
+        Some(self.with_reasons(tenant, query, best))
+    }
+
+    /// Full scores (with reasons) of the chosen customers, best first.
+    fn with_reasons(&self, tenant: &Tenant, query: &TopQuery, best: TopK) -> Vec<(String, Score)> {
+        best.into_sorted()
             .into_iter()
-            .map(|ranked| (ranked.customer_id, ranked.score))
+            .filter_map(|ranked| {
+                let history = tenant.customers.get(ranked.customer_id.as_str())?;
+                let summary = history.summary_as_of(query.as_of_ms, &self.config)?;
+                let score = evaluate(&summary, query.as_of_ms, &self.config);
+                drop(summary);
+                drop(history);
+                Some((ranked.customer_id, score))
+            })
             .collect()
     }
 
@@ -269,23 +386,25 @@ impl Store {
         self.tenant_or_create(tenant_id).updates.subscribe()
     }
 
-    /// Customers per action across all tenants as of `now_ms`, in [`Action::ALL`] order, and how many
-    /// have an unanswered message older than the reply SLA.
+    /// The periodic pass: rebuilds every tenant's ranking index as of `now_ms` (see [`ranking`])
+    /// and counts customers per action and risk band, and those with an unanswered message older
+    /// than the reply SLA, across all tenants.
     pub fn census(&self, now_ms: TimestampMs) -> Census {
         let mut census = Census::default();
         let sla_ms = (self.config.reply_sla_seconds * 1000.0) as i64;
         for tenant in self.tenants.iter() {
+            // Events from here on go with the index this pass installs.
+            let next_hot = Arc::new(HotSet::default());
+            tenant.ranking_mut().next_hot = Some(Arc::clone(&next_hot));
+            let mut builder = IndexBuilder::new(now_ms);
             for entry in tenant.customers.iter() {
                 let summary = entry.value().summary();
                 if summary.events_total == 0 {
                     continue;
                 }
-                let score = evaluate(summary, now_ms, &self.config);
-                let index = Action::ALL
-                    .iter()
-                    .position(|action| *action == score.action)
-                    .unwrap_or(Action::ALL.len() - 1);
-                census.by_action[index] += 1;
+                let score = evaluate_for_ranking(summary, now_ms, &self.config);
+                builder.offer(entry.key(), &score);
+                census.by_action[ranking::action_index(score.action)] += 1;
                 census.by_retention_risk[retention_risk_band(score.retention_risk)] += 1;
                 census.customers += 1;
                 if score
@@ -295,6 +414,12 @@ impl Store {
                     census.over_reply_sla += 1;
                 }
             }
+            let (index, bars) = builder.finish();
+            let mut ranking = tenant.ranking_mut();
+            ranking.index = Some(Arc::new(index));
+            ranking.bars = bars;
+            ranking.hot = next_hot;
+            ranking.next_hot = None;
         }
         census
     }
@@ -328,35 +453,108 @@ pub fn retention_risk_band(retention_risk: f64) -> usize {
         .unwrap_or(0)
 }
 
-/// Ranking entry: higher priority first, then smaller customer id.
-struct Ranked {
-    priority: f64,
-    customer_id: String,
-    score: Score,
-}
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == std::cmp::Ordering::Equal
-    }
-}
-impl Eq for Ranked {}
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.priority
-            .total_cmp(&other.priority)
-            .then_with(|| other.customer_id.cmp(&self.customer_id))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Channel, Direction, Kind};
+    use crate::sentiment::SentimentLabel;
+    use proptest::prelude::*;
+
+    const T0_MS: i64 = 1_767_225_600_000;
+    const DAY_MS: i64 = 86_400_000;
+
+    /// One event: customer, kind, inbound, sentiment score, followers, days before T0.
+    type EventSpec = (u32, usize, bool, i8, u32, u16);
+
+    fn apply_spec(store: &Store, id: usize, spec: &EventSpec, now_ms: i64) {
+        let (customer, kind, inbound, sentiment, followers, days_before) = *spec;
+        let kind = Kind::ALL[kind % Kind::ALL.len()];
+        let interaction = Interaction {
+            event_id: format!("e{id}"),
+            tenant_id: "acme".into(),
+            customer_id: format!("c{customer}"),
+            channel: Channel::ALL[customer as usize % Channel::ALL.len()],
+            kind,
+            direction: if inbound {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            },
+            occurred_at_ms: T0_MS - i64::from(days_before) * DAY_MS / 4,
+            text: String::new(),
+            value: if kind == Kind::Purchase { 20.0 } else { 0.0 },
+            author_followers: u64::from(followers),
+            thread_id: format!("t{}", customer % 3),
+        };
+        let sentiment = (sentiment != 0).then(|| Sentiment {
+            label: if sentiment > 0 {
+                SentimentLabel::Positive
+            } else {
+                SentimentLabel::Negative
+            },
+            score: f32::from(sentiment) / 100.0,
+            confidence: 0.9,
+        });
+        store.apply(&interaction, sentiment, now_ms, false);
+    }
+
+    fn event_spec(customers: u32) -> impl Strategy<Value = EventSpec> {
+        (
+            0..customers,
+            0usize..16,
+            any::<bool>(),
+            -100i8..=100,
+            0u32..1_000_000,
+            0u16..400,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The ranking index answers exactly what a full scan answers at the pass's time, for
+        /// events before and after the pass, lists full (more customers than a list holds) or
+        /// not, with and without filters.
+        #[test]
+        fn index_answers_what_the_full_scan_answers(
+            customers in prop_oneof![Just(300u32), Just(2_500u32)],
+            before in proptest::collection::vec(event_spec(2_500), 500..3_000),
+            after in proptest::collection::vec(event_spec(2_500), 0..400),
+            limit in prop_oneof![Just(1usize), Just(10), Just(100), Just(1000)],
+        ) {
+            let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+            let wrap = |spec: &EventSpec| (spec.0 % customers, spec.1, spec.2, spec.3, spec.4, spec.5);
+            for (id, spec) in before.iter().enumerate() {
+                apply_spec(&store, id, &wrap(spec), T0_MS);
+            }
+            store.census(T0_MS);
+            for (id, spec) in after.iter().enumerate() {
+                apply_spec(&store, before.len() + id, &wrap(spec), T0_MS);
+            }
+            let filters = [
+                (None, 0.0),
+                (Some(Action::Respond), 0.0),
+                (Some(Action::Rescue), 0.0),
+                (Some(Action::Nurture), 0.0),
+                (Some(Action::None), 0.0),
+                (None, 0.5),
+            ];
+            for (action, min_retention_risk) in filters {
+                let query = TopQuery { limit, action, min_retention_risk, as_of_ms: T0_MS };
+                let tenant = store.tenant("acme").expect("tenant");
+                let answered = store.top_from_index(&tenant, &query);
+                if action.is_none() && min_retention_risk == 0.0 {
+                    prop_assert!(answered.is_some(), "the index answers unfiltered queries");
+                }
+                let from_index = answered.unwrap_or_else(|| store.top("acme", &query));
+                let exact = store.top_exact("acme", &query);
+                prop_assert_eq!(
+                    from_index.iter().map(|(id, s)| (id.as_str(), s.priority)).collect::<Vec<_>>(),
+                    exact.iter().map(|(id, s)| (id.as_str(), s.priority)).collect::<Vec<_>>(),
+                    "{:?} {}", action, min_retention_risk
+                );
+            }
+        }
+    }
 
     #[test]
     fn retention_risk_bands_cover_zero_to_one() {

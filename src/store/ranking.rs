@@ -1,0 +1,278 @@
+//! The ranking index behind `TopCustomers` "as of now": candidate lists built by the periodic
+//! ranking pass, plus the customers whose events since then could put them on a list.
+//!
+//! A full scan evaluates every customer of a tenant (about a second at a million customers). The
+//! pass does that once per interval, off the request path, and keeps per tenant the
+//! [`RANKING_LIST_LEN`] highest-priority customers overall and per action. Between passes every
+//! accepted event whose customer's new priority reaches the bar of its action's list (or of the
+//! overall list) adds that customer to the tenant's hot set. A query then evaluates only the list
+//! it needs plus the hot set, exactly, at the query's time.
+//!
+//! What the index can miss: a customer off the lists whose priority rises through time alone (a
+//! growing silence or reply wait, no new event) enters the answer at the next pass, at most one
+//! interval late. Every customer with a new event is exact. Queries the index cannot answer
+//! exactly from its candidates (an `as_of` before the pass, a filter leaving fewer than `limit`
+//! candidates from a full list, an overflowing hot set) fall back to the full scan.
+
+use crate::domain::{Action, TimestampMs};
+use crate::scoring::Score;
+use dashmap::DashSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Customers each ranking list keeps: TopCustomers' largest `limit`.
+pub const RANKING_LIST_LEN: usize = 1000;
+
+/// Hot customers a tenant collects between passes before queries fall back to the full scan.
+pub const MAX_HOT_CUSTOMERS: usize = 50_000;
+
+/// Position of an action in [`Action::ALL`].
+pub fn action_index(action: Action) -> usize {
+    Action::ALL
+        .iter()
+        .position(|candidate| *candidate == action)
+        .unwrap_or(Action::ALL.len() - 1)
+}
+
+/// Ranking entry: higher priority first, then smaller customer id.
+pub(super) struct Ranked {
+    pub priority: f64,
+    pub customer_id: String,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority
+            .total_cmp(&other.priority)
+            .then_with(|| other.customer_id.cmp(&self.customer_id))
+    }
+}
+
+/// The best `limit` entries offered, kept in a min-heap.
+pub(super) struct TopK {
+    limit: usize,
+    heap: BinaryHeap<Reverse<Ranked>>,
+}
+
+impl TopK {
+    /// Keeps at most `limit` entries.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            heap: BinaryHeap::with_capacity(limit + 1),
+        }
+    }
+
+    /// Whether an entry of this priority and id would be kept (so the caller can skip building it).
+    pub fn admits(&self, priority: f64, customer_id: &str) -> bool {
+        if self.heap.len() < self.limit {
+            return self.limit > 0;
+        }
+        self.heap.peek().is_some_and(|Reverse(worst)| {
+            priority
+                .total_cmp(&worst.priority)
+                .then_with(|| worst.customer_id.as_str().cmp(customer_id))
+                .is_gt()
+        })
+    }
+
+    /// Offers an entry.
+    pub fn offer(&mut self, entry: Ranked) {
+        if self.heap.len() < self.limit {
+            self.heap.push(Reverse(entry));
+        } else if self
+            .heap
+            .peek()
+            .is_some_and(|Reverse(worst)| entry > *worst)
+        {
+            self.heap.pop();
+            self.heap.push(Reverse(entry));
+        }
+    }
+
+    /// Entries kept so far.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// The kept entries, best first.
+    pub fn into_sorted(self) -> Vec<Ranked> {
+        let mut ranked: Vec<Ranked> = self.heap.into_iter().map(|Reverse(r)| r).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        ranked
+    }
+}
+
+/// Candidate lists of one pass.
+pub(super) struct RankingIndex {
+    /// The evaluation time of the pass.
+    pub computed_at_ms: TimestampMs,
+    /// Customer ids by priority at `computed_at_ms`, best first, over all actions.
+    pub overall: Vec<String>,
+    /// The same per action, in [`Action::ALL`] order.
+    pub by_action: [Vec<String>; 5],
+}
+
+impl RankingIndex {
+    /// The list a query with this action filter draws from.
+    pub fn list(&self, action: Option<Action>) -> &[String] {
+        match action {
+            Some(action) => &self.by_action[action_index(action)],
+            None => &self.overall,
+        }
+    }
+}
+
+/// Builds a tenant's index during a pass: offer every customer's score once.
+pub(super) struct IndexBuilder {
+    computed_at_ms: TimestampMs,
+    overall: TopK,
+    by_action: [TopK; 5],
+}
+
+impl IndexBuilder {
+    /// A pass evaluating at `computed_at_ms`.
+    pub fn new(computed_at_ms: TimestampMs) -> Self {
+        Self {
+            computed_at_ms,
+            overall: TopK::new(RANKING_LIST_LEN),
+            by_action: std::array::from_fn(|_| TopK::new(RANKING_LIST_LEN)),
+        }
+    }
+
+    /// Offers one customer's score at the pass time.
+    pub fn offer(&mut self, customer_id: &str, score: &Score) {
+        let list = &mut self.by_action[action_index(score.action)];
+        for top in [&mut self.overall, list] {
+            if top.admits(score.priority, customer_id) {
+                top.offer(Ranked {
+                    priority: score.priority,
+                    customer_id: customer_id.to_string(),
+                });
+            }
+        }
+    }
+
+    /// The index and, per action, the priority a customer must reach to be hot: the lower of its
+    /// action list's last entry and the overall list's; a list not yet full takes anyone.
+    pub fn finish(self) -> (RankingIndex, [f64; 5]) {
+        fn take(top: TopK) -> (Vec<String>, f64) {
+            let full = top.len() >= RANKING_LIST_LEN;
+            let sorted = top.into_sorted();
+            let bar = match sorted.last() {
+                Some(last) if full => last.priority,
+                _ => f64::NEG_INFINITY,
+            };
+            (sorted.into_iter().map(|r| r.customer_id).collect(), bar)
+        }
+        let (overall, overall_bar) = take(self.overall);
+        let mut bars = [overall_bar; 5];
+        let mut by_action: [Vec<String>; 5] = Default::default();
+        for (index, top) in self.by_action.into_iter().enumerate() {
+            let (list, bar) = take(top);
+            bars[index] = bars[index].min(bar);
+            by_action[index] = list;
+        }
+        (
+            RankingIndex {
+                computed_at_ms: self.computed_at_ms,
+                overall,
+                by_action,
+            },
+            bars,
+        )
+    }
+}
+
+/// Customers whose events since a pass began may put them on a list.
+pub(super) struct HotSet {
+    ids: DashSet<String, ahash::RandomState>,
+    len: AtomicUsize,
+}
+
+impl Default for HotSet {
+    fn default() -> Self {
+        Self {
+            ids: DashSet::with_hasher(ahash::RandomState::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl HotSet {
+    /// Marks a customer hot. Past [`MAX_HOT_CUSTOMERS`] the set stops growing and is marked
+    /// overflowed, which sends queries to the full scan until the next pass.
+    pub fn insert(&self, customer_id: &str) {
+        if self.ids.contains(customer_id) {
+            return;
+        }
+        if self.len.load(Ordering::Relaxed) >= MAX_HOT_CUSTOMERS {
+            self.len.store(MAX_HOT_CUSTOMERS + 1, Ordering::Relaxed);
+            return;
+        }
+        if self.ids.insert(customer_id.to_string()) {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the hot customers to `into`; `false` when the set overflowed.
+    pub fn collect_into(&self, into: &mut Vec<String>) -> bool {
+        if self.len.load(Ordering::Relaxed) > MAX_HOT_CUSTOMERS {
+            return false;
+        }
+        into.extend(self.ids.iter().map(|id| id.key().clone()));
+        true
+    }
+}
+
+/// A tenant's ranking state: the last pass's index with the customers hot since that pass began,
+/// and, while a pass runs, those hot since it began (they go with the index it will install).
+/// While a pass runs, events are judged against the previous pass's bars.
+pub(super) struct RankingState {
+    pub index: Option<Arc<RankingIndex>>,
+    /// Per action, in [`Action::ALL`] order: the priority a customer must reach to be hot.
+    pub bars: [f64; 5],
+    pub hot: Arc<HotSet>,
+    pub next_hot: Option<Arc<HotSet>>,
+}
+
+impl Default for RankingState {
+    fn default() -> Self {
+        Self {
+            index: None,
+            bars: [f64::NEG_INFINITY; 5],
+            hot: Arc::default(),
+            next_hot: None,
+        }
+    }
+}
+
+impl RankingState {
+    /// Records an event's customer with its new priority and action, when it could rank.
+    pub fn note(&self, customer_id: &str, priority: f64, action: Action) {
+        if priority >= self.bars[action_index(action)] {
+            self.hot.insert(customer_id);
+            if let Some(next) = &self.next_hot {
+                next.insert(customer_id);
+            }
+        }
+    }
+
+    /// Whether every event's customer is hot (no list is full), so no evaluation is needed.
+    pub fn takes_everyone(&self) -> bool {
+        self.bars.iter().all(|bar| *bar == f64::NEG_INFINITY)
+    }
+}
