@@ -193,3 +193,57 @@ async fn a_full_tenant_refuses_new_customers_and_keeps_updating_tracked_ones() {
         "{reply:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_deadline_ends_a_stalled_stream_and_frees_its_slot() {
+    let mut config = loopback_config();
+    config.server.max_ingest_in_flight = 1;
+    let mut t = start_with(config).await;
+
+    // A stream that sends one event and then stalls, under a 300 ms deadline. The deadline is
+    // sent as the raw `grpc-timeout` header, so only the server enforces it (tonic's client would
+    // also give up by itself after `set_timeout`).
+    let (send, receive) = mpsc::channel(4);
+    send.send(event("acme", "slow", "d1", T0_MS)).await.unwrap();
+    let mut request = tonic::Request::new(ReceiverStream::new(receive));
+    request
+        .metadata_mut()
+        .insert("grpc-timeout", "300m".parse().unwrap());
+    let mut ingest = t.ingest.clone();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), ingest.ingest(request))
+        .await
+        .expect("the server ends the call at the deadline, not the test's timeout");
+    let status = outcome.expect_err("the deadline passed before the stream ended");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status}"
+    );
+    // Events sent after the deadline are not applied.
+    let _ = send.send(event("acme", "slow", "d2", T0_MS + 1)).await;
+    drop(send);
+
+    // The only in-flight slot is free again (within a moment): a new call is served.
+    let mut served = None;
+    for _ in 0..50 {
+        match t
+            .ingest
+            .ingest(tokio_stream::iter(vec![event("acme", "next", "d3", T0_MS)]))
+            .await
+        {
+            Ok(summary) => {
+                served = Some(summary.into_inner());
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(status) => panic!("{status}"),
+        }
+    }
+    assert_eq!(served.expect("the slot was freed").accepted, 1);
+    let slow = t.customer("acme", "slow", T0_MS + 1).await;
+    assert!(slow.interactions_total <= 1, "{slow:?}");
+}
