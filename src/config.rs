@@ -111,6 +111,10 @@ pub struct ScoringConfig {
     pub min_gap_seconds: f64,
     /// The brand's reply SLA for inbound messages (1 hour).
     pub reply_sla_seconds: f64,
+    /// Events kept per customer for exact re-folding and duplicate detection. Beyond it the oldest
+    /// quarter is folded into the customer's summary (scores unchanged) and their ids forgotten;
+    /// an event older than every kept one is then refused (`occurred_at`), never double-counted.
+    pub max_events_per_customer: usize,
     /// Engagement weight per interaction kind; kinds not listed keep their default.
     pub kind_weights: BTreeMap<Kind, f64>,
     /// Engagement multiplier per channel; channels not listed keep their default (1.0).
@@ -185,6 +189,7 @@ impl Default for ScoringConfig {
             default_gap_seconds: 7.0 * DAY_SECONDS,
             min_gap_seconds: DAY_SECONDS,
             reply_sla_seconds: 3600.0,
+            max_events_per_customer: 10_000,
             kind_weights: BTreeMap::new(),
             channel_weights: BTreeMap::new(),
             risk: RiskWeights::default(),
@@ -297,6 +302,12 @@ impl ScoringConfig {
                     format!("must be a positive number, got {value}"),
                 ));
             }
+        }
+        if self.max_events_per_customer < 4 {
+            return Err(ConfigError::invalid(
+                "scoring.max_events_per_customer",
+                format!("must be at least 4, got {}", self.max_events_per_customer),
+            ));
         }
         if self.engagement_baseline_half_life_seconds <= self.engagement_half_life_seconds {
             return Err(ConfigError::invalid(
@@ -548,6 +559,18 @@ mod example_file {
         let parsed = Config::from_toml(text).expect("example parses");
         let defaults = ScoringConfig::default();
         assert_eq!(parsed.scoring.reply_sla_seconds, defaults.reply_sla_seconds);
+        assert_eq!(
+            parsed.scoring.max_events_per_customer,
+            defaults.max_events_per_customer
+        );
+        assert_eq!(
+            parsed.server.max_customers_per_tenant,
+            ServerConfig::default().max_customers_per_tenant
+        );
+        assert_eq!(
+            parsed.server.ranking_pass_seconds,
+            ServerConfig::default().ranking_pass_seconds
+        );
         assert_eq!(parsed.scoring.risk.silence, defaults.risk.silence);
         for kind in Kind::ALL {
             assert_eq!(

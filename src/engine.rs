@@ -57,7 +57,7 @@ impl Engine {
         let outcome = match applied {
             Applied::Accepted(_) => IngestOutcome::Accepted,
             Applied::Duplicate(_) => IngestOutcome::Duplicate,
-            Applied::TenantFull { .. } => IngestOutcome::Rejected,
+            Applied::Refused(_) => IngestOutcome::Rejected,
         };
         telemetry::event_ingested(Some(interaction.channel), Some(interaction.kind), outcome);
         (sentiment, applied)

@@ -415,6 +415,58 @@ async fn ingest_scored_returns_sentiment_and_score_per_event() {
 }
 
 #[tokio::test]
+async fn ids_are_remembered_for_the_kept_window_and_older_events_are_refused() {
+    let mut config = loopback_config();
+    config.scoring.max_events_per_customer = 8;
+    let mut t = start_with(config).await;
+    // Twenty daily events: the history keeps at most 8 and folds the oldest away.
+    let daily: Vec<_> = (0..20)
+        .map(|day| event("acme", "loyal", &format!("d{day}"), T0_MS + day * DAY_MS))
+        .collect();
+    assert_eq!(t.ingest_all(daily.clone()).await.accepted, 20);
+    let before = t.customer("acme", "loyal", T0_MS + 30 * DAY_MS).await;
+    assert_eq!(before.interactions_total, 20);
+
+    // The whole stream again: recent ids are duplicates, forgotten ones are refused by field;
+    // nothing is counted twice. A new event older than the kept window is refused too.
+    let mut again = daily;
+    again.push(event("acme", "loyal", "ancient", T0_MS - 100 * DAY_MS));
+    let summary = t.ingest_all(again).await;
+    assert_eq!(summary.accepted, 0, "{summary:?}");
+    assert_eq!(summary.duplicates + summary.rejected, 21, "{summary:?}");
+    assert!(
+        summary.duplicates >= 6,
+        "the kept window answers DUPLICATE: {summary:?}"
+    );
+    assert!(
+        summary
+            .rejections
+            .iter()
+            .all(|r| r.reason.starts_with("occurred_at:")
+                && r.reason.contains("max_events_per_customer")),
+        "{summary:?}"
+    );
+    let after = t.customer("acme", "loyal", T0_MS + 30 * DAY_MS).await;
+    assert_eq!(after, before);
+    // A late event inside the kept window is still folded in exactly.
+    let late = t
+        .ingest_all(vec![event(
+            "acme",
+            "loyal",
+            "late",
+            T0_MS + 18 * DAY_MS + 1,
+        )])
+        .await;
+    assert_eq!(late.accepted, 1);
+    assert_eq!(
+        t.customer("acme", "loyal", T0_MS + 30 * DAY_MS)
+            .await
+            .interactions_total,
+        21
+    );
+}
+
+#[tokio::test]
 async fn tenants_are_isolated() {
     let mut t = start().await;
     t.ingest_all(vec![with_text(

@@ -106,9 +106,9 @@ impl IngestApi {
             } => summary.duplicates += 1,
             Processed::Applied {
                 event_id,
-                applied: Applied::TenantFull { max_customers },
+                applied: Applied::Refused(refusal),
                 ..
-            } => self.reject(summary, index, event_id, tenant_full(*max_customers)),
+            } => self.reject(summary, index, event_id, refusal.to_string()),
             Processed::Rejected { event_id, error } => {
                 self.reject(summary, index, event_id, error.to_string())
             }
@@ -125,14 +125,6 @@ impl IngestApi {
             });
         }
     }
-}
-
-/// Why an event for a new customer of a full tenant was refused (names the field, like [`FieldError`]).
-fn tenant_full(max_customers: usize) -> String {
-    format!(
-        "customer_id: the tenant already tracks its maximum of {max_customers} customers \
-         (max_customers_per_tenant); events for customers it tracks are still accepted"
-    )
 }
 
 fn scored(processed: Processed) -> pb::ScoredInteraction {
@@ -154,9 +146,7 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
             let (outcome, score): (pb::IngestOutcome, Option<&Score>) = match &applied {
                 Applied::Accepted(score) => (pb::IngestOutcome::Accepted, score.as_ref()),
                 Applied::Duplicate(score) => (pb::IngestOutcome::Duplicate, score.as_ref()),
-                Applied::TenantFull { max_customers } => {
-                    return rejected(event_id, tenant_full(*max_customers))
-                }
+                Applied::Refused(refusal) => return rejected(event_id, refusal.to_string()),
             };
             pb::ScoredInteraction {
                 event_id,

@@ -538,7 +538,7 @@ fn respond_pressure(open: &OpenThread, at: TimestampMs, config: &ScoringConfig) 
 mod tests {
     use super::*;
     use crate::domain::Direction;
-    use crate::scoring::{CustomerHistory, EventRecord};
+    use crate::scoring::{CustomerHistory, EventRecord, InsertOutcome};
     use proptest::prelude::*;
 
     const DAY_MS: i64 = 86_400_000;
@@ -655,6 +655,50 @@ mod tests {
                 evaluate(in_order.summary(), as_of, &config),
                 evaluate(out_of_order.summary(), as_of, &config)
             );
+        }
+
+        /// A history capped at a few events folds its oldest away without changing the summary:
+        /// it equals the uncapped fold of every event it accepted, refuses only events older than
+        /// what it kept (and every replay of a forgotten one), and answers `as_of` queries from
+        /// its kept window exactly.
+        #[test]
+        fn compaction_keeps_the_fold_and_refuses_only_what_it_forgot(
+            records in proptest::collection::vec(arbitrary_record(), 1..120),
+            max_events in 4usize..12,
+            as_of_back in 0i64..30 * DAY_MS,
+        ) {
+            let capped_config = ScoringConfig { max_events_per_customer: max_events, ..ScoringConfig::default() };
+            let config = ScoringConfig::default();
+            let mut capped = CustomerHistory::default();
+            let mut accepted = Vec::new();
+            for record in &records {
+                match capped.insert(*record, &capped_config) {
+                    InsertOutcome::Inserted => accepted.push(*record),
+                    InsertOutcome::Duplicate => {}
+                    InsertOutcome::BeforeRetained => {
+                        // Only what sorts before every kept record is refused.
+                        let oldest_kept = capped.records()[0].order_key();
+                        prop_assert!(record.order_key() < oldest_kept);
+                    }
+                }
+                prop_assert!(capped.records().len() <= max_events);
+            }
+            accepted.sort_by_key(|r| r.order_key());
+            let mut full = CustomerHistory::default();
+            for record in &accepted { full.insert(*record, &config); }
+            prop_assert_eq!(capped.summary(), full.summary());
+            // Every accepted event, replayed, changes nothing.
+            for record in &accepted {
+                prop_assert_ne!(capped.insert(*record, &capped_config), InsertOutcome::Inserted);
+            }
+            prop_assert_eq!(capped.summary(), full.summary());
+            let as_of = capped.summary().last_event_at_ms - as_of_back;
+            if as_of >= capped.records()[0].occurred_at_ms {
+                prop_assert_eq!(
+                    capped.summary_as_of(as_of, &capped_config).map(|s| s.into_owned()),
+                    full.summary_as_of(as_of, &config).map(|s| s.into_owned())
+                );
+            }
         }
 
         /// Ranking's evaluation gives every number of the full one, only without the reasons.

@@ -196,32 +196,77 @@ pub enum InsertOutcome {
     Inserted,
     /// An event with the same id was already there; nothing changed.
     Duplicate,
+    /// The event sorts before the events the history still keeps (it holds more than
+    /// `max_events_per_customer` and folded the oldest away); nothing changed.
+    BeforeRetained,
 }
 
 /// A customer's events sorted by [`EventRecord::order_key`], with their fold.
+///
+/// At most `max_events_per_customer` records are kept: beyond it the oldest quarter is folded into
+/// a base summary and dropped. The fold is a left fold, so the summary is bit-identical to folding
+/// every event; what is lost is the ability to insert before the base (such events are refused
+/// with [`InsertOutcome::BeforeRetained`], so a replayed old event is never counted twice) and to
+/// evaluate as of a moment before it.
 #[derive(Clone, Debug, Default)]
 pub struct CustomerHistory {
     records: Vec<EventRecord>,
     summary: Summary,
+    base: Option<Box<FoldedBase>>,
+}
+
+/// The fold of the records compacted out of a history.
+#[derive(Clone, Debug)]
+struct FoldedBase {
+    summary: Summary,
+    /// Order key of the last folded record: nothing at or before it can be inserted.
+    last_key: (TimestampMs, u64),
 }
 
 impl CustomerHistory {
     /// Adds an event. In-order events extend the fold; a late one re-folds from the sorted records,
     /// which gives exactly the summary an in-order arrival would have.
     pub fn insert(&mut self, record: EventRecord, config: &ScoringConfig) -> InsertOutcome {
+        let key = record.order_key();
+        if self.base.as_ref().is_some_and(|base| key <= base.last_key) {
+            return InsertOutcome::BeforeRetained;
+        }
         if self.records.iter().any(|r| r.event_key == record.event_key) {
             return InsertOutcome::Duplicate;
         }
-        let key = record.order_key();
         let position = self.records.partition_point(|r| r.order_key() < key);
         if position == self.records.len() {
             self.records.push(record);
             self.summary.apply(&record, config);
         } else {
             self.records.insert(position, record);
-            self.summary = fold(&self.records, config);
+            self.summary = self.fold_records(self.records.len(), config);
+        }
+        if self.records.len() > config.max_events_per_customer {
+            self.compact(config);
         }
         InsertOutcome::Inserted
+    }
+
+    /// Folds the oldest quarter of the kept records into the base and drops them.
+    fn compact(&mut self, config: &ScoringConfig) {
+        let folded = (config.max_events_per_customer / 4).clamp(1, self.records.len());
+        let summary = self.fold_records(folded, config);
+        let last_key = self.records[folded - 1].order_key();
+        self.records.drain(..folded);
+        self.base = Some(Box::new(FoldedBase { summary, last_key }));
+    }
+
+    /// The base's fold continued over the first `count` kept records.
+    fn fold_records(&self, count: usize, config: &ScoringConfig) -> Summary {
+        let mut summary = self
+            .base
+            .as_ref()
+            .map_or_else(Summary::default, |base| base.summary.clone());
+        for record in &self.records[..count] {
+            summary.apply(record, config);
+        }
+        summary
     }
 
     /// The fold of every event.
@@ -229,7 +274,8 @@ impl CustomerHistory {
         &self.summary
     }
 
-    /// The fold of the events at or before `as_of_ms`; `None` when there are none.
+    /// The fold of the events at or before `as_of_ms`; `None` when there are none, or when
+    /// `as_of_ms` is before the kept records (compacted away: see [`CustomerHistory`]).
     pub fn summary_as_of(
         &self,
         as_of_ms: TimestampMs,
@@ -241,26 +287,24 @@ impl CustomerHistory {
         if as_of_ms >= self.summary.last_event_at_ms {
             return Some(Cow::Borrowed(&self.summary));
         }
+        if self
+            .base
+            .as_ref()
+            .is_some_and(|base| as_of_ms < base.last_key.0)
+        {
+            return None;
+        }
         let visible = self
             .records
             .partition_point(|r| r.occurred_at_ms <= as_of_ms);
-        if visible == 0 {
+        if visible == 0 && self.base.is_none() {
             return None;
         }
-        Some(Cow::Owned(fold(&self.records[..visible], config)))
+        Some(Cow::Owned(self.fold_records(visible, config)))
     }
 
     /// The records, in fold order.
     pub fn records(&self) -> &[EventRecord] {
         &self.records
     }
-}
-
-/// Folds sorted records from an empty summary.
-fn fold(records: &[EventRecord], config: &ScoringConfig) -> Summary {
-    let mut summary = Summary::default();
-    for record in records {
-        summary.apply(record, config);
-    }
-    summary
 }

@@ -33,9 +33,27 @@ pub enum Applied {
     Accepted(Option<Score>),
     /// An event with this id was already applied; nothing changed.
     Duplicate(Option<Score>),
-    /// The event is for a customer the tenant does not track yet, and the tenant already tracks
-    /// [`Store::set_max_customers_per_tenant`] customers; nothing changed.
+    /// The event was refused; nothing changed.
+    Refused(Refusal),
+}
+
+/// Why a valid event was not applied; the message names the field, like a validation error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The customer is new and the tenant already tracks
+    /// [`Store::set_max_customers_per_tenant`] customers.
+    #[error(
+        "customer_id: the tenant already tracks its maximum of {max_customers} customers \
+         (max_customers_per_tenant); events for customers it tracks are still accepted"
+    )]
     TenantFull { max_customers: usize },
+    /// The event sorts before every event kept for the customer
+    /// ([`ScoringConfig::max_events_per_customer`]).
+    #[error(
+        "occurred_at: older than the {max_events} most recent events kept for this customer \
+         (max_events_per_customer); such late events are no longer applied"
+    )]
+    BeforeRetained { max_events: usize },
 }
 
 /// A customer's score moved because of an event; watchers filter these by their threshold.
@@ -209,7 +227,7 @@ impl Store {
                         |count| (max_customers == 0 || count < max_customers).then_some(count + 1),
                     );
                     if reserved.is_err() {
-                        return Applied::TenantFull { max_customers };
+                        return Applied::Refused(Refusal::TenantFull { max_customers });
                     }
                     crate::telemetry::customer_tracked();
                     entry.insert(CustomerHistory::default())
@@ -222,6 +240,9 @@ impl Store {
         let previous = (watched && history.summary().events_total > 0)
             .then(|| evaluate(history.summary(), eval_at, &self.config));
         match history.insert(record, &self.config) {
+            InsertOutcome::BeforeRetained => Applied::Refused(Refusal::BeforeRetained {
+                max_events: self.config.max_events_per_customer,
+            }),
             InsertOutcome::Duplicate => Applied::Duplicate(
                 want_score.then(|| evaluate(history.summary(), eval_at, &self.config)),
             ),
