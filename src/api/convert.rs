@@ -18,7 +18,7 @@ pub struct Limits {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
@@ -26,8 +26,16 @@ impl FieldError {
     /// An error on `field`.
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self {
-            field,
+            field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// The same error on element `index` of a repeated field (`texts` → `texts[3]`).
+    pub fn at_index(self, index: usize) -> Self {
+        Self {
+            field: format!("{}[{index}]", self.field).into(),
+            message: self.message,
         }
     }
 }

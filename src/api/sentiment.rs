@@ -40,15 +40,9 @@ impl SentimentApi {
             )
             .into());
         }
-        if let Some(index) = texts
-            .iter()
-            .position(|text| text.len() > self.limits.max_text_bytes)
-        {
-            return Err(ApiError::InvalidArgument(format!(
-                "texts[{index}]: is {} bytes, at most {} allowed",
-                texts[index].len(),
-                self.limits.max_text_bytes
-            )));
+        for (index, text) in texts.iter().enumerate() {
+            convert::check_text("texts", text, &self.limits)
+                .map_err(|error| error.at_index(index))?;
         }
         let results = texts
             .iter()
