@@ -253,7 +253,7 @@ impl Store {
                     // TopCustomers' index: is the customer now high enough to be a candidate?
                     let ranking = tenant.ranking();
                     if ranking.takes_everyone() {
-                        ranking.note(&interaction.customer_id, f64::INFINITY, Action::None);
+                        ranking.note_everywhere(&interaction.customer_id);
                     } else {
                         let (priority, action) = match &score {
                             Some(score) => (score.priority, score.action),
@@ -336,24 +336,16 @@ impl Store {
     /// The candidates of the index plus the hot customers, evaluated at the query's time; `None`
     /// when the index cannot answer exactly from them.
     fn top_from_index(&self, tenant: &Tenant, query: &TopQuery) -> Option<Vec<(String, Score)>> {
+        let list_index = ranking::list_index(query.action);
         let (index, hot) = {
             let ranking = tenant.ranking();
             let index = Arc::clone(ranking.index.as_ref()?);
-            let mut hot = Vec::new();
-            if !ranking.hot.collect_into(&mut hot) {
-                return None;
-            }
-            if let Some(next) = &ranking.next_hot {
-                if !next.collect_into(&mut hot) {
-                    return None;
-                }
-            }
-            (index, hot)
+            (index, ranking.hot_for(list_index)?)
         };
         if query.as_of_ms < index.computed_at_ms {
             return None;
         }
-        let list = index.list(query.action);
+        let list = &index.lists[list_index];
         let mut best = TopK::new(query.limit);
         let mut seen = std::collections::HashSet::with_capacity_and_hasher(
             list.len() + hot.len(),
@@ -415,8 +407,8 @@ impl Store {
         let sla_ms = (self.config.reply_sla_seconds * 1000.0) as i64;
         for tenant in self.tenants.iter() {
             // Events from here on go with the index this pass installs.
-            let next_hot = Arc::new(HotSet::default());
-            tenant.ranking_mut().next_hot = Some(Arc::clone(&next_hot));
+            let next_hot: [Arc<HotSet>; ranking::LISTS] = Default::default();
+            tenant.ranking_mut().next_hot = Some(next_hot.clone());
             let mut builder = IndexBuilder::new(now_ms);
             for entry in tenant.customers.iter() {
                 let summary = entry.value().summary();

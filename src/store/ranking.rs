@@ -116,31 +116,41 @@ impl TopK {
     }
 }
 
+/// Ranking lists: one per action in [`Action::ALL`] order, then the overall one.
+pub(super) const LISTS: usize = 6;
+const OVERALL: usize = 5;
+
+/// The list a query with this action filter draws from.
+pub(super) fn list_index(action: Option<Action>) -> usize {
+    action.map_or(OVERALL, action_index)
+}
+
+/// The entry a customer must reach to join a full list: its last one's priority and id.
+pub(super) type Bar = Option<(f64, String)>;
+
+/// Whether (priority, id) ranks at or above the bar (a list that is not full takes anyone).
+fn reaches(bar: &Bar, priority: f64, customer_id: &str) -> bool {
+    match bar {
+        None => true,
+        Some((bar_priority, bar_id)) => priority
+            .total_cmp(bar_priority)
+            .then_with(|| bar_id.as_str().cmp(customer_id))
+            .is_ge(),
+    }
+}
+
 /// Candidate lists of one pass.
 pub(super) struct RankingIndex {
     /// The evaluation time of the pass.
     pub computed_at_ms: TimestampMs,
-    /// Customer ids by priority at `computed_at_ms`, best first, over all actions.
-    pub overall: Vec<String>,
-    /// The same per action, in [`Action::ALL`] order.
-    pub by_action: [Vec<String>; 5],
-}
-
-impl RankingIndex {
-    /// The list a query with this action filter draws from.
-    pub fn list(&self, action: Option<Action>) -> &[String] {
-        match action {
-            Some(action) => &self.by_action[action_index(action)],
-            None => &self.overall,
-        }
-    }
+    /// Customer ids by priority at `computed_at_ms`, best first: per action, then overall.
+    pub lists: [Vec<String>; LISTS],
 }
 
 /// Builds a tenant's index during a pass: offer every customer's score once.
 pub(super) struct IndexBuilder {
     computed_at_ms: TimestampMs,
-    overall: TopK,
-    by_action: [TopK; 5],
+    tops: [TopK; LISTS],
 }
 
 impl IndexBuilder {
@@ -148,15 +158,14 @@ impl IndexBuilder {
     pub fn new(computed_at_ms: TimestampMs) -> Self {
         Self {
             computed_at_ms,
-            overall: TopK::new(RANKING_LIST_LEN),
-            by_action: std::array::from_fn(|_| TopK::new(RANKING_LIST_LEN)),
+            tops: std::array::from_fn(|_| TopK::new(RANKING_LIST_LEN)),
         }
     }
 
     /// Offers one customer's score at the pass time.
     pub fn offer(&mut self, customer_id: &str, score: &Score) {
-        let list = &mut self.by_action[action_index(score.action)];
-        for top in [&mut self.overall, list] {
+        for list in [action_index(score.action), OVERALL] {
+            let top = &mut self.tops[list];
             if top.admits(score.priority, customer_id) {
                 top.offer(Ranked {
                     priority: score.priority,
@@ -166,31 +175,22 @@ impl IndexBuilder {
         }
     }
 
-    /// The index and, per action, the priority a customer must reach to be hot: the lower of its
-    /// action list's last entry and the overall list's; a list not yet full takes anyone.
-    pub fn finish(self) -> (RankingIndex, [f64; 5]) {
-        fn take(top: TopK) -> (Vec<String>, f64) {
+    /// The index and each list's bar.
+    pub fn finish(self) -> (RankingIndex, [Bar; LISTS]) {
+        let mut lists: [Vec<String>; LISTS] = Default::default();
+        let mut bars: [Bar; LISTS] = Default::default();
+        for (list, top) in self.tops.into_iter().enumerate() {
             let full = top.len() >= RANKING_LIST_LEN;
             let sorted = top.into_sorted();
-            let bar = match sorted.last() {
-                Some(last) if full => last.priority,
-                _ => f64::NEG_INFINITY,
-            };
-            (sorted.into_iter().map(|r| r.customer_id).collect(), bar)
-        }
-        let (overall, overall_bar) = take(self.overall);
-        let mut bars = [overall_bar; 5];
-        let mut by_action: [Vec<String>; 5] = Default::default();
-        for (index, top) in self.by_action.into_iter().enumerate() {
-            let (list, bar) = take(top);
-            bars[index] = bars[index].min(bar);
-            by_action[index] = list;
+            if full {
+                bars[list] = sorted.last().map(|r| (r.priority, r.customer_id.clone()));
+            }
+            lists[list] = sorted.into_iter().map(|r| r.customer_id).collect();
         }
         (
             RankingIndex {
                 computed_at_ms: self.computed_at_ms,
-                overall,
-                by_action,
+                lists,
             },
             bars,
         )
@@ -238,41 +238,58 @@ impl HotSet {
     }
 }
 
-/// A tenant's ranking state: the last pass's index with the customers hot since that pass began,
-/// and, while a pass runs, those hot since it began (they go with the index it will install).
-/// While a pass runs, events are judged against the previous pass's bars.
+/// A tenant's ranking state: the last pass's index with, per list, the customers hot since that
+/// pass began, and, while a pass runs, those hot since it began (they go with the index it will
+/// install). While a pass runs, events are judged against the previous pass's bars.
+#[derive(Default)]
 pub(super) struct RankingState {
     pub index: Option<Arc<RankingIndex>>,
-    /// Per action, in [`Action::ALL`] order: the priority a customer must reach to be hot.
-    pub bars: [f64; 5],
-    pub hot: Arc<HotSet>,
-    pub next_hot: Option<Arc<HotSet>>,
-}
-
-impl Default for RankingState {
-    fn default() -> Self {
-        Self {
-            index: None,
-            bars: [f64::NEG_INFINITY; 5],
-            hot: Arc::default(),
-            next_hot: None,
-        }
-    }
+    pub bars: [Bar; LISTS],
+    pub hot: [Arc<HotSet>; LISTS],
+    pub next_hot: Option<[Arc<HotSet>; LISTS]>,
 }
 
 impl RankingState {
-    /// Records an event's customer with its new priority and action, when it could rank.
+    /// Records an event's customer with its new priority and action on each list it could join.
     pub fn note(&self, customer_id: &str, priority: f64, action: Action) {
-        if priority >= self.bars[action_index(action)] {
-            self.hot.insert(customer_id);
-            if let Some(next) = &self.next_hot {
-                next.insert(customer_id);
+        for list in [action_index(action), OVERALL] {
+            if reaches(&self.bars[list], priority, customer_id) {
+                self.hot[list].insert(customer_id);
+                if let Some(next) = &self.next_hot {
+                    next[list].insert(customer_id);
+                }
             }
         }
     }
 
     /// Whether every event's customer is hot (no list is full), so no evaluation is needed.
     pub fn takes_everyone(&self) -> bool {
-        self.bars.iter().all(|bar| *bar == f64::NEG_INFINITY)
+        self.bars.iter().all(Option::is_none)
+    }
+
+    /// Records an event's customer on every list (when [`RankingState::takes_everyone`]: its
+    /// action is not known without evaluating it).
+    pub fn note_everywhere(&self, customer_id: &str) {
+        for list in 0..LISTS {
+            self.hot[list].insert(customer_id);
+            if let Some(next) = &self.next_hot {
+                next[list].insert(customer_id);
+            }
+        }
+    }
+
+    /// The hot customers of one list (both generations while a pass runs); `None` when a set
+    /// overflowed.
+    pub fn hot_for(&self, list: usize) -> Option<Vec<String>> {
+        let mut hot = Vec::new();
+        if !self.hot[list].collect_into(&mut hot) {
+            return None;
+        }
+        if let Some(next) = &self.next_hot {
+            if !next[list].collect_into(&mut hot) {
+                return None;
+            }
+        }
+        Some(hot)
     }
 }
