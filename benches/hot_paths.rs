@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rapport::config::ScoringConfig;
 use rapport::domain::{Channel, Direction, Interaction, Kind};
 use rapport::sentiment::{self, Backend};
-use rapport::store::Store;
+use rapport::store::{Store, TopQuery};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -72,5 +72,60 @@ fn apply(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, classify, apply);
+/// One event for customer `n` of the bench tenant: mixed kinds, directions and followers.
+fn bench_event(n: u64, at_ms: i64) -> Interaction {
+    Interaction {
+        event_id: format!("e{n}"),
+        tenant_id: "bench".to_string(),
+        customer_id: format!("c{}", n % 1_000_000),
+        channel: Channel::ALL[(n % Channel::ALL.len() as u64) as usize],
+        kind: Kind::ALL[(n / 7 % Kind::ALL.len() as u64) as usize],
+        direction: if n % 5 == 0 {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        },
+        occurred_at_ms: at_ms,
+        text: String::new(),
+        value: 0.0,
+        author_followers: n * 7919 % 100_000,
+        thread_id: String::new(),
+    }
+}
+
+/// TopCustomers(limit 100) over 1M customers in one tenant: from the ranking index (after a pass
+/// and 20k further events) against the exact full scan, the baseline, in the same run.
+fn top_customers(c: &mut Criterion) {
+    const T0_MS: i64 = 1_767_225_600_000;
+    let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+    for n in 0..1_000_000u64 {
+        let at = T0_MS - (n % 90) as i64 * 86_400_000;
+        store.apply(&bench_event(n, at), None, T0_MS, false);
+    }
+    store.census(T0_MS);
+    for n in 1_000_000..1_020_000u64 {
+        store.apply(&bench_event(n * 37, T0_MS), None, T0_MS, false);
+    }
+    let query = TopQuery {
+        limit: 100,
+        action: None,
+        min_retention_risk: 0.0,
+        as_of_ms: T0_MS,
+    };
+    assert_eq!(
+        store.top("bench", &query).len(),
+        store.top_exact("bench", &query).len()
+    );
+    let mut group = c.benchmark_group("top_customers_1m");
+    group.sample_size(10);
+    group.bench_function("ranking_index", |b| {
+        b.iter(|| black_box(store.top("bench", &query)))
+    });
+    group.bench_function("full_scan_baseline", |b| {
+        b.iter(|| black_box(store.top_exact("bench", &query)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, classify, apply, top_customers);
 criterion_main!(benches);
