@@ -5,6 +5,8 @@ mod eval;
 mod health;
 pub mod loadgen;
 mod simulate;
+#[cfg(feature = "transformer")]
+mod train_transformer;
 
 use crate::config::Config;
 use crate::sentiment::{self, Backend};
@@ -60,6 +62,12 @@ pub enum Command {
 pub enum TrainCommand {
     /// The fast hashed n-gram model, on gold labels (seeded, deterministic).
     Fast(TrainFastArgs),
+    /// Fine-tune the MiniLM transformer classifier (resumable; feature `transformer`).
+    #[cfg(feature = "transformer")]
+    Transformer(train_transformer::TrainTransformerArgs),
+    /// Convert the downloaded base encoder for `train transformer` (scripts/fetch_base_model.sh).
+    #[cfg(feature = "transformer")]
+    TransformerBase(train_transformer::ConvertBaseArgs),
 }
 
 /// Options of `train fast`.
@@ -193,6 +201,12 @@ pub fn main() -> anyhow::Result<()> {
         Command::Top(args) => runtime()?.block_on(client::top(args)),
         Command::Watch(args) => runtime()?.block_on(client::watch(args)),
         Command::Train(TrainCommand::Fast(args)) => eval::train_fast(&args),
+        #[cfg(feature = "transformer")]
+        Command::Train(TrainCommand::Transformer(args)) => train_transformer::run(&args),
+        #[cfg(feature = "transformer")]
+        Command::Train(TrainCommand::TransformerBase(args)) => {
+            train_transformer::convert_base(&args)
+        }
         Command::Simulate(args) => runtime()?.block_on(simulate::run(args)),
         Command::Health(args) => runtime()?.block_on(health::run(args)),
         Command::Loadgen(args) => runtime()?.block_on(loadgen::run(args)),

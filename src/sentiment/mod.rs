@@ -5,6 +5,8 @@
 //! cheap to call and never panic.
 
 pub mod fast;
+#[cfg(feature = "transformer")]
+pub mod transformer;
 pub mod vader;
 
 use serde::Serialize;
@@ -75,6 +77,9 @@ pub enum Backend {
     Vader,
     /// Hashed n-gram logistic regression trained by `rapport train fast` (models/fast/).
     Fast,
+    /// Fine-tuned MiniLM classifier on libtorch (models/transformer/; feature `transformer`).
+    #[cfg(feature = "transformer")]
+    Transformer,
 }
 
 /// Loads the chosen backend from the model directory (`models/` in the repository).
@@ -82,6 +87,8 @@ pub fn load(backend: Backend, models_dir: &Path) -> anyhow::Result<Arc<dyn Senti
     match backend {
         Backend::Vader => Ok(Arc::new(vader::VaderModel::load(models_dir)?)),
         Backend::Fast => Ok(Arc::new(fast::FastModel::load(models_dir)?)),
+        #[cfg(feature = "transformer")]
+        Backend::Transformer => Ok(Arc::new(transformer::TransformerModel::load(models_dir)?)),
     }
 }
 
