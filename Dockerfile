@@ -1,10 +1,12 @@
-# rapport container image.
-#   docker build -t rapport .                 # default image (fast + VADER sentiment, no libtorch)
+# rapport container images.
+#   docker build -t rapport .                                  # default: fast + VADER, no libtorch
+#   docker build -t rapport:transformer --target runtime-transformer .
+#                                       # + the fine-tuned MiniLM (--sentiment transformer|cascade)
 #   docker run -p 50051:50051 -p 9464:9464 rapport
-# There is no transformer backend in the code yet, so there is no transformer target: when one lands
-# (a cargo feature linking libtorch), add a stage that builds with that feature and a runtime stage
-# that installs only the libtorch runtime libraries. The runtime steps below are exercised outside
-# Docker in CI by scripts/runtime_stage_check.sh (same user, same layout, same health check).
+# The default image's runtime steps are exercised outside Docker in CI by
+# scripts/runtime_stage_check.sh (same user, same layout, same health check). The transformer
+# stages use Debian's libtorch 1.13 (libtorch-dev to build, the libtorch1.13 runtime library to
+# run) with OpenBLAS/OpenMP as the system BLAS (the reference BLAS is ~25x slower), as .ci/run does.
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
@@ -16,6 +18,38 @@ COPY benches ./benches
 COPY models ./models
 RUN cargo build --release --locked --bin rapport
 
+FROM rust:1.95-bookworm AS builder-transformer
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libtorch-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto ./proto
+COPY src ./src
+COPY benches ./benches
+COPY models ./models
+ENV LIBTORCH=/usr
+RUN cargo build --release --locked --features transformer --bin rapport
+
+FROM debian:bookworm-slim AS runtime-transformer
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libtorch1.13 libopenblas0-openmp \
+ && update-alternatives --set libblas.so.3-x86_64-linux-gnu \
+      /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3 \
+ && update-alternatives --set liblapack.so.3-x86_64-linux-gnu \
+      /usr/lib/x86_64-linux-gnu/openblas-openmp/liblapack.so.3 \
+ && rm -rf /var/lib/apt/lists/*
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport
+COPY --from=builder-transformer /src/target/release/rapport /usr/local/bin/rapport
+COPY --from=builder-transformer /src/models /opt/rapport/models
+USER rapport
+EXPOSE 50051 9464
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/usr/local/bin/rapport", "health", "--server", "http://127.0.0.1:50051", "--timeout-seconds", "3"]
+ENTRYPOINT ["/usr/local/bin/rapport", "serve", "--models-dir", "/opt/rapport/models", "--sentiment", "cascade"]
+
+# The default image: last, so a plain `docker build` produces it.
 FROM debian:bookworm-slim AS runtime
 # Non-root system user; no shell login, no home directory contents needed.
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport

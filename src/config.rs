@@ -19,6 +19,65 @@ pub struct Config {
     pub scoring: ScoringConfig,
     pub durability: crate::durability::DurabilityConfig,
     pub access: crate::api::access::AccessConfig,
+    pub transformer: TransformerConfig,
+}
+
+/// `[transformer]`: the batched transformer backend's worker pool and the cascade threshold
+/// (read only by builds with the `transformer` feature, with `sentiment = "transformer"` or
+/// `"cascade"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformerConfig {
+    /// Worker threads, each owning a copy of the model.
+    pub workers: usize,
+    /// libtorch intra-op threads (shared by the workers: keep workers × this ≤ cores).
+    pub threads: usize,
+    /// Texts waiting for a worker; beyond it `Classify` answers RESOURCE_EXHAUSTED.
+    pub queue_capacity: usize,
+    /// Most texts a worker takes in one batch.
+    pub max_batch_texts: usize,
+    /// Most padded tokens (texts × longest) in one batch.
+    pub max_batch_tokens: usize,
+    /// Cascade: texts the fast model classifies with less confidence than this go to the
+    /// transformer.
+    pub cascade_min_confidence: f32,
+}
+
+impl Default for TransformerConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            threads: 2,
+            queue_capacity: 1024,
+            max_batch_texts: 64,
+            max_batch_tokens: 4096,
+            cascade_min_confidence: 0.6,
+        }
+    }
+}
+
+impl TransformerConfig {
+    /// Checks the pool settings, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("transformer.workers", self.workers),
+            ("transformer.threads", self.threads),
+            ("transformer.queue_capacity", self.queue_capacity),
+            ("transformer.max_batch_texts", self.max_batch_texts),
+            ("transformer.max_batch_tokens", self.max_batch_tokens),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1".to_string()));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.cascade_min_confidence) {
+            return Err(ConfigError::invalid(
+                "transformer.cascade_min_confidence",
+                format!("must be within [0, 1], got {}", self.cascade_min_confidence),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Listening addresses, input limits and the sentiment backend.
@@ -467,6 +526,7 @@ impl Config {
         self.server.validate()?;
         self.durability.validate()?;
         self.access.validate()?;
+        self.transformer.validate()?;
         self.scoring.validate()
     }
 }

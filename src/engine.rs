@@ -8,6 +8,17 @@ use crate::telemetry::{self, IngestOutcome};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+/// Why a `Classify` call got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    /// The backend's queue is full.
+    #[error(transparent)]
+    Overloaded(#[from] crate::sentiment::Overloaded),
+    /// The backend dropped a text (a failed batch).
+    #[error("the sentiment backend failed on this batch")]
+    Failed,
+}
+
 /// Sentiment backend plus store.
 pub struct Engine {
     pub store: Arc<Store>,
@@ -31,12 +42,36 @@ pub fn replay(store: &Store, interaction: &Interaction, sentiment: Option<Sentim
 }
 
 impl Engine {
-    /// Classifies one text with the configured backend, recording its metrics.
-    pub fn classify(&self, text: &str) -> Sentiment {
+    /// Classifies one text without waiting on a queue (a queued backend's fast model answers),
+    /// recording its metrics: what ingest uses.
+    pub fn classify_inline(&self, text: &str) -> Sentiment {
         let started = Instant::now();
-        let sentiment = self.sentiment.classify(text);
-        telemetry::text_classified(self.sentiment.name(), sentiment.label, started.elapsed());
+        let sentiment = self.sentiment.classify_inline(text);
+        telemetry::text_classified(
+            self.sentiment.inline_name(),
+            sentiment.label,
+            started.elapsed(),
+        );
         sentiment
+    }
+
+    /// Classifies texts with the configured backend, waiting on its queue when it has one (the
+    /// `Classify` RPC). A full queue refuses the whole call.
+    pub async fn classify(&self, texts: &[String]) -> Result<Vec<Sentiment>, ClassifyError> {
+        let started = Instant::now();
+        let pending = texts
+            .iter()
+            .map(|text| self.sentiment.submit(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sentiments = Vec::with_capacity(pending.len());
+        for answer in pending {
+            sentiments.push(answer.await.map_err(|_| ClassifyError::Failed)?);
+        }
+        let per_text = started.elapsed() / u32::try_from(texts.len().max(1)).unwrap_or(u32::MAX);
+        for sentiment in &sentiments {
+            telemetry::text_classified(self.sentiment.name(), sentiment.label, per_text);
+        }
+        Ok(sentiments)
     }
 
     /// Classifies the event's text (when it has one) and applies the event; with `want_score` the
@@ -48,7 +83,7 @@ impl Engine {
         want_score: bool,
     ) -> (Option<Sentiment>, Applied) {
         let sentiment =
-            (!interaction.text.trim().is_empty()).then(|| self.classify(&interaction.text));
+            (!interaction.text.trim().is_empty()).then(|| self.classify_inline(&interaction.text));
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
         if let (Some(wal), Applied::Accepted(_)) = (&self.wal, &applied) {
             // Durable before the caller can acknowledge it; see `durability`.

@@ -34,6 +34,8 @@ pub const WATCHERS_CONNECTED: &str = "rapport_watchers_connected";
 /// Priority updates a slow watcher missed.
 pub const WATCH_UPDATES_DROPPED_TOTAL: &str = "rapport_watch_updates_dropped_total";
 
+/// Cascade decisions: texts kept with the fast model's label or sent to the transformer (`to`).
+pub const CASCADE_ROUTED_TOTAL: &str = "rapport_cascade_routed_total";
 /// 1 when a data directory is configured (write-ahead log on), 0 when running in memory only.
 pub const DURABILITY_ENABLED: &str = "rapport_durability_enabled";
 /// Events appended to the write-ahead log.
@@ -136,6 +138,10 @@ fn describe() {
         "Customers per retention-risk band (periodic census)."
     );
     describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
+    describe_counter!(
+        CASCADE_ROUTED_TOTAL,
+        "Cascade decisions: kept with the fast model (to=fast) or sent to the transformer."
+    );
     describe_gauge!(
         DURABILITY_ENABLED,
         "1 when the write-ahead log is on (--data-dir), 0 in memory only."
@@ -258,6 +264,12 @@ pub fn census(census: &Census) {
     for ((_, band), count) in RETENTION_RISK_BANDS.iter().zip(census.by_retention_risk) {
         gauge!(CUSTOMERS_BY_RETENTION_RISK, "band" => *band).set(count as f64);
     }
+}
+
+/// Counts one cascade decision: `kept` with the fast model's label, else sent to the transformer.
+pub fn cascade_routed(kept: bool) {
+    let to = if kept { "fast" } else { "transformer" };
+    counter!(CASCADE_ROUTED_TOTAL, "to" => to).increment(1);
 }
 
 /// Says whether the write-ahead log is on.

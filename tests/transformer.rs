@@ -19,7 +19,7 @@ fn write_tiny_model(dir: &Path) {
         "hidden_size": 32,
         "initializer_range": 0.02,
         "intermediate_size": 64,
-        "max_position_embeddings": 64,
+        "max_position_embeddings": 130,
         "num_attention_heads": 2,
         "num_hidden_layers": 2,
         "type_vocab_size": 2,

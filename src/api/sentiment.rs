@@ -27,7 +27,10 @@ impl SentimentApi {
         }
     }
 
-    fn classify(&self, request: pb::ClassifyRequest) -> Result<pb::ClassifyResponse, ApiError> {
+    async fn classify(
+        &self,
+        request: pb::ClassifyRequest,
+    ) -> Result<pb::ClassifyResponse, ApiError> {
         let pb::ClassifyRequest { texts } = request;
         if texts.len() > self.max_texts {
             return Err(FieldError::new(
@@ -44,9 +47,12 @@ impl SentimentApi {
             convert::check_text("texts", text, &self.limits)
                 .map_err(|error| error.at_index(index))?;
         }
-        let results = texts
+        let results = self
+            .engine
+            .classify(&texts)
+            .await?
             .iter()
-            .map(|text| convert::sentiment_to_pb(&self.engine.classify(text)))
+            .map(convert::sentiment_to_pb)
             .collect();
         Ok(pb::ClassifyResponse { results })
     }
@@ -60,6 +66,7 @@ impl SentimentService for Arc<SentimentApi> {
     ) -> Result<Response<pb::ClassifyResponse>, Status> {
         let started = Instant::now();
         let result = SentimentApi::classify(self, request.into_inner())
+            .await
             .map(Response::new)
             .map_err(Status::from);
         observed("Classify", started, result)

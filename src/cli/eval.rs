@@ -69,8 +69,10 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let rows = read_labelled(&args.file)?;
     let mut confusion = Confusion::default();
     let started = Instant::now();
-    for (gold, text) in &rows {
-        confusion.add(*gold, model.classify(text).label);
+    // One call for all texts: queued backends batch them.
+    let texts: Vec<&str> = rows.iter().map(|(_, text)| text.as_str()).collect();
+    for ((gold, _), sentiment) in rows.iter().zip(model.classify_all(&texts)) {
+        confusion.add(*gold, sentiment.label);
     }
     let seconds = started.elapsed().as_secs_f64();
     let recalls = confusion.recalls();

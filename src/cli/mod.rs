@@ -259,7 +259,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
     }
     config.validate()?;
-    let model = sentiment::load(config.server.sentiment, &config.server.models_dir())?;
+    let model = sentiment::load_with(
+        config.server.sentiment,
+        &config.server.models_dir(),
+        &config.transformer,
+    )?;
     runtime()?.block_on(async {
         let server = crate::server::start(&config, model).await?;
         crate::server::shutdown_signal().await;

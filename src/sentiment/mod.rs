@@ -60,13 +60,56 @@ pub struct Sentiment {
     pub confidence: f32,
 }
 
+/// A classification that may still be queued: await it (or `blocking_recv` outside a runtime). An
+/// error means the backend dropped the text (its worker failed).
+pub type Pending = tokio::sync::oneshot::Receiver<Sentiment>;
+
+/// A queued backend's queue is full; the caller should retry later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the {backend} queue is full ({capacity} texts waiting); retry with backoff")]
+pub struct Overloaded {
+    pub backend: &'static str,
+    pub capacity: usize,
+}
+
+/// A classification already answered.
+pub fn ready(sentiment: Sentiment) -> Result<Pending, Overloaded> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let _ = sender.send(sentiment);
+    Ok(receiver)
+}
+
 /// A sentiment backend. Implementations are immutable after construction and shared across threads.
+///
+/// In-process backends (fast, VADER) answer every method at once. Queued backends (transformer,
+/// cascade) batch on worker threads: [`SentimentModel::classify_inline`] answers with their fast
+/// model so ingest never waits on them, and [`SentimentModel::submit`] queues.
 pub trait SentimentModel: Send + Sync {
     /// Short name for logs and metrics.
     fn name(&self) -> &'static str;
 
-    /// Classifies one text.
+    /// Classifies one text, waiting for the answer; never call it from async code.
     fn classify(&self, text: &str) -> Sentiment;
+
+    /// Name of the model [`SentimentModel::classify_inline`] runs.
+    fn inline_name(&self) -> &'static str {
+        self.name()
+    }
+
+    /// Classifies without waiting on a queue: what ingest uses.
+    fn classify_inline(&self, text: &str) -> Sentiment {
+        self.classify(text)
+    }
+
+    /// Queues one text for a caller that can wait (the `Classify` RPC); a full queue refuses.
+    fn submit(&self, text: &str) -> Result<Pending, Overloaded> {
+        ready(self.classify(text))
+    }
+
+    /// Classifies many texts, waiting for all (queued backends batch them); never from async code.
+    fn classify_all(&self, texts: &[&str]) -> Vec<Sentiment> {
+        texts.iter().map(|text| self.classify(text)).collect()
+    }
 }
 
 /// Which backend to run.
@@ -77,18 +120,48 @@ pub enum Backend {
     Vader,
     /// Hashed n-gram logistic regression trained by `rapport train fast` (models/fast/).
     Fast,
-    /// Fine-tuned MiniLM classifier on libtorch (models/transformer/; feature `transformer`).
+    /// Fine-tuned MiniLM classifier on libtorch (models/transformer/; feature `transformer`),
+    /// batched on worker threads; ingest uses the fast model inline.
     #[cfg(feature = "transformer")]
     Transformer,
+    /// The fast model, and the transformer for texts the fast model is unsure of
+    /// (`[transformer] cascade_min_confidence`; feature `transformer`).
+    #[cfg(feature = "transformer")]
+    Cascade,
 }
 
-/// Loads the chosen backend from the model directory (`models/` in the repository).
+/// Loads the chosen backend from the model directory (`models/` in the repository), with the
+/// default `[transformer]` settings.
 pub fn load(backend: Backend, models_dir: &Path) -> anyhow::Result<Arc<dyn SentimentModel>> {
+    load_with(
+        backend,
+        models_dir,
+        &crate::config::TransformerConfig::default(),
+    )
+}
+
+/// Loads the chosen backend; queued backends start their worker threads per `transformer`.
+pub fn load_with(
+    backend: Backend,
+    models_dir: &Path,
+    transformer: &crate::config::TransformerConfig,
+) -> anyhow::Result<Arc<dyn SentimentModel>> {
+    let _ = transformer; // read only by the transformer backends
     match backend {
         Backend::Vader => Ok(Arc::new(vader::VaderModel::load(models_dir)?)),
         Backend::Fast => Ok(Arc::new(fast::FastModel::load(models_dir)?)),
         #[cfg(feature = "transformer")]
-        Backend::Transformer => Ok(Arc::new(transformer::TransformerModel::load(models_dir)?)),
+        Backend::Transformer => Ok(Arc::new(transformer::TransformerBackend::load(
+            models_dir,
+            transformer,
+            None,
+        )?)),
+        #[cfg(feature = "transformer")]
+        Backend::Cascade => Ok(Arc::new(transformer::TransformerBackend::load(
+            models_dir,
+            transformer,
+            Some(transformer.cascade_min_confidence),
+        )?)),
     }
 }
 

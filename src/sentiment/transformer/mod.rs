@@ -7,47 +7,102 @@
 
 pub mod convert;
 pub mod model;
+pub mod pool;
 pub mod text;
 
 pub use model::TransformerClassifier;
+pub use pool::TransformerPool;
 pub use text::normalize;
 
-use crate::sentiment::{Sentiment, SentimentModel};
+use crate::config::TransformerConfig;
+use crate::sentiment::fast::FastModel;
+use crate::sentiment::{ready, Overloaded, Pending, Sentiment, SentimentModel};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// File name of the shipped weights under `models/transformer/`.
 pub const WEIGHTS_FILE: &str = "sentiment-minilm-f16.ot";
 
-/// [`SentimentModel`] over a [`TransformerClassifier`]. The classifier is not `Sync`, so calls
-/// take a lock and run one at a time; batching callers should own a [`TransformerClassifier`]
-/// on one thread instead.
-pub struct TransformerModel {
-    classifier: Mutex<TransformerClassifier>,
+/// The `transformer` and `cascade` backends: the batched pool, with the fast model beside it for
+/// ingest (which never waits on the pool) and, in a cascade, for the texts it is sure of.
+pub struct TransformerBackend {
+    pool: TransformerPool,
+    fast: FastModel,
+    /// Cascade: the fast model's confidence below which a text goes to the transformer; `None`
+    /// sends every text to the transformer.
+    cascade_min_confidence: Option<f32>,
 }
 
-impl TransformerModel {
-    /// Loads `transformer/{config.json,vocab.txt,sentiment-minilm-f16.ot}` under `models_dir`.
-    /// Call it on a plain thread, not inside a tokio task.
-    pub fn load(models_dir: &Path) -> anyhow::Result<Self> {
-        let classifier =
-            TransformerClassifier::load_dir(&models_dir.join("transformer"), WEIGHTS_FILE)?;
+impl TransformerBackend {
+    /// Loads the fast model and starts the pool on `models_dir/transformer/` (call it outside
+    /// async code: it waits for the workers to load).
+    pub fn load(
+        models_dir: &Path,
+        config: &TransformerConfig,
+        cascade_min_confidence: Option<f32>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            classifier: Mutex::new(classifier),
+            pool: TransformerPool::start(&models_dir.join("transformer"), WEIGHTS_FILE, config)?,
+            fast: FastModel::load(models_dir)?,
+            cascade_min_confidence,
         })
+    }
+
+    /// The fast model's answer when a cascade keeps it.
+    fn kept_by_cascade(&self, text: &str) -> Option<Sentiment> {
+        let threshold = self.cascade_min_confidence?;
+        let fast = self.fast.classify(text);
+        let kept = fast.confidence >= threshold;
+        crate::telemetry::cascade_routed(kept);
+        kept.then_some(fast)
     }
 }
 
-impl SentimentModel for TransformerModel {
+impl SentimentModel for TransformerBackend {
     fn name(&self) -> &'static str {
-        "transformer"
+        if self.cascade_min_confidence.is_some() {
+            "cascade"
+        } else {
+            "transformer"
+        }
     }
 
     fn classify(&self, text: &str) -> Sentiment {
-        let classifier = self
-            .classifier
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        classifier.classify_batch(&[text])[0]
+        self.classify_all(&[text])[0]
+    }
+
+    fn inline_name(&self) -> &'static str {
+        self.fast.name()
+    }
+
+    fn classify_inline(&self, text: &str) -> Sentiment {
+        self.fast.classify(text)
+    }
+
+    fn submit(&self, text: &str) -> Result<Pending, Overloaded> {
+        match self.kept_by_cascade(text) {
+            Some(fast) => ready(fast),
+            None => self.pool.submit(text),
+        }
+    }
+
+    fn classify_all(&self, texts: &[&str]) -> Vec<Sentiment> {
+        let pending: Vec<Result<Sentiment, Pending>> = texts
+            .iter()
+            .map(|text| match self.kept_by_cascade(text) {
+                Some(fast) => Ok(fast),
+                None => Err(self.pool.submit_waiting(text)),
+            })
+            .collect();
+        texts
+            .iter()
+            .zip(pending)
+            .map(|(text, answer)| match answer {
+                Ok(sentiment) => sentiment,
+                // A failed batch: the fast model answers rather than nothing.
+                Err(pending) => pending
+                    .blocking_recv()
+                    .unwrap_or_else(|_| self.fast.classify(text)),
+            })
+            .collect()
     }
 }

@@ -197,7 +197,15 @@ impl TransformerClassifier {
             .map(|text| encode(&self.tokenizer, text, MAX_TOKENS))
             .collect();
         let refs: Vec<&[i64]> = encoded.iter().map(Vec::as_slice).collect();
-        let logits = logits(&self.model, &refs, self.pad_id, self.device);
+        self.classify_encoded(&refs)
+    }
+
+    /// Classifies already encoded texts ([`encode`]) as one dynamically padded batch.
+    pub fn classify_encoded(&self, sequences: &[&[i64]]) -> Vec<Sentiment> {
+        if sequences.is_empty() {
+            return Vec::new();
+        }
+        let logits = logits(&self.model, sequences, self.pad_id, self.device);
         sentiments_from_logits(&logits)
     }
 }
