@@ -2,9 +2,10 @@
 //! The gRPC services in `api/` only convert and delegate to this.
 
 use crate::domain::{Interaction, TimestampMs};
+use crate::scoring::RefineOutcome;
 use crate::sentiment::{Sentiment, SentimentModel};
 use crate::store::{Applied, Store};
-use crate::telemetry::{self, IngestOutcome};
+use crate::telemetry::{self, IngestOutcome, RefinementOutcome};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,9 +37,28 @@ pub fn now_ms() -> TimestampMs {
         })
 }
 
-/// Re-applies a logged event at recovery (no classification, no logging).
-pub fn replay(store: &Store, interaction: &Interaction, sentiment: Option<Sentiment>) {
-    store.apply(interaction, sentiment, 0, false);
+/// Re-applies a logged event, or a logged refinement of its sentiment, at recovery (no
+/// classification, no logging).
+pub fn replay(
+    store: &Store,
+    interaction: &Interaction,
+    sentiment: Option<Sentiment>,
+    refines: bool,
+) {
+    match (refines, sentiment) {
+        (true, Some(sentiment)) => {
+            store.refine(
+                &interaction.tenant_id,
+                &interaction.customer_id,
+                &interaction.event_id,
+                sentiment,
+                0,
+            );
+        }
+        _ => {
+            store.apply(interaction, sentiment, 0, false);
+        }
+    }
 }
 
 impl Engine {
@@ -74,6 +94,52 @@ impl Engine {
         Ok(sentiments)
     }
 
+    /// Where the backend has a better, queued model (transformer, cascade): sends the accepted
+    /// event's text to it and, when its label comes, re-folds the customer with it (the same
+    /// scores as if the event had carried it from the start), notifies watchers and logs it.
+    /// Ingest never waits for it; a full queue leaves the event with its inline label.
+    fn request_refinement(&self, interaction: &Interaction, inline: Sentiment) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // outside a runtime (recovery, tools): the inline label stands
+        };
+        let pending = match self.sentiment.refine(&interaction.text, inline) {
+            None => return,
+            Some(Err(_overloaded)) => {
+                telemetry::sentiment_refinement(RefinementOutcome::QueueFull);
+                return;
+            }
+            Some(Ok(pending)) => pending,
+        };
+        let store = Arc::clone(&self.store);
+        let wal = self.wal.clone();
+        let mut event = interaction.clone();
+        event.text = String::new(); // the label stands for the text from here on
+        runtime.spawn(async move {
+            let Ok(refined) = pending.await else {
+                telemetry::sentiment_refinement(RefinementOutcome::Failed);
+                return;
+            };
+            let outcome = store.refine(
+                &event.tenant_id,
+                &event.customer_id,
+                &event.event_id,
+                refined,
+                now_ms(),
+            );
+            let outcome = match outcome {
+                RefineOutcome::Refined => {
+                    if let Some(wal) = &wal {
+                        crate::durability::log_refinement_or_abort(wal, &event, refined);
+                    }
+                    RefinementOutcome::Refined
+                }
+                RefineOutcome::Unchanged => RefinementOutcome::Unchanged,
+                RefineOutcome::NotFound => RefinementOutcome::EventGone,
+            };
+            telemetry::sentiment_refinement(outcome);
+        });
+    }
+
     /// Classifies the event's text (when it has one) and applies the event; with `want_score` the
     /// customer's score after it comes back too.
     pub fn ingest(
@@ -88,6 +154,9 @@ impl Engine {
         if let (Some(wal), Applied::Accepted(_)) = (&self.wal, &applied) {
             // Durable before the caller can acknowledge it; see `durability`.
             crate::durability::log_or_abort(wal, interaction, sentiment);
+        }
+        if let (Some(inline), Applied::Accepted(_)) = (sentiment, &applied) {
+            self.request_refinement(interaction, inline);
         }
         let outcome = match applied {
             Applied::Accepted(_) => IngestOutcome::Accepted,

@@ -55,9 +55,13 @@ pub async fn start(
             let durability = config.durability.clone();
             let dir = dir.clone();
             let (wal, recovered) = tokio::task::spawn_blocking(move || {
-                crate::durability::Wal::open(&durability, &dir, |interaction, sentiment| {
-                    crate::engine::replay(&store, interaction, sentiment)
-                })
+                crate::durability::Wal::open(
+                    &durability,
+                    &dir,
+                    |interaction, sentiment, refines| {
+                        crate::engine::replay(&store, interaction, sentiment, refines)
+                    },
+                )
             })
             .await
             .context("recovery task failed")??;

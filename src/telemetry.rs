@@ -36,6 +36,9 @@ pub const WATCH_UPDATES_DROPPED_TOTAL: &str = "rapport_watch_updates_dropped_tot
 
 /// Cascade decisions: texts kept with the fast model's label or sent to the transformer (`to`).
 pub const CASCADE_ROUTED_TOTAL: &str = "rapport_cascade_routed_total";
+/// Ingested texts sent to the transformer for a refined label after the fast model scored them,
+/// by outcome (`refined`, `unchanged`, `event_gone`, `queue_full`, `failed`).
+pub const SENTIMENT_REFINEMENTS_TOTAL: &str = "rapport_sentiment_refinements_total";
 /// 1 when a data directory is configured (write-ahead log on), 0 when running in memory only.
 pub const DURABILITY_ENABLED: &str = "rapport_durability_enabled";
 /// Events appended to the write-ahead log.
@@ -141,6 +144,11 @@ fn describe() {
     describe_counter!(
         CASCADE_ROUTED_TOTAL,
         "Cascade decisions: kept with the fast model (to=fast) or sent to the transformer."
+    );
+    describe_counter!(
+        SENTIMENT_REFINEMENTS_TOTAL,
+        "Ingested texts whose fast label the transformer was asked to refine, by outcome \
+         (queue_full: the event keeps its fast label)."
     );
     describe_gauge!(
         DURABILITY_ENABLED,
@@ -270,6 +278,33 @@ pub fn census(census: &Census) {
 pub fn cascade_routed(kept: bool) {
     let to = if kept { "fast" } else { "transformer" };
     counter!(CASCADE_ROUTED_TOTAL, "to" => to).increment(1);
+}
+
+/// What became of one ingested text sent for a refined label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefinementOutcome {
+    /// The refined label changed the event's sentiment; the customer was re-folded.
+    Refined,
+    /// The refined label equalled the fast one.
+    Unchanged,
+    /// The event was no longer kept (compacted away) or its customer is gone.
+    EventGone,
+    /// The transformer's queue was full: the event keeps its fast label.
+    QueueFull,
+    /// The transformer's batch failed: the event keeps its fast label.
+    Failed,
+}
+
+/// Counts one refinement outcome.
+pub fn sentiment_refinement(outcome: RefinementOutcome) {
+    let outcome = match outcome {
+        RefinementOutcome::Refined => "refined",
+        RefinementOutcome::Unchanged => "unchanged",
+        RefinementOutcome::EventGone => "event_gone",
+        RefinementOutcome::QueueFull => "queue_full",
+        RefinementOutcome::Failed => "failed",
+    };
+    counter!(SENTIMENT_REFINEMENTS_TOTAL, "outcome" => outcome).increment(1);
 }
 
 /// Says whether the write-ahead log is on.

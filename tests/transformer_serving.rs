@@ -240,3 +240,181 @@ async fn classify_batches_through_the_pool_and_ingest_uses_the_fast_model() {
     let scored = reply.sentiment.expect("classified");
     assert!((scored.score - f64::from(fast.classify(text).score)).abs() < 1e-6);
 }
+
+/// What a store that had the transformer's label for every text from the start says of
+/// `customer` as of `as_of_ms`.
+fn reference_score(
+    models: &Path,
+    events: &[pb::Interaction],
+    customer: &str,
+    as_of_ms: i64,
+) -> rapport::scoring::Score {
+    let classifier =
+        TransformerClassifier::load_dir(&models.join("transformer"), WEIGHTS_FILE).unwrap();
+    let store = rapport::store::Store::new(Arc::new(rapport::config::ScoringConfig::default()), 16);
+    let limits = rapport::api::convert::Limits {
+        max_text_bytes: usize::MAX,
+        max_id_bytes: usize::MAX,
+        max_future_skew_ms: i64::MAX,
+    };
+    for event in events {
+        let sentiment =
+            (!event.text.is_empty()).then(|| classifier.classify_batch(&[event.text.as_str()])[0]);
+        let interaction =
+            rapport::api::convert::interaction_from_pb(event.clone(), &limits, 0).unwrap();
+        store.apply(&interaction, sentiment, 0, false);
+    }
+    store.customer("acme", customer, as_of_ms).unwrap()
+}
+
+/// Ingest scores each text at once with the fast model; the transformer's label arrives later
+/// and re-folds the customer to exactly what it would be had the events carried it from the
+/// start; the refinement is logged, so a restart from the data directory keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refined_labels_reach_the_scores_as_if_they_came_first_and_survive_a_restart() {
+    let models = tiny_models_dir();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = loopback_config();
+    config.server.sentiment = Backend::Transformer;
+    config.server.models_dir = Some(models.path().to_path_buf());
+    config.durability.data_dir = Some(data.path().to_path_buf());
+    config.transformer = TransformerConfig {
+        workers: 1,
+        threads: 1,
+        queue_capacity: 64,
+        max_batch_texts: 1,
+        ..TransformerConfig::default()
+    };
+    let backend = {
+        let dir = models.path().to_path_buf();
+        let transformer = config.transformer.clone();
+        tokio::task::spawn_blocking(move || {
+            rapport::sentiment::load_with(Backend::Transformer, &dir, &transformer)
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    let server = rapport::server::start(&config, backend).await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut ingest = pb::ingest_service_client::IngestServiceClient::new(channel.clone());
+    let mut scoring = pb::scoring_service_client::ScoringServiceClient::new(channel);
+
+    // Out of order, with one event without text and one from the brand.
+    let events = vec![
+        with_text(
+            event("acme", "c1", "e3", T0_MS + 3 * HOUR_MS),
+            "bad day, i hate this",
+        ),
+        with_text(
+            event("acme", "c1", "e1", T0_MS),
+            "i love this movie so much",
+        ),
+        event("acme", "c1", "e2", T0_MS + HOUR_MS),
+        outbound(with_text(
+            event("acme", "c1", "e4", T0_MS + 4 * HOUR_MS),
+            "so good",
+        )),
+        with_text(
+            event("acme", "c1", "e5", T0_MS + 5 * HOUR_MS),
+            "@bob not good, the day",
+        ),
+    ];
+    let summary = ingest
+        .ingest(tokio_stream::iter(events.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.accepted, events.len() as u64);
+
+    let as_of_ms = T0_MS + DAY_MS;
+    let expected = {
+        let dir = models.path().to_path_buf();
+        let events = events.clone();
+        tokio::task::spawn_blocking(move || reference_score(&dir, &events, "c1", as_of_ms))
+            .await
+            .unwrap()
+    };
+    let customer = |scoring: &mut pb::scoring_service_client::ScoringServiceClient<_>| {
+        let mut scoring = scoring.clone();
+        async move {
+            scoring
+                .get_customer(pb::GetCustomerRequest {
+                    tenant_id: "acme".into(),
+                    customer_id: "c1".into(),
+                    as_of: Some(ts(as_of_ms)),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let matches = |score: &pb::CustomerScore| {
+        (score.sentiment - expected.sentiment).abs() < 1e-12
+            && (score.retention_risk - expected.retention_risk).abs() < 1e-12
+            && (score.priority - expected.priority).abs() < 1e-12
+    };
+    let mut refined = customer(&mut scoring).await;
+    for _ in 0..200 {
+        if matches(&refined) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        refined = customer(&mut scoring).await;
+    }
+    assert!(
+        matches(&refined),
+        "after refinement: sentiment {} risk {} priority {}, expected {} {} {}",
+        refined.sentiment,
+        refined.retention_risk,
+        refined.priority,
+        expected.sentiment,
+        expected.retention_risk,
+        expected.priority
+    );
+    let metrics = {
+        let addr = server.metrics_addr;
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let mut body = String::new();
+            stream.read_to_string(&mut body).unwrap();
+            body
+        })
+        .await
+        .unwrap()
+    };
+    // Four texts: e1, e3, e5 inbound and e4 from the brand (its label is refined too). The
+    // metrics registry is process-wide, so other tests' refinements may add to the count.
+    let refined_count: f64 = metrics
+        .lines()
+        .find(|line| line.starts_with("rapport_sentiment_refinements_total{outcome=\"refined\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .expect("refinements counted");
+    assert!(refined_count >= 4.0, "{refined_count}");
+    server
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // Restart from the log with the fast backend: the refined labels were logged.
+    let mut config = loopback_config();
+    config.server.models_dir = Some(models.path().to_path_buf());
+    config.durability.data_dir = Some(data.path().to_path_buf());
+    let mut restarted = start_with(config).await;
+    let recovered = restarted.customer("acme", "c1", as_of_ms).await;
+    assert!(
+        matches(&recovered),
+        "recovered sentiment {}, expected {}",
+        recovered.sentiment,
+        expected.sentiment
+    );
+}

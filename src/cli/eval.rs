@@ -101,24 +101,30 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rapport train fast`: trains on gold labels, reports validation figures, writes the model.
+/// `rapport train fast`: trains on gold labels, or on the teacher's softened logits with
+/// `--teacher`, reports validation figures, writes the model.
 pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()> {
-    use crate::sentiment::fast::{linear, FastModel, GOLD_MODEL_FILE};
+    use crate::sentiment::fast::{linear, FastModel, DISTILLED_MODEL_FILE, GOLD_MODEL_FILE};
     use crate::sentiment::SentimentModel;
-    let examples: Vec<(String, usize)> = read_labelled(&args.train)?
-        .into_iter()
-        .map(|(label, text)| (text, label.index()))
-        .collect();
+    let rows = read_labelled(&args.train)?;
     let config = linear::TrainConfig {
         seed: args.seed,
         ..linear::TrainConfig::default()
     };
     println!(
-        "training on {} texts from {} ({config:?})",
-        examples.len(),
-        args.train.display()
+        "training on {} texts from {}{} ({config:?})",
+        rows.len(),
+        args.train.display(),
+        match &args.teacher {
+            Some(teacher) => format!(
+                ", targets: {} at temperature {}",
+                teacher.display(),
+                args.temperature
+            ),
+            None => ", targets: gold labels".to_string(),
+        }
     );
-    let model = linear::LinearModel::train(&examples, &config, |report| {
+    let report = |report: linear::EpochReport| {
         println!(
             "epoch {}/{}  loss {:.4}  train accuracy {:.4}  {:.1} s",
             report.epoch,
@@ -127,12 +133,48 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
             report.train_accuracy,
             report.elapsed.as_secs_f64()
         );
-    });
+    };
+    let model = match &args.teacher {
+        None => {
+            let examples: Vec<(String, usize)> = rows
+                .into_iter()
+                .map(|(label, text)| (text, label.index()))
+                .collect();
+            linear::LinearModel::train(&examples, &config, report)
+        }
+        Some(teacher) => {
+            anyhow::ensure!(
+                args.temperature.is_finite() && args.temperature > 0.0,
+                "--temperature must be positive"
+            );
+            let logits = super::distill::read_logits(teacher)?;
+            anyhow::ensure!(
+                logits.len() == rows.len(),
+                "{} has {} rows of logits, {} has {} texts",
+                teacher.display(),
+                logits.len(),
+                args.train.display(),
+                rows.len()
+            );
+            let examples: Vec<(String, [f32; 3])> = rows
+                .into_iter()
+                .zip(logits)
+                .map(|((_, text), logits)| {
+                    (text, super::distill::soft_targets(logits, args.temperature))
+                })
+                .collect();
+            linear::LinearModel::train_soft(&examples, &config, report)
+        }
+    };
     let bytes = model.to_bytes();
     let out = args.out.clone().unwrap_or_else(|| {
         crate::sentiment::default_models_dir()
             .join("fast")
-            .join(GOLD_MODEL_FILE)
+            .join(if args.teacher.is_some() {
+                DISTILLED_MODEL_FILE
+            } else {
+                GOLD_MODEL_FILE
+            })
     });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;

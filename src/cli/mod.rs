@@ -1,6 +1,7 @@
 //! Command line: `serve` (the default), `classify`, `eval`, `send`, `top`, `watch`.
 
 pub mod client;
+mod distill;
 mod eval;
 mod health;
 pub mod loadgen;
@@ -60,8 +61,18 @@ pub enum Command {
 /// Models `train` can build.
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
-    /// The fast hashed n-gram model, on gold labels (seeded, deterministic).
+    /// The fast hashed n-gram model, on gold labels or (--teacher) distilled from the
+    /// transformer's cached logits (seeded, deterministic).
     Fast(TrainFastArgs),
+    /// Write the best fine-tuning checkpoint as the served model (half precision).
+    #[cfg(feature = "transformer")]
+    TransformerExport(train_transformer::ExportArgs),
+    /// Cache the transformer's logits over a labelled file (distillation targets, cascade).
+    #[cfg(feature = "transformer")]
+    TeacherLogits(distill::TeacherLogitsArgs),
+    /// Choose the cascade threshold on val from the fast model and the cached teacher logits.
+    #[cfg(feature = "transformer")]
+    Cascade(distill::CascadeArgs),
     /// Fine-tune the MiniLM transformer classifier (resumable; feature `transformer`).
     #[cfg(feature = "transformer")]
     Transformer(train_transformer::TrainTransformerArgs),
@@ -79,11 +90,19 @@ pub struct TrainFastArgs {
     /// Validation data, reported after training.
     #[arg(long, default_value = "../shared/data/sentiment/val.tsv")]
     pub val: PathBuf,
-    /// Where to write the model [default: models/fast/sentiment-gold.bin in the crate].
+    /// Where to write the model [default: models/fast/sentiment-gold.bin in the crate, or
+    /// sentiment-distilled.bin with --teacher].
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Distil: train on the transformer's logits over `--train` (`train teacher-logits`),
+    /// softened by `--temperature`, instead of the gold labels.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Softmax temperature applied to the teacher's logits.
+    #[arg(long, default_value_t = 2.0)]
+    pub temperature: f32,
 }
 
 /// Options of `serve`; each overrides the config file.
@@ -203,6 +222,12 @@ pub fn main() -> anyhow::Result<()> {
         Command::Train(TrainCommand::Fast(args)) => eval::train_fast(&args),
         #[cfg(feature = "transformer")]
         Command::Train(TrainCommand::Transformer(args)) => train_transformer::run(&args),
+        #[cfg(feature = "transformer")]
+        Command::Train(TrainCommand::TransformerExport(args)) => train_transformer::export(&args),
+        #[cfg(feature = "transformer")]
+        Command::Train(TrainCommand::TeacherLogits(args)) => distill::teacher_logits(&args),
+        #[cfg(feature = "transformer")]
+        Command::Train(TrainCommand::Cascade(args)) => distill::cascade(&args),
         #[cfg(feature = "transformer")]
         Command::Train(TrainCommand::TransformerBase(args)) => {
             train_transformer::convert_base(&args)

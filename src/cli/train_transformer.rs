@@ -30,6 +30,8 @@ const DECAY_GROUP: usize = 0;
 const NO_DECAY_GROUP: usize = 1;
 /// Texts per forward pass when evaluating.
 const EVAL_BATCH_SIZE: usize = 64;
+/// Batches per window sorted by length when batches are grouped by length.
+const LENGTH_GROUP_BATCHES: usize = 50;
 
 /// Options of `train transformer`.
 #[derive(Debug, Args)]
@@ -85,6 +87,9 @@ pub struct TrainTransformerArgs {
     /// Continue from last.ot + state.json in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Form batches of texts of similar length (less padding, ~1.5-2x faster steps on CPU).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub group_by_length: bool,
 }
 
 /// Options of `train transformer-base`.
@@ -95,6 +100,17 @@ pub struct ConvertBaseArgs {
     pub from: PathBuf,
     /// Where to write rust_model.ot, config.json and vocab.txt.
     #[arg(long, default_value = "models/transformer/base")]
+    pub out: PathBuf,
+}
+
+/// Options of `train transformer-export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Checkpoint directory of `train transformer` (best.ot, config.json, vocab.txt).
+    #[arg(long, default_value = "models/transformer/checkpoints")]
+    pub from: PathBuf,
+    /// Where the served model goes: sentiment-minilm-f16.ot, config.json, vocab.txt.
+    #[arg(long, default_value = "models/transformer")]
     pub out: PathBuf,
 }
 
@@ -129,6 +145,9 @@ pub struct TrainState {
     pub lr: f64,
     pub batch_size: usize,
     pub steps_per_epoch: usize,
+    /// Whether batches group texts of similar length.
+    #[serde(default)]
+    pub group_by_length: bool,
     /// Wall time spent so far, across resumes.
     pub train_seconds: f64,
     /// Best validation figures so far (weights in best.ot).
@@ -150,6 +169,34 @@ pub(super) fn convert_base(args: &ConvertBaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the best checkpoint as the served model: weights in half precision (half the bytes;
+/// loading converts them back to f32), with its config and vocabulary.
+pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    let config = model::load_config(&args.from.join("config.json"))?;
+    let (mut vs, _classifier) = model::build(&config, Device::Cpu)?;
+    let best = args.from.join("best.ot");
+    vs.load(&best)
+        .with_context(|| format!("cannot load {}", best.display()))?;
+    vs.half();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let weights = args.out.join(crate::sentiment::transformer::WEIGHTS_FILE);
+    save_weights_atomic(&vs, &weights)?;
+    for file in ["config.json", "vocab.txt"] {
+        std::fs::copy(args.from.join(file), args.out.join(file))
+            .with_context(|| format!("cannot copy {file} to {}", args.out.display()))?;
+    }
+    if let Ok(record) = std::fs::read_to_string(args.from.join("best.json")) {
+        std::fs::write(args.out.join("best.json"), record)?;
+    }
+    eprintln!(
+        "wrote {} ({} bytes)",
+        weights.display(),
+        std::fs::metadata(&weights)?.len()
+    );
+    Ok(())
+}
+
 /// Learning rate at `step` (0-based): linear warm-up to `peak` over `warmup_steps`, then linear
 /// decay to 0 at `total_steps`.
 pub fn lr_at(step: usize, peak: f64, warmup_steps: usize, total_steps: usize) -> f64 {
@@ -161,14 +208,36 @@ pub fn lr_at(step: usize, peak: f64, warmup_steps: usize, total_steps: usize) ->
     }
 }
 
-/// Row order of `epoch`: a shuffle seeded by `seed` and `epoch` only.
-pub fn epoch_order(rows: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..rows).collect();
+/// Row order of `epoch`, drawn from `seed` and `epoch` only, so a resumed run sees the same
+/// batches. With `group_by_length`, rows are shuffled, cut into windows of
+/// [`LENGTH_GROUP_BATCHES`] batches, sorted by token count inside each window, and the resulting
+/// batches are shuffled: a batch holds texts of similar length, so dynamic padding wastes little
+/// (tweets average 29 word pieces, while a random batch of 32 pads to about twice that).
+pub fn epoch_order(
+    lengths: &[usize],
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    group_by_length: bool,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
     let epoch_seed = seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(epoch as u64 + 1);
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(epoch_seed));
-    order
+    let mut rng = rand::rngs::StdRng::seed_from_u64(epoch_seed);
+    order.shuffle(&mut rng);
+    if !group_by_length || batch_size == 0 {
+        return order;
+    }
+    for window in order.chunks_mut(batch_size * LENGTH_GROUP_BATCHES) {
+        window.sort_by_key(|&row| lengths[row]);
+    }
+    let mut batches: Vec<&[usize]> = order.chunks(batch_size).collect();
+    // The last, possibly short, batch stays last so every other batch is full.
+    let last = batches.pop();
+    batches.shuffle(&mut rng);
+    batches.extend(last);
+    batches.concat()
 }
 
 /// Puts biases and LayerNorm parameters in [`NO_DECAY_GROUP`], everything else in
@@ -289,6 +358,7 @@ pub(super) fn run(args: &TrainTransformerArgs) -> anyhow::Result<()> {
         encode_started.elapsed().as_secs_f64()
     );
 
+    let train_lengths: Vec<usize> = train.ids.iter().map(Vec::len).collect();
     let steps_per_epoch = train.ids.len().div_ceil(args.batch_size);
     let total_steps = steps_per_epoch * args.epochs;
     let warmup_steps = ((total_steps as f64 * args.warmup_fraction).ceil() as usize).max(1);
@@ -310,7 +380,8 @@ pub(super) fn run(args: &TrainTransformerArgs) -> anyhow::Result<()> {
                 && state.epochs == args.epochs
                 && state.batch_size == args.batch_size
                 && state.lr == args.lr
-                && state.steps_per_epoch == steps_per_epoch,
+                && state.steps_per_epoch == steps_per_epoch
+                && state.group_by_length == args.group_by_length,
             "{}: run settings differ (seed {}, epochs {}, batch size {}, lr {}, steps/epoch {}); \
              resume with the same settings",
             state_path.display(),
@@ -331,6 +402,7 @@ pub(super) fn run(args: &TrainTransformerArgs) -> anyhow::Result<()> {
             lr: args.lr,
             batch_size: args.batch_size,
             steps_per_epoch,
+            group_by_length: args.group_by_length,
             train_seconds: 0.0,
             best: None,
             history: Vec::new(),
@@ -440,7 +512,13 @@ pub(super) fn run(args: &TrainTransformerArgs) -> anyhow::Result<()> {
         };
 
     while state.epoch < args.epochs {
-        let order = epoch_order(train.ids.len(), args.seed, state.epoch);
+        let order = epoch_order(
+            &train_lengths,
+            args.batch_size,
+            args.seed,
+            state.epoch,
+            args.group_by_length,
+        );
         while state.step_in_epoch < steps_per_epoch {
             if args.max_steps.is_some_and(|max| state.global_step >= max) {
                 state.train_seconds = seconds_before + session_started.elapsed().as_secs_f64();
@@ -540,4 +618,36 @@ pub(super) fn run(args: &TrainTransformerArgs) -> anyhow::Result<()> {
         args.out.join("best.ot").display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation_with_length_grouped_batches() {
+        let lengths: Vec<usize> = (0..10_000).map(|row| 5 + (row * 7919) % 60).collect();
+        let order = epoch_order(&lengths, 32, 7, 1, true);
+        assert_eq!(order, epoch_order(&lengths, 32, 7, 1, true));
+        assert_ne!(order, epoch_order(&lengths, 32, 7, 2, true));
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..lengths.len()).collect::<Vec<_>>());
+        let padded = |order: &[usize]| -> usize {
+            order
+                .chunks(32)
+                .map(|batch| batch.iter().map(|&row| lengths[row]).max().unwrap() * batch.len())
+                .sum()
+        };
+        let random = epoch_order(&lengths, 32, 7, 1, false);
+        assert!(padded(&order) * 10 < padded(&random) * 7);
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_zero() {
+        assert!((lr_at(0, 1.0, 10, 100) - 0.1).abs() < 1e-12);
+        assert!((lr_at(9, 1.0, 10, 100) - 1.0).abs() < 1e-12);
+        assert!(lr_at(50, 1.0, 10, 100) < 1.0);
+        assert_eq!(lr_at(100, 1.0, 10, 100), 0.0);
+    }
 }

@@ -97,6 +97,10 @@ pub struct WalRecord {
     pub score: f32,
     #[prost(float, tag = "5")]
     pub confidence: f32,
+    /// The record carries a refined sentiment for an event logged before it (a queued backend's
+    /// later answer), not a new event.
+    #[prost(bool, tag = "6")]
+    pub refines: bool,
 }
 
 impl WalRecord {
@@ -114,10 +118,20 @@ impl WalRecord {
             }),
             score: sentiment.map_or(0.0, |s| s.score),
             confidence: sentiment.map_or(0.0, |s| s.confidence),
+            refines: false,
         }
     }
 
-    fn decode_event(self) -> anyhow::Result<(Interaction, Option<Sentiment>)> {
+    /// The record of a refined sentiment for an event already logged.
+    pub fn refinement(interaction: &Interaction, sentiment: Sentiment) -> Self {
+        Self {
+            refines: true,
+            ..Self::new(interaction, Some(sentiment))
+        }
+    }
+
+    fn decode_event(self) -> anyhow::Result<(Interaction, Option<Sentiment>, bool)> {
+        let refines = self.refines;
         let limits = Limits {
             max_text_bytes: usize::MAX,
             max_id_bytes: usize::MAX,
@@ -135,7 +149,7 @@ impl WalRecord {
             score: self.score,
             confidence: self.confidence,
         });
-        Ok((interaction, sentiment))
+        Ok((interaction, sentiment, refines))
     }
 }
 
@@ -228,12 +242,13 @@ pub struct Recovered {
 }
 
 impl Wal {
-    /// Loads the snapshot and replays the log through `apply`, folds them into a fresh snapshot and
-    /// opens an empty log.
+    /// Loads the snapshot and replays the log through `apply` (event, sentiment, whether the
+    /// record refines an earlier event's sentiment), folds them into a fresh snapshot and opens
+    /// an empty log.
     pub fn open(
         config: &DurabilityConfig,
         dir: &Path,
-        mut apply: impl FnMut(&Interaction, Option<Sentiment>),
+        mut apply: impl FnMut(&Interaction, Option<Sentiment>, bool),
     ) -> anyhow::Result<(Arc<Self>, Recovered)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -257,8 +272,8 @@ impl Wal {
         for payload in snapshot_payloads.iter().chain(log_payloads.iter()) {
             let record = <WalRecord as prost::Message>::decode(*payload)
                 .context("undecodable record with a valid checksum")?;
-            let (interaction, sentiment) = record.decode_event()?;
-            apply(&interaction, sentiment);
+            let (interaction, sentiment, refines) = record.decode_event()?;
+            apply(&interaction, sentiment, refines);
         }
         if recovered.torn_bytes > 0 {
             tracing::warn!(
@@ -378,6 +393,14 @@ fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
 pub fn log_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Option<Sentiment>) {
     if let Err(error) = wal.append(&WalRecord::new(interaction, sentiment)) {
         tracing::error!(%error, "write-ahead log failed: stopping rather than acknowledge");
+        std::process::abort();
+    }
+}
+
+/// Appends a refined sentiment for a logged event, stopping the process if that fails.
+pub fn log_refinement_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Sentiment) {
+    if let Err(error) = wal.append(&WalRecord::refinement(interaction, sentiment)) {
+        tracing::error!(%error, "write-ahead log failed: stopping rather than lose a refinement");
         std::process::abort();
     }
 }

@@ -538,7 +538,7 @@ fn respond_pressure(open: &OpenThread, at: TimestampMs, config: &ScoringConfig) 
 mod tests {
     use super::*;
     use crate::domain::Direction;
-    use crate::scoring::{CustomerHistory, EventRecord, InsertOutcome};
+    use crate::scoring::{CustomerHistory, EventRecord, InsertOutcome, RefineOutcome};
     use proptest::prelude::*;
 
     const DAY_MS: i64 = 86_400_000;
@@ -699,6 +699,36 @@ mod tests {
                     full.summary_as_of(as_of, &config).map(|s| s.into_owned())
                 );
             }
+        }
+
+        /// A refined sentiment arriving after the event gives exactly the summary the event
+        /// would have given had it carried that sentiment from the start, in any arrival order.
+        #[test]
+        fn refined_sentiment_equals_having_it_first(
+            records in proptest::collection::vec(arbitrary_record(), 1..40),
+            pick in any::<prop::sample::Index>(),
+            refined in (-1.0f32..=1.0, 0.0f32..=1.0),
+        ) {
+            let config = ScoringConfig::default();
+            let mut late = CustomerHistory::default();
+            for r in &records { late.insert(*r, &config); }
+            let target = records[pick.index(records.len())];
+            let kept = late.records().iter().find(|r| r.event_key == target.event_key).copied();
+            let outcome = late.refine_sentiment(target.event_key, refined.0, refined.1, &config);
+            let mut first = CustomerHistory::default();
+            for r in &records {
+                let mut r = *r;
+                if Some(r) == kept && r.has_sentiment {
+                    r.sentiment_score = refined.0;
+                    r.sentiment_confidence = refined.1;
+                }
+                first.insert(r, &config);
+            }
+            match kept {
+                Some(record) if record.has_sentiment => prop_assert_ne!(outcome, RefineOutcome::NotFound),
+                _ => prop_assert_eq!(outcome, RefineOutcome::NotFound),
+            }
+            prop_assert_eq!(late.summary(), first.summary());
         }
 
         /// Ranking's evaluation gives every number of the full one, only without the reasons.

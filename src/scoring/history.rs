@@ -201,6 +201,17 @@ pub enum InsertOutcome {
     BeforeRetained,
 }
 
+/// Result of replacing an event's sentiment with a refined one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefineOutcome {
+    /// The record now carries the refined sentiment and the fold was redone.
+    Refined,
+    /// The record already carried exactly this sentiment; nothing changed.
+    Unchanged,
+    /// No kept record has this event id with text (never applied, or compacted into the base).
+    NotFound,
+}
+
 /// A customer's events sorted by [`EventRecord::order_key`], with their fold.
 ///
 /// At most `max_events_per_customer` records are kept: beyond it the oldest quarter is folded into
@@ -246,6 +257,34 @@ impl CustomerHistory {
             self.compact(config);
         }
         InsertOutcome::Inserted
+    }
+
+    /// Replaces the sentiment of the event keyed `event_key` (a slower backend's later answer)
+    /// and re-folds, so the summary is exactly the one the event would have given had it carried
+    /// this sentiment from the start.
+    pub fn refine_sentiment(
+        &mut self,
+        event_key: u64,
+        sentiment_score: f32,
+        sentiment_confidence: f32,
+        config: &ScoringConfig,
+    ) -> RefineOutcome {
+        let Some(record) = self
+            .records
+            .iter_mut()
+            .find(|r| r.event_key == event_key && r.has_sentiment)
+        else {
+            return RefineOutcome::NotFound;
+        };
+        if record.sentiment_score.to_bits() == sentiment_score.to_bits()
+            && record.sentiment_confidence.to_bits() == sentiment_confidence.to_bits()
+        {
+            return RefineOutcome::Unchanged;
+        }
+        record.sentiment_score = sentiment_score;
+        record.sentiment_confidence = sentiment_confidence;
+        self.summary = self.fold_records(self.records.len(), config);
+        RefineOutcome::Refined
     }
 
     /// Folds the oldest quarter of the kept records into the base and drops them.

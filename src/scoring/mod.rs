@@ -11,4 +11,6 @@ mod history;
 
 pub use decay::{decay_factor, decayed};
 pub use evaluate::{evaluate, evaluate_for_ranking, Factor, FactorKind, Score};
-pub use history::{CustomerHistory, EventRecord, InsertOutcome, OpenThread, Summary};
+pub use history::{
+    CustomerHistory, EventRecord, InsertOutcome, OpenThread, RefineOutcome, Summary,
+};

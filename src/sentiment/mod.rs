@@ -106,6 +106,14 @@ pub trait SentimentModel: Send + Sync {
         ready(self.classify(text))
     }
 
+    /// For a text ingest scored with [`SentimentModel::classify_inline`] (`inline` is that
+    /// answer): queues it for this backend's better label, which the caller applies when it
+    /// comes. `None` when the inline answer is final (in-process backends, or a cascade sure of
+    /// it); a full queue refuses at once, and the event keeps its inline label.
+    fn refine(&self, _text: &str, _inline: Sentiment) -> Option<Result<Pending, Overloaded>> {
+        None
+    }
+
     /// Classifies many texts, waiting for all (queued backends batch them); never from async code.
     fn classify_all(&self, texts: &[&str]) -> Vec<Sentiment> {
         texts.iter().map(|text| self.classify(text)).collect()
@@ -118,8 +126,11 @@ pub trait SentimentModel: Send + Sync {
 pub enum Backend {
     /// Rule-and-lexicon classifier following VADER's published rules.
     Vader,
-    /// Hashed n-gram logistic regression trained by `rapport train fast` (models/fast/).
+    /// Hashed n-gram logistic regression trained by `rapport train fast` (models/fast/): the
+    /// model distilled from the transformer when present, else the gold-label one.
     Fast,
+    /// The fast model's gold-label twin (models/fast/sentiment-gold.bin), for comparison.
+    FastGold,
     /// Fine-tuned MiniLM classifier on libtorch (models/transformer/; feature `transformer`),
     /// batched on worker threads; ingest uses the fast model inline.
     #[cfg(feature = "transformer")]
@@ -150,6 +161,7 @@ pub fn load_with(
     match backend {
         Backend::Vader => Ok(Arc::new(vader::VaderModel::load(models_dir)?)),
         Backend::Fast => Ok(Arc::new(fast::FastModel::load(models_dir)?)),
+        Backend::FastGold => Ok(Arc::new(fast::FastModel::load_gold(models_dir)?)),
         #[cfg(feature = "transformer")]
         Backend::Transformer => Ok(Arc::new(transformer::TransformerBackend::load(
             models_dir,

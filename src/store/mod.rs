@@ -8,7 +8,8 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Action, Interaction, TimestampMs};
 use crate::scoring::{
-    evaluate, evaluate_for_ranking, CustomerHistory, EventRecord, InsertOutcome, Score,
+    evaluate, evaluate_for_ranking, CustomerHistory, EventRecord, InsertOutcome, RefineOutcome,
+    Score,
 };
 use crate::sentiment::Sentiment;
 use dashmap::mapref::entry::Entry;
@@ -93,6 +94,18 @@ impl TopQuery {
         !self.action.is_some_and(|action| action != score.action)
             && score.retention_risk >= self.min_retention_risk
     }
+}
+
+/// A customer whose fold just changed, for [`Store::announce`].
+struct ChangedCustomer<'a> {
+    customer_id: &'a str,
+    event_id: &'a str,
+    /// When the scores are evaluated.
+    eval_at: TimestampMs,
+    /// The score before the change, when watchers need it.
+    previous: Option<Score>,
+    /// The score after it, when the caller or watchers need it.
+    score: Option<Score>,
 }
 
 /// Keyed hashing (ids come from clients), faster than the default SipHash.
@@ -249,39 +262,100 @@ impl Store {
             InsertOutcome::Inserted => {
                 let score = (want_score || watched)
                     .then(|| evaluate(history.summary(), eval_at, &self.config));
-                {
-                    // TopCustomers' index: is the customer now high enough to be a candidate?
-                    let ranking = tenant.ranking();
-                    if ranking.takes_everyone() {
-                        ranking.note_everywhere(&interaction.customer_id);
-                    } else {
-                        let (priority, action) = match &score {
-                            Some(score) => (score.priority, score.action),
-                            None => {
-                                let ranked =
-                                    evaluate_for_ranking(history.summary(), eval_at, &self.config);
-                                (ranked.priority, ranked.action)
-                            }
-                        };
-                        ranking.note(&interaction.customer_id, priority, action);
-                    }
-                }
-                drop(history);
-                if let (true, Some(score)) = (watched, &score) {
-                    let (previous_priority, previous_action) =
-                        previous.map_or((0.0, Action::None), |p| (p.priority, p.action));
-                    // A send error only means every watcher left meanwhile.
-                    let _ = tenant.updates.send(Arc::new(PriorityChange {
-                        customer_id: interaction.customer_id.clone(),
-                        event_id: interaction.event_id.clone(),
-                        previous_priority,
-                        previous_action,
-                        score: score.clone(),
-                    }));
-                }
+                let change = ChangedCustomer {
+                    customer_id: &interaction.customer_id,
+                    event_id: &interaction.event_id,
+                    eval_at,
+                    previous,
+                    score,
+                };
+                let score = self.announce(&tenant, history, change, watched);
                 Applied::Accepted(score.filter(|_| want_score))
             }
         }
+    }
+
+    /// Replaces the sentiment of an applied event with a slower backend's refined answer and
+    /// re-folds the customer, exactly as if the event had carried it from the start; the ranking
+    /// index and watchers hear of the change like of a new event.
+    pub fn refine(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        event_id: &str,
+        sentiment: Sentiment,
+        now_ms: TimestampMs,
+    ) -> RefineOutcome {
+        let Some(tenant) = self.tenant(tenant_id) else {
+            return RefineOutcome::NotFound;
+        };
+        let watched = tenant.updates.receiver_count() > 0;
+        let Some(mut history) = tenant.customers.get_mut(customer_id) else {
+            return RefineOutcome::NotFound;
+        };
+        let eval_at = now_ms.max(history.summary().last_event_at_ms);
+        let previous = watched.then(|| evaluate(history.summary(), eval_at, &self.config));
+        let outcome = history.refine_sentiment(
+            id_key(event_id),
+            sentiment.score,
+            sentiment.confidence,
+            &self.config,
+        );
+        if outcome == RefineOutcome::Refined {
+            let score = watched.then(|| evaluate(history.summary(), eval_at, &self.config));
+            let change = ChangedCustomer {
+                customer_id,
+                event_id,
+                eval_at,
+                previous,
+                score,
+            };
+            self.announce(&tenant, history, change, watched);
+        }
+        outcome
+    }
+
+    /// After a customer's fold changed: tells the ranking index whether the customer is now a
+    /// candidate, releases the customer's lock, and notifies watchers. Returns the score.
+    fn announce(
+        &self,
+        tenant: &Tenant,
+        history: dashmap::mapref::one::RefMut<'_, String, CustomerHistory>,
+        change: ChangedCustomer<'_>,
+        watched: bool,
+    ) -> Option<Score> {
+        {
+            // TopCustomers' index: is the customer now high enough to be a candidate?
+            let ranking = tenant.ranking();
+            if ranking.takes_everyone() {
+                ranking.note_everywhere(change.customer_id);
+            } else {
+                let (priority, action) = match &change.score {
+                    Some(score) => (score.priority, score.action),
+                    None => {
+                        let ranked =
+                            evaluate_for_ranking(history.summary(), change.eval_at, &self.config);
+                        (ranked.priority, ranked.action)
+                    }
+                };
+                ranking.note(change.customer_id, priority, action);
+            }
+        }
+        drop(history);
+        if let (true, Some(score)) = (watched, &change.score) {
+            let (previous_priority, previous_action) = change
+                .previous
+                .map_or((0.0, Action::None), |p| (p.priority, p.action));
+            // A send error only means every watcher left meanwhile.
+            let _ = tenant.updates.send(Arc::new(PriorityChange {
+                customer_id: change.customer_id.to_string(),
+                event_id: change.event_id.to_string(),
+                previous_priority,
+                previous_action,
+                score: score.clone(),
+            }));
+        }
+        change.score
     }
 
     /// A customer's score as of `as_of_ms`, from the events at or before it; `None` when the

@@ -1011,15 +1011,55 @@ impl LinearModel {
     pub fn train(
         examples: &[(String, usize)],
         config: &TrainConfig,
+        progress: impl FnMut(EpochReport),
+    ) -> Self {
+        let soft: Vec<(&str, [f32; 3])> = examples
+            .iter()
+            .filter(|(_, y)| *y < NUM_CLASSES)
+            .map(|(text, y)| {
+                let target: [f32; 3] = std::array::from_fn(|c| if c == *y { 1.0 } else { 0.0 });
+                (text.as_str(), target)
+            })
+            .collect();
+        Self::train_on_targets(&soft, config, progress)
+    }
+
+    /// Trains on `(text, target distribution)` pairs: cross-entropy against soft targets, as in
+    /// distillation from a teacher's (temperature-softened) probabilities. Class balancing
+    /// weights each example by its target's arg-max class. Targets need not sum exactly to 1;
+    /// examples with a non-finite or negative target are ignored.
+    pub fn train_soft(
+        examples: &[(String, [f32; 3])],
+        config: &TrainConfig,
+        progress: impl FnMut(EpochReport),
+    ) -> Self {
+        let soft: Vec<(&str, [f32; 3])> = examples
+            .iter()
+            .filter(|(_, t)| {
+                t.iter().all(|p| p.is_finite() && *p >= 0.0) && t.iter().sum::<f32>() > 0.0
+            })
+            .map(|(text, t)| {
+                let sum: f32 = t.iter().sum();
+                (text.as_str(), t.map(|p| p / sum))
+            })
+            .collect();
+        Self::train_on_targets(&soft, config, progress)
+    }
+
+    fn train_on_targets(
+        examples: &[(&str, [f32; 3])],
+        config: &TrainConfig,
         mut progress: impl FnMut(EpochReport),
     ) -> Self {
         let start = Instant::now();
         let features = Features::from_config(config);
         let buckets = 1usize << features.buckets_log2;
-        let valid: Vec<&(String, usize)> =
-            examples.iter().filter(|(_, y)| *y < NUM_CLASSES).collect();
-        let texts: Vec<&str> = valid.iter().map(|(t, _)| t.as_str()).collect();
-        let labels: Vec<usize> = valid.iter().map(|(_, y)| *y).collect();
+        let texts: Vec<&str> = examples.iter().map(|(t, _)| *t).collect();
+        let targets: Vec<[f32; 3]> = examples.iter().map(|(_, t)| *t).collect();
+        let labels: Vec<usize> = targets
+            .iter()
+            .map(|t| Prediction { probabilities: *t }.class_index())
+            .collect();
         let (offsets, idx) = extract_all(&features, &texts);
 
         let mut counts = [0usize; 3];
@@ -1072,13 +1112,17 @@ impl LinearModel {
                 });
                 let p = softmax(z);
                 let sw = class_weight[y];
-                loss -= sw as f64 * (p[y].max(1e-12) as f64).ln();
+                let target = &targets[e];
+                loss -= sw as f64
+                    * (0..NUM_CLASSES)
+                        .filter(|&c| target[c] > 0.0)
+                        .map(|c| target[c] as f64 * (p[c].max(1e-12) as f64).ln())
+                        .sum::<f64>();
                 weight_sum += sw as f64;
                 if (Prediction { probabilities: p }).class_index() == y {
                     correct += 1;
                 }
-                let g: [f32; 3] =
-                    std::array::from_fn(|c| sw * (p[c] - if c == y { 1.0 } else { 0.0 }));
+                let g: [f32; 3] = std::array::from_fn(|c| sw * (p[c] - target[c]));
                 for c in 0..NUM_CLASSES {
                     bias_g2[c] += g[c] * g[c];
                     bias[c] -= lr * g[c] / (bias_g2[c].sqrt() + EPS);

@@ -1,5 +1,7 @@
 //! The learned fast backend: multinomial logistic regression over hashed word 1–2-grams and
-//! character n-grams ([`linear`]), trained by `rapport train fast` on gold labels.
+//! character n-grams ([`linear`]), trained by `rapport train fast`: distilled from the
+//! transformer (`sentiment-distilled.bin`, the default when present) or on gold labels
+//! (`sentiment-gold.bin`, its twin).
 
 pub mod linear;
 
@@ -9,6 +11,8 @@ use std::path::Path;
 
 /// File name of the gold-label model under `models/fast/`.
 pub const GOLD_MODEL_FILE: &str = "sentiment-gold.bin";
+/// File name of the model distilled from the transformer under `models/fast/`.
+pub const DISTILLED_MODEL_FILE: &str = "sentiment-distilled.bin";
 
 /// The hashed linear model behind the [`SentimentModel`] trait.
 pub struct FastModel {
@@ -16,11 +20,26 @@ pub struct FastModel {
 }
 
 impl FastModel {
-    /// Loads `fast/sentiment-gold.bin` under `models_dir`.
+    /// Loads the default fast model under `models_dir`: `fast/sentiment-distilled.bin` when it
+    /// exists, else `fast/sentiment-gold.bin`.
     pub fn load(models_dir: &Path) -> anyhow::Result<Self> {
-        let path = models_dir.join("fast").join(GOLD_MODEL_FILE);
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("cannot read model {}", path.display()))?;
+        let distilled = models_dir.join("fast").join(DISTILLED_MODEL_FILE);
+        if distilled.exists() {
+            Self::load_file(&distilled)
+        } else {
+            Self::load_gold(models_dir)
+        }
+    }
+
+    /// Loads the gold-label twin, `fast/sentiment-gold.bin` under `models_dir`.
+    pub fn load_gold(models_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_file(&models_dir.join("fast").join(GOLD_MODEL_FILE))
+    }
+
+    /// Loads a model file written by `rapport train fast`.
+    pub fn load_file(path: &Path) -> anyhow::Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
         let model = linear::LinearModel::from_bytes(&bytes)
             .map_err(|error| anyhow::anyhow!("invalid model {}: {error}", path.display()))?;
         Ok(Self { model })
@@ -65,8 +84,7 @@ mod model_tests {
     /// The committed model loads and reads obvious texts right.
     #[test]
     fn committed_model_classifies() {
-        let model = FastModel::load(&crate::sentiment::default_models_dir())
-            .expect("models/fast/sentiment-gold.bin");
+        let model = FastModel::load(&crate::sentiment::default_models_dir()).expect("models/fast/");
         assert_eq!(
             model.classify("I love this, thank you so much!").label,
             SentimentLabel::Positive

@@ -49,8 +49,14 @@ impl TransformerBackend {
 
     /// The fast model's answer when a cascade keeps it.
     fn kept_by_cascade(&self, text: &str) -> Option<Sentiment> {
+        self.cascade_min_confidence?;
+        self.keeps(self.fast.classify(text))
+    }
+
+    /// Whether a cascade keeps the fast model's answer `fast` (counted); always `None` without
+    /// a cascade.
+    fn keeps(&self, fast: Sentiment) -> Option<Sentiment> {
         let threshold = self.cascade_min_confidence?;
-        let fast = self.fast.classify(text);
         let kept = fast.confidence >= threshold;
         crate::telemetry::cascade_routed(kept);
         kept.then_some(fast)
@@ -82,6 +88,13 @@ impl SentimentModel for TransformerBackend {
         match self.kept_by_cascade(text) {
             Some(fast) => ready(fast),
             None => self.pool.submit(text),
+        }
+    }
+
+    fn refine(&self, text: &str, inline: Sentiment) -> Option<Result<Pending, Overloaded>> {
+        match self.keeps(inline) {
+            Some(_) => None,
+            None => Some(self.pool.submit(text)),
         }
     }
 

@@ -200,6 +200,24 @@ impl TransformerClassifier {
         self.classify_encoded(&refs)
     }
 
+    /// Encodes one raw text as this model reads it ([`encode`] with [`MAX_TOKENS`]).
+    pub fn encode(&self, text: &str) -> Vec<i64> {
+        encode(&self.tokenizer, text, MAX_TOKENS)
+    }
+
+    /// Class logits (negative, neutral, positive) of already encoded texts, one padded batch:
+    /// what distillation targets are made from.
+    pub fn logits_encoded(&self, sequences: &[&[i64]]) -> Vec<[f32; 3]> {
+        if sequences.is_empty() {
+            return Vec::new();
+        }
+        let logits = logits(&self.model, sequences, self.pad_id, self.device).to_kind(Kind::Float);
+        Vec::<Vec<f32>>::from(&logits)
+            .into_iter()
+            .map(|row| [row[0], row[1], row[2]])
+            .collect()
+    }
+
     /// Classifies already encoded texts ([`encode`]) as one dynamically padded batch.
     pub fn classify_encoded(&self, sequences: &[&[i64]]) -> Vec<Sentiment> {
         if sequences.is_empty() {
