@@ -172,21 +172,30 @@ fn a_full_queue_refuses_at_once_and_abandoned_texts_are_skipped() {
     assert_eq!(pool.stats().refused.load(Ordering::Relaxed), refused);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn classify_batches_through_the_pool_and_ingest_uses_the_fast_model() {
-    let models = tiny_models_dir();
+/// Starts a server with the `transformer` backend on `models` (one worker, one thread, batches
+/// of one text, `queue_capacity` texts waiting); `data_dir` turns the write-ahead log on.
+async fn start_transformer_server(
+    models: &Path,
+    queue_capacity: usize,
+    data_dir: Option<&Path>,
+) -> (
+    rapport::server::RunningServer,
+    Arc<dyn rapport::sentiment::SentimentModel>,
+    tonic::transport::Channel,
+) {
     let mut config = loopback_config();
     config.server.sentiment = Backend::Transformer;
-    config.server.models_dir = Some(models.path().to_path_buf());
+    config.server.models_dir = Some(models.to_path_buf());
+    config.durability.data_dir = data_dir.map(Path::to_path_buf);
     config.transformer = TransformerConfig {
         workers: 1,
         threads: 1,
-        queue_capacity: 2,
+        queue_capacity,
         max_batch_texts: 1,
         ..TransformerConfig::default()
     };
     let backend = {
-        let dir = models.path().to_path_buf();
+        let dir = models.to_path_buf();
         let transformer = config.transformer.clone();
         tokio::task::spawn_blocking(move || {
             rapport::sentiment::load_with(Backend::Transformer, &dir, &transformer)
@@ -195,7 +204,6 @@ async fn classify_batches_through_the_pool_and_ingest_uses_the_fast_model() {
         .unwrap()
         .unwrap()
     };
-    assert_eq!(backend.name(), "transformer");
     let server = rapport::server::start(&config, Arc::clone(&backend))
         .await
         .unwrap();
@@ -204,6 +212,14 @@ async fn classify_batches_through_the_pool_and_ingest_uses_the_fast_model() {
         .connect()
         .await
         .unwrap();
+    (server, backend, channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_batches_through_the_pool_and_ingest_uses_the_fast_model() {
+    let models = tiny_models_dir();
+    let (_server, backend, channel) = start_transformer_server(models.path(), 2, None).await;
+    assert_eq!(backend.name(), "transformer");
     let mut sentiment = pb::sentiment_service_client::SentimentServiceClient::new(channel.clone());
 
     // Within the queue: answered by the transformer.
@@ -274,33 +290,8 @@ fn reference_score(
 async fn refined_labels_reach_the_scores_as_if_they_came_first_and_survive_a_restart() {
     let models = tiny_models_dir();
     let data = tempfile::tempdir().unwrap();
-    let mut config = loopback_config();
-    config.server.sentiment = Backend::Transformer;
-    config.server.models_dir = Some(models.path().to_path_buf());
-    config.durability.data_dir = Some(data.path().to_path_buf());
-    config.transformer = TransformerConfig {
-        workers: 1,
-        threads: 1,
-        queue_capacity: 64,
-        max_batch_texts: 1,
-        ..TransformerConfig::default()
-    };
-    let backend = {
-        let dir = models.path().to_path_buf();
-        let transformer = config.transformer.clone();
-        tokio::task::spawn_blocking(move || {
-            rapport::sentiment::load_with(Backend::Transformer, &dir, &transformer)
-        })
-        .await
-        .unwrap()
-        .unwrap()
-    };
-    let server = rapport::server::start(&config, backend).await.unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (server, _backend, channel) =
+        start_transformer_server(models.path(), 64, Some(data.path())).await;
     let mut ingest = pb::ingest_service_client::IngestServiceClient::new(channel.clone());
     let mut scoring = pb::scoring_service_client::ScoringServiceClient::new(channel);
 
