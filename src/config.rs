@@ -51,7 +51,7 @@ impl Default for TransformerConfig {
             queue_capacity: 1024,
             max_batch_texts: 64,
             max_batch_tokens: 4096,
-            cascade_min_confidence: 0.6,
+            cascade_min_confidence: 0.54,
         }
     }
 }

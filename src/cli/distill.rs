@@ -160,14 +160,16 @@ mod with_transformer {
         pub max_routed: f64,
     }
 
-    /// Sweeps `cascade_min_confidence` on `--val` and prints the threshold that sends the fewest
-    /// texts to the transformer while keeping `--keep` of its macro-recall.
+    /// Sweeps `cascade_min_confidence` on `--val` for the cascade's first stage (the gold-label
+    /// fast model, as the backend uses) and prints the threshold with the best macro-recall
+    /// among those routing at most `--max-routed` of texts; fails unless it keeps `--keep` of
+    /// the transformer's macro-recall.
     pub fn cascade(args: &CascadeArgs) -> anyhow::Result<()> {
         let models_dir = args
             .models_dir
             .clone()
             .unwrap_or_else(crate::sentiment::default_models_dir);
-        let fast = FastModel::load(&models_dir)?;
+        let fast = FastModel::load_gold(&models_dir)?;
         let rows = read_labelled(&args.val)?;
         let teacher = read_logits(&args.teacher)?;
         anyhow::ensure!(
@@ -206,41 +208,37 @@ mod with_transformer {
             fast_only.macro_recall()
         );
         println!("threshold  routed  macro-recall  share of transformer");
-        let mut chosen = None;
+        // The threshold with the best macro-recall among those routing at most --max-routed.
+        let mut chosen: Option<(f32, f64, f64, f64)> = None;
         for step in 34..=100 {
             let threshold = step as f32 / 100.0;
             let (confusion, routed) = confusion_at(threshold);
             let share = confusion.macro_recall() / transformer.macro_recall();
-            if step % 2 == 0 || (chosen.is_none() && share >= args.keep) {
-                println!(
-                    "{threshold:>9.2}  {:>5.1}%  {:>12.4}  {:>19.1}%",
-                    routed * 100.0,
-                    confusion.macro_recall(),
-                    share * 100.0
-                );
-            }
-            if chosen.is_none() && share >= args.keep {
+            println!(
+                "{threshold:>9.2}  {:>5.1}%  {:>12.4}  {:>19.1}%",
+                routed * 100.0,
+                confusion.macro_recall(),
+                share * 100.0
+            );
+            if routed <= args.max_routed && chosen.is_none_or(|best| share > best.3) {
                 chosen = Some((threshold, routed, confusion.macro_recall(), share));
             }
         }
-        match chosen {
+        match chosen.filter(|chosen| chosen.3 >= args.keep) {
             Some((threshold, routed, macro_recall, share)) => {
                 println!(
                     "chosen cascade_min_confidence = {threshold:.2}: routes {:.1}% of texts, \
-                     macro-recall {macro_recall:.4} ({:.1}% of the transformer's){}",
+                     macro-recall {macro_recall:.4} ({:.1}% of the transformer's)",
                     routed * 100.0,
-                    share * 100.0,
-                    if routed <= args.max_routed {
-                        String::new()
-                    } else {
-                        format!(", above the {:.0}% routing goal", args.max_routed * 100.0)
-                    }
+                    share * 100.0
                 );
                 Ok(())
             }
             None => anyhow::bail!(
-                "no threshold keeps {:.0}% of the transformer's macro-recall",
-                args.keep * 100.0
+                "no threshold keeps {:.0}% of the transformer's macro-recall while routing at \
+                 most {:.0}% of texts",
+                args.keep * 100.0,
+                args.max_routed * 100.0
             ),
         }
     }

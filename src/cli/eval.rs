@@ -95,8 +95,13 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "texts/s         {:.0} (one thread)",
-        rows.len() as f64 / seconds.max(1e-9)
+        "texts/s         {:.0} ({})",
+        rows.len() as f64 / seconds.max(1e-9),
+        if model.name() == model.inline_name() {
+            "one thread"
+        } else {
+            "through the transformer's worker pool"
+        }
     );
     Ok(())
 }

@@ -112,6 +112,15 @@ pub struct ExportArgs {
     /// Where the served model goes: sentiment-minilm-f16.ot, config.json, vocab.txt.
     #[arg(long, default_value = "models/transformer")]
     pub out: PathBuf,
+    /// Training data whose class frequencies the prior correction uses.
+    #[arg(long, default_value = "../shared/data/sentiment/train.tsv")]
+    pub train: PathBuf,
+    /// Logit adjustment for balanced recall: add `-strength · ln(prior)` of each class (its share
+    /// of `--train`) to the classifier's bias, so the arg-max no longer favours the classes the
+    /// training data over-represents (Menon et al., 2021, "Long-tail learning via logit
+    /// adjustment"; 1 is the value that theory gives for balanced error). 0 turns it off.
+    #[arg(long, default_value_t = 1.0)]
+    pub prior_correction: f64,
 }
 
 /// Validation figures at one point of training.
@@ -177,6 +186,21 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let best = args.from.join("best.ot");
     vs.load(&best)
         .with_context(|| format!("cannot load {}", best.display()))?;
+    let adjustment = prior_adjustment(&args.train, args.prior_correction)?;
+    {
+        let variables = vs.variables();
+        let bias = variables
+            .get("classifier.bias")
+            .context("the checkpoint has no classifier.bias")?;
+        let mut bias = bias.shallow_clone();
+        tch::no_grad(|| {
+            let _ = bias.g_add_(&Tensor::of_slice(&adjustment).to_kind(bias.kind()));
+        });
+    }
+    eprintln!(
+        "prior correction (strength {}): classifier bias + {:?} (negative, neutral, positive)",
+        args.prior_correction, adjustment
+    );
     vs.half();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -195,6 +219,24 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
         std::fs::metadata(&weights)?.len()
     );
     Ok(())
+}
+
+/// `-strength · ln(share)` of each class in the labelled file (see [`ExportArgs::prior_correction`]).
+pub fn prior_adjustment(train: &Path, strength: f64) -> anyhow::Result<[f32; 3]> {
+    if strength == 0.0 {
+        return Ok([0.0; 3]);
+    }
+    let mut counts = [0usize; 3];
+    for (label, _) in read_labelled(train)? {
+        counts[label.index()] += 1;
+    }
+    let total: usize = counts.iter().sum();
+    anyhow::ensure!(
+        counts.iter().all(|&count| count > 0),
+        "{}: every class needs examples for the prior correction",
+        train.display()
+    );
+    Ok(counts.map(|count| (-strength * (count as f64 / total as f64).ln()) as f32))
 }
 
 /// Learning rate at `step` (0-based): linear warm-up to `peak` over `warmup_steps`, then linear
