@@ -1,8 +1,10 @@
 //! The transformer backend on a tiny random BERT (2 layers, hidden 32): loading, batch
-//! classification, and that padding a text inside a batch does not change its result.
+//! classification, and that padding a text inside a batch does not change its result; and the
+//! shipped fine-tuned model on obvious texts.
 #![cfg(feature = "transformer")]
 
-use rapport::sentiment::transformer::{convert, model, TransformerClassifier};
+use rapport::sentiment::transformer::{convert, model, TransformerClassifier, WEIGHTS_FILE};
+use rapport::sentiment::SentimentLabel;
 use std::path::Path;
 
 const WORDS: &[&str] = &[
@@ -88,4 +90,25 @@ fn truncates_to_max_tokens_and_marks_padding() {
     assert_eq!(batch.input_ids.size(), vec![2, 7]);
     let mask: Vec<Vec<i64>> = Vec::<Vec<i64>>::from(&batch.attention_mask);
     assert_eq!(mask[1], vec![1, 1, 0, 0, 0, 0, 0]);
+}
+
+/// The committed fine-tuned model loads from models/transformer/ and reads obvious texts right.
+#[test]
+fn the_shipped_model_reads_obvious_texts() {
+    let dir = rapport::sentiment::default_models_dir().join("transformer");
+    let classifier = TransformerClassifier::load_dir(&dir, WEIGHTS_FILE).expect("shipped model");
+    let answers = classifier.classify_batch(&[
+        "I love this, thank you so much!",
+        "worst service ever, I hate this",
+        "@acme my order arrived today",
+    ]);
+    assert_eq!(answers[0].label, SentimentLabel::Positive, "{answers:?}");
+    assert_eq!(answers[1].label, SentimentLabel::Negative, "{answers:?}");
+    assert!(
+        answers[0].score > 0.5 && answers[1].score < -0.5,
+        "{answers:?}"
+    );
+    for answer in &answers {
+        assert!((0.0..=1.0).contains(&answer.confidence), "{answer:?}");
+    }
 }

@@ -240,8 +240,9 @@ async fn classify_batches_through_the_pool_and_ingest_uses_the_fast_model() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     assert!(status.message().contains("queue is full"), "{status}");
 
-    // Ingest never waits on the transformer: the fast model scores the event.
-    let fast = rapport::sentiment::load(Backend::Fast, models.path()).unwrap();
+    // Ingest never waits on the transformer: the fast model (the gold-label twin, the cascade's
+    // first stage) scores the event.
+    let fast = rapport::sentiment::load(Backend::FastGold, models.path()).unwrap();
     let text = "@brand worst service ever, still waiting!!";
     let mut ingest = pb::ingest_service_client::IngestServiceClient::new(channel);
     let mut replies = ingest
