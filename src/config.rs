@@ -34,9 +34,10 @@ pub struct TransformerConfig {
     pub threads: usize,
     /// Texts waiting for a worker; beyond it `Classify` answers RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
-    /// Most texts a worker takes in one batch.
+    /// Most texts a worker takes at once; it sorts them by length and runs them in forward
+    /// passes of 16, so padding stays small.
     pub max_batch_texts: usize,
-    /// Most padded tokens (texts × longest) in one batch.
+    /// Most padded tokens (texts × longest) a worker takes at once.
     pub max_batch_tokens: usize,
     /// Cascade: texts the fast model classifies with less confidence than this go to the
     /// transformer.
@@ -49,8 +50,8 @@ impl Default for TransformerConfig {
             workers: 1,
             threads: 2,
             queue_capacity: 1024,
-            max_batch_texts: 64,
-            max_batch_tokens: 4096,
+            max_batch_texts: 256,
+            max_batch_tokens: 16384,
             cascade_min_confidence: 0.54,
         }
     }

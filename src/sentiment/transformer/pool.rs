@@ -130,6 +130,10 @@ impl TransformerPool {
     }
 }
 
+/// Most texts in one forward pass: a worker sorts what it took by length and runs it in passes
+/// of this many, so padding stays small (measured in benches/transformer_batching.rs).
+const MICRO_BATCH_TEXTS: usize = 16;
+
 #[derive(Clone, Copy)]
 struct BatchLimits {
     texts: usize,
@@ -176,20 +180,29 @@ fn serve(
         if batch.is_empty() {
             continue;
         }
-        let sequences: Vec<&[i64]> = batch.iter().map(|job| job.ids.as_slice()).collect();
-        // libtorch reports errors by panicking; a failed batch drops its replies (callers see
-        // an error) and the worker goes on.
-        let sentiments = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            classifier.classify_encoded(&sequences)
-        }));
-        let Ok(sentiments) = sentiments else {
-            tracing::error!(texts = batch.len(), "transformer batch failed");
-            continue;
-        };
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.texts.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for (job, sentiment) in batch.into_iter().zip(sentiments) {
-            let _ = job.reply.send(sentiment);
+        // Texts of similar length run together: each forward pass pads only to the longest of
+        // its own micro-batch, not of everything taken.
+        batch.sort_by_key(|job| job.ids.len());
+        while !batch.is_empty() {
+            let rest = batch.split_off(MICRO_BATCH_TEXTS.min(batch.len()));
+            let micro_batch = std::mem::replace(&mut batch, rest);
+            let sequences: Vec<&[i64]> = micro_batch.iter().map(|job| job.ids.as_slice()).collect();
+            // libtorch reports errors by panicking; a failed batch drops its replies (callers
+            // see an error) and the worker goes on.
+            let sentiments = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                classifier.classify_encoded(&sequences)
+            }));
+            let Ok(sentiments) = sentiments else {
+                tracing::error!(texts = micro_batch.len(), "transformer batch failed");
+                continue;
+            };
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats
+                .texts
+                .fetch_add(micro_batch.len() as u64, Ordering::Relaxed);
+            for (job, sentiment) in micro_batch.into_iter().zip(sentiments) {
+                let _ = job.reply.send(sentiment);
+            }
         }
     }
 }
