@@ -22,7 +22,6 @@ the 10 % highest scores / overall leaver rate; ties at the cut are shared pro ra
 import argparse
 import atexit
 import datetime as dt
-import importlib
 import os
 import signal
 import socket
@@ -36,7 +35,8 @@ import pandas as pd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-PROTO_ROOT = os.path.join(REPO, "proto")
+sys.path.insert(0, os.path.join(REPO, "examples", "python"))
+from rapport_stubs import generate_stubs  # noqa: E402  (stubs from proto/, shared with the example)
 
 CAL_END = "1997-09-30"
 OBS_END = "1998-06-30"
@@ -93,27 +93,6 @@ def top_decile_lift(score, positive, fraction=0.10):
 
 
 # ------------------------------------------------------------------------------------------ rapport
-def generate_stubs(out_dir=None):
-    """Compiles proto/rapport/v1/*.proto into a temp dir (as examples/python/client.py does)."""
-    from grpc_tools import protoc
-
-    out = out_dir or tempfile.mkdtemp(prefix="rapport-retention-stubs-")
-    if not os.path.exists(os.path.join(out, "rapport", "v1", "scoring_pb2_grpc.py")):
-        files = sorted(
-            os.path.join("rapport", "v1", name)
-            for name in os.listdir(os.path.join(PROTO_ROOT, "rapport", "v1"))
-            if name.endswith(".proto")
-        )
-        well_known = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-        code = protoc.main(["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{well_known}",
-                            f"--python_out={out}", f"--grpc_python_out={out}", *files])
-        if code != 0:
-            sys.exit(f"protoc failed with {code}")
-    sys.path.insert(0, out)
-    names = ["interaction_pb2", "ingest_pb2", "ingest_pb2_grpc", "scoring_pb2", "scoring_pb2_grpc"]
-    return {n: importlib.import_module(f"rapport.v1.{n}") for n in names}
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,40 +6,13 @@ through reflection, and asserts on the answers (exit status 1 on any mismatch).
     python examples/python/client.py --server 127.0.0.1:50051
 """
 import argparse
-import importlib
-import os
-import sys
-import tempfile
 import time
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_tools import protoc
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROTO_ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
-
-
-def generate_stubs():
-    """Compiles proto/rapport/v1/*.proto into a temp dir and imports the modules."""
-    out = tempfile.mkdtemp(prefix="rapport-stubs-")
-    files = sorted(
-        os.path.join("rapport", "v1", name)
-        for name in os.listdir(os.path.join(PROTO_ROOT, "rapport", "v1"))
-        if name.endswith(".proto")
-    )
-    well_known = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    code = protoc.main(
-        ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{well_known}",
-         f"--python_out={out}", f"--grpc_python_out={out}", *files]
-    )
-    if code != 0:
-        sys.exit(f"protoc failed with {code}")
-    sys.path.insert(0, out)
-    names = ["interaction_pb2", "ingest_pb2", "ingest_pb2_grpc", "scoring_pb2", "scoring_pb2_grpc"]
-    return {n: importlib.import_module(f"rapport.v1.{n}") for n in names}
+from rapport_stubs import generate_stubs
 
 
 def main():
