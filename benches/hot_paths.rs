@@ -1,5 +1,6 @@
-//! Criterion benches of the in-process hot paths: classifying a tweet, and applying an event to the
-//! store. Run: `cargo bench --bench hot_paths`. (Load runs over gRPC and baselines: issue 4.)
+//! Criterion benches of the in-process hot paths: classifying a tweet (fast, its gold-label twin,
+//! VADER), applying an event to the store, and TopCustomers over 1M customers.
+//! Run: `cargo bench --bench hot_paths`. (Load runs over gRPC and their baselines: BENCHMARKS.md.)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rapport::config::ScoringConfig;
@@ -29,17 +30,23 @@ fn val_texts() -> Vec<String> {
 }
 
 fn classify(c: &mut Criterion) {
-    let model = sentiment::load(Backend::Vader, &sentiment::default_models_dir()).expect("model");
     let texts = val_texts();
     let mut group = c.benchmark_group("classify");
     group.throughput(Throughput::Elements(texts.len() as u64));
-    group.bench_function("vader/val.tsv", |b| {
-        b.iter(|| {
-            for text in &texts {
-                black_box(model.classify(black_box(text)));
-            }
-        })
-    });
+    for (name, backend) in [
+        ("fast", Backend::Fast),
+        ("fast_gold", Backend::FastGold),
+        ("vader", Backend::Vader),
+    ] {
+        let model = sentiment::load(backend, &sentiment::default_models_dir()).expect("model");
+        group.bench_function(format!("{name}/val.tsv"), |b| {
+            b.iter(|| {
+                for text in &texts {
+                    black_box(model.classify(black_box(text)));
+                }
+            })
+        });
+    }
     group.finish();
 }
 
