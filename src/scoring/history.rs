@@ -155,6 +155,10 @@ impl Summary {
             } else {
                 0.0
             };
+            if self.open_threads.capacity() == 0 {
+                // Usually one open thread: room for exactly one (a plain push reserves four).
+                self.open_threads.reserve_exact(1);
+            }
             match self
                 .open_threads
                 .iter_mut()
@@ -244,6 +248,10 @@ impl CustomerHistory {
         }
         if self.records.iter().any(|r| r.event_key == record.event_key) {
             return InsertOutcome::Duplicate;
+        }
+        if self.records.capacity() == 0 {
+            // Most customers have one event: room for exactly one (a plain push reserves four).
+            self.records.reserve_exact(1);
         }
         let position = self.records.partition_point(|r| r.order_key() < key);
         if position == self.records.len() {

@@ -112,7 +112,9 @@ struct ChangedCustomer<'a> {
 type Map<V> = DashMap<String, V, ahash::RandomState>;
 
 struct Tenant {
-    customers: Map<CustomerHistory>,
+    /// Boxed: a map slot is then 32 bytes, and the table's empty slots (up to half of them just
+    /// after it grows) cost little; the history itself is allocated at its exact size.
+    customers: Map<Box<CustomerHistory>>,
     /// `customers.len()` without visiting every shard; reserved before a customer is inserted so
     /// the cap holds exactly under concurrent inserts.
     customer_count: AtomicUsize,
@@ -243,7 +245,7 @@ impl Store {
                         return Applied::Refused(Refusal::TenantFull { max_customers });
                     }
                     crate::telemetry::customer_tracked();
-                    entry.insert(CustomerHistory::default())
+                    entry.insert(Box::default())
                 }
             },
         };
@@ -320,7 +322,7 @@ impl Store {
     fn announce(
         &self,
         tenant: &Tenant,
-        history: dashmap::mapref::one::RefMut<'_, String, CustomerHistory>,
+        history: dashmap::mapref::one::RefMut<'_, String, Box<CustomerHistory>>,
         change: ChangedCustomer<'_>,
         watched: bool,
     ) -> Option<Score> {
