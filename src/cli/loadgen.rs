@@ -273,8 +273,15 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         }
     }
 
-    let top = (args.top_queries_per_second > 0).then(|| {
-        let mut client = ScoringServiceClient::new(channels[0].clone());
+    // Queries get their own connection, so their latency is not queued behind ingest batches on
+    // a shared HTTP/2 connection.
+    let top_channel = if args.top_queries_per_second > 0 {
+        Some(connect(&args.server).await?)
+    } else {
+        None
+    };
+    let top = top_channel.map(|channel| {
+        let mut client = ScoringServiceClient::new(channel);
         let stop = Arc::clone(&stop);
         let period = Duration::from_secs_f64(1.0 / f64::from(args.top_queries_per_second));
         tokio::spawn(async move {
