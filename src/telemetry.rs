@@ -274,10 +274,17 @@ pub fn census(census: &Census) {
     }
 }
 
-/// Counts one cascade decision: `kept` with the fast model's label, else sent to the transformer.
+/// Counts one cascade decision: `kept` with the fast model's label, else sent to the transformer
+/// (handles resolved once: in a cascade this is per ingested text).
 pub fn cascade_routed(kept: bool) {
-    let to = if kept { "fast" } else { "transformer" };
-    counter!(CASCADE_ROUTED_TOTAL, "to" => to).increment(1);
+    static HANDLES: OnceLock<[metrics::Counter; 2]> = OnceLock::new();
+    let [to_fast, to_transformer] = HANDLES.get_or_init(|| {
+        [
+            counter!(CASCADE_ROUTED_TOTAL, "to" => "fast"),
+            counter!(CASCADE_ROUTED_TOTAL, "to" => "transformer"),
+        ]
+    });
+    if kept { to_fast } else { to_transformer }.increment(1);
 }
 
 /// What became of one ingested text sent for a refined label.

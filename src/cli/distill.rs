@@ -58,11 +58,7 @@ pub fn write_logits(path: &Path, logits: &[[f32; 3]]) -> anyhow::Result<()> {
 
 /// Softmax of `logits / temperature`: a teacher's softened class distribution.
 pub fn soft_targets(logits: [f32; 3], temperature: f32) -> [f32; 3] {
-    let scaled = logits.map(|z| z / temperature);
-    let max = scaled.iter().copied().fold(f32::MIN, f32::max);
-    let exp = scaled.map(|z| (z - max).exp());
-    let sum: f32 = exp.iter().sum();
-    exp.map(|e| e / sum)
+    crate::sentiment::fast::linear::softmax(logits.map(|z| z / temperature))
 }
 
 #[cfg(feature = "transformer")]

@@ -391,16 +391,18 @@ fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 /// Appends an accepted event, stopping the process if that fails (see the module docs).
 pub fn log_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Option<Sentiment>) {
-    if let Err(error) = wal.append(&WalRecord::new(interaction, sentiment)) {
-        tracing::error!(%error, "write-ahead log failed: stopping rather than acknowledge");
-        std::process::abort();
-    }
+    append_or_abort(wal, &WalRecord::new(interaction, sentiment));
 }
 
 /// Appends a refined sentiment for a logged event, stopping the process if that fails.
 pub fn log_refinement_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Sentiment) {
-    if let Err(error) = wal.append(&WalRecord::refinement(interaction, sentiment)) {
-        tracing::error!(%error, "write-ahead log failed: stopping rather than lose a refinement");
+    append_or_abort(wal, &WalRecord::refinement(interaction, sentiment));
+}
+
+/// Appends a record, or stops the process rather than answer for what it could not log.
+fn append_or_abort(wal: &Wal, record: &WalRecord) {
+    if let Err(error) = wal.append(record) {
+        tracing::error!(%error, refines = record.refines, "write-ahead log failed: stopping");
         std::process::abort();
     }
 }

@@ -951,7 +951,8 @@ fn group_scales(f: &Features, n_word: usize, n_char: usize) -> [f32; 2] {
     }
 }
 
-fn softmax(z: [f32; 3]) -> [f32; 3] {
+/// Class probabilities of logits `z` (uniform when any logit is not finite).
+pub fn softmax(z: [f32; 3]) -> [f32; 3] {
     if !z.iter().all(|v| v.is_finite()) {
         return [1.0 / 3.0; 3];
     }
