@@ -17,7 +17,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 /// A started server: its bound addresses and the means to stop it.
@@ -146,6 +145,12 @@ pub async fn start(
     if let Some(tls) = config.access.server_tls()? {
         builder = builder.tls_config(tls).context("invalid [access.tls]")?;
     }
+    // TCP_NODELAY on every accepted connection, as tonic's own `serve` sets it: without it a
+    // small response waits for the client's delayed ACK (up to 40 ms on Linux) behind Nagle's
+    // algorithm.
+    let grpc_incoming =
+        tonic::transport::server::TcpIncoming::from_listener(grpc_listener, true, None)
+            .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
     let mut stop_grpc = shutdown_rx.clone();
     let grpc = tokio::spawn(
         builder
@@ -174,7 +179,7 @@ pub async fn start(
                     classify, auth,
                 ),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+            .serve_with_incoming_shutdown(grpc_incoming, async move {
                 let _ = stop_grpc.wait_for(|stopping| *stopping).await;
             }),
     );
