@@ -52,6 +52,10 @@ pub struct LoadgenArgs {
     /// First send one event for every customer (not measured), so the store is full.
     #[arg(long)]
     pub preload: bool,
+    /// Offered ingest rate, spread evenly over the calls in flight (0: as fast as acknowledgements
+    /// allow). Below saturation this measures latencies at a chosen load instead of at the peak.
+    #[arg(long, default_value_t = 0)]
+    pub events_per_second: u64,
     /// Also query TopCustomers (limit 100, first tenant) this many times per second while loading.
     #[arg(long, default_value_t = 0)]
     pub top_queries_per_second: u32,
@@ -167,6 +171,14 @@ async fn connect(server: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot connect to {server}"))
 }
 
+/// Time between two calls of one in-flight slot for the offered rate; `None` when unpaced.
+fn call_period(args: &LoadgenArgs) -> Option<Duration> {
+    (args.events_per_second > 0).then(|| {
+        let slots = (args.connections * args.in_flight) as f64;
+        Duration::from_secs_f64(args.batch as f64 * slots / args.events_per_second as f64)
+    })
+}
+
 fn histogram() -> Histogram<u64> {
     // Microseconds, up to 60 s, 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3)
@@ -248,10 +260,19 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
                 customers: args.customers,
             };
             let batch = args.batch;
+            let mut pacing = call_period(&args).map(tokio::time::interval);
+            if let Some(ticks) = &mut pacing {
+                // Behind schedule (a slow acknowledgement), skip the missed calls rather than
+                // bursting to catch up.
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            }
             workers.push(tokio::spawn(async move {
                 let mut latencies = histogram();
                 let mut errors = 0u64;
                 while !stop.load(Ordering::Relaxed) {
+                    if let Some(ticks) = &mut pacing {
+                        ticks.tick().await;
+                    }
                     let interactions = generator.batch(batch);
                     let call_started = Instant::now();
                     match client
@@ -318,8 +339,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let events = sent.load(Ordering::Relaxed);
     println!("server            {}", args.server);
     println!(
-        "load              {} connections x {} in flight, batches of {}, {} tenants x {} customers",
-        args.connections, args.in_flight, args.batch, args.tenants, args.customers
+        "load              {} connections x {} in flight, batches of {}, {} tenants x {} customers, offered {}",
+        args.connections,
+        args.in_flight,
+        args.batch,
+        args.tenants,
+        args.customers,
+        match args.events_per_second {
+            0 => "as fast as acknowledged".to_string(),
+            rate => format!("{rate} events/s"),
+        }
     );
     println!("events/s          {:.0}", events as f64 / seconds);
     println!(
