@@ -12,6 +12,7 @@ use crate::scoring::{
     Score,
 };
 use crate::sentiment::Sentiment;
+use compact_str::CompactString;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use ranking::{HotSet, IndexBuilder, Ranked, RankingState, TopK};
@@ -110,8 +111,10 @@ struct ChangedCustomer<'a> {
     score: Option<Score>,
 }
 
-/// Keyed hashing (ids come from clients), faster than the default SipHash.
-type Map<V> = DashMap<String, V, ahash::RandomState>;
+/// Keyed hashing (ids come from clients), faster than the default SipHash. Keys are inline
+/// strings: an id of up to 24 bytes lives in the map slot itself, so a lookup compares it without
+/// reading another allocation, and a customer costs no separate heap block for its id.
+type Map<V> = DashMap<CompactString, V, ahash::RandomState>;
 
 struct Tenant {
     /// Boxed: a map slot is then 32 bytes, and the table's empty slots (up to half of them just
@@ -188,7 +191,7 @@ impl Store {
         }
         let tenant = self
             .tenants
-            .entry(tenant_id.to_string())
+            .entry(CompactString::from(tenant_id))
             .or_insert_with(|| {
                 Arc::new(Tenant {
                     customers: Map::with_hasher_and_shard_amount(
@@ -234,7 +237,10 @@ impl Store {
         let watched = tenant.updates.receiver_count() > 0;
         let mut history = match tenant.customers.get_mut(interaction.customer_id.as_str()) {
             Some(history) => history,
-            None => match tenant.customers.entry(interaction.customer_id.clone()) {
+            None => match tenant
+                .customers
+                .entry(CompactString::from(interaction.customer_id.as_str()))
+            {
                 Entry::Occupied(entry) => entry.into_ref(),
                 Entry::Vacant(entry) => {
                     let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
@@ -324,7 +330,7 @@ impl Store {
     fn announce(
         &self,
         tenant: &Tenant,
-        history: dashmap::mapref::one::RefMut<'_, String, Box<CustomerHistory>>,
+        history: dashmap::mapref::one::RefMut<'_, CompactString, Box<CustomerHistory>>,
         change: ChangedCustomer<'_>,
         watched: bool,
     ) -> Option<Score> {
@@ -404,7 +410,7 @@ impl Store {
             if query.matches(&score) && best.admits(score.priority, entry.key()) {
                 best.offer(Ranked {
                     priority: score.priority,
-                    customer_id: entry.key().clone(),
+                    customer_id: entry.key().to_string(),
                 });
             }
         }
