@@ -112,8 +112,16 @@ impl Engine {
         };
         let store = Arc::clone(&self.store);
         let wal = self.wal.clone();
-        let mut event = interaction.clone();
-        event.text = String::new(); // the label stands for the text from here on
+        // The label stands for the text from here on: everything but the text (up to the text
+        // limit per event, held as long as the queue holds it) goes with the pending refinement.
+        let event = Interaction {
+            event_id: interaction.event_id.clone(),
+            tenant_id: interaction.tenant_id.clone(),
+            customer_id: interaction.customer_id.clone(),
+            thread_id: interaction.thread_id.clone(),
+            text: String::new(),
+            ..*interaction
+        };
         runtime.spawn(async move {
             let Ok(refined) = pending.await else {
                 telemetry::sentiment_refinement(RefinementOutcome::Failed);
