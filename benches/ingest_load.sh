@@ -2,8 +2,8 @@
 # Load runs for BENCHMARKS.md, each against its baseline in the same run:
 #   1. gRPC ingest: `rapport loadgen` against `rapport noop-serve` (same proto, no work) and against
 #      `rapport serve`, ROUNDS times each, interleaved; events/s and ack latency p50/p99.
-#   2. TopCustomers(limit 100) over CUSTOMERS customers in one tenant while ingest runs, and the
-#      server's RSS growth per tracked customer.
+#   2. TopCustomers(limit 100) over CUSTOMERS customers in one tenant while ingest runs (at full
+#      speed, then paced at PACED_RATE events/s), and the server's RSS growth per tracked customer.
 #   3. Time from process start to the first answered RPC.
 # Usage: benches/ingest_load.sh [path/to/rapport]   (default: target/release/rapport, built first)
 set -euo pipefail
@@ -13,6 +13,9 @@ if [ -z "$BIN" ]; then cargo build --release --locked >/dev/null; BIN=target/rel
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CUSTOMERS=${CUSTOMERS:-1000000}
+TOP_SECONDS=${TOP_SECONDS:-20}
+TOP_QPS=${TOP_QPS:-10}
+PACED_RATE=${PACED_RATE:-100000}
 PIN=${PIN:-}            # e.g. "taskset -c 0,1" to confine everything to two cores
 GRPC=127.0.0.1:50091
 METRICS=127.0.0.1:9491
@@ -55,6 +58,12 @@ after=$(rss_kb "$server")
 echo "rss before ${before} kB, after preload ${after} kB: $(( (after - before) * 1024 / CUSTOMERS )) bytes per customer (1 event each)"
 # Steady state: let the ranking pass (every ranking_pass_seconds, default 5) index the preloaded tenant.
 sleep 7
-$PIN "$BIN" loadgen --server "http://$GRPC" --tenants 1 --customers "$CUSTOMERS" --connections 2 --in-flight 2 \
-  --duration-seconds "$SECONDS_PER_RUN" --top-queries-per-second 2 | grep -E "events/s|latency"
+# TopCustomers(limit 100) TOP_QPS times a second for TOP_SECONDS, first while ingest runs as fast as
+# it is acknowledged, then with ingest paced at PACED_RATE events/s (below saturation).
+for rate in 0 "$PACED_RATE"; do
+  echo "#### ingest offered: $([ "$rate" = 0 ] && echo 'as fast as acknowledged' || echo "$rate events/s")"
+  $PIN "$BIN" loadgen --server "http://$GRPC" --tenants 1 --customers "$CUSTOMERS" --connections 2 --in-flight 2 \
+    --duration-seconds "$TOP_SECONDS" --top-queries-per-second "$TOP_QPS" --events-per-second "$rate" \
+    | grep -E "events/s|latency"
+done
 kill "$server"; wait "$server" 2>/dev/null || true
