@@ -118,6 +118,7 @@ fn top_customers(c: &mut Criterion) {
         action: None,
         min_retention_risk: 0.0,
         as_of_ms: T0_MS,
+        live: true,
     };
     assert_eq!(
         store.top("bench", &query).len(),

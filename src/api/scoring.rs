@@ -93,6 +93,7 @@ impl ScoringApi {
             action: convert::action_filter_from_pb(action)?,
             min_retention_risk,
             as_of_ms: convert::as_of_ms(as_of.as_ref(), now_ms())?,
+            live: as_of.is_none(),
         };
         let customers = self
             .store

@@ -89,6 +89,9 @@ pub struct TopQuery {
     pub action: Option<Action>,
     pub min_retention_risk: f64,
     pub as_of_ms: TimestampMs,
+    /// The query is as of now (no `as_of` given): the ranking index may stop early on its bounds
+    /// (see [`ranking`]). A query with an explicit `as_of` evaluates every candidate.
+    pub live: bool,
 }
 
 impl TopQuery {
@@ -103,7 +106,9 @@ impl TopQuery {
 struct ChangedCustomer<'a> {
     customer_id: &'a str,
     event_id: &'a str,
-    /// When the scores are evaluated.
+    /// The server's time.
+    now_ms: TimestampMs,
+    /// When the scores are evaluated: `now_ms`, or the customer's latest event when it is later.
     eval_at: TimestampMs,
     /// The score before the change, when watchers need it.
     previous: Option<Score>,
@@ -275,6 +280,7 @@ impl Store {
                 let change = ChangedCustomer {
                     customer_id: &interaction.customer_id,
                     event_id: &interaction.event_id,
+                    now_ms,
                     eval_at,
                     previous,
                     score,
@@ -316,6 +322,7 @@ impl Store {
             let change = ChangedCustomer {
                 customer_id,
                 event_id,
+                now_ms,
                 eval_at,
                 previous,
                 score,
@@ -348,7 +355,14 @@ impl Store {
                         (ranked.priority, ranked.action)
                     }
                 };
-                ranking.note(change.customer_id, priority, action);
+                // An event stamped after now: the priority is the one it will have then, no
+                // bound for queries before it, so the customer is always evaluated.
+                let bound = if change.eval_at > change.now_ms {
+                    f64::INFINITY
+                } else {
+                    priority
+                };
+                ranking.note(change.customer_id, priority, bound, action);
             }
         }
         drop(history);
@@ -417,8 +431,9 @@ impl Store {
         self.with_reasons(tenant, query, best)
     }
 
-    /// The candidates of the index plus the hot customers, evaluated at the query's time; `None`
-    /// when the index cannot answer exactly from them.
+    /// The candidates of the index plus the hot customers, evaluated at the query's time, by
+    /// descending bound until no remaining bound can enter the answer (live queries); `None` when
+    /// the index cannot answer from them.
     fn top_from_index(&self, tenant: &Tenant, query: &TopQuery) -> Option<Vec<(String, Score)>> {
         let list_index = ranking::list_index(query.action);
         let (index, hot) = {
@@ -430,12 +445,28 @@ impl Store {
             return None;
         }
         let list = &index.lists[list_index];
+        let stop_on_bounds = query.live
+            && query.as_of_ms.saturating_sub(index.computed_at_ms) <= ranking::MAX_BOUND_AGE_MS;
+        let mut candidates: Vec<&Ranked> = list.iter().chain(hot.iter()).collect();
+        if stop_on_bounds {
+            // Best bound first, ties by id as the answer orders them.
+            candidates.sort_unstable_by(|a, b| b.cmp(a));
+        }
         let mut best = TopK::new(query.limit);
         let mut seen = std::collections::HashSet::with_capacity_and_hasher(
-            list.len() + hot.len(),
+            candidates.len(),
             ahash::RandomState::new(),
         );
-        for customer_id in list.iter().chain(hot.iter()) {
+        for candidate in candidates {
+            // No candidate from here on can beat the answers kept: each ranks at or below its
+            // bound, and the bounds only go down.
+            if stop_on_bounds
+                && best.len() == query.limit
+                && !best.admits(candidate.priority, &candidate.customer_id)
+            {
+                break;
+            }
+            let customer_id = &candidate.customer_id;
             if !seen.insert(customer_id.as_str()) {
                 continue;
             }
@@ -495,11 +526,24 @@ impl Store {
             tenant.ranking_mut().next_hot = Some(next_hot.clone());
             let mut builder = IndexBuilder::new(now_ms);
             for entry in tenant.customers.iter() {
-                let summary = entry.value().summary();
-                if summary.events_total == 0 {
+                let history = entry.value();
+                if history.summary().events_total == 0 {
                     continue;
                 }
-                let score = evaluate_for_ranking(summary, now_ms, &self.config);
+                let summary = if history.summary().last_event_at_ms > now_ms {
+                    // Events stamped after the pass (clock skew): ranked and counted as of the
+                    // pass, and always evaluated by queries, as the pass gives no bound for later.
+                    for hot in &next_hot {
+                        hot.insert(entry.key(), f64::INFINITY);
+                    }
+                    match history.summary_as_of(now_ms, &self.config) {
+                        Some(summary) => summary,
+                        None => continue,
+                    }
+                } else {
+                    std::borrow::Cow::Borrowed(history.summary())
+                };
+                let score = evaluate_for_ranking(&summary, now_ms, &self.config);
                 builder.offer(entry.key(), &score);
                 census.by_action[ranking::action_index(score.action)] += 1;
                 census.by_retention_risk[retention_risk_band(score.retention_risk)] += 1;
@@ -563,7 +607,8 @@ mod tests {
     /// One event: customer, kind, inbound, sentiment score, followers, days before T0.
     type EventSpec = (u32, usize, bool, i8, u32, u16);
 
-    fn apply_spec(store: &Store, id: usize, spec: &EventSpec, now_ms: i64) {
+    /// Applies one event; `skew_ms` moves its time (positive: stamped after `now_ms` may be).
+    fn apply_spec(store: &Store, id: usize, spec: &EventSpec, now_ms: i64, skew_ms: i64) {
         let (customer, kind, inbound, sentiment, followers, days_before) = *spec;
         let kind = Kind::ALL[kind % Kind::ALL.len()];
         let interaction = Interaction {
@@ -577,7 +622,7 @@ mod tests {
             } else {
                 Direction::Outbound
             },
-            occurred_at_ms: T0_MS - i64::from(days_before) * DAY_MS / 4,
+            occurred_at_ms: T0_MS - i64::from(days_before) * DAY_MS / 4 + skew_ms,
             text: String::new(),
             value: if kind == Kind::Purchase { 20.0 } else { 0.0 },
             author_followers: u64::from(followers),
@@ -609,23 +654,30 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// The ranking index answers exactly what a full scan answers at the pass's time, for
-        /// events before and after the pass, lists full (more customers than a list holds) or
-        /// not, with and without filters.
+        /// events before and after the pass (some stamped after it), lists full (more customers
+        /// than a list holds) or not, with and without filters, live (stopping on bounds) or not.
         #[test]
         fn index_answers_what_the_full_scan_answers(
             customers in prop_oneof![Just(300u32), Just(2_500u32)],
             before in proptest::collection::vec(event_spec(2_500), 500..3_000),
             after in proptest::collection::vec(event_spec(2_500), 0..400),
+            stamped_later in proptest::collection::vec(event_spec(2_500), 0..20),
             limit in prop_oneof![Just(1usize), Just(10), Just(100), Just(1000)],
         ) {
             let store = Store::new(Arc::new(ScoringConfig::default()), 16);
             let wrap = |spec: &EventSpec| (spec.0 % customers, spec.1, spec.2, spec.3, spec.4, spec.5);
-            for (id, spec) in before.iter().enumerate() {
-                apply_spec(&store, id, &wrap(spec), T0_MS);
+            // Events a minute after T0 (clock skew), not visible as of T0: half before the pass.
+            let skewed = |spec: &EventSpec| i64::from(spec.5) * DAY_MS / 4 + 60_000;
+            let (skewed_before, skewed_after) = stamped_later.split_at(stamped_later.len() / 2);
+            let mut id = 0;
+            for (spec, skew_ms) in before.iter().map(|s| (s, 0)).chain(skewed_before.iter().map(|s| (s, skewed(s)))) {
+                apply_spec(&store, id, &wrap(spec), T0_MS, skew_ms);
+                id += 1;
             }
             store.census(T0_MS);
-            for (id, spec) in after.iter().enumerate() {
-                apply_spec(&store, before.len() + id, &wrap(spec), T0_MS);
+            for (spec, skew_ms) in after.iter().map(|s| (s, 0)).chain(skewed_after.iter().map(|s| (s, skewed(s)))) {
+                apply_spec(&store, id, &wrap(spec), T0_MS, skew_ms);
+                id += 1;
             }
             let filters = [
                 (None, 0.0),
@@ -635,8 +687,8 @@ mod tests {
                 (Some(Action::None), 0.0),
                 (None, 0.5),
             ];
-            for (action, min_retention_risk) in filters {
-                let query = TopQuery { limit, action, min_retention_risk, as_of_ms: T0_MS };
+            for ((action, min_retention_risk), live) in filters.into_iter().flat_map(|f| [(f, true), (f, false)]) {
+                let query = TopQuery { limit, action, min_retention_risk, as_of_ms: T0_MS, live };
                 let tenant = store.tenant("acme").expect("tenant");
                 let answered = store.top_from_index(&tenant, &query);
                 if action.is_none() && min_retention_risk == 0.0 {

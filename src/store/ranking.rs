@@ -6,17 +6,27 @@
 //! [`RANKING_LIST_LEN`] highest-priority customers overall and per action. Between passes every
 //! accepted event whose customer's new priority reaches the bar of its action's list (or of the
 //! overall list) adds that customer to the tenant's hot set. A query then evaluates only the list
-//! it needs plus the hot set, exactly, at the query's time.
+//! it needs plus the hot set, at the query's time.
 //!
-//! What the index can miss: a customer off the lists whose priority rises through time alone (a
-//! growing silence or reply wait, no new event) enters the answer at the next pass, at most one
-//! interval late. Every customer with a new event is exact. Queries the index cannot answer
-//! exactly from its candidates (an `as_of` before the pass, a filter leaving fewer than `limit`
-//! candidates from a full list, an overflowing hot set) fall back to the full scan.
+//! Every candidate carries a bound: its priority when the pass ranked it, or, for a hot customer,
+//! when its latest event was noted. A query evaluates candidates by descending bound and stops
+//! once `limit` answers beat the next bound, so it evaluates about `limit` candidates instead of
+//! all of them. At the pass's own time this is exact: a customer's priority only moves with events,
+//! and an event that could lift a customer onto a list makes it hot with its new priority.
+//!
+//! What the index can miss: a customer whose priority rises through time alone (a growing silence
+//! or reply wait, no new event) past the bound it was ranked or noted with enters the answer at the
+//! next pass, at most one interval late; after [`MAX_BOUND_AGE_MS`] without a pass, queries stop
+//! trusting bounds and evaluate every candidate. An event that arrives while a pass runs is judged
+//! against the previous pass's bars, so when a pass lowers a bar such a customer also waits for the
+//! next pass. Queries the index cannot answer from its candidates (an `as_of` before the pass, a
+//! filter leaving fewer than `limit` candidates from a full list, an overflowing hot set) fall back
+//! to the full scan, which is exact.
 
 use crate::domain::{Action, TimestampMs};
 use crate::scoring::Score;
-use dashmap::DashSet;
+use compact_str::CompactString;
+use dashmap::DashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +38,10 @@ pub const RANKING_LIST_LEN: usize = 1000;
 /// Hot customers a tenant collects between passes before queries fall back to the full scan.
 pub const MAX_HOT_CUSTOMERS: usize = 50_000;
 
+/// How long after a pass its bounds are trusted to stop a query early (see the module doc); beyond
+/// it (passes stalled, or an `as_of` far ahead) a query evaluates every candidate.
+pub const MAX_BOUND_AGE_MS: i64 = 60_000;
+
 /// Position of an action in [`Action::ALL`].
 pub fn action_index(action: Action) -> usize {
     Action::ALL
@@ -36,7 +50,8 @@ pub fn action_index(action: Action) -> usize {
         .unwrap_or(Action::ALL.len() - 1)
 }
 
-/// Ranking entry: higher priority first, then smaller customer id.
+/// Ranking entry: higher priority first, then smaller customer id. In the index, the priority is
+/// the candidate's bound.
 pub(super) struct Ranked {
     pub priority: f64,
     pub customer_id: String,
@@ -143,8 +158,8 @@ fn reaches(bar: &Bar, priority: f64, customer_id: &str) -> bool {
 pub(super) struct RankingIndex {
     /// The evaluation time of the pass.
     pub computed_at_ms: TimestampMs,
-    /// Customer ids by priority at `computed_at_ms`, best first: per action, then overall.
-    pub lists: [Vec<String>; LISTS],
+    /// Customers with their priority at `computed_at_ms`, best first: per action, then overall.
+    pub lists: [Vec<Ranked>; LISTS],
 }
 
 /// Builds a tenant's index during a pass: offer every customer's score once.
@@ -177,7 +192,7 @@ impl IndexBuilder {
 
     /// The index and each list's bar.
     pub fn finish(self) -> (RankingIndex, [Bar; LISTS]) {
-        let mut lists: [Vec<String>; LISTS] = Default::default();
+        let mut lists: [Vec<Ranked>; LISTS] = Default::default();
         let mut bars: [Bar; LISTS] = Default::default();
         for (list, top) in self.tops.into_iter().enumerate() {
             let full = top.len() >= RANKING_LIST_LEN;
@@ -185,7 +200,7 @@ impl IndexBuilder {
             if full {
                 bars[list] = sorted.last().map(|r| (r.priority, r.customer_id.clone()));
             }
-            lists[list] = sorted.into_iter().map(|r| r.customer_id).collect();
+            lists[list] = sorted;
         }
         (
             RankingIndex {
@@ -197,43 +212,53 @@ impl IndexBuilder {
     }
 }
 
-/// Customers whose events since a pass began may put them on a list.
+/// Customers whose events since a pass began may put them on a list, each with its bound: the
+/// priority its latest noted event gave it.
 pub(super) struct HotSet {
-    ids: DashSet<String, ahash::RandomState>,
+    bounds: DashMap<CompactString, f64, ahash::RandomState>,
     len: AtomicUsize,
 }
 
 impl Default for HotSet {
     fn default() -> Self {
         Self {
-            ids: DashSet::with_hasher(ahash::RandomState::new()),
+            bounds: DashMap::with_hasher(ahash::RandomState::new()),
             len: AtomicUsize::new(0),
         }
     }
 }
 
 impl HotSet {
-    /// Marks a customer hot. Past [`MAX_HOT_CUSTOMERS`] the set stops growing and is marked
-    /// overflowed, which sends queries to the full scan until the next pass.
-    pub fn insert(&self, customer_id: &str) {
-        if self.ids.contains(customer_id) {
+    /// Marks a customer hot with the priority its event gave it (`f64::INFINITY` when not
+    /// evaluated). Past [`MAX_HOT_CUSTOMERS`] the set stops growing and is marked overflowed, which
+    /// sends queries to the full scan until the next pass.
+    pub fn insert(&self, customer_id: &str, bound: f64) {
+        if let Some(mut known) = self.bounds.get_mut(customer_id) {
+            *known = bound;
             return;
         }
         if self.len.load(Ordering::Relaxed) >= MAX_HOT_CUSTOMERS {
             self.len.store(MAX_HOT_CUSTOMERS + 1, Ordering::Relaxed);
             return;
         }
-        if self.ids.insert(customer_id.to_string()) {
+        if self
+            .bounds
+            .insert(CompactString::from(customer_id), bound)
+            .is_none()
+        {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Adds the hot customers to `into`; `false` when the set overflowed.
-    pub fn collect_into(&self, into: &mut Vec<String>) -> bool {
+    /// Adds the hot customers with their bounds to `into`; `false` when the set overflowed.
+    pub fn collect_into(&self, into: &mut Vec<Ranked>) -> bool {
         if self.len.load(Ordering::Relaxed) > MAX_HOT_CUSTOMERS {
             return false;
         }
-        into.extend(self.ids.iter().map(|id| id.key().clone()));
+        into.extend(self.bounds.iter().map(|entry| Ranked {
+            priority: *entry.value(),
+            customer_id: entry.key().to_string(),
+        }));
         true
     }
 }
@@ -250,13 +275,14 @@ pub(super) struct RankingState {
 }
 
 impl RankingState {
-    /// Records an event's customer with its new priority and action on each list it could join.
-    pub fn note(&self, customer_id: &str, priority: f64, action: Action) {
+    /// Records an event's customer with its new priority and action on each list it could join,
+    /// with `bound` (the priority, or infinity when it is no bound) for queries.
+    pub fn note(&self, customer_id: &str, priority: f64, bound: f64, action: Action) {
         for list in [action_index(action), OVERALL] {
             if reaches(&self.bars[list], priority, customer_id) {
-                self.hot[list].insert(customer_id);
+                self.hot[list].insert(customer_id, bound);
                 if let Some(next) = &self.next_hot {
-                    next[list].insert(customer_id);
+                    next[list].insert(customer_id, bound);
                 }
             }
         }
@@ -271,16 +297,16 @@ impl RankingState {
     /// action is not known without evaluating it).
     pub fn note_everywhere(&self, customer_id: &str) {
         for list in 0..LISTS {
-            self.hot[list].insert(customer_id);
+            self.hot[list].insert(customer_id, f64::INFINITY);
             if let Some(next) = &self.next_hot {
-                next[list].insert(customer_id);
+                next[list].insert(customer_id, f64::INFINITY);
             }
         }
     }
 
-    /// The hot customers of one list (both generations while a pass runs); `None` when a set
-    /// overflowed.
-    pub fn hot_for(&self, list: usize) -> Option<Vec<String>> {
+    /// The hot customers of one list with their bounds (both generations while a pass runs);
+    /// `None` when a set overflowed.
+    pub fn hot_for(&self, list: usize) -> Option<Vec<Ranked>> {
         let mut hot = Vec::new();
         if !self.hot[list].collect_into(&mut hot) {
             return None;
