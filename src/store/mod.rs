@@ -424,7 +424,7 @@ impl Store {
             if query.matches(&score) && best.admits(score.priority, entry.key()) {
                 best.offer(Ranked {
                     priority: score.priority,
-                    customer_id: entry.key().to_string(),
+                    customer_id: entry.key().clone(),
                 });
             }
         }
@@ -453,8 +453,14 @@ impl Store {
             candidates.sort_unstable_by(|a, b| b.cmp(a));
         }
         let mut best = TopK::new(query.limit);
+        // A live query usually stops after about `limit` candidates.
+        let expected = if stop_on_bounds {
+            candidates.len().min(2 * query.limit)
+        } else {
+            candidates.len()
+        };
         let mut seen = std::collections::HashSet::with_capacity_and_hasher(
-            candidates.len(),
+            expected,
             ahash::RandomState::new(),
         );
         for candidate in candidates {
@@ -503,7 +509,7 @@ impl Store {
                 let score = evaluate(&summary, query.as_of_ms, &self.config);
                 drop(summary);
                 drop(history);
-                Some((ranked.customer_id, score))
+                Some((ranked.customer_id.into_string(), score))
             })
             .collect()
     }

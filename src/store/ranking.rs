@@ -54,7 +54,7 @@ pub fn action_index(action: Action) -> usize {
 /// the candidate's bound.
 pub(super) struct Ranked {
     pub priority: f64,
-    pub customer_id: String,
+    pub customer_id: CompactString,
 }
 
 impl PartialEq for Ranked {
@@ -141,7 +141,7 @@ pub(super) fn list_index(action: Option<Action>) -> usize {
 }
 
 /// The entry a customer must reach to join a full list: its last one's priority and id.
-pub(super) type Bar = Option<(f64, String)>;
+pub(super) type Bar = Option<(f64, CompactString)>;
 
 /// Whether (priority, id) ranks at or above the bar (a list that is not full takes anyone).
 fn reaches(bar: &Bar, priority: f64, customer_id: &str) -> bool {
@@ -184,7 +184,7 @@ impl IndexBuilder {
             if top.admits(score.priority, customer_id) {
                 top.offer(Ranked {
                     priority: score.priority,
-                    customer_id: customer_id.to_string(),
+                    customer_id: CompactString::from(customer_id),
                 });
             }
         }
@@ -257,7 +257,7 @@ impl HotSet {
         }
         into.extend(self.bounds.iter().map(|entry| Ranked {
             priority: *entry.value(),
-            customer_id: entry.key().to_string(),
+            customer_id: entry.key().clone(),
         }));
         true
     }
