@@ -235,12 +235,20 @@ impl IngestService for Arc<IngestApi> {
             ))
             .into())
         } else {
-            let mut summary = pb::IngestSummary::default();
-            for (index, interaction) in interactions.into_iter().enumerate() {
-                let processed = self.process(interaction, &grant, false);
-                self.tally(&mut summary, index as u64, &processed);
-            }
-            Ok(Response::new(summary))
+            // A batch is up to `max_batch_interactions` events of CPU work without an await: on the
+            // blocking pool, so the runtime's workers stay free for queries and other calls.
+            let api = Arc::clone(self);
+            tokio::task::spawn_blocking(move || {
+                let mut summary = pb::IngestSummary::default();
+                for (index, interaction) in interactions.into_iter().enumerate() {
+                    let processed = api.process(interaction, &grant, false);
+                    api.tally(&mut summary, index as u64, &processed);
+                }
+                summary
+            })
+            .await
+            .map(Response::new)
+            .map_err(|error| ApiError::Internal(format!("ingest batch failed: {error}")).into())
         };
         observed("IngestBatch", started, result)
     }
