@@ -3,7 +3,7 @@
 #   1. gRPC ingest: `rapport loadgen` against `rapport noop-serve` (same proto, no work) and against
 #      `rapport serve`, ROUNDS times each, interleaved; events/s and ack latency p50/p99.
 #   2. TopCustomers(limit 100) over CUSTOMERS customers in one tenant while ingest runs (at full
-#      speed, then paced at PACED_RATE events/s), and the server's RSS growth per tracked customer.
+#      speed, then paced at PACED_RATES events/s), and the server's RSS growth per tracked customer.
 #   3. Time from process start to the first answered RPC.
 # Usage: benches/ingest_load.sh [path/to/rapport]   (default: target/release/rapport, built first)
 set -euo pipefail
@@ -15,7 +15,7 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CUSTOMERS=${CUSTOMERS:-1000000}
 TOP_SECONDS=${TOP_SECONDS:-20}
 TOP_QPS=${TOP_QPS:-10}
-PACED_RATE=${PACED_RATE:-100000}
+PACED_RATES=${PACED_RATES:-100000 1000}
 PIN=${PIN:-}            # e.g. "taskset -c 0,1" to confine everything to two cores
 GRPC=127.0.0.1:50091
 METRICS=127.0.0.1:9491
@@ -59,8 +59,8 @@ echo "rss before ${before} kB, after preload ${after} kB: $(( (after - before) *
 # Steady state: let the ranking pass (every ranking_pass_seconds, default 5) index the preloaded tenant.
 sleep 7
 # TopCustomers(limit 100) TOP_QPS times a second for TOP_SECONDS, first while ingest runs as fast as
-# it is acknowledged, then with ingest paced at PACED_RATE events/s (below saturation).
-for rate in 0 "$PACED_RATE"; do
+# it is acknowledged, then with ingest paced at each of PACED_RATES events/s (below saturation).
+for rate in 0 $PACED_RATES; do
   echo "#### ingest offered: $([ "$rate" = 0 ] && echo 'as fast as acknowledged' || echo "$rate events/s")"
   $PIN "$BIN" loadgen --server "http://$GRPC" --tenants 1 --customers "$CUSTOMERS" --connections 2 --in-flight 2 \
     --duration-seconds "$TOP_SECONDS" --top-queries-per-second "$TOP_QPS" --events-per-second "$rate" \
