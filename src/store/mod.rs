@@ -711,6 +711,93 @@ mod tests {
         }
     }
 
+    /// A hot customer's later event stamped after now must not lower the bound a live query
+    /// stops on: as of now that event is not visible, and the customer still ranks first.
+    #[test]
+    fn an_event_stamped_later_does_not_hide_a_hot_customer_from_live_queries() {
+        let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+        let event = |id: &str, customer: &str, direction, kind, at_ms, sentiment: Option<f32>| {
+            let interaction = Interaction {
+                event_id: id.into(),
+                tenant_id: "acme".into(),
+                customer_id: customer.into(),
+                channel: Channel::Twitter,
+                kind,
+                direction,
+                occurred_at_ms: at_ms,
+                text: String::new(),
+                value: 0.0,
+                author_followers: 50_000,
+                thread_id: "t".into(),
+            };
+            let sentiment = sentiment.map(|score| Sentiment {
+                label: SentimentLabel::Negative,
+                score,
+                confidence: 0.9,
+            });
+            store.apply(&interaction, sentiment, T0_MS, false);
+        };
+        // Enough quiet customers (one reply each, nothing to answer) to fill every list.
+        for n in 0..(RANKING_LIST_LEN + 200) {
+            let (id, customer) = (format!("q{n}"), format!("quiet{n:05}"));
+            event(
+                &id,
+                &customer,
+                Direction::Outbound,
+                Kind::Reply,
+                T0_MS - DAY_MS,
+                None,
+            );
+        }
+        // One customer waiting a minute for an answer: a candidate ranked above the quiet ones.
+        let waiting = Interaction {
+            event_id: "w".into(),
+            tenant_id: "acme".into(),
+            customer_id: "waiting".into(),
+            channel: Channel::Email,
+            kind: Kind::Message,
+            direction: Direction::Inbound,
+            occurred_at_ms: T0_MS - 60_000,
+            text: String::new(),
+            value: 0.0,
+            author_followers: 0,
+            thread_id: String::new(),
+        };
+        store.apply(&waiting, None, T0_MS, false);
+        store.census(T0_MS);
+        // After the pass: an angry public mention, then the brand's reply stamped a minute ahead.
+        event(
+            "a",
+            "angry",
+            Direction::Inbound,
+            Kind::Mention,
+            T0_MS,
+            Some(-0.9),
+        );
+        event(
+            "b",
+            "angry",
+            Direction::Outbound,
+            Kind::Reply,
+            T0_MS + 60_000,
+            None,
+        );
+        for live in [true, false] {
+            let query = TopQuery {
+                limit: 1,
+                action: None,
+                min_retention_risk: 0.0,
+                as_of_ms: T0_MS,
+                live,
+            };
+            let top = store.top("acme", &query);
+            assert_eq!(top[0].0, "angry", "live {live}");
+            assert_eq!(top[0].1.action, Action::Respond, "live {live}");
+            let exact = store.top_exact("acme", &query);
+            assert_eq!(top[0].0, exact[0].0);
+        }
+    }
+
     #[test]
     fn retention_risk_bands_cover_zero_to_one() {
         assert_eq!(retention_risk_band(0.0), 0);
