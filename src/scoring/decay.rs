@@ -11,13 +11,20 @@ pub fn decay_factor(elapsed_seconds: f64, half_life_seconds: f64) -> f64 {
     }
 }
 
-/// `value` referenced at `from_ms`, decayed to `to_ms`.
-pub fn decayed(value: f64, from_ms: i64, to_ms: i64, half_life_seconds: f64) -> f64 {
-    if value == 0.0 {
-        return 0.0;
+/// `values` referenced at `from_ms`, decayed to `to_ms`: sums that share a half-life share one
+/// decay factor, computed only when a value is not zero (zeros stay exactly zero).
+pub fn decayed<const N: usize>(
+    values: [f64; N],
+    from_ms: i64,
+    to_ms: i64,
+    half_life_seconds: f64,
+) -> [f64; N] {
+    if values.iter().all(|value| *value == 0.0) {
+        return [0.0; N];
     }
     let elapsed_seconds = (to_ms.saturating_sub(from_ms)) as f64 / 1000.0;
-    value * decay_factor(elapsed_seconds, half_life_seconds)
+    let factor = decay_factor(elapsed_seconds, half_life_seconds);
+    values.map(|value| if value == 0.0 { 0.0 } else { value * factor })
 }
 
 #[cfg(test)]
@@ -61,12 +68,12 @@ mod tests {
             let mut folded = 0.0;
             let mut at = times[0];
             for &t in &times {
-                folded = decayed(folded, at, t, half_life) + 1.0;
+                folded = decayed([folded], at, t, half_life)[0] + 1.0;
                 at = t;
             }
             let end = times[times.len() - 1] + 1_000_000;
-            let folded_at_end = decayed(folded, at, end, half_life);
-            let direct: f64 = times.iter().map(|&t| decayed(1.0, t, end, half_life)).sum();
+            let [folded_at_end] = decayed([folded], at, end, half_life);
+            let direct: f64 = times.iter().map(|&t| decayed([1.0], t, end, half_life)[0]).sum();
             prop_assert!((folded_at_end - direct).abs() <= 1e-9 * direct.max(1.0));
         }
     }

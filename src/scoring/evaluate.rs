@@ -3,7 +3,7 @@
 
 use crate::config::ScoringConfig;
 use crate::domain::{Action, Channel, Kind, TimestampMs};
-use crate::scoring::{decay_factor, OpenThread, Summary};
+use crate::scoring::{decayed, OpenThread, Summary};
 
 /// A customer's scores as of one moment.
 #[derive(Clone, Debug, PartialEq)]
@@ -269,42 +269,37 @@ fn evaluate_with(
     let from = summary.last_event_at_ms;
     let mut factors = Vec::new();
 
-    // Sums are referenced at the last event; one decay factor per half-life serves every sum
-    // that uses it (the same numbers as decaying each sum on its own).
-    let elapsed = elapsed_seconds(from, at);
-    let decay_pair = |a: f64, b: f64, half_life_seconds: f64| {
-        if a == 0.0 && b == 0.0 {
-            return (0.0, 0.0);
-        }
-        let factor = decay_factor(elapsed, half_life_seconds);
-        let decay = |value: f64| if value == 0.0 { 0.0 } else { value * factor };
-        (decay(a), decay(b))
-    };
-
-    // Engagement.
-    let (engagement_recent, _) = decay_pair(
-        summary.engagement_recent,
-        0.0,
+    // Sums are referenced at the last event; those sharing a half-life share its decay factor.
+    let [engagement_recent] = decayed(
+        [summary.engagement_recent],
+        from,
+        at,
         config.engagement_half_life_seconds,
     );
-    let (engagement_baseline, _) = decay_pair(
-        summary.engagement_baseline,
-        0.0,
+    let [engagement_baseline] = decayed(
+        [summary.engagement_baseline],
+        from,
+        at,
         config.engagement_baseline_half_life_seconds,
     );
     let engagement = 100.0 * (1.0 - (-engagement_recent / config.engagement_scale).exp());
 
     // Sentiment: decayed confidence-weighted means with a prior, so they fade as messages age.
     let prior = config.sentiment_prior_weight;
-    let (long_sum, long_weight) = decay_pair(
-        summary.sentiment_long_sum,
-        summary.sentiment_long_weight,
+    let [long_sum, long_weight] = decayed(
+        [summary.sentiment_long_sum, summary.sentiment_long_weight],
+        from,
+        at,
         config.sentiment_long_half_life_seconds,
     );
     let sentiment = long_sum / (long_weight + prior);
-    let (recent_sum, recent_weight) = decay_pair(
-        summary.sentiment_recent_sum,
-        summary.sentiment_recent_weight,
+    let [recent_sum, recent_weight] = decayed(
+        [
+            summary.sentiment_recent_sum,
+            summary.sentiment_recent_weight,
+        ],
+        from,
+        at,
         config.sentiment_recent_half_life_seconds,
     );
     let sentiment_recent = (recent_sum + prior * sentiment) / (recent_weight + prior);
@@ -377,9 +372,10 @@ fn evaluate_with(
         FactorKind::OpenComplaints { count: complaints },
         weights.open_complaints * (1.0 - 0.5f64.powi(complaints as i32)),
     );
-    let (positive_contact, purchases_recent) = decay_pair(
-        summary.positive_contact,
-        summary.purchases_recent,
+    let [positive_contact, purchases_recent] = decayed(
+        [summary.positive_contact, summary.purchases_recent],
+        from,
+        at,
         config.goodwill_half_life_seconds,
     );
     push_risk(
