@@ -466,10 +466,7 @@ impl Store {
         for candidate in candidates {
             // No candidate from here on can beat the answers kept: each ranks at or below its
             // bound, and the bounds only go down.
-            if stop_on_bounds
-                && best.len() == query.limit
-                && !best.admits(candidate.priority, &candidate.customer_id)
-            {
+            if stop_on_bounds && !best.admits(candidate.priority, &candidate.customer_id) {
                 break;
             }
             let customer_id = &candidate.customer_id;
