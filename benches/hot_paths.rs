@@ -68,6 +68,7 @@ fn apply(c: &mut Criterion) {
                 value: 0.0,
                 author_followers: 10,
                 thread_id: String::new(),
+                reply_need: rapport::domain::ReplyNeed::Unclear,
             };
             black_box(store.apply(
                 &interaction,
@@ -97,6 +98,7 @@ fn bench_event(n: u64, at_ms: i64) -> Interaction {
         value: 0.0,
         author_followers: n * 7919 % 100_000,
         thread_id: String::new(),
+        reply_need: rapport::domain::ReplyNeed::Unclear,
     }
 }
 

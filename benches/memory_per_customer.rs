@@ -87,6 +87,7 @@ impl Events {
             } else {
                 String::new()
             },
+            reply_need: rapport::domain::ReplyNeed::Unclear,
         };
         let sentiment = ((r >> 56) % 10 < 7).then_some(Sentiment {
             label: SentimentLabel::Negative,

@@ -3,6 +3,7 @@
 //! start, naming the key.
 
 use crate::domain::{Channel, Kind};
+use crate::scoring::BusinessHoursConfig;
 use crate::sentiment::Backend;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -169,8 +170,27 @@ pub struct ScoringConfig {
     pub default_gap_seconds: f64,
     /// Smallest usual gap, so bursts of messages do not make a day's silence look alarming (1 day).
     pub min_gap_seconds: f64,
-    /// The brand's reply SLA for inbound messages (1 hour).
+    /// First-response target for inbound messages, every channel unless `channel_sla` says
+    /// otherwise (1 hour).
     pub reply_sla_seconds: f64,
+    /// Next-response target in a thread the brand has already answered once (1 hour).
+    pub next_reply_sla_seconds: f64,
+    /// An unanswered thread older than this (wall clock) is missed: counted and reported, and it
+    /// stops climbing in priority (14 days).
+    pub missed_after_seconds: f64,
+    /// Per-channel reply targets (SLA policy rows, as support desks define them).
+    pub channel_sla: BTreeMap<Channel, ChannelSlaConfig>,
+    /// Business hours for every tenant without its own (absent: the SLA clock never pauses).
+    pub business_hours: Option<BusinessHoursConfig>,
+    /// Per-tenant SLA policies, by tenant id.
+    pub tenants: BTreeMap<String, TenantSlaConfig>,
+    /// Retention risk is the probability of no inbound activity within this horizon (90 days).
+    pub retention_horizon_seconds: f64,
+    /// A tenant's activity model is fitted once it has at least this many customers (before
+    /// that, and for smaller tenants, the documented prior is used).
+    pub retention_min_customers_to_fit: usize,
+    /// How often a tenant's activity model is refitted in the background (1 hour).
+    pub retention_refit_seconds: f64,
     /// Events kept per customer for exact re-folding and duplicate detection. Beyond it the oldest
     /// quarter is folded into the customer's summary (scores unchanged) and their ids forgotten;
     /// an event older than every kept one is then refused (`occurred_at`), never double-counted.
@@ -184,40 +204,74 @@ pub struct ScoringConfig {
     pub actions: ActionThresholds,
 }
 
-/// Log-odds weights of the retention-risk factors.
+/// The logistic layer of retention risk: log-odds added to the activity model's own log-odds
+/// (docs/scoring.md). They are priors for what a purchase log lacks, never fitted to a benchmark.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RiskWeights {
-    /// Log-odds with every factor at zero (-2.0: risk 0.12).
+    /// Log-odds added to every customer (0: the activity model as it is).
     pub bias: f64,
-    /// Silence against the customer's usual gap, at full weight from 8 gaps on.
-    pub silence: f64,
-    /// Recent engagement rate below the long-run rate.
+    /// Recent engagement rate below the long-run rate (0 by default: on activity alone it restates
+    /// what the activity model already counts).
     pub engagement_drop: f64,
-    /// Negative long-run sentiment.
+    /// Negative long-run sentiment, at sentiment -1.
     pub negative_sentiment: f64,
-    /// Recent sentiment below long-run sentiment.
+    /// Recent sentiment below long-run sentiment, per unit of drop.
     pub worsening_sentiment: f64,
-    /// Unanswered negative messages.
+    /// Unanswered negative messages (1 - 0.5^n).
     pub open_complaints: f64,
     /// Recent positive contact (subtracted).
     pub positive_contact: f64,
-    /// Recent purchases (subtracted).
-    pub purchases: f64,
 }
 
-/// Weights of RESPOND urgency: priority = 0.5 + 0.5 * (1 - exp(-pressure)).
+/// Weights of RESPOND urgency, in log-odds-like units summed per open thread (docs/scoring.md).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RespondWeights {
-    /// Pressure per reply SLA waited.
+    /// Per unit of ln(1 + SLA progress): progress is business time waited over the SLA target.
     pub wait: f64,
-    /// Pressure at the most negative message (score -1).
+    /// When a message asks for an answer (a question, a request).
+    pub needs_reply: f64,
+    /// At the most negative message (score -1).
     pub negativity: f64,
-    /// Pressure at 1M followers (log scale: 1k followers is half of it).
+    /// Per decade of the author's followers (log10(1 + followers)).
     pub reach: f64,
-    /// Extra pressure when the message is on a public channel.
+    /// When the message is on a public channel.
     pub public_channel: f64,
+    /// Per unit of ln(unanswered messages in the thread).
+    pub messages: f64,
+    /// Per decade of the customer's lifetime value (log10(1 + value)).
+    pub customer_value: f64,
+    /// At retention risk 1.
+    pub retention_risk: f64,
+    /// Past missed_after_seconds, the wait term stops climbing and falls by this per unit of
+    /// ln(waited / missed_after_seconds), so a stale backlog sinks below fresh messages.
+    pub staleness: f64,
+}
+
+/// A channel's reply targets; unset values fall back to the `[scoring]` defaults.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSlaConfig {
+    /// First reply due this long (business time) after the customer's first unanswered message.
+    pub first_response_seconds: Option<f64>,
+    /// Next reply, in a thread the brand already answered once, due this long after.
+    pub next_response_seconds: Option<f64>,
+    /// An unanswered thread older than this (wall clock) is missed: reported, and it stops climbing.
+    pub missed_after_seconds: Option<f64>,
+}
+
+/// One tenant's own SLA policy; what it leaves out comes from `[scoring]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSlaConfig {
+    /// Defaults for every channel of this tenant.
+    #[serde(flatten)]
+    pub defaults: ChannelSlaConfig,
+    /// Per-channel targets of this tenant.
+    pub channel_sla: BTreeMap<Channel, ChannelSlaConfig>,
+    /// This tenant's business hours (the SLA clock pauses outside them).
+    pub business_hours: Option<BusinessHoursConfig>,
 }
 
 /// When each action applies.
@@ -249,6 +303,14 @@ impl Default for ScoringConfig {
             default_gap_seconds: 7.0 * DAY_SECONDS,
             min_gap_seconds: DAY_SECONDS,
             reply_sla_seconds: 3600.0,
+            next_reply_sla_seconds: 3600.0,
+            missed_after_seconds: 14.0 * DAY_SECONDS,
+            channel_sla: BTreeMap::new(),
+            business_hours: None,
+            tenants: BTreeMap::new(),
+            retention_horizon_seconds: 90.0 * DAY_SECONDS,
+            retention_min_customers_to_fit: 200,
+            retention_refit_seconds: 3600.0,
             max_events_per_customer: 10_000,
             kind_weights: BTreeMap::new(),
             channel_weights: BTreeMap::new(),
@@ -262,14 +324,12 @@ impl Default for ScoringConfig {
 impl Default for RiskWeights {
     fn default() -> Self {
         Self {
-            bias: -2.0,
-            silence: 3.0,
-            engagement_drop: 1.5,
-            negative_sentiment: 2.0,
-            worsening_sentiment: 1.5,
-            open_complaints: 1.0,
-            positive_contact: 1.0,
-            purchases: 1.0,
+            bias: 0.0,
+            engagement_drop: 0.0,
+            negative_sentiment: 1.0,
+            worsening_sentiment: 1.0,
+            open_complaints: 0.5,
+            positive_contact: 0.5,
         }
     }
 }
@@ -278,9 +338,14 @@ impl Default for RespondWeights {
     fn default() -> Self {
         Self {
             wait: 1.0,
-            negativity: 1.5,
-            reach: 1.5,
-            public_channel: 0.25,
+            needs_reply: 1.0,
+            negativity: 3.0,
+            reach: 0.5,
+            public_channel: 0.5,
+            messages: 0.2,
+            customer_value: 0.3,
+            retention_risk: 1.0,
+            staleness: 0.5,
         }
     }
 }
@@ -354,6 +419,19 @@ impl ScoringConfig {
             ("scoring.default_gap_seconds", self.default_gap_seconds),
             ("scoring.min_gap_seconds", self.min_gap_seconds),
             ("scoring.reply_sla_seconds", self.reply_sla_seconds),
+            (
+                "scoring.next_reply_sla_seconds",
+                self.next_reply_sla_seconds,
+            ),
+            ("scoring.missed_after_seconds", self.missed_after_seconds),
+            (
+                "scoring.retention_horizon_seconds",
+                self.retention_horizon_seconds,
+            ),
+            (
+                "scoring.retention_refit_seconds",
+                self.retention_refit_seconds,
+            ),
         ];
         for (key, value) in positive {
             if !(value.is_finite() && value > 0.0) {
@@ -392,7 +470,6 @@ impl ScoringConfig {
                 )
             }))
             .chain([
-                ("scoring.risk.silence".to_string(), self.risk.silence),
                 (
                     "scoring.risk.engagement_drop".to_string(),
                     self.risk.engagement_drop,
@@ -413,8 +490,11 @@ impl ScoringConfig {
                     "scoring.risk.positive_contact".to_string(),
                     self.risk.positive_contact,
                 ),
-                ("scoring.risk.purchases".to_string(), self.risk.purchases),
                 ("scoring.respond.wait".to_string(), self.respond.wait),
+                (
+                    "scoring.respond.needs_reply".to_string(),
+                    self.respond.needs_reply,
+                ),
                 (
                     "scoring.respond.negativity".to_string(),
                     self.respond.negativity,
@@ -423,6 +503,22 @@ impl ScoringConfig {
                 (
                     "scoring.respond.public_channel".to_string(),
                     self.respond.public_channel,
+                ),
+                (
+                    "scoring.respond.messages".to_string(),
+                    self.respond.messages,
+                ),
+                (
+                    "scoring.respond.customer_value".to_string(),
+                    self.respond.customer_value,
+                ),
+                (
+                    "scoring.respond.retention_risk".to_string(),
+                    self.respond.retention_risk,
+                ),
+                (
+                    "scoring.respond.staleness".to_string(),
+                    self.respond.staleness,
                 ),
                 (
                     "scoring.actions.advocate_min_engagement".to_string(),
@@ -465,9 +561,107 @@ impl ScoringConfig {
                 ));
             }
         }
+        if self.retention_min_customers_to_fit < 10 {
+            return Err(ConfigError::invalid(
+                "scoring.retention_min_customers_to_fit",
+                format!(
+                    "must be at least 10, got {}",
+                    self.retention_min_customers_to_fit
+                ),
+            ));
+        }
+        self.validate_sla()
+    }
+
+    /// Checks the SLA policies: every target positive and finite, business hours that parse and
+    /// have open hours, a missed horizon no shorter than the targets it follows.
+    fn validate_sla(&self) -> Result<(), ConfigError> {
+        fn check_channels(
+            prefix: &str,
+            defaults: &ChannelSlaConfig,
+            channels: &BTreeMap<Channel, ChannelSlaConfig>,
+        ) -> Result<(), ConfigError> {
+            let rows =
+                std::iter::once((prefix.to_string(), defaults)).chain(channels.iter().map(
+                    |(channel, row)| (format!("{prefix}channel_sla.{}.", channel.as_str()), row),
+                ));
+            for (row_prefix, row) in rows {
+                for (name, value) in [
+                    ("first_response_seconds", row.first_response_seconds),
+                    ("next_response_seconds", row.next_response_seconds),
+                    ("missed_after_seconds", row.missed_after_seconds),
+                ] {
+                    if let Some(value) = value {
+                        if !(value.is_finite() && value > 0.0 && value <= MAX_SLA_SECONDS) {
+                            return Err(ConfigError::Invalid {
+                                key: format!("{row_prefix}{name}"),
+                                message: format!(
+                                    "must be a positive number of seconds up to {MAX_SLA_SECONDS}, got {value}"
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        let root = ChannelSlaConfig {
+            first_response_seconds: Some(self.reply_sla_seconds),
+            next_response_seconds: Some(self.next_reply_sla_seconds),
+            missed_after_seconds: Some(self.missed_after_seconds),
+        };
+        check_channels("scoring.", &root, &self.channel_sla)?;
+        if let Some(hours) = &self.business_hours {
+            crate::scoring::BusinessCalendar::from_config(hours, "scoring.business_hours")
+                .map_err(|error| ConfigError::Invalid {
+                    key: error.key,
+                    message: error.message,
+                })?;
+        }
+        for (tenant, policy) in &self.tenants {
+            let prefix = format!("scoring.tenants.{tenant}.");
+            check_channels(&prefix, &policy.defaults, &policy.channel_sla)?;
+            if let Some(hours) = &policy.business_hours {
+                crate::scoring::BusinessCalendar::from_config(
+                    hours,
+                    &format!("{prefix}business_hours"),
+                )
+                .map_err(|error| ConfigError::Invalid {
+                    key: error.key,
+                    message: error.message,
+                })?;
+            }
+        }
+        // Every resolved row: the missed horizon must not come before the targets.
+        for tenant in std::iter::once(None).chain(self.tenants.keys().map(Some)) {
+            let policy = crate::scoring::SlaPolicy::new(self, tenant.map(String::as_str));
+            for channel in Channel::ALL {
+                let targets = policy.targets(channel);
+                if targets.missed_after_seconds
+                    < targets
+                        .first_response_seconds
+                        .max(targets.next_response_seconds)
+                {
+                    let key = match tenant {
+                        Some(tenant) => format!("scoring.tenants.{tenant}.missed_after_seconds"),
+                        None => "scoring.missed_after_seconds".to_string(),
+                    };
+                    return Err(ConfigError::Invalid {
+                        key,
+                        message: format!(
+                            "is shorter than the reply targets it follows on {}",
+                            channel.as_str()
+                        ),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 }
+
+/// Longest reply target or missed horizon accepted (10 years).
+pub const MAX_SLA_SECONDS: f64 = 10.0 * 365.0 * DAY_SECONDS;
 
 impl ServerConfig {
     /// Checks every value; the error names the key.
@@ -632,7 +826,10 @@ mod example_file {
             parsed.server.ranking_pass_seconds,
             ServerConfig::default().ranking_pass_seconds
         );
-        assert_eq!(parsed.scoring.risk.silence, defaults.risk.silence);
+        assert_eq!(
+            parsed.scoring.risk.negative_sentiment,
+            defaults.risk.negative_sentiment
+        );
         for kind in Kind::ALL {
             assert_eq!(
                 parsed.scoring.engagement_weight(kind, Channel::Web),

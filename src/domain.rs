@@ -167,6 +167,31 @@ impl Direction {
     }
 }
 
+/// Whether an inbound message asks the brand for an answer: stated by the client, or read from the
+/// text by [`crate::sentiment::infer_reply_need`] when the client does not say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ReplyNeed {
+    /// No sign either way (no text, or a plain statement): waits for an answer at base severity.
+    #[default]
+    Unclear,
+    /// A question, a request or a complaint: waits for an answer, at higher severity.
+    Required,
+    /// A closure ("thanks, works now", "ok, solved"): opens nothing and closes its thread.
+    NotRequired,
+}
+
+impl ReplyNeed {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyNeed::Unclear => "unclear",
+            ReplyNeed::Required => "required",
+            ReplyNeed::NotRequired => "not_required",
+        }
+    }
+}
+
 /// A validated interaction: every field has passed `api::convert`'s checks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Interaction {
@@ -183,6 +208,9 @@ pub struct Interaction {
     pub author_followers: u64,
     /// Empty when the interaction belongs to no thread.
     pub thread_id: String,
+    /// Whether an inbound message asks for an answer (resolved at validation: the client's word,
+    /// else read from the text).
+    pub reply_need: ReplyNeed,
 }
 
 /// What to do about a customer now, most urgent first in declaration order.

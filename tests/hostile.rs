@@ -344,6 +344,7 @@ mod never_panics {
             seconds in any::<i64>(),
             nanos in any::<i32>(),
             value in any::<f64>(),
+            reply_need in any::<i32>(),
         ) {
             let message = pb::Interaction {
                 event_id: id.clone(),
@@ -357,6 +358,7 @@ mod never_panics {
                 value,
                 author_followers: 0,
                 thread_id: String::new(),
+                reply_need,
             };
             let _ = interaction_from_pb(message, &LIMITS, 1_767_225_600_000);
         }

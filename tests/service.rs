@@ -110,14 +110,16 @@ async fn weekly_customer_gone_silent_shows_rising_risk_with_silence() {
         after_a_month.retention_risk
     );
     assert_eq!(action(&after_a_month), pb::Action::Rescue);
-    let silence = reason(&after_a_month, "silence").expect("silence among the reasons");
-    assert!(silence.contribution > 0.0);
+    // The activity model's log-odds, with the silence and the active days in words.
+    let activity = reason(&after_a_month, "activity").expect("activity among the reasons");
+    assert!(activity.contribution > 0.0);
     assert!(
-        silence.detail.contains("31 days") && silence.detail.contains("7 days"),
+        activity.detail.contains("31 days") && activity.detail.contains("12 day(s)"),
         "{}",
-        silence.detail
+        activity.detail
     );
-    assert!(reason(&after_a_day, "silence").is_none());
+    let early = reason(&after_a_day, "activity").expect("activity among the reasons");
+    assert!(early.contribution < 0.0, "{}", early.contribution);
     assert!(after_a_month.engagement < after_a_day.engagement);
 }
 

@@ -1,7 +1,7 @@
 //! Proto ⇄ domain conversion. Incoming messages are destructured field by field, so a new proto
 //! field fails to compile until it is handled here; every check names the offending field.
 
-use crate::domain::{Action, Channel, Direction, Interaction, Kind, TimestampMs};
+use crate::domain::{Action, Channel, Direction, Interaction, Kind, ReplyNeed, TimestampMs};
 use crate::pb;
 use crate::scoring::Score;
 use crate::sentiment::{Sentiment, SentimentLabel};
@@ -146,6 +146,7 @@ pub fn interaction_from_pb(
         value,
         author_followers,
         thread_id,
+        reply_need,
     } = interaction;
     check_id("event_id", &event_id, true, limits)?;
     check_id("tenant_id", &tenant_id, true, limits)?;
@@ -166,6 +167,17 @@ pub fn interaction_from_pb(
         ));
     }
     check_text("text", &text, limits)?;
+    let reply_need = match pb::ReplyNeed::try_from(reply_need) {
+        Ok(pb::ReplyNeed::Unspecified) => crate::sentiment::infer_reply_need(&text),
+        Ok(pb::ReplyNeed::Required) => ReplyNeed::Required,
+        Ok(pb::ReplyNeed::NotRequired) => ReplyNeed::NotRequired,
+        Err(_) => {
+            return Err(FieldError::new(
+                "reply_need",
+                format!("unknown value {reply_need}"),
+            ))
+        }
+    };
     if !value.is_finite() || value < 0.0 {
         return Err(FieldError::new(
             "value",
@@ -184,6 +196,7 @@ pub fn interaction_from_pb(
         value,
         author_followers,
         thread_id,
+        reply_need,
     })
 }
 
@@ -205,6 +218,12 @@ pub fn interaction_to_pb(interaction: &Interaction) -> pb::Interaction {
         value: interaction.value,
         author_followers: interaction.author_followers,
         thread_id: interaction.thread_id.clone(),
+        // Unclear is what an empty text reads as, so the log (which drops the text) replays it.
+        reply_need: match interaction.reply_need {
+            ReplyNeed::Unclear => pb::ReplyNeed::Unspecified,
+            ReplyNeed::Required => pb::ReplyNeed::Required,
+            ReplyNeed::NotRequired => pb::ReplyNeed::NotRequired,
+        } as i32,
     }
 }
 
@@ -333,6 +352,13 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
         interactions_total: score.interactions_total,
         lifetime_value: score.lifetime_value,
         as_of: Some(to_timestamp(score.as_of_ms)),
+        reply_due_at: score.reply_due_at_ms.map(to_timestamp),
+        reply_breached_since: score
+            .reply_due_at_ms
+            .filter(|due| *due <= score.as_of_ms)
+            .map(to_timestamp),
+        missed_threads: score.missed_threads,
+        open_threads: score.open_threads,
     }
 }
 
@@ -359,6 +385,7 @@ mod tests {
             value: 0.0,
             author_followers: 3,
             thread_id: String::new(),
+            reply_need: pb::ReplyNeed::Unspecified as i32,
         }
     }
 

@@ -168,11 +168,12 @@ impl ScoringService for Arc<ScoringApi> {
                 Err(ApiError::from(error).into()),
             );
         }
-        let mut updates = self.store.subscribe(&tenant_id);
+        let (mut updates, registration) = self.store.watch(&tenant_id, min_priority);
         let mut shutdown = self.shutdown.clone();
         let (sender, receiver) = mpsc::channel(64);
         tokio::spawn(async move {
             let _watcher = WatcherGuard::new();
+            let _registration = registration;
             loop {
                 let change = tokio::select! {
                     _ = sender.closed() => break,
@@ -193,6 +194,7 @@ impl ScoringService for Arc<ScoringApi> {
                             previous_priority: change.previous_priority,
                             previous_action: convert::action_to_pb(change.previous_action) as i32,
                             event_id: change.event_id.clone(),
+                            cause: change.cause.clone(),
                         };
                         if sender.send(Ok(update)).await.is_err() {
                             break;

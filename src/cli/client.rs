@@ -54,6 +54,7 @@ impl InteractionLine {
             .context("occurred_at before 1970")?
             .as_millis();
         Ok(pb::Interaction {
+            reply_need: pb::ReplyNeed::Unspecified as i32,
             event_id: self.event_id,
             tenant_id: self.tenant_id,
             customer_id: self.customer_id,

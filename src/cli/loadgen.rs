@@ -117,6 +117,7 @@ impl Generator {
             rng.gen_range(0..60_000)
         };
         pb::Interaction {
+            reply_need: pb::ReplyNeed::Unspecified as i32,
             event_id: format!("{}-{}", self.prefix, self.sequence),
             tenant_id: format!("tenant-{tenant}"),
             customer_id: format!("customer-{customer}"),

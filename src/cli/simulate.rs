@@ -317,6 +317,7 @@ impl Simulation {
         }
         let customer = &self.customers[index];
         pb::Interaction {
+            reply_need: pb::ReplyNeed::Unspecified as i32,
             event_id,
             tenant_id: customer.tenant.clone(),
             customer_id: customer.id.clone(),
@@ -341,6 +342,7 @@ impl Simulation {
                 let text = self.rng.pick(REPLIES).to_string();
                 let customer = &self.customers[reply.customer];
                 out.push(pb::Interaction {
+                    reply_need: pb::ReplyNeed::Unspecified as i32,
                     event_id,
                     tenant_id: customer.tenant.clone(),
                     customer_id: customer.id.clone(),

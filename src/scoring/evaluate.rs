@@ -1,13 +1,17 @@
 //! A summary evaluated as of a moment: engagement, sentiment, retention risk, priority, action and
-//! the factors behind them.
+//! the factors behind them. The human-readable wording of factors lives in `factor.rs`.
 
 use crate::config::ScoringConfig;
-use crate::domain::{Action, Channel, Kind, TimestampMs};
-use crate::scoring::{decayed, OpenThread, Summary};
+use crate::domain::{Action, ReplyNeed, TimestampMs};
+use crate::scoring::sla::ThreadSla;
+use crate::scoring::{decayed, OpenThread, Summary, TenantModel};
+
+pub use crate::scoring::factor::{Factor, FactorKind};
 
 /// A customer's scores as of one moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Score {
+    /// The moment evaluated (the request's, or the customer's latest event when later).
     pub as_of_ms: TimestampMs,
     /// 0..100.
     pub engagement: f64,
@@ -17,236 +21,92 @@ pub struct Score {
     pub sentiment_recent: f64,
     /// `sentiment_recent - sentiment`.
     pub sentiment_trend: f64,
-    /// 0..1.
+    /// Probability of no inbound activity within the retention horizon, 0..1.
     pub retention_risk: f64,
-    /// 0..1.
+    /// Outreach order in [0, 1), banded by action (see [`band`]).
     pub priority: f64,
+    /// What to do about the customer now.
     pub action: Action,
-    /// Retention-risk factors (log-odds) then the chosen action's factors (priority units).
+    /// Retention-risk factors (log-odds) then the chosen action's factors (urgency units).
     pub factors: Vec<Factor>,
+    /// The customer's latest event, either direction.
     pub last_interaction_at_ms: TimestampMs,
+    /// Oldest unanswered message that asks for an answer.
     pub unanswered_since_ms: Option<TimestampMs>,
+    /// Events folded.
     pub interactions_total: u64,
+    /// Sum of purchase values.
     pub lifetime_value: f64,
+    /// The most urgent open thread's reply due time; `None` when nothing is waiting.
+    pub reply_due_at_ms: Option<TimestampMs>,
+    /// Open threads (messages waiting for an answer).
+    pub open_threads: u32,
+    /// Open threads past their channel's missed horizon.
+    pub missed_threads: u32,
 }
 
-/// One signed contribution to a score.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Factor {
-    pub kind: FactorKind,
-    /// Log-odds for retention-risk factors, priority units for action factors.
-    pub contribution: f64,
-}
+/// Lifetime values above this rank as this (1e12): every value up to it keeps mattering, and the
+/// urgencies stay where the bands' logistics have slope.
+pub const MAX_RANKED_VALUE: f64 = 1e12;
 
-/// What a factor is, with the figures its human detail quotes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum FactorKind {
-    /// Risk: time since the customer's last activity against their usual gap.
-    Silence {
-        silent_seconds: f64,
-        usual_gap_seconds: f64,
-    },
-    /// Risk: recent engagement rate as a fraction of the long-run rate.
-    EngagementDrop { rate_ratio: f64 },
-    /// Risk: negative long-run sentiment.
-    NegativeSentiment { sentiment: f64 },
-    /// Risk: recent sentiment below long-run.
-    WorseningSentiment { trend: f64 },
-    /// Risk: unanswered negative messages.
-    OpenComplaints { count: u32 },
-    /// Risk (lowers it): recent positive messages.
-    PositiveContact,
-    /// Risk (lowers it): recent purchases.
-    RecentPurchases { purchases_total: u64 },
-    /// RESPOND: the base priority of an unanswered message, with its description.
-    Unanswered {
-        kind: Kind,
-        channel: Channel,
-        waiting_seconds: f64,
-        worst_sentiment: f32,
-        author_followers: u32,
-        messages: u32,
-    },
-    /// RESPOND: waiting time against the reply SLA.
-    ReplyWait {
-        waiting_seconds: f64,
-        sla_seconds: f64,
-    },
-    /// RESPOND: how negative the unanswered message is.
-    Negativity { worst_sentiment: f32 },
-    /// RESPOND: the author's audience.
-    Reach { author_followers: u32 },
-    /// RESPOND: said in public.
-    PublicChannel { channel: Channel },
-    /// RESCUE: retention risk above the threshold.
-    HighRisk { retention_risk: f64 },
-    /// ADVOCATE: positive, engaged and influential.
-    Advocacy {
-        sentiment: f64,
-        engagement: f64,
-        author_followers: u32,
-    },
-    /// NURTURE: engaged without a purchase.
-    EngagedWithoutPurchase { engagement: f64 },
-}
-
-impl Factor {
-    /// Stable snake_case name of the factor.
-    pub fn name(&self) -> &'static str {
-        match self.kind {
-            FactorKind::Silence { .. } => "silence",
-            FactorKind::EngagementDrop { .. } => "engagement_drop",
-            FactorKind::NegativeSentiment { .. } => "negative_sentiment",
-            FactorKind::WorseningSentiment { .. } => "worsening_sentiment",
-            FactorKind::OpenComplaints { .. } => "open_complaints",
-            FactorKind::PositiveContact => "positive_contact",
-            FactorKind::RecentPurchases { .. } => "recent_purchases",
-            FactorKind::Unanswered { .. } => "unanswered",
-            FactorKind::ReplyWait { .. } => "reply_wait",
-            FactorKind::Negativity { .. } => "negativity",
-            FactorKind::Reach { .. } => "reach",
-            FactorKind::PublicChannel { .. } => "public_channel",
-            FactorKind::HighRisk { .. } => "high_risk",
-            FactorKind::Advocacy { .. } => "advocacy",
-            FactorKind::EngagedWithoutPurchase { .. } => "engaged_without_purchase",
-        }
-    }
-
-    /// Human-readable detail, e.g. "unanswered negative mention on twitter for 42 min, 51k followers".
-    pub fn detail(&self) -> String {
-        match self.kind {
-            FactorKind::Silence {
-                silent_seconds,
-                usual_gap_seconds,
-            } => format!(
-                "silent for {}, usually active every {}",
-                format_duration(silent_seconds),
-                format_duration(usual_gap_seconds)
-            ),
-            FactorKind::EngagementDrop { rate_ratio } => format!(
-                "engagement at {:.0}% of its long-run rate",
-                rate_ratio * 100.0
-            ),
-            FactorKind::NegativeSentiment { sentiment } => {
-                format!("long-run sentiment {sentiment:.2}")
-            }
-            FactorKind::WorseningSentiment { trend } => {
-                format!("sentiment down {:.2} recently", -trend)
-            }
-            FactorKind::OpenComplaints { count } => {
-                format!("{count} unanswered negative thread(s)")
-            }
-            FactorKind::PositiveContact => "recent positive messages".to_string(),
-            FactorKind::RecentPurchases { purchases_total } => {
-                format!("recent purchases ({purchases_total} in total)")
-            }
-            FactorKind::Unanswered {
-                kind,
-                channel,
-                waiting_seconds,
-                worst_sentiment,
-                author_followers,
-                messages,
-            } => {
-                let tone = sentiment_word(worst_sentiment);
-                let more = if messages > 1 {
-                    format!(" ({messages} messages)")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "unanswered {tone}{} on {} for {}{more}, {} followers",
-                    kind.as_str().replace('_', " "),
-                    channel.as_str().replace('_', " "),
-                    format_duration(waiting_seconds),
-                    format_count(author_followers),
-                )
-            }
-            FactorKind::ReplyWait {
-                waiting_seconds,
-                sla_seconds,
-            } => format!(
-                "waiting {} against a {} reply SLA",
-                format_duration(waiting_seconds),
-                format_duration(sla_seconds)
-            ),
-            FactorKind::Negativity { worst_sentiment } => {
-                format!("message sentiment {worst_sentiment:.2}")
-            }
-            FactorKind::Reach { author_followers } => {
-                format!("{} followers", format_count(author_followers))
-            }
-            FactorKind::PublicChannel { channel } => {
-                format!("said in public on {}", channel.as_str().replace('_', " "))
-            }
-            FactorKind::HighRisk { retention_risk } => {
-                format!("retention risk {retention_risk:.2}")
-            }
-            FactorKind::Advocacy {
-                sentiment,
-                engagement,
-                author_followers,
-            } => format!(
-                "sentiment {sentiment:.2}, engagement {engagement:.0}, {} followers",
-                format_count(author_followers)
-            ),
-            FactorKind::EngagedWithoutPurchase { engagement } => {
-                format!("engagement {engagement:.0} and no purchase yet")
-            }
-        }
+/// The priority band of each action: `(low, high)`; priority = low + (high − low)·σ(urgency).
+pub fn band(action: Action) -> (f64, f64) {
+    match action {
+        Action::Respond => (0.5, 1.0),
+        Action::Rescue => (0.3, 0.5),
+        Action::Advocate => (0.2, 0.3),
+        Action::Nurture => (0.1, 0.2),
+        Action::None => (0.0, 0.1),
     }
 }
 
-fn sentiment_word(score: f32) -> &'static str {
-    if score <= -0.05 {
-        "negative "
-    } else if score >= 0.05 {
-        "positive "
-    } else {
-        ""
+/// Where a band's logistic is centred and how wide it is, in urgency units: chosen so that the
+/// urgencies the inputs can produce stay on the logistic's slope (no saturation in f64; see
+/// docs/scoring.md).
+fn band_shape(action: Action) -> (f64, f64) {
+    match action {
+        Action::Respond => (6.0, 3.0),
+        Action::Rescue => (2.0, 2.0),
+        Action::Advocate => (3.0, 1.5),
+        Action::Nurture => (0.0, 1.0),
+        Action::None => (0.0, 1.0),
     }
 }
 
-/// "42 min", "5 h", "31 days".
-fn format_duration(seconds: f64) -> String {
-    let seconds = seconds.max(0.0);
-    if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 7200.0 {
-        format!("{:.0} min", seconds / 60.0)
-    } else if seconds < 2.0 * 86_400.0 {
-        format!("{:.0} h", seconds / 3600.0)
-    } else {
-        format!("{:.0} days", seconds / 86_400.0)
-    }
-}
-
-/// "950", "51k", "1.2M".
-fn format_count(count: u32) -> String {
-    match count {
-        0..=999 => count.to_string(),
-        1000..=999_999 => format!("{:.0}k", f64::from(count) / 1e3),
-        _ => format!("{:.1}M", f64::from(count) / 1e6),
-    }
+/// Priority of an action at an urgency: strictly increasing in the urgency, inside the band.
+pub fn priority_in_band(action: Action, urgency: f64) -> f64 {
+    let (low, high) = band(action);
+    let (center, scale) = band_shape(action);
+    low + (high - low) * sigmoid((urgency - center) / scale)
 }
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Audience on a log scale: 0 for none, 0.5 at 1k followers, 1 at 1M and beyond.
-fn reach(author_followers: u32) -> f64 {
-    ((1.0 + f64::from(author_followers)).log10() / 6.0).min(1.0)
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+/// Decades of a count or amount: log10(1 + x), 0 for nothing.
+fn decades(x: f64) -> f64 {
+    x.max(0.0).ln_1p() / std::f64::consts::LN_10
 }
 
 fn elapsed_seconds(from_ms: TimestampMs, to_ms: TimestampMs) -> f64 {
     (to_ms.saturating_sub(from_ms)).max(0) as f64 / 1000.0
 }
 
-/// Evaluates a summary as of `as_of_ms`. Pure: the same summary, config and time give the same score.
-/// `as_of_ms` before the summary's last event is treated as that event's time.
-pub fn evaluate(summary: &Summary, as_of_ms: TimestampMs, config: &ScoringConfig) -> Score {
-    evaluate_with(summary, as_of_ms, config, true)
+/// Evaluates a summary as of `as_of_ms` with the tenant's model. Pure: the same summary, config,
+/// model and time give the same score. `as_of_ms` before the summary's last event is treated as
+/// that event's time.
+pub fn evaluate(
+    summary: &Summary,
+    as_of_ms: TimestampMs,
+    config: &ScoringConfig,
+    model: &TenantModel,
+) -> Score {
+    evaluate_with(summary, as_of_ms, config, model, true)
 }
 
 /// [`evaluate`] without the reasons (`factors` left empty): what ranking needs, without allocating.
@@ -255,20 +115,26 @@ pub fn evaluate_for_ranking(
     summary: &Summary,
     as_of_ms: TimestampMs,
     config: &ScoringConfig,
+    model: &TenantModel,
 ) -> Score {
-    evaluate_with(summary, as_of_ms, config, false)
+    evaluate_with(summary, as_of_ms, config, model, false)
 }
 
-fn evaluate_with(
-    summary: &Summary,
-    as_of_ms: TimestampMs,
-    config: &ScoringConfig,
-    keep_reasons: bool,
-) -> Score {
-    let at = as_of_ms.max(summary.last_event_at_ms);
-    let from = summary.last_event_at_ms;
-    let mut factors = Vec::new();
+/// Engagement and sentiment as of a moment.
+struct Levels {
+    engagement: f64,
+    /// Decayed weighted activity, engagement half-life.
+    engagement_recent: f64,
+    /// The same with the baseline half-life.
+    engagement_baseline: f64,
+    sentiment: f64,
+    sentiment_recent: f64,
+    sentiment_trend: f64,
+    positive_contact: f64,
+}
 
+fn levels(summary: &Summary, at: TimestampMs, config: &ScoringConfig) -> Levels {
+    let from = summary.last_event_at_ms;
     // Sums are referenced at the last event; those sharing a half-life share its decay factor.
     let [engagement_recent] = decayed(
         [summary.engagement_recent],
@@ -283,7 +149,6 @@ fn evaluate_with(
         config.engagement_baseline_half_life_seconds,
     );
     let engagement = 100.0 * (1.0 - (-engagement_recent / config.engagement_scale).exp());
-
     // Sentiment: decayed confidence-weighted means with a prior, so they fade as messages age.
     let prior = config.sentiment_prior_weight;
     let [long_sum, long_weight] = decayed(
@@ -303,253 +168,344 @@ fn evaluate_with(
         config.sentiment_recent_half_life_seconds,
     );
     let sentiment_recent = (recent_sum + prior * sentiment) / (recent_weight + prior);
-    let sentiment_trend = sentiment_recent - sentiment;
+    let [positive_contact] = decayed(
+        [summary.positive_contact],
+        from,
+        at,
+        config.goodwill_half_life_seconds,
+    );
+    Levels {
+        engagement,
+        engagement_recent,
+        engagement_baseline,
+        sentiment,
+        sentiment_recent,
+        sentiment_trend: sentiment_recent - sentiment,
+        positive_contact,
+    }
+}
 
-    // Retention risk: logistic in the sum of factor contributions.
+/// Retention risk: the activity model's probability of no activity within the horizon, on the
+/// log-odds scale, plus the logistic layer's factors.
+fn retention_risk(
+    summary: &Summary,
+    at: TimestampMs,
+    levels: &Levels,
+    config: &ScoringConfig,
+    model: &TenantModel,
+    factors: &mut Option<&mut Vec<Factor>>,
+) -> f64 {
     let weights = &config.risk;
-    let mut risk_logit = weights.bias;
-    let mut push_risk = |factors: &mut Vec<Factor>, kind: FactorKind, contribution: f64| {
-        if contribution.abs() > 1e-6 {
-            risk_logit += contribution;
-            if keep_reasons {
+    let p_no_activity =
+        model
+            .retention
+            .p_no_activity(summary, at, config.retention_horizon_seconds);
+    let mut logit_sum = weights.bias;
+    let mut push = |kind: FactorKind, contribution: f64, always: bool| {
+        if always || contribution.abs() > 1e-6 {
+            logit_sum += contribution;
+            if let Some(factors) = factors.as_deref_mut() {
                 factors.push(Factor { kind, contribution });
             }
         }
     };
-    if summary.activity_total > 0 {
-        let usual_gap_seconds = if summary.activity_total >= 2 {
-            elapsed_seconds(summary.first_activity_at_ms, summary.last_activity_at_ms)
-                / (summary.activity_total - 1) as f64
-        } else {
-            config.default_gap_seconds
-        }
-        .max(config.min_gap_seconds);
-        let silent_seconds = elapsed_seconds(summary.last_activity_at_ms, at);
-        let gaps = silent_seconds / usual_gap_seconds;
-        let silence = if gaps > 1.0 {
-            (gaps.ln() / 8f64.ln()).min(1.0)
-        } else {
-            0.0
-        };
-        push_risk(
-            &mut factors,
-            FactorKind::Silence {
-                silent_seconds,
-                usual_gap_seconds,
+    push(
+        FactorKind::Activity {
+            p_no_activity,
+            active_days: summary.active_days,
+            silent_seconds: if summary.activity_total > 0 {
+                elapsed_seconds(summary.last_activity_at_ms, at)
+            } else {
+                0.0
             },
-            weights.silence * silence,
-        );
-        let recent_rate = engagement_recent / config.engagement_half_life_seconds;
-        let baseline_rate = engagement_baseline / config.engagement_baseline_half_life_seconds;
-        if baseline_rate > 0.0 {
-            let rate_ratio = recent_rate / baseline_rate;
-            push_risk(
-                &mut factors,
-                FactorKind::EngagementDrop { rate_ratio },
-                weights.engagement_drop * (1.0 - rate_ratio).clamp(0.0, 1.0),
-            );
-        }
-    }
-    push_risk(
-        &mut factors,
-        FactorKind::NegativeSentiment { sentiment },
-        weights.negative_sentiment * (-sentiment).max(0.0),
-    );
-    push_risk(
-        &mut factors,
-        FactorKind::WorseningSentiment {
-            trend: sentiment_trend,
+            horizon_seconds: config.retention_horizon_seconds,
         },
-        weights.worsening_sentiment * (-sentiment_trend).max(0.0),
+        logit(p_no_activity),
+        true,
+    );
+    let baseline_rate = levels.engagement_baseline / config.engagement_baseline_half_life_seconds;
+    if baseline_rate > 0.0 && weights.engagement_drop > 0.0 {
+        let rate_ratio =
+            (levels.engagement_recent / config.engagement_half_life_seconds) / baseline_rate;
+        push(
+            FactorKind::EngagementDrop { rate_ratio },
+            weights.engagement_drop * (1.0 - rate_ratio).clamp(0.0, 1.0),
+            false,
+        );
+    }
+    push(
+        FactorKind::NegativeSentiment {
+            sentiment: levels.sentiment,
+        },
+        weights.negative_sentiment * (-levels.sentiment).max(0.0),
+        false,
+    );
+    push(
+        FactorKind::WorseningSentiment {
+            trend: levels.sentiment_trend,
+        },
+        weights.worsening_sentiment * (-levels.sentiment_trend).max(0.0),
+        false,
     );
     let complaints = summary
         .open_threads
         .iter()
         .filter(|open| open.worst_sentiment <= -0.05)
         .count() as u32;
-    push_risk(
-        &mut factors,
+    push(
         FactorKind::OpenComplaints { count: complaints },
-        weights.open_complaints * (1.0 - 0.5f64.powi(complaints as i32)),
+        weights.open_complaints * (1.0 - 0.5f64.powi(complaints.min(64) as i32)),
+        false,
     );
-    let [positive_contact, purchases_recent] = decayed(
-        [summary.positive_contact, summary.purchases_recent],
-        from,
-        at,
-        config.goodwill_half_life_seconds,
-    );
-    push_risk(
-        &mut factors,
+    push(
         FactorKind::PositiveContact,
-        -weights.positive_contact * (1.0 - (-positive_contact).exp()),
+        -weights.positive_contact * (1.0 - (-levels.positive_contact).exp()),
+        false,
     );
-    push_risk(
-        &mut factors,
-        FactorKind::RecentPurchases {
-            purchases_total: summary.purchases_total,
-        },
-        -weights.purchases * (1.0 - (-purchases_recent).exp()),
-    );
-    let retention_risk = sigmoid(risk_logit);
+    sigmoid(logit_sum)
+}
 
-    // Action and priority.
+/// Urgency of answering one open thread, by component (urgency units).
+#[derive(Clone, Copy, Debug)]
+struct ThreadUrgency {
+    sla: ThreadSla,
+    wait: f64,
+    needs_reply: f64,
+    negativity: f64,
+    reach: f64,
+    public_channel: f64,
+    messages: f64,
+}
+
+impl ThreadUrgency {
+    fn total(&self) -> f64 {
+        self.wait
+            + self.needs_reply
+            + self.negativity
+            + self.reach
+            + self.public_channel
+            + self.messages
+    }
+}
+
+fn thread_urgency(
+    open: &OpenThread,
+    at: TimestampMs,
+    config: &ScoringConfig,
+    model: &TenantModel,
+) -> ThreadUrgency {
+    let weights = &config.respond;
+    let sla = model.sla.thread_state(open, at);
+    let wait = if sla.missed {
+        let plateau = model.sla.business_seconds_at_miss(open, &sla) / sla.target_seconds;
+        weights.wait * plateau.ln_1p()
+            - weights.staleness * (sla.waited_seconds / sla.missed_after_seconds).ln()
+    } else {
+        weights.wait * sla.progress().ln_1p()
+    };
+    ThreadUrgency {
+        sla,
+        wait,
+        needs_reply: if open.need == ReplyNeed::Required {
+            weights.needs_reply
+        } else {
+            0.0
+        },
+        negativity: weights.negativity * f64::from(-open.worst_sentiment).max(0.0),
+        reach: weights.reach * decades(f64::from(open.author_followers)),
+        public_channel: if open.channel.is_public() {
+            weights.public_channel
+        } else {
+            0.0
+        },
+        messages: weights.messages * f64::from(open.messages.max(1)).ln(),
+    }
+}
+
+fn evaluate_with(
+    summary: &Summary,
+    as_of_ms: TimestampMs,
+    config: &ScoringConfig,
+    model: &TenantModel,
+    keep_reasons: bool,
+) -> Score {
+    let at = as_of_ms.max(summary.last_event_at_ms);
+    let mut factors = Vec::new();
+    let levels = levels(summary, at, config);
+    let retention_risk = {
+        let mut sink = keep_reasons.then_some(&mut factors);
+        retention_risk(summary, at, &levels, config, model, &mut sink)
+    };
+
+    // The most urgent open thread (ties: the one due first).
+    let mut missed_threads = 0u32;
+    let mut most_urgent: Option<(ThreadUrgency, &OpenThread)> = None;
+    for open in &summary.open_threads {
+        let urgency = thread_urgency(open, at, config, model);
+        missed_threads += u32::from(urgency.sla.missed);
+        let better = most_urgent.as_ref().map_or(true, |(best, _)| {
+            urgency
+                .total()
+                .total_cmp(&best.total())
+                .then_with(|| best.sla.due_at_ms.cmp(&urgency.sla.due_at_ms))
+                .is_gt()
+        });
+        if better {
+            most_urgent = Some((urgency, open));
+        }
+    }
+
     let thresholds = &config.actions;
-    let rescue = retention_risk >= thresholds.rescue_min_risk;
-    let most_urgent = summary
-        .open_threads
-        .iter()
-        .map(|open| (respond_pressure(open, at, config), open))
-        .max_by(|a, b| a.0.total().total_cmp(&b.0.total()));
-    let (action, priority) = if let Some((pressure, open)) = most_urgent {
-        let total = pressure.total();
-        let respond_priority = 0.5 + 0.5 * (1.0 - (-total).exp());
-        let waiting_seconds = elapsed_seconds(open.since_ms, at);
+    let weights = &config.respond;
+    let (action, urgency) = if let Some((thread, open)) = most_urgent {
+        let customer_value =
+            weights.customer_value * decades(summary.lifetime_value.min(MAX_RANKED_VALUE));
+        let at_risk = weights.retention_risk * retention_risk;
+        let urgency = thread.total() + customer_value + at_risk;
         if keep_reasons {
             factors.push(Factor {
                 kind: FactorKind::Unanswered {
                     kind: open.kind,
                     channel: open.channel,
-                    waiting_seconds,
+                    waiting_seconds: thread.sla.waited_seconds,
                     worst_sentiment: open.worst_sentiment,
                     author_followers: open.author_followers,
                     messages: open.messages,
+                    due_in_seconds: (thread.sla.due_at_ms.saturating_sub(at)) as f64 / 1000.0,
+                    missed: thread.sla.missed,
                 },
-                contribution: 0.5,
+                contribution: urgency,
             });
-        }
-        // Split the urgency above 0.5 between the pressures in proportion.
-        let share = if total > 0.0 {
-            (respond_priority - 0.5) / total
-        } else {
-            0.0
-        };
-        let parts = [
-            (
-                FactorKind::ReplyWait {
-                    waiting_seconds,
-                    sla_seconds: config.reply_sla_seconds,
-                },
-                pressure.wait,
-            ),
-            (
-                FactorKind::Negativity {
-                    worst_sentiment: open.worst_sentiment,
-                },
-                pressure.negativity,
-            ),
-            (
-                FactorKind::Reach {
-                    author_followers: open.author_followers,
-                },
-                pressure.reach,
-            ),
-            (
-                FactorKind::PublicChannel {
-                    channel: open.channel,
-                },
-                pressure.public_channel,
-            ),
-        ];
-        for (kind, part) in parts {
-            if keep_reasons && part > 1e-6 {
-                factors.push(Factor {
-                    kind,
-                    contribution: part * share,
-                });
+            let parts = [
+                (
+                    FactorKind::ReplyWait {
+                        waiting_business_seconds: thread.sla.waited_business_seconds,
+                        target_seconds: thread.sla.target_seconds,
+                        follow_up: open.follow_up,
+                    },
+                    thread.wait,
+                ),
+                (FactorKind::NeedsReply, thread.needs_reply),
+                (
+                    FactorKind::Negativity {
+                        worst_sentiment: open.worst_sentiment,
+                    },
+                    thread.negativity,
+                ),
+                (
+                    FactorKind::Reach {
+                        author_followers: open.author_followers,
+                    },
+                    thread.reach,
+                ),
+                (
+                    FactorKind::PublicChannel {
+                        channel: open.channel,
+                    },
+                    thread.public_channel,
+                ),
+                (
+                    FactorKind::ThreadMessages {
+                        messages: open.messages,
+                    },
+                    thread.messages,
+                ),
+                (
+                    FactorKind::CustomerValue {
+                        lifetime_value: summary.lifetime_value,
+                    },
+                    customer_value,
+                ),
+                (FactorKind::AtRiskCustomer { retention_risk }, at_risk),
+            ];
+            for (kind, part) in parts {
+                if part.abs() > 1e-6 {
+                    factors.push(Factor {
+                        kind,
+                        contribution: part,
+                    });
+                }
             }
         }
-        let priority = if rescue {
-            respond_priority.max(retention_risk)
-        } else {
-            respond_priority
-        };
-        (Action::Respond, priority)
-    } else if rescue {
+        (Action::Respond, urgency)
+    } else if retention_risk >= thresholds.rescue_min_risk {
+        // Value at risk: the chance of losing the customer times what they are worth.
+        let risk_part = retention_risk.ln();
+        let value_part = summary.lifetime_value.clamp(0.0, MAX_RANKED_VALUE).ln_1p();
         if keep_reasons {
             factors.push(Factor {
                 kind: FactorKind::HighRisk { retention_risk },
-                contribution: retention_risk,
+                contribution: risk_part,
             });
+            if value_part > 1e-6 {
+                factors.push(Factor {
+                    kind: FactorKind::ValueAtRisk {
+                        lifetime_value: summary.lifetime_value,
+                    },
+                    contribution: value_part,
+                });
+            }
         }
-        (Action::Rescue, retention_risk)
-    } else if sentiment >= thresholds.advocate_min_sentiment
-        && engagement >= thresholds.advocate_min_engagement
+        (Action::Rescue, risk_part + value_part)
+    } else if levels.sentiment >= thresholds.advocate_min_sentiment
+        && levels.engagement >= thresholds.advocate_min_engagement
         && u64::from(summary.author_followers) >= thresholds.advocate_min_followers
     {
-        let priority = 0.2 + 0.2 * reach(summary.author_followers) + 0.1 * sentiment;
+        let urgency = decades(f64::from(summary.author_followers)) * 0.5
+            + 2.0 * levels.sentiment
+            + levels.engagement / 50.0;
         if keep_reasons {
             factors.push(Factor {
                 kind: FactorKind::Advocacy {
-                    sentiment,
-                    engagement,
+                    sentiment: levels.sentiment,
+                    engagement: levels.engagement,
                     author_followers: summary.author_followers,
                 },
-                contribution: priority,
+                contribution: urgency,
             });
         }
-        (Action::Advocate, priority)
-    } else if engagement >= thresholds.nurture_min_engagement && summary.purchases_total == 0 {
-        let priority = 0.1 + 0.2 * engagement / 100.0;
+        (Action::Advocate, urgency)
+    } else if levels.engagement >= thresholds.nurture_min_engagement && summary.purchases_total == 0
+    {
+        let urgency = (levels.engagement - 50.0) / 15.0;
         if keep_reasons {
             factors.push(Factor {
-                kind: FactorKind::EngagedWithoutPurchase { engagement },
-                contribution: priority,
+                kind: FactorKind::EngagedWithoutPurchase {
+                    engagement: levels.engagement,
+                },
+                contribution: urgency,
             });
         }
-        (Action::Nurture, priority)
+        (Action::Nurture, urgency)
     } else {
-        (Action::None, 0.1 * retention_risk)
+        (Action::None, logit(retention_risk.clamp(1e-9, 1.0 - 1e-9)))
     };
 
     Score {
         as_of_ms: at,
-        engagement,
-        sentiment,
-        sentiment_recent,
-        sentiment_trend,
+        engagement: levels.engagement,
+        sentiment: levels.sentiment,
+        sentiment_recent: levels.sentiment_recent,
+        sentiment_trend: levels.sentiment_trend,
         retention_risk,
-        priority,
+        priority: priority_in_band(action, urgency),
         action,
         factors,
         last_interaction_at_ms: summary.last_event_at_ms,
         unanswered_since_ms: summary.open_threads.iter().map(|open| open.since_ms).min(),
         interactions_total: summary.events_total,
         lifetime_value: summary.lifetime_value,
-    }
-}
-
-/// Pressure to answer one open thread, by component.
-struct RespondPressure {
-    wait: f64,
-    negativity: f64,
-    reach: f64,
-    public_channel: f64,
-}
-
-impl RespondPressure {
-    fn total(&self) -> f64 {
-        self.wait + self.negativity + self.reach + self.public_channel
-    }
-}
-
-fn respond_pressure(open: &OpenThread, at: TimestampMs, config: &ScoringConfig) -> RespondPressure {
-    let weights = &config.respond;
-    RespondPressure {
-        wait: weights.wait * elapsed_seconds(open.since_ms, at) / config.reply_sla_seconds,
-        negativity: weights.negativity * f64::from(-open.worst_sentiment).max(0.0),
-        reach: weights.reach * reach(open.author_followers),
-        public_channel: if open.channel.is_public() {
-            weights.public_channel
-        } else {
-            0.0
-        },
+        reply_due_at_ms: most_urgent.map(|(thread, _)| thread.sla.due_at_ms),
+        open_threads: summary.open_threads.len() as u32,
+        missed_threads,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Direction;
+    use crate::domain::{Channel, Direction, Kind};
+    use crate::scoring::TenantModel;
     use crate::scoring::{CustomerHistory, EventRecord, InsertOutcome, RefineOutcome};
     use proptest::prelude::*;
 
@@ -568,43 +524,70 @@ mod tests {
             kind: Kind::PageView,
             direction: Direction::Inbound,
             has_sentiment: false,
+            reply_need: ReplyNeed::Unclear,
         }
     }
 
-    /// The worked example in docs/scoring.md: weekly for 12 weeks, then 31 days of silence.
+    /// The worked example in docs/scoring.md: weekly for 12 weeks, then 31 days of silence, under
+    /// the prior activity model (MBG/NBD r = 1, α = 30 d, a = 1, b = 3) and a 90-day horizon.
     #[test]
     fn documented_silence_example() {
         let config = ScoringConfig::default();
+        let model = TenantModel::new(&config, None);
         let mut history = CustomerHistory::default();
         for week in 0..12 {
             history.insert(record(week * 7 * DAY_MS, week as u64 + 1), &config);
         }
         let last = 11 * 7 * DAY_MS;
-        let score = evaluate(history.summary(), last + 31 * DAY_MS, &config);
-        let contribution = |name: &str| {
-            score
-                .factors
-                .iter()
-                .find(|f| f.name() == name)
-                .map(|f| f.contribution)
-                .unwrap_or_default()
-        };
+        let score = evaluate(history.summary(), last + 31 * DAY_MS, &config, &model);
+        // x = 11 repeat days, t_x = 77 d, T = 108 d, h = 90 d, written out.
+        let (r, alpha, a, b): (f64, f64, f64, f64) = (1.0, 30.0, 1.0, 3.0);
+        let (x, t_x, t, h): (f64, f64, f64, f64) = (11.0, 77.0, 108.0, 90.0);
+        let p_alive = 1.0 / (1.0 + a / (b + x) * ((alpha + t) / (alpha + t_x)).powf(r + x));
+        let expected = 1.0 - p_alive + p_alive * ((alpha + t) / (alpha + t + h)).powf(r + x);
         assert!(
-            (contribution("silence") - 2.15).abs() < 0.01,
-            "{:?}",
-            score.factors
+            (score.retention_risk - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            score.retention_risk
         );
         assert!(
-            (contribution("engagement_drop") - 0.52).abs() < 0.01,
-            "{:?}",
-            score.factors
-        );
-        assert!(
-            (score.retention_risk - 0.66).abs() < 0.01,
+            (score.retention_risk - 0.603).abs() < 0.001,
             "{}",
             score.retention_risk
         );
         assert_eq!(score.action, Action::Rescue);
+        let activity = score.factors.iter().find(|f| f.name() == "activity");
+        assert!(activity.is_some_and(|f| (f.contribution - logit(expected)).abs() < 1e-9));
+    }
+
+    /// Priority bands: each action's priorities stay inside its band, strictly increasing in the
+    /// urgency across the whole range inputs can produce (no saturation in f64).
+    #[test]
+    fn priority_is_strictly_increasing_within_every_band() {
+        // The urgencies each action's inputs can produce (docs/scoring.md), with a margin.
+        let ranges = [
+            (Action::Respond, -10.0, 45.0),
+            (Action::Rescue, -22.0, 30.0),
+            (Action::Advocate, -3.0, 12.0),
+            (Action::Nurture, -4.0, 4.0),
+            (Action::None, -21.0, 21.0),
+        ];
+        for (action, from, to) in ranges {
+            let (low, high) = band(action);
+            let mut previous = priority_in_band(action, from);
+            assert!(previous >= low);
+            let mut urgency = from;
+            while urgency < to {
+                urgency += 0.01;
+                let priority = priority_in_band(action, urgency);
+                assert!(
+                    priority > previous,
+                    "{action:?} at {urgency}: {priority} <= {previous}"
+                );
+                assert!(priority < high);
+                previous = priority;
+            }
+        }
     }
 
     fn arbitrary_record() -> impl Strategy<Value = EventRecord> {
@@ -635,6 +618,7 @@ mod tests {
                         Direction::Outbound
                     },
                     has_sentiment: sentiment.is_some(),
+                    reply_need: ReplyNeed::Unclear,
                 },
             )
     }
@@ -664,8 +648,8 @@ mod tests {
             prop_assert_eq!(in_order.summary(), out_of_order.summary());
             let as_of = in_order.summary().last_event_at_ms + as_of_offset;
             prop_assert_eq!(
-                evaluate(in_order.summary(), as_of, &config),
-                evaluate(out_of_order.summary(), as_of, &config)
+                evaluate(in_order.summary(), as_of, &config, &TenantModel::new(&config, None)),
+                evaluate(out_of_order.summary(), as_of, &config, &TenantModel::new(&config, None))
             );
         }
 
@@ -753,8 +737,8 @@ mod tests {
             let mut history = CustomerHistory::default();
             for r in records { history.insert(r, &config); }
             let as_of = history.summary().last_event_at_ms + as_of_offset;
-            let full = evaluate(history.summary(), as_of, &config);
-            let ranked = evaluate_for_ranking(history.summary(), as_of, &config);
+            let full = evaluate(history.summary(), as_of, &config, &TenantModel::new(&config, None));
+            let ranked = evaluate_for_ranking(history.summary(), as_of, &config, &TenantModel::new(&config, None));
             prop_assert!(ranked.factors.is_empty());
             prop_assert_eq!(Score { factors: Vec::new(), ..full }, ranked);
         }
@@ -768,16 +752,18 @@ mod tests {
             let config = ScoringConfig::default();
             let mut history = CustomerHistory::default();
             for r in records { history.insert(r, &config); }
-            let score = evaluate(history.summary(), history.summary().last_event_at_ms + as_of_offset, &config);
+            let score = evaluate(history.summary(), history.summary().last_event_at_ms + as_of_offset, &config, &TenantModel::new(&config, None));
             prop_assert!((0.0..=100.0).contains(&score.engagement));
             prop_assert!((-1.0..=1.0).contains(&score.sentiment));
             prop_assert!((-1.0..=1.0).contains(&score.sentiment_recent));
             prop_assert!((0.0..=1.0).contains(&score.retention_risk));
-            prop_assert!((0.0..=1.0).contains(&score.priority));
+            prop_assert!((0.0..1.0).contains(&score.priority));
+            let (low, high) = band(score.action);
+            prop_assert!(score.priority >= low && score.priority < high);
             prop_assert_eq!(score.action == Action::Respond, score.unanswered_since_ms.is_some());
         }
 
-        /// Without new events, engagement only falls and the silence factor only grows.
+        /// Without new events, engagement only falls and retention risk only grows.
         #[test]
         fn silence_grows_and_engagement_fades(
             records in proptest::collection::vec(arbitrary_record(), 1..30),
@@ -788,15 +774,15 @@ mod tests {
             let mut history = CustomerHistory::default();
             for r in records { history.insert(r, &config); }
             let last = history.summary().last_event_at_ms;
-            let early = evaluate(history.summary(), last + first, &config);
-            let late = evaluate(history.summary(), last + first + extra, &config);
-            let silence = |score: &Score| score
+            let early = evaluate(history.summary(), last + first, &config, &TenantModel::new(&config, None));
+            let late = evaluate(history.summary(), last + first + extra, &config, &TenantModel::new(&config, None));
+            let activity = |score: &Score| score
                 .factors
                 .iter()
-                .find(|f| f.name() == "silence")
+                .find(|f| f.name() == "activity")
                 .map_or(0.0, |f| f.contribution);
             prop_assert!(late.engagement <= early.engagement);
-            prop_assert!(silence(&late) >= silence(&early));
+            prop_assert!(activity(&late) >= activity(&early) - 1e-12);
         }
     }
 }

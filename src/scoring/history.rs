@@ -1,7 +1,7 @@
 //! A customer's events, kept sorted, and their in-order fold into a [`Summary`].
 
 use crate::config::ScoringConfig;
-use crate::domain::{Channel, Direction, Kind, TimestampMs};
+use crate::domain::{Channel, Direction, Kind, ReplyNeed, TimestampMs};
 use crate::scoring::decay_factor;
 use std::borrow::Cow;
 
@@ -26,7 +26,16 @@ pub struct EventRecord {
     pub direction: Direction,
     /// Whether the event had text that was classified.
     pub has_sentiment: bool,
+    /// Whether an inbound message asks for an answer.
+    pub reply_need: ReplyNeed,
 }
+
+/// Below this sentiment a "closure" is read as sarcasm ("thanks for nothing"): it asks for an
+/// answer like any complaint instead of closing its thread.
+pub const SARCASTIC_CLOSURE_SENTIMENT: f32 = -0.25;
+
+/// Milliseconds in a UTC day: activity is counted in distinct active days.
+const DAY_MS: TimestampMs = 86_400_000;
 
 impl EventRecord {
     /// The total order events are folded in: time, then event-id hash.
@@ -52,6 +61,12 @@ pub struct OpenThread {
     pub kind: Kind,
     /// Unanswered messages in the thread.
     pub messages: u32,
+    /// [`ReplyNeed::Required`] when any unanswered message asks for an answer, else
+    /// [`ReplyNeed::Unclear`] (messages that need none never open a thread).
+    pub need: ReplyNeed,
+    /// The brand had already answered in this thread (or, for thread-less messages, reached the
+    /// customer) before: the next-response target applies instead of the first-response one.
+    pub follow_up: bool,
 }
 
 /// Everything scores are computed from: an in-order fold of a customer's events. Decayed sums are
@@ -65,6 +80,12 @@ pub struct Summary {
     pub activity_total: u64,
     pub first_activity_at_ms: TimestampMs,
     pub last_activity_at_ms: TimestampMs,
+    /// Distinct UTC days with inbound activity (what the activity model counts).
+    pub active_days: u32,
+    /// Whether the brand has sent anything to this customer yet.
+    pub has_outbound: bool,
+    /// Thread of the brand's latest outbound event (0: none).
+    pub last_outbound_thread_key: u64,
     /// Decayed weighted inbound interactions, engagement half-life.
     pub engagement_recent: f64,
     /// The same with the long baseline half-life.
@@ -116,7 +137,11 @@ impl Summary {
 
         match record.direction {
             Direction::Inbound => self.apply_inbound(record, config),
-            Direction::Outbound => self.apply_outbound(record),
+            Direction::Outbound => {
+                self.has_outbound = true;
+                self.last_outbound_thread_key = record.thread_key;
+                self.apply_outbound(record)
+            }
         }
     }
 
@@ -124,6 +149,9 @@ impl Summary {
         let at = record.occurred_at_ms;
         if self.activity_total == 0 {
             self.first_activity_at_ms = at;
+            self.active_days = 1;
+        } else if at.div_euclid(DAY_MS) != self.last_activity_at_ms.div_euclid(DAY_MS) {
+            self.active_days = self.active_days.saturating_add(1);
         }
         self.activity_total += 1;
         self.last_activity_at_ms = at;
@@ -155,19 +183,36 @@ impl Summary {
             } else {
                 0.0
             };
+            let need = match record.reply_need {
+                ReplyNeed::NotRequired if worst <= SARCASTIC_CLOSURE_SENTIMENT => {
+                    ReplyNeed::Required
+                }
+                need => need,
+            };
+            let existing = self
+                .open_threads
+                .iter()
+                .position(|open| open.thread_key == record.thread_key);
+            if need == ReplyNeed::NotRequired {
+                // The customer closed the conversation ("thanks, solved"): nothing to answer.
+                if let Some(position) = existing {
+                    self.open_threads.swap_remove(position);
+                }
+                return;
+            }
             if self.open_threads.capacity() == 0 {
                 // Usually one open thread: room for exactly one (a plain push reserves four).
                 self.open_threads.reserve_exact(1);
             }
-            match self
-                .open_threads
-                .iter_mut()
-                .find(|open| open.thread_key == record.thread_key)
-            {
-                Some(open) => {
+            match existing {
+                Some(position) => {
+                    let open = &mut self.open_threads[position];
                     open.messages += 1;
                     open.worst_sentiment = open.worst_sentiment.min(worst);
                     open.author_followers = open.author_followers.max(record.author_followers);
+                    if need == ReplyNeed::Required {
+                        open.need = ReplyNeed::Required;
+                    }
                 }
                 None => self.open_threads.push(OpenThread {
                     thread_key: record.thread_key,
@@ -177,6 +222,10 @@ impl Summary {
                     channel: record.channel,
                     kind: record.kind,
                     messages: 1,
+                    need,
+                    follow_up: self.has_outbound
+                        && (record.thread_key == 0
+                            || record.thread_key == self.last_outbound_thread_key),
                 }),
             }
         }

@@ -1,16 +1,49 @@
-//! Pure scoring: functions of a customer's events, the configuration and an "as of" time.
+//! Pure scoring: functions of a customer's events, the configuration, the tenant's model and an
+//! "as of" time.
 //!
 //! No I/O and no clock reads here. [`CustomerHistory`] folds events in `(occurred_at, event_key)`
 //! order into a [`Summary`]; a late event re-folds from the sorted records, so the summary, and
 //! every score evaluated from it, is bit-identical whatever order the events arrived in.
-//! [`evaluate`] turns a summary into a [`Score`] as of a moment. docs/scoring.md has the formulas.
+//! [`evaluate`] turns a summary into a [`Score`] as of a moment, with the tenant's [`TenantModel`]
+//! (its SLA policy and fitted activity model). docs/scoring.md has the formulas.
 
+pub mod btyd;
+mod calendar;
 mod decay;
 mod evaluate;
+mod factor;
 mod history;
+mod retention;
+mod sla;
 
+pub use calendar::{BusinessCalendar, BusinessHoursConfig, CalendarError};
 pub use decay::{decay_factor, decayed};
-pub use evaluate::{evaluate, evaluate_for_ranking, Factor, FactorKind, Score};
+pub use evaluate::{band, evaluate, evaluate_for_ranking, priority_in_band, Score};
+pub use factor::{format_duration, Factor, FactorGroup, FactorKind};
 pub use history::{
     CustomerHistory, EventRecord, InsertOutcome, OpenThread, RefineOutcome, Summary,
+    SARCASTIC_CLOSURE_SENTIMENT,
 };
+pub use retention::{activity_sample, FitSamples, RetentionModel};
+pub use sla::{ChannelTargets, SlaPolicy, ThreadSla};
+
+use crate::config::ScoringConfig;
+
+/// What scoring knows of one tenant beyond the config: its SLA policy and its activity model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantModel {
+    /// Reply targets and business calendar.
+    pub sla: SlaPolicy,
+    /// The fitted (or prior) activity model behind retention risk.
+    pub retention: RetentionModel,
+}
+
+impl TenantModel {
+    /// The model of `tenant` (None: the default policy) before any fit.
+    pub fn new(config: &ScoringConfig, tenant: Option<&str>) -> Self {
+        Self {
+            sla: SlaPolicy::new(config, tenant),
+            retention: RetentionModel::prior(),
+        }
+    }
+}

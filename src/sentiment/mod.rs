@@ -5,10 +5,12 @@
 //! cheap to call and never panic.
 
 pub mod fast;
+mod reply_need;
 #[cfg(feature = "transformer")]
 pub mod transformer;
 pub mod vader;
 
+pub use reply_need::{infer_reply_need, MAX_CLOSURE_WORDS};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;

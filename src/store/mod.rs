@@ -8,8 +8,8 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Action, Interaction, TimestampMs};
 use crate::scoring::{
-    evaluate, evaluate_for_ranking, CustomerHistory, EventRecord, InsertOutcome, RefineOutcome,
-    Score,
+    evaluate, evaluate_for_ranking, CustomerHistory, EventRecord, FitSamples, InsertOutcome,
+    RefineOutcome, Score, TenantModel,
 };
 use crate::sentiment::Sentiment;
 use compact_str::CompactString;
@@ -60,11 +60,15 @@ pub enum Refusal {
     BeforeRetained { max_events: usize },
 }
 
-/// A customer's score moved because of an event; watchers filter these by their threshold.
+/// A customer's score moved because of an event, or through time alone (found by the ranking
+/// pass); watchers filter these by their threshold.
 #[derive(Clone, Debug)]
 pub struct PriorityChange {
     pub customer_id: String,
+    /// The event that moved it; empty when time alone did.
     pub event_id: String,
+    /// What changed, in words.
+    pub cause: String,
     /// 0 and [`Action::None`] for a customer seen for the first time.
     pub previous_priority: f64,
     pub previous_action: Action,
@@ -75,9 +79,34 @@ impl PriorityChange {
     /// Whether a watcher with this threshold wants it: the priority crossed the threshold (either
     /// way), or the action changed while at or above it.
     pub fn concerns(&self, min_priority: f64) -> bool {
-        let was_above = self.previous_priority >= min_priority;
-        let is_above = self.score.priority >= min_priority;
-        was_above != is_above || (is_above && self.previous_action != self.score.action)
+        crosses(
+            self.previous_priority,
+            self.previous_action,
+            &self.score,
+            min_priority,
+        )
+    }
+}
+
+/// A watcher's registration: its threshold counts for time-driven pushes until this is dropped.
+pub struct WatchRegistration {
+    tenant: Arc<Tenant>,
+    min_priority: f64,
+}
+
+impl Drop for WatchRegistration {
+    fn drop(&mut self) {
+        let mut thresholds = self
+            .tenant
+            .watch_thresholds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(position) = thresholds
+            .iter()
+            .position(|threshold| threshold.to_bits() == self.min_priority.to_bits())
+        {
+            thresholds.swap_remove(position);
+        }
     }
 }
 
@@ -131,9 +160,31 @@ struct Tenant {
     updates: broadcast::Sender<Arc<PriorityChange>>,
     /// TopCustomers' index (see [`ranking`]).
     ranking: RwLock<RankingState>,
+    /// The tenant's SLA policy and activity model (refitted by the ranking pass).
+    model: RwLock<Arc<TenantModel>>,
+    /// When the activity model was last fitted (server clock), 0 before the first fit.
+    fitted_at_ms: std::sync::atomic::AtomicI64,
+    /// Thresholds of the watchers connected (one entry per watcher).
+    watch_thresholds: std::sync::Mutex<Vec<f64>>,
 }
 
 impl Tenant {
+    /// The distinct thresholds of the connected watchers.
+    fn watch_thresholds(&self) -> Vec<f64> {
+        let mut thresholds = self
+            .watch_thresholds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        thresholds.sort_by(f64::total_cmp);
+        thresholds.dedup();
+        thresholds
+    }
+
+    fn model(&self) -> Arc<TenantModel> {
+        Arc::clone(&self.model.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn ranking(&self) -> std::sync::RwLockReadGuard<'_, RankingState> {
         self.ranking.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -206,6 +257,9 @@ impl Store {
                     customer_count: AtomicUsize::new(0),
                     updates: broadcast::channel(self.watch_buffer).0,
                     ranking: RwLock::default(),
+                    model: RwLock::new(Arc::new(TenantModel::new(&self.config, Some(tenant_id)))),
+                    fitted_at_ms: std::sync::atomic::AtomicI64::new(0),
+                    watch_thresholds: std::sync::Mutex::new(Vec::new()),
                 })
             });
         Arc::clone(&tenant)
@@ -237,8 +291,10 @@ impl Store {
             kind: interaction.kind,
             direction: interaction.direction,
             has_sentiment: sentiment.is_some(),
+            reply_need: interaction.reply_need,
         };
         let tenant = self.tenant_or_create(&interaction.tenant_id);
+        let model = tenant.model();
         let watched = tenant.updates.receiver_count() > 0;
         let mut history = match tenant.customers.get_mut(interaction.customer_id.as_str()) {
             Some(history) => history,
@@ -266,17 +322,17 @@ impl Store {
             .max(history.summary().last_event_at_ms)
             .max(record.occurred_at_ms);
         let previous = (watched && history.summary().events_total > 0)
-            .then(|| evaluate(history.summary(), eval_at, &self.config));
+            .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
         match history.insert(record, &self.config) {
             InsertOutcome::BeforeRetained => Applied::Refused(Refusal::BeforeRetained {
                 max_events: self.config.max_events_per_customer,
             }),
             InsertOutcome::Duplicate => Applied::Duplicate(
-                want_score.then(|| evaluate(history.summary(), eval_at, &self.config)),
+                want_score.then(|| evaluate(history.summary(), eval_at, &self.config, &model)),
             ),
             InsertOutcome::Inserted => {
                 let score = (want_score || watched)
-                    .then(|| evaluate(history.summary(), eval_at, &self.config));
+                    .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
                 let change = ChangedCustomer {
                     customer_id: &interaction.customer_id,
                     event_id: &interaction.event_id,
@@ -285,7 +341,7 @@ impl Store {
                     previous,
                     score,
                 };
-                let score = self.announce(&tenant, history, change, watched);
+                let score = self.announce(&tenant, &model, history, change, watched);
                 Applied::Accepted(score.filter(|_| want_score))
             }
         }
@@ -310,7 +366,8 @@ impl Store {
             return RefineOutcome::NotFound;
         };
         let eval_at = now_ms.max(history.summary().last_event_at_ms);
-        let previous = watched.then(|| evaluate(history.summary(), eval_at, &self.config));
+        let model = tenant.model();
+        let previous = watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
         let outcome = history.refine_sentiment(
             id_key(event_id),
             sentiment.score,
@@ -318,7 +375,7 @@ impl Store {
             &self.config,
         );
         if outcome == RefineOutcome::Refined {
-            let score = watched.then(|| evaluate(history.summary(), eval_at, &self.config));
+            let score = watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
             let change = ChangedCustomer {
                 customer_id,
                 event_id,
@@ -327,7 +384,7 @@ impl Store {
                 previous,
                 score,
             };
-            self.announce(&tenant, history, change, watched);
+            self.announce(&tenant, &model, history, change, watched);
         }
         outcome
     }
@@ -337,6 +394,7 @@ impl Store {
     fn announce(
         &self,
         tenant: &Tenant,
+        model: &TenantModel,
         history: dashmap::mapref::one::RefMut<'_, CompactString, Box<CustomerHistory>>,
         change: ChangedCustomer<'_>,
         watched: bool,
@@ -350,8 +408,12 @@ impl Store {
                 let (priority, action) = match &change.score {
                     Some(score) => (score.priority, score.action),
                     None => {
-                        let ranked =
-                            evaluate_for_ranking(history.summary(), change.eval_at, &self.config);
+                        let ranked = evaluate_for_ranking(
+                            history.summary(),
+                            change.eval_at,
+                            &self.config,
+                            model,
+                        );
                         (ranked.priority, ranked.action)
                     }
                 };
@@ -374,6 +436,7 @@ impl Store {
             let _ = tenant.updates.send(Arc::new(PriorityChange {
                 customer_id: change.customer_id.to_string(),
                 event_id: change.event_id.to_string(),
+                cause: "new event".to_string(),
                 previous_priority,
                 previous_action,
                 score: score.clone(),
@@ -393,7 +456,7 @@ impl Store {
         let tenant = self.tenant(tenant_id)?;
         let history = tenant.customers.get(customer_id)?;
         let summary = history.summary_as_of(as_of_ms, &self.config)?;
-        Some(evaluate(&summary, as_of_ms, &self.config))
+        Some(evaluate(&summary, as_of_ms, &self.config, &tenant.model()))
     }
 
     /// The highest-priority customers of a tenant (ties: customer id ascending), with their scores.
@@ -415,12 +478,13 @@ impl Store {
     }
 
     fn top_by_scan(&self, tenant: &Tenant, query: &TopQuery) -> Vec<(String, Score)> {
+        let model = tenant.model();
         let mut best = TopK::new(query.limit);
         for entry in tenant.customers.iter() {
             let Some(summary) = entry.value().summary_as_of(query.as_of_ms, &self.config) else {
                 continue;
             };
-            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config);
+            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
             if query.matches(&score) && best.admits(score.priority, entry.key()) {
                 best.offer(Ranked {
                     priority: score.priority,
@@ -444,6 +508,7 @@ impl Store {
         if query.as_of_ms < index.computed_at_ms {
             return None;
         }
+        let model = tenant.model();
         let list = &index.lists[list_index];
         let stop_on_bounds = query.live
             && query.as_of_ms.saturating_sub(index.computed_at_ms) <= ranking::MAX_BOUND_AGE_MS;
@@ -479,7 +544,7 @@ impl Store {
             let Some(summary) = history.summary_as_of(query.as_of_ms, &self.config) else {
                 continue;
             };
-            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config);
+            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
             drop(summary);
             drop(history);
             if query.matches(&score) && best.admits(score.priority, customer_id) {
@@ -498,12 +563,13 @@ impl Store {
 
     /// Full scores (with reasons) of the chosen customers, best first.
     fn with_reasons(&self, tenant: &Tenant, query: &TopQuery, best: TopK) -> Vec<(String, Score)> {
+        let model = tenant.model();
         best.into_sorted()
             .into_iter()
             .filter_map(|ranked| {
                 let history = tenant.customers.get(ranked.customer_id.as_str())?;
                 let summary = history.summary_as_of(query.as_of_ms, &self.config)?;
-                let score = evaluate(&summary, query.as_of_ms, &self.config);
+                let score = evaluate(&summary, query.as_of_ms, &self.config, &model);
                 drop(summary);
                 drop(history);
                 Some((ranked.customer_id.into_string(), score))
@@ -517,13 +583,50 @@ impl Store {
         self.tenant_or_create(tenant_id).updates.subscribe()
     }
 
-    /// The periodic pass: rebuilds every tenant's ranking index as of `now_ms` (see [`ranking`])
-    /// and counts customers per action and risk band, and those with an unanswered message older
-    /// than the reply SLA, across all tenants.
+    /// [`Store::subscribe`] for a watcher at `min_priority`: while the registration lives, the
+    /// ranking pass also pushes the customers whose priority crosses it through time alone.
+    pub fn watch(
+        &self,
+        tenant_id: &str,
+        min_priority: f64,
+    ) -> (broadcast::Receiver<Arc<PriorityChange>>, WatchRegistration) {
+        let tenant = self.tenant_or_create(tenant_id);
+        let receiver = tenant.updates.subscribe();
+        tenant
+            .watch_thresholds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(min_priority);
+        (
+            receiver,
+            WatchRegistration {
+                tenant,
+                min_priority,
+            },
+        )
+    }
+
+    /// The periodic pass: rebuilds every tenant's ranking index as of `now_ms` (see [`ranking`]);
+    /// refits a tenant's activity model when it is due; pushes to watchers the customers whose
+    /// priority crossed their threshold through time alone since the previous pass; and counts
+    /// customers per action and risk band, those past a reply due time and the missed threads,
+    /// across all tenants.
     pub fn census(&self, now_ms: TimestampMs) -> Census {
         let mut census = Census::default();
-        let sla_ms = (self.config.reply_sla_seconds * 1000.0) as i64;
         for tenant in self.tenants.iter() {
+            let model = tenant.model();
+            let refit_ms = (self.config.retention_refit_seconds * 1000.0) as i64;
+            let fitted_at = tenant.fitted_at_ms.load(Ordering::Relaxed);
+            let mut fit_samples = (fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms)
+                .then(FitSamples::default);
+            // Watchers' thresholds, for time-driven pushes against the previous pass.
+            let thresholds = tenant.watch_thresholds();
+            let previous_pass_ms = tenant
+                .ranking()
+                .index
+                .as_ref()
+                .map(|index| index.computed_at_ms)
+                .filter(|at| *at < now_ms && !thresholds.is_empty());
             // Events from here on go with the index this pass installs.
             let next_hot: [Arc<HotSet>; ranking::LISTS] = Default::default();
             tenant.ranking_mut().next_hot = Some(next_hot.clone());
@@ -546,27 +649,103 @@ impl Store {
                 } else {
                     std::borrow::Cow::Borrowed(history.summary())
                 };
-                let score = evaluate_for_ranking(&summary, now_ms, &self.config);
+                if let Some(samples) = fit_samples.as_mut() {
+                    samples.add(&summary, now_ms);
+                }
+                let score = evaluate_for_ranking(&summary, now_ms, &self.config, &model);
                 builder.offer(entry.key(), &score);
                 census.by_action[ranking::action_index(score.action)] += 1;
                 census.by_retention_risk[retention_risk_band(score.retention_risk)] += 1;
                 census.customers += 1;
+                census.missed_threads += u64::from(score.missed_threads);
                 if score
-                    .unanswered_since_ms
-                    .is_some_and(|since| score.as_of_ms.saturating_sub(since) > sla_ms)
+                    .reply_due_at_ms
+                    .is_some_and(|due| due <= score.as_of_ms)
                 {
                     census.over_reply_sla += 1;
                 }
+                if let Some(previous_ms) = previous_pass_ms {
+                    // Only customers without events since the previous pass: an event's change
+                    // was pushed when it arrived.
+                    if summary.last_event_at_ms <= previous_ms {
+                        let before =
+                            evaluate_for_ranking(&summary, previous_ms, &self.config, &model);
+                        let crossed = thresholds.iter().any(|&min_priority| {
+                            crosses(before.priority, before.action, &score, min_priority)
+                        });
+                        if crossed {
+                            let full = evaluate(&summary, now_ms, &self.config, &model);
+                            let _ = tenant.updates.send(Arc::new(PriorityChange {
+                                customer_id: entry.key().to_string(),
+                                event_id: String::new(),
+                                cause: time_cause(&before, &full),
+                                previous_priority: before.priority,
+                                previous_action: before.action,
+                                score: full,
+                            }));
+                            census.time_driven_pushes += 1;
+                        }
+                    }
+                }
             }
             let (index, bars) = builder.finish();
-            let mut ranking = tenant.ranking_mut();
-            ranking.index = Some(Arc::new(index));
-            ranking.bars = bars;
-            ranking.hot = next_hot;
-            ranking.next_hot = None;
+            {
+                let mut ranking = tenant.ranking_mut();
+                ranking.index = Some(Arc::new(index));
+                ranking.bars = bars;
+                ranking.hot = next_hot;
+                ranking.next_hot = None;
+            }
+            if let Some(samples) = fit_samples {
+                if samples.customers() >= self.config.retention_min_customers_to_fit as u64 {
+                    // A failed fit keeps the model the tenant had.
+                    if let Some(retention) = samples.fit() {
+                        let fitted = TenantModel {
+                            retention,
+                            ..(*model).clone()
+                        };
+                        *tenant.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fitted);
+                        census.models_fitted += 1;
+                    }
+                    tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
+                }
+            }
         }
         census
     }
+}
+
+/// Whether a watcher at `min_priority` wants a change from (`priority`, `action`) to `score`: the
+/// priority crossed the threshold (either way), or the action changed while at or above it.
+fn crosses(priority: f64, action: Action, score: &Score, min_priority: f64) -> bool {
+    let was_above = priority >= min_priority;
+    let is_above = score.priority >= min_priority;
+    was_above != is_above || (is_above && action != score.action)
+}
+
+/// Words for what time alone changed between two evaluations of the same customer.
+fn time_cause(before: &Score, after: &Score) -> String {
+    if after.missed_threads > before.missed_threads {
+        return "an unanswered thread passed its channel's missed horizon".to_string();
+    }
+    if let Some(due) = after.reply_due_at_ms {
+        if due <= after.as_of_ms && before.reply_due_at_ms.is_some_and(|d| d > before.as_of_ms) {
+            return "reply SLA breached".to_string();
+        }
+    }
+    if before.action != after.action {
+        return format!(
+            "action {} -> {} with time (retention risk {:.2} -> {:.2})",
+            before.action.as_str(),
+            after.action.as_str(),
+            before.retention_risk,
+            after.retention_risk
+        );
+    }
+    format!(
+        "priority {:.3} -> {:.3} with time",
+        before.priority, after.priority
+    )
 }
 
 /// Counts from [`Store::census`].
@@ -578,6 +757,12 @@ pub struct Census {
     /// Customers per retention-risk band, in [`RETENTION_RISK_BANDS`] order.
     pub by_retention_risk: [u64; RETENTION_RISK_BANDS.len()],
     pub over_reply_sla: u64,
+    /// Unanswered threads past their channel's missed horizon.
+    pub missed_threads: u64,
+    /// Pushes to watchers caused by time alone in this pass.
+    pub time_driven_pushes: u64,
+    /// Tenants whose activity model was refitted in this pass.
+    pub models_fitted: u64,
 }
 
 /// Retention-risk bands of the census, as (lower bound inclusive, label); the last band includes 1.0.
@@ -600,7 +785,7 @@ pub fn retention_risk_band(retention_risk: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Direction, Kind};
+    use crate::domain::{Channel, Direction, Kind, ReplyNeed};
     use crate::sentiment::SentimentLabel;
     use proptest::prelude::*;
 
@@ -630,6 +815,7 @@ mod tests {
             value: if kind == Kind::Purchase { 20.0 } else { 0.0 },
             author_followers: u64::from(followers),
             thread_id: format!("t{}", customer % 3),
+            reply_need: ReplyNeed::Unclear,
         };
         let sentiment = (sentiment != 0).then(|| Sentiment {
             label: if sentiment > 0 {
@@ -726,6 +912,7 @@ mod tests {
                 value: 0.0,
                 author_followers: 50_000,
                 thread_id: "t".into(),
+                reply_need: ReplyNeed::Unclear,
             };
             let sentiment = sentiment.map(|score| Sentiment {
                 label: SentimentLabel::Negative,
@@ -759,6 +946,7 @@ mod tests {
             value: 0.0,
             author_followers: 0,
             thread_id: String::new(),
+            reply_need: ReplyNeed::Unclear,
         };
         store.apply(&waiting, None, T0_MS, false);
         store.census(T0_MS);

@@ -76,6 +76,7 @@ pub fn event(tenant: &str, customer: &str, event_id: &str, at_ms: i64) -> pb::In
         value: 0.0,
         author_followers: 0,
         thread_id: String::new(),
+        reply_need: pb::ReplyNeed::Unspecified as i32,
     }
 }
 

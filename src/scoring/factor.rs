@@ -1,0 +1,275 @@
+//! The factors behind a score, and their wording for people. Scoring computes the figures; this
+//! module only names and describes them.
+
+use crate::domain::{Channel, Kind};
+
+/// One signed contribution to a score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Factor {
+    /// What the factor is, with the figures its detail quotes.
+    pub kind: FactorKind,
+    /// Log-odds for retention-risk factors, urgency units for action factors.
+    pub contribution: f64,
+}
+
+/// Whether a factor explains retention risk or the action's priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorGroup {
+    /// A retention-risk factor (log-odds).
+    Risk,
+    /// A priority reason of the chosen action (urgency units).
+    Priority,
+}
+
+/// What a factor is, with the figures its human detail quotes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FactorKind {
+    /// Risk: the activity model's probability of no activity within the horizon.
+    Activity {
+        p_no_activity: f64,
+        active_days: u32,
+        silent_seconds: f64,
+        horizon_seconds: f64,
+    },
+    /// Risk: recent engagement rate as a fraction of the long-run rate.
+    EngagementDrop { rate_ratio: f64 },
+    /// Risk: negative long-run sentiment.
+    NegativeSentiment { sentiment: f64 },
+    /// Risk: recent sentiment below long-run.
+    WorseningSentiment { trend: f64 },
+    /// Risk: unanswered negative messages.
+    OpenComplaints { count: u32 },
+    /// Risk (lowers it): recent positive messages.
+    PositiveContact,
+    /// RESPOND: the most urgent unanswered thread, with its description; the contribution is the
+    /// whole urgency, which the factors after it break down.
+    Unanswered {
+        kind: Kind,
+        channel: Channel,
+        waiting_seconds: f64,
+        worst_sentiment: f32,
+        author_followers: u32,
+        messages: u32,
+        /// Until the reply is due (negative: overdue).
+        due_in_seconds: f64,
+        missed: bool,
+    },
+    /// RESPOND: business time waited against the SLA target.
+    ReplyWait {
+        waiting_business_seconds: f64,
+        target_seconds: f64,
+        follow_up: bool,
+    },
+    /// RESPOND: the message asks for an answer (a question, a request).
+    NeedsReply,
+    /// RESPOND: how negative the unanswered message is.
+    Negativity { worst_sentiment: f32 },
+    /// RESPOND: the author's audience.
+    Reach { author_followers: u32 },
+    /// RESPOND: said in public.
+    PublicChannel { channel: Channel },
+    /// RESPOND: several unanswered messages in the thread.
+    ThreadMessages { messages: u32 },
+    /// RESPOND: what the customer has spent.
+    CustomerValue { lifetime_value: f64 },
+    /// RESPOND: the customer is at risk of leaving.
+    AtRiskCustomer { retention_risk: f64 },
+    /// RESCUE: retention risk above the threshold (ln risk).
+    HighRisk { retention_risk: f64 },
+    /// RESCUE: what would be lost (ln(1 + lifetime value)).
+    ValueAtRisk { lifetime_value: f64 },
+    /// ADVOCATE: positive, engaged and influential.
+    Advocacy {
+        sentiment: f64,
+        engagement: f64,
+        author_followers: u32,
+    },
+    /// NURTURE: engaged without a purchase.
+    EngagedWithoutPurchase { engagement: f64 },
+}
+
+impl Factor {
+    /// Stable snake_case name of the factor.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            FactorKind::Activity { .. } => "activity",
+            FactorKind::EngagementDrop { .. } => "engagement_drop",
+            FactorKind::NegativeSentiment { .. } => "negative_sentiment",
+            FactorKind::WorseningSentiment { .. } => "worsening_sentiment",
+            FactorKind::OpenComplaints { .. } => "open_complaints",
+            FactorKind::PositiveContact => "positive_contact",
+            FactorKind::Unanswered { .. } => "unanswered",
+            FactorKind::ReplyWait { .. } => "reply_wait",
+            FactorKind::NeedsReply => "needs_reply",
+            FactorKind::Negativity { .. } => "negativity",
+            FactorKind::Reach { .. } => "reach",
+            FactorKind::PublicChannel { .. } => "public_channel",
+            FactorKind::ThreadMessages { .. } => "thread_messages",
+            FactorKind::CustomerValue { .. } => "customer_value",
+            FactorKind::AtRiskCustomer { .. } => "at_risk_customer",
+            FactorKind::HighRisk { .. } => "high_risk",
+            FactorKind::ValueAtRisk { .. } => "value_at_risk",
+            FactorKind::Advocacy { .. } => "advocacy",
+            FactorKind::EngagedWithoutPurchase { .. } => "engaged_without_purchase",
+        }
+    }
+
+    /// Whether the factor explains retention risk or the priority.
+    pub fn group(&self) -> FactorGroup {
+        match self.kind {
+            FactorKind::Activity { .. }
+            | FactorKind::EngagementDrop { .. }
+            | FactorKind::NegativeSentiment { .. }
+            | FactorKind::WorseningSentiment { .. }
+            | FactorKind::OpenComplaints { .. }
+            | FactorKind::PositiveContact => FactorGroup::Risk,
+            _ => FactorGroup::Priority,
+        }
+    }
+
+    /// Human-readable detail, e.g. "unanswered negative mention on twitter for 42 min, 51k
+    /// followers; reply due in 18 min".
+    pub fn detail(&self) -> String {
+        match self.kind {
+            FactorKind::Activity {
+                p_no_activity,
+                active_days,
+                silent_seconds,
+                horizon_seconds,
+            } => format!(
+                "{:.0}% chance of no activity in the next {}; active on {active_days} day(s), last {} ago",
+                p_no_activity * 100.0,
+                format_duration(horizon_seconds),
+                format_duration(silent_seconds)
+            ),
+            FactorKind::EngagementDrop { rate_ratio } => format!(
+                "engagement at {:.0}% of its long-run rate",
+                rate_ratio * 100.0
+            ),
+            FactorKind::NegativeSentiment { sentiment } => {
+                format!("long-run sentiment {sentiment:.2}")
+            }
+            FactorKind::WorseningSentiment { trend } => {
+                format!("sentiment down {:.2} recently", -trend)
+            }
+            FactorKind::OpenComplaints { count } => {
+                format!("{count} unanswered negative thread(s)")
+            }
+            FactorKind::PositiveContact => "recent positive messages".to_string(),
+            FactorKind::Unanswered {
+                kind,
+                channel,
+                waiting_seconds,
+                worst_sentiment,
+                author_followers,
+                messages,
+                due_in_seconds,
+                missed,
+            } => {
+                let tone = sentiment_word(worst_sentiment);
+                let more = if messages > 1 {
+                    format!(" ({messages} messages)")
+                } else {
+                    String::new()
+                };
+                let due = if missed {
+                    "missed: past the channel's horizon".to_string()
+                } else if due_in_seconds >= 0.0 {
+                    format!("reply due in {}", format_duration(due_in_seconds))
+                } else {
+                    format!("reply overdue by {}", format_duration(-due_in_seconds))
+                };
+                format!(
+                    "unanswered {tone}{} on {} for {}{more}, {} followers; {due}",
+                    kind.as_str().replace('_', " "),
+                    channel.as_str().replace('_', " "),
+                    format_duration(waiting_seconds),
+                    format_count(author_followers),
+                )
+            }
+            FactorKind::ReplyWait {
+                waiting_business_seconds,
+                target_seconds,
+                follow_up,
+            } => format!(
+                "waited {} of business time against a {} {} target",
+                format_duration(waiting_business_seconds),
+                format_duration(target_seconds),
+                if follow_up {
+                    "next-response"
+                } else {
+                    "first-response"
+                }
+            ),
+            FactorKind::NeedsReply => "asks for an answer".to_string(),
+            FactorKind::Negativity { worst_sentiment } => {
+                format!("message sentiment {worst_sentiment:.2}")
+            }
+            FactorKind::Reach { author_followers } => {
+                format!("{} followers", format_count(author_followers))
+            }
+            FactorKind::PublicChannel { channel } => {
+                format!("said in public on {}", channel.as_str().replace('_', " "))
+            }
+            FactorKind::ThreadMessages { messages } => {
+                format!("{messages} unanswered messages in the thread")
+            }
+            FactorKind::CustomerValue { lifetime_value } => {
+                format!("lifetime value {lifetime_value:.0}")
+            }
+            FactorKind::AtRiskCustomer { retention_risk } => {
+                format!("retention risk {retention_risk:.2}")
+            }
+            FactorKind::HighRisk { retention_risk } => {
+                format!("retention risk {retention_risk:.2}")
+            }
+            FactorKind::ValueAtRisk { lifetime_value } => {
+                format!("lifetime value {lifetime_value:.0} at stake")
+            }
+            FactorKind::Advocacy {
+                sentiment,
+                engagement,
+                author_followers,
+            } => format!(
+                "sentiment {sentiment:.2}, engagement {engagement:.0}, {} followers",
+                format_count(author_followers)
+            ),
+            FactorKind::EngagedWithoutPurchase { engagement } => {
+                format!("engagement {engagement:.0} and no purchase yet")
+            }
+        }
+    }
+}
+
+fn sentiment_word(score: f32) -> &'static str {
+    if score <= -0.05 {
+        "negative "
+    } else if score >= 0.05 {
+        "positive "
+    } else {
+        ""
+    }
+}
+
+/// "42 s", "42 min", "5 h", "31 days".
+pub fn format_duration(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else if seconds < 2.0 * 86_400.0 {
+        format!("{:.0} h", seconds / 3600.0)
+    } else {
+        format!("{:.0} days", seconds / 86_400.0)
+    }
+}
+
+/// "950", "51k", "1.2M".
+fn format_count(count: u32) -> String {
+    match count {
+        0..=999 => count.to_string(),
+        1000..=999_999 => format!("{:.0}k", f64::from(count) / 1e3),
+        _ => format!("{:.1}M", f64::from(count) / 1e6),
+    }
+}
