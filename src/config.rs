@@ -337,7 +337,7 @@ impl Default for RiskWeights {
 impl Default for RespondWeights {
     fn default() -> Self {
         Self {
-            wait: 1.0,
+            wait: 0.75,
             needs_reply: 1.0,
             negativity: 3.0,
             reach: 0.5,
@@ -780,6 +780,66 @@ mod tests {
         );
         let error = Config::from_toml("[scoring.kind_weights]\nhug = 1\n").unwrap_err();
         assert!(error.to_string().contains("hug"), "{error}");
+    }
+
+    /// SLA policies that do not parse or contradict themselves are refused with the key named.
+    #[test]
+    fn bad_sla_policies_name_their_key() {
+        let refused = |toml: &str, key: &str| {
+            let error = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{key} not in: {error}");
+        };
+        refused(
+            "[scoring.business_hours]\ntime_zone = \"Mars/Base\"\n[scoring.business_hours.weekly]\nmon = [\"09:00-17:00\"]\n",
+            "scoring.business_hours.time_zone",
+        );
+        refused(
+            "[scoring.business_hours]\ntime_zone = \"UTC\"\n[scoring.business_hours.weekly]\nmon = [\"17:00-09:00\"]\n",
+            "scoring.business_hours.weekly.mon",
+        );
+        refused(
+            "[scoring.tenants.acme.business_hours]\ntime_zone = \"UTC\"\nholidays = [\"2026-13-01\"]\n[scoring.tenants.acme.business_hours.weekly]\nmon = [\"09:00-17:00\"]\n",
+            "scoring.tenants.acme.business_hours.holidays",
+        );
+        refused(
+            "[scoring.channel_sla.email]\nfirst_response_seconds = -1\n",
+            "scoring.channel_sla.email.first_response_seconds",
+        );
+        refused(
+            "[scoring.tenants.acme.channel_sla.chat]\nnext_response_seconds = 0\n",
+            "scoring.tenants.acme.channel_sla.chat.next_response_seconds",
+        );
+        refused(
+            "[scoring]\nmissed_after_seconds = 60\n",
+            "scoring.missed_after_seconds",
+        );
+        refused(
+            "[scoring.tenants.acme]\nmissed_after_seconds = 60\n",
+            "scoring.tenants.acme.missed_after_seconds",
+        );
+        refused(
+            "[scoring.channel_sla.email]\nfirst_reply = 60\n",
+            "first_reply",
+        );
+        // A valid policy with everything set parses.
+        let config = Config::from_toml(
+            "[scoring.channel_sla.email]\nfirst_response_seconds = 86400\n[scoring.tenants.acme]\nfirst_response_seconds = 900\n[scoring.tenants.acme.business_hours]\ntime_zone = \"Europe/London\"\n[scoring.tenants.acme.business_hours.weekly]\nmon = [\"09:00-17:00\"]\n",
+        )
+        .unwrap();
+        let acme = crate::scoring::SlaPolicy::new(&config.scoring, Some("acme"));
+        assert_eq!(acme.targets(Channel::Twitter).first_response_seconds, 900.0);
+        assert_eq!(acme.targets(Channel::Email).first_response_seconds, 900.0);
+        assert!(!acme.calendar().is_always_open());
+        let other = crate::scoring::SlaPolicy::new(&config.scoring, Some("other"));
+        assert_eq!(
+            other.targets(Channel::Email).first_response_seconds,
+            86400.0
+        );
+        assert_eq!(
+            other.targets(Channel::Twitter).first_response_seconds,
+            3600.0
+        );
+        assert!(other.calendar().is_always_open());
     }
 
     #[test]

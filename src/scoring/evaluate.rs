@@ -467,16 +467,21 @@ fn evaluate_with(
         (Action::Advocate, urgency)
     } else if levels.engagement >= thresholds.nurture_min_engagement && summary.purchases_total == 0
     {
-        let urgency = (levels.engagement - 50.0) / 15.0;
+        let engaged = (levels.engagement - 50.0) / 15.0;
+        let at_risk = weights.retention_risk * retention_risk;
         if keep_reasons {
             factors.push(Factor {
                 kind: FactorKind::EngagedWithoutPurchase {
                     engagement: levels.engagement,
                 },
-                contribution: urgency,
+                contribution: engaged,
+            });
+            factors.push(Factor {
+                kind: FactorKind::AtRiskCustomer { retention_risk },
+                contribution: at_risk,
             });
         }
-        (Action::Nurture, urgency)
+        (Action::Nurture, engaged + at_risk)
     } else {
         (Action::None, logit(retention_risk.clamp(1e-9, 1.0 - 1e-9)))
     };
@@ -569,7 +574,7 @@ mod tests {
             (Action::Respond, -10.0, 45.0),
             (Action::Rescue, -22.0, 30.0),
             (Action::Advocate, -3.0, 12.0),
-            (Action::Nurture, -4.0, 4.0),
+            (Action::Nurture, -4.0, 6.0),
             (Action::None, -21.0, 21.0),
         ];
         for (action, from, to) in ranges {

@@ -88,7 +88,7 @@ impl SlaPolicy {
         });
         let (hours, prefix) = match tenant_policy.and_then(|policy| policy.business_hours.as_ref())
         {
-            Some(hours) => (Some(hours), "scoring.tenants.business_hours"),
+            Some(hours) => (Some(hours), "scoring.tenants"),
             None => (config.business_hours.as_ref(), "scoring.business_hours"),
         };
         let calendar = hours

@@ -614,11 +614,12 @@ impl Store {
     pub fn census(&self, now_ms: TimestampMs) -> Census {
         let mut census = Census::default();
         for tenant in self.tenants.iter() {
+            // The activity model first, so the index this pass builds ranks with the model
+            // queries will use until the next pass.
+            if self.refit_if_due(&tenant, now_ms) {
+                census.models_fitted += 1;
+            }
             let model = tenant.model();
-            let refit_ms = (self.config.retention_refit_seconds * 1000.0) as i64;
-            let fitted_at = tenant.fitted_at_ms.load(Ordering::Relaxed);
-            let mut fit_samples = (fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms)
-                .then(FitSamples::default);
             // Watchers' thresholds, for time-driven pushes against the previous pass.
             let thresholds = tenant.watch_thresholds();
             let previous_pass_ms = tenant
@@ -649,9 +650,6 @@ impl Store {
                 } else {
                     std::borrow::Cow::Borrowed(history.summary())
                 };
-                if let Some(samples) = fit_samples.as_mut() {
-                    samples.add(&summary, now_ms);
-                }
                 let score = evaluate_for_ranking(&summary, now_ms, &self.config, &model);
                 builder.offer(entry.key(), &score);
                 census.by_action[ranking::action_index(score.action)] += 1;
@@ -696,22 +694,42 @@ impl Store {
                 ranking.hot = next_hot;
                 ranking.next_hot = None;
             }
-            if let Some(samples) = fit_samples {
-                if samples.customers() >= self.config.retention_min_customers_to_fit as u64 {
-                    // A failed fit keeps the model the tenant had.
-                    if let Some(retention) = samples.fit() {
-                        let fitted = TenantModel {
-                            retention,
-                            ..(*model).clone()
-                        };
-                        *tenant.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fitted);
-                        census.models_fitted += 1;
-                    }
-                    tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
-                }
-            }
         }
         census
+    }
+
+    /// Refits a tenant's activity model from its customers as of `now_ms` when a refit is due
+    /// (`retention_refit_seconds` since the last, and enough customers); `true` when a new model
+    /// was installed. A failed fit keeps the model the tenant had.
+    fn refit_if_due(&self, tenant: &Tenant, now_ms: TimestampMs) -> bool {
+        let refit_ms = (self.config.retention_refit_seconds * 1000.0) as i64;
+        let fitted_at = tenant.fitted_at_ms.load(Ordering::Relaxed);
+        let due = fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms;
+        let enough = tenant.customer_count.load(Ordering::Relaxed)
+            >= self.config.retention_min_customers_to_fit;
+        if !due || !enough {
+            return false;
+        }
+        let mut samples = FitSamples::default();
+        for entry in tenant.customers.iter() {
+            if let Some(summary) = entry.value().summary_as_of(now_ms, &self.config) {
+                samples.add(&summary, now_ms);
+            }
+        }
+        tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
+        if samples.customers() < self.config.retention_min_customers_to_fit as u64 {
+            return false;
+        }
+        let Some(retention) = samples.fit() else {
+            return false;
+        };
+        let model = tenant.model();
+        let fitted = TenantModel {
+            retention,
+            ..(*model).clone()
+        };
+        *tenant.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fitted);
+        true
     }
 }
 
