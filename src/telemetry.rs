@@ -29,6 +29,12 @@ pub const CUSTOMERS_BY_ACTION: &str = "rapport_customers_by_action";
 pub const CUSTOMERS_OVER_REPLY_SLA: &str = "rapport_customers_over_reply_sla";
 /// Customers per retention-risk band (`band` label), from the periodic census.
 pub const CUSTOMERS_BY_RETENTION_RISK: &str = "rapport_customers_by_retention_risk";
+/// Unanswered threads past their channel's missed horizon, from the periodic census.
+pub const REPLY_THREADS_MISSED: &str = "rapport_reply_threads_missed";
+/// Watcher pushes caused by time alone (an SLA coming due, silence raising risk).
+pub const TIME_DRIVEN_PUSHES_TOTAL: &str = "rapport_time_driven_pushes_total";
+/// Tenants' activity models fitted (retention risk).
+pub const RETENTION_MODEL_FITS_TOTAL: &str = "rapport_retention_model_fits_total";
 /// Open WatchPriorities streams.
 pub const WATCHERS_CONNECTED: &str = "rapport_watchers_connected";
 /// Priority updates a slow watcher missed.
@@ -134,11 +140,23 @@ fn describe() {
     );
     describe_gauge!(
         CUSTOMERS_OVER_REPLY_SLA,
-        "Customers with an unanswered message older than the reply SLA (periodic census)."
+        "Customers whose most urgent unanswered thread is past its reply due time (periodic census)."
     );
     describe_gauge!(
         CUSTOMERS_BY_RETENTION_RISK,
         "Customers per retention-risk band (periodic census)."
+    );
+    describe_gauge!(
+        REPLY_THREADS_MISSED,
+        "Unanswered threads past their channel's missed horizon (periodic census)."
+    );
+    describe_counter!(
+        TIME_DRIVEN_PUSHES_TOTAL,
+        "Watcher pushes caused by time alone: a reply SLA coming due, silence raising risk."
+    );
+    describe_counter!(
+        RETENTION_MODEL_FITS_TOTAL,
+        "Tenants' activity models (retention risk) fitted by the ranking pass."
     );
     describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
     describe_counter!(
@@ -272,6 +290,13 @@ pub fn census(census: &Census) {
     for ((_, band), count) in RETENTION_RISK_BANDS.iter().zip(census.by_retention_risk) {
         gauge!(CUSTOMERS_BY_RETENTION_RISK, "band" => *band).set(count as f64);
     }
+    gauge!(REPLY_THREADS_MISSED).set(census.missed_threads as f64);
+    counter!(TIME_DRIVEN_PUSHES_TOTAL).increment(census.time_driven_pushes);
+}
+
+/// A tenant's activity model was fitted.
+pub fn retention_model_fitted() {
+    counter!(RETENTION_MODEL_FITS_TOTAL).increment(1);
 }
 
 /// Counts one cascade decision: `kept` with the fast model's label, else sent to the transformer

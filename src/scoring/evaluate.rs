@@ -196,10 +196,10 @@ fn retention_risk(
     factors: &mut Option<&mut Vec<Factor>>,
 ) -> f64 {
     let weights = &config.risk;
-    let p_no_activity =
-        model
-            .retention
-            .p_no_activity(summary, at, config.retention_horizon_seconds);
+    let activity_log_odds = model
+        .retention
+        .log_odds(summary, at, config.retention_horizon_seconds);
+    let p_no_activity = sigmoid(activity_log_odds);
     let mut logit_sum = weights.bias;
     let mut push = |kind: FactorKind, contribution: f64, always: bool| {
         if always || contribution.abs() > 1e-6 {
@@ -220,7 +220,7 @@ fn retention_risk(
             },
             horizon_seconds: config.retention_horizon_seconds,
         },
-        logit(p_no_activity),
+        activity_log_odds,
         true,
     );
     let baseline_rate = levels.engagement_baseline / config.engagement_baseline_half_life_seconds;
@@ -593,6 +593,150 @@ mod tests {
                 previous = priority;
             }
         }
+    }
+
+    /// An inbound event with text sentiment, for the worked examples.
+    fn said(
+        at_ms: i64,
+        key: u64,
+        kind: Kind,
+        channel: Channel,
+        sentiment: f32,
+        followers: u32,
+        need: ReplyNeed,
+    ) -> EventRecord {
+        EventRecord {
+            kind,
+            channel,
+            author_followers: followers,
+            sentiment_score: sentiment,
+            sentiment_confidence: 0.9,
+            has_sentiment: true,
+            reply_need: need,
+            ..record(at_ms, key)
+        }
+    }
+
+    fn contribution(score: &Score, name: &str) -> f64 {
+        score
+            .factors
+            .iter()
+            .find(|f| f.name() == name)
+            .map_or(0.0, |f| f.contribution)
+    }
+
+    /// The worked examples of docs/scoring.md, one per action, under the default config and
+    /// the prior activity model.
+    #[test]
+    fn documented_examples() {
+        let config = ScoringConfig::default();
+        let model = TenantModel::new(&config, None);
+        let t = 400 * DAY_MS;
+        let close = |a: f64, b: f64| (a - b).abs() < 0.0005;
+
+        // RESPOND: a public complaint (sentiment -0.8, 50k followers) waiting 40 minutes.
+        let mut respond = CustomerHistory::default();
+        respond.insert(
+            said(
+                t - 40 * 60_000,
+                1,
+                Kind::Mention,
+                Channel::Twitter,
+                -0.8,
+                50_000,
+                ReplyNeed::Required,
+            ),
+            &config,
+        );
+        let score = evaluate(respond.summary(), t, &config, &model);
+        assert_eq!(score.action, Action::Respond);
+        assert!(
+            close(contribution(&score, "reply_wait"), 0.383),
+            "{score:?}"
+        );
+        assert!(close(contribution(&score, "reach"), 2.349), "{score:?}");
+        assert!(close(score.retention_risk, 0.668), "{score:?}");
+        assert!(close(score.priority, 0.803), "{score:?}");
+
+        // RESCUE: ten monthly purchases of 120, the last 100 days ago.
+        let mut rescue = CustomerHistory::default();
+        for n in 0..10 {
+            rescue.insert(
+                EventRecord {
+                    kind: Kind::Purchase,
+                    value: 120.0,
+                    ..record(t - (100 + 30 * n) * DAY_MS, 10 + n as u64)
+                },
+                &config,
+            );
+        }
+        let score = evaluate(rescue.summary(), t, &config, &model);
+        assert_eq!(score.action, Action::Rescue);
+        assert!(close(score.retention_risk, 0.650), "{score:?}");
+        assert!(
+            close(contribution(&score, "value_at_risk"), 7.091),
+            "{score:?}"
+        );
+        assert!(close(score.priority, 0.482), "{score:?}");
+
+        // ADVOCATE: a positive regular with 20k followers, answered each time.
+        let mut advocate = CustomerHistory::default();
+        for n in 0..12 {
+            advocate.insert(
+                said(
+                    t - (1 + 2 * n) * DAY_MS,
+                    100 + n as u64,
+                    Kind::Comment,
+                    Channel::Instagram,
+                    0.8,
+                    20_000,
+                    ReplyNeed::NotRequired,
+                ),
+                &config,
+            );
+        }
+        advocate.insert(
+            EventRecord {
+                kind: Kind::Purchase,
+                value: 60.0,
+                ..record(t - 3 * DAY_MS, 200)
+            },
+            &config,
+        );
+        let score = evaluate(advocate.summary(), t, &config, &model);
+        assert_eq!(score.action, Action::Advocate);
+        assert!(close(score.priority, 0.282), "{score:?}");
+
+        // NURTURE: browsing and liking every day for three weeks, never bought.
+        let mut nurture = CustomerHistory::default();
+        for n in 0..21 {
+            nurture.insert(
+                EventRecord {
+                    kind: Kind::Share,
+                    ..record(t - (1 + n) * DAY_MS, 300 + n as u64)
+                },
+                &config,
+            );
+        }
+        let score = evaluate(nurture.summary(), t, &config, &model);
+        assert_eq!(score.action, Action::Nurture);
+        assert!(close(score.priority, 0.188), "{score:?}");
+
+        // NONE: a weekly buyer, last seen two days ago.
+        let mut none = CustomerHistory::default();
+        for n in 0..8 {
+            none.insert(
+                EventRecord {
+                    kind: Kind::Purchase,
+                    value: 30.0,
+                    ..record(t - (2 + 7 * n) * DAY_MS, 400 + n as u64)
+                },
+                &config,
+            );
+        }
+        let score = evaluate(none.summary(), t, &config, &model);
+        assert_eq!(score.action, Action::None);
+        assert!(close(score.priority, 0.011), "{score:?}");
     }
 
     fn arbitrary_record() -> impl Strategy<Value = EventRecord> {

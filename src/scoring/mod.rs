@@ -24,7 +24,7 @@ pub use history::{
     CustomerHistory, EventRecord, InsertOutcome, OpenThread, RefineOutcome, Summary,
     SARCASTIC_CLOSURE_SENTIMENT,
 };
-pub use retention::{activity_sample, FitSamples, RetentionModel};
+pub use retention::{activity_sample, Backtest, Calibration, FitSamples, RetentionModel};
 pub use sla::{ChannelTargets, SlaPolicy, ThreadSla};
 
 use crate::config::ScoringConfig;

@@ -1,10 +1,18 @@
 //! The activity model behind retention risk: a buy-till-you-die model (MBG/NBD) of each tenant's
 //! customers, fitted by maximum likelihood over their (repeat active days, last active day, age)
-//! summaries, evaluated per customer in closed form.
+//! summaries, evaluated per customer in closed form, then recalibrated on the tenant's own past.
 //!
 //! Retention risk is the probability of **no inbound activity within the horizon**
 //! (`retention_horizon_seconds`). Before a tenant has `retention_min_customers_to_fit` customers
 //! (and between refits) the last fit is used, or [`RetentionModel::prior`] when there is none.
+//!
+//! The recalibration ([`Calibration`]) is a logistic regression fitted by [`Backtest`]: the state
+//! of every customer at a cut `h'` before the fit time (h' = the horizon, or half the tenant's
+//! history when that is shorter), the activity model refitted on that state alone, and the
+//! outcome observed after the cut (any inbound activity by the fit time or not). Its features are
+//! the activity model's log-odds and the customer's log repeat days, log recency, log age and log
+//! spend per active day; the coefficients are shrunk towards "the activity model as it is"
+//! (intercept 0, slope 1, the rest 0), so little history changes little.
 
 use crate::domain::TimestampMs;
 use crate::scoring::btyd::{self, ActivitySample, BtydModel, BtydParams};
@@ -22,8 +30,69 @@ const PROBABILITY_FLOOR: f64 = 1e-9;
 pub struct RetentionModel {
     /// The population parameters.
     pub params: BtydParams,
+    /// The recalibration learnt on the tenant's past (identity until there is enough of it).
+    pub calibration: Calibration,
     /// Customers the fit saw; 0 for the prior.
     pub fitted_customers: u64,
+}
+
+/// Number of features of the recalibration, intercept included.
+pub const CALIBRATION_FEATURES: usize = 6;
+
+/// The logistic recalibration of the activity model: log-odds =
+/// w · [1, logit(p), ln(1 + x), ln(1 + recency days), ln(1 + age days), ln(1 + spend per active
+/// day)].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Calibration {
+    /// Coefficients, in feature order.
+    pub weights: [f64; CALIBRATION_FEATURES],
+    /// Customers it was fitted on; 0 for the identity.
+    pub fitted_customers: u64,
+    /// The backtest horizon it was fitted with, days (0 for the identity).
+    pub horizon_days: f64,
+}
+
+impl Calibration {
+    /// The activity model as it is.
+    pub const IDENTITY: Calibration = Calibration {
+        weights: [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        fitted_customers: 0,
+        horizon_days: 0.0,
+    };
+
+    /// Calibrated log-odds for one customer's features.
+    pub fn log_odds(&self, features: &[f64; CALIBRATION_FEATURES]) -> f64 {
+        self.weights
+            .iter()
+            .zip(features)
+            .map(|(weight, feature)| weight * feature)
+            .sum()
+    }
+}
+
+/// The recalibration's features of a customer (see [`Calibration`]).
+fn features(
+    activity_log_odds: f64,
+    sample: &ActivitySample,
+    summary: &Summary,
+) -> [f64; CALIBRATION_FEATURES] {
+    let spend_per_day = if summary.active_days > 0 {
+        summary.lifetime_value.max(0.0) / f64::from(summary.active_days)
+    } else {
+        0.0
+    };
+    [
+        1.0,
+        activity_log_odds,
+        f64::from(sample.repeat_days).ln_1p(),
+        (sample.age_days - sample.last_day).max(0.0).ln_1p(),
+        sample.age_days.max(0.0).ln_1p(),
+        spend_per_day.min(1e12).ln_1p(),
+    ]
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
 }
 
 impl Default for RetentionModel {
@@ -45,22 +114,36 @@ impl RetentionModel {
                 a: 1.0,
                 b: 3.0,
             },
+            calibration: Calibration::IDENTITY,
             fitted_customers: 0,
         }
     }
 
-    /// The probability of no inbound activity within `horizon_seconds` after `at_ms`, for the
-    /// customer summarised (clamped away from 0 and 1 by 1e-9).
-    pub fn p_no_activity(
+    /// The activity model's own probability of no inbound activity within `horizon_seconds`
+    /// after `at_ms` (clamped away from 0 and 1 by 1e-9).
+    pub fn uncalibrated_p_no_activity(
         &self,
         summary: &Summary,
         at_ms: TimestampMs,
         horizon_seconds: f64,
     ) -> f64 {
         let sample = activity_sample(summary, at_ms);
-        self.params
-            .p_no_activity(horizon_seconds / 86_400.0, &sample)
-            .clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+        let p = self
+            .params
+            .p_no_activity(horizon_seconds / 86_400.0, &sample);
+        if p.is_finite() {
+            p.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+        } else {
+            0.5
+        }
+    }
+
+    /// The calibrated log-odds of no inbound activity within `horizon_seconds` after `at_ms`.
+    pub fn log_odds(&self, summary: &Summary, at_ms: TimestampMs, horizon_seconds: f64) -> f64 {
+        let sample = activity_sample(summary, at_ms);
+        let p = self.uncalibrated_p_no_activity(summary, at_ms, horizon_seconds);
+        self.calibration
+            .log_odds(&features(logit(p), &sample, summary))
     }
 }
 
@@ -138,7 +221,227 @@ impl FitSamples {
         let params = btyd::fit(BtydModel::MbgNbd, &samples, None)?;
         Some(RetentionModel {
             params,
+            calibration: Calibration::IDENTITY,
             fitted_customers: self.customers,
         })
+    }
+}
+
+/// Customers' states at a cut before the fit time with what happened after it, for fitting the
+/// [`Calibration`].
+#[derive(Clone, Debug)]
+pub struct Backtest {
+    cut_ms: TimestampMs,
+    horizon_days: f64,
+    samples: FitSamples,
+    rows: Vec<BacktestRow>,
+}
+
+#[derive(Clone, Debug)]
+struct BacktestRow {
+    sample: ActivitySample,
+    /// Features but the activity log-odds (filled once the cut's model is fitted).
+    features: [f64; CALIBRATION_FEATURES],
+    /// No inbound activity after the cut.
+    stayed_away: bool,
+}
+
+/// Shortest backtest horizon worth fitting (7 days).
+pub const MIN_BACKTEST_DAYS: f64 = 7.0;
+
+impl Backtest {
+    /// A backtest for a tenant fitted at `fit_at_ms` whose earliest activity was at
+    /// `first_activity_ms`; `None` when its history is too short (h' under
+    /// [`MIN_BACKTEST_DAYS`]).
+    pub fn new(
+        fit_at_ms: TimestampMs,
+        first_activity_ms: TimestampMs,
+        horizon_seconds: f64,
+    ) -> Option<Self> {
+        let history_days = (fit_at_ms.saturating_sub(first_activity_ms)).max(0) as f64 / DAY_MS;
+        let horizon_days = (horizon_seconds / 86_400.0).min(history_days / 2.0);
+        (horizon_days >= MIN_BACKTEST_DAYS).then(|| Self {
+            cut_ms: fit_at_ms - (horizon_days * DAY_MS) as i64,
+            horizon_days,
+            samples: FitSamples::default(),
+            rows: Vec::new(),
+        })
+    }
+
+    /// The cut: customers are taken as they were then.
+    pub fn cut_ms(&self) -> TimestampMs {
+        self.cut_ms
+    }
+
+    /// Adds a customer: `at_cut` is its fold as of the cut, `now` its fold as of the fit time.
+    pub fn add(&mut self, at_cut: &Summary, now: &Summary) {
+        if at_cut.activity_total == 0 || at_cut.first_activity_at_ms > self.cut_ms {
+            return;
+        }
+        self.samples.add(at_cut, self.cut_ms);
+        let sample = activity_sample(at_cut, self.cut_ms);
+        self.rows.push(BacktestRow {
+            sample,
+            features: features(0.0, &sample, at_cut),
+            stayed_away: now.last_activity_at_ms <= self.cut_ms,
+        });
+    }
+
+    /// Fits the recalibration: the activity model on the cut's state, then a ridge-penalised
+    /// logistic regression of the outcome on the features. `None` when either fit fails or one
+    /// outcome is too rare to learn from (fewer than 20 customers).
+    pub fn fit(&self) -> Option<Calibration> {
+        let stayed_away = self.rows.iter().filter(|row| row.stayed_away).count();
+        if stayed_away < 20 || self.rows.len() - stayed_away < 20 {
+            return None;
+        }
+        let model = self.samples.fit()?;
+        let rows: Vec<([f64; CALIBRATION_FEATURES], bool)> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let p = model
+                    .params
+                    .p_no_activity(self.horizon_days, &row.sample)
+                    .clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
+                let mut features = row.features;
+                features[1] = if p.is_finite() { logit(p) } else { 0.0 };
+                (features, row.stayed_away)
+            })
+            .collect();
+        let weights = fit_logistic(&rows, &Calibration::IDENTITY.weights, RIDGE)?;
+        Some(Calibration {
+            weights,
+            fitted_customers: rows.len() as u64,
+            horizon_days: self.horizon_days,
+        })
+    }
+}
+
+/// Ridge strength pulling the recalibration towards the identity (in customers' worth of
+/// log-likelihood curvature: negligible once a tenant has thousands of customers).
+const RIDGE: f64 = 1.0;
+
+/// Maximum-likelihood logistic regression with a ridge penalty towards `prior`, by Newton's
+/// method (at most 50 steps). `None` when it does not converge to finite weights.
+fn fit_logistic(
+    rows: &[([f64; CALIBRATION_FEATURES], bool)],
+    prior: &[f64; CALIBRATION_FEATURES],
+    ridge: f64,
+) -> Option<[f64; CALIBRATION_FEATURES]> {
+    const N: usize = CALIBRATION_FEATURES;
+    let mut weights = *prior;
+    for _ in 0..50 {
+        let mut gradient = [0.0; N];
+        let mut hessian = [[0.0; N]; N];
+        for (features, outcome) in rows {
+            let z: f64 = weights.iter().zip(features).map(|(w, x)| w * x).sum();
+            let p = 1.0 / (1.0 + (-z).exp());
+            let y = if *outcome { 1.0 } else { 0.0 };
+            let curvature = (p * (1.0 - p)).max(1e-12);
+            for i in 0..N {
+                gradient[i] += (y - p) * features[i];
+                for j in 0..N {
+                    hessian[i][j] += curvature * features[i] * features[j];
+                }
+            }
+        }
+        for i in 0..N {
+            gradient[i] -= ridge * (weights[i] - prior[i]);
+            hessian[i][i] += ridge;
+        }
+        let step = solve(hessian, gradient)?;
+        let mut largest = 0.0f64;
+        for i in 0..N {
+            weights[i] += step[i];
+            largest = largest.max(step[i].abs());
+        }
+        if !weights.iter().all(|w| w.is_finite()) {
+            return None;
+        }
+        if largest < 1e-9 {
+            return Some(weights);
+        }
+    }
+    Some(weights)
+}
+
+/// Solves `a · x = b` by Gaussian elimination with partial pivoting; `None` when singular.
+fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f64; N]> {
+    for column in 0..N {
+        let pivot =
+            (column..N).max_by(|&i, &j| a[i][column].abs().total_cmp(&a[j][column].abs()))?;
+        if a[pivot][column].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(column, pivot);
+        b.swap(column, pivot);
+        for row in column + 1..N {
+            let factor = a[row][column] / a[column][column];
+            for k in column..N {
+                a[row][k] -= factor * a[column][k];
+            }
+            b[row] -= factor * b[column];
+        }
+    }
+    let mut x = [0.0; N];
+    for row in (0..N).rev() {
+        let tail: f64 = (row + 1..N).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    x.iter().all(|v| v.is_finite()).then_some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn solve_inverts_a_small_system() {
+        let a = [[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]];
+        let x = [1.0, -2.0, 3.0];
+        let b = [4.0 * 1.0 + 1.0 * -2.0, 1.0 - 6.0 + 3.0, -2.0 + 6.0];
+        let solved = solve(a, b).unwrap();
+        for i in 0..3 {
+            assert!((solved[i] - x[i]).abs() < 1e-12);
+        }
+        assert!(solve([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0]).is_none());
+    }
+
+    /// Outcomes drawn from a known logistic model are recovered (within sampling error), and the
+    /// identity prior is kept when the data say nothing new.
+    #[test]
+    fn logistic_fit_recovers_known_weights() {
+        let truth = [-0.5, 1.5, -0.8, 0.6, 0.0, 0.0];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut unit = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let rows: Vec<([f64; CALIBRATION_FEATURES], bool)> = (0..20_000)
+            .map(|_| {
+                let features = [
+                    1.0,
+                    unit() * 4.0 - 2.0,
+                    unit() * 3.0,
+                    unit() * 5.0,
+                    0.0,
+                    0.0,
+                ];
+                let z: f64 = truth.iter().zip(&features).map(|(w, x)| w * x).sum();
+                let outcome = unit() < 1.0 / (1.0 + (-z).exp());
+                (features, outcome)
+            })
+            .collect();
+        // The two all-zero features make the system singular without the ridge; with it they
+        // stay at the prior.
+        let fitted = fit_logistic(&rows, &Calibration::IDENTITY.weights, RIDGE).unwrap();
+        for i in 0..4 {
+            assert!((fitted[i] - truth[i]).abs() < 0.1, "{fitted:?}");
+        }
+        assert_eq!(fitted[4], 0.0);
+        assert_eq!(fitted[5], 0.0);
     }
 }

@@ -8,8 +8,8 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Action, Interaction, TimestampMs};
 use crate::scoring::{
-    evaluate, evaluate_for_ranking, CustomerHistory, EventRecord, FitSamples, InsertOutcome,
-    RefineOutcome, Score, TenantModel,
+    evaluate, evaluate_for_ranking, Backtest, CustomerHistory, EventRecord, FitSamples,
+    InsertOutcome, RefineOutcome, Score, TenantModel,
 };
 use crate::sentiment::Sentiment;
 use compact_str::CompactString;
@@ -698,37 +698,63 @@ impl Store {
         census
     }
 
-    /// Refits a tenant's activity model from its customers as of `now_ms` when a refit is due
-    /// (`retention_refit_seconds` since the last, and enough customers); `true` when a new model
-    /// was installed. A failed fit keeps the model the tenant had.
+    /// Refits a tenant's activity model when a refit is due: `retention_refit_seconds` since the
+    /// last, or the tenant grew by a tenth since (a backfill), with at least
+    /// `retention_min_customers_to_fit` customers. The fit is as of the tenant's latest event
+    /// (or now, if earlier), so a backfilled history is judged at its own end; it is then
+    /// recalibrated on the tenant's past ([`Backtest`]). `true` when a new model was installed;
+    /// a failed fit keeps the model the tenant had.
     fn refit_if_due(&self, tenant: &Tenant, now_ms: TimestampMs) -> bool {
         let refit_ms = (self.config.retention_refit_seconds * 1000.0) as i64;
         let fitted_at = tenant.fitted_at_ms.load(Ordering::Relaxed);
-        let due = fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms;
-        let enough = tenant.customer_count.load(Ordering::Relaxed)
-            >= self.config.retention_min_customers_to_fit;
-        if !due || !enough {
+        let customers = tenant.customer_count.load(Ordering::Relaxed) as u64;
+        let model = tenant.model();
+        let grew = customers
+            >= model.retention.fitted_customers + model.retention.fitted_customers / 10 + 1;
+        let due = fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms || grew;
+        if !due || customers < self.config.retention_min_customers_to_fit as u64 {
             return false;
         }
-        let mut samples = FitSamples::default();
+        tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
+        let (mut latest_ms, mut first_activity_ms) = (TimestampMs::MIN, TimestampMs::MAX);
         for entry in tenant.customers.iter() {
-            if let Some(summary) = entry.value().summary_as_of(now_ms, &self.config) {
-                samples.add(&summary, now_ms);
+            let summary = entry.value().summary();
+            latest_ms = latest_ms.max(summary.last_event_at_ms);
+            if summary.activity_total > 0 {
+                first_activity_ms = first_activity_ms.min(summary.first_activity_at_ms);
             }
         }
-        tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
+        let fit_at_ms = latest_ms.min(now_ms);
+        let horizon_seconds = self.config.retention_horizon_seconds;
+        let mut samples = FitSamples::default();
+        let mut backtest = Backtest::new(fit_at_ms, first_activity_ms, horizon_seconds);
+        for entry in tenant.customers.iter() {
+            let history = entry.value();
+            let Some(now) = history.summary_as_of(fit_at_ms, &self.config) else {
+                continue;
+            };
+            samples.add(&now, fit_at_ms);
+            if let Some(backtest) = backtest.as_mut() {
+                if let Some(at_cut) = history.summary_as_of(backtest.cut_ms(), &self.config) {
+                    backtest.add(&at_cut, &now);
+                }
+            }
+        }
         if samples.customers() < self.config.retention_min_customers_to_fit as u64 {
             return false;
         }
-        let Some(retention) = samples.fit() else {
+        let Some(mut retention) = samples.fit() else {
             return false;
         };
-        let model = tenant.model();
+        if let Some(calibration) = backtest.as_ref().and_then(Backtest::fit) {
+            retention.calibration = calibration;
+        }
         let fitted = TenantModel {
             retention,
             ..(*model).clone()
         };
         *tenant.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fitted);
+        crate::telemetry::retention_model_fitted();
         true
     }
 }
