@@ -10,12 +10,14 @@
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
-# Only what the build needs (see .dockerignore).
+# Only what the build needs (see .dockerignore). The fast models and the VADER lexicons are built
+# into the binary; the transformer is not needed.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
-COPY models ./models
+COPY models/fast ./models/fast
+COPY models/vader ./models/vader
 RUN cargo build --release --locked --bin rapport
 
 FROM rust:1.95-bookworm AS builder-transformer
@@ -42,7 +44,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport
 COPY --from=builder-transformer /src/target/release/rapport /usr/local/bin/rapport
-COPY --from=builder-transformer /src/models /opt/rapport/models
+# The transformer is read from files (the fast models for the cascade too): --models-dir.
+COPY --from=builder-transformer /src/models/transformer /opt/rapport/models/transformer
+COPY --from=builder-transformer /src/models/fast /opt/rapport/models/fast
 USER rapport
 EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
@@ -53,12 +57,12 @@ ENTRYPOINT ["/usr/local/bin/rapport", "serve", "--models-dir", "/opt/rapport/mod
 FROM debian:bookworm-slim AS runtime
 # Non-root system user; no shell login, no home directory contents needed.
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport
+# The binary carries its models (fast, VADER): nothing else to copy.
 COPY --from=builder /src/target/release/rapport /usr/local/bin/rapport
-COPY --from=builder /src/models /opt/rapport/models
 USER rapport
 # 50051: gRPC (ingest, scoring, sentiment, grpc.health.v1, reflection). 9464: Prometheus /metrics.
 EXPOSE 50051 9464
 # gRPC health through the binary itself (no grpc_health_probe needed): exit 0 when SERVING.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/rapport", "health", "--server", "http://127.0.0.1:50051", "--timeout-seconds", "3"]
-ENTRYPOINT ["/usr/local/bin/rapport", "serve", "--models-dir", "/opt/rapport/models"]
+ENTRYPOINT ["/usr/local/bin/rapport", "serve"]

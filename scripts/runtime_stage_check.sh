@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Performs the Dockerfile's runtime stage outside Docker (CI runs as root on Debian 12, no Docker
-# daemon): a system user with uid 10001, the binary in a bin dir, the models beside it, the server
-# started as that user, then the HEALTHCHECK command. Bounded waits; cleans up what it made.
+# daemon): a system user with uid 10001, the binary alone in a bin dir (it carries its models), the
+# server started as that user from / with an empty environment, then the HEALTHCHECK command.
+# Bounded waits; cleans up what it made.
 # Usage: scripts/runtime_stage_check.sh [path/to/rapport]   (default: target/debug/rapport)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +24,8 @@ cleanup() {
 trap cleanup EXIT
 chmod 755 "$ROOT"
 # COPY --from=builder ... (same layout under $ROOT)
-install -d "$ROOT/usr/local/bin" "$ROOT/opt/rapport"
+install -d "$ROOT/usr/local/bin"
 install -m 755 "$RAPPORT" "$ROOT/usr/local/bin/rapport"
-cp -r models "$ROOT/opt/rapport/models"
 chmod -R a+rX "$ROOT"
 # RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport
 id "$USER_NAME" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
@@ -33,7 +33,7 @@ id "$USER_NAME" >/dev/null 2>&1 || useradd --system --no-create-home --shell /us
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # USER rapport + ENTRYPOINT
-runuser -u "$USER_NAME" -- "$ROOT/usr/local/bin/rapport" serve --models-dir "$ROOT/opt/rapport/models" \
+runuser -u "$USER_NAME" -- env -i -C / "$ROOT/usr/local/bin/rapport" serve \
   --grpc-addr 127.0.0.1:$PORT --metrics-addr 127.0.0.1:$MPORT 2>"$ROOT/serve.log" &
 PID=$!
 # HEALTHCHECK (retried, bounded)

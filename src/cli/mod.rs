@@ -120,7 +120,9 @@ pub struct ServeArgs {
     /// Sentiment backend [default: fast].
     #[arg(long, value_enum)]
     pub sentiment: Option<Backend>,
-    /// Directory of model files [default: the crate's models/].
+    /// Directory of model files laid out as the repository's models/ (e.g. with a model from
+    /// `train fast`) [default: the fast models and VADER lexicons built into the binary; the
+    /// transformer from ./models].
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
     /// Keep a write-ahead log and snapshots here and recover from them at start [default: none,
@@ -138,7 +140,9 @@ pub struct ModelArgs {
     /// Sentiment backend.
     #[arg(long, value_enum, default_value = "fast")]
     pub sentiment: Backend,
-    /// Directory of model files [default: the crate's models/].
+    /// Directory of model files laid out as the repository's models/ (e.g. with a model from
+    /// `train fast`) [default: the fast models and VADER lexicons built into the binary; the
+    /// transformer from ./models].
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
 }
@@ -249,11 +253,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn load_model(
     args: &ModelArgs,
 ) -> anyhow::Result<std::sync::Arc<dyn sentiment::SentimentModel>> {
-    let models_dir = args
-        .models_dir
-        .clone()
-        .unwrap_or_else(sentiment::default_models_dir);
-    sentiment::load(args.sentiment, &models_dir)
+    sentiment::load_from(
+        args.sentiment,
+        &sentiment::ModelSource::from_models_dir(args.models_dir.clone()),
+        &crate::config::TransformerConfig::default(),
+    )
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -284,9 +288,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
     }
     config.validate()?;
-    let model = sentiment::load_with(
+    let model = sentiment::load_from(
         config.server.sentiment,
-        &config.server.models_dir(),
+        &sentiment::ModelSource::from_models_dir(config.server.models_dir.clone()),
         &config.transformer,
     )?;
     runtime()?.block_on(async {
