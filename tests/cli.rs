@@ -207,3 +207,70 @@ fn copied_binary_classifies_and_serves_without_the_source_tree() {
     assert!(health.status.success(), "{}", stderr(&health));
     assert_eq!(stdout(&health).trim(), "SERVING");
 }
+
+/// A tiny labelled file in `dir`: `label<TAB>text` with a header.
+fn labelled_file(dir: &Path) -> PathBuf {
+    let path = dir.join("labelled.tsv");
+    std::fs::write(
+        &path,
+        "label\ttext\npositive\tI love this, thank you!\nnegative\tworst service ever\n\
+         neutral\tthe store opens at nine\n",
+    )
+    .unwrap();
+    path
+}
+
+/// `eval` names the backend as `--sentiment` spells it.
+#[test]
+fn eval_prints_the_backend_asked_for() {
+    let copy = copied_binary();
+    let file = labelled_file(&copy.cwd);
+    let output = run_with_input(
+        rapport(
+            &copy.binary,
+            &copy.cwd,
+            &["eval", file.to_str().unwrap(), "--sentiment", "fast-gold"],
+        ),
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("backend         fast-gold\n"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// `train fast` does not overwrite an existing model without `--force`.
+#[test]
+fn train_fast_refuses_to_overwrite_without_force() {
+    let copy = copied_binary();
+    let file = labelled_file(&copy.cwd);
+    let out = copy.cwd.join("model.bin");
+    std::fs::write(&out, b"keep me").unwrap();
+    let train = |force: bool| {
+        let file = file.to_str().unwrap();
+        let mut args = vec![
+            "train",
+            "fast",
+            "--train",
+            file,
+            "--val",
+            file,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if force {
+            args.push("--force");
+        }
+        run_with_input(rapport(&copy.binary, &copy.cwd, &args), "")
+    };
+    let refused = train(false);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+
+    let forced = train(true);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(std::fs::metadata(&out).unwrap().len() > 1000);
+}

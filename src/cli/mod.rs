@@ -94,6 +94,7 @@ pub struct TrainFastArgs {
     /// sentiment-distilled.bin with --teacher].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Seed of the shuffles (the same seed and data give the same bytes).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Distil: train on the transformer's logits over `--train` (`train teacher-logits`),
@@ -103,6 +104,9 @@ pub struct TrainFastArgs {
     /// Softmax temperature applied to the teacher's logits.
     #[arg(long, default_value_t = 2.0)]
     pub temperature: f32,
+    /// Overwrite `--out` when it exists (by default the shipped model in models/fast/).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options of `serve`; each overrides the config file.
