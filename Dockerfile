@@ -2,7 +2,8 @@
 #   docker build -t rapport .                                  # default: fast + VADER, no libtorch
 #   docker build -t rapport:transformer --target runtime-transformer .
 #                                       # + the fine-tuned MiniLM (--sentiment transformer|cascade)
-#   docker run -p 50051:50051 -p 9464:9464 rapport
+#   docker run -p 50051:50051 -p 127.0.0.1:9464:9464 -v rapport-data:/var/lib/rapport rapport \
+#     --data-dir /var/lib/rapport       # state kept in the volume (deploy/docker-compose.yml does this)
 # The default image's runtime steps are exercised outside Docker in CI by
 # scripts/runtime_stage_check.sh (same user, same layout, same health check). The transformer
 # stages use Debian's libtorch 1.13 (libtorch-dev to build, the libtorch1.13 runtime library to
@@ -18,6 +19,8 @@ COPY src ./src
 COPY benches ./benches
 COPY models/fast ./models/fast
 COPY models/vader ./models/vader
+# No debug info in the image's binary (Cargo.toml keeps line tables for local profiling).
+ENV CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN cargo build --release --locked --bin rapport
 
 FROM rust:1.95-bookworm AS builder-transformer
@@ -30,7 +33,7 @@ COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
 COPY models ./models
-ENV LIBTORCH=/usr
+ENV LIBTORCH=/usr CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN cargo build --release --locked --features transformer --bin rapport
 
 FROM debian:bookworm-slim AS runtime-transformer
@@ -42,7 +45,9 @@ RUN apt-get update \
  && update-alternatives --set liblapack.so.3-x86_64-linux-gnu \
       /usr/lib/x86_64-linux-gnu/openblas-openmp/liblapack.so.3 \
  && rm -rf /var/lib/apt/lists/*
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport \
+ && install -d -o rapport -g rapport /var/lib/rapport
+VOLUME /var/lib/rapport
 COPY --from=builder-transformer /src/target/release/rapport /usr/local/bin/rapport
 # The transformer is read from files (the fast models for the cascade too): --models-dir.
 COPY --from=builder-transformer /src/models/transformer /opt/rapport/models/transformer
@@ -55,8 +60,11 @@ ENTRYPOINT ["/usr/local/bin/rapport", "serve", "--models-dir", "/opt/rapport/mod
 
 # The default image: last, so a plain `docker build` produces it.
 FROM debian:bookworm-slim AS runtime
-# Non-root system user; no shell login, no home directory contents needed.
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport
+# Non-root system user; no shell login, no home directory contents needed. /var/lib/rapport is
+# where `--data-dir /var/lib/rapport` keeps the log and snapshots (a volume, owned by the user).
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rapport \
+ && install -d -o rapport -g rapport /var/lib/rapport
+VOLUME /var/lib/rapport
 # The binary carries its models (fast, VADER): nothing else to copy.
 COPY --from=builder /src/target/release/rapport /usr/local/bin/rapport
 USER rapport
