@@ -299,6 +299,10 @@ fn assert_one_line_error(output: &Output, address: &str) {
     let message = stderr(output);
     assert!(!output.status.success(), "exit 0: {message}");
     assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    assert!(
+        message.trim_end().chars().count() <= 80,
+        "over 80 columns: {message}"
+    );
     assert!(message.starts_with("error: "), "{message}");
     assert!(message.contains(address), "{message}");
     for dump in ["MetadataMap", "details:", "Status {", "tcp connect error"] {

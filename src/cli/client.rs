@@ -461,14 +461,17 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .customers
                 .is_empty();
+        if args.as_of.is_some() {
+            anyhow::ensure!(
+                tenant_exists,
+                "tenant {:?} had no customers at {address} by --as-of",
+                args.tenant
+            );
+        }
         anyhow::ensure!(
             tenant_exists,
-            "tenant {:?} has no customers at {address}{}: check --tenant (a tenant appears with \
-             its first event)",
-            args.tenant,
-            args.as_of
-                .as_deref()
-                .map_or_else(String::new, |as_of| format!(" as of {as_of}"))
+            "tenant {:?} has no customers at {address}: check --tenant",
+            args.tenant
         );
     }
     if args.json {
@@ -501,9 +504,9 @@ pub(super) async fn customer(args: CustomerArgs) -> anyhow::Result<()> {
     let score = match answer {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == tonic::Code::NotFound => anyhow::bail!(
-            "tenant {:?} has no customer {:?} at {address}{}: check the id and --tenant",
-            args.tenant,
+            "no customer {:?} in tenant {:?} at {address}{}",
             args.customer_id,
+            args.tenant,
             if args.as_of.is_some() {
                 " as of --as-of"
             } else {
@@ -612,7 +615,7 @@ pub fn status_error(address: &str, call: &str, status: &tonic::Status) -> anyhow
     let reason = status_reason(status);
     match status.code() {
         Code::Unavailable => anyhow::anyhow!(
-            "cannot reach {address} ({reason}): is `rapport serve` running there? (--server)"
+            "cannot reach {address} ({reason}): is `rapport serve` running? (--server)"
         ),
         Code::Unauthenticated => anyhow::anyhow!(
             "{address} refused {call}: {reason} (pass --token or set RAPPORT_TOKEN)"
