@@ -528,3 +528,26 @@ fn watch_says_when_it_starts_and_when_the_server_goes_away() {
     let status = wait_bounded(watch, Duration::from_secs(30)).status;
     assert!(!status.success());
 }
+
+/// Help wraps at 80 columns in an 80-column terminal (`COLUMNS` stands in for the terminal).
+#[test]
+fn help_fits_80_columns() {
+    let cwd = tempfile::tempdir().unwrap();
+    for command in [
+        vec!["--help"],
+        vec!["send", "--help"],
+        vec!["top", "--help"],
+        vec!["customer", "--help"],
+        vec!["watch", "--help"],
+        vec!["serve", "--help"],
+        vec!["classify", "--help"],
+    ] {
+        let mut help = rapport(&built_binary(), cwd.path(), &command);
+        help.env("COLUMNS", "80");
+        let output = run_with_input(help, "");
+        assert!(output.status.success(), "{command:?}");
+        for line in stdout(&output).lines() {
+            assert!(line.chars().count() <= 80, "{command:?}: {line}");
+        }
+    }
+}
