@@ -739,3 +739,89 @@ impl ServerArgs {
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_take_host_port_or_a_url() {
+        assert_eq!(
+            server_url("127.0.0.1:50051", false),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(server_url("rapport:50051", true), "https://rapport:50051");
+        assert_eq!(server_url("https://r:1", false), "https://r:1");
+        assert_eq!(
+            display_address("http://127.0.0.1:50051/"),
+            "127.0.0.1:50051"
+        );
+        assert_eq!(display_address("https://r:1"), "https://r:1");
+    }
+
+    #[test]
+    fn relative_to_now_moves_the_latest_event_to_now_and_keeps_gaps() {
+        let line = |id: &str, at: &str| {
+            format!(
+                r#"{{"event_id":"{id}","tenant_id":"t","customer_id":"c","channel":"twitter","kind":"mention","direction":"inbound","occurred_at":"{at}"}}"#
+            )
+        };
+        let text = [
+            line("a", "2026-11-20T10:00:00Z"),
+            "not json".to_string(),
+            line("b", "2026-11-23T08:00:00Z"),
+        ]
+        .join("\n");
+        let SendFile {
+            mut interactions,
+            malformed,
+        } = parse_send_file(&text);
+        assert_eq!(malformed.len(), 1);
+        assert_eq!(malformed[0].0, 2);
+        assert_eq!(
+            interactions
+                .iter()
+                .map(|(line, _)| *line)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+        let gap_ms = |interactions: &[(usize, pb::Interaction)]| {
+            timestamp_to_ms(interactions[1].1.occurred_at.as_ref().unwrap())
+                - timestamp_to_ms(interactions[0].1.occurred_at.as_ref().unwrap())
+        };
+        let gap_before = gap_ms(&interactions);
+        let now_ms = 1_800_000_000_000;
+        shift_to_now(&mut interactions, now_ms);
+        assert_eq!(
+            timestamp_to_ms(interactions[1].1.occurred_at.as_ref().unwrap()),
+            now_ms
+        );
+        assert_eq!(gap_ms(&interactions), gap_before);
+    }
+
+    #[test]
+    fn long_details_wrap_under_their_indent() {
+        let text = wrapped("    +0.500  ", &"word ".repeat(30));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|line| line.chars().count() <= COLUMNS));
+        assert!(lines[1].starts_with("            word"));
+    }
+
+    #[test]
+    fn reasons_split_into_priority_and_risk() {
+        let reason = |factor: &str| pb::Reason {
+            factor: factor.to_string(),
+            contribution: 0.1,
+            detail: String::new(),
+        };
+        let score = pb::CustomerScore {
+            reasons: vec![reason("silence"), reason("unanswered"), reason("high_risk")],
+            ..Default::default()
+        };
+        let (priority, risk) = split_reasons(&score);
+        assert_eq!(priority.len(), 2);
+        assert_eq!(risk.len(), 1);
+        assert_eq!(risk[0].factor, "silence");
+    }
+}
