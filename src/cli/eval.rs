@@ -95,15 +95,27 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "texts/s         {:.0} ({})",
+        "texts/s         {:.0} ({}, {} texts in {})",
         rows.len() as f64 / seconds.max(1e-9),
         if model.name() == model.inline_name() {
             "one thread"
         } else {
             "through the transformer's worker pool"
-        }
+        },
+        rows.len(),
+        elapsed_text(seconds)
     );
     Ok(())
+}
+
+/// `3.8 ms` or `13.2 s`: how long a throughput figure was timed over (a few ms is too short to
+/// quote).
+fn elapsed_text(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.1} ms", seconds * 1000.0)
+    } else {
+        format!("{seconds:.1} s")
+    }
 }
 
 /// The backend's name as `--sentiment` spells it (`fast-gold`, not the model's `fast`).
