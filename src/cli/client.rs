@@ -153,14 +153,14 @@ fn shift_to_now(interactions: &mut [(usize, pb::Interaction)], now_ms: i64) -> i
     shift_ms
 }
 
-/// `1d 2h 3m` for a shift, with its sign.
+/// A shift for people, with its sign: `+8days 31m 22s`.
 fn signed_duration(ms: i64) -> String {
     let magnitude = Duration::from_secs(ms.unsigned_abs() / 1000);
     let sign = if ms < 0 { "-" } else { "+" };
     format!("{sign}{}", humantime::format_duration(magnitude))
 }
 
-/// Events between progress lines are sent silently for this long.
+/// How often `send` reports its progress on stderr.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(super) async fn send(args: SendArgs) -> anyhow::Result<()> {
