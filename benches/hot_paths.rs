@@ -88,7 +88,7 @@ fn bench_event(n: u64, at_ms: i64) -> Interaction {
         customer_id: format!("c{}", n % 1_000_000),
         channel: Channel::ALL[(n % Channel::ALL.len() as u64) as usize],
         kind: Kind::ALL[(n / 7 % Kind::ALL.len() as u64) as usize],
-        direction: if n % 5 == 0 {
+        direction: if n.is_multiple_of(5) {
             Direction::Outbound
         } else {
             Direction::Inbound

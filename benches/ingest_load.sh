@@ -4,7 +4,7 @@
 #      `rapport serve`, ROUNDS times each, interleaved; events/s and ack latency p50/p99.
 #   2. TopCustomers(limit 100) over CUSTOMERS customers in one tenant while ingest runs (at full
 #      speed, then paced at PACED_RATES events/s), and the server's RSS growth per tracked customer.
-#   3. Time from process start to the first answered RPC.
+#   3. Time from process start until `rapport health` reports SERVING (polled every 10 ms).
 # Usage: benches/ingest_load.sh [path/to/rapport]   (default: target/release/rapport, built first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +23,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-wait_ready() { # polls until an RPC is answered; prints the milliseconds it took from $1 (ns)
+wait_ready() { # polls until health says SERVING; prints the milliseconds it took from $1 (ns)
   for _ in $(seq 1 500); do
-    if $PIN "$BIN" top --tenant probe --limit 1 --server "http://$GRPC" >/dev/null 2>&1; then
+    if $PIN "$BIN" health --server "$GRPC" --timeout-seconds 1 >/dev/null 2>&1; then
       echo $(( ($(date +%s%N) - $1) / 1000000 )); return 0
     fi
     sleep 0.01

@@ -82,7 +82,7 @@ impl Events {
             text: String::new(),
             value: if kind == Kind::Purchase { 20.0 } else { 0.0 },
             author_followers: (r >> 40) % 500,
-            thread_id: if (r >> 50) % 2 == 0 {
+            thread_id: if (r >> 50).is_multiple_of(2) {
                 format!("thread-{}", (r >> 52) % 4)
             } else {
                 String::new()

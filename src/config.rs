@@ -92,7 +92,7 @@ pub struct ServerConfig {
     pub metrics_addr: SocketAddr,
     /// Sentiment backend used by ingest, `Classify` and the CLI.
     pub sentiment: Backend,
-    /// Directory holding the model files; the crate's `models/` when unset.
+    /// Directory holding the model files; the models built into the binary when unset.
     pub models_dir: Option<PathBuf>,
     /// Longest accepted text, in bytes.
     pub max_text_bytes: usize,
@@ -690,7 +690,7 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// The model directory in effect.
+    /// The model directory for loading from files: the repository's `models/` when unset.
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir
             .clone()

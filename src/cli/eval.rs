@@ -77,7 +77,7 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let recalls = confusion.recalls();
     println!("file            {}", args.file.display());
-    println!("backend         {}", model.name());
+    println!("backend         {}", backend_name(args.model.sentiment));
     println!("texts           {}", rows.len());
     println!("macro-recall    {:.4}", confusion.macro_recall());
     println!("accuracy        {:.4}", confusion.accuracy());
@@ -95,15 +95,36 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "texts/s         {:.0} ({})",
+        "texts/s         {:.0} ({}, {} texts in {})",
         rows.len() as f64 / seconds.max(1e-9),
         if model.name() == model.inline_name() {
             "one thread"
         } else {
             "through the transformer's worker pool"
-        }
+        },
+        rows.len(),
+        elapsed_text(seconds)
     );
     Ok(())
+}
+
+/// `3.8 ms` or `13.2 s`: how long a throughput figure was timed over (a few ms is too short to
+/// quote).
+fn elapsed_text(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.1} ms", seconds * 1000.0)
+    } else {
+        format!("{seconds:.1} s")
+    }
+}
+
+/// The backend's name as `--sentiment` spells it (`fast-gold`, not the model's `fast`).
+fn backend_name(backend: crate::sentiment::Backend) -> String {
+    use clap::ValueEnum;
+    backend.to_possible_value().map_or_else(
+        || format!("{backend:?}"),
+        |value| value.get_name().to_string(),
+    )
 }
 
 /// `rapport train fast`: trains on gold labels, or on the teacher's softened logits with
@@ -111,6 +132,21 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
 pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()> {
     use crate::sentiment::fast::{linear, FastModel, DISTILLED_MODEL_FILE, GOLD_MODEL_FILE};
     use crate::sentiment::SentimentModel;
+    let out = args.out.clone().unwrap_or_else(|| {
+        crate::sentiment::default_models_dir()
+            .join("fast")
+            .join(if args.teacher.is_some() {
+                DISTILLED_MODEL_FILE
+            } else {
+                GOLD_MODEL_FILE
+            })
+    });
+    anyhow::ensure!(
+        args.force || !out.exists(),
+        "{} exists (a shipped model, when under models/fast/): pass --force to overwrite it, or \
+         --out FILE to write elsewhere",
+        out.display()
+    );
     let rows = read_labelled(&args.train)?;
     let config = linear::TrainConfig {
         seed: args.seed,
@@ -172,15 +208,6 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
         }
     };
     let bytes = model.to_bytes();
-    let out = args.out.clone().unwrap_or_else(|| {
-        crate::sentiment::default_models_dir()
-            .join("fast")
-            .join(if args.teacher.is_some() {
-                DISTILLED_MODEL_FILE
-            } else {
-                GOLD_MODEL_FILE
-            })
-    });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -199,6 +226,10 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
         args.val.display(),
         confusion.macro_recall(),
         confusion.accuracy()
+    );
+    println!(
+        "serve it with --models-dir (a folder holding fast/{}), or rebuild to build it in",
+        out.file_name().unwrap_or_default().to_string_lossy()
     );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `rapport health`: asks a server's gRPC health service (`grpc.health.v1`), for container
 //! HEALTHCHECKs and scripts. Exit status 0 when SERVING, 1 otherwise.
 
-use anyhow::Context;
+use super::client::{connect_error, display_address, server_url, status_error};
 use clap::Args;
 use std::time::Duration;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -11,8 +11,8 @@ use tonic_health::pb::HealthCheckRequest;
 /// Options of `health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// Server address.
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "RAPPORT_SERVER")]
+    /// Server address, HOST:PORT or a URL.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "RAPPORT_SERVER")]
     pub server: String,
     /// Service to check, e.g. rapport.v1.IngestService [default: the whole server].
     #[arg(long, default_value = "")]
@@ -25,24 +25,29 @@ pub struct HealthArgs {
 /// Prints the serving status; an error unless SERVING.
 pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_seconds.max(1));
+    let address = display_address(&args.server);
     let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?
+        let channel = tonic::transport::Endpoint::from_shared(server_url(&args.server, false))
+            .map_err(|_| anyhow::anyhow!("invalid --server {:?}: expected HOST:PORT", args.server))?
             .connect_timeout(timeout)
             .connect()
             .await
-            .with_context(|| format!("cannot connect to {}", args.server))?;
+            .map_err(|error| connect_error(&address, &error))?;
         let response = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: args.service.clone(),
             })
             .await
-            .context("health check failed")?
+            .map_err(|status| status_error(&address, "the health check", &status))?
             .into_inner();
         anyhow::Ok(response.status)
     };
-    let status = tokio::time::timeout(timeout, check)
-        .await
-        .context("health check timed out")??;
+    let status = tokio::time::timeout(timeout, check).await.map_err(|_| {
+        anyhow::anyhow!(
+            "no health answer from {address} within {} s",
+            timeout.as_secs()
+        )
+    })??;
     let name = ServingStatus::try_from(status).map_or("UNKNOWN", |s| s.as_str_name());
     println!("{name}");
     anyhow::ensure!(

@@ -13,7 +13,6 @@ use crate::pb;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::pb::ingest_service_server::{IngestService, IngestServiceServer};
 use crate::pb::scoring_service_client::ScoringServiceClient;
-use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
@@ -28,8 +27,8 @@ use tonic::{Request, Response, Status, Streaming};
 /// Options of `loadgen`.
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
-    /// Server address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    /// Server address, HOST:PORT or a URL.
+    #[arg(long, default_value = "127.0.0.1:50051")]
     pub server: String,
     /// TCP connections.
     #[arg(long, default_value_t = 4)]
@@ -165,11 +164,13 @@ impl Generator {
 }
 
 async fn connect(server: &str) -> anyhow::Result<Channel> {
-    tonic::transport::Endpoint::from_shared(server.to_string())?
+    use crate::cli::client::{connect_error, display_address, server_url};
+    tonic::transport::Endpoint::from_shared(server_url(server, false))
+        .map_err(|_| anyhow::anyhow!("invalid --server {server:?}: expected HOST:PORT"))?
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {server}"))
+        .map_err(|error| connect_error(&display_address(server), &error))
 }
 
 /// Time between two calls of one in-flight slot for the offered rate; `None` when unpaced.

@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `classify`, `eval`, `send`, `top`, `watch`.
+//! Command line: `serve` (the default), `classify`, `eval`, `send`, `top`, `customer`, `watch`, ….
 
 pub mod client;
 mod distill;
@@ -41,8 +41,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Stream interactions from a JSON-lines file to a server (Ingest) and print the summary.
     Send(SendArgs),
-    /// Print a tenant's highest-priority customers.
+    /// Print a tenant's highest-priority customers, with why.
     Top(TopArgs),
+    /// Print one customer's scores, with why.
+    Customer(CustomerArgs),
     /// Print a tenant's priority changes as they happen.
     Watch(WatchArgs),
     /// Train a sentiment model.
@@ -94,6 +96,7 @@ pub struct TrainFastArgs {
     /// sentiment-distilled.bin with --teacher].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Seed of the shuffles (the same seed and data give the same bytes).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Distil: train on the transformer's logits over `--train` (`train teacher-logits`),
@@ -103,6 +106,9 @@ pub struct TrainFastArgs {
     /// Softmax temperature applied to the teacher's logits.
     #[arg(long, default_value_t = 2.0)]
     pub temperature: f32,
+    /// Overwrite `--out` when it exists (by default the shipped model in models/fast/).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options of `serve`; each overrides the config file.
@@ -120,7 +126,9 @@ pub struct ServeArgs {
     /// Sentiment backend [default: fast].
     #[arg(long, value_enum)]
     pub sentiment: Option<Backend>,
-    /// Directory of model files [default: the crate's models/].
+    /// Directory of model files laid out as the repository's models/ (e.g. with a model from
+    /// `train fast`) [default: the fast models and VADER lexicons built into the binary; the
+    /// transformer from ./models].
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
     /// Keep a write-ahead log and snapshots here and recover from them at start [default: none,
@@ -138,7 +146,9 @@ pub struct ModelArgs {
     /// Sentiment backend.
     #[arg(long, value_enum, default_value = "fast")]
     pub sentiment: Backend,
-    /// Directory of model files [default: the crate's models/].
+    /// Directory of model files laid out as the repository's models/ (e.g. with a model from
+    /// `train fast`) [default: the fast models and VADER lexicons built into the binary; the
+    /// transformer from ./models].
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
 }
@@ -155,8 +165,8 @@ pub struct EvalArgs {
 /// Where the server is and how to prove who is calling.
 #[derive(Clone, Debug, Args)]
 pub struct ServerArgs {
-    /// Server address (https:// with TLS).
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "RAPPORT_SERVER")]
+    /// Server address, HOST:PORT or a URL (https:// or a TLS flag for TLS).
+    #[arg(long, default_value = "127.0.0.1:50051", env = "RAPPORT_SERVER")]
     pub server: String,
     /// Bearer token, when the server has `[access] tokens`.
     #[arg(long, env = "RAPPORT_TOKEN", hide_env_values = true)]
@@ -178,20 +188,59 @@ pub struct SendArgs {
     /// JSON lines, one interaction each (fields as in the proto; enums by short name, e.g.
     /// "twitter", "mention", "inbound"; occurred_at as RFC 3339).
     pub file: PathBuf,
+    /// Stop at the first malformed line and send nothing (default: report it and send the rest).
+    #[arg(long)]
+    pub strict: bool,
+    /// Shift every occurred_at by the same amount so that the latest event is now (replays a
+    /// sample as if it had just happened).
+    #[arg(long)]
+    pub relative_to_now: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
+/// Actions `top --action` filters on.
+const ACTION_NAMES: [&str; 5] = ["respond", "rescue", "advocate", "nurture", "none"];
+
 /// Options of `top`.
 #[derive(Debug, Args)]
 pub struct TopArgs {
+    /// Tenant whose customers to rank (the events' tenant_id).
     #[arg(long)]
     pub tenant: String,
+    /// How many customers, at most 1000.
     #[arg(long, default_value_t = 10)]
     pub limit: u32,
-    /// Only this action (respond, rescue, advocate, nurture, none).
-    #[arg(long)]
+    /// Only customers whose action is this one.
+    #[arg(long, value_parser = ACTION_NAMES)]
     pub action: Option<String>,
+    /// Only customers with at least this retention risk (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_retention_risk: f64,
+    /// Rank as of this time (RFC 3339, e.g. 2026-11-23T08:00:00Z) [default: now].
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Print a JSON array of scores instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Options of `customer`.
+#[derive(Debug, Args)]
+pub struct CustomerArgs {
+    /// Tenant of the customer (the events' tenant_id).
+    #[arg(long)]
+    pub tenant: String,
+    /// The customer (the events' customer_id).
+    pub customer_id: String,
+    /// Score as of this time (RFC 3339) [default: now].
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Print the score as a JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -199,6 +248,7 @@ pub struct TopArgs {
 /// Options of `watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
+    /// Tenant whose customers to watch (the events' tenant_id).
     #[arg(long)]
     pub tenant: String,
     /// Report customers crossing this priority.
@@ -218,6 +268,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(&args),
         Command::Send(args) => runtime()?.block_on(client::send(args)),
         Command::Top(args) => runtime()?.block_on(client::top(args)),
+        Command::Customer(args) => runtime()?.block_on(client::customer(args)),
         Command::Watch(args) => runtime()?.block_on(client::watch(args)),
         Command::Train(TrainCommand::Fast(args)) => eval::train_fast(&args),
         #[cfg(feature = "transformer")]
@@ -249,11 +300,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn load_model(
     args: &ModelArgs,
 ) -> anyhow::Result<std::sync::Arc<dyn sentiment::SentimentModel>> {
-    let models_dir = args
-        .models_dir
-        .clone()
-        .unwrap_or_else(sentiment::default_models_dir);
-    sentiment::load(args.sentiment, &models_dir)
+    sentiment::load_from(
+        args.sentiment,
+        &sentiment::ModelSource::from_models_dir(args.models_dir.clone()),
+        &crate::config::TransformerConfig::default(),
+    )
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -284,9 +335,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
     }
     config.validate()?;
-    let model = sentiment::load_with(
+    let model = sentiment::load_from(
         config.server.sentiment,
-        &config.server.models_dir(),
+        &sentiment::ModelSource::from_models_dir(config.server.models_dir.clone()),
         &config.transformer,
     )?;
     runtime()?.block_on(async {

@@ -11,7 +11,6 @@ use crate::api::convert::to_timestamp;
 use crate::engine::now_ms;
 use crate::pb;
 use crate::pb::ingest_service_client::IngestServiceClient;
-use anyhow::Context;
 use clap::Args;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -404,6 +403,7 @@ struct Totals {
 
 async fn send(
     client: &mut IngestServiceClient<crate::cli::client::Connection>,
+    address: &str,
     events: Vec<pb::Interaction>,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
@@ -414,7 +414,7 @@ async fn send(
     let summary = client
         .ingest(tokio_stream::iter(events))
         .await
-        .context("Ingest failed")?
+        .map_err(|status| crate::cli::client::status_error(address, "Ingest", &status))?
         .into_inner();
     totals.accepted += summary.accepted;
     totals.duplicates += summary.duplicates;
@@ -432,6 +432,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "--rate must be positive"
     );
     let mut sim = Simulation::new(&args);
+    let address = args.server.address();
     let mut client = IngestServiceClient::new(args.server.connect().await?);
     let mut totals = Totals::default();
 
@@ -445,7 +446,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let mut history = history.into_iter().peekable();
         while history.peek().is_some() {
             let chunk: Vec<_> = history.by_ref().take(5_000).collect();
-            send(&mut client, chunk, &mut totals).await?;
+            send(&mut client, &address, chunk, &mut totals).await?;
         }
         eprintln!(
             "backfill: sent {}  accepted {}  duplicates {}  rejected {}",
@@ -483,7 +484,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             batch.push(sim.inbound(index, now, churn));
         }
         sim.replies_due(now, &mut batch);
-        send(&mut client, batch, &mut totals).await?;
+        send(&mut client, &address, batch, &mut totals).await?;
         if last_report.elapsed() >= Duration::from_secs(1) {
             let rate = (totals.sent - sent_at_report) as f64 / last_report.elapsed().as_secs_f64();
             eprintln!(

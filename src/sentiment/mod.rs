@@ -143,6 +143,23 @@ pub enum Backend {
     Cascade,
 }
 
+/// Where the model files of a backend come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The copies built into the binary (the fast models and the VADER lexicons). The
+    /// transformer is not built in: it is read from `models/` under the current directory.
+    Embedded,
+    /// A directory laid out like the repository's `models/` (`fast/`, `vader/`, `transformer/`).
+    Dir(std::path::PathBuf),
+}
+
+impl ModelSource {
+    /// `--models-dir` when given (files, e.g. the output of `train fast`), else the built-in models.
+    pub fn from_models_dir(models_dir: Option<std::path::PathBuf>) -> Self {
+        models_dir.map_or(ModelSource::Embedded, ModelSource::Dir)
+    }
+}
+
 /// Loads the chosen backend from the model directory (`models/` in the repository), with the
 /// default `[transformer]` settings.
 pub fn load(backend: Backend, models_dir: &Path) -> anyhow::Result<Arc<dyn SentimentModel>> {
@@ -153,7 +170,42 @@ pub fn load(backend: Backend, models_dir: &Path) -> anyhow::Result<Arc<dyn Senti
     )
 }
 
-/// Loads the chosen backend; queued backends start their worker threads per `transformer`.
+/// Loads the chosen backend from `source`; queued backends start their worker threads per
+/// `transformer`.
+pub fn load_from(
+    backend: Backend,
+    source: &ModelSource,
+    transformer: &crate::config::TransformerConfig,
+) -> anyhow::Result<Arc<dyn SentimentModel>> {
+    match (source, backend) {
+        (ModelSource::Dir(dir), _) => load_with(backend, dir, transformer),
+        (ModelSource::Embedded, Backend::Vader) => Ok(Arc::new(vader::VaderModel::embedded()?)),
+        (ModelSource::Embedded, Backend::Fast) => Ok(Arc::new(fast::FastModel::embedded()?)),
+        (ModelSource::Embedded, Backend::FastGold) => {
+            Ok(Arc::new(fast::FastModel::embedded_gold()?))
+        }
+        #[cfg(feature = "transformer")]
+        (ModelSource::Embedded, Backend::Transformer | Backend::Cascade) => {
+            let dir = std::path::PathBuf::from(TRANSFORMER_DEFAULT_MODELS_DIR);
+            let weights = dir.join("transformer").join(transformer::WEIGHTS_FILE);
+            anyhow::ensure!(
+                weights.exists(),
+                "the transformer model is not built into the binary and {} does not exist: \
+                 pass --models-dir DIR, where DIR holds transformer/ and fast/ as the \
+                 repository's models/ does",
+                weights.display()
+            );
+            load_with(backend, &dir, transformer)
+        }
+    }
+}
+
+/// Where `--sentiment transformer|cascade` looks without `--models-dir`: `models/` under the
+/// current directory (the repository root, for `cargo run`).
+pub const TRANSFORMER_DEFAULT_MODELS_DIR: &str = "models";
+
+/// Loads the chosen backend from the files under `models_dir`; queued backends start their worker
+/// threads per `transformer`.
 pub fn load_with(
     backend: Backend,
     models_dir: &Path,
@@ -179,7 +231,8 @@ pub fn load_with(
     }
 }
 
-/// The model directory compiled into the binary's default: `<crate>/models`.
+/// The repository's `models/` as it was when the binary was built: what tests, benchmarks and
+/// `train` use. Serving and `classify` use the built-in models instead ([`ModelSource`]).
 pub fn default_models_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))
 }

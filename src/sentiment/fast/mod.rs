@@ -14,6 +14,12 @@ pub const GOLD_MODEL_FILE: &str = "sentiment-gold.bin";
 /// File name of the model distilled from the transformer under `models/fast/`.
 pub const DISTILLED_MODEL_FILE: &str = "sentiment-distilled.bin";
 
+/// `models/fast/sentiment-distilled.bin`, built into the binary.
+static EMBEDDED_DISTILLED_MODEL: &[u8] =
+    include_bytes!("../../../models/fast/sentiment-distilled.bin");
+/// `models/fast/sentiment-gold.bin`, built into the binary.
+static EMBEDDED_GOLD_MODEL: &[u8] = include_bytes!("../../../models/fast/sentiment-gold.bin");
+
 /// The hashed linear model behind the [`SentimentModel`] trait.
 pub struct FastModel {
     model: linear::LinearModel,
@@ -42,6 +48,22 @@ impl FastModel {
             std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
         let model = linear::LinearModel::from_bytes(&bytes)
             .map_err(|error| anyhow::anyhow!("invalid model {}: {error}", path.display()))?;
+        Ok(Self { model })
+    }
+
+    /// The default model built into the binary (`models/fast/sentiment-distilled.bin`).
+    pub fn embedded() -> anyhow::Result<Self> {
+        Self::from_embedded(EMBEDDED_DISTILLED_MODEL, DISTILLED_MODEL_FILE)
+    }
+
+    /// The gold-label twin built into the binary (`models/fast/sentiment-gold.bin`).
+    pub fn embedded_gold() -> anyhow::Result<Self> {
+        Self::from_embedded(EMBEDDED_GOLD_MODEL, GOLD_MODEL_FILE)
+    }
+
+    fn from_embedded(bytes: &[u8], name: &str) -> anyhow::Result<Self> {
+        let model = linear::LinearModel::from_bytes(bytes)
+            .map_err(|error| anyhow::anyhow!("invalid built-in model {name}: {error}"))?;
         Ok(Self { model })
     }
 
@@ -95,6 +117,25 @@ mod model_tests {
         );
         let sentiment = model.classify("");
         assert!((0.0..=1.0).contains(&sentiment.confidence));
+    }
+
+    /// The built-in models are the committed files, and answer as they do.
+    #[test]
+    fn embedded_models_match_the_files() {
+        let dir = crate::sentiment::default_models_dir();
+        for (embedded, from_file) in [
+            (FastModel::embedded(), FastModel::load(&dir)),
+            (FastModel::embedded_gold(), FastModel::load_gold(&dir)),
+        ] {
+            let (embedded, from_file) = (embedded.unwrap(), from_file.unwrap());
+            for text in ["I love this!", "worst service ever", "opens at nine", ""] {
+                assert_eq!(
+                    embedded.classify(text),
+                    from_file.classify(text),
+                    "{text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -31,6 +31,20 @@ impl VaderModel {
     }
 }
 
+/// `models/vader/vader_lexicon.txt`, built into the binary.
+static EMBEDDED_VADER_LEXICON: &str = include_str!("../../../models/vader/vader_lexicon.txt");
+/// `models/vader/emoji_utf8_lexicon.txt`, built into the binary.
+static EMBEDDED_EMOJI_LEXICON: &str = include_str!("../../../models/vader/emoji_utf8_lexicon.txt");
+
+impl VaderModel {
+    /// The lexicons built into the binary.
+    pub fn embedded() -> anyhow::Result<Self> {
+        let analyzer =
+            analyzer::Vader::from_lexicons(EMBEDDED_VADER_LEXICON, EMBEDDED_EMOJI_LEXICON)?;
+        Ok(Self { analyzer })
+    }
+}
+
 /// Maps a compound score to a label, score and confidence. Confidence grows with the distance
 /// from the decision boundary: polar texts get 0.5 + 0.5·|compound|, neutral ones are most
 /// confident at compound 0.
@@ -84,6 +98,23 @@ mod tests {
             model.classify("The store opens at nine.").label,
             SentimentLabel::Neutral
         );
+    }
+
+    #[test]
+    fn embedded_lexicons_match_the_files() {
+        let embedded = VaderModel::embedded().unwrap();
+        let from_file = model();
+        for text in [
+            "I love this :)",
+            "Worst. Service. Ever!!",
+            "The store opens at nine.",
+        ] {
+            assert_eq!(
+                embedded.classify(text),
+                from_file.classify(text),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
