@@ -1,5 +1,5 @@
-"""Does rapport's retention_risk rank CDNOW customers who leave above those who stay, as well as a
-buy-till-you-die model (BG/NBD) does?
+"""How well does rapport's retention_risk predict which CDNOW customers make no purchase in the next
+273 days, against buy-till-you-die models (BG/NBD, MBG/NBD, Pareto/NBD), recency and a logistic model?
 
 Data: the real CDNOW purchase log shipped by lifetimes 0.11.3 (23,570 customers, first purchase in
 Q1 1997, purchases through 1998-06-30). Standard split: calibration 1997-01-01..1997-09-30 (39 weeks),
@@ -8,14 +8,19 @@ purchase in the holdout, a "stayer" otherwise.
 
 Scores (higher = more likely to leave), all computed from calibration data only:
   rapport retention_risk   every calibration purchase row streamed to a rapport server started here
-                           (loopback, in memory), then GetCustomer(as_of=1997-09-30T23:59:59Z)
-  BG/NBD 1 - P(alive)      BetaGeoFitter(penalizer_coef=0), at the calibration end
-  BG/NBD -E[holdout buys]  minus the expected number of purchases in the 273 holdout days
-  recency (days silent)    days since the last purchase at the calibration end
-  -frequency               minus the number of purchase rows in calibration
+                           (loopback, in memory, scoring.retention_horizon_seconds = 273 days), then,
+                           once the server has refitted the tenant's activity model on all of it,
+                           GetCustomer(as_of=1997-09-30T23:59:59Z). A probability.
+  <BTYD> P(no purchase in 273 d)  BG/NBD, MBG/NBD, Pareto/NBD (lifetimes, penalizer 0): probability
+  <BTYD> -E[holdout purchases]    minus the expected number of purchases in the 273 holdout days (ranking)
+  recency (days silent)    days since the last purchase at the calibration end (ranking)
+  logistic (5-fold CV)     logistic regression on log recency, log frequency, log monetary, log age;
+                           out-of-fold probabilities (a probability)
 
-Reported: ROC AUC for "leaver" (rank based, ties count half) and top-decile lift (leaver rate among
-the 10 % highest scores / overall leaver rate; ties at the cut are shared pro rata).
+Reported: ROC AUC for "leaver" (rank based, ties count half); Brier score for the probabilities;
+top-decile lift (leaver rate among the 10 % highest scores / overall leaver rate; ties at the cut are
+shared pro rata); paired bootstrap of AUC differences; a calibration table per probability (deciles of
+the predicted probability: mean predicted vs observed leaver share).
 
     python cdnow_retention.py --rapport /path/to/rapport [--models-dir models] [--stubs DIR]
 """
@@ -44,6 +49,18 @@ HOLDOUT_DAYS = 273
 AS_OF = dt.datetime(1997, 9, 30, 23, 59, 59, tzinfo=dt.timezone.utc)
 TENANT = "cdnow"
 CHUNK = 5000  # events per streaming Ingest call
+# The server's config. Horizon = the holdout (273 d). A ranking pass every second, and a refit of the
+# tenant's activity model at every pass (the default refits hourly, or when the tenant grew by a
+# tenth since its last fit: a fit made late in the ingest, on >= 91 % of the customers, would
+# otherwise stay). The fit is as of the tenant's latest event, so repeated fits on the same data
+# give the same model; the script waits for two fits that end after the ingest (see wait_for_fit).
+SERVER_CONFIG = f"""[server]
+ranking_pass_seconds = 1
+
+[scoring]
+retention_horizon_seconds = {HOLDOUT_DAYS * 86400}
+retention_refit_seconds = 1
+"""
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -102,9 +119,14 @@ def free_port():
 def start_server(binary, models_dir, ready_timeout=60.0):
     port, mport = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="rapport-retention-", suffix=".log", delete=False)
+    confdir = tempfile.mkdtemp(prefix="rapport-retention-conf-")
+    config = os.path.join(confdir, "rapport.toml")
+    with open(config, "w") as f:
+        f.write(SERVER_CONFIG)
+    atexit.register(lambda: (os.unlink(config), os.rmdir(confdir)))
     proc = subprocess.Popen(
-        [binary, "serve", "--grpc-addr", f"127.0.0.1:{port}", "--metrics-addr", f"127.0.0.1:{mport}",
-         "--models-dir", models_dir],
+        [binary, "serve", "--config", config, "--grpc-addr", f"127.0.0.1:{port}",
+         "--metrics-addr", f"127.0.0.1:{mport}", "--models-dir", models_dir],
         stdout=log, stderr=subprocess.STDOUT,
     )
 
@@ -130,19 +152,58 @@ def start_server(binary, models_dir, ready_timeout=60.0):
                              "--timeout-seconds", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
         if ok:
-            return proc, port, stop, log.name
+            return proc, port, mport, stop, log.name
         if time.monotonic() > deadline:
             stop()
             sys.exit(f"rapport not SERVING after {ready_timeout:.0f} s; log: {log.name}")
         time.sleep(0.25)
 
 
-RISK_FACTORS = ["silence", "engagement_drop", "negative_sentiment", "worsening_sentiment",
-                "open_complaints", "positive_contact", "recent_purchases"]
-RISK_BIAS = -2.0  # docs/scoring.md default; used only to check the reasons add up to the risk
+RISK_FACTORS = ["activity", "engagement_drop", "negative_sentiment", "worsening_sentiment",
+                "open_complaints", "positive_contact"]
+RISK_BIAS = 0.0  # docs/scoring.md default; used only to check the reasons add up to the risk
 
 
-def rapport_scores(pb, channel, tenant, cal, customers):
+def metric(text, name):
+    """Sum of every sample of metric `name` in a Prometheus text exposition (0 when absent)."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"):
+            total += float(line.rsplit(None, 1)[1])
+            seen = True
+    return total if seen else None
+
+
+def wait_for_fit(mport, fits_needed=2, timeout=60.0):
+    """Waits until rapport_retention_model_fits_total has risen by `fits_needed` since the call
+    (the ingest has returned by then, so the second of those fits started after the last event was
+    stored and saw all of them). Without the counter (an older server), sleeps 3 s: more than two
+    1-second ranking passes. Returns (seconds waited, counter value)."""
+    t0 = time.monotonic()
+    start = metric(scrape(mport), FITS_METRIC)
+    if start is None:
+        time.sleep(3.0)
+        return time.monotonic() - t0, float("nan")
+    while True:
+        now = metric(scrape(mport), FITS_METRIC)
+        if now >= start + fits_needed:
+            return time.monotonic() - t0, now
+        if time.monotonic() - t0 > timeout:
+            sys.exit(f"{FITS_METRIC} stayed at {now:g} for {timeout:.0f} s after ingest")
+        time.sleep(0.1)
+
+
+FITS_METRIC = "rapport_retention_model_fits_total"
+
+
+def scrape(mport):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def rapport_scores(pb, channel, mport, tenant, cal, customers):
     """Streams `cal` (one event per row) as tenant `tenant`, then reads every customer's score."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -179,6 +240,9 @@ def rapport_scores(pb, channel, tenant, cal, customers):
         print("  rejection:", r)
     if totals["accepted"] != len(events):
         sys.exit("rapport did not accept every event; see above")
+    fit_wait_s, fits = wait_for_fit(mport)
+    print(f"rapport activity model: waited {fit_wait_s:.1f} s after ingest for 2 more fits "
+          f"(rapport_retention_model_fits_total = {fits:g})", flush=True)
 
     as_of = Timestamp()
     as_of.FromDatetime(AS_OF)
@@ -199,10 +263,17 @@ def rapport_scores(pb, channel, tenant, cal, customers):
                 reasons.setdefault(r.factor, np.zeros(len(customers)))[start + i] = r.contribution
     query_s = time.monotonic() - t0
     print(f"rapport GetCustomer [{tenant}]: {len(customers)} customers in {query_s:.1f} s", flush=True)
+    # The model is refitted every pass meanwhile; on unchanged data it must not move.
+    again = [scoring.GetCustomer(scp.GetCustomerRequest(tenant_id=tenant, customer_id=str(c), as_of=as_of),
+                                 timeout=60).retention_risk for c in customers[:200]]
+    drift = np.max(np.abs(np.array(again) - risk[:200]))
+    print(f"  check: 200 customers re-read {query_s:.1f} s later (after more refits) move by {drift:.1e}")
     logit = RISK_BIAS + sum(reasons.get(f, 0.0) for f in RISK_FACTORS)
     worst = np.max(np.abs(1 / (1 + np.exp(-logit)) - risk))
-    print(f"  check: sigmoid(bias + risk-factor reasons) matches retention_risk to {worst:.1e}")
-    return risk, reasons, totals, ingest_s, query_s
+    print(f"  check: sigmoid(sum of risk-factor reasons) matches retention_risk to {worst:.1e}")
+    if not worst <= 1e-9:
+        sys.exit("sigma(sum of risk-factor contributions) does not reproduce retention_risk")
+    return risk, reasons, totals, ingest_s, query_s, fit_wait_s
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -217,12 +288,55 @@ def paired_bootstrap(a, b, positive, reps=200, seed=7):
     return np.mean(diffs), np.quantile(diffs, 0.025), np.quantile(diffs, 0.975)
 
 
+def brier(p, positive):
+    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(positive, dtype=float)) ** 2))
+
+
+def calibration_table(p, positive, bins=10):
+    """Deciles of the predicted probability (equal counts, by rank; ties broken by position):
+    rows of (decile, n, min p, max p, mean p, observed leaver share)."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p, kind="stable")
+    rows = []
+    for d, idx in enumerate(np.array_split(order, bins), start=1):
+        rows.append((d, len(idx), p[idx].min(), p[idx].max(), p[idx].mean(), positive[idx].mean()))
+    return rows
+
+
+def p_none_gamma(p_alive, r, alpha, x, big_t, h):
+    """P(no purchase in (T, T+h]) for BG/NBD and MBG/NBD: dead now, or alive (death only at a
+    purchase, so alive throughout) with no purchase; given alive, lambda ~ Gamma(r + x, alpha + T):
+    1 - P(alive) + P(alive) ((alpha + T) / (alpha + T + h))^(r + x)."""
+    return 1.0 - p_alive + p_alive * np.exp((r + x) * (np.log(alpha + big_t) - np.log(alpha + big_t + h)))
+
+
+def logistic_cv(features, positive, folds=5, seed=7):
+    """Out-of-fold P(leaver) from a logistic regression (standardised features, sklearn defaults)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = np.empty(len(positive))
+    coefs = []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, positive):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(features[train], positive[train])
+        out[test] = model.predict_proba(features[test])[:, 1]
+        coefs.append(np.r_[model[-1].intercept_, model[-1].coef_[0]])
+    return out, np.mean(coefs, axis=0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rapport", required=True, help="path to the rapport binary")
+    parser.add_argument("--rapport", help="path to the rapport binary")
+    parser.add_argument("--no-rapport", action="store_true", help="skip rapport (to test the rest)")
     parser.add_argument("--models-dir", default=os.path.join(REPO, "models"))
     parser.add_argument("--stubs", default=None, help="directory for generated stubs (default: a temp dir)")
+    parser.add_argument("--bootstrap", type=int, default=200, help="paired bootstrap resamples")
     args = parser.parse_args()
+    if not args.rapport and not args.no_rapport:
+        parser.error("--rapport PATH is required (or --no-rapport)")
     wall0 = time.monotonic()
 
     from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
@@ -246,122 +360,128 @@ def main():
     summ = summ.reindex(customers)
     assert summ.notna().all().all(), "a customer is missing from the calibration summary"
     assert ((summ.frequency_holdout == 0).values == leaver).all()
-    bgf = BetaGeoFitter(penalizer_coef=0.0)
-    bgf.fit(summ["frequency_cal"], summ["recency_cal"], summ["T_cal"])
-    print(f"BG/NBD fit: {bgf}  params {dict((k, round(float(v), 4)) for k, v in bgf.params_.items())}")
-    p_alive = bgf.conditional_probability_alive(summ["frequency_cal"], summ["recency_cal"], summ["T_cal"])
-    exp_buys = bgf.conditional_expected_number_of_purchases_up_to_time(
-        HOLDOUT_DAYS, summ["frequency_cal"], summ["recency_cal"], summ["T_cal"])
-
-    # Reference BTYD variants (not in the brief's list; shown because BG/NBD's P(alive) is 1 by
-    # construction for customers with no repeat purchase, which MBG/NBD and Pareto/NBD do not assume).
-    extra = []
-    for label, fitter in [("MBG/NBD", ModifiedBetaGeoFitter(penalizer_coef=0.0)),
+    x, t_x, big_t = (summ[c].values.astype(float) for c in ["frequency_cal", "recency_cal", "T_cal"])
+    btyd_prob, btyd_rank, params = [], [], {}
+    for label, fitter in [("BG/NBD", BetaGeoFitter(penalizer_coef=0.0)),
+                          ("MBG/NBD", ModifiedBetaGeoFitter(penalizer_coef=0.0)),
                           ("Pareto/NBD", ParetoNBDFitter(penalizer_coef=0.0))]:
         t0 = time.monotonic()
-        try:
-            fitter.fit(summ["frequency_cal"], summ["recency_cal"], summ["T_cal"])
-        except Exception as e:  # report, do not fail the measurement
-            print(f"{label} fit failed: {e}")
-            continue
+        fitter.fit(x, t_x, big_t)
+        params[label] = {k: float(v) for k, v in fitter.params_.items()}
         print(f"{label} fit in {time.monotonic() - t0:.1f} s: "
-              f"params {dict((k, round(float(v), 4)) for k, v in fitter.params_.items())}")
-        x, t_x, big_t = (summ[c].values for c in ["frequency_cal", "recency_cal", "T_cal"])
-        pa = np.asarray(fitter.conditional_probability_alive(x, t_x, big_t), dtype=float)
+              f"params {dict((k, round(v, 4)) for k, v in params[label].items())}")
         eb = np.asarray(fitter.conditional_expected_number_of_purchases_up_to_time(
             HOLDOUT_DAYS, x, t_x, big_t), dtype=float)
-        if not (np.isfinite(pa).all() and np.isfinite(eb).all()):
-            print(f"{label}: non-finite predictions for {(~np.isfinite(pa)).sum()} / "
-                  f"{(~np.isfinite(eb)).sum()} customers; row left out")
-            continue
-        extra += [(f"{label} 1 - P(alive)", 1.0 - pa), (f"{label} -E[holdout purchases]", -eb)]
+        if label == "Pareto/NBD":
+            # lifetimes 0.11.3: eq. (16) of Fader & Hardie, "Deriving the Conditional PMF of the
+            # Pareto/NBD Model" (2014), P(X(T, T+t) = n | x, t_x, T), here with n = 0.
+            p0 = np.asarray(fitter.conditional_probability_of_n_purchases_up_to_time(
+                0, HOLDOUT_DAYS, x, t_x, big_t), dtype=float)
+            # Check it is a pmf consistent with the model's conditional expectation: on a sample,
+            # sum_n P(n) ~ 1 and sum_n n P(n) ~ E[X(T, T+t)].
+            s = np.arange(0, len(x), 97)
+            pmf = np.array([np.asarray(fitter.conditional_probability_of_n_purchases_up_to_time(
+                n, HOLDOUT_DAYS, x[s], t_x[s], big_t[s]), dtype=float) for n in range(60)])
+            print(f"  Pareto/NBD pmf check on {len(s)} customers: max |sum P(n) - 1| "
+                  f"{np.max(np.abs(pmf.sum(0) - 1)):.1e}, max |sum n P(n) - E| "
+                  f"{np.max(np.abs((np.arange(60)[:, None] * pmf).sum(0) - eb[s])):.1e} (n < 60)")
+        else:
+            pa = np.asarray(fitter.conditional_probability_alive(x, t_x, big_t), dtype=float)
+            pr = params[label]
+            p0 = p_none_gamma(pa, pr["r"], pr["alpha"], x, big_t, HOLDOUT_DAYS)
+        if not (np.isfinite(p0).all() and np.isfinite(eb).all()):
+            sys.exit(f"{label}: non-finite predictions")
+        btyd_prob.append((f"{label} P(no purchase in 273 d)", p0))
+        btyd_rank.append((f"{label} -E[holdout purchases]", -eb))
 
-    # Simple baselines.
-    last = cal.groupby("customer_id").date.max().reindex(customers)
-    days_silent = (pd.Timestamp(CAL_END) - last).dt.days.values
-    rows_cal = cal.groupby("customer_id").size().reindex(customers).values
+    # Recency and the logistic model (features from calibration rows, not purchase days).
+    g = cal.groupby("customer_id")
+    last = g.date.max().reindex(customers)
+    first = g.date.min().reindex(customers)
+    end = pd.Timestamp(CAL_END)
+    days_silent = (end - last).dt.days.values.astype(float)
+    rows_cal = g.size().reindex(customers).values.astype(float)
+    dollars_cal = g.dollars.sum().reindex(customers).values.astype(float)
+    age = (end - first).dt.days.values.astype(float)
+    feats = np.column_stack([np.log1p(days_silent), np.log(rows_cal), np.log1p(dollars_cal), np.log1p(age)])
+    t0 = time.monotonic()
+    p_logit, coef = logistic_cv(feats, leaver)
+    print(f"logistic (5-fold CV) in {time.monotonic() - t0:.1f} s; mean standardised coefficients: "
+          f"intercept {coef[0]:+.3f}, log(1+recency d) {coef[1]:+.3f}, log rows {coef[2]:+.3f}, "
+          f"log(1+$) {coef[3]:+.3f}, log(1+age d) {coef[4]:+.3f}")
 
-    # rapport: one server (loopback, in memory) for both tenants.
-    import grpc
+    probs = []  # (name, probability of leaving)
+    ranks = [("recency: days since last purchase", days_silent)]
+    if not args.no_rapport:
+        import grpc
 
-    pb = generate_stubs(args.stubs)
-    proc, port, stop, log_name = start_server(args.rapport, args.models_dir)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    grpc.channel_ready_future(channel).result(timeout=10)
-    # The protocol: every calibration purchase row is one event.
-    risk, reasons, totals, ingest_s, query_s = rapport_scores(pb, channel, TENANT, cal, customers)
-    # Variant: one event per customer and purchase day (value summed), i.e. the transactions BTYD sees
-    # with freq="D"; same-day rows otherwise shrink rapport's "usual gap".
-    per_day = (cal.groupby(["customer_id", "date"], as_index=False)
-               .agg(line=("line", "min"), dollars=("dollars", "sum")))
-    risk_day, _, _, _, _ = rapport_scores(pb, channel, TENANT + "-days", per_day, customers)
-    channel.close()
-    stop()
-    os.unlink(log_name)  # kept (and named) only when the server fails to start
+        pb = generate_stubs(args.stubs)
+        proc, port, mport, stop, log_name = start_server(args.rapport, args.models_dir)
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=10)
+        # The protocol: every calibration purchase row is one event.
+        risk, reasons, totals, ingest_s, query_s, fit_wait_s = rapport_scores(
+            pb, channel, mport, TENANT, cal, customers)
+        channel.close()
+        stop()
+        os.unlink(log_name)  # kept (and named) only when the server fails to start
+        probs.append(("rapport retention_risk", risk))
+    probs += btyd_prob + [("logistic (5-fold CV)", p_logit)]
+    scores = probs + btyd_rank + ranks
 
-    scores = [
-        ("rapport retention_risk", risk),
-        ("BG/NBD 1 - P(alive)", 1.0 - np.asarray(p_alive)),
-        ("BG/NBD -E[holdout purchases]", -np.asarray(exp_buys)),
-        ("recency: days since last purchase", days_silent),
-        ("-frequency: -calibration purchases", -rows_cal),
-        ("rapport risk, one event per day (variant)", risk_day),
-    ] + extra
-    print(f"\nleavers {leaver.sum()}  stayers {(~leaver).sum()}  customers {len(customers)}")
-    print(f"{'method':42s} {'AUC':>7s} {'top-10% lift':>13s} {'distinct':>9s}")
+    print(f"\nleavers {leaver.sum()}  stayers {(~leaver).sum()}  customers {len(customers)}  "
+          f"(Brier of the constant {leaver.mean():.3f}: {brier(np.full(len(leaver), leaver.mean()), leaver):.4f})")
+    print(f"{'method':40s} {'AUC':>7s} {'Brier':>7s} {'top-10% lift':>13s} {'mean p':>7s} {'distinct':>9s}")
     for name, s in scores:
-        print(f"{name:42s} {auc(s, leaver):7.4f} {top_decile_lift(s, leaver):13.3f} "
+        is_p = any(name == n for n, _ in probs)
+        b = f"{brier(s, leaver):7.4f}" if is_p else f"{'-':>7s}"
+        m = f"{np.mean(s):7.4f}" if is_p else f"{'-':>7s}"
+        print(f"{name:40s} {auc(s, leaver):7.4f} {b} {top_decile_lift(s, leaver):13.3f} {m} "
               f"{len(np.unique(np.round(s, 12))):9d}")
     print(f"(top-decile lift can be at most {1 / leaver.mean():.3f} here: 1 / leaver rate)")
-    print("\npaired bootstrap, AUC(rapport retention_risk) - AUC(other), 200 resamples: mean [95 % interval]")
-    for name, s in scores[1:]:
-        m, lo, hi = paired_bootstrap(risk, np.asarray(s, dtype=float), leaver)
-        print(f"  vs {name:40s} {m:+.4f} [{lo:+.4f}, {hi:+.4f}]")
 
-    # How rapport's risk is made up.
-    print("\nrapport retention_risk distribution:")
-    qs = [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 1]
-    print("  quantiles " + "  ".join(f"{q:g}:{np.quantile(risk, q):.4f}" for q in qs))
-    top = pd.Series(np.round(risk, 6)).value_counts()
-    print(f"  most common value {top.index[0]:.6f} held by {top.iloc[0]} customers "
-          f"({top.iloc[0] / len(risk):.1%}); risk >= 0.6 (RESCUE): {(risk >= 0.6).mean():.1%}")
-    print("  mean log-odds contribution by risk factor (leavers / stayers):")
-    for factor, contrib in sorted((f, c) for f, c in reasons.items() if f in RISK_FACTORS):
-        print(f"    {factor:22s} {contrib[leaver].mean():+.4f} / {contrib[~leaver].mean():+.4f}"
-              f"   (non-zero for {(contrib != 0).mean():.1%})")
-    sil = reasons.get("silence", np.zeros(len(risk)))
-    drop = reasons.get("engagement_drop", np.zeros(len(risk)))
-    sil_cap, drop_near = sil >= 3.0 - 1e-6, drop >= 1.45  # drop 1.45 = recent rate under 1/30 of long-run
-    sat = sil_cap & drop_near
-    print(f"  silence at its cap (3.0) for {sil_cap.mean():.1%}; engagement_drop >= 1.45 (cap 1.5) for "
-          f"{drop_near.mean():.1%}; both for {sat.mean():.1%}, leaver rate there {leaver[sat].mean():.3f}")
-    if sat.sum() and leaver[sat].any() and (~leaver[sat]).any():
-        print(f"    their risk spans {risk[sat].min():.4f}..{risk[sat].max():.4f}; AUC within them: rapport "
-              f"{auc(risk[sat], leaver[sat]):.4f}, recency {auc(days_silent[sat], leaver[sat]):.4f}, "
-              f"-frequency {auc(-rows_cal[sat], leaver[sat]):.4f}, "
-              f"BG/NBD -E {auc(-np.asarray(exp_buys)[sat], leaver[sat]):.4f}")
-    rest = ~sat
-    if leaver[rest].any() and (~leaver[rest]).any():
-        print(f"  the other {rest.sum()} (leaver rate {leaver[rest].mean():.3f}), AUC within them: rapport "
-              f"{auc(risk[rest], leaver[rest]):.4f}, recency {auc(days_silent[rest], leaver[rest]):.4f}, "
-              f"-frequency {auc(-rows_cal[rest], leaver[rest]):.4f}, "
-              f"BG/NBD -E {auc(-np.asarray(exp_buys)[rest], leaver[rest]):.4f}")
-        quiet = rest & (sil == 0)
-        print(f"    of which silence = 0 (silent less than one usual gap): {quiet.sum()}, leaver rate "
-              f"{leaver[quiet].mean():.3f}; AUC within them: rapport {auc(risk[quiet], leaver[quiet]):.4f}, "
-              f"-frequency {auc(-rows_cal[quiet], leaver[quiet]):.4f}, "
-              f"BG/NBD -E {auc(-np.asarray(exp_buys)[quiet], leaver[quiet]):.4f}")
-    one = rows_cal == 1
-    print(f"  customers with one calibration purchase row: {one.sum()} ({one.mean():.1%}); "
-          f"AUC within them: rapport {auc(risk[one], leaver[one]):.4f}, "
-          f"recency {auc(days_silent[one], leaver[one]):.4f}")
-    many = ~one
-    print(f"  customers with >= 2 rows: {many.sum()}; AUC within them: rapport "
-          f"{auc(risk[many], leaver[many]):.4f}, BG/NBD 1-P(alive) "
-          f"{auc(1 - np.asarray(p_alive)[many], leaver[many]):.4f}, BG/NBD -E "
-          f"{auc(-np.asarray(exp_buys)[many], leaver[many]):.4f}")
-    print(f"\nwall time {time.monotonic() - wall0:.1f} s (rapport ingest {ingest_s:.1f} s, "
-          f"GetCustomer {query_s:.1f} s)")
+    ref_name, ref = scores[0]
+    t0 = time.monotonic()
+    print(f"\npaired bootstrap, AUC({ref_name}) - AUC(other), {args.bootstrap} resamples: "
+          f"mean [95 % interval]")
+    for name, s in scores[1:]:
+        m, lo, hi = paired_bootstrap(ref, np.asarray(s, dtype=float), leaver, reps=args.bootstrap)
+        print(f"  vs {name:40s} {m:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    boot_s = time.monotonic() - t0
+
+    print("\ncalibration: deciles of the predicted P(leaver); mean predicted vs observed leaver share")
+    for name, p in probs:
+        print(f"  {name}")
+        print(f"    {'decile':>6s} {'n':>5s} {'p range':>15s} {'predicted':>9s} {'observed':>8s} {'diff':>7s}")
+        for d, n, lo, hi, mp, ob in calibration_table(p, leaver):
+            print(f"    {d:6d} {n:5d} {lo:7.3f}-{hi:7.3f} {mp:9.3f} {ob:8.3f} {ob - mp:+7.3f}")
+
+    if not args.no_rapport:
+        print("\nrapport retention_risk distribution:")
+        qs = [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1]
+        print("  quantiles " + "  ".join(f"{q:g}:{np.quantile(risk, q):.4f}" for q in qs))
+        top = pd.Series(np.round(risk, 6)).value_counts()
+        print(f"  most common value {top.index[0]:.6f} held by {top.iloc[0]} customers "
+              f"({top.iloc[0] / len(risk):.1%}); risk >= 0.6 (RESCUE): {(risk >= 0.6).mean():.1%}")
+        print("  mean log-odds contribution by reason (leavers / stayers):")
+        for factor, contrib in sorted(reasons.items()):
+            tag = "" if factor in RISK_FACTORS else "   (not a risk factor)"
+            print(f"    {factor:22s} {contrib[leaver].mean():+.4f} / {contrib[~leaver].mean():+.4f}"
+                  f"   (non-zero for {(contrib != 0).mean():.1%}){tag}")
+        one = rows_cal == 1
+        bg_p0 = btyd_prob[0][1]
+        print(f"  customers with one calibration purchase row: {one.sum()} ({one.mean():.1%}), leaver "
+              f"rate {leaver[one].mean():.3f}; mean risk {risk[one].mean():.3f}; AUC within them: rapport "
+              f"{auc(risk[one], leaver[one]):.4f}, recency {auc(days_silent[one], leaver[one]):.4f}")
+        many = ~one
+        print(f"  customers with >= 2 rows: {many.sum()}, leaver rate {leaver[many].mean():.3f}; mean risk "
+              f"{risk[many].mean():.3f}; AUC within them: rapport {auc(risk[many], leaver[many]):.4f}, "
+              f"BG/NBD P(none) {auc(bg_p0[many], leaver[many]):.4f}, "
+              f"Pareto/NBD -E {auc(btyd_rank[2][1][many], leaver[many]):.4f}")
+        print(f"\nwall time {time.monotonic() - wall0:.1f} s (rapport ingest {ingest_s:.1f} s, fit wait "
+              f"{fit_wait_s:.1f} s, GetCustomer {query_s:.1f} s, bootstrap {boot_s:.1f} s)")
+    else:
+        print(f"\nwall time {time.monotonic() - wall0:.1f} s (bootstrap {boot_s:.1f} s)")
 
 
 if __name__ == "__main__":

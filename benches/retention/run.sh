@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CDNOW retention benchmark: rapport's retention_risk vs BG/NBD (see README.md).
+# CDNOW retention benchmark: rapport's retention_risk vs BTYD models, recency and a logistic model (see README.md).
 # Usage: benches/retention/run.sh [path/to/rapport]   (default: target/release/rapport)
 # VENV: where the Python environment goes (default /tmp/retention-venv; reused when present).
 set -euo pipefail

@@ -3,7 +3,7 @@
 
 use crate::domain::{Action, Channel, Direction, Interaction, Kind, ReplyNeed, TimestampMs};
 use crate::pb;
-use crate::scoring::Score;
+use crate::scoring::{FactorGroup, Score};
 use crate::sentiment::{Sentiment, SentimentLabel};
 
 /// Input limits from the server config.
@@ -345,6 +345,10 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
                 factor: factor.name().to_string(),
                 contribution: factor.contribution,
                 detail: factor.detail(),
+                group: match factor.group() {
+                    FactorGroup::Risk => pb::ReasonGroup::Risk,
+                    FactorGroup::Priority => pb::ReasonGroup::Priority,
+                } as i32,
             })
             .collect(),
         last_interaction_at: Some(to_timestamp(score.last_interaction_at_ms)),

@@ -264,24 +264,12 @@ fn action_name(number: i32) -> String {
     )
 }
 
-/// Factor names of retention risk (log-odds); every other factor of a score is a reason for its
-/// priority and action (priority units). The proto tells them apart by name only.
-const RISK_FACTOR_NAMES: [&str; 7] = [
-    "silence",
-    "engagement_drop",
-    "negative_sentiment",
-    "worsening_sentiment",
-    "open_complaints",
-    "positive_contact",
-    "recent_purchases",
-];
-
-/// A score's reasons split into (priority reasons, risk factors).
+/// A score's reasons split into (priority reasons, risk factors), by the group the server gives.
 fn split_reasons(score: &pb::CustomerScore) -> (Vec<&pb::Reason>, Vec<&pb::Reason>) {
     score
         .reasons
         .iter()
-        .partition(|reason| !RISK_FACTOR_NAMES.contains(&reason.factor.as_str()))
+        .partition(|reason| reason.group != pb::ReasonGroup::Risk as i32)
 }
 
 /// Width the CLI's text output keeps to.
@@ -811,18 +799,23 @@ mod tests {
 
     #[test]
     fn reasons_split_into_priority_and_risk() {
-        let reason = |factor: &str| pb::Reason {
+        let reason = |factor: &str, group: pb::ReasonGroup| pb::Reason {
             factor: factor.to_string(),
             contribution: 0.1,
             detail: String::new(),
+            group: group as i32,
         };
         let score = pb::CustomerScore {
-            reasons: vec![reason("silence"), reason("unanswered"), reason("high_risk")],
+            reasons: vec![
+                reason("activity", pb::ReasonGroup::Risk),
+                reason("unanswered", pb::ReasonGroup::Priority),
+                reason("high_risk", pb::ReasonGroup::Priority),
+            ],
             ..Default::default()
         };
         let (priority, risk) = split_reasons(&score);
         assert_eq!(priority.len(), 2);
         assert_eq!(risk.len(), 1);
-        assert_eq!(risk[0].factor, "silence");
+        assert_eq!(risk[0].factor, "activity");
     }
 }

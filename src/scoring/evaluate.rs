@@ -343,7 +343,7 @@ fn evaluate_with(
     for open in &summary.open_threads {
         let urgency = thread_urgency(open, at, config, model);
         missed_threads += u32::from(urgency.sla.missed);
-        let better = most_urgent.as_ref().map_or(true, |(best, _)| {
+        let better = most_urgent.as_ref().is_none_or(|(best, _)| {
             urgency
                 .total()
                 .total_cmp(&best.total())

@@ -378,8 +378,9 @@ fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f64; 
         b.swap(column, pivot);
         for row in column + 1..N {
             let factor = a[row][column] / a[column][column];
-            for k in column..N {
-                a[row][k] -= factor * a[column][k];
+            let pivot_row = a[column];
+            for (cell, pivot_cell) in a[row][column..].iter_mut().zip(&pivot_row[column..]) {
+                *cell -= factor * pivot_cell;
             }
             b[row] -= factor * b[column];
         }
