@@ -325,8 +325,14 @@ fn score_text(score: &pb::CustomerScore) -> String {
     ];
     let (priority_reasons, risk_factors) = split_reasons(score);
     for (title, reasons) in [
-        ("priority reasons (urgency, docs/scoring.md):", priority_reasons),
-        ("risk factors (log-odds of no activity in the horizon):", risk_factors),
+        (
+            "priority reasons (urgency, docs/scoring.md):",
+            priority_reasons,
+        ),
+        (
+            "risk factors (log-odds of no activity in the horizon):",
+            risk_factors,
+        ),
     ] {
         if reasons.is_empty() {
             continue;

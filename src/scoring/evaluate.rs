@@ -749,9 +749,10 @@ mod tests {
             proptest::option::of((-1.0f32..=1.0, 0.0f32..=1.0)),
             0u32..2_000_000,
             0.0f64..500.0,
+            0usize..3,
         )
             .prop_map(
-                |(at, key, thread, kind, inbound, sentiment, followers, value)| EventRecord {
+                |(at, key, thread, kind, inbound, sentiment, followers, value, need)| EventRecord {
                     occurred_at_ms: at,
                     event_key: key,
                     thread_key: thread,
@@ -767,7 +768,11 @@ mod tests {
                         Direction::Outbound
                     },
                     has_sentiment: sentiment.is_some(),
-                    reply_need: ReplyNeed::Unclear,
+                    reply_need: [
+                        ReplyNeed::Unclear,
+                        ReplyNeed::Required,
+                        ReplyNeed::NotRequired,
+                    ][need],
                 },
             )
     }

@@ -709,7 +709,8 @@ impl Store {
         let fitted_at = tenant.fitted_at_ms.load(Ordering::Relaxed);
         let customers = tenant.customer_count.load(Ordering::Relaxed) as u64;
         let model = tenant.model();
-        let grew = customers > model.retention.fitted_customers + model.retention.fitted_customers / 10;
+        let grew =
+            customers > model.retention.fitted_customers + model.retention.fitted_customers / 10;
         let due = fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms || grew;
         if !due || customers < self.config.retention_min_customers_to_fit as u64 {
             return false;
