@@ -139,11 +139,30 @@ impl RetentionModel {
     }
 
     /// The calibrated log-odds of no inbound activity within `horizon_seconds` after `at_ms`.
+    ///
+    /// The calibration was learnt for its own backtest horizon h'. When h' is shorter than the
+    /// horizon asked for, the calibrated P(none in h') is extended by the activity model's
+    /// conditional P(none in (h', H] | none in h') = P(none in H) / P(none in h'): what was
+    /// observed is calibrated, only the rest is extrapolated.
     pub fn log_odds(&self, summary: &Summary, at_ms: TimestampMs, horizon_seconds: f64) -> f64 {
         let sample = activity_sample(summary, at_ms);
-        let p = self.uncalibrated_p_no_activity(summary, at_ms, horizon_seconds);
-        self.calibration
-            .log_odds(&features(logit(p), &sample, summary))
+        let p_horizon = self.uncalibrated_p_no_activity(summary, at_ms, horizon_seconds);
+        let backtest_seconds = self.calibration.horizon_days * 86_400.0;
+        if backtest_seconds <= 0.0 || backtest_seconds >= horizon_seconds {
+            return self
+                .calibration
+                .log_odds(&features(logit(p_horizon), &sample, summary));
+        }
+        let p_backtest = self.uncalibrated_p_no_activity(summary, at_ms, backtest_seconds);
+        let calibrated = 1.0
+            / (1.0
+                + (-self
+                    .calibration
+                    .log_odds(&features(logit(p_backtest), &sample, summary)))
+                .exp());
+        let p = (calibrated * (p_horizon / p_backtest).min(1.0))
+            .clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
+        logit(p)
     }
 }
 
