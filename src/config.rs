@@ -121,6 +121,9 @@ pub struct ServerConfig {
     /// census gauges. A customer whose priority rises through time alone (no new event) reaches
     /// TopCustomers at most this late; customers with new events are ranked at once.
     pub ranking_pass_seconds: u64,
+    /// Longest a client may take to complete its TLS handshake (with `[access.tls]`) before its
+    /// connection is closed.
+    pub tls_handshake_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -142,6 +145,7 @@ impl Default for ServerConfig {
             max_customers_per_tenant: 5_000_000,
             shutdown_grace_seconds: 10,
             ranking_pass_seconds: 5,
+            tls_handshake_timeout_seconds: 10,
         }
     }
 }
@@ -486,6 +490,10 @@ impl ServerConfig {
             (
                 "server.ranking_pass_seconds",
                 self.ranking_pass_seconds as usize,
+            ),
+            (
+                "server.tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds as usize,
             ),
         ];
         for (key, value) in at_least_one {

@@ -11,6 +11,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// gRPC connections that failed before they could be served, by `stage` (`accept`: the accept
+/// call failed, e.g. EMFILE; `tls_handshake`; `tls_handshake_timeout`).
+pub const GRPC_ACCEPT_ERRORS_TOTAL: &str = "rapport_grpc_accept_errors_total";
 /// Events ingested, by channel, kind and outcome.
 pub const EVENTS_INGESTED_TOTAL: &str = "rapport_events_ingested_total";
 /// Texts classified, by backend and label.
@@ -182,9 +185,34 @@ fn describe() {
         "Unix time of the last successful snapshot."
     );
     describe_counter!(
+        GRPC_ACCEPT_ERRORS_TOTAL,
+        "gRPC connections that failed before they could be served, by stage."
+    );
+    describe_counter!(
         WATCH_UPDATES_DROPPED_TOTAL,
         "Priority updates slow watchers missed."
     );
+}
+
+/// Where a gRPC connection failed before it was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptFailure {
+    /// The accept call itself failed (out of descriptors, or the peer's connection failed).
+    Accept,
+    /// The TLS handshake failed.
+    TlsHandshake,
+    /// The TLS handshake took longer than the server's deadline.
+    TlsHandshakeTimeout,
+}
+
+/// Counts one gRPC connection that failed before it was served.
+pub fn accept_failed(failure: AcceptFailure) {
+    let stage = match failure {
+        AcceptFailure::Accept => "accept",
+        AcceptFailure::TlsHandshake => "tls_handshake",
+        AcceptFailure::TlsHandshakeTimeout => "tls_handshake_timeout",
+    };
+    counter!(GRPC_ACCEPT_ERRORS_TOTAL, "stage" => stage).increment(1);
 }
 
 /// Outcome label of an ingested event.
