@@ -146,6 +146,8 @@ pub async fn start(
     let tls = config.access.server_tls()?;
     let mut stop_grpc = shutdown_rx.clone();
     let router = tonic::transport::Server::builder()
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
         .concurrency_limit_per_connection(server.concurrency_per_connection)
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
@@ -335,6 +337,17 @@ type GrpcServing = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
 >;
 
+/// HTTP/2 flow-control window of one stream. h2 (>= 0.4.16) closes a connection with GOAWAY
+/// ENHANCE_YOUR_CALM "too_many_data_frames" once the small DATA frames it holds unread cost more than
+/// a budget of max(connection window / 2, 25,600 bytes) (each frame under 256 bytes costs 256 minus
+/// its size), and hyper exposes no knob for that budget. grpcio sends one frame per message, so with
+/// hyper's default 1 MiB windows a fast stream of small events could buffer ~16k frames (~3 MB of
+/// budget against 512 KiB) and was cut off. A 64 KiB stream window caps one stream at ~1,000
+/// 60-byte frames (~190 KB of budget): flow control throttles the client long before the budget.
+pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+/// HTTP/2 flow-control window of one connection: 16 MiB sets h2's small-frame budget to 8 MiB,
+/// room for dozens of streams each full of small frames (see [`HTTP2_STREAM_WINDOW_BYTES`]).
+pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 /// First pause after an accept that failed for want of a resource (EMFILE, ENFILE, ENOBUFS,
 /// ENOMEM); it doubles on each further failure up to [`ACCEPT_BACKOFF_MAX`].
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
