@@ -177,12 +177,31 @@ pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         let end = 8usize.saturating_add(len as usize);
         if len > MAX_RECORD_BYTES || end > rest.len() {
-            break; // torn (or garbage) length running past the end
+            // A length running past the end is a torn tail only when no more than one record's
+            // worth of bytes remains and no valid record follows; otherwise the length itself is
+            // damaged (a bit flip) and everything after it would be lost.
+            if rest.len() > 8 + MAX_RECORD_BYTES as usize {
+                anyhow::bail!(
+                    "corrupt record length {len} at byte {offset} with {} bytes after it \
+                     (more than one record): refusing to discard them",
+                    rest.len()
+                );
+            }
+            if let Some(found) = find_valid_frame(&rest[1..]) {
+                anyhow::bail!(
+                    "corrupt record length {len} at byte {offset}: a valid record follows at byte \
+                     {}: refusing to discard it",
+                    offset + 1 + found
+                );
+            }
+            break; // torn last record
         }
         let payload = &rest[8..end];
         // Real records are never empty: a zero length is a hole or garbage, not a record.
         if len == 0 || crc32fast::hash(payload) != crc {
-            if end == rest.len() || rest.iter().all(|&byte| byte == 0) {
+            if (end == rest.len() || rest.iter().all(|&byte| byte == 0))
+                && find_valid_frame(&rest[1..]).is_none()
+            {
                 break; // torn last record, or a zero-filled tail left by a crash
             }
             anyhow::bail!(
@@ -194,6 +213,20 @@ pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
         offset += end;
     }
     Ok((payloads, offset))
+}
+
+/// The offset of the first position in `data` where a whole, non-empty record with a matching
+/// checksum starts, if any: evidence that damage before it is not a torn tail. Only run on damage.
+fn find_valid_frame(data: &[u8]) -> Option<usize> {
+    (0..data.len().saturating_sub(8)).find(|&start| {
+        let rest = &data[start..];
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        len > 0
+            && len <= MAX_RECORD_BYTES as usize
+            && 8 + len <= rest.len()
+            && crc32fast::hash(&rest[8..8 + len]) == crc
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -252,6 +285,17 @@ impl Wal {
     ) -> anyhow::Result<(Arc<Self>, Recovered)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        // Every start writes snapshot.bin before it creates wal.log, and a snapshot is replaced only
+        // by rename: a log without a snapshot means the snapshot was lost, and the log alone would
+        // start from a silently shortened history.
+        if dir.join(WAL_FILE).exists() && !dir.join(SNAPSHOT_FILE).exists() {
+            anyhow::bail!(
+                "{} is missing while {} exists: the events it held would be lost; restore it \
+                 (or remove the log to start empty on purpose)",
+                dir.join(SNAPSHOT_FILE).display(),
+                dir.join(WAL_FILE).display()
+            );
+        }
         let snapshot = read_file(&dir.join(SNAPSHOT_FILE))?;
         let (snapshot_payloads, snapshot_valid) = read_frames(&snapshot)
             .with_context(|| format!("in {}", dir.join(SNAPSHOT_FILE).display()))?;
@@ -488,5 +532,49 @@ mod tests {
         holed.extend(frame(b"one"));
         assert!(read_frames(&holed).is_err());
         assert_eq!(read_frames(&[0u8; 16]).unwrap(), (vec![], 0));
+    }
+
+    /// D3: a bit flip in a middle record's length field (pointing past the end) was taken for a
+    /// torn tail and every later record dropped; now it is an error naming the byte.
+    #[test]
+    fn flipped_length_bit_before_good_records_is_corruption_not_a_torn_tail() {
+        let mut data = Vec::new();
+        for i in 0..100 {
+            data.extend(frame(format!("record {i}").as_bytes()));
+        }
+        let second = frame(b"record 0").len();
+        let mut flipped = data.clone();
+        flipped[second + 3] ^= 0x01; // length += 16 MiB: runs past the end
+        let error = read_frames(&flipped).unwrap_err().to_string();
+        assert!(error.contains(&format!("at byte {second}")), "{error}");
+        flipped = data.clone();
+        flipped[second + 2] ^= 0x10; // length += 1 MiB: still within the limit, past the end
+        assert!(read_frames(&flipped).is_err());
+        // A flipped length in the very last record is still a torn tail.
+        let last = data.len() - frame(b"record 99").len();
+        let mut torn = data.clone();
+        torn[last + 2] ^= 0x10;
+        assert_eq!(
+            read_frames(&torn).unwrap(),
+            (read_frames(&data[..last]).unwrap().0, last)
+        );
+    }
+
+    /// D3: a deleted snapshot.bin next to a log lost every snapshotted event silently; now the
+    /// start stops, naming the file.
+    #[test]
+    fn missing_snapshot_next_to_a_log_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DurabilityConfig::default();
+        drop(Wal::open(&config, dir.path(), |_, _, _| {}).unwrap());
+        std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        let error = Wal::open(&config, dir.path(), |_, _, _| {})
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains(SNAPSHOT_FILE), "{error}");
+        // A fresh directory (neither file) still starts empty.
+        let fresh = tempfile::tempdir().unwrap();
+        assert!(Wal::open(&config, fresh.path(), |_, _, _| {}).is_ok());
     }
 }
