@@ -73,6 +73,19 @@ impl Default for DurabilityConfig {
 impl DurabilityConfig {
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        crate::config::check_range(
+            "durability.fsync_interval_ms",
+            self.fsync_interval_ms,
+            0,
+            60_000,
+        )?;
+        // Longer than a week between snapshots is a mistake (and 2^63 - 1 s overflowed the timer).
+        crate::config::check_range(
+            "durability.snapshot_interval_seconds",
+            self.snapshot_interval_seconds,
+            0,
+            604_800,
+        )?;
         if self.fsync == FsyncPolicy::Interval && self.fsync_interval_ms == 0 {
             return Err(crate::config::ConfigError::Invalid {
                 key: "durability.fsync_interval_ms".to_string(),
