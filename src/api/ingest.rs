@@ -65,6 +65,7 @@ impl IngestApi {
         let now = now_ms();
         let converted =
             convert::interaction_from_pb(interaction, &self.limits, now).and_then(|interaction| {
+                convert::check_new_interaction(&interaction)?;
                 if grant.allows(&interaction.tenant_id) {
                     Ok(interaction)
                 } else {

@@ -436,13 +436,29 @@ impl Wal {
     }
 }
 
+/// Writes `data` to snapshot.tmp, fsyncs it and renames it over snapshot.bin. On failure the
+/// temporary file is removed and the error names the file and keeps the OS error.
 fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(SNAPSHOT_TMP);
-    let mut file =
-        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).context("cannot install snapshot")?;
+    let written = File::create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(data)?;
+            file.sync_all()
+        })
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot rename {} to {}: {error}",
+                    tmp.display(),
+                    SNAPSHOT_FILE
+                )
+            })
+        });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
     sync_dir(dir)
 }
 
@@ -505,6 +521,7 @@ pub fn spawn_background(
                 match tokio::task::spawn_blocking(move || wal.snapshot()).await {
                     Ok(Ok(())) => tracing::info!("snapshot written, log truncated"),
                     Ok(Err(error)) => {
+                        let error = format!("{error:#}");
                         tracing::error!(%error, "snapshot failed; the log keeps growing")
                     }
                     Err(error) => tracing::error!(%error, "snapshot task failed"),
@@ -571,6 +588,18 @@ mod tests {
             read_frames(&torn).unwrap(),
             (read_frames(&data[..last]).unwrap().0, last)
         );
+    }
+
+    /// D12: a snapshot that cannot be written leaves no snapshot.tmp behind and its error keeps
+    /// the OS error (here: snapshot.bin is a directory, so the rename fails).
+    #[test]
+    fn failed_snapshot_removes_its_temporary_file_and_keeps_the_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE).join("x"), b"x").unwrap();
+        let error = format!("{:#}", write_snapshot(dir.path(), b"data").unwrap_err());
+        assert!(error.contains("os error"), "{error}");
+        assert!(!dir.path().join(SNAPSHOT_TMP).exists());
     }
 
     /// D3: a deleted snapshot.bin next to a log lost every snapshotted event silently; now the
