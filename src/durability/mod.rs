@@ -276,6 +276,10 @@ pub struct Wal {
     /// A second handle on the log for fsync, so writers are not held up by it; guards the count
     /// of records known synced.
     syncer: Mutex<(File, u64)>,
+    /// Held shared by each ingest from the moment its event is applied to the store until it is
+    /// logged; taken exclusively by a duplicate, so it is answered only after its first copy is
+    /// logged (and, with `fsync = "always"`, fsynced).
+    admissions: std::sync::RwLock<()>,
 }
 
 /// What start-up recovered.
@@ -364,6 +368,7 @@ impl Wal {
                 policy: config.fsync,
                 writer: Mutex::new(Writer { file, written: 0 }),
                 syncer: Mutex::new((sync_handle, 0)),
+                admissions: std::sync::RwLock::new(()),
             }),
             recovered,
         ))
@@ -381,6 +386,23 @@ impl Wal {
         telemetry::wal_appended(framed.len());
         if self.policy == FsyncPolicy::Always {
             self.sync_to(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Marks an event as on its way to the log: hold the guard from applying it to the store
+    /// until it is logged (see [`Wal::wait_for_admitted`]).
+    pub fn admit(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.admissions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every event admitted so far is logged and, with [`FsyncPolicy::Always`],
+    /// fsynced: what a duplicate waits for before it is answered, since its first copy may still
+    /// be on its way to the disk.
+    pub fn wait_for_admitted(&self) -> std::io::Result<()> {
+        drop(self.admissions.write().unwrap_or_else(|e| e.into_inner()));
+        if self.policy == FsyncPolicy::Always {
+            self.sync()?;
         }
         Ok(())
     }
@@ -470,6 +492,15 @@ pub fn log_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Option<Sent
 /// Appends a refined sentiment for a logged event, stopping the process if that fails.
 pub fn log_refinement_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Sentiment) {
     append_or_abort(wal, &WalRecord::refinement(interaction, sentiment));
+}
+
+/// Waits until a duplicate's first copy is durable (see [`Wal::wait_for_admitted`]), stopping the
+/// process if the fsync fails.
+pub fn wait_for_admitted_or_abort(wal: &Wal) {
+    if let Err(error) = wal.wait_for_admitted() {
+        tracing::error!(%error, "write-ahead log fsync failed: stopping");
+        std::process::abort();
+    }
 }
 
 /// Appends a record, or stops the process rather than answer for what it could not log.
