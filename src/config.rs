@@ -130,6 +130,9 @@ pub struct ServerConfig {
     /// Longest a client may take to complete its TLS handshake (with `[access.tls]`) before its
     /// connection is closed.
     pub tls_handshake_timeout_seconds: u64,
+    /// An Ingest or IngestScored stream that sends no event for this long is ended
+    /// (DEADLINE_EXCEEDED), freeing its in-flight permit.
+    pub ingest_idle_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -152,6 +155,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 10,
             ranking_pass_seconds: 5,
             tls_handshake_timeout_seconds: 10,
+            ingest_idle_timeout_seconds: 60,
         }
     }
 }
@@ -558,6 +562,12 @@ impl ServerConfig {
                 self.tls_handshake_timeout_seconds,
                 1,
                 300,
+            ),
+            (
+                "server.ingest_idle_timeout_seconds",
+                self.ingest_idle_timeout_seconds,
+                1,
+                86_400,
             ),
         ];
         for (key, value, smallest, largest) in ranges {

@@ -119,12 +119,15 @@ pub async fn start(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let ingest = Arc::new(IngestApi::new(
-        Arc::clone(&engine),
-        limits,
-        server.max_batch_interactions,
-        server.max_reported_rejections,
-    ));
+    let ingest = Arc::new(
+        IngestApi::new(
+            Arc::clone(&engine),
+            limits,
+            server.max_batch_interactions,
+            server.max_reported_rejections,
+        )
+        .with_idle_timeout(Duration::from_secs(server.ingest_idle_timeout_seconds)),
+    );
     let scoring = Arc::new(ScoringApi::new(
         Arc::clone(&store),
         limits,
