@@ -133,6 +133,9 @@ pub struct ServerConfig {
     /// An Ingest or IngestScored stream that sends no event for this long is ended
     /// (DEADLINE_EXCEEDED), freeing its in-flight permit.
     pub ingest_idle_timeout_seconds: u64,
+    /// Most tenants the server holds (0 = no cap). Beyond it, events for new tenants are rejected
+    /// (naming `tenant_id` and this key); existing tenants keep being updated.
+    pub max_tenants: usize,
 }
 
 impl Default for ServerConfig {
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
             ranking_pass_seconds: 5,
             tls_handshake_timeout_seconds: 10,
             ingest_idle_timeout_seconds: 60,
+            max_tenants: 10_000,
         }
     }
 }
@@ -569,6 +573,7 @@ impl ServerConfig {
                 1,
                 86_400,
             ),
+            ("server.max_tenants", self.max_tenants as u64, 0, 1_000_000),
         ];
         for (key, value, smallest, largest) in ranges {
             check_range(key, value, smallest, largest)?;

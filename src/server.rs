@@ -81,6 +81,7 @@ pub async fn start(
     telemetry::durability_enabled(wal.is_some());
     // After recovery: a cap lowered since the last run never drops logged events.
     store.set_max_customers_per_tenant(server.max_customers_per_tenant);
+    store.set_max_tenants(server.max_tenants);
     let engine = Arc::new(Engine {
         store: Arc::clone(&store),
         sentiment,

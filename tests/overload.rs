@@ -320,3 +320,28 @@ async fn an_idle_ingest_stream_times_out_and_frees_its_permit() {
     );
     drop(idle_sender);
 }
+
+/// Issue 15 D5: tenants were uncapped (50,000 one-event tenants took 14.5 GB); beyond
+/// `server.max_tenants` an event for a new tenant is rejected naming `tenant_id` and the key,
+/// and existing tenants keep being served.
+#[tokio::test]
+async fn tenants_beyond_the_cap_are_refused_naming_it() {
+    let mut config = loopback_config();
+    config.server.max_tenants = 2;
+    let mut t = start_with(config).await;
+    let summary = t
+        .ingest_all(vec![
+            event("t1", "c1", "e1", T0_MS),
+            event("t2", "c1", "e2", T0_MS),
+            event("t3", "c1", "e3", T0_MS),
+            event("t1", "c2", "e4", T0_MS),
+        ])
+        .await;
+    assert_eq!((summary.accepted, summary.rejected), (3, 1), "{summary:?}");
+    let rejection = &summary.rejections[0];
+    assert!(
+        rejection.reason.starts_with("tenant_id")
+            && rejection.reason.contains("server.max_tenants"),
+        "{rejection:?}"
+    );
+}
