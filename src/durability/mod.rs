@@ -280,6 +280,10 @@ pub struct Wal {
     /// logged; taken exclusively by a duplicate, so it is answered only after its first copy is
     /// logged (and, with `fsync = "always"`, fsynced).
     admissions: std::sync::RwLock<()>,
+    /// (device, inode) of the open log: checked after each fsync and before each snapshot, so a
+    /// data directory deleted (or replaced) under the running server stops acknowledgements
+    /// instead of writing to a file no restart will find.
+    log_identity: (u64, u64),
 }
 
 /// What start-up recovered.
@@ -361,6 +365,11 @@ impl Wal {
         file.sync_all()?;
         sync_dir(dir)?;
         let sync_handle = file.try_clone()?;
+        let log_identity = {
+            use std::os::unix::fs::MetadataExt;
+            let metadata = file.metadata()?;
+            (metadata.dev(), metadata.ino())
+        };
         recovered.log_records = log_payloads.len();
         Ok((
             Arc::new(Self {
@@ -369,6 +378,7 @@ impl Wal {
                 writer: Mutex::new(Writer { file, written: 0 }),
                 syncer: Mutex::new((sync_handle, 0)),
                 admissions: std::sync::RwLock::new(()),
+                log_identity,
             }),
             recovered,
         ))
@@ -430,8 +440,28 @@ impl Wal {
         let started = Instant::now();
         syncer.0.sync_data()?;
         telemetry::wal_fsynced(started.elapsed());
+        self.check_log_in_place()?;
         syncer.1 = target;
         Ok(())
+    }
+
+    /// Fails when `wal.log` in the data directory is no longer the file this process writes (the
+    /// directory or the log was deleted or replaced): what is written would not survive a restart.
+    pub fn check_log_in_place(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.dir.join(WAL_FILE);
+        let in_place = std::fs::metadata(&path)
+            .map(|metadata| (metadata.dev(), metadata.ino()) == self.log_identity)
+            .unwrap_or(false);
+        if in_place {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "{} was deleted or replaced while running: events written now would not survive \
+                 a restart",
+                path.display()
+            )))
+        }
     }
 
     /// Folds the log into the snapshot and truncates the log. Appends wait meanwhile.
@@ -446,6 +476,7 @@ impl Wal {
     fn fold_log_into_snapshot(&self) -> anyhow::Result<u64> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.file.sync_data()?;
+        self.check_log_in_place()?;
         let mut folded = read_file(&self.dir.join(SNAPSHOT_FILE))?;
         let log = read_file(&self.dir.join(WAL_FILE))?;
         let (_, valid) = read_frames(&log)?;
@@ -618,6 +649,31 @@ mod tests {
         assert_eq!(
             read_frames(&torn).unwrap(),
             (read_frames(&data[..last]).unwrap().0, last)
+        );
+    }
+
+    /// D8: with the data directory deleted and recreated while running, appends went on into the
+    /// unlinked log (1,000 of 1,000 acknowledged events lost at restart); now the append fails,
+    /// so the event is not acknowledged (the caller aborts), and so does a snapshot.
+    #[test]
+    fn a_deleted_data_directory_stops_appends_and_snapshots() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let config = DurabilityConfig::default();
+        let (wal, _) = Wal::open(&config, &dir, |_, _, _| {}).unwrap();
+        let record = WalRecord {
+            interaction: Some(pb::Interaction::default()),
+            ..WalRecord::default()
+        };
+        wal.append(&record).expect("the log is in place");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let error = wal.append(&record).unwrap_err().to_string();
+        assert!(error.contains(WAL_FILE), "{error}");
+        assert!(wal.snapshot().is_err());
+        assert!(
+            !dir.join(SNAPSHOT_FILE).exists(),
+            "no empty snapshot written"
         );
     }
 
