@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs examples/python/client.py (grpcio, stubs generated from proto/ at run time) against a live
-# rapport on 127.0.0.1; the client asserts on ingest, TopCustomers, health and reflection.
+# rapport on 127.0.0.1; the client asserts on ingest, TopCustomers, health and reflection; then
+# examples/python/stream_check.py streams 200k small events to Ingest and IngestScored.
 # Usage: scripts/python_client_check.sh [path/to/rapport]   (default: target/debug/rapport)
 # PYTHON: an interpreter with the packages of examples/python/requirements.txt; without it a venv is
 # made under /tmp and they are installed from PyPI.
@@ -31,3 +32,6 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 timeout 120 "$PYTHON" examples/python/client.py --server 127.0.0.1:$PORT
+# Issue 15 D2: grpcio streaming 200k small events as fast as it can to Ingest and IngestScored must
+# be throttled by flow control, never cut off (GOAWAY ENHANCE_YOUR_CALM "too_many_data_frames").
+timeout 300 "$PYTHON" examples/python/stream_check.py --server 127.0.0.1:$PORT --events 200000

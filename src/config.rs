@@ -61,16 +61,22 @@ impl Default for TransformerConfig {
 impl TransformerConfig {
     /// Checks the pool settings, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
-            ("transformer.workers", self.workers),
-            ("transformer.threads", self.threads),
-            ("transformer.queue_capacity", self.queue_capacity),
-            ("transformer.max_batch_texts", self.max_batch_texts),
-            ("transformer.max_batch_tokens", self.max_batch_tokens),
+        for (key, value, largest) in [
+            ("transformer.workers", self.workers, 1_024),
+            ("transformer.threads", self.threads, 1_024),
+            ("transformer.queue_capacity", self.queue_capacity, 1_000_000),
+            (
+                "transformer.max_batch_texts",
+                self.max_batch_texts,
+                1_000_000,
+            ),
+            (
+                "transformer.max_batch_tokens",
+                self.max_batch_tokens,
+                1 << 30,
+            ),
         ] {
-            if value == 0 {
-                return Err(ConfigError::invalid(key, "must be at least 1".to_string()));
-            }
+            check_range(key, value as u64, 1, largest)?;
         }
         if !(0.0..=1.0).contains(&self.cascade_min_confidence) {
             return Err(ConfigError::invalid(
@@ -122,6 +128,15 @@ pub struct ServerConfig {
     /// census gauges. A customer whose priority rises through time alone (no new event) reaches
     /// TopCustomers at most this late; customers with new events are ranked at once.
     pub ranking_pass_seconds: u64,
+    /// Longest a client may take to complete its TLS handshake (with `[access.tls]`) before its
+    /// connection is closed.
+    pub tls_handshake_timeout_seconds: u64,
+    /// An Ingest or IngestScored stream that sends no event for this long is ended
+    /// (DEADLINE_EXCEEDED), freeing its in-flight permit.
+    pub ingest_idle_timeout_seconds: u64,
+    /// Most tenants the server holds (0 = no cap). Beyond it, events for new tenants are rejected
+    /// (naming `tenant_id` and this key); existing tenants keep being updated.
+    pub max_tenants: usize,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +158,9 @@ impl Default for ServerConfig {
             max_customers_per_tenant: 5_000_000,
             shutdown_grace_seconds: 10,
             ranking_pass_seconds: 5,
+            tls_handshake_timeout_seconds: 10,
+            ingest_idle_timeout_seconds: 60,
+            max_tenants: 10_000,
         }
     }
 }
@@ -441,12 +459,12 @@ impl ScoringConfig {
                 ));
             }
         }
-        if self.max_events_per_customer < 4 {
-            return Err(ConfigError::invalid(
-                "scoring.max_events_per_customer",
-                format!("must be at least 4, got {}", self.max_events_per_customer),
-            ));
-        }
+        check_range(
+            "scoring.max_events_per_customer",
+            self.max_events_per_customer as u64,
+            4,
+            10_000_000,
+        )?;
         if self.engagement_baseline_half_life_seconds <= self.engagement_half_life_seconds {
             return Err(ConfigError::invalid(
                 "scoring.engagement_baseline_half_life_seconds",
@@ -666,26 +684,93 @@ pub const MAX_SLA_SECONDS: f64 = 10.0 * 365.0 * DAY_SECONDS;
 impl ServerConfig {
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let at_least_one = [
-            ("server.max_text_bytes", self.max_text_bytes),
-            ("server.max_id_bytes", self.max_id_bytes),
-            ("server.max_classify_texts", self.max_classify_texts),
-            ("server.max_batch_interactions", self.max_batch_interactions),
+        // (key, value, smallest, largest): beyond these a value panics, hangs or silently stops
+        // something (a semaphore over its permit limit, a broadcast buffer allocated up front, a
+        // timer past the end of time).
+        let ranges = [
+            (
+                "server.max_text_bytes",
+                self.max_text_bytes as u64,
+                1,
+                4 << 20,
+            ),
+            ("server.max_id_bytes", self.max_id_bytes as u64, 1, 65_536),
+            (
+                "server.max_future_skew_seconds",
+                self.max_future_skew_seconds,
+                0,
+                31_536_000,
+            ),
+            (
+                "server.max_classify_texts",
+                self.max_classify_texts as u64,
+                1,
+                100_000,
+            ),
+            (
+                "server.max_batch_interactions",
+                self.max_batch_interactions as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_ingest_in_flight",
+                self.max_ingest_in_flight as u64,
+                1,
+                1_000_000,
+            ),
             (
                 "server.concurrency_per_connection",
-                self.concurrency_per_connection,
+                self.concurrency_per_connection as u64,
+                1,
+                100_000,
             ),
-            ("server.watch_buffer", self.watch_buffer),
-            ("server.max_ingest_in_flight", self.max_ingest_in_flight),
+            (
+                "server.watch_buffer",
+                self.watch_buffer as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_reported_rejections",
+                self.max_reported_rejections as u64,
+                0,
+                100_000,
+            ),
+            (
+                "server.max_customers_per_tenant",
+                self.max_customers_per_tenant as u64,
+                0,
+                1_000_000_000,
+            ),
+            (
+                "server.shutdown_grace_seconds",
+                self.shutdown_grace_seconds,
+                0,
+                3_600,
+            ),
             (
                 "server.ranking_pass_seconds",
-                self.ranking_pass_seconds as usize,
+                self.ranking_pass_seconds,
+                1,
+                86_400,
             ),
+            (
+                "server.tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds,
+                1,
+                300,
+            ),
+            (
+                "server.ingest_idle_timeout_seconds",
+                self.ingest_idle_timeout_seconds,
+                1,
+                86_400,
+            ),
+            ("server.max_tenants", self.max_tenants as u64, 0, 1_000_000),
         ];
-        for (key, value) in at_least_one {
-            if value == 0 {
-                return Err(ConfigError::invalid(key, "must be at least 1".to_string()));
-            }
+        for (key, value, smallest, largest) in ranges {
+            check_range(key, value, smallest, largest)?;
         }
         Ok(())
     }
@@ -724,6 +809,17 @@ impl Config {
         self.transformer.validate()?;
         self.scoring.validate()
     }
+}
+
+/// Refuses `value` outside `smallest..=largest`, naming `key`.
+pub fn check_range(key: &str, value: u64, smallest: u64, largest: u64) -> Result<(), ConfigError> {
+    if (smallest..=largest).contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        key,
+        format!("must be within [{smallest}, {largest}], got {value}"),
+    ))
 }
 
 /// Why a configuration was refused.
@@ -840,6 +936,45 @@ mod tests {
             3600.0
         );
         assert!(other.calendar().is_always_open());
+    }
+
+    /// D11: values that panicked (a semaphore over its permit limit), hung (a 2^40-slot broadcast
+    /// buffer) or silently stopped snapshots (a timer past the end of time) are refused by key.
+    #[test]
+    fn huge_numbers_are_refused_naming_the_key() {
+        for (toml, key) in [
+            (
+                "[server]\nmax_ingest_in_flight = 4611686018427387904\n",
+                "server.max_ingest_in_flight",
+            ),
+            (
+                "[server]\nwatch_buffer = 1099511627776\n",
+                "server.watch_buffer",
+            ),
+            (
+                "[durability]\nsnapshot_interval_seconds = 9223372036854775807\n",
+                "durability.snapshot_interval_seconds",
+            ),
+            (
+                "[durability]\nfsync_interval_ms = 9223372036854775807\n",
+                "durability.fsync_interval_ms",
+            ),
+            (
+                "[server]\nranking_pass_seconds = 9223372036854775807\n",
+                "server.ranking_pass_seconds",
+            ),
+            (
+                "[server]\nshutdown_grace_seconds = 9223372036854775807\n",
+                "server.shutdown_grace_seconds",
+            ),
+            (
+                "[transformer]\nworkers = 1000000000\n",
+                "transformer.workers",
+            ),
+        ] {
+            let error = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+        }
     }
 
     #[test]

@@ -158,10 +158,17 @@ impl Engine {
     ) -> (Option<Sentiment>, Applied) {
         let sentiment =
             (!interaction.text.trim().is_empty()).then(|| self.classify_inline(&interaction.text));
+        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
         if let (Some(wal), Applied::Accepted(_)) = (&self.wal, &applied) {
             // Durable before the caller can acknowledge it; see `durability`.
             crate::durability::log_or_abort(wal, interaction, sentiment);
+        }
+        drop(admitted);
+        if let (Some(wal), Applied::Duplicate(_)) = (&self.wal, &applied) {
+            // Its first copy may still be on its way to the disk: acknowledge nothing, not even a
+            // duplicate, before it is durable.
+            crate::durability::wait_for_admitted_or_abort(wal);
         }
         if let (Some(inline), Applied::Accepted(_)) = (sentiment, &applied) {
             self.request_refinement(interaction, inline);
@@ -173,5 +180,64 @@ impl Engine {
         };
         telemetry::event_ingested(Some(interaction.channel), Some(interaction.kind), outcome);
         (sentiment, applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, Direction, Kind};
+    use std::time::Duration;
+
+    /// D6: a duplicate arriving while its first copy is applied but not yet logged was answered
+    /// DUPLICATE at once (a kill -9 then lost an event the client was told is stored); now it
+    /// waits until the first copy is logged.
+    #[test]
+    fn a_duplicate_is_answered_only_after_its_first_copy_is_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::durability::DurabilityConfig::default();
+        let (wal, _) = crate::durability::Wal::open(&config, dir.path(), |_, _, _| {}).unwrap();
+        let scoring = crate::config::ScoringConfig::default();
+        let engine = Arc::new(Engine {
+            store: Arc::new(Store::new(Arc::new(scoring), 16)),
+            sentiment: crate::sentiment::load(
+                crate::sentiment::Backend::Fast,
+                &crate::sentiment::default_models_dir(),
+            )
+            .unwrap(),
+            wal: Some(Arc::clone(&wal)),
+        });
+        let event = Interaction {
+            event_id: "e1".into(),
+            tenant_id: "acme".into(),
+            customer_id: "c1".into(),
+            channel: Channel::Web,
+            kind: Kind::Like,
+            direction: Direction::Inbound,
+            occurred_at_ms: 1_767_225_600_000,
+            text: String::new(),
+            value: 0.0,
+            author_followers: 0,
+            thread_id: String::new(),
+            reply_need: crate::domain::ReplyNeed::Unclear,
+        };
+        // The first copy: applied to the store, still on its way to the log.
+        let first = wal.admit();
+        engine.store.apply(&event, None, now_ms(), false);
+        let (answered, answers) = std::sync::mpsc::channel();
+        let (duplicate_engine, duplicate) = (Arc::clone(&engine), event.clone());
+        let duplicate_ingest = std::thread::spawn(move || {
+            let (_, applied) = duplicate_engine.ingest(&duplicate, now_ms(), false);
+            let _ = answered.send(matches!(applied, Applied::Duplicate(_)));
+        });
+        assert!(
+            answers.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the duplicate was answered before its first copy was logged"
+        );
+        wal.append(&crate::durability::WalRecord::new(&event, None))
+            .unwrap();
+        drop(first);
+        assert!(answers.recv().unwrap(), "answered DUPLICATE once logged");
+        duplicate_ingest.join().unwrap();
     }
 }

@@ -27,6 +27,8 @@ pub struct RunningServer {
     pub metrics_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Set when the gRPC server ended without a shutdown being asked for.
+    stopped_unasked: Arc<std::sync::atomic::AtomicBool>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -79,6 +81,7 @@ pub async fn start(
     telemetry::durability_enabled(wal.is_some());
     // After recovery: a cap lowered since the last run never drops logged events.
     store.set_max_customers_per_tenant(server.max_customers_per_tenant);
+    store.set_max_tenants(server.max_tenants);
     let engine = Arc::new(Engine {
         store: Arc::clone(&store),
         sentiment,
@@ -117,12 +120,15 @@ pub async fn start(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let ingest = Arc::new(IngestApi::new(
-        Arc::clone(&engine),
-        limits,
-        server.max_batch_interactions,
-        server.max_reported_rejections,
-    ));
+    let ingest = Arc::new(
+        IngestApi::new(
+            Arc::clone(&engine),
+            limits,
+            server.max_batch_interactions,
+            server.max_reported_rejections,
+        )
+        .with_idle_timeout(Duration::from_secs(server.ingest_idle_timeout_seconds)),
+    );
     let scoring = Arc::new(ScoringApi::new(
         Arc::clone(&store),
         limits,
@@ -141,48 +147,58 @@ pub async fn start(
             "no [access] tokens configured: every caller may read and write every tenant"
         );
     }
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = config.access.server_tls()? {
-        builder = builder.tls_config(tls).context("invalid [access.tls]")?;
-    }
-    // TCP_NODELAY on every accepted connection, as tonic's own `serve` sets it: without it a
-    // small response waits for the client's delayed ACK (up to 40 ms on Linux) behind Nagle's
-    // algorithm.
-    let grpc_incoming =
-        tonic::transport::server::TcpIncoming::from_listener(grpc_listener, true, None)
-            .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
+    let tls = config.access.server_tls()?;
     let mut stop_grpc = shutdown_rx.clone();
-    let grpc = tokio::spawn(
-        builder
-            .concurrency_limit_per_connection(server.concurrency_per_connection)
-            .add_service(health_service)
-            .add_service(InterceptedService::new(reflection_v1, auth.clone()))
-            .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
-            .add_service(
-                pb::ingest_service_server::IngestServiceServer::with_interceptor(
-                    LimitedIngest {
-                        inner: ingest,
-                        permits: Arc::new(tokio::sync::Semaphore::new(server.max_ingest_in_flight)),
-                        limit: server.max_ingest_in_flight,
-                    },
-                    auth.clone(),
-                ),
-            )
-            .add_service(
-                pb::scoring_service_server::ScoringServiceServer::with_interceptor(
-                    scoring,
-                    auth.clone(),
-                ),
-            )
-            .add_service(
-                pb::sentiment_service_server::SentimentServiceServer::with_interceptor(
-                    classify, auth,
-                ),
-            )
-            .serve_with_incoming_shutdown(grpc_incoming, async move {
-                let _ = stop_grpc.wait_for(|stopping| *stopping).await;
-            }),
-    );
+    let router = tonic::transport::Server::builder()
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
+        .concurrency_limit_per_connection(server.concurrency_per_connection)
+        .add_service(health_service)
+        .add_service(InterceptedService::new(reflection_v1, auth.clone()))
+        .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
+        .add_service(
+            pb::ingest_service_server::IngestServiceServer::with_interceptor(
+                LimitedIngest {
+                    inner: ingest,
+                    permits: Arc::new(tokio::sync::Semaphore::new(server.max_ingest_in_flight)),
+                    limit: server.max_ingest_in_flight,
+                },
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            pb::scoring_service_server::ScoringServiceServer::with_interceptor(
+                scoring,
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            pb::sentiment_service_server::SentimentServiceServer::with_interceptor(classify, auth),
+        );
+    let stop_serving = async move {
+        let _ = stop_grpc.wait_for(|stopping| *stopping).await;
+    };
+    // rapport accepts connections itself (tonic's incoming stream ends for good on the first
+    // accept error such as EMFILE) and does the TLS handshake itself, with a deadline.
+    let serving: GrpcServing = match tls {
+        Some(acceptor) => Box::pin(router.serve_with_incoming_shutdown(
+            tls_incoming(
+                grpc_listener,
+                acceptor,
+                Duration::from_secs(server.tls_handshake_timeout_seconds),
+            ),
+            stop_serving,
+        )),
+        None => Box::pin(
+            router.serve_with_incoming_shutdown(plain_incoming(grpc_listener), stop_serving),
+        ),
+    };
+    let stopped_unasked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let grpc = tokio::spawn(supervise_grpc(
+        serving,
+        shutdown_rx.clone(),
+        Arc::clone(&stopped_unasked),
+    ));
 
     let render = prometheus.clone();
     let router = axum::Router::new().route(
@@ -249,6 +265,7 @@ pub async fn start(
         metrics_addr,
         shutdown,
         grpc,
+        stopped_unasked,
         background,
     })
 }
@@ -272,6 +289,12 @@ impl RunningServer {
             if tokio::time::timeout(grace, task).await.is_err() {
                 tracing::warn!("a background task outlived the shutdown grace");
             }
+        }
+        if self
+            .stopped_unasked
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            anyhow::bail!("the gRPC server stopped without being asked to");
         }
         tracing::info!("rapport stopped");
         Ok(())
@@ -300,8 +323,150 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+        _ = GRPC_STOPPED_UNASKED.notified() => {
+            tracing::error!("the gRPC server stopped without being asked to: exiting");
+            return;
+        }
     }
     tracing::info!("shutdown signal received: draining");
+}
+
+/// Woken when a gRPC server ends without a shutdown asked for, so [`shutdown_signal`] returns and
+/// the process exits (non-zero: [`RunningServer::shutdown`] reports it) instead of living on
+/// without gRPC.
+static GRPC_STOPPED_UNASKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// The gRPC server's serving future, boxed so plaintext and TLS serving have one type.
+type GrpcServing = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+>;
+
+/// HTTP/2 flow-control window of one stream. h2 (>= 0.4.16) closes a connection with GOAWAY
+/// ENHANCE_YOUR_CALM "too_many_data_frames" once the small DATA frames it holds unread cost more than
+/// a budget of max(connection window / 2, 25,600 bytes) (each frame under 256 bytes costs 256 minus
+/// its size), and hyper exposes no knob for that budget. grpcio sends one frame per message, so with
+/// hyper's default 1 MiB windows a fast stream of small events could buffer ~16k frames (~3 MB of
+/// budget against 512 KiB) and was cut off. A 64 KiB stream window caps one stream at ~1,000
+/// 60-byte frames (~190 KB of budget): flow control throttles the client long before the budget.
+pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+/// HTTP/2 flow-control window of one connection: 16 MiB sets h2's small-frame budget to 8 MiB,
+/// room for dozens of streams each full of small frames (see [`HTTP2_STREAM_WINDOW_BYTES`]).
+pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// First pause after an accept that failed for want of a resource (EMFILE, ENFILE, ENOBUFS,
+/// ENOMEM); it doubles on each further failure up to [`ACCEPT_BACKOFF_MAX`].
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between accept retries.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Runs the gRPC server; if it ends while `stopping` is still false, flags `stopped_unasked`,
+/// logs an error and wakes [`shutdown_signal`].
+async fn supervise_grpc(
+    serving: GrpcServing,
+    stopping: watch::Receiver<bool>,
+    stopped_unasked: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), tonic::transport::Error> {
+    let served = serving.await;
+    if !*stopping.borrow() {
+        match &served {
+            Ok(()) => tracing::error!("the gRPC server stopped without being asked to"),
+            Err(error) => {
+                tracing::error!(%error, "the gRPC server failed without being asked to stop")
+            }
+        }
+        stopped_unasked.store(true, std::sync::atomic::Ordering::SeqCst);
+        GRPC_STOPPED_UNASKED.notify_one();
+    }
+    served
+}
+
+/// Waits for the next connection from `accept`, never giving up: an accept that fails is logged
+/// and counted; a failure of the peer's connection (reset, aborted) is skipped at once, any other
+/// (typically EMFILE: out of file descriptors) is retried after a pause that doubles from
+/// [`ACCEPT_BACKOFF_MIN`] to [`ACCEPT_BACKOFF_MAX`], so connections are served again as soon as
+/// descriptors free up.
+pub async fn accept_retrying<T, F, Fut>(mut accept: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        match accept().await {
+            Ok(connection) => return connection,
+            Err(error) => {
+                telemetry::accept_failed(telemetry::AcceptFailure::Accept);
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                ) {
+                    tracing::debug!(%error, "a connection failed before it was accepted");
+                    continue;
+                }
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "cannot accept gRPC connections; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Plaintext gRPC connections from `listener`, with TCP_NODELAY (as tonic's own `serve` sets it:
+/// without it a small response waits for the client's delayed ACK behind Nagle's algorithm). The
+/// stream never ends and never yields an error (see [`accept_retrying`]).
+fn plain_incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let (stream, _peer) = accept_retrying(|| listener.accept()).await;
+        let _ = stream.set_nodelay(true);
+        Some((Ok(stream), listener))
+    })
+}
+
+/// TLS gRPC connections from `listener`: each handshake runs in its own task and is abandoned
+/// (connection closed, counted) when it fails or takes longer than `handshake_timeout`.
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+{
+    let (handshaken, incoming) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = accept_retrying(|| listener.accept()) => accepted,
+                // The server stopped reading connections: stop accepting.
+                _ = handshaken.closed() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let handshaken = handshaken.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = handshaken.send(Ok(tls)).await;
+                    }
+                    Ok(Err(error)) => {
+                        telemetry::accept_failed(telemetry::AcceptFailure::TlsHandshake);
+                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        telemetry::accept_failed(telemetry::AcceptFailure::TlsHandshakeTimeout);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
 
 /// The ingest service behind a global in-flight limit: a call that finds every permit taken is
@@ -368,5 +533,84 @@ impl pb::ingest_service_server::IngestService for LimitedIngest {
     ) -> Result<tonic::Response<pb::IngestSummary>, tonic::Status> {
         let _permit = self.permit()?;
         pb::ingest_service_server::IngestService::ingest_batch(&self.inner, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out of descriptors five times, then a connection: the loop keeps trying, pausing with a
+    /// doubling backoff, and returns the connection (before: tonic's stream ended on the first).
+    #[tokio::test(start_paused = true)]
+    async fn accept_retries_after_emfile_with_backoff() {
+        let mut attempts = 0u32;
+        let started = tokio::time::Instant::now();
+        let connection = accept_retrying(|| {
+            attempts += 1;
+            let attempt = attempts;
+            async move {
+                if attempt <= 5 {
+                    Err(std::io::Error::from_raw_os_error(24)) // EMFILE
+                } else {
+                    Ok("connection")
+                }
+            }
+        })
+        .await;
+        assert_eq!(connection, "connection");
+        assert_eq!(attempts, 6);
+        // 5 + 10 + 20 + 40 + 80 ms of (paused, auto-advanced) backoff.
+        assert_eq!(started.elapsed(), Duration::from_millis(155));
+    }
+
+    /// A reset before accept is the peer's problem: the next connection is taken at once.
+    #[tokio::test(start_paused = true)]
+    async fn accept_skips_peer_failures_without_pausing() {
+        let mut attempts = 0u32;
+        let started = tokio::time::Instant::now();
+        let connection = accept_retrying(|| {
+            attempts += 1;
+            let attempt = attempts;
+            async move {
+                if attempt == 1 {
+                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted))
+                } else {
+                    Ok(attempt)
+                }
+            }
+        })
+        .await;
+        assert_eq!(connection, 2);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    /// A gRPC server that ends while no shutdown was asked for is flagged (shutdown then fails,
+    /// so the process exits non-zero) and wakes `shutdown_signal`.
+    #[tokio::test]
+    async fn grpc_stopping_unasked_is_flagged_and_ends_the_wait_for_a_signal() {
+        let (_stop, stopping) = watch::channel(false);
+        let flagged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let served = supervise_grpc(
+            Box::pin(std::future::ready(Ok(()))),
+            stopping,
+            Arc::clone(&flagged),
+        )
+        .await;
+        assert!(served.is_ok());
+        assert!(flagged.load(std::sync::atomic::Ordering::SeqCst));
+        shutdown_signal().await; // returns: the notification is stored
+
+        let (stop, stopping) = watch::channel(false);
+        let _ = stop.send(true);
+        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        supervise_grpc(
+            Box::pin(std::future::ready(Ok(()))),
+            stopping,
+            Arc::clone(&asked),
+        )
+        .await
+        .unwrap();
+        assert!(!asked.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

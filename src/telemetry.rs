@@ -11,6 +11,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// gRPC connections that failed before they could be served, by `stage` (`accept`: the accept
+/// call failed, e.g. EMFILE; `tls_handshake`; `tls_handshake_timeout`).
+pub const GRPC_ACCEPT_ERRORS_TOTAL: &str = "rapport_grpc_accept_errors_total";
 /// Events ingested, by channel, kind and outcome.
 pub const EVENTS_INGESTED_TOTAL: &str = "rapport_events_ingested_total";
 /// Texts classified, by backend and label.
@@ -200,9 +203,34 @@ fn describe() {
         "Unix time of the last successful snapshot."
     );
     describe_counter!(
+        GRPC_ACCEPT_ERRORS_TOTAL,
+        "gRPC connections that failed before they could be served, by stage."
+    );
+    describe_counter!(
         WATCH_UPDATES_DROPPED_TOTAL,
         "Priority updates slow watchers missed."
     );
+}
+
+/// Where a gRPC connection failed before it was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptFailure {
+    /// The accept call itself failed (out of descriptors, or the peer's connection failed).
+    Accept,
+    /// The TLS handshake failed.
+    TlsHandshake,
+    /// The TLS handshake took longer than the server's deadline.
+    TlsHandshakeTimeout,
+}
+
+/// Counts one gRPC connection that failed before it was served.
+pub fn accept_failed(failure: AcceptFailure) {
+    let stage = match failure {
+        AcceptFailure::Accept => "accept",
+        AcceptFailure::TlsHandshake => "tls_handshake",
+        AcceptFailure::TlsHandshakeTimeout => "tls_handshake_timeout",
+    };
+    counter!(GRPC_ACCEPT_ERRORS_TOTAL, "stage" => stage).increment(1);
 }
 
 /// Outcome label of an ingested event.
@@ -418,6 +446,44 @@ impl Drop for WatcherGuard {
     }
 }
 
+/// Lets a repeated WARN through at most once per interval and counts what it held back, so a
+/// thousand slow watchers cannot flood the log.
+pub struct LogRateLimit {
+    interval_ms: u64,
+    /// Milliseconds since the Unix epoch of the last line let through (0: none yet).
+    last_logged_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogRateLimit {
+    /// At most one line per `interval_ms`.
+    pub const fn new(interval_ms: u64) -> Self {
+        Self {
+            interval_ms,
+            last_logged_ms: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be logged at `now_ms`, else
+    /// `None` (and the line is counted as held back).
+    pub fn allow(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let last = self.last_logged_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= self.interval_ms;
+        if due
+            && self
+                .last_logged_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
 /// A slow watcher missed `count` updates.
 pub fn watch_updates_dropped(count: u64) {
     counter!(WATCH_UPDATES_DROPPED_TOTAL).increment(count);
@@ -460,4 +526,22 @@ pub fn init_logging(json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogRateLimit;
+
+    /// D10: 1,000 lagging watchers logged 82k WARN lines in 8 s; one line per interval now, with
+    /// the count of lines held back.
+    #[test]
+    fn repeated_warnings_are_let_through_once_per_interval() {
+        let limit = LogRateLimit::new(10_000);
+        let let_through = (0..1_000u64)
+            .filter(|i| limit.allow(1_000 + i).is_some())
+            .count();
+        assert_eq!(let_through, 1);
+        assert_eq!(limit.allow(11_000), Some(999));
+        assert_eq!(limit.allow(11_001), None);
+    }
 }

@@ -333,3 +333,38 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         .into_inner();
     assert_eq!(top.customers.len(), 1);
 }
+
+/// D1: a TLS connection that never handshakes is closed after
+/// `server.tls_handshake_timeout_seconds` (before: held for ever, one descriptor each).
+#[tokio::test]
+async fn a_tls_connection_that_never_handshakes_is_closed() {
+    let pki = make_pki();
+    let mut config = loopback_config();
+    config.server.tls_handshake_timeout_seconds = 1;
+    config.access.tls = Some(TlsConfig {
+        cert_file: pki.dir.path().join("server.pem"),
+        key_file: pki.dir.path().join("server.key"),
+        client_ca_file: None,
+    });
+    let model = rapport::sentiment::load(config.server.sentiment, &config.server.models_dir())
+        .expect("model loads");
+    let server = rapport::server::start(&config, model)
+        .await
+        .expect("server starts with TLS");
+    let addr = server.grpc_addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut silent = std::net::TcpStream::connect(addr).unwrap();
+        // Far longer than the handshake deadline: the read ends because the server closed.
+        silent
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        use std::io::Read;
+        let mut buf = [0u8; 16];
+        matches!(silent.read(&mut buf), Ok(0))
+            || matches!(silent.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the silent connection was closed by the server");
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+}

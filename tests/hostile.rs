@@ -113,6 +113,32 @@ async fn malformed_fields_are_rejected_by_name_and_nothing_is_stored() {
             "direction",
             Box::new(|i| i.direction = 0),
         ),
+        // Issue 15 D12: ids that look like other ids, and money whose sums reach +inf.
+        (
+            "right-to-left override in event id",
+            "event_id",
+            Box::new(|i| i.event_id = "e\u{202E}1".into()),
+        ),
+        (
+            "zero-width space in customer id",
+            "customer_id",
+            Box::new(|i| i.customer_id = "c\u{200B}1".into()),
+        ),
+        (
+            "whitespace-only tenant id",
+            "tenant_id",
+            Box::new(|i| i.tenant_id = " \u{3000} ".into()),
+        ),
+        (
+            "whitespace-only thread id",
+            "thread_id",
+            Box::new(|i| i.thread_id = "  ".into()),
+        ),
+        (
+            "money summing to infinity",
+            "value",
+            Box::new(|i| i.value = 1.7e308),
+        ),
     ];
     for (n, (name, field, mutate)) in cases.iter().enumerate() {
         let customer = format!("bad{n}");

@@ -247,3 +247,101 @@ async fn a_client_deadline_ends_a_stalled_stream_and_frees_its_slot() {
     let slow = t.customer("acme", "slow", T0_MS + 1).await;
     assert!(slow.interactions_total <= 1, "{slow:?}");
 }
+
+/// Issue 15 D4: streams that send one event and stay open held every in-flight permit, so all
+/// tenants got RESOURCE_EXHAUSTED for as long as they stayed; now an idle stream is ended after
+/// `server.ingest_idle_timeout_seconds` (DEADLINE_EXCEEDED naming the key) and its permit freed.
+#[tokio::test]
+async fn an_idle_ingest_stream_times_out_and_frees_its_permit() {
+    let mut config = loopback_config();
+    config.server.max_ingest_in_flight = 1;
+    config.server.ingest_idle_timeout_seconds = 1;
+    let t = start_with(config).await;
+    let (idle_sender, idle_events) = tokio::sync::mpsc::channel(1);
+    idle_sender
+        .send(event("hog", "c1", "h1", T0_MS))
+        .await
+        .unwrap();
+    let mut idle_client = t.ingest.clone();
+    let idle_call = tokio::spawn(async move {
+        idle_client
+            .ingest(tokio_stream::wrappers::ReceiverStream::new(idle_events))
+            .await
+    });
+    // The idle stream holds the permit once its event is in.
+    let mut scoring = t.scoring.clone();
+    for _ in 0..100 {
+        let stored = scoring
+            .get_customer(pb::GetCustomerRequest {
+                tenant_id: "hog".into(),
+                customer_id: "c1".into(),
+                as_of: None,
+            })
+            .await;
+        if stored.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut other = t.ingest.clone();
+    let mut served = None;
+    for _ in 0..100 {
+        match other
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: vec![event("other", "c1", "o1", T0_MS)],
+            })
+            .await
+        {
+            Ok(summary) => {
+                served = Some(summary.into_inner());
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(
+        served
+            .expect("another tenant is served once the idle stream times out")
+            .accepted,
+        1
+    );
+    let idle = idle_call
+        .await
+        .unwrap()
+        .expect_err("the idle stream is ended");
+    assert_eq!(idle.code(), tonic::Code::DeadlineExceeded, "{idle}");
+    assert!(
+        idle.message()
+            .starts_with("server.ingest_idle_timeout_seconds"),
+        "{idle}"
+    );
+    drop(idle_sender);
+}
+
+/// Issue 15 D5: tenants were uncapped (50,000 one-event tenants took 14.5 GB); beyond
+/// `server.max_tenants` an event for a new tenant is rejected naming `tenant_id` and the key,
+/// and existing tenants keep being served.
+#[tokio::test]
+async fn tenants_beyond_the_cap_are_refused_naming_it() {
+    let mut config = loopback_config();
+    config.server.max_tenants = 2;
+    let mut t = start_with(config).await;
+    let summary = t
+        .ingest_all(vec![
+            event("t1", "c1", "e1", T0_MS),
+            event("t2", "c1", "e2", T0_MS),
+            event("t3", "c1", "e3", T0_MS),
+            event("t1", "c2", "e4", T0_MS),
+        ])
+        .await;
+    assert_eq!((summary.accepted, summary.rejected), (3, 1), "{summary:?}");
+    let rejection = &summary.rejections[0];
+    assert!(
+        rejection.reason.starts_with("tenant_id")
+            && rejection.reason.contains("server.max_tenants"),
+        "{rejection:?}"
+    );
+}

@@ -80,18 +80,52 @@ impl AccessConfig {
         Ok(())
     }
 
-    /// The tonic server TLS settings, reading the PEM files.
-    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    /// The server's TLS acceptor (HTTP/2 by ALPN; client certificates from `client_ca_file`
+    /// required when it is set), reading the PEM files; `None` without `[access.tls]`.
+    pub fn server_tls(&self) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+        use tokio_rustls::rustls::{server::WebPkiClientVerifier, RootCertStore, ServerConfig};
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
-        let identity = Identity::from_pem(read_pem(&tls.cert_file)?, read_pem(&tls.key_file)?);
-        let mut config = ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &tls.client_ca_file {
-            config = config.client_ca_root(Certificate::from_pem(read_pem(ca)?));
-        }
-        Ok(Some(config))
+        let certs = rustls_pemfile::certs(&mut read_pem(&tls.cert_file)?.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| {
+                anyhow::anyhow!("access.tls.cert_file: {}: {error}", tls.cert_file.display())
+            })?;
+        let key = rustls_pemfile::private_key(&mut read_pem(&tls.key_file)?.as_slice())
+            .map_err(|error| anyhow::anyhow!("access.tls.key_file: {error}"))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "access.tls.key_file: no private key in {}",
+                    tls.key_file.display()
+                )
+            })?;
+        let builder = ServerConfig::builder();
+        let builder = match &tls.client_ca_file {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut read_pem(ca)?.as_slice()) {
+                    let cert = cert
+                        .map_err(|error| anyhow::anyhow!("access.tls.client_ca_file: {error}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|error| anyhow::anyhow!("access.tls.client_ca_file: {error}"))?;
+                }
+                builder.with_client_cert_verifier(
+                    WebPkiClientVerifier::builder(roots.into())
+                        .build()
+                        .map_err(|error| anyhow::anyhow!("access.tls.client_ca_file: {error}"))?,
+                )
+            }
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|error| anyhow::anyhow!("access.tls: {error}"))?;
+        config.alpn_protocols.push(b"h2".to_vec());
+        Ok(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+            config,
+        ))))
     }
 }
 

@@ -73,6 +73,45 @@ pub fn check_id(
     Ok(())
 }
 
+/// Largest `value` a new event may carry: sums of any realistic number of them stay finite (two
+/// values of 1.7e308 made `lifetime_value` +inf).
+pub const MAX_VALUE: f64 = 1e15;
+
+/// Whether `c` reorders or hides text: bidirectional controls (RLO and kin) and zero-width
+/// characters, which make two different ids look alike.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
+/// Checks what only newly ingested events must satisfy (the write-ahead log replays events accepted
+/// under older rules without it): ids that are visible (not whitespace only, no bidirectional
+/// controls or zero-width characters) and a `value` of at most [`MAX_VALUE`].
+pub fn check_new_interaction(interaction: &Interaction) -> Result<(), FieldError> {
+    for (field, id) in [
+        ("event_id", interaction.event_id.as_str()),
+        ("tenant_id", interaction.tenant_id.as_str()),
+        ("customer_id", interaction.customer_id.as_str()),
+        ("thread_id", interaction.thread_id.as_str()),
+    ] {
+        if !id.is_empty() && id.chars().all(char::is_whitespace) {
+            return Err(FieldError::new(field, "must not be whitespace only"));
+        }
+        if id.chars().any(is_invisible_or_bidi) {
+            return Err(FieldError::new(
+                field,
+                "must not contain bidirectional controls or zero-width characters",
+            ));
+        }
+    }
+    if interaction.value > MAX_VALUE {
+        return Err(FieldError::new(
+            "value",
+            format!("must be at most {MAX_VALUE}, got {}", interaction.value),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a text against the size limit.
 pub fn check_text(field: &'static str, text: &str, limits: &Limits) -> Result<(), FieldError> {
     if text.len() > limits.max_text_bytes {

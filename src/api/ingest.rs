@@ -24,6 +24,8 @@ pub struct IngestApi {
     limits: Limits,
     max_batch_interactions: usize,
     max_reported_rejections: usize,
+    /// Longest a stream may stay open without sending an event before it is ended.
+    idle_timeout: std::time::Duration,
 }
 
 /// What became of one event.
@@ -54,6 +56,29 @@ impl IngestApi {
             limits,
             max_batch_interactions,
             max_reported_rejections,
+            idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+
+    /// Ends a stream (DEADLINE_EXCEEDED) that stays open this long without sending an event, so
+    /// idle streams cannot hold the in-flight permits (default 60 s).
+    pub fn with_idle_timeout(mut self, idle_timeout: std::time::Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// The stream's next event, or DEADLINE_EXCEEDED when none comes within the idle timeout.
+    async fn next_event(
+        &self,
+        stream: &mut Streaming<pb::Interaction>,
+    ) -> Result<Option<pb::Interaction>, Status> {
+        match tokio::time::timeout(self.idle_timeout, stream.message()).await {
+            Ok(message) => message,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "server.ingest_idle_timeout_seconds: no event for {} s; the events before were \
+                 applied (retrying them is safe: repeats are counted once)",
+                self.idle_timeout.as_secs()
+            ))),
         }
     }
 
@@ -65,6 +90,7 @@ impl IngestApi {
         let now = now_ms();
         let converted =
             convert::interaction_from_pb(interaction, &self.limits, now).and_then(|interaction| {
+                convert::check_new_interaction(&interaction)?;
                 if grant.allows(&interaction.tenant_id) {
                     Ok(interaction)
                 } else {
@@ -175,7 +201,7 @@ impl IngestService for Arc<IngestApi> {
         let mut summary = pb::IngestSummary::default();
         let mut index = 0u64;
         let result = async {
-            while let Some(interaction) = stream.message().await? {
+            while let Some(interaction) = self.next_event(&mut stream).await? {
                 let processed = self.process(interaction, &grant, false);
                 self.tally(&mut summary, index, &processed);
                 index += 1;
@@ -199,7 +225,7 @@ impl IngestService for Arc<IngestApi> {
         let api = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                let reply = match stream.message().await {
+                let reply = match api.next_event(&mut stream).await {
                     Ok(Some(interaction)) => Ok(scored(api.process(interaction, &grant, true))),
                     Ok(None) => break,
                     Err(status) => Err(status),

@@ -203,7 +203,19 @@ impl ScoringService for Arc<ScoringApi> {
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         telemetry::watch_updates_dropped(missed);
-                        tracing::warn!(tenant_id = %tenant_id, missed, "slow watcher skipped priority updates");
+                        // One line per 10 s for all watchers: a thousand slow ones flooded the log.
+                        static LAGGED_WARN: telemetry::LogRateLimit =
+                            telemetry::LogRateLimit::new(10_000);
+                        if let Some(held_back) =
+                            LAGGED_WARN.allow(u64::try_from(crate::engine::now_ms()).unwrap_or(0))
+                        {
+                            tracing::warn!(
+                                tenant_id = %tenant_id,
+                                missed,
+                                similar_lines_held_back = held_back,
+                                "slow watcher skipped priority updates (logged at most every 10 s)"
+                            );
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 }

@@ -73,6 +73,19 @@ impl Default for DurabilityConfig {
 impl DurabilityConfig {
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        crate::config::check_range(
+            "durability.fsync_interval_ms",
+            self.fsync_interval_ms,
+            0,
+            60_000,
+        )?;
+        // Longer than a week between snapshots is a mistake (and 2^63 - 1 s overflowed the timer).
+        crate::config::check_range(
+            "durability.snapshot_interval_seconds",
+            self.snapshot_interval_seconds,
+            0,
+            604_800,
+        )?;
         if self.fsync == FsyncPolicy::Interval && self.fsync_interval_ms == 0 {
             return Err(crate::config::ConfigError::Invalid {
                 key: "durability.fsync_interval_ms".to_string(),
@@ -177,12 +190,31 @@ pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         let end = 8usize.saturating_add(len as usize);
         if len > MAX_RECORD_BYTES || end > rest.len() {
-            break; // torn (or garbage) length running past the end
+            // A length running past the end is a torn tail only when no more than one record's
+            // worth of bytes remains and no valid record follows; otherwise the length itself is
+            // damaged (a bit flip) and everything after it would be lost.
+            if rest.len() > 8 + MAX_RECORD_BYTES as usize {
+                anyhow::bail!(
+                    "corrupt record length {len} at byte {offset} with {} bytes after it \
+                     (more than one record): refusing to discard them",
+                    rest.len()
+                );
+            }
+            if let Some(found) = find_valid_frame(&rest[1..]) {
+                anyhow::bail!(
+                    "corrupt record length {len} at byte {offset}: a valid record follows at byte \
+                     {}: refusing to discard it",
+                    offset + 1 + found
+                );
+            }
+            break; // torn last record
         }
         let payload = &rest[8..end];
         // Real records are never empty: a zero length is a hole or garbage, not a record.
         if len == 0 || crc32fast::hash(payload) != crc {
-            if end == rest.len() || rest.iter().all(|&byte| byte == 0) {
+            if (end == rest.len() || rest.iter().all(|&byte| byte == 0))
+                && find_valid_frame(&rest[1..]).is_none()
+            {
                 break; // torn last record, or a zero-filled tail left by a crash
             }
             anyhow::bail!(
@@ -194,6 +226,20 @@ pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
         offset += end;
     }
     Ok((payloads, offset))
+}
+
+/// The offset of the first position in `data` where a whole, non-empty record with a matching
+/// checksum starts, if any: evidence that damage before it is not a torn tail. Only run on damage.
+fn find_valid_frame(data: &[u8]) -> Option<usize> {
+    (0..data.len().saturating_sub(8)).find(|&start| {
+        let rest = &data[start..];
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        len > 0
+            && len <= MAX_RECORD_BYTES as usize
+            && 8 + len <= rest.len()
+            && crc32fast::hash(&rest[8..8 + len]) == crc
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -230,6 +276,14 @@ pub struct Wal {
     /// A second handle on the log for fsync, so writers are not held up by it; guards the count
     /// of records known synced.
     syncer: Mutex<(File, u64)>,
+    /// Held shared by each ingest from the moment its event is applied to the store until it is
+    /// logged; taken exclusively by a duplicate, so it is answered only after its first copy is
+    /// logged (and, with `fsync = "always"`, fsynced).
+    admissions: std::sync::RwLock<()>,
+    /// (device, inode) of the open log: checked after each fsync and before each snapshot, so a
+    /// data directory deleted (or replaced) under the running server stops acknowledgements
+    /// instead of writing to a file no restart will find.
+    log_identity: (u64, u64),
 }
 
 /// What start-up recovered.
@@ -252,6 +306,17 @@ impl Wal {
     ) -> anyhow::Result<(Arc<Self>, Recovered)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        // Every start writes snapshot.bin before it creates wal.log, and a snapshot is replaced only
+        // by rename: a log without a snapshot means the snapshot was lost, and the log alone would
+        // start from a silently shortened history.
+        if dir.join(WAL_FILE).exists() && !dir.join(SNAPSHOT_FILE).exists() {
+            anyhow::bail!(
+                "{} is missing while {} exists: the events it held would be lost; restore it \
+                 (or remove the log to start empty on purpose)",
+                dir.join(SNAPSHOT_FILE).display(),
+                dir.join(WAL_FILE).display()
+            );
+        }
         let snapshot = read_file(&dir.join(SNAPSHOT_FILE))?;
         let (snapshot_payloads, snapshot_valid) = read_frames(&snapshot)
             .with_context(|| format!("in {}", dir.join(SNAPSHOT_FILE).display()))?;
@@ -300,6 +365,11 @@ impl Wal {
         file.sync_all()?;
         sync_dir(dir)?;
         let sync_handle = file.try_clone()?;
+        let log_identity = {
+            use std::os::unix::fs::MetadataExt;
+            let metadata = file.metadata()?;
+            (metadata.dev(), metadata.ino())
+        };
         recovered.log_records = log_payloads.len();
         Ok((
             Arc::new(Self {
@@ -307,6 +377,8 @@ impl Wal {
                 policy: config.fsync,
                 writer: Mutex::new(Writer { file, written: 0 }),
                 syncer: Mutex::new((sync_handle, 0)),
+                admissions: std::sync::RwLock::new(()),
+                log_identity,
             }),
             recovered,
         ))
@@ -324,6 +396,23 @@ impl Wal {
         telemetry::wal_appended(framed.len());
         if self.policy == FsyncPolicy::Always {
             self.sync_to(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Marks an event as on its way to the log: hold the guard from applying it to the store
+    /// until it is logged (see [`Wal::wait_for_admitted`]).
+    pub fn admit(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.admissions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every event admitted so far is logged and, with [`FsyncPolicy::Always`],
+    /// fsynced: what a duplicate waits for before it is answered, since its first copy may still
+    /// be on its way to the disk.
+    pub fn wait_for_admitted(&self) -> std::io::Result<()> {
+        drop(self.admissions.write().unwrap_or_else(|e| e.into_inner()));
+        if self.policy == FsyncPolicy::Always {
+            self.sync()?;
         }
         Ok(())
     }
@@ -351,8 +440,28 @@ impl Wal {
         let started = Instant::now();
         syncer.0.sync_data()?;
         telemetry::wal_fsynced(started.elapsed());
+        self.check_log_in_place()?;
         syncer.1 = target;
         Ok(())
+    }
+
+    /// Fails when `wal.log` in the data directory is no longer the file this process writes (the
+    /// directory or the log was deleted or replaced): what is written would not survive a restart.
+    pub fn check_log_in_place(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.dir.join(WAL_FILE);
+        let in_place = std::fs::metadata(&path)
+            .map(|metadata| (metadata.dev(), metadata.ino()) == self.log_identity)
+            .unwrap_or(false);
+        if in_place {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "{} was deleted or replaced while running: events written now would not survive \
+                 a restart",
+                path.display()
+            )))
+        }
     }
 
     /// Folds the log into the snapshot and truncates the log. Appends wait meanwhile.
@@ -367,6 +476,7 @@ impl Wal {
     fn fold_log_into_snapshot(&self) -> anyhow::Result<u64> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.file.sync_data()?;
+        self.check_log_in_place()?;
         let mut folded = read_file(&self.dir.join(SNAPSHOT_FILE))?;
         let log = read_file(&self.dir.join(WAL_FILE))?;
         let (_, valid) = read_frames(&log)?;
@@ -379,13 +489,29 @@ impl Wal {
     }
 }
 
+/// Writes `data` to snapshot.tmp, fsyncs it and renames it over snapshot.bin. On failure the
+/// temporary file is removed and the error names the file and keeps the OS error.
 fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(SNAPSHOT_TMP);
-    let mut file =
-        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).context("cannot install snapshot")?;
+    let written = File::create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(data)?;
+            file.sync_all()
+        })
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot rename {} to {}: {error}",
+                    tmp.display(),
+                    SNAPSHOT_FILE
+                )
+            })
+        });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
     sync_dir(dir)
 }
 
@@ -397,6 +523,15 @@ pub fn log_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Option<Sent
 /// Appends a refined sentiment for a logged event, stopping the process if that fails.
 pub fn log_refinement_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Sentiment) {
     append_or_abort(wal, &WalRecord::refinement(interaction, sentiment));
+}
+
+/// Waits until a duplicate's first copy is durable (see [`Wal::wait_for_admitted`]), stopping the
+/// process if the fsync fails.
+pub fn wait_for_admitted_or_abort(wal: &Wal) {
+    if let Err(error) = wal.wait_for_admitted() {
+        tracing::error!(%error, "write-ahead log fsync failed: stopping");
+        std::process::abort();
+    }
 }
 
 /// Appends a record, or stops the process rather than answer for what it could not log.
@@ -448,6 +583,7 @@ pub fn spawn_background(
                 match tokio::task::spawn_blocking(move || wal.snapshot()).await {
                     Ok(Ok(())) => tracing::info!("snapshot written, log truncated"),
                     Ok(Err(error)) => {
+                        let error = format!("{error:#}");
                         tracing::error!(%error, "snapshot failed; the log keeps growing")
                     }
                     Err(error) => tracing::error!(%error, "snapshot task failed"),
@@ -488,5 +624,86 @@ mod tests {
         holed.extend(frame(b"one"));
         assert!(read_frames(&holed).is_err());
         assert_eq!(read_frames(&[0u8; 16]).unwrap(), (vec![], 0));
+    }
+
+    /// D3: a bit flip in a middle record's length field (pointing past the end) was taken for a
+    /// torn tail and every later record dropped; now it is an error naming the byte.
+    #[test]
+    fn flipped_length_bit_before_good_records_is_corruption_not_a_torn_tail() {
+        let mut data = Vec::new();
+        for i in 0..100 {
+            data.extend(frame(format!("record {i}").as_bytes()));
+        }
+        let second = frame(b"record 0").len();
+        let mut flipped = data.clone();
+        flipped[second + 3] ^= 0x01; // length += 16 MiB: runs past the end
+        let error = read_frames(&flipped).unwrap_err().to_string();
+        assert!(error.contains(&format!("at byte {second}")), "{error}");
+        flipped = data.clone();
+        flipped[second + 2] ^= 0x10; // length += 1 MiB: still within the limit, past the end
+        assert!(read_frames(&flipped).is_err());
+        // A flipped length in the very last record is still a torn tail.
+        let last = data.len() - frame(b"record 99").len();
+        let mut torn = data.clone();
+        torn[last + 2] ^= 0x10;
+        assert_eq!(
+            read_frames(&torn).unwrap(),
+            (read_frames(&data[..last]).unwrap().0, last)
+        );
+    }
+
+    /// D8: with the data directory deleted and recreated while running, appends went on into the
+    /// unlinked log (1,000 of 1,000 acknowledged events lost at restart); now the append fails,
+    /// so the event is not acknowledged (the caller aborts), and so does a snapshot.
+    #[test]
+    fn a_deleted_data_directory_stops_appends_and_snapshots() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let config = DurabilityConfig::default();
+        let (wal, _) = Wal::open(&config, &dir, |_, _, _| {}).unwrap();
+        let record = WalRecord {
+            interaction: Some(pb::Interaction::default()),
+            ..WalRecord::default()
+        };
+        wal.append(&record).expect("the log is in place");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let error = wal.append(&record).unwrap_err().to_string();
+        assert!(error.contains(WAL_FILE), "{error}");
+        assert!(wal.snapshot().is_err());
+        assert!(
+            !dir.join(SNAPSHOT_FILE).exists(),
+            "no empty snapshot written"
+        );
+    }
+
+    /// D12: a snapshot that cannot be written leaves no snapshot.tmp behind and its error keeps
+    /// the OS error (here: snapshot.bin is a directory, so the rename fails).
+    #[test]
+    fn failed_snapshot_removes_its_temporary_file_and_keeps_the_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE).join("x"), b"x").unwrap();
+        let error = format!("{:#}", write_snapshot(dir.path(), b"data").unwrap_err());
+        assert!(error.contains("os error"), "{error}");
+        assert!(!dir.path().join(SNAPSHOT_TMP).exists());
+    }
+
+    /// D3: a deleted snapshot.bin next to a log lost every snapshotted event silently; now the
+    /// start stops, naming the file.
+    #[test]
+    fn missing_snapshot_next_to_a_log_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DurabilityConfig::default();
+        drop(Wal::open(&config, dir.path(), |_, _, _| {}).unwrap());
+        std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        let error = Wal::open(&config, dir.path(), |_, _, _| {})
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains(SNAPSHOT_FILE), "{error}");
+        // A fresh directory (neither file) still starts empty.
+        let fresh = tempfile::tempdir().unwrap();
+        assert!(Wal::open(&config, fresh.path(), |_, _, _| {}).is_ok());
     }
 }

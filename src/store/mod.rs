@@ -58,6 +58,12 @@ pub enum Refusal {
          (max_events_per_customer); such late events are no longer applied"
     )]
     BeforeRetained { max_events: usize },
+    /// The tenant is new and the store already holds [`Store::set_max_tenants`] tenants.
+    #[error(
+        "tenant_id: the server already holds its maximum of {max_tenants} tenants \
+         (server.max_tenants); events for existing tenants are still accepted"
+    )]
+    TooManyTenants { max_tenants: usize },
 }
 
 /// A customer's score moved because of an event, or through time alone (found by the ranking
@@ -201,6 +207,8 @@ pub struct Store {
     watch_buffer: usize,
     /// Most customers per tenant (0 = no cap).
     max_customers_per_tenant: AtomicUsize,
+    /// Most tenants (0 = no cap).
+    max_tenants: AtomicUsize,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -219,7 +227,15 @@ impl Store {
             config,
             watch_buffer,
             max_customers_per_tenant: AtomicUsize::new(0),
+            max_tenants: AtomicUsize::new(0),
         }
+    }
+
+    /// Caps the tenants (0 = no cap): an event for a new tenant beyond it is refused
+    /// ([`Refusal::TooManyTenants`]); concurrent first events of new tenants may overshoot it by
+    /// a few. Set after recovery, like the customer cap.
+    pub fn set_max_tenants(&self, max_tenants: usize) {
+        self.max_tenants.store(max_tenants, Ordering::Relaxed);
     }
 
     /// Caps the customers each tenant may track (0 = no cap): an event for a new customer beyond
@@ -293,7 +309,16 @@ impl Store {
             has_sentiment: sentiment.is_some(),
             reply_need: interaction.reply_need,
         };
-        let tenant = self.tenant_or_create(&interaction.tenant_id);
+        let tenant = match self.tenant(&interaction.tenant_id) {
+            Some(tenant) => tenant,
+            None => {
+                let max_tenants = self.max_tenants.load(Ordering::Relaxed);
+                if max_tenants != 0 && self.tenants.len() >= max_tenants {
+                    return Applied::Refused(Refusal::TooManyTenants { max_tenants });
+                }
+                self.tenant_or_create(&interaction.tenant_id)
+            }
+        };
         let model = tenant.model();
         let watched = tenant.updates.receiver_count() > 0;
         let mut history = match tenant.customers.get_mut(interaction.customer_id.as_str()) {
