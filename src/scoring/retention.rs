@@ -50,6 +50,9 @@ pub struct Calibration {
     pub fitted_customers: u64,
     /// The backtest horizon it was fitted with, days (0 for the identity).
     pub horizon_days: f64,
+    /// Coefficients of the extension's recalibration: the same features with the activity model's
+    /// log-odds of staying away for the rest of the horizon, given away so far, in slot 1.
+    pub extension_weights: [f64; CALIBRATION_FEATURES],
 }
 
 impl Calibration {
@@ -58,6 +61,7 @@ impl Calibration {
         weights: [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
         fitted_customers: 0,
         horizon_days: 0.0,
+        extension_weights: [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
     };
 
     /// Calibrated log-odds for one customer's features.
@@ -142,8 +146,8 @@ impl RetentionModel {
     ///
     /// The calibration was learnt for its own backtest horizon h'. When h' is shorter than the
     /// horizon asked for, the calibrated P(none in h') is extended by the activity model's
-    /// conditional P(none in (h', H] | none in h') = P(none in H) / P(none in h'): what was
-    /// observed is calibrated, only the rest is extrapolated.
+    /// conditional P(none in (h', H] | none in h') = P(none in H) / P(none in h'), itself
+    /// recalibrated the way the same extension (from h'/2 to h') proved off in the backtest.
     pub fn log_odds(&self, summary: &Summary, at_ms: TimestampMs, horizon_seconds: f64) -> f64 {
         let sample = activity_sample(summary, at_ms);
         let p_horizon = self.uncalibrated_p_no_activity(summary, at_ms, horizon_seconds);
@@ -154,15 +158,23 @@ impl RetentionModel {
                 .log_odds(&features(logit(p_horizon), &sample, summary));
         }
         let p_backtest = self.uncalibrated_p_no_activity(summary, at_ms, backtest_seconds);
-        let calibrated = 1.0
-            / (1.0
-                + (-self
-                    .calibration
-                    .log_odds(&features(logit(p_backtest), &sample, summary)))
-                .exp());
-        let p = (calibrated * (p_horizon / p_backtest).min(1.0))
-            .clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
-        logit(p)
+        let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let calibrated = sigmoid(self.calibration.log_odds(&features(
+            logit(p_backtest),
+            &sample,
+            summary,
+        )));
+        let ratio = extension_ratio(p_horizon, p_backtest);
+        let extension = features(logit(ratio), &sample, summary);
+        let extended = sigmoid(
+            self.calibration
+                .extension_weights
+                .iter()
+                .zip(&extension)
+                .map(|(weight, feature)| weight * feature)
+                .sum(),
+        );
+        logit((calibrated * extended).clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR))
     }
 }
 
@@ -251,6 +263,8 @@ impl FitSamples {
 #[derive(Clone, Debug)]
 pub struct Backtest {
     cut_ms: TimestampMs,
+    /// Halfway between the cut and the fit time: the extension is learnt from the second half.
+    mid_ms: TimestampMs,
     horizon_days: f64,
     samples: FitSamples,
     rows: Vec<BacktestRow>,
@@ -263,6 +277,8 @@ struct BacktestRow {
     features: [f64; CALIBRATION_FEATURES],
     /// No inbound activity after the cut.
     stayed_away: bool,
+    /// No inbound activity in the first half after the cut.
+    quiet_first_half: bool,
 }
 
 /// Shortest backtest horizon worth fitting (7 days).
@@ -281,6 +297,7 @@ impl Backtest {
         let horizon_days = (horizon_seconds / 86_400.0).min(history_days / 2.0);
         (horizon_days >= MIN_BACKTEST_DAYS).then(|| Self {
             cut_ms: fit_at_ms - (horizon_days * DAY_MS) as i64,
+            mid_ms: fit_at_ms - (horizon_days * DAY_MS / 2.0) as i64,
             horizon_days,
             samples: FitSamples::default(),
             rows: Vec::new(),
@@ -292,8 +309,14 @@ impl Backtest {
         self.cut_ms
     }
 
-    /// Adds a customer: `at_cut` is its fold as of the cut, `now` its fold as of the fit time.
-    pub fn add(&mut self, at_cut: &Summary, now: &Summary) {
+    /// Halfway between the cut and the fit time.
+    pub fn mid_ms(&self) -> TimestampMs {
+        self.mid_ms
+    }
+
+    /// Adds a customer: its folds as of the cut, as of [`Backtest::mid_ms`] and as of the fit
+    /// time.
+    pub fn add(&mut self, at_cut: &Summary, at_mid: &Summary, now: &Summary) {
         if at_cut.activity_total == 0 || at_cut.first_activity_at_ms > self.cut_ms {
             return;
         }
@@ -303,6 +326,7 @@ impl Backtest {
             sample,
             features: features(0.0, &sample, at_cut),
             stayed_away: now.last_activity_at_ms <= self.cut_ms,
+            quiet_first_half: at_mid.last_activity_at_ms <= self.cut_ms,
         });
     }
 
@@ -329,11 +353,53 @@ impl Backtest {
             })
             .collect();
         let weights = fit_logistic(&rows, &Calibration::IDENTITY.weights, RIDGE)?;
+        // The extension: among customers away for the first half, who stayed away for the second,
+        // against the activity model's P(none in h') / P(none in h'/2).
+        let extension_rows: Vec<([f64; CALIBRATION_FEATURES], bool)> = self
+            .rows
+            .iter()
+            .filter(|row| row.quiet_first_half)
+            .map(|row| {
+                let ratio = extension_ratio(
+                    model.params.p_no_activity(self.horizon_days, &row.sample),
+                    model
+                        .params
+                        .p_no_activity(self.horizon_days / 2.0, &row.sample),
+                );
+                let mut features = row.features;
+                features[1] = logit(ratio);
+                (features, row.stayed_away)
+            })
+            .collect();
+        let extension_away = extension_rows.iter().filter(|row| row.1).count();
+        let extension_weights =
+            if extension_away >= 20 && extension_rows.len() - extension_away >= 20 {
+                fit_logistic(
+                    &extension_rows,
+                    &Calibration::IDENTITY.extension_weights,
+                    RIDGE,
+                )
+                .unwrap_or(Calibration::IDENTITY.extension_weights)
+            } else {
+                Calibration::IDENTITY.extension_weights
+            };
         Some(Calibration {
             weights,
             fitted_customers: rows.len() as u64,
             horizon_days: self.horizon_days,
+            extension_weights,
         })
+    }
+}
+
+/// The activity model's P(none over the longer horizon | none over the shorter) =
+/// P(none, long) / P(none, short), kept inside (0, 1) so its log-odds are finite.
+fn extension_ratio(p_long: f64, p_short: f64) -> f64 {
+    let ratio = p_long / p_short;
+    if ratio.is_finite() {
+        ratio.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    } else {
+        0.5
     }
 }
 

@@ -760,8 +760,10 @@ impl Store {
             };
             samples.add(&now, fit_at_ms);
             if let Some(backtest) = backtest.as_mut() {
-                if let Some(at_cut) = history.summary_as_of(backtest.cut_ms(), &self.config) {
-                    backtest.add(&at_cut, &now);
+                let at_cut = history.summary_as_of(backtest.cut_ms(), &self.config);
+                let at_mid = history.summary_as_of(backtest.mid_ms(), &self.config);
+                if let (Some(at_cut), Some(at_mid)) = (at_cut, at_mid) {
+                    backtest.add(&at_cut, &at_mid, &now);
                 }
             }
         }
