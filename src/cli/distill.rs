@@ -216,7 +216,7 @@ mod with_transformer {
                 confusion.macro_recall(),
                 share * 100.0
             );
-            if routed <= args.max_routed && chosen.map_or(true, |best| share > best.3) {
+            if routed <= args.max_routed && chosen.is_none_or(|best| share > best.3) {
                 chosen = Some((threshold, routed, confusion.macro_recall(), share));
             }
         }

@@ -60,9 +60,9 @@ pub fn pad_batch(sequences: &[&[i64]], pad_id: i64, device: Device) -> Batch {
     let mut mask = Vec::with_capacity(sequences.len() * longest);
     for sequence in sequences {
         ids.extend_from_slice(sequence);
-        ids.extend(std::iter::repeat(pad_id).take(longest - sequence.len()));
-        mask.extend(std::iter::repeat(1i64).take(sequence.len()));
-        mask.extend(std::iter::repeat(0i64).take(longest - sequence.len()));
+        ids.extend(std::iter::repeat_n(pad_id, longest - sequence.len()));
+        mask.extend(std::iter::repeat_n(1i64, sequence.len()));
+        mask.extend(std::iter::repeat_n(0i64, longest - sequence.len()));
     }
     let shape = [sequences.len() as i64, longest as i64];
     Batch {
