@@ -8,6 +8,30 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// `Command::spawn`, retried while the binary is "text file busy": a test that has just copied the
+/// binary may still have it open for writing in a process another test forked at that moment (the
+/// fork holds the descriptor until its exec), which makes exec fail with ETXTBSY for a moment.
+trait SpawnRetrying {
+    fn spawn_retrying(&mut self) -> std::io::Result<Child>;
+}
+
+impl SpawnRetrying for Command {
+    fn spawn_retrying(&mut self) -> std::io::Result<Child> {
+        let mut attempts = 0;
+        loop {
+            match self.spawn() {
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
 /// The binary cargo built for these tests.
 fn built_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rapport"))
@@ -26,7 +50,7 @@ fn run_with_input(mut command: Command, stdin: &str) -> Output {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_retrying()
         .expect("rapport starts");
     // A command that exits before reading its input closes the pipe: not an error here.
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
@@ -81,7 +105,7 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn_retrying()
             .expect("rapport serve starts");
         let log = BufReader::new(child.stderr.take().unwrap());
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -196,7 +220,7 @@ fn copied_binary_classifies_and_serves_without_the_source_tree() {
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_retrying()
         .unwrap(),
         Duration::from_secs(30),
     );
@@ -501,7 +525,7 @@ fn watch_says_when_it_starts_and_when_the_server_goes_away() {
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
-    .spawn()
+    .spawn_retrying()
     .unwrap();
     let (line_tx, line_rx) = mpsc::channel();
     let log = BufReader::new(watch.stderr.take().unwrap());
