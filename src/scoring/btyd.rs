@@ -614,7 +614,9 @@ fn nelder_mead<F: FnMut(&[f64; 4]) -> f64>(
             return Some((best, f_best));
         }
         if *evals >= NM_MAX_EVALS {
-            return None;
+            // Out of budget: the best point found, when finite (a flat valley running to the box
+            // can keep the simplex from meeting the x tolerance; its best point is as good).
+            return f_best.is_finite().then_some((best, f_best));
         }
         let centroid: [f64; 4] =
             std::array::from_fn(|j| simplex[..4].iter().map(|(x, _)| x[j]).sum::<f64>() / 4.0);
@@ -660,7 +662,8 @@ fn nelder_mead<F: FnMut(&[f64; 4]) -> f64>(
 /// Starts from `warm_start` (any model's valid parameters) or `r = α = a = b = 1`. Returns None
 /// for any invalid sample, fewer than [`MIN_FIT_CUSTOMERS`] customers, fewer than two distinct
 /// samples, no customer with a repeat transaction, an optimiser that does not converge within
-/// its budget, or an optimum that is degenerate (on the parameter box) or not finite.
+/// its budget, or an optimum that is not finite. An optimum on the parameter box (the limit of a
+/// degenerate mixing distribution) is returned as it is.
 /// Deterministic: the result depends only on the multiset of customers, not on row order.
 pub fn fit(
     model: BtydModel,
@@ -689,10 +692,16 @@ pub fn fit(
             break;
         }
     }
-    if !f_best.is_finite() || best.iter().any(|t| t.abs() > LOG_PARAM_BOUND - 0.5) {
+    // An optimum on the box is kept: the likelihood's supremum lies beyond it (e.g. a and b
+    // growing together when every customer drops out with the same probability, a beta with no
+    // spread), and parameters at the box reproduce that limit closely. Refusing it would leave a
+    // tenant on the prior for good.
+    if !f_best.is_finite() || best.iter().any(|t| !t.is_finite()) {
         return None;
     }
-    let [r, alpha_days, a, b] = best.map(f64::exp);
+    let [r, alpha_days, a, b] = best
+        .map(|t| t.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND))
+        .map(f64::exp);
     let params = BtydParams {
         model,
         r,

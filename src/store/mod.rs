@@ -170,6 +170,8 @@ struct Tenant {
     model: RwLock<Arc<TenantModel>>,
     /// When the activity model was last fitted (server clock), 0 before the first fit.
     fitted_at_ms: std::sync::atomic::AtomicI64,
+    /// Customers the tenant tracked at the last fit attempt (growth by a tenth triggers a refit).
+    customers_at_fit: std::sync::atomic::AtomicU64,
     /// Thresholds of the watchers connected (one entry per watcher).
     watch_thresholds: std::sync::Mutex<Vec<f64>>,
 }
@@ -275,6 +277,7 @@ impl Store {
                     ranking: RwLock::default(),
                     model: RwLock::new(Arc::new(TenantModel::new(&self.config, Some(tenant_id)))),
                     fitted_at_ms: std::sync::atomic::AtomicI64::new(0),
+                    customers_at_fit: std::sync::atomic::AtomicU64::new(0),
                     watch_thresholds: std::sync::Mutex::new(Vec::new()),
                 })
             });
@@ -733,14 +736,17 @@ impl Store {
         let refit_ms = (self.config.retention_refit_seconds * 1000.0) as i64;
         let fitted_at = tenant.fitted_at_ms.load(Ordering::Relaxed);
         let customers = tenant.customer_count.load(Ordering::Relaxed) as u64;
-        let model = tenant.model();
-        let grew =
-            customers > model.retention.fitted_customers + model.retention.fitted_customers / 10;
+        // Counted at the attempt, not from the fit: customers without inbound activity (which the
+        // fit skips) must not make every pass look like growth.
+        let at_last_attempt = tenant.customers_at_fit.load(Ordering::Relaxed);
+        let grew = customers > at_last_attempt + at_last_attempt / 10;
         let due = fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms || grew;
         if !due || customers < self.config.retention_min_customers_to_fit as u64 {
             return false;
         }
         tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
+        tenant.customers_at_fit.store(customers, Ordering::Relaxed);
+        let model = tenant.model();
         let (mut latest_ms, mut first_activity_ms) = (TimestampMs::MIN, TimestampMs::MAX);
         for entry in tenant.customers.iter() {
             let summary = entry.value().summary();
@@ -1052,6 +1058,61 @@ mod tests {
             let exact = store.top_exact("acme", &query);
             assert_eq!(top[0].0, exact[0].0);
         }
+    }
+
+    /// The activity model is fitted once the tenant is large enough, then not again until it
+    /// grows by a tenth or the refit interval passes; customers without inbound activity (which
+    /// the fit skips) do not count as growth. The fit changes retention risk.
+    #[test]
+    fn activity_model_refits_on_growth_not_every_pass() {
+        let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+        let mut id = 0;
+        let mut add = |customer: u32, inbound: bool, days_before: u16| {
+            apply_spec(
+                &store,
+                id,
+                &(customer, 9, inbound, 0, 0, days_before),
+                T0_MS,
+                0,
+            );
+            id += 1;
+        };
+        // 300 buyers drawn from a buy-till-you-die process (seeded: rates, start days and
+        // drop-outs vary), and 300 customers the brand only wrote to. `days_before` counts
+        // quarter days.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut unit = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let mut buyer = |customer: u32, add: &mut dyn FnMut(u32, bool, u16)| {
+            let rate_per_day = 0.02 + 0.2 * unit();
+            let mut days_before = 30.0 + 270.0 * unit();
+            while days_before > 0.0 {
+                add(customer, true, (days_before * 4.0) as u16);
+                if unit() < 0.2 {
+                    break;
+                }
+                days_before -= -unit().ln() / rate_per_day;
+            }
+        };
+        for customer in 0..300u32 {
+            buyer(customer, &mut add);
+            add(1000 + customer, false, 10);
+        }
+        let before = store.customer("acme", "c5", T0_MS).unwrap().retention_risk;
+        assert_eq!(store.census(T0_MS).models_fitted, 1);
+        let after = store.customer("acme", "c5", T0_MS).unwrap().retention_risk;
+        assert_ne!(before, after, "the fitted model replaces the prior");
+        assert_eq!(store.census(T0_MS + 1000).models_fitted, 0);
+        assert_eq!(store.census(T0_MS + 2000).models_fitted, 0);
+        // A tenth more customers: refitted at the next pass.
+        for customer in 300..400u32 {
+            buyer(customer, &mut add);
+        }
+        assert_eq!(store.census(T0_MS + 3000).models_fitted, 1);
     }
 
     #[test]
