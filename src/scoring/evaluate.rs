@@ -4,7 +4,7 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Action, ReplyNeed, TimestampMs};
 use crate::scoring::sla::ThreadSla;
-use crate::scoring::{decayed, OpenThread, Summary, TenantModel};
+use crate::scoring::{decayed, logit, sigmoid, OpenThread, Summary, TenantModel};
 
 pub use crate::scoring::factor::{Factor, FactorKind};
 
@@ -78,14 +78,6 @@ pub fn priority_in_band(action: Action, urgency: f64) -> f64 {
     let (low, high) = band(action);
     let (center, scale) = band_shape(action);
     low + (high - low) * sigmoid((urgency - center) / scale)
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-fn logit(p: f64) -> f64 {
-    (p / (1.0 - p)).ln()
 }
 
 /// Decades of a count or amount: log10(1 + x), 0 for nothing.

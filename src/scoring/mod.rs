@@ -29,6 +29,25 @@ pub use sla::{ChannelTargets, SlaPolicy, ThreadSla};
 
 use crate::config::ScoringConfig;
 
+/// The logistic function, 1 / (1 + e^(−x)).
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Log-odds of a probability, ln(p / (1 − p)).
+pub fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+/// A linear predictor: Σ weightᵢ · featureᵢ.
+pub fn dot(weights: &[f64], features: &[f64]) -> f64 {
+    weights
+        .iter()
+        .zip(features)
+        .map(|(weight, feature)| weight * feature)
+        .sum()
+}
+
 /// What scoring knows of one tenant beyond the config: its SLA policy and its activity model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TenantModel {

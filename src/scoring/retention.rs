@@ -16,7 +16,7 @@
 
 use crate::domain::TimestampMs;
 use crate::scoring::btyd::{self, ActivitySample, BtydModel, BtydParams};
-use crate::scoring::Summary;
+use crate::scoring::{dot, logit, sigmoid, Summary};
 use std::collections::BTreeMap;
 
 const DAY_MS: f64 = 86_400_000.0;
@@ -66,11 +66,7 @@ impl Calibration {
 
     /// Calibrated log-odds for one customer's features.
     pub fn log_odds(&self, features: &[f64; CALIBRATION_FEATURES]) -> f64 {
-        self.weights
-            .iter()
-            .zip(features)
-            .map(|(weight, feature)| weight * feature)
-            .sum()
+        dot(&self.weights, features)
     }
 }
 
@@ -93,10 +89,6 @@ fn features(
         sample.age_days.max(0.0).ln_1p(),
         spend_per_day.min(1e12).ln_1p(),
     ]
-}
-
-fn logit(p: f64) -> f64 {
-    (p / (1.0 - p)).ln()
 }
 
 impl Default for RetentionModel {
@@ -158,7 +150,6 @@ impl RetentionModel {
                 .log_odds(&features(logit(p_horizon), &sample, summary));
         }
         let p_backtest = self.uncalibrated_p_no_activity(summary, at_ms, backtest_seconds);
-        let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
         let calibrated = sigmoid(self.calibration.log_odds(&features(
             logit(p_backtest),
             &sample,
@@ -166,14 +157,7 @@ impl RetentionModel {
         )));
         let ratio = extension_ratio(p_horizon, p_backtest);
         let extension = features(logit(ratio), &sample, summary);
-        let extended = sigmoid(
-            self.calibration
-                .extension_weights
-                .iter()
-                .zip(&extension)
-                .map(|(weight, feature)| weight * feature)
-                .sum(),
-        );
+        let extended = sigmoid(dot(&self.calibration.extension_weights, &extension));
         logit((calibrated * extended).clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR))
     }
 }
@@ -420,7 +404,7 @@ fn fit_logistic(
         let mut gradient = [0.0; N];
         let mut hessian = [[0.0; N]; N];
         for (features, outcome) in rows {
-            let z: f64 = weights.iter().zip(features).map(|(w, x)| w * x).sum();
+            let z = dot(&weights, features);
             let p = 1.0 / (1.0 + (-z).exp());
             let y = if *outcome { 1.0 } else { 0.0 };
             let curvature = (p * (1.0 - p)).max(1e-12);
