@@ -111,7 +111,7 @@ fn top_customers(c: &mut Criterion) {
         let at = T0_MS - (n % 90) as i64 * 86_400_000;
         store.apply(&bench_event(n, at), None, T0_MS, false);
     }
-    store.census(T0_MS);
+    store.ranking_pass(T0_MS);
     for n in 1_000_000..1_020_000u64 {
         store.apply(&bench_event(n * 37, T0_MS), None, T0_MS, false);
     }

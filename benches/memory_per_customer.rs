@@ -105,7 +105,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let now_ms = 1_767_225_600_000;
     let store = Store::new(Arc::new(ScoringConfig::default()), 16);
-    store.census(now_ms); // the tenant-less first pass, as a server's first tick
+    store.ranking_pass(now_ms); // the tenant-less first pass, as a server's first tick
     let (heap_before, rss_before) = (LIVE_BYTES.load(Ordering::Relaxed), rss_bytes());
     let mut events = Events(0x9e37_79b9_7f4a_7c15);
     for customer in 0..customers {
@@ -122,6 +122,6 @@ fn main() {
     };
     println!("{customers} customers, one event each, one tenant");
     report("after the events");
-    store.census(now_ms);
+    store.ranking_pass(now_ms);
     report("after a ranking pass");
 }

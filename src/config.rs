@@ -124,9 +124,11 @@ pub struct ServerConfig {
     pub max_customers_per_tenant: usize,
     /// How long in-flight streams may finish after SIGTERM before the process exits anyway.
     pub shutdown_grace_seconds: u64,
-    /// How often every customer is re-evaluated to rebuild TopCustomers' ranking index and the
-    /// census gauges. A customer whose priority rises through time alone (no new event) reaches
-    /// TopCustomers at most this late; customers with new events are ranked at once.
+    /// How often the ranking pass re-evaluates every customer: it rebuilds TopCustomers' ranking
+    /// index, refits tenants' activity models when due, pushes time-driven priority changes to
+    /// watchers and sets the customer gauges. A customer whose priority rises through time alone
+    /// (no new event) reaches TopCustomers and watchers at most this late; customers with new
+    /// events are ranked at once.
     pub ranking_pass_seconds: u64,
     /// Longest a client may take to complete its TLS handshake (with `[access.tls]`) before its
     /// connection is closed.

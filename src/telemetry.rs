@@ -26,13 +26,13 @@ pub const GRPC_REQUESTS_TOTAL: &str = "rapport_grpc_requests_total";
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "rapport_grpc_request_duration_seconds";
 /// Customers with at least one event, all tenants.
 pub const CUSTOMERS_TRACKED: &str = "rapport_customers_tracked";
-/// Customers by current action, from the periodic census.
+/// Customers by current action, from the ranking pass.
 pub const CUSTOMERS_BY_ACTION: &str = "rapport_customers_by_action";
-/// Customers with an unanswered message older than the reply SLA, from the periodic census.
+/// Customers with an unanswered message older than the reply SLA, from the ranking pass.
 pub const CUSTOMERS_OVER_REPLY_SLA: &str = "rapport_customers_over_reply_sla";
-/// Customers per retention-risk band (`band` label), from the periodic census.
+/// Customers per retention-risk band (`band` label), from the ranking pass.
 pub const CUSTOMERS_BY_RETENTION_RISK: &str = "rapport_customers_by_retention_risk";
-/// Unanswered threads past their channel's missed horizon, from the periodic census.
+/// Unanswered threads past their channel's missed horizon, from the ranking pass.
 pub const REPLY_THREADS_MISSED: &str = "rapport_reply_threads_missed";
 /// Watcher pushes caused by time alone (an SLA coming due, silence raising risk).
 pub const TIME_DRIVEN_PUSHES_TOTAL: &str = "rapport_time_driven_pushes_total";
@@ -139,19 +139,19 @@ fn describe() {
     );
     describe_gauge!(
         CUSTOMERS_BY_ACTION,
-        "Customers by current action (periodic census)."
+        "Customers by current action (ranking pass)."
     );
     describe_gauge!(
         CUSTOMERS_OVER_REPLY_SLA,
-        "Customers whose most urgent unanswered thread is past its reply due time (periodic census)."
+        "Customers whose most urgent unanswered thread is past its reply due time (ranking pass)."
     );
     describe_gauge!(
         CUSTOMERS_BY_RETENTION_RISK,
-        "Customers per retention-risk band (periodic census)."
+        "Customers per retention-risk band (ranking pass)."
     );
     describe_gauge!(
         REPLY_THREADS_MISSED,
-        "Unanswered threads past their channel's missed horizon (periodic census)."
+        "Unanswered threads past their channel's missed horizon (ranking pass)."
     );
     describe_counter!(
         TIME_DRIVEN_PUSHES_TOTAL,
@@ -309,8 +309,8 @@ pub fn customer_tracked() {
     gauge!(CUSTOMERS_TRACKED).increment(1.0);
 }
 
-/// Publishes a census.
-pub fn census(census: &Census) {
+/// Publishes the counts of a ranking pass.
+pub fn ranking_pass(census: &Census) {
     for (action, count) in Action::ALL.iter().zip(census.by_action) {
         gauge!(CUSTOMERS_BY_ACTION, "action" => action.as_str()).set(count as f64);
     }

@@ -639,7 +639,7 @@ impl Store {
     /// priority crossed their threshold through time alone since the previous pass; and counts
     /// customers per action and risk band, those past a reply due time and the missed threads,
     /// across all tenants.
-    pub fn census(&self, now_ms: TimestampMs) -> Census {
+    pub fn ranking_pass(&self, now_ms: TimestampMs) -> Census {
         let mut census = Census::default();
         for tenant in self.tenants.iter() {
             // The activity model first, so the index this pass builds ranks with the model
@@ -825,7 +825,7 @@ fn time_cause(before: &Score, after: &Score) -> String {
     )
 }
 
-/// Counts from [`Store::census`].
+/// Counts from [`Store::ranking_pass`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Census {
     pub customers: u64,
@@ -940,7 +940,7 @@ mod tests {
                 apply_spec(&store, id, &wrap(spec), T0_MS, skew_ms);
                 id += 1;
             }
-            store.census(T0_MS);
+            store.ranking_pass(T0_MS);
             for (spec, skew_ms) in after.iter().map(|s| (s, 0)).chain(skewed_after.iter().map(|s| (s, skewed(s)))) {
                 apply_spec(&store, id, &wrap(spec), T0_MS, skew_ms);
                 id += 1;
@@ -1026,7 +1026,7 @@ mod tests {
             reply_need: ReplyNeed::Unclear,
         };
         store.apply(&waiting, None, T0_MS, false);
-        store.census(T0_MS);
+        store.ranking_pass(T0_MS);
         // After the pass: an angry public mention, then the brand's reply stamped a minute ahead.
         event(
             "a",
@@ -1103,16 +1103,16 @@ mod tests {
             add(1000 + customer, false, 10);
         }
         let before = store.customer("acme", "c5", T0_MS).unwrap().retention_risk;
-        assert_eq!(store.census(T0_MS).models_fitted, 1);
+        assert_eq!(store.ranking_pass(T0_MS).models_fitted, 1);
         let after = store.customer("acme", "c5", T0_MS).unwrap().retention_risk;
         assert_ne!(before, after, "the fitted model replaces the prior");
-        assert_eq!(store.census(T0_MS + 1000).models_fitted, 0);
-        assert_eq!(store.census(T0_MS + 2000).models_fitted, 0);
+        assert_eq!(store.ranking_pass(T0_MS + 1000).models_fitted, 0);
+        assert_eq!(store.ranking_pass(T0_MS + 2000).models_fitted, 0);
         // A tenth more customers: refitted at the next pass.
         for customer in 300..400u32 {
             buyer(customer, &mut add);
         }
-        assert_eq!(store.census(T0_MS + 3000).models_fitted, 1);
+        assert_eq!(store.ranking_pass(T0_MS + 3000).models_fitted, 1);
     }
 
     #[test]
