@@ -230,7 +230,9 @@ pub async fn start(
             }
             // The pass evaluates every customer: on a blocking thread, off the workers.
             let store = Arc::clone(&census_store);
-            if let Ok(census) = tokio::task::spawn_blocking(move || store.ranking_pass(now_ms())).await {
+            if let Ok(census) =
+                tokio::task::spawn_blocking(move || store.ranking_pass(now_ms())).await
+            {
                 telemetry::ranking_pass(&census);
             }
             prometheus.run_upkeep();
