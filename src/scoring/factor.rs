@@ -252,7 +252,7 @@ fn sentiment_word(score: f32) -> &'static str {
 }
 
 /// "42 s", "42 min", "5 h", "31 days".
-pub fn format_duration(seconds: f64) -> String {
+fn format_duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0);
     if seconds < 120.0 {
         format!("{seconds:.0} s")

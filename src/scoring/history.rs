@@ -82,8 +82,6 @@ pub struct Summary {
     pub last_activity_at_ms: TimestampMs,
     /// Distinct UTC days with inbound activity (what the activity model counts).
     pub active_days: u32,
-    /// Whether the brand has sent anything to this customer yet.
-    pub has_outbound: bool,
     /// Thread of the brand's latest outbound event (0: none).
     pub last_outbound_thread_key: u64,
     /// Decayed weighted inbound interactions, engagement half-life.
@@ -138,7 +136,6 @@ impl Summary {
         match record.direction {
             Direction::Inbound => self.apply_inbound(record, config),
             Direction::Outbound => {
-                self.has_outbound = true;
                 self.last_outbound_thread_key = record.thread_key;
                 self.apply_outbound(record)
             }
@@ -223,7 +220,8 @@ impl Summary {
                     kind: record.kind,
                     messages: 1,
                     need,
-                    follow_up: self.has_outbound
+                    // Outbound events so far: every event folded but the inbound ones.
+                    follow_up: self.events_total > self.activity_total
                         && (record.thread_key == 0
                             || record.thread_key == self.last_outbound_thread_key),
                 }),

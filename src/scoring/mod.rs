@@ -19,7 +19,7 @@ mod sla;
 pub use calendar::{BusinessCalendar, BusinessHoursConfig, CalendarError};
 pub use decay::{decay_factor, decayed};
 pub use evaluate::{band, evaluate, evaluate_for_ranking, priority_in_band, Score};
-pub use factor::{format_duration, Factor, FactorGroup, FactorKind};
+pub use factor::{Factor, FactorGroup, FactorKind};
 pub use history::{
     CustomerHistory, EventRecord, InsertOutcome, OpenThread, RefineOutcome, Summary,
     SARCASTIC_CLOSURE_SENTIMENT,

@@ -25,6 +25,16 @@ const DAY_MS: f64 = 86_400_000.0;
 /// log-odds stay finite.
 const PROBABILITY_FLOOR: f64 = 1e-9;
 
+/// A probability kept inside [1e-9, 1 − 1e-9] so its log-odds are finite; 0.5 (log-odds 0) for
+/// a non-finite one.
+fn bounded_probability(p: f64) -> f64 {
+    if p.is_finite() {
+        p.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    } else {
+        0.5
+    }
+}
+
 /// A tenant's fitted (or prior) activity model.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetentionModel {
@@ -32,8 +42,6 @@ pub struct RetentionModel {
     pub params: BtydParams,
     /// The recalibration learnt on the tenant's past (identity until there is enough of it).
     pub calibration: Calibration,
-    /// Customers the fit saw; 0 for the prior.
-    pub fitted_customers: u64,
 }
 
 /// Number of features of the recalibration, intercept included.
@@ -46,8 +54,6 @@ pub const CALIBRATION_FEATURES: usize = 6;
 pub struct Calibration {
     /// Coefficients, in feature order.
     pub weights: [f64; CALIBRATION_FEATURES],
-    /// Customers it was fitted on; 0 for the identity.
-    pub fitted_customers: u64,
     /// The backtest horizon it was fitted with, days (0 for the identity).
     pub horizon_days: f64,
     /// Coefficients of the extension's recalibration: the same features with the activity model's
@@ -59,7 +65,6 @@ impl Calibration {
     /// The activity model as it is.
     pub const IDENTITY: Calibration = Calibration {
         weights: [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-        fitted_customers: 0,
         horizon_days: 0.0,
         extension_weights: [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
     };
@@ -111,7 +116,6 @@ impl RetentionModel {
                 b: 3.0,
             },
             calibration: Calibration::IDENTITY,
-            fitted_customers: 0,
         }
     }
 
@@ -124,14 +128,10 @@ impl RetentionModel {
         horizon_seconds: f64,
     ) -> f64 {
         let sample = activity_sample(summary, at_ms);
-        let p = self
-            .params
-            .p_no_activity(horizon_seconds / 86_400.0, &sample);
-        if p.is_finite() {
-            p.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
-        } else {
-            0.5
-        }
+        bounded_probability(
+            self.params
+                .p_no_activity(horizon_seconds / 86_400.0, &sample),
+        )
     }
 
     /// The calibrated log-odds of no inbound activity within `horizon_seconds` after `at_ms`.
@@ -158,7 +158,7 @@ impl RetentionModel {
         let ratio = extension_ratio(p_horizon, p_backtest);
         let extension = features(logit(ratio), &sample, summary);
         let extended = sigmoid(dot(&self.calibration.extension_weights, &extension));
-        logit((calibrated * extended).clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR))
+        logit(bounded_probability(calibrated * extended))
     }
 }
 
@@ -237,7 +237,6 @@ impl FitSamples {
         Some(RetentionModel {
             params,
             calibration: Calibration::IDENTITY,
-            fitted_customers: self.customers,
         })
     }
 }
@@ -327,12 +326,9 @@ impl Backtest {
             .rows
             .iter()
             .map(|row| {
-                let p = model
-                    .params
-                    .p_no_activity(self.horizon_days, &row.sample)
-                    .clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
+                let p = model.params.p_no_activity(self.horizon_days, &row.sample);
                 let mut features = row.features;
-                features[1] = if p.is_finite() { logit(p) } else { 0.0 };
+                features[1] = logit(bounded_probability(p));
                 (features, row.stayed_away)
             })
             .collect();
@@ -369,7 +365,6 @@ impl Backtest {
             };
         Some(Calibration {
             weights,
-            fitted_customers: rows.len() as u64,
             horizon_days: self.horizon_days,
             extension_weights,
         })
@@ -379,12 +374,7 @@ impl Backtest {
 /// The activity model's P(none over the longer horizon | none over the shorter) =
 /// P(none, long) / P(none, short), kept inside (0, 1) so its log-odds are finite.
 fn extension_ratio(p_long: f64, p_short: f64) -> f64 {
-    let ratio = p_long / p_short;
-    if ratio.is_finite() {
-        ratio.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
-    } else {
-        0.5
-    }
+    bounded_probability(p_long / p_short)
 }
 
 /// Ridge strength pulling the recalibration towards the identity (in customers' worth of

@@ -86,13 +86,12 @@ impl SlaPolicy {
                 ),
             }
         });
-        let (hours, prefix) = match tenant_policy.and_then(|policy| policy.business_hours.as_ref())
-        {
-            Some(hours) => (Some(hours), "scoring.tenants"),
-            None => (config.business_hours.as_ref(), "scoring.business_hours"),
-        };
-        let calendar = hours
-            .and_then(|hours| BusinessCalendar::from_config(hours, prefix).ok())
+        // Validation refused what does not parse (naming the key), so the key prefix here is
+        // never shown.
+        let calendar = tenant_policy
+            .and_then(|policy| policy.business_hours.as_ref())
+            .or(config.business_hours.as_ref())
+            .and_then(|hours| BusinessCalendar::from_config(hours, "").ok())
             .unwrap_or_else(BusinessCalendar::always_open);
         Self { targets, calendar }
     }

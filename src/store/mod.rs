@@ -9,7 +9,7 @@ use crate::config::ScoringConfig;
 use crate::domain::{Action, Interaction, TimestampMs};
 use crate::scoring::{
     evaluate, evaluate_for_ranking, Backtest, CustomerHistory, EventRecord, FitSamples,
-    InsertOutcome, RefineOutcome, Score, TenantModel,
+    InsertOutcome, RefineOutcome, RetentionModel, Score, SlaPolicy, TenantModel,
 };
 use crate::sentiment::Sentiment;
 use compact_str::CompactString;
@@ -211,6 +211,10 @@ pub struct Store {
     max_customers_per_tenant: AtomicUsize,
     /// Most tenants (0 = no cap).
     max_tenants: AtomicUsize,
+    /// SLA policies resolved once from the config (calendars parsed once): the default one, and
+    /// those of the tenants the config names.
+    default_sla: SlaPolicy,
+    tenant_sla: std::collections::HashMap<String, SlaPolicy>,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -224,12 +228,20 @@ pub fn id_key(id: &str) -> u64 {
 impl Store {
     /// An empty store scoring with `config`; each tenant buffers `watch_buffer` updates for slow watchers.
     pub fn new(config: Arc<ScoringConfig>, watch_buffer: usize) -> Self {
+        let default_sla = SlaPolicy::new(&config, None);
+        let tenant_sla = config
+            .tenants
+            .keys()
+            .map(|tenant| (tenant.clone(), SlaPolicy::new(&config, Some(tenant))))
+            .collect();
         Self {
             tenants: Map::default(),
             config,
             watch_buffer,
             max_customers_per_tenant: AtomicUsize::new(0),
             max_tenants: AtomicUsize::new(0),
+            default_sla,
+            tenant_sla,
         }
     }
 
@@ -275,7 +287,14 @@ impl Store {
                     customer_count: AtomicUsize::new(0),
                     updates: broadcast::channel(self.watch_buffer).0,
                     ranking: RwLock::default(),
-                    model: RwLock::new(Arc::new(TenantModel::new(&self.config, Some(tenant_id)))),
+                    model: RwLock::new(Arc::new(TenantModel {
+                        sla: self
+                            .tenant_sla
+                            .get(tenant_id)
+                            .unwrap_or(&self.default_sla)
+                            .clone(),
+                        retention: RetentionModel::prior(),
+                    })),
                     fitted_at_ms: std::sync::atomic::AtomicI64::new(0),
                     customers_at_fit: std::sync::atomic::AtomicU64::new(0),
                     watch_thresholds: std::sync::Mutex::new(Vec::new()),
