@@ -6,6 +6,7 @@ through reflection, and asserts on the answers (exit status 1 on any mismatch).
     python examples/python/client.py --server 127.0.0.1:50051
 """
 import argparse
+import math
 import time
 
 import grpc
@@ -72,6 +73,27 @@ def main():
     assert [c.customer_id for c in top.customers][:1] == ["angry-ann"], top
     assert top.customers[0].action == ipb.ACTION_RESPOND, top.customers[0]
     assert len(top.customers) == 2
+    ann = top.customers[0]
+    # Her reply is due one SLA (1 h by default) after the mention; reasons carry their group, and
+    # the risk factors' contributions sum to the log-odds of her retention risk.
+    assert ann.HasField("reply_due_at") and ann.open_threads == 1, ann
+    assert abs(ann.reply_due_at.seconds - (ts(120).seconds + 3600)) <= 1, ann.reply_due_at
+    groups = {r.factor: r.group for r in ann.reasons}
+    assert groups["unanswered"] == ipb.REASON_GROUP_PRIORITY, groups
+    assert groups["activity"] == ipb.REASON_GROUP_RISK, groups
+    risk_log_odds = sum(r.contribution for r in ann.reasons if r.group == ipb.REASON_GROUP_RISK)
+    assert abs(1 / (1 + math.exp(-risk_log_odds)) - ann.retention_risk) < 1e-9, ann
+
+    # reply_need stated by the client: a message that needs no answer opens nothing.
+    closing = ipb.Interaction(event_id="py-4", tenant_id=args.tenant, customer_id="calm-cat",
+                              channel=ipb.CHANNEL_EMAIL, kind=ipb.INTERACTION_KIND_MESSAGE,
+                              direction=ipb.DIRECTION_INBOUND, occurred_at=ts(60),
+                              text="see you next week", reply_need=ipb.REPLY_NEED_NOT_REQUIRED)
+    summary = ing.IngestServiceStub(channel).Ingest(iter([closing]), timeout=10)
+    assert summary.accepted == 1, summary
+    cat = pb["scoring_pb2_grpc"].ScoringServiceStub(channel).GetCustomer(
+        scp.GetCustomerRequest(tenant_id=args.tenant, customer_id="calm-cat"), timeout=5)
+    assert cat.action != ipb.ACTION_RESPOND and cat.open_threads == 0, cat
     print("python client: all checks passed")
 
 
