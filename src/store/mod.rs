@@ -215,6 +215,9 @@ pub struct Store {
     /// those of the tenants the config names.
     default_sla: SlaPolicy,
     tenant_sla: std::collections::HashMap<String, SlaPolicy>,
+    /// When the previous ranking pass evaluated (`i64::MIN` before the first): the point from
+    /// which time-driven changes are measured for tenants that had no index yet.
+    previous_pass_at_ms: std::sync::atomic::AtomicI64,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -242,6 +245,7 @@ impl Store {
             max_tenants: AtomicUsize::new(0),
             default_sla,
             tenant_sla,
+            previous_pass_at_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -660,6 +664,9 @@ impl Store {
     /// across all tenants.
     pub fn ranking_pass(&self, now_ms: TimestampMs) -> Census {
         let mut census = Census::default();
+        let store_previous_ms = self
+            .previous_pass_at_ms
+            .fetch_max(now_ms, std::sync::atomic::Ordering::Relaxed);
         for tenant in self.tenants.iter() {
             // The activity model first, so the index this pass builds ranks with the model
             // queries will use until the next pass.
@@ -669,12 +676,10 @@ impl Store {
             let model = tenant.model();
             // Watchers' thresholds, for time-driven pushes against the previous pass.
             let thresholds = tenant.watch_thresholds();
-            let previous_pass_ms = tenant
-                .ranking()
-                .index
-                .as_ref()
-                .map(|index| index.computed_at_ms)
-                .filter(|at| *at < now_ms && !thresholds.is_empty());
+            // Every tenant is evaluated in every pass, so the store's previous pass is this
+            // tenant's too, including one created since (its customers' events came later).
+            let previous_pass_ms = Some(store_previous_ms)
+                .filter(|at| *at != i64::MIN && *at < now_ms && !thresholds.is_empty());
             // Events from here on go with the index this pass installs.
             let next_hot: [Arc<HotSet>; ranking::LISTS] = Default::default();
             tenant.ranking_mut().next_hot = Some(next_hot.clone());
@@ -710,11 +715,12 @@ impl Store {
                     census.over_reply_sla += 1;
                 }
                 if let Some(previous_ms) = previous_pass_ms {
-                    // Only customers without events since the previous pass: an event's change
-                    // was pushed when it arrived.
-                    if summary.last_event_at_ms <= previous_ms {
+                    // Measured from the previous pass, or from the customer's last event when it
+                    // came later (its change up to then was pushed when it arrived).
+                    let before_ms = previous_ms.max(summary.last_event_at_ms);
+                    if before_ms < now_ms {
                         let before =
-                            evaluate_for_ranking(&summary, previous_ms, &self.config, &model);
+                            evaluate_for_ranking(&summary, before_ms, &self.config, &model);
                         let crossed = thresholds.iter().any(|&min_priority| {
                             crosses(before.priority, before.action, &score, min_priority)
                         });
