@@ -1,27 +1,16 @@
 //! rapport: real-time engagement and sentiment scoring.
 //!
-//! Pipeline, one folder per stage: `api/` (gRPC transport) → [`sentiment`] (one trait, backends
-//! beside it) → [`scoring`] (pure functions of events and time) → [`store`] (state and ranking),
-//! with [`engine`] tying classification and the store together behind the transport.
+//! This package is the `rapport` command (serve, send, top, watch, simulate, loadgen, train…);
+//! its library is the CLI plus one name for each layer below it, so tools and tests write
+//! `rapport::store` whatever crate holds it:
+//!
+//! - `rapport-sentiment` ([`sentiment`]): the classification trait and its backends;
+//! - `rapport-core` ([`domain`], [`config`], [`scoring`], [`store`], [`durability`], [`engine`],
+//!   [`telemetry`]): state and scores, no transport;
+//! - `rapport-server` ([`api`], [`server`], [`pb`]): the gRPC services.
 
-pub mod api;
 pub mod cli;
-pub mod config;
-pub mod domain;
-pub mod durability;
-pub mod engine;
-pub mod scoring;
-pub mod sentiment;
-pub mod server;
-pub mod store;
-pub mod telemetry;
 
-/// Generated protobuf and gRPC code for `rapport.v1`.
-#[allow(clippy::all, missing_docs)]
-pub mod pb {
-    tonic::include_proto!("rapport.v1");
-
-    /// Encoded descriptors of the rapport protos, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/rapport_descriptor.bin"));
-}
+pub use rapport_core::{calendar, config, domain, durability, engine, scoring, store, telemetry};
+pub use rapport_sentiment as sentiment;
+pub use rapport_server::{api, pb, server};

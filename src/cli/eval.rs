@@ -120,11 +120,7 @@ fn elapsed_text(seconds: f64) -> String {
 
 /// The backend's name as `--sentiment` spells it (`fast-gold`, not the model's `fast`).
 fn backend_name(backend: crate::sentiment::Backend) -> String {
-    use clap::ValueEnum;
-    backend.to_possible_value().map_or_else(
-        || format!("{backend:?}"),
-        |value| value.get_name().to_string(),
-    )
+    backend.name().to_string()
 }
 
 /// `rapport train fast`: trains on gold labels, or on the teacher's softened logits with

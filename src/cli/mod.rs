@@ -124,7 +124,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
     /// Sentiment backend [default: fast].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = backend_parser())]
     pub sentiment: Option<Backend>,
     /// Directory of model files laid out as the repository's models/ (e.g. with a model from
     /// `train fast`) [default: the fast models and VADER lexicons built into the binary; the
@@ -140,11 +140,19 @@ pub struct ServeArgs {
     pub fsync: Option<String>,
 }
 
+/// `--sentiment`: one of the backends this build has, listed in `--help`.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = Backend> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Backend::ALL.iter().map(|backend| backend.name()))
+        // Only the names above get here, and each parses.
+        .map(|name| name.parse::<Backend>().unwrap_or(Backend::Fast))
+}
+
 /// Backend choice for offline commands.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Sentiment backend.
-    #[arg(long, value_enum, default_value = "fast")]
+    #[arg(long, value_parser = backend_parser(), default_value = "fast")]
     pub sentiment: Backend,
     /// Directory of model files laid out as the repository's models/ (e.g. with a model from
     /// `train fast`) [default: the fast models and VADER lexicons built into the binary; the

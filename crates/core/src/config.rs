@@ -1,0 +1,880 @@
+//! The one configuration file (TOML): server limits and every scoring weight, threshold, half-life
+//! and the reply SLA, with documented defaults. Unknown keys and out-of-range values are errors at
+//! start, naming the key.
+
+use crate::calendar::BusinessHoursConfig;
+use crate::domain::{Channel, Kind};
+use rapport_sentiment::Backend;
+/// The `[transformer]` section (owned by the sentiment crate, validated here).
+pub use rapport_sentiment::TransformerConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const DAY_SECONDS: f64 = 86_400.0;
+
+/// Whole configuration: `[server]` and `[scoring]` tables.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub scoring: ScoringConfig,
+    pub durability: DurabilityConfig,
+    pub access: AccessConfig,
+    pub transformer: TransformerConfig,
+}
+
+/// Checks the `[transformer]` pool settings (the section is the sentiment crate's), naming the key.
+pub fn validate_transformer(transformer: &TransformerConfig) -> Result<(), ConfigError> {
+    for (key, value, largest) in [
+        ("transformer.workers", transformer.workers, 1_024),
+        ("transformer.threads", transformer.threads, 1_024),
+        (
+            "transformer.queue_capacity",
+            transformer.queue_capacity,
+            1_000_000,
+        ),
+        (
+            "transformer.max_batch_texts",
+            transformer.max_batch_texts,
+            1_000_000,
+        ),
+        (
+            "transformer.max_batch_tokens",
+            transformer.max_batch_tokens,
+            1 << 30,
+        ),
+    ] {
+        check_range(key, value as u64, 1, largest)?;
+    }
+    if !(0.0..=1.0).contains(&transformer.cascade_min_confidence) {
+        return Err(ConfigError::invalid(
+            "transformer.cascade_min_confidence",
+            format!(
+                "must be within [0, 1], got {}",
+                transformer.cascade_min_confidence
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[access]`: tokens and TLS. With no tokens every caller may use every tenant (and the server
+/// says so at start); with no `[access.tls]` gRPC is plaintext.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Accepted bearer tokens.
+    pub tokens: Vec<TokenConfig>,
+    /// TLS for the gRPC port; mutual TLS when `client_ca_file` is set.
+    pub tls: Option<TlsConfig>,
+}
+
+/// One accepted bearer token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The tenant it grants, or `*` for every tenant (an admin token).
+    pub tenant: String,
+    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub token_sha256: String,
+}
+
+/// `[access.tls]`: PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain.
+    pub cert_file: PathBuf,
+    /// Server private key.
+    pub key_file: PathBuf,
+    /// CA that client certificates must chain to; set = mutual TLS (clients without a valid
+    /// certificate cannot connect).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The tenant value that grants every tenant.
+pub const ALL_TENANTS: &str = "*";
+
+impl AccessConfig {
+    /// Checks every token entry, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (index, token) in self.tokens.iter().enumerate() {
+            let key = |field: &str| format!("access.tokens[{index}].{field}");
+            if token.tenant.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key("tenant"),
+                    message: format!("must name a tenant, or \"{ALL_TENANTS}\" for all"),
+                });
+            }
+            let is_hex_digest = token.token_sha256.len() == 64
+                && token
+                    .token_sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !is_hex_digest {
+                return Err(ConfigError::Invalid {
+                    key: key("token_sha256"),
+                    message: "must be 64 lower-case hex digits (printf %s \"$TOKEN\" | sha256sum)"
+                        .to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When the log is fsynced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Every accepted event is fsynced before its call is answered (concurrent callers share
+    /// fsyncs). A crash, even of the OS or power, loses nothing acknowledged. The default.
+    #[default]
+    Always,
+    /// Events are written to the OS before the answer and fsynced every `fsync_interval_ms`. A
+    /// process crash (kill -9) loses nothing acknowledged; an OS crash or power loss can lose the
+    /// acknowledged events of the last interval.
+    Interval,
+}
+
+/// The `[durability]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurabilityConfig {
+    /// Where the log and snapshots live; unset = in memory only.
+    pub data_dir: Option<PathBuf>,
+    pub fsync: FsyncPolicy,
+    /// Fsync period with `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// How often the log is folded into the snapshot and truncated (0 = only at start).
+    pub snapshot_interval_seconds: u64,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 100,
+            snapshot_interval_seconds: 300,
+        }
+    }
+}
+
+impl DurabilityConfig {
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range(
+            "durability.fsync_interval_ms",
+            self.fsync_interval_ms,
+            0,
+            60_000,
+        )?;
+        // Longer than a week between snapshots is a mistake (and 2^63 - 1 s overflowed the timer).
+        check_range(
+            "durability.snapshot_interval_seconds",
+            self.snapshot_interval_seconds,
+            0,
+            604_800,
+        )?;
+        if self.fsync == FsyncPolicy::Interval && self.fsync_interval_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "durability.fsync_interval_ms".to_string(),
+                message: "must be at least 1 with fsync = \"interval\"".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Listening addresses, input limits and the sentiment backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    pub metrics_addr: SocketAddr,
+    /// Sentiment backend used by ingest, `Classify` and the CLI.
+    pub sentiment: Backend,
+    /// Directory holding the model files; the models built into the binary when unset.
+    pub models_dir: Option<PathBuf>,
+    /// Longest accepted text, in bytes.
+    pub max_text_bytes: usize,
+    /// Longest accepted tenant, customer, event or thread id, in bytes.
+    pub max_id_bytes: usize,
+    /// How far ahead of the server clock an event may be stamped (clock skew).
+    pub max_future_skew_seconds: u64,
+    /// Most texts in one `Classify` call.
+    pub max_classify_texts: usize,
+    /// Most interactions in one `IngestBatch` call.
+    pub max_batch_interactions: usize,
+    /// Ingest calls (streams and batches) in flight across all connections; more are refused at
+    /// once with RESOURCE_EXHAUSTED.
+    pub max_ingest_in_flight: usize,
+    /// Concurrent requests per connection before new ones queue.
+    pub concurrency_per_connection: usize,
+    /// Updates buffered per tenant for `WatchPriorities`; a slower watcher skips (and is told).
+    pub watch_buffer: usize,
+    /// Most rejections listed in an `IngestSummary`.
+    pub max_reported_rejections: usize,
+    /// Most customers one tenant may track (0 = no cap). Beyond it, events for new customers are
+    /// rejected (naming `customer_id`) and customers already tracked keep being updated.
+    pub max_customers_per_tenant: usize,
+    /// How long in-flight streams may finish after SIGTERM before the process exits anyway.
+    pub shutdown_grace_seconds: u64,
+    /// How often the ranking pass re-evaluates every customer: it rebuilds TopCustomers' ranking
+    /// index, refits tenants' activity models when due, pushes time-driven priority changes to
+    /// watchers and sets the customer gauges. A customer whose priority rises through time alone
+    /// (no new event) reaches TopCustomers and watchers at most this late; customers with new
+    /// events are ranked at once.
+    pub ranking_pass_seconds: u64,
+    /// Longest a client may take to complete its TLS handshake (with `[access.tls]`) before its
+    /// connection is closed.
+    pub tls_handshake_timeout_seconds: u64,
+    /// An Ingest or IngestScored stream that sends no event for this long is ended
+    /// (DEADLINE_EXCEEDED), freeing its in-flight permit.
+    pub ingest_idle_timeout_seconds: u64,
+    /// Most tenants the server holds (0 = no cap). Beyond it, events for new tenants are rejected
+    /// (naming `tenant_id` and this key); existing tenants keep being updated.
+    pub max_tenants: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9464)),
+            sentiment: Backend::Fast,
+            models_dir: None,
+            max_text_bytes: 16 * 1024,
+            max_id_bytes: 256,
+            max_future_skew_seconds: 300,
+            max_classify_texts: 1000,
+            max_batch_interactions: 10_000,
+            max_ingest_in_flight: 256,
+            concurrency_per_connection: 64,
+            watch_buffer: 1024,
+            max_reported_rejections: 10,
+            max_customers_per_tenant: 5_000_000,
+            shutdown_grace_seconds: 10,
+            ranking_pass_seconds: 5,
+            tls_handshake_timeout_seconds: 10,
+            ingest_idle_timeout_seconds: 60,
+            max_tenants: 10_000,
+        }
+    }
+}
+
+/// Everything the pure scoring functions read. See docs/scoring.md for the formulas.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Half-life of engagement (default 14 days).
+    pub engagement_half_life_seconds: f64,
+    /// Half-life of the long-run engagement baseline that recent engagement is compared with (90 days).
+    pub engagement_baseline_half_life_seconds: f64,
+    /// Decayed weighted interactions that map to engagement 63 (= 100 * (1 - 1/e)).
+    pub engagement_scale: f64,
+    /// Half-life of recent sentiment (2 days).
+    pub sentiment_recent_half_life_seconds: f64,
+    /// Half-life of long-run sentiment (30 days).
+    pub sentiment_long_half_life_seconds: f64,
+    /// Half-life of the purchase and positive-contact memories that lower risk (30 days).
+    pub goodwill_half_life_seconds: f64,
+    /// Pseudo-weight of the neutral prior in long-run sentiment and of long-run sentiment in
+    /// recent sentiment (0.5 = half a confident message), so both fade back as messages age.
+    pub sentiment_prior_weight: f64,
+    /// Usual gap assumed for a customer with fewer than two interactions (7 days).
+    pub default_gap_seconds: f64,
+    /// Smallest usual gap, so bursts of messages do not make a day's silence look alarming (1 day).
+    pub min_gap_seconds: f64,
+    /// First-response target for inbound messages, every channel unless `channel_sla` says
+    /// otherwise (1 hour).
+    pub reply_sla_seconds: f64,
+    /// Next-response target in a thread the brand has already answered once (1 hour).
+    pub next_reply_sla_seconds: f64,
+    /// An unanswered thread older than this (wall clock) is missed: counted and reported, and it
+    /// stops climbing in priority (14 days).
+    pub missed_after_seconds: f64,
+    /// Per-channel reply targets (SLA policy rows, as support desks define them).
+    pub channel_sla: BTreeMap<Channel, ChannelSlaConfig>,
+    /// Business hours for every tenant without its own (absent: the SLA clock never pauses).
+    pub business_hours: Option<BusinessHoursConfig>,
+    /// Per-tenant SLA policies, by tenant id.
+    pub tenants: BTreeMap<String, TenantSlaConfig>,
+    /// Retention risk is the probability of no inbound activity within this horizon (90 days).
+    pub retention_horizon_seconds: f64,
+    /// A tenant's activity model is fitted once it has at least this many customers (before
+    /// that, and for smaller tenants, the documented prior is used).
+    pub retention_min_customers_to_fit: usize,
+    /// How often a tenant's activity model is refitted in the background (1 hour).
+    pub retention_refit_seconds: f64,
+    /// Events kept per customer for exact re-folding and duplicate detection. Beyond it the oldest
+    /// quarter is folded into the customer's summary (scores unchanged) and their ids forgotten;
+    /// an event older than every kept one is then refused (`occurred_at`), never double-counted.
+    pub max_events_per_customer: usize,
+    /// Engagement weight per interaction kind; kinds not listed keep their default.
+    pub kind_weights: BTreeMap<Kind, f64>,
+    /// Engagement multiplier per channel; channels not listed keep their default (1.0).
+    pub channel_weights: BTreeMap<Channel, f64>,
+    pub risk: RiskWeights,
+    pub respond: RespondWeights,
+    pub actions: ActionThresholds,
+}
+
+/// The logistic layer of retention risk: log-odds added to the activity model's own log-odds
+/// (docs/scoring.md). They are priors for what a purchase log lacks, never fitted to a benchmark.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskWeights {
+    /// Log-odds added to every customer (0: the activity model as it is).
+    pub bias: f64,
+    /// Recent engagement rate below the long-run rate (0 by default: on activity alone it restates
+    /// what the activity model already counts).
+    pub engagement_drop: f64,
+    /// Negative long-run sentiment, at sentiment -1.
+    pub negative_sentiment: f64,
+    /// Recent sentiment below long-run sentiment, per unit of drop.
+    pub worsening_sentiment: f64,
+    /// Unanswered negative messages (1 - 0.5^n).
+    pub open_complaints: f64,
+    /// Recent positive contact (subtracted).
+    pub positive_contact: f64,
+}
+
+/// Weights of RESPOND urgency, in log-odds-like units summed per open thread (docs/scoring.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RespondWeights {
+    /// Per unit of ln(1 + SLA progress): progress is business time waited over the SLA target.
+    pub wait: f64,
+    /// When a message asks for an answer (a question, a request).
+    pub needs_reply: f64,
+    /// At the most negative message (score -1).
+    pub negativity: f64,
+    /// Per decade of the author's followers (log10(1 + followers)).
+    pub reach: f64,
+    /// When the message is on a public channel.
+    pub public_channel: f64,
+    /// Per unit of ln(unanswered messages in the thread).
+    pub messages: f64,
+    /// Per decade of the customer's lifetime value (log10(1 + value)).
+    pub customer_value: f64,
+    /// At retention risk 1.
+    pub retention_risk: f64,
+    /// Past missed_after_seconds, the wait term stops climbing and falls by this per unit of
+    /// ln(waited / missed_after_seconds), so a stale backlog sinks below fresh messages.
+    pub staleness: f64,
+}
+
+/// A channel's reply targets; unset values fall back to the `[scoring]` defaults.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSlaConfig {
+    /// First reply due this long (business time) after the customer's first unanswered message.
+    pub first_response_seconds: Option<f64>,
+    /// Next reply, in a thread the brand already answered once, due this long after.
+    pub next_response_seconds: Option<f64>,
+    /// An unanswered thread older than this (wall clock) is missed: reported, and it stops climbing.
+    pub missed_after_seconds: Option<f64>,
+}
+
+/// One tenant's own SLA policy; what it leaves out comes from `[scoring]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSlaConfig {
+    /// Defaults for every channel of this tenant.
+    #[serde(flatten)]
+    pub defaults: ChannelSlaConfig,
+    /// Per-channel targets of this tenant.
+    pub channel_sla: BTreeMap<Channel, ChannelSlaConfig>,
+    /// This tenant's business hours (the SLA clock pauses outside them).
+    pub business_hours: Option<BusinessHoursConfig>,
+}
+
+/// When each action applies.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionThresholds {
+    /// RESCUE from this retention risk on.
+    pub rescue_min_risk: f64,
+    /// ADVOCATE needs long-run sentiment at least this ...
+    pub advocate_min_sentiment: f64,
+    /// ... engagement at least this ...
+    pub advocate_min_engagement: f64,
+    /// ... and at least this many followers.
+    pub advocate_min_followers: u64,
+    /// NURTURE: engaged (at least this) but never bought.
+    pub nurture_min_engagement: f64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            engagement_half_life_seconds: 14.0 * DAY_SECONDS,
+            engagement_baseline_half_life_seconds: 90.0 * DAY_SECONDS,
+            engagement_scale: 8.0,
+            sentiment_recent_half_life_seconds: 2.0 * DAY_SECONDS,
+            sentiment_long_half_life_seconds: 30.0 * DAY_SECONDS,
+            goodwill_half_life_seconds: 30.0 * DAY_SECONDS,
+            sentiment_prior_weight: 0.5,
+            default_gap_seconds: 7.0 * DAY_SECONDS,
+            min_gap_seconds: DAY_SECONDS,
+            reply_sla_seconds: 3600.0,
+            next_reply_sla_seconds: 3600.0,
+            missed_after_seconds: 14.0 * DAY_SECONDS,
+            channel_sla: BTreeMap::new(),
+            business_hours: None,
+            tenants: BTreeMap::new(),
+            retention_horizon_seconds: 90.0 * DAY_SECONDS,
+            retention_min_customers_to_fit: 200,
+            retention_refit_seconds: 3600.0,
+            max_events_per_customer: 10_000,
+            kind_weights: BTreeMap::new(),
+            channel_weights: BTreeMap::new(),
+            risk: RiskWeights::default(),
+            respond: RespondWeights::default(),
+            actions: ActionThresholds::default(),
+        }
+    }
+}
+
+impl Default for RiskWeights {
+    fn default() -> Self {
+        Self {
+            bias: 0.0,
+            engagement_drop: 0.0,
+            negative_sentiment: 1.0,
+            worsening_sentiment: 1.0,
+            open_complaints: 0.5,
+            positive_contact: 0.5,
+        }
+    }
+}
+
+impl Default for RespondWeights {
+    fn default() -> Self {
+        Self {
+            wait: 0.75,
+            needs_reply: 1.0,
+            negativity: 3.0,
+            reach: 0.5,
+            public_channel: 0.5,
+            messages: 0.2,
+            customer_value: 0.3,
+            retention_risk: 1.0,
+            staleness: 0.5,
+        }
+    }
+}
+
+impl Default for ActionThresholds {
+    fn default() -> Self {
+        Self {
+            rescue_min_risk: 0.6,
+            advocate_min_sentiment: 0.3,
+            advocate_min_engagement: 40.0,
+            advocate_min_followers: 1000,
+            nurture_min_engagement: 30.0,
+        }
+    }
+}
+
+/// Default engagement weight of a kind: conversations count most, passive signals least.
+pub fn default_kind_weight(kind: Kind) -> f64 {
+    match kind {
+        Kind::Purchase => 3.0,
+        Kind::Review | Kind::SupportTicket => 2.0,
+        Kind::Message | Kind::Reply | Kind::Comment | Kind::Mention | Kind::Survey => 1.5,
+        Kind::Share => 1.0,
+        Kind::Follow => 0.5,
+        Kind::Like => 0.3,
+        Kind::PageView => 0.1,
+        Kind::Unfollow => 0.0,
+    }
+}
+
+impl ScoringConfig {
+    /// Engagement weight of one inbound interaction of this kind on this channel.
+    pub fn engagement_weight(&self, kind: Kind, channel: Channel) -> f64 {
+        let kind_weight = self
+            .kind_weights
+            .get(&kind)
+            .copied()
+            .unwrap_or_else(|| default_kind_weight(kind));
+        let channel_weight = self.channel_weights.get(&channel).copied().unwrap_or(1.0);
+        kind_weight * channel_weight
+    }
+}
+
+/// Longest reply target or missed horizon accepted (10 years).
+pub const MAX_SLA_SECONDS: f64 = 10.0 * 365.0 * DAY_SECONDS;
+
+impl ServerConfig {
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // (key, value, smallest, largest): beyond these a value panics, hangs or silently stops
+        // something (a semaphore over its permit limit, a broadcast buffer allocated up front, a
+        // timer past the end of time).
+        let ranges = [
+            (
+                "server.max_text_bytes",
+                self.max_text_bytes as u64,
+                1,
+                4 << 20,
+            ),
+            ("server.max_id_bytes", self.max_id_bytes as u64, 1, 65_536),
+            (
+                "server.max_future_skew_seconds",
+                self.max_future_skew_seconds,
+                0,
+                31_536_000,
+            ),
+            (
+                "server.max_classify_texts",
+                self.max_classify_texts as u64,
+                1,
+                100_000,
+            ),
+            (
+                "server.max_batch_interactions",
+                self.max_batch_interactions as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_ingest_in_flight",
+                self.max_ingest_in_flight as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.concurrency_per_connection",
+                self.concurrency_per_connection as u64,
+                1,
+                100_000,
+            ),
+            (
+                "server.watch_buffer",
+                self.watch_buffer as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_reported_rejections",
+                self.max_reported_rejections as u64,
+                0,
+                100_000,
+            ),
+            (
+                "server.max_customers_per_tenant",
+                self.max_customers_per_tenant as u64,
+                0,
+                1_000_000_000,
+            ),
+            (
+                "server.shutdown_grace_seconds",
+                self.shutdown_grace_seconds,
+                0,
+                3_600,
+            ),
+            (
+                "server.ranking_pass_seconds",
+                self.ranking_pass_seconds,
+                1,
+                86_400,
+            ),
+            (
+                "server.tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds,
+                1,
+                300,
+            ),
+            (
+                "server.ingest_idle_timeout_seconds",
+                self.ingest_idle_timeout_seconds,
+                1,
+                86_400,
+            ),
+            ("server.max_tenants", self.max_tenants as u64, 0, 1_000_000),
+        ];
+        for (key, value, smallest, largest) in ranges {
+            check_range(key, value, smallest, largest)?;
+        }
+        Ok(())
+    }
+
+    /// The model directory for loading from files: the repository's `models/` when unset.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(crate::sentiment::default_models_dir)
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks both tables.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.durability.validate()?;
+        self.access.validate()?;
+        validate_transformer(&self.transformer)?;
+        self.scoring.validate()
+    }
+}
+
+/// Refuses `value` outside `smallest..=largest`, naming `key`.
+pub fn check_range(key: &str, value: u64, smallest: u64, largest: u64) -> Result<(), ConfigError> {
+    if (smallest..=largest).contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        key,
+        format!("must be within [{smallest}, {largest}], got {value}"),
+    ))
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {key} {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: &str, message: String) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default()
+            .validate()
+            .expect("defaults must validate");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = Config::from_toml("[scoring]\nhalf_life = 3\n").unwrap_err();
+        assert!(error.to_string().contains("half_life"), "{error}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let error = Config::from_toml("[scoring]\nreply_sla_seconds = -5\n").unwrap_err();
+        assert!(
+            error.to_string().contains("scoring.reply_sla_seconds"),
+            "{error}"
+        );
+        let error = Config::from_toml("[scoring.kind_weights]\nlike = -1\n").unwrap_err();
+        assert!(
+            error.to_string().contains("scoring.kind_weights.like"),
+            "{error}"
+        );
+        let error = Config::from_toml("[scoring.kind_weights]\nhug = 1\n").unwrap_err();
+        assert!(error.to_string().contains("hug"), "{error}");
+    }
+
+    /// SLA policies that do not parse or contradict themselves are refused with the key named.
+    #[test]
+    fn bad_sla_policies_name_their_key() {
+        let refused = |toml: &str, key: &str| {
+            let error = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{key} not in: {error}");
+        };
+        refused(
+            "[scoring.business_hours]\ntime_zone = \"Mars/Base\"\n[scoring.business_hours.weekly]\nmon = [\"09:00-17:00\"]\n",
+            "scoring.business_hours.time_zone",
+        );
+        refused(
+            "[scoring.business_hours]\ntime_zone = \"UTC\"\n[scoring.business_hours.weekly]\nmon = [\"17:00-09:00\"]\n",
+            "scoring.business_hours.weekly.mon",
+        );
+        refused(
+            "[scoring.tenants.acme.business_hours]\ntime_zone = \"UTC\"\nholidays = [\"2026-13-01\"]\n[scoring.tenants.acme.business_hours.weekly]\nmon = [\"09:00-17:00\"]\n",
+            "scoring.tenants.acme.business_hours.holidays",
+        );
+        refused(
+            "[scoring.channel_sla.email]\nfirst_response_seconds = -1\n",
+            "scoring.channel_sla.email.first_response_seconds",
+        );
+        refused(
+            "[scoring.tenants.acme.channel_sla.chat]\nnext_response_seconds = 0\n",
+            "scoring.tenants.acme.channel_sla.chat.next_response_seconds",
+        );
+        refused(
+            "[scoring]\nmissed_after_seconds = 60\n",
+            "scoring.missed_after_seconds",
+        );
+        refused(
+            "[scoring.tenants.acme]\nmissed_after_seconds = 60\n",
+            "scoring.tenants.acme.missed_after_seconds",
+        );
+        refused(
+            "[scoring.channel_sla.email]\nfirst_reply = 60\n",
+            "first_reply",
+        );
+        // A valid policy with everything set parses.
+        let config = Config::from_toml(
+            "[scoring.channel_sla.email]\nfirst_response_seconds = 86400\n[scoring.tenants.acme]\nfirst_response_seconds = 900\n[scoring.tenants.acme.business_hours]\ntime_zone = \"Europe/London\"\n[scoring.tenants.acme.business_hours.weekly]\nmon = [\"09:00-17:00\"]\n",
+        )
+        .unwrap();
+        let acme = crate::scoring::SlaPolicy::new(&config.scoring, Some("acme"));
+        assert_eq!(acme.targets(Channel::Twitter).first_response_seconds, 900.0);
+        assert_eq!(acme.targets(Channel::Email).first_response_seconds, 900.0);
+        assert!(!acme.calendar().is_always_open());
+        let other = crate::scoring::SlaPolicy::new(&config.scoring, Some("other"));
+        assert_eq!(
+            other.targets(Channel::Email).first_response_seconds,
+            86400.0
+        );
+        assert_eq!(
+            other.targets(Channel::Twitter).first_response_seconds,
+            3600.0
+        );
+        assert!(other.calendar().is_always_open());
+    }
+
+    /// D11: values that panicked (a semaphore over its permit limit), hung (a 2^40-slot broadcast
+    /// buffer) or silently stopped snapshots (a timer past the end of time) are refused by key.
+    #[test]
+    fn huge_numbers_are_refused_naming_the_key() {
+        for (toml, key) in [
+            (
+                "[server]\nmax_ingest_in_flight = 4611686018427387904\n",
+                "server.max_ingest_in_flight",
+            ),
+            (
+                "[server]\nwatch_buffer = 1099511627776\n",
+                "server.watch_buffer",
+            ),
+            (
+                "[durability]\nsnapshot_interval_seconds = 9223372036854775807\n",
+                "durability.snapshot_interval_seconds",
+            ),
+            (
+                "[durability]\nfsync_interval_ms = 9223372036854775807\n",
+                "durability.fsync_interval_ms",
+            ),
+            (
+                "[server]\nranking_pass_seconds = 9223372036854775807\n",
+                "server.ranking_pass_seconds",
+            ),
+            (
+                "[server]\nshutdown_grace_seconds = 9223372036854775807\n",
+                "server.shutdown_grace_seconds",
+            ),
+            (
+                "[transformer]\nworkers = 1000000000\n",
+                "transformer.workers",
+            ),
+        ] {
+            let error = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let config = Config::from_toml(
+            "[server]\nmax_text_bytes = 100\n[scoring]\nreply_sla_seconds = 60\n[scoring.kind_weights]\nlike = 2.0\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.max_text_bytes, 100);
+        assert_eq!(config.scoring.reply_sla_seconds, 60.0);
+        assert_eq!(
+            config.scoring.engagement_weight(Kind::Like, Channel::Web),
+            2.0
+        );
+        assert_eq!(
+            config
+                .scoring
+                .engagement_weight(Kind::Purchase, Channel::Web),
+            3.0
+        );
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The example file in the repository lists every default; it must parse and match.
+    #[test]
+    fn example_config_matches_defaults() {
+        let text = include_str!("../../../rapport.example.toml");
+        let parsed = Config::from_toml(text).expect("example parses");
+        let defaults = ScoringConfig::default();
+        assert_eq!(parsed.scoring.reply_sla_seconds, defaults.reply_sla_seconds);
+        assert_eq!(
+            parsed.scoring.max_events_per_customer,
+            defaults.max_events_per_customer
+        );
+        assert_eq!(
+            parsed.server.max_customers_per_tenant,
+            ServerConfig::default().max_customers_per_tenant
+        );
+        assert_eq!(
+            parsed.server.ranking_pass_seconds,
+            ServerConfig::default().ranking_pass_seconds
+        );
+        assert_eq!(
+            parsed.scoring.risk.negative_sentiment,
+            defaults.risk.negative_sentiment
+        );
+        for kind in Kind::ALL {
+            assert_eq!(
+                parsed.scoring.engagement_weight(kind, Channel::Web),
+                defaults.engagement_weight(kind, Channel::Web),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(
+            parsed.server.max_text_bytes,
+            ServerConfig::default().max_text_bytes
+        );
+        assert_eq!(
+            parsed.server.max_ingest_in_flight,
+            ServerConfig::default().max_ingest_in_flight
+        );
+        assert_eq!(
+            parsed.durability.fsync_interval_ms,
+            DurabilityConfig::default().fsync_interval_ms
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Transport-free types of one interaction, shared by sentiment, scoring and the store.
+//!
+//! The proto enums map onto these exhaustively in `api::convert`; everything past the API layer
+//! works on validated values only.
+
+use serde::Deserialize;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type TimestampMs = i64;
+
+/// Where an interaction happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Channel {
+    Twitter,
+    Facebook,
+    Instagram,
+    Linkedin,
+    ReviewSite,
+    Forum,
+    Email,
+    Chat,
+    Sms,
+    Phone,
+    Web,
+    InStore,
+}
+
+impl Channel {
+    /// Every channel, in proto order.
+    pub const ALL: [Channel; 12] = [
+        Channel::Twitter,
+        Channel::Facebook,
+        Channel::Instagram,
+        Channel::Linkedin,
+        Channel::ReviewSite,
+        Channel::Forum,
+        Channel::Email,
+        Channel::Chat,
+        Channel::Sms,
+        Channel::Phone,
+        Channel::Web,
+        Channel::InStore,
+    ];
+
+    /// Stable lowercase name, used in config keys, metric labels and reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Twitter => "twitter",
+            Channel::Facebook => "facebook",
+            Channel::Instagram => "instagram",
+            Channel::Linkedin => "linkedin",
+            Channel::ReviewSite => "review_site",
+            Channel::Forum => "forum",
+            Channel::Email => "email",
+            Channel::Chat => "chat",
+            Channel::Sms => "sms",
+            Channel::Phone => "phone",
+            Channel::Web => "web",
+            Channel::InStore => "in_store",
+        }
+    }
+
+    /// Whether what is said here is seen by the public (complaints there spread).
+    pub fn is_public(self) -> bool {
+        matches!(
+            self,
+            Channel::Twitter
+                | Channel::Facebook
+                | Channel::Instagram
+                | Channel::Linkedin
+                | Channel::ReviewSite
+                | Channel::Forum
+        )
+    }
+}
+
+/// What kind of interaction it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Kind {
+    Message,
+    Mention,
+    Comment,
+    Reply,
+    Share,
+    Like,
+    Review,
+    SupportTicket,
+    Survey,
+    Purchase,
+    PageView,
+    Follow,
+    Unfollow,
+}
+
+impl Kind {
+    /// Every kind, in proto order.
+    pub const ALL: [Kind; 13] = [
+        Kind::Message,
+        Kind::Mention,
+        Kind::Comment,
+        Kind::Reply,
+        Kind::Share,
+        Kind::Like,
+        Kind::Review,
+        Kind::SupportTicket,
+        Kind::Survey,
+        Kind::Purchase,
+        Kind::PageView,
+        Kind::Follow,
+        Kind::Unfollow,
+    ];
+
+    /// Stable lowercase name, used in config keys, metric labels and reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Mention => "mention",
+            Kind::Comment => "comment",
+            Kind::Reply => "reply",
+            Kind::Share => "share",
+            Kind::Like => "like",
+            Kind::Review => "review",
+            Kind::SupportTicket => "support_ticket",
+            Kind::Survey => "survey",
+            Kind::Purchase => "purchase",
+            Kind::PageView => "page_view",
+            Kind::Follow => "follow",
+            Kind::Unfollow => "unfollow",
+        }
+    }
+
+    /// Whether an inbound interaction of this kind waits for an answer from the brand.
+    pub fn expects_reply(self) -> bool {
+        matches!(
+            self,
+            Kind::Message
+                | Kind::Mention
+                | Kind::Comment
+                | Kind::Reply
+                | Kind::Review
+                | Kind::SupportTicket
+        )
+    }
+}
+
+/// Who spoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Direction {
+    /// From the customer.
+    Inbound,
+    /// From the brand.
+    Outbound,
+}
+
+impl Direction {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+pub use rapport_sentiment::ReplyNeed;
+
+/// A validated interaction: every field has passed `api::convert`'s checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interaction {
+    pub event_id: String,
+    pub tenant_id: String,
+    pub customer_id: String,
+    pub channel: Channel,
+    pub kind: Kind,
+    pub direction: Direction,
+    pub occurred_at_ms: TimestampMs,
+    pub text: String,
+    /// Money, finite and not negative.
+    pub value: f64,
+    pub author_followers: u64,
+    /// Empty when the interaction belongs to no thread.
+    pub thread_id: String,
+    /// Whether an inbound message asks for an answer (resolved at validation: the client's word,
+    /// else read from the text).
+    pub reply_need: ReplyNeed,
+}
+
+/// What to do about a customer now, most urgent first in declaration order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Respond,
+    Rescue,
+    Advocate,
+    Nurture,
+    None,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 5] = [
+        Action::Respond,
+        Action::Rescue,
+        Action::Advocate,
+        Action::Nurture,
+        Action::None,
+    ];
+
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Respond => "respond",
+            Action::Rescue => "rescue",
+            Action::Advocate => "advocate",
+            Action::Nurture => "nurture",
+            Action::None => "none",
+        }
+    }
+}

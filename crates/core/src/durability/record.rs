@@ -1,0 +1,205 @@
+//! The log's own record encoding, owned here and independent of the public proto: a change to
+//! `rapport.v1.Interaction` cannot change what is on disk. The field numbers and enum codes are
+//! those the files have always held (they began as the public message's), written out here so
+//! they stay fixed.
+
+use crate::domain::{Channel, Direction, Interaction, Kind, ReplyNeed};
+
+/// An interaction as the log stores it (its text is never stored).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedInteraction {
+    #[prost(string, tag = "1")]
+    pub event_id: String,
+    #[prost(string, tag = "2")]
+    pub tenant_id: String,
+    #[prost(string, tag = "3")]
+    pub customer_id: String,
+    /// [`channel_code`].
+    #[prost(int32, tag = "4")]
+    pub channel: i32,
+    /// [`kind_code`].
+    #[prost(int32, tag = "5")]
+    pub kind: i32,
+    /// 1 inbound, 2 outbound.
+    #[prost(int32, tag = "6")]
+    pub direction: i32,
+    #[prost(message, optional, tag = "7")]
+    pub occurred_at: Option<LoggedTimestamp>,
+    /// Always empty in records written by rapport; read and ignored if present.
+    #[prost(string, tag = "8")]
+    pub text: String,
+    #[prost(double, tag = "9")]
+    pub value: f64,
+    #[prost(uint64, tag = "10")]
+    pub author_followers: u64,
+    #[prost(string, tag = "11")]
+    pub thread_id: String,
+    /// 0 unclear, 1 required, 2 not required.
+    #[prost(int32, tag = "12")]
+    pub reply_need: i32,
+}
+
+/// Seconds and nanoseconds since the Unix epoch (the layout of `google.protobuf.Timestamp`).
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+pub struct LoggedTimestamp {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// The stored code of a channel.
+pub fn channel_code(channel: Channel) -> i32 {
+    match channel {
+        Channel::Twitter => 1,
+        Channel::Facebook => 2,
+        Channel::Instagram => 3,
+        Channel::Linkedin => 4,
+        Channel::ReviewSite => 5,
+        Channel::Forum => 6,
+        Channel::Email => 7,
+        Channel::Chat => 8,
+        Channel::Sms => 9,
+        Channel::Phone => 10,
+        Channel::Web => 11,
+        Channel::InStore => 12,
+    }
+}
+
+/// The stored code of a kind.
+pub fn kind_code(kind: Kind) -> i32 {
+    match kind {
+        Kind::Message => 1,
+        Kind::Mention => 2,
+        Kind::Comment => 3,
+        Kind::Reply => 4,
+        Kind::Share => 5,
+        Kind::Like => 6,
+        Kind::Review => 7,
+        Kind::SupportTicket => 8,
+        Kind::Survey => 9,
+        Kind::Purchase => 10,
+        Kind::PageView => 11,
+        Kind::Follow => 12,
+        Kind::Unfollow => 13,
+    }
+}
+
+impl LoggedInteraction {
+    /// The stored form of a validated interaction, without its text.
+    pub fn from_interaction(interaction: &Interaction) -> Self {
+        Self {
+            event_id: interaction.event_id.clone(),
+            tenant_id: interaction.tenant_id.clone(),
+            customer_id: interaction.customer_id.clone(),
+            channel: channel_code(interaction.channel),
+            kind: kind_code(interaction.kind),
+            direction: match interaction.direction {
+                Direction::Inbound => 1,
+                Direction::Outbound => 2,
+            },
+            occurred_at: Some(LoggedTimestamp {
+                seconds: interaction.occurred_at_ms.div_euclid(1000),
+                nanos: (interaction.occurred_at_ms.rem_euclid(1000) * 1_000_000) as i32,
+            }),
+            text: String::new(),
+            value: interaction.value,
+            author_followers: interaction.author_followers,
+            thread_id: interaction.thread_id.clone(),
+            reply_need: match interaction.reply_need {
+                ReplyNeed::Unclear => 0,
+                ReplyNeed::Required => 1,
+                ReplyNeed::NotRequired => 2,
+            },
+        }
+    }
+
+    /// Back to a domain interaction; the error names the field that holds an unknown code.
+    pub fn into_interaction(self) -> Result<Interaction, String> {
+        let channel = Channel::ALL
+            .into_iter()
+            .find(|c| channel_code(*c) == self.channel)
+            .ok_or_else(|| format!("channel: unknown code {}", self.channel))?;
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| kind_code(*k) == self.kind)
+            .ok_or_else(|| format!("kind: unknown code {}", self.kind))?;
+        let direction = match self.direction {
+            1 => Direction::Inbound,
+            2 => Direction::Outbound,
+            code => return Err(format!("direction: unknown code {code}")),
+        };
+        let occurred_at = self.occurred_at.ok_or("occurred_at: missing")?;
+        if !(0..1_000_000_000).contains(&occurred_at.nanos) {
+            return Err(format!(
+                "occurred_at.nanos: {} out of range",
+                occurred_at.nanos
+            ));
+        }
+        let occurred_at_ms = occurred_at
+            .seconds
+            .checked_mul(1000)
+            .and_then(|ms| ms.checked_add(i64::from(occurred_at.nanos / 1_000_000)))
+            .ok_or("occurred_at: out of range")?;
+        let reply_need = match self.reply_need {
+            0 => ReplyNeed::Unclear,
+            1 => ReplyNeed::Required,
+            2 => ReplyNeed::NotRequired,
+            code => return Err(format!("reply_need: unknown code {code}")),
+        };
+        if !(self.value.is_finite() && self.value >= 0.0) {
+            return Err(format!("value: {} is not a finite amount", self.value));
+        }
+        Ok(Interaction {
+            event_id: self.event_id,
+            tenant_id: self.tenant_id,
+            customer_id: self.customer_id,
+            channel,
+            kind,
+            direction,
+            occurred_at_ms,
+            text: String::new(),
+            value: self.value,
+            author_followers: self.author_followers,
+            thread_id: self.thread_id,
+            reply_need,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_round_trips() {
+        for (index, (channel, kind)) in Channel::ALL.into_iter().zip(Kind::ALL).enumerate() {
+            let interaction = Interaction {
+                event_id: format!("e{index}"),
+                tenant_id: "t".into(),
+                customer_id: "c".into(),
+                channel,
+                kind,
+                direction: if index % 2 == 0 {
+                    Direction::Inbound
+                } else {
+                    Direction::Outbound
+                },
+                occurred_at_ms: -1_234 + index as i64 * 1_000_003,
+                text: String::new(),
+                value: index as f64 * 1.5,
+                author_followers: index as u64 * 7,
+                thread_id: "th".into(),
+                reply_need: [
+                    ReplyNeed::Unclear,
+                    ReplyNeed::Required,
+                    ReplyNeed::NotRequired,
+                ][index % 3],
+            };
+            let back = LoggedInteraction::from_interaction(&interaction)
+                .into_interaction()
+                .unwrap();
+            assert_eq!(back, interaction);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Pure scoring: functions of a customer's events, the configuration, the tenant's model and an
+//! "as of" time.
+//!
+//! No I/O and no clock reads here. [`CustomerHistory`] folds events in `(occurred_at, event_key)`
+//! order into a [`Summary`]; a late event re-folds from the sorted records, so the summary, and
+//! every score evaluated from it, is bit-identical whatever order the events arrived in.
+//! [`evaluate`] turns a summary into a [`Score`] as of a moment, with the tenant's [`TenantModel`]
+//! (its SLA policy and fitted activity model). docs/scoring.md has the formulas.
+
+pub mod btyd;
+mod decay;
+mod evaluate;
+mod factor;
+mod history;
+mod retention;
+mod sla;
+mod validate;
+
+pub use crate::calendar::{BusinessCalendar, BusinessHoursConfig, CalendarError};
+pub use decay::{decay_factor, decayed};
+pub use evaluate::{band, evaluate, evaluate_for_ranking, priority_in_band, Score};
+pub use factor::{Factor, FactorGroup, FactorKind};
+pub use history::{
+    CustomerHistory, EventRecord, InsertOutcome, OpenThread, RefineOutcome, Summary,
+    SARCASTIC_CLOSURE_SENTIMENT,
+};
+pub use retention::{activity_sample, Backtest, Calibration, FitSamples, RetentionModel};
+pub use sla::{ChannelTargets, SlaPolicy, ThreadSla};
+
+use crate::config::ScoringConfig;
+
+/// The logistic function, 1 / (1 + e^(−x)).
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Log-odds of a probability, ln(p / (1 − p)).
+pub fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+/// A linear predictor: Σ weightᵢ · featureᵢ.
+pub fn dot(weights: &[f64], features: &[f64]) -> f64 {
+    weights
+        .iter()
+        .zip(features)
+        .map(|(weight, feature)| weight * feature)
+        .sum()
+}
+
+/// What scoring knows of one tenant beyond the config: its SLA policy and its activity model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantModel {
+    /// Reply targets and business calendar.
+    pub sla: SlaPolicy,
+    /// The fitted (or prior) activity model behind retention risk.
+    pub retention: RetentionModel,
+}
+
+impl TenantModel {
+    /// The model of `tenant` (None: the default policy) before any fit.
+    pub fn new(config: &ScoringConfig, tenant: Option<&str>) -> Self {
+        Self {
+            sla: SlaPolicy::new(config, tenant),
+            retention: RetentionModel::prior(),
+        }
+    }
+}

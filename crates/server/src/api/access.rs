@@ -1,0 +1,233 @@
+//! Who may call: bearer tokens per tenant and TLS settings (`[access]` in the config file).
+//!
+//! Every service except grpc.health.v1 sits behind [`Authenticator`]: a call without a known
+//! `authorization: Bearer <token>` is answered UNAUTHENTICATED before any handler runs, so it
+//! touches nothing. A known token's [`Grant`] rides in the request's extensions; handlers check it
+//! against each tenant a request names (PERMISSION_DENIED, or a per-event rejection in ingest
+//! streams). Tokens are configured by their SHA-256, so the config file holds no secret.
+
+use crate::api::convert::FieldError;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Request, Status};
+
+pub use crate::config::{AccessConfig, TlsConfig, TokenConfig, ALL_TENANTS};
+
+/// The server's TLS acceptor (HTTP/2 by ALPN; client certificates from `client_ca_file`
+/// required when it is set), reading the PEM files; `None` without `[access.tls]`.
+pub fn server_tls(access: &AccessConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    use tokio_rustls::rustls::{server::WebPkiClientVerifier, RootCertStore, ServerConfig};
+    let Some(tls) = &access.tls else {
+        return Ok(None);
+    };
+    let certs = rustls_pemfile::certs(&mut read_pem(&tls.cert_file)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| {
+            anyhow::anyhow!("access.tls.cert_file: {}: {error}", tls.cert_file.display())
+        })?;
+    let key = rustls_pemfile::private_key(&mut read_pem(&tls.key_file)?.as_slice())
+        .map_err(|error| anyhow::anyhow!("access.tls.key_file: {error}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "access.tls.key_file: no private key in {}",
+                tls.key_file.display()
+            )
+        })?;
+    let builder = ServerConfig::builder();
+    let builder = match &tls.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut read_pem(ca)?.as_slice()) {
+                let cert =
+                    cert.map_err(|error| anyhow::anyhow!("access.tls.client_ca_file: {error}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|error| anyhow::anyhow!("access.tls.client_ca_file: {error}"))?;
+            }
+            builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder(roots.into())
+                    .build()
+                    .map_err(|error| anyhow::anyhow!("access.tls.client_ca_file: {error}"))?,
+            )
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|error| anyhow::anyhow!("access.tls: {error}"))?;
+    config.alpn_protocols.push(b"h2".to_vec());
+    Ok(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+        config,
+    ))))
+}
+
+fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))
+}
+
+/// What a caller's token lets it touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Every tenant: an admin token, or a server without tokens.
+    AllTenants,
+    /// One tenant.
+    Tenant(Arc<str>),
+}
+
+impl Grant {
+    /// Whether the grant covers `tenant_id`.
+    pub fn allows(&self, tenant_id: &str) -> bool {
+        match self {
+            Grant::AllTenants => true,
+            Grant::Tenant(granted) => **granted == *tenant_id,
+        }
+    }
+
+    /// The refusal for `tenant_id`, naming the field.
+    pub fn refusal(tenant_id: &str) -> FieldError {
+        FieldError::new(
+            "tenant_id",
+            format!("the caller's token does not grant tenant {tenant_id:?}"),
+        )
+    }
+
+    /// The grant the authenticator attached to `request`. Missing only if a service was mounted
+    /// without the authenticator: then nothing is granted.
+    #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
+    pub fn of<T>(request: &Request<T>) -> Result<Grant, Status> {
+        request
+            .extensions()
+            .get::<Grant>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no credentials were checked for this call"))
+    }
+
+    /// [`Grant::of`] checked against one tenant: PERMISSION_DENIED when it is not covered.
+    #[allow(clippy::result_large_err)]
+    pub fn check<T>(request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
+        if Grant::of(request)?.allows(tenant_id) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(
+                Grant::refusal(tenant_id).to_string(),
+            ))
+        }
+    }
+}
+
+/// Checks the bearer token of every call and attaches its [`Grant`].
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    /// Token SHA-256 (hex) → grant; empty = authentication off.
+    grants: Arc<HashMap<String, Grant>>,
+}
+
+impl Authenticator {
+    /// An authenticator for the configured tokens.
+    pub fn new(config: &AccessConfig) -> Self {
+        let grants = config
+            .tokens
+            .iter()
+            .map(|token| {
+                let grant = if token.tenant == ALL_TENANTS {
+                    Grant::AllTenants
+                } else {
+                    Grant::Tenant(Arc::from(token.tenant.as_str()))
+                };
+                (token.token_sha256.clone(), grant)
+            })
+            .collect();
+        Self {
+            grants: Arc::new(grants),
+        }
+    }
+
+    /// Whether calls need a token.
+    pub fn is_enabled(&self) -> bool {
+        !self.grants.is_empty()
+    }
+
+    fn grant_for(&self, authorization: Option<&str>) -> Option<Grant> {
+        if !self.is_enabled() {
+            return Some(Grant::AllTenants);
+        }
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let digest = format!("{:x}", Sha256::digest(token.as_bytes()));
+        self.grants.get(&digest).cloned()
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok());
+        match self.grant_for(authorization) {
+            Some(grant) => {
+                request.extensions_mut().insert(grant);
+                Ok(request)
+            }
+            None => {
+                crate::telemetry::grpc_request(
+                    "Unauthenticated",
+                    crate::api::code_name(tonic::Code::Unauthenticated),
+                    Duration::ZERO,
+                );
+                Err(Status::unauthenticated(
+                    "missing or unknown bearer token (send `authorization: Bearer <token>`)",
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(tokens: &[(&str, &str)]) -> AccessConfig {
+        AccessConfig {
+            tokens: tokens
+                .iter()
+                .map(|(tenant, token)| TokenConfig {
+                    tenant: tenant.to_string(),
+                    token_sha256: format!("{:x}", Sha256::digest(token.as_bytes())),
+                })
+                .collect(),
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn tokens_grant_their_tenant_admin_all_others_nothing() {
+        let auth = Authenticator::new(&config(&[("acme", "s3cret"), ("*", "root")]));
+        assert!(auth.is_enabled());
+        assert_eq!(
+            auth.grant_for(Some("Bearer s3cret")),
+            Some(Grant::Tenant(Arc::from("acme")))
+        );
+        assert_eq!(auth.grant_for(Some("Bearer root")), Some(Grant::AllTenants));
+        assert_eq!(auth.grant_for(Some("Bearer wrong")), None);
+        assert_eq!(auth.grant_for(Some("s3cret")), None);
+        assert_eq!(auth.grant_for(None), None);
+        assert!(Grant::Tenant(Arc::from("acme")).allows("acme"));
+        assert!(!Grant::Tenant(Arc::from("acme")).allows("globex"));
+        let open = Authenticator::new(&AccessConfig::default());
+        assert_eq!(open.grant_for(None), Some(Grant::AllTenants));
+    }
+
+    #[test]
+    fn token_entries_are_validated_by_key() {
+        assert!(config(&[("acme", "x")]).validate().is_ok());
+        let mut bad = config(&[("acme", "x")]);
+        bad.tokens[0].token_sha256 = "ABC".into();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("access.tokens[0].token_sha256"), "{error}");
+        let error = config(&[("", "x")]).validate().unwrap_err().to_string();
+        assert!(error.contains("access.tokens[0].tenant"), "{error}");
+    }
+}

@@ -1,0 +1,55 @@
+//! gRPC transport: tonic services, proto conversion and the error-to-status map. No scoring logic.
+
+pub mod access;
+pub mod codec;
+pub mod convert;
+pub mod error;
+mod ingest;
+mod scoring;
+mod sentiment;
+
+pub use ingest::IngestApi;
+pub use scoring::ScoringApi;
+pub use sentiment::SentimentApi;
+
+use std::time::Instant;
+use tonic::Status;
+
+/// Records a finished call's status and duration, passing the result through.
+#[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
+fn observed<T>(
+    method: &'static str,
+    started: Instant,
+    result: Result<T, Status>,
+) -> Result<T, Status> {
+    let code = match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    };
+    crate::telemetry::grpc_request(method, code_name(code), started.elapsed());
+    result
+}
+
+/// The name of a status code as gRPC spells it (`INVALID_ARGUMENT`), for metric labels.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
