@@ -13,8 +13,9 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 # Only what the build needs (see .dockerignore). The fast models and the VADER lexicons are built
 # into the binary; the transformer is not needed.
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock ./
 COPY proto ./proto
+COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY models/fast ./models/fast
@@ -28,8 +29,9 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libtorch-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock ./
 COPY proto ./proto
+COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY models ./models
