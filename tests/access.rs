@@ -190,6 +190,27 @@ async fn tokens_grant_one_tenant_admin_all_and_no_token_touches_nothing() {
             "{tenant}/{customer}: {status}"
         );
     }
+
+    // Refusals by the authenticator and by the tenant check are counted like any answer, with
+    // the method called and the code returned (one metrics layer around every service).
+    let metrics = t.scrape_metrics().await;
+    for (method, code) in [
+        ("Ingest", "UNAUTHENTICATED"),
+        ("IngestBatch", "UNAUTHENTICATED"),
+        ("TopCustomers", "UNAUTHENTICATED"),
+        ("Classify", "UNAUTHENTICATED"),
+        ("TopCustomers", "PERMISSION_DENIED"),
+        ("WatchPriorities", "PERMISSION_DENIED"),
+        ("GetCustomer", "NOT_FOUND"),
+        ("Check", "OK"),
+    ] {
+        let expected =
+            format!("rapport_grpc_requests_total{{method=\"{method}\",code=\"{code}\"}}");
+        assert!(
+            metrics.contains(&expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
 }
 
 /// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, as PEM files.

@@ -264,6 +264,13 @@ async fn invalid_utf8_is_refused_cleanly() {
     // No customer was created from it (the valid-UTF-8 prefix "c" included).
     not_stored(&mut t, "c").await;
     still_serving(&mut t, "canary-3").await;
+    // The refused call is counted with its method and code (by the server's metrics layer).
+    let metrics = t.scrape_metrics().await;
+    let expected = "rapport_grpc_requests_total{method=\"IngestBatch\",code=\"INVALID_ARGUMENT\"}";
+    assert!(
+        metrics.contains(expected),
+        "missing {expected} in\n{metrics}"
+    );
 }
 
 #[tokio::test]

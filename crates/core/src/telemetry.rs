@@ -124,12 +124,12 @@ fn describe() {
     );
     describe_counter!(
         GRPC_REQUESTS_TOTAL,
-        "gRPC requests finished, by method and status code."
+        "gRPC calls finished, by method and status code (refusals included)."
     );
     describe_histogram!(
         GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
-        "gRPC request duration by method (streams: until the response stream is set up)."
+        "gRPC call duration by method (streams: until the stream ends)."
     );
     describe_gauge!(
         CUSTOMERS_TRACKED,

@@ -150,6 +150,7 @@ pub async fn start(
     let tls = crate::api::access::server_tls(&config.access)?;
     let mut stop_grpc = shutdown_rx.clone();
     let router = tonic::transport::Server::builder()
+        .layer(crate::api::metrics_layer::GrpcMetricsLayer)
         .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
         .concurrency_limit_per_connection(server.concurrency_per_connection)
@@ -484,11 +485,11 @@ impl LimitedIngest {
     #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
     fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, tonic::Status> {
         Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
-            crate::telemetry::grpc_request("IngestShed", crate::api::code_name(tonic::Code::ResourceExhausted), Duration::ZERO);
-            tonic::Status::resource_exhausted(format!(
+            crate::api::error::ApiError::ResourceExhausted(format!(
                 "server.max_ingest_in_flight: {} ingest calls already in flight; retry with backoff",
                 self.limit
             ))
+            .into()
         })
     }
 }

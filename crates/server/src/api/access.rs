@@ -7,11 +7,11 @@
 //! streams). Tokens are configured by their SHA-256, so the config file holds no secret.
 
 use crate::api::convert::FieldError;
+use crate::api::error::ApiError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tonic::{Request, Status};
 
 pub use crate::config::{AccessConfig, TlsConfig, TokenConfig, ALL_TENANTS};
@@ -98,11 +98,9 @@ impl Grant {
     /// without the authenticator: then nothing is granted.
     #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
     pub fn of<T>(request: &Request<T>) -> Result<Grant, Status> {
-        request
-            .extensions()
-            .get::<Grant>()
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("no credentials were checked for this call"))
+        request.extensions().get::<Grant>().cloned().ok_or_else(|| {
+            ApiError::Unauthenticated("no credentials were checked for this call".into()).into()
+        })
     }
 
     /// [`Grant::of`] checked against one tenant: PERMISSION_DENIED when it is not covered.
@@ -111,9 +109,7 @@ impl Grant {
         if Grant::of(request)?.allows(tenant_id) {
             Ok(())
         } else {
-            Err(Status::permission_denied(
-                Grant::refusal(tenant_id).to_string(),
-            ))
+            Err(ApiError::PermissionDenied(Grant::refusal(tenant_id).to_string()).into())
         }
     }
 }
@@ -171,16 +167,10 @@ impl tonic::service::Interceptor for Authenticator {
                 request.extensions_mut().insert(grant);
                 Ok(request)
             }
-            None => {
-                crate::telemetry::grpc_request(
-                    "Unauthenticated",
-                    crate::api::code_name(tonic::Code::Unauthenticated),
-                    Duration::ZERO,
-                );
-                Err(Status::unauthenticated(
-                    "missing or unknown bearer token (send `authorization: Bearer <token>`)",
-                ))
-            }
+            None => Err(ApiError::Unauthenticated(
+                "missing or unknown bearer token (send `authorization: Bearer <token>`)".into(),
+            )
+            .into()),
         }
     }
 }

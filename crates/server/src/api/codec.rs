@@ -48,7 +48,11 @@ impl<U: prost::Message + Default + Send + 'static> Decoder for ValidatingDecoder
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(buf).map_err(|status| {
-            Status::invalid_argument(format!("undecodable message: {}", status.message()))
+            crate::api::error::ApiError::InvalidArgument(format!(
+                "undecodable message: {}",
+                status.message()
+            ))
+            .into()
         })
     }
 

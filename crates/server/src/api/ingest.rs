@@ -3,7 +3,6 @@
 use crate::api::access::Grant;
 use crate::api::convert::{self, channel_from_pb, kind_from_pb, FieldError, Limits};
 use crate::api::error::ApiError;
-use crate::api::observed;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::ingest_service_server::IngestService;
@@ -13,7 +12,6 @@ use crate::store::Applied;
 use crate::telemetry::{self, IngestOutcome};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -74,11 +72,12 @@ impl IngestApi {
     ) -> Result<Option<pb::Interaction>, Status> {
         match tokio::time::timeout(self.idle_timeout, stream.message()).await {
             Ok(message) => message,
-            Err(_) => Err(Status::deadline_exceeded(format!(
+            Err(_) => Err(ApiError::DeadlineExceeded(format!(
                 "server.ingest_idle_timeout_seconds: no event for {} s; the events before were \
                  applied (retrying them is safe: repeats are counted once)",
                 self.idle_timeout.as_secs()
-            ))),
+            ))
+            .into()),
         }
     }
 
@@ -195,21 +194,16 @@ impl IngestService for Arc<IngestApi> {
         &self,
         request: Request<Streaming<pb::Interaction>>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
-        let started = Instant::now();
         let grant = Grant::of(&request)?;
         let mut stream = request.into_inner();
         let mut summary = pb::IngestSummary::default();
         let mut index = 0u64;
-        let result = async {
-            while let Some(interaction) = self.next_event(&mut stream).await? {
-                let processed = self.process(interaction, &grant, false);
-                self.tally(&mut summary, index, &processed);
-                index += 1;
-            }
-            Ok(Response::new(summary))
+        while let Some(interaction) = self.next_event(&mut stream).await? {
+            let processed = self.process(interaction, &grant, false);
+            self.tally(&mut summary, index, &processed);
+            index += 1;
         }
-        .await;
-        observed("Ingest", started, result)
+        Ok(Response::new(summary))
     }
 
     type IngestScoredStream = ScoredStream;
@@ -218,7 +212,6 @@ impl IngestService for Arc<IngestApi> {
         &self,
         request: Request<Streaming<pb::Interaction>>,
     ) -> Result<Response<Self::IngestScoredStream>, Status> {
-        let started = Instant::now();
         let grant = Grant::of(&request)?;
         let mut stream = request.into_inner();
         let (replies, receiver) = mpsc::channel(64);
@@ -237,30 +230,26 @@ impl IngestService for Arc<IngestApi> {
                 }
             }
         });
-        observed(
-            "IngestScored",
-            started,
-            Ok(Response::new(
-                Box::pin(ReceiverStream::new(receiver)) as ScoredStream
-            )),
-        )
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(receiver)) as ScoredStream
+        ))
     }
 
     async fn ingest_batch(
         &self,
         request: Request<pb::IngestBatchRequest>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
-        let started = Instant::now();
         let grant = Grant::of(&request)?;
         let pb::IngestBatchRequest { interactions } = request.into_inner();
-        let result = if interactions.len() > self.max_batch_interactions {
-            Err(ApiError::InvalidArgument(format!(
+        if interactions.len() > self.max_batch_interactions {
+            return Err(ApiError::InvalidArgument(format!(
                 "interactions: {} in one batch, at most {} allowed",
                 interactions.len(),
                 self.max_batch_interactions
             ))
-            .into())
-        } else {
+            .into());
+        }
+        {
             // A batch is up to `max_batch_interactions` events of CPU work without an await: on the
             // blocking pool, so the runtime's workers stay free for queries and other calls.
             let api = Arc::clone(self);
@@ -275,7 +264,6 @@ impl IngestService for Arc<IngestApi> {
             .await
             .map(Response::new)
             .map_err(|error| ApiError::Internal(format!("ingest batch failed: {error}")).into())
-        };
-        observed("IngestBatch", started, result)
+        }
     }
 }

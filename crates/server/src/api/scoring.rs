@@ -3,7 +3,6 @@
 use crate::api::access::Grant;
 use crate::api::convert::{self, check_id, FieldError, Limits};
 use crate::api::error::ApiError;
-use crate::api::observed;
 use crate::engine::now_ms;
 use crate::pb;
 use crate::pb::scoring_service_server::ScoringService;
@@ -11,7 +10,6 @@ use crate::store::{Store, TopQuery};
 use crate::telemetry::{self, WatcherGuard};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -113,28 +111,20 @@ impl ScoringService for Arc<ScoringApi> {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::CustomerScore>, Status> {
-        let started = Instant::now();
-        let result = match Grant::check(&request, &request.get_ref().tenant_id) {
-            Ok(()) => ScoringApi::get_customer(self, request.into_inner())
-                .map(Response::new)
-                .map_err(Status::from),
-            Err(status) => Err(status),
-        };
-        observed("GetCustomer", started, result)
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        ScoringApi::get_customer(self, request.into_inner())
+            .map(Response::new)
+            .map_err(Status::from)
     }
 
     async fn top_customers(
         &self,
         request: Request<pb::TopCustomersRequest>,
     ) -> Result<Response<pb::TopCustomersResponse>, Status> {
-        let started = Instant::now();
-        let result = match Grant::check(&request, &request.get_ref().tenant_id) {
-            Ok(()) => ScoringApi::top_customers(self, request.into_inner())
-                .map(Response::new)
-                .map_err(Status::from),
-            Err(status) => Err(status),
-        };
-        observed("TopCustomers", started, result)
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        ScoringApi::top_customers(self, request.into_inner())
+            .map(Response::new)
+            .map_err(Status::from)
     }
 
     type WatchPrioritiesStream = UpdateStream;
@@ -143,10 +133,7 @@ impl ScoringService for Arc<ScoringApi> {
         &self,
         request: Request<pb::WatchPrioritiesRequest>,
     ) -> Result<Response<Self::WatchPrioritiesStream>, Status> {
-        let started = Instant::now();
-        if let Err(status) = Grant::check(&request, &request.get_ref().tenant_id) {
-            return observed("WatchPriorities", started, Err(status));
-        }
+        Grant::check(&request, &request.get_ref().tenant_id)?;
         let pb::WatchPrioritiesRequest {
             tenant_id,
             min_priority,
@@ -162,11 +149,7 @@ impl ScoringService for Arc<ScoringApi> {
             }
         });
         if let Err(error) = checked {
-            return observed(
-                "WatchPriorities",
-                started,
-                Err(ApiError::from(error).into()),
-            );
+            return Err(ApiError::from(error).into());
         }
         let (mut updates, registration) = self.store.watch(&tenant_id, min_priority);
         let mut shutdown = self.shutdown.clone();
@@ -221,12 +204,8 @@ impl ScoringService for Arc<ScoringApi> {
                 }
             }
         });
-        observed(
-            "WatchPriorities",
-            started,
-            Ok(Response::new(
-                Box::pin(ReceiverStream::new(receiver)) as UpdateStream
-            )),
-        )
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(receiver)) as UpdateStream
+        ))
     }
 }

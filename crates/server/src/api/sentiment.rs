@@ -2,12 +2,10 @@
 
 use crate::api::convert::{self, FieldError, Limits};
 use crate::api::error::ApiError;
-use crate::api::observed;
 use crate::engine::Engine;
 use crate::pb;
 use crate::pb::sentiment_service_server::SentimentService;
 use std::sync::Arc;
-use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// The SentimentService implementation.
@@ -64,11 +62,9 @@ impl SentimentService for Arc<SentimentApi> {
         &self,
         request: Request<pb::ClassifyRequest>,
     ) -> Result<Response<pb::ClassifyResponse>, Status> {
-        let started = Instant::now();
-        let result = SentimentApi::classify(self, request.into_inner())
+        SentimentApi::classify(self, request.into_inner())
             .await
             .map(Response::new)
-            .map_err(Status::from);
-        observed("Classify", started, result)
+            .map_err(Status::from)
     }
 }
