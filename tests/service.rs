@@ -644,3 +644,89 @@ async fn shutdown_lets_in_flight_stream_finish() {
     assert_eq!(summary.accepted, 2);
     shutdown.await.unwrap().expect("clean shutdown");
 }
+
+/// A queued sentiment backend whose workers have all stopped: the server reports its sentiment
+/// service NOT_SERVING (ingest stays SERVING: it classifies inline), and SERVING again when the
+/// backend recovers; the pool's counters are exported.
+#[tokio::test]
+async fn a_dead_sentiment_pool_turns_the_sentiment_service_not_serving() {
+    use rapport::sentiment::{QueueStats, Sentiment, SentimentModel};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    struct Pool {
+        alive: AtomicBool,
+        inner: Arc<dyn SentimentModel>,
+    }
+    impl SentimentModel for Pool {
+        fn name(&self) -> &'static str {
+            "test-pool"
+        }
+        fn classify(&self, text: &str) -> Sentiment {
+            self.inner.classify(text)
+        }
+        fn is_serving(&self) -> bool {
+            self.alive.load(Ordering::SeqCst)
+        }
+        fn queue_stats(&self) -> Option<QueueStats> {
+            let alive = u64::from(self.alive.load(Ordering::SeqCst));
+            Some(QueueStats {
+                workers_alive: alive,
+                workers_started: 1,
+                texts: 7,
+                ..QueueStats::default()
+            })
+        }
+    }
+    let config = loopback_config();
+    let inner = rapport::sentiment::load(config.server.sentiment, &config.server.models_dir())
+        .expect("model loads");
+    let pool = Arc::new(Pool {
+        alive: AtomicBool::new(true),
+        inner,
+    });
+    let t = start_with_model(config, pool.clone()).await;
+    let sentiment = "rapport.v1.SentimentService";
+    wait_for_health(&t, sentiment, 1).await; // SERVING
+    pool.alive.store(false, Ordering::SeqCst);
+    wait_for_health(&t, sentiment, 2).await; // NOT_SERVING
+    assert_eq!(
+        health_status(&t, "rapport.v1.IngestService").await,
+        1,
+        "ingest classifies inline and stays SERVING"
+    );
+    let metrics = t.scrape_metrics().await;
+    assert!(
+        metrics.contains("rapport_transformer_workers_alive 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rapport_transformer_texts_total 7"),
+        "{metrics}"
+    );
+    pool.alive.store(true, Ordering::SeqCst);
+    wait_for_health(&t, sentiment, 1).await;
+}
+
+async fn health_status(t: &TestServer, service: &str) -> i32 {
+    tonic_health::pb::health_client::HealthClient::new(t.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status
+}
+
+/// Polls `service`'s health until it is `want` (bounded: the server reads the backend every
+/// second).
+async fn wait_for_health(t: &TestServer, service: &str, want: i32) {
+    for _ in 0..100 {
+        if health_status(t, service).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{service} never reached status {want}");
+}

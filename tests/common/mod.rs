@@ -40,6 +40,14 @@ pub async fn start() -> TestServer {
 pub async fn start_with(config: Config) -> TestServer {
     let model = rapport::sentiment::load(config.server.sentiment, &config.server.models_dir())
         .expect("model loads");
+    start_with_model(config, model).await
+}
+
+/// A server classifying with `model` instead of the configured backend.
+pub async fn start_with_model(
+    config: Config,
+    model: std::sync::Arc<dyn rapport::sentiment::SentimentModel>,
+) -> TestServer {
     let server = rapport::server::start(&config, model)
         .await
         .expect("server starts");

@@ -121,6 +121,36 @@ pub trait SentimentModel: Send + Sync {
     fn classify_all(&self, texts: &[&str]) -> Vec<Sentiment> {
         texts.iter().map(|text| self.classify(text)).collect()
     }
+
+    /// Whether the backend can answer `submit` (a queued backend with no live worker cannot; the
+    /// server then reports its sentiment service NOT_SERVING). In-process backends always can.
+    fn is_serving(&self) -> bool {
+        true
+    }
+
+    /// A queued backend's counters since start (`None` for in-process backends).
+    fn queue_stats(&self) -> Option<QueueStats> {
+        None
+    }
+}
+
+/// What a queued backend's worker pool has done since start, for metrics and health.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Worker threads running now (each owns a copy of the model).
+    pub workers_alive: u64,
+    /// Worker threads started.
+    pub workers_started: u64,
+    /// Forward passes run.
+    pub batches: u64,
+    /// Texts classified.
+    pub texts: u64,
+    /// Texts skipped because their caller had gone.
+    pub abandoned: u64,
+    /// Texts refused because the queue was full.
+    pub refused: u64,
+    /// Forward passes that failed (their callers got an error).
+    pub failed_batches: u64,
 }
 
 /// Which backend to run.

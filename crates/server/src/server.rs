@@ -38,6 +38,7 @@ pub async fn start(
     sentiment: Arc<dyn SentimentModel>,
 ) -> anyhow::Result<RunningServer> {
     config.validate()?;
+    let sentiment_model = Arc::clone(&sentiment);
     let server = &config.server;
     let prometheus = telemetry::prometheus()?;
     let limits = Limits {
@@ -242,8 +243,38 @@ pub async fn start(
 
     // Health turns NOT_SERVING as soon as shutdown starts, so balancers move away first.
     let mut stop_health = shutdown_rx;
+    let health_model = Arc::clone(&sentiment_model);
     let health_task = tokio::spawn(async move {
-        let _ = stop_health.wait_for(|stopping| *stopping).await;
+        // The sentiment service follows its backend (a queued backend with no live worker
+        // cannot classify); its pool's counters go out as metrics on the same beat.
+        let mut ticks = tokio::time::interval(SENTIMENT_HEALTH_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sentiment_serving = true;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop_health.wait_for(|stopping| *stopping) => break,
+            }
+            if let Some(stats) = health_model.queue_stats() {
+                rapport_sentiment::telemetry::queue_stats(&stats);
+            }
+            let serving = health_model.is_serving();
+            if serving != sentiment_serving {
+                sentiment_serving = serving;
+                type Sentiment =
+                    pb::sentiment_service_server::SentimentServiceServer<Arc<SentimentApi>>;
+                if serving {
+                    tracing::info!("sentiment backend serving again");
+                    health.set_serving::<Sentiment>().await;
+                } else {
+                    tracing::error!(
+                        backend = health_model.name(),
+                        "sentiment backend has no live worker: SentimentService NOT_SERVING"
+                    );
+                    health.set_not_serving::<Sentiment>().await;
+                }
+            }
+        }
         health
             .set_not_serving::<pb::ingest_service_server::IngestServiceServer<LimitedIngest>>()
             .await;
@@ -343,6 +374,9 @@ static GRPC_STOPPED_UNASKED: tokio::sync::Notify = tokio::sync::Notify::const_ne
 type GrpcServing = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
 >;
+
+/// How often the sentiment backend's health and pool counters are read.
+pub const SENTIMENT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// HTTP/2 flow-control window of one stream. h2 (>= 0.4.16) closes a connection with GOAWAY
 /// ENHANCE_YOUR_CALM "too_many_data_frames" once the small DATA frames it holds unread cost more than

@@ -67,6 +67,18 @@ impl TransformerBackend {
 }
 
 impl SentimentModel for TransformerBackend {
+    fn is_serving(&self) -> bool {
+        self.pool
+            .stats()
+            .workers_alive
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    }
+
+    fn queue_stats(&self) -> Option<crate::QueueStats> {
+        Some(self.pool.stats().snapshot())
+    }
+
     fn name(&self) -> &'static str {
         if self.cascade_min_confidence.is_some() {
             "cascade"

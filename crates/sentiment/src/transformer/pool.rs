@@ -31,6 +31,45 @@ pub struct PoolStats {
     pub abandoned: AtomicU64,
     /// Texts refused because the queue was full.
     pub refused: AtomicU64,
+    /// Forward passes that failed (libtorch panicked); their callers got an error.
+    pub failed_batches: AtomicU64,
+    /// Workers serving now: one more when a worker has loaded, one less when its thread ends
+    /// for any reason (a panic included).
+    pub workers_alive: AtomicU64,
+    /// Workers started.
+    pub workers_started: AtomicU64,
+}
+
+impl PoolStats {
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> crate::QueueStats {
+        crate::QueueStats {
+            workers_alive: self.workers_alive.load(Ordering::Relaxed),
+            workers_started: self.workers_started.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            texts: self.texts.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            failed_batches: self.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a worker alive for as long as it lives (dropped on return and on unwind alike).
+struct AliveGuard<'a>(&'a PoolStats);
+
+impl<'a> AliveGuard<'a> {
+    fn new(stats: &'a PoolStats) -> Self {
+        stats.workers_started.fetch_add(1, Ordering::Relaxed);
+        stats.workers_alive.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.workers_alive.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The pool: submit texts, receive sentiments.
@@ -69,6 +108,7 @@ impl TransformerPool {
                 .spawn(
                     move || match TransformerClassifier::load_dir(&dir, &weights_file) {
                         Ok(classifier) => {
+                            let _alive = AliveGuard::new(&stats);
                             let _ = loaded_tx.send(Ok(()));
                             serve(&classifier, &receiver, limits, &stats);
                         }
@@ -193,6 +233,7 @@ fn serve(
                 classifier.classify_encoded(&sequences)
             }));
             let Ok(sentiments) = sentiments else {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(texts = micro_batch.len(), "transformer batch failed");
                 continue;
             };
