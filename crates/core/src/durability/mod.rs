@@ -2,8 +2,11 @@
 //!
 //! Every accepted event (the validated interaction, without its text, plus the sentiment assigned to
 //! it, so replay does not depend on the model) is appended to `wal.log` before the call that carried
-//! it is answered. Records are framed as `len: u32 LE | crc32: u32 LE | payload` (payload: a protobuf
-//! [`WalRecord`]). On start `snapshot.bin` (same framing, written atomically by rename) is loaded,
+//! it is answered. Both files start with an 8-byte header, `RPWL` and the format version (u32 LE;
+//! [`FORMAT_VERSION`]); files without it are format 0, read as they are and rewritten in the current
+//! format at start; a newer version is refused with a message. After the header, records are framed
+//! as `len: u32 LE | crc32: u32 LE | payload` (payload: a [`WalRecord`], this module's own protobuf
+//! message, never the public proto: see [`record`]). On start `snapshot.bin` (same framing, written atomically by rename) is loaded,
 //! then `wal.log` is replayed; a torn last record (short, or failing its checksum at the end of the
 //! file) is cut off and nothing else is discarded: a bad record followed by more data is corruption
 //! and stops the start with an error. A snapshot folds the log into `snapshot.bin` and truncates
@@ -26,6 +29,44 @@ use std::time::{Duration, Instant};
 const WAL_FILE: &str = "wal.log";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
+/// First bytes of every file in the current format. Read as a format-0 record length (u32 LE) it
+/// would claim ~1.4 GB, more than [`MAX_RECORD_BYTES`], so no format-0 file can start with it.
+pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
+/// The format this build writes (1: the header; records as in format 0).
+pub const FORMAT_VERSION: u32 = 1;
+/// Header length: magic and version.
+pub const HEADER_BYTES: usize = 8;
+
+/// The header of a file in the current format.
+fn format_header() -> [u8; HEADER_BYTES] {
+    let mut header = [0u8; HEADER_BYTES];
+    header[..4].copy_from_slice(&FORMAT_MAGIC);
+    header[4..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header
+}
+
+/// The framed records of a file and its format version: after the header, or the whole file for
+/// format 0 (no header). An empty file, or one cut inside its header (a crash while creating it),
+/// holds no records. A version newer than this build's is refused, naming the file.
+fn file_body<'a>(data: &'a [u8], path: &Path) -> anyhow::Result<(&'a [u8], u32)> {
+    let prefix = &data[..data.len().min(FORMAT_MAGIC.len())];
+    if !FORMAT_MAGIC.starts_with(prefix) {
+        return Ok((data, 0));
+    }
+    if data.len() < HEADER_BYTES {
+        return Ok((&[], FORMAT_VERSION));
+    }
+    let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    if version > FORMAT_VERSION {
+        anyhow::bail!(
+            "{} is in data format {version}, written by a newer rapport; this build reads \
+             formats 0 to {FORMAT_VERSION}: run the newer rapport on this directory",
+            path.display()
+        );
+    }
+    Ok((&data[HEADER_BYTES..], version))
+}
+
 /// Largest payload a record may claim; anything larger is a torn or corrupt length.
 const MAX_RECORD_BYTES: u32 = 16 * 1024 * 1024;
 
@@ -249,18 +290,41 @@ impl Wal {
                 dir.join(WAL_FILE).display()
             );
         }
-        let snapshot = read_file(&dir.join(SNAPSHOT_FILE))?;
-        let (snapshot_payloads, snapshot_valid) = read_frames(&snapshot)
-            .with_context(|| format!("in {}", dir.join(SNAPSHOT_FILE).display()))?;
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        let snapshot_file = read_file(&snapshot_path)?;
+        let (snapshot, snapshot_version) = file_body(&snapshot_file, &snapshot_path)?;
+        let snapshot_header = snapshot_file.len() - snapshot.len();
+        let (snapshot_payloads, snapshot_valid) = read_frames(snapshot).with_context(|| {
+            format!(
+                "in {} (byte offsets after its {snapshot_header}-byte header)",
+                snapshot_path.display()
+            )
+        })?;
         if snapshot_valid != snapshot.len() {
             anyhow::bail!(
-                "{} is damaged at byte {snapshot_valid} (snapshots are written whole, by rename)",
-                dir.join(SNAPSHOT_FILE).display()
+                "{} is damaged at byte {} (snapshots are written whole, by rename)",
+                snapshot_path.display(),
+                snapshot_header + snapshot_valid
             );
         }
-        let log = read_file(&dir.join(WAL_FILE))?;
-        let (log_payloads, log_valid) =
-            read_frames(&log).with_context(|| format!("in {}", dir.join(WAL_FILE).display()))?;
+        let log_path = dir.join(WAL_FILE);
+        let log_file = read_file(&log_path)?;
+        let (log, log_version) = file_body(&log_file, &log_path)?;
+        let log_header = log_file.len() - log.len();
+        let (log_payloads, log_valid) = read_frames(log).with_context(|| {
+            format!(
+                "in {} (byte offsets after its {log_header}-byte header)",
+                log_path.display()
+            )
+        })?;
+        if snapshot_version < FORMAT_VERSION || log_version < FORMAT_VERSION {
+            tracing::info!(
+                snapshot_version,
+                log_version,
+                to = FORMAT_VERSION,
+                "data directory in an older format: rewriting it in the current one"
+            );
+        }
         let mut recovered = Recovered {
             snapshot_records: snapshot_payloads.len(),
             log_records: log_payloads.len(),
@@ -280,20 +344,25 @@ impl Wal {
         }
         // Fold: snapshot + valid log → new snapshot; then the log starts empty.
         let started = Instant::now();
-        let mut folded = snapshot;
+        let mut folded = snapshot.to_vec();
         folded.extend_from_slice(&log[..log_valid]);
         write_snapshot(dir, &folded)?;
-        telemetry::snapshot_written(Some(folded.len() as u64), started.elapsed());
-        let file = OpenOptions::new()
+        telemetry::snapshot_written(
+            Some((HEADER_BYTES + folded.len()) as u64),
+            started.elapsed(),
+        );
+        let mut file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(dir.join(WAL_FILE))
+            .and_then(|mut file| file.write_all(&format_header()).map(|()| file))
             .and_then(|_| {
                 // Append mode: after a snapshot truncates the log, writes start at its new end.
                 OpenOptions::new().append(true).open(dir.join(WAL_FILE))
             })
             .with_context(|| format!("cannot open {}", dir.join(WAL_FILE).display()))?;
+        file.flush()?;
         file.sync_all()?;
         sync_dir(dir)?;
         let sync_handle = file.try_clone()?;
@@ -409,24 +478,30 @@ impl Wal {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.file.sync_data()?;
         self.check_log_in_place()?;
-        let mut folded = read_file(&self.dir.join(SNAPSHOT_FILE))?;
-        let log = read_file(&self.dir.join(WAL_FILE))?;
-        let (_, valid) = read_frames(&log)?;
+        let snapshot_path = self.dir.join(SNAPSHOT_FILE);
+        let snapshot_file = read_file(&snapshot_path)?;
+        let mut folded = file_body(&snapshot_file, &snapshot_path)?.0.to_vec();
+        let log_path = self.dir.join(WAL_FILE);
+        let log_file = read_file(&log_path)?;
+        let (log, _) = file_body(&log_file, &log_path)?;
+        let (_, valid) = read_frames(log)?;
         folded.extend_from_slice(&log[..valid]);
         write_snapshot(&self.dir, &folded)?;
         // A crash between the rename and here leaves events in both files: replay is idempotent.
-        writer.file.set_len(0)?;
+        writer.file.set_len(HEADER_BYTES as u64)?;
         writer.file.sync_all()?;
-        Ok(folded.len() as u64)
+        Ok((HEADER_BYTES + folded.len()) as u64)
     }
 }
 
-/// Writes `data` to snapshot.tmp, fsyncs it and renames it over snapshot.bin. On failure the
+/// Writes the header and the framed records `data` to snapshot.tmp, fsyncs it and renames it over
+/// snapshot.bin. On failure the
 /// temporary file is removed and the error names the file and keeps the OS error.
 fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(SNAPSHOT_TMP);
     let written = File::create(&tmp)
         .and_then(|mut file| {
+            file.write_all(&format_header())?;
             file.write_all(data)?;
             file.sync_all()
         })
@@ -529,6 +604,29 @@ pub fn spawn_background(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_versions_are_told_apart() {
+        let path = Path::new("wal.log");
+        let mut current = format_header().to_vec();
+        current.extend(frame(b"one"));
+        assert_eq!(file_body(&current, path).unwrap(), (&frame(b"one")[..], 1));
+        let legacy = frame(b"one");
+        assert_eq!(file_body(&legacy, path).unwrap(), (&legacy[..], 0));
+        // Empty, or cut inside the header: no records.
+        for cut in 0..HEADER_BYTES {
+            assert_eq!(file_body(&current[..cut], path).unwrap().0, &[] as &[u8]);
+        }
+        // A format-0 file shorter than a header is format 0 (a torn first record).
+        assert_eq!(file_body(&legacy[..3], path).unwrap(), (&legacy[..3], 0));
+        let mut newer = current.clone();
+        newer[4] = 2;
+        let error = file_body(&newer, path).unwrap_err().to_string();
+        assert!(
+            error.contains("format 2") && error.contains("wal.log"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn torn_tail_is_cut_and_mid_corruption_refused() {

@@ -239,7 +239,7 @@ pub fn interaction_from_pb(
     })
 }
 
-/// A validated interaction → proto (for the write-ahead log); inverse of [`interaction_from_pb`].
+/// A validated interaction → proto; inverse of [`interaction_from_pb`] (round-trip tests, fuzzing).
 pub fn interaction_to_pb(interaction: &Interaction) -> pb::Interaction {
     let number = |position: Option<usize>| position.map_or(0, |index| index as i32 + 1);
     pb::Interaction {
