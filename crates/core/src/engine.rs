@@ -2,6 +2,7 @@
 //! The gRPC services in `api/` only convert and delegate to this.
 
 use crate::domain::{Interaction, TimestampMs};
+use crate::durability::Durable;
 use crate::scoring::RefineOutcome;
 use crate::sentiment::{Sentiment, SentimentModel};
 use crate::store::{Applied, Store};
@@ -22,7 +23,9 @@ pub enum ClassifyError {
 
 /// Sentiment backend plus store.
 pub struct Engine {
+    /// Per-tenant customer state, scores and rankings.
     pub store: Arc<Store>,
+    /// The configured sentiment backend.
     pub sentiment: Arc<dyn SentimentModel>,
     /// The write-ahead log, when the server has a data directory.
     pub wal: Option<Arc<crate::durability::Wal>>,
@@ -137,7 +140,9 @@ impl Engine {
             let outcome = match outcome {
                 RefineOutcome::Refined => {
                     if let Some(wal) = &wal {
-                        crate::durability::log_refinement_or_abort(wal, &event, refined);
+                        wal.enqueue(&crate::durability::WalRecord::refinement(&event, refined))
+                            .wait()
+                            .await;
                     }
                     RefinementOutcome::Refined
                 }
@@ -149,26 +154,30 @@ impl Engine {
     }
 
     /// Classifies the event's text (when it has one) and applies the event; with `want_score` the
-    /// customer's score after it comes back too.
+    /// customer's score after it comes back too. With a log, the third value is the wait until
+    /// the event (or, for a duplicate, its first copy) is durable: answer the caller only after
+    /// it ends.
     pub fn ingest(
         &self,
         interaction: &Interaction,
         now_ms: TimestampMs,
         want_score: bool,
-    ) -> (Option<Sentiment>, Applied) {
+    ) -> (Option<Sentiment>, Applied, Option<Durable>) {
         let sentiment =
             (!interaction.text.trim().is_empty()).then(|| self.classify_inline(&interaction.text));
         let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
-        if let (Some(wal), Applied::Accepted(_)) = (&self.wal, &applied) {
-            // Durable before the caller can acknowledge it; see `durability`.
-            crate::durability::log_or_abort(wal, interaction, sentiment);
-        }
+        let mut durable = match (&self.wal, &applied) {
+            (Some(wal), Applied::Accepted(_)) => {
+                Some(wal.enqueue(&crate::durability::WalRecord::new(interaction, sentiment)))
+            }
+            _ => None,
+        };
         drop(admitted);
         if let (Some(wal), Applied::Duplicate(_)) = (&self.wal, &applied) {
             // Its first copy may still be on its way to the disk: acknowledge nothing, not even a
             // duplicate, before it is durable.
-            crate::durability::wait_for_admitted_or_abort(wal);
+            durable = Some(wal.wait_for_admitted());
         }
         if let (Some(inline), Applied::Accepted(_)) = (sentiment, &applied) {
             self.request_refinement(interaction, inline);
@@ -179,7 +188,7 @@ impl Engine {
             Applied::Refused(_) => IngestOutcome::Rejected,
         };
         telemetry::event_ingested(Some(interaction.channel), Some(interaction.kind), outcome);
-        (sentiment, applied)
+        (sentiment, applied, durable)
     }
 }
 
@@ -227,7 +236,10 @@ mod tests {
         let (answered, answers) = std::sync::mpsc::channel();
         let (duplicate_engine, duplicate) = (Arc::clone(&engine), event.clone());
         let duplicate_ingest = std::thread::spawn(move || {
-            let (_, applied) = duplicate_engine.ingest(&duplicate, now_ms(), false);
+            let (_, applied, durable) = duplicate_engine.ingest(&duplicate, now_ms(), false);
+            durable
+                .expect("a duplicate waits for its first copy")
+                .wait_blocking();
             let _ = answered.send(matches!(applied, Applied::Duplicate(_)));
         });
         assert!(

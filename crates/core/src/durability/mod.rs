@@ -13,6 +13,13 @@
 //! the log. Only accepted events are logged (never duplicates), so the files hold each event once;
 //! replay goes through `Store::apply`, which is idempotent on event id anyway.
 //!
+//! Writes and fsyncs happen on one `wal-writer` thread, never on an async worker: callers enqueue a
+//! record ([`Wal::enqueue`]) and get a [`Durable`] to wait on. The writer takes everything queued
+//! (up to [`MAX_GROUP_RECORDS`]), writes it in one call, fsyncs once (group commit) and answers each
+//! waiter in order, so concurrent streams share fsyncs and a stalled disk stalls only the calls that
+//! wait for it (health, queries and metrics keep answering). Readers can see an event in memory a
+//! moment before it is durable; nothing is acknowledged before.
+//!
 //! On a log write or fsync error the process stops (abort) rather than answer for an event it could
 //! not make durable: the caller sees the connection drop, never an acknowledgement.
 
@@ -30,7 +37,7 @@ const WAL_FILE: &str = "wal.log";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 /// First bytes of every file in the current format. Read as a format-0 record length (u32 LE) it
-/// would claim ~1.4 GB, more than [`MAX_RECORD_BYTES`], so no format-0 file can start with it.
+/// would claim ~1.4 GB, more than `MAX_RECORD_BYTES`, so no format-0 file can start with it.
 pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
 /// The format this build writes (1: the header; records as in format 0).
 pub const FORMAT_VERSION: u32 = 1;
@@ -77,15 +84,19 @@ pub use crate::config::{DurabilityConfig, FsyncPolicy};
 /// One logged event.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WalRecord {
+    /// The event, without its text.
     #[prost(message, optional, tag = "1")]
     pub interaction: Option<record::LoggedInteraction>,
+    /// Whether `label`, `score` and `confidence` hold the event's sentiment.
     #[prost(bool, tag = "2")]
     pub has_sentiment: bool,
     /// 0 negative, 1 neutral, 2 positive.
     #[prost(int32, tag = "3")]
     pub label: i32,
+    /// Sentiment polarity in [-1, 1] (0 without sentiment).
     #[prost(float, tag = "4")]
     pub score: f32,
+    /// Sentiment confidence in [0, 1] (0 without sentiment).
     #[prost(float, tag = "5")]
     pub confidence: f32,
     /// The record carries a refined sentiment for an event logged before it (a queued backend's
@@ -241,28 +252,96 @@ struct Writer {
     written: u64,
 }
 
-/// The open log of a data directory.
-pub struct Wal {
+/// The files of an open log, shared by the [`Wal`] handle and its writer thread.
+struct LogFiles {
     dir: PathBuf,
     policy: FsyncPolicy,
     writer: Mutex<Writer>,
     /// A second handle on the log for fsync, so writers are not held up by it; guards the count
     /// of records known synced.
     syncer: Mutex<(File, u64)>,
-    /// Held shared by each ingest from the moment its event is applied to the store until it is
-    /// logged; taken exclusively by a duplicate, so it is answered only after its first copy is
-    /// logged (and, with `fsync = "always"`, fsynced).
-    admissions: std::sync::RwLock<()>,
     /// (device, inode) of the open log: checked after each fsync and before each snapshot, so a
     /// data directory deleted (or replaced) under the running server stops acknowledgements
     /// instead of writing to a file no restart will find.
     log_identity: (u64, u64),
 }
 
+/// What the writer thread is asked to do: append a framed record, or only answer once
+/// everything queued before is durable.
+enum Job {
+    Append(Vec<u8>),
+    Barrier,
+}
+
+/// One queued job and who waits for it: `Err` with the log's error when it could not be made
+/// durable.
+struct Queued {
+    job: Job,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Most jobs the writer thread takes into one write (and, with `fsync = "always"`, one fsync).
+pub const MAX_GROUP_RECORDS: usize = 4096;
+
+/// A wait until what was queued is durable (written, and fsynced with `fsync = "always"`). The
+/// writer answers in queue order, so the last wait of a caller covers all its earlier ones.
+/// A write or fsync error stops the process there (see the module docs); the `try_` forms
+/// return it instead.
+#[must_use = "nothing may be acknowledged before it is durable"]
+pub struct Durable(tokio::sync::oneshot::Receiver<Result<(), String>>);
+
+impl Durable {
+    /// Waits without holding a runtime worker; stops the process if the log failed.
+    pub async fn wait(self) {
+        or_abort(self.0.await);
+    }
+
+    /// Waits on this thread (outside async code: the blocking pool, tools, tests); stops the
+    /// process if the log failed.
+    pub fn wait_blocking(self) {
+        or_abort(self.0.blocking_recv());
+    }
+
+    /// Waits on this thread and returns the log's error, if any.
+    pub fn try_wait_blocking(self) -> std::io::Result<()> {
+        match self.0.blocking_recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(std::io::Error::other(error)),
+            Err(_) => Err(std::io::Error::other("the log writer stopped")),
+        }
+    }
+}
+
+/// The log could not make something durable: stop rather than acknowledge it.
+fn or_abort(answer: Result<Result<(), String>, tokio::sync::oneshot::error::RecvError>) {
+    let error = match answer {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error,
+        Err(_) => "the log writer stopped".to_string(),
+    };
+    tracing::error!(%error, "write-ahead log failed: stopping");
+    std::process::abort();
+}
+
+/// The open log of a data directory. Appends go to one writer thread that owns the writes: it
+/// takes everything queued while the previous write and fsync ran and makes it durable with one
+/// write and one fsync (group commit), then answers each caller, so no fsync ever runs on a
+/// runtime worker and concurrent callers share fsyncs.
+pub struct Wal {
+    files: Arc<LogFiles>,
+    queue: Mutex<std::sync::mpsc::Sender<Queued>>,
+    /// Held shared by each ingest from the moment its event is applied to the store until it is
+    /// queued; taken exclusively by a duplicate, so it is answered only after its first copy is
+    /// durable (see [`Wal::wait_for_admitted`]).
+    admissions: std::sync::RwLock<()>,
+}
+
 /// What start-up recovered.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Recovered {
+    /// Records loaded from the snapshot.
     pub snapshot_records: usize,
+    /// Valid records replayed from the log after the snapshot.
     pub log_records: usize,
     /// Bytes of a torn last record cut off the log.
     pub torn_bytes: usize,
@@ -372,54 +451,118 @@ impl Wal {
             (metadata.dev(), metadata.ino())
         };
         recovered.log_records = log_payloads.len();
+        let files = Arc::new(LogFiles {
+            dir: dir.to_path_buf(),
+            policy: config.fsync,
+            writer: Mutex::new(Writer { file, written: 0 }),
+            syncer: Mutex::new((sync_handle, 0)),
+            log_identity,
+        });
+        let (queue, jobs) = std::sync::mpsc::channel();
+        let writer_files = Arc::clone(&files);
+        std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || write_groups(&writer_files, &jobs))
+            .context("cannot start the log writer thread")?;
         Ok((
             Arc::new(Self {
-                dir: dir.to_path_buf(),
-                policy: config.fsync,
-                writer: Mutex::new(Writer { file, written: 0 }),
-                syncer: Mutex::new((sync_handle, 0)),
+                files,
+                queue: Mutex::new(queue),
                 admissions: std::sync::RwLock::new(()),
-                log_identity,
             }),
             recovered,
         ))
     }
 
-    /// Appends one accepted event and, with [`FsyncPolicy::Always`], fsyncs it before returning.
-    pub fn append(&self, record: &WalRecord) -> std::io::Result<()> {
-        let framed = frame(&prost::Message::encode_to_vec(record));
-        let seq = {
-            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            writer.file.write_all(&framed)?;
-            writer.written += 1;
-            writer.written
-        };
-        telemetry::wal_appended(framed.len());
-        if self.policy == FsyncPolicy::Always {
-            self.sync_to(seq)?;
+    /// Queues one record for the writer thread; the returned wait ends once it is durable.
+    pub fn enqueue(&self, record: &WalRecord) -> Durable {
+        self.queue_job(Job::Append(frame(&prost::Message::encode_to_vec(record))))
+    }
+
+    fn queue_job(&self, job: Job) -> Durable {
+        let (done, durable) = tokio::sync::oneshot::channel();
+        let sent = self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Queued { job, done });
+        if let Err(std::sync::mpsc::SendError(queued)) = sent {
+            let _ = queued.done.send(Err("the log writer stopped".to_string()));
         }
-        Ok(())
+        Durable(durable)
+    }
+
+    /// Appends one record and waits until it is durable (for callers outside async code);
+    /// returns the log's error if it could not be.
+    pub fn append(&self, record: &WalRecord) -> std::io::Result<()> {
+        self.enqueue(record).try_wait_blocking()
     }
 
     /// Marks an event as on its way to the log: hold the guard from applying it to the store
-    /// until it is logged (see [`Wal::wait_for_admitted`]).
+    /// until it is queued (see [`Wal::wait_for_admitted`]).
     pub fn admit(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.admissions.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until every event admitted so far is logged and, with [`FsyncPolicy::Always`],
-    /// fsynced: what a duplicate waits for before it is answered, since its first copy may still
-    /// be on its way to the disk.
-    pub fn wait_for_admitted(&self) -> std::io::Result<()> {
+    /// What a duplicate waits for before it is answered, since its first copy may still be on
+    /// its way to the disk: waits until every event admitted so far is queued, then returns a
+    /// wait that ends once all of it is durable.
+    pub fn wait_for_admitted(&self) -> Durable {
         drop(self.admissions.write().unwrap_or_else(|e| e.into_inner()));
-        if self.policy == FsyncPolicy::Always {
-            self.sync()?;
-        }
-        Ok(())
+        self.queue_job(Job::Barrier)
     }
 
     /// Fsyncs everything written so far.
     pub fn sync(&self) -> std::io::Result<()> {
+        self.files.sync()
+    }
+
+    /// Fails when `wal.log` in the data directory is no longer the file this process writes (the
+    /// directory or the log was deleted or replaced): what is written would not survive a restart.
+    pub fn check_log_in_place(&self) -> std::io::Result<()> {
+        self.files.check_log_in_place()
+    }
+
+    /// Folds the log into the snapshot and truncates the log. Appends wait meanwhile.
+    pub fn snapshot(&self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let result = self.fold_log_into_snapshot();
+        telemetry::snapshot_written(result.as_ref().ok().copied(), started.elapsed());
+        result.map(|_size_bytes| ())
+    }
+
+    /// [`Wal::snapshot`] without the metrics; returns the new snapshot's size in bytes.
+    fn fold_log_into_snapshot(&self) -> anyhow::Result<u64> {
+        let files = &self.files;
+        let writer = files.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.file.sync_data()?;
+        files.check_log_in_place()?;
+        let snapshot_path = files.dir.join(SNAPSHOT_FILE);
+        let snapshot_file = read_file(&snapshot_path)?;
+        let mut folded = file_body(&snapshot_file, &snapshot_path)?.0.to_vec();
+        let log_path = files.dir.join(WAL_FILE);
+        let log_file = read_file(&log_path)?;
+        let (log, _) = file_body(&log_file, &log_path)?;
+        let (_, valid) = read_frames(log)?;
+        folded.extend_from_slice(&log[..valid]);
+        write_snapshot(&files.dir, &folded)?;
+        // A crash between the rename and here leaves events in both files: replay is idempotent.
+        writer.file.set_len(HEADER_BYTES as u64)?;
+        writer.file.sync_all()?;
+        Ok((HEADER_BYTES + folded.len()) as u64)
+    }
+}
+
+impl LogFiles {
+    /// Writes `framed` (whole records) at the end of the log; returns the records written so far.
+    fn write(&self, framed: &[u8], records: u64) -> std::io::Result<u64> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.file.write_all(framed)?;
+        writer.written += records;
+        Ok(writer.written)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
         let seq = self
             .writer
             .lock()
@@ -431,7 +574,7 @@ impl Wal {
     fn sync_to(&self, seq: u64) -> std::io::Result<()> {
         let mut syncer = self.syncer.lock().unwrap_or_else(|e| e.into_inner());
         if syncer.1 >= seq {
-            return Ok(()); // someone else's fsync covered it
+            return Ok(()); // an earlier fsync covered it
         }
         let target = self
             .writer
@@ -446,9 +589,7 @@ impl Wal {
         Ok(())
     }
 
-    /// Fails when `wal.log` in the data directory is no longer the file this process writes (the
-    /// directory or the log was deleted or replaced): what is written would not survive a restart.
-    pub fn check_log_in_place(&self) -> std::io::Result<()> {
+    fn check_log_in_place(&self) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         let path = self.dir.join(WAL_FILE);
         let in_place = std::fs::metadata(&path)
@@ -464,33 +605,61 @@ impl Wal {
             )))
         }
     }
+}
 
-    /// Folds the log into the snapshot and truncates the log. Appends wait meanwhile.
-    pub fn snapshot(&self) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let result = self.fold_log_into_snapshot();
-        telemetry::snapshot_written(result.as_ref().ok().copied(), started.elapsed());
-        result.map(|_size_bytes| ())
-    }
-
-    /// [`Wal::snapshot`] without the metrics; returns the new snapshot's size in bytes.
-    fn fold_log_into_snapshot(&self) -> anyhow::Result<u64> {
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        writer.file.sync_data()?;
-        self.check_log_in_place()?;
-        let snapshot_path = self.dir.join(SNAPSHOT_FILE);
-        let snapshot_file = read_file(&snapshot_path)?;
-        let mut folded = file_body(&snapshot_file, &snapshot_path)?.0.to_vec();
-        let log_path = self.dir.join(WAL_FILE);
-        let log_file = read_file(&log_path)?;
-        let (log, _) = file_body(&log_file, &log_path)?;
-        let (_, valid) = read_frames(log)?;
-        folded.extend_from_slice(&log[..valid]);
-        write_snapshot(&self.dir, &folded)?;
-        // A crash between the rename and here leaves events in both files: replay is idempotent.
-        writer.file.set_len(HEADER_BYTES as u64)?;
-        writer.file.sync_all()?;
-        Ok((HEADER_BYTES + folded.len()) as u64)
+/// The writer thread: takes what is queued (up to [`MAX_GROUP_RECORDS`]), writes it with one
+/// write, fsyncs once with `fsync = "always"`, then answers each job in order. Ends when the
+/// [`Wal`] is dropped. After a write or fsync error (or the log found deleted) it answers every
+/// job, that one's group included, with the error and writes nothing more: nothing it could not
+/// make durable is ever acknowledged.
+fn write_groups(files: &LogFiles, jobs: &std::sync::mpsc::Receiver<Queued>) {
+    let mut group: Vec<Queued> = Vec::new();
+    let mut framed: Vec<u8> = Vec::new();
+    let mut failed: Option<String> = None;
+    while let Ok(first) = jobs.recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP_RECORDS {
+            match jobs.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        if failed.is_none() {
+            framed.clear();
+            let mut records = 0u64;
+            for queued in &group {
+                if let Job::Append(bytes) = &queued.job {
+                    framed.extend_from_slice(bytes);
+                    records += 1;
+                }
+            }
+            let written = if records > 0 {
+                files.write(&framed, records)
+            } else {
+                Ok(files.writer.lock().unwrap_or_else(|e| e.into_inner()).written)
+            };
+            let durable = written.and_then(|seq| match files.policy {
+                FsyncPolicy::Always => files.sync_to(seq),
+                FsyncPolicy::Interval => Ok(()),
+            });
+            match durable {
+                Ok(()) => {
+                    for queued in &group {
+                        if let Job::Append(bytes) = &queued.job {
+                            telemetry::wal_appended(bytes.len());
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, records, "write-ahead log failed");
+                    failed = Some(error.to_string());
+                }
+            }
+        }
+        let answer = failed.clone().map_or(Ok(()), Err);
+        for queued in group.drain(..) {
+            let _ = queued.done.send(answer.clone());
+        }
     }
 }
 
@@ -520,33 +689,6 @@ fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
         return Err(error);
     }
     sync_dir(dir)
-}
-
-/// Appends an accepted event, stopping the process if that fails (see the module docs).
-pub fn log_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Option<Sentiment>) {
-    append_or_abort(wal, &WalRecord::new(interaction, sentiment));
-}
-
-/// Appends a refined sentiment for a logged event, stopping the process if that fails.
-pub fn log_refinement_or_abort(wal: &Wal, interaction: &Interaction, sentiment: Sentiment) {
-    append_or_abort(wal, &WalRecord::refinement(interaction, sentiment));
-}
-
-/// Waits until a duplicate's first copy is durable (see [`Wal::wait_for_admitted`]), stopping the
-/// process if the fsync fails.
-pub fn wait_for_admitted_or_abort(wal: &Wal) {
-    if let Err(error) = wal.wait_for_admitted() {
-        tracing::error!(%error, "write-ahead log fsync failed: stopping");
-        std::process::abort();
-    }
-}
-
-/// Appends a record, or stops the process rather than answer for what it could not log.
-fn append_or_abort(wal: &Wal, record: &WalRecord) {
-    if let Err(error) = wal.append(record) {
-        tracing::error!(%error, refines = record.refines, "write-ahead log failed: stopping");
-        std::process::abort();
-    }
 }
 
 /// Periodic fsync (interval policy) and snapshot tasks; they stop when `stop` turns true.

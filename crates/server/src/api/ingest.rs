@@ -10,11 +10,16 @@ use crate::scoring::Score;
 use crate::sentiment::Sentiment;
 use crate::store::Applied;
 use crate::telemetry::{self, IngestOutcome};
+use rapport_core::durability::Durable;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+
+/// Events of one `Ingest` stream between waits for durability: bounds what a stream has queued
+/// for the log writer while keeping one fsync wait per group, not per event.
+const DURABLE_WAIT_EVERY: u64 = 1024;
 
 /// The IngestService implementation.
 pub struct IngestApi {
@@ -83,7 +88,15 @@ impl IngestApi {
 
     /// Converts and applies one event of a caller holding `grant`; `want_score` when the caller
     /// replies with the score.
-    fn process(&self, interaction: pb::Interaction, grant: &Grant, want_score: bool) -> Processed {
+    ///
+    /// With a log, the wait returned must end before the event is acknowledged (see
+    /// [`rapport_core::durability::Durable`]).
+    fn process(
+        &self,
+        interaction: pb::Interaction,
+        grant: &Grant,
+        want_score: bool,
+    ) -> (Processed, Option<Durable>) {
         let (channel, kind) = (interaction.channel, interaction.kind);
         let event_id = interaction.event_id.clone();
         let now = now_ms();
@@ -98,14 +111,16 @@ impl IngestApi {
             });
         match converted {
             Ok(interaction) => {
-                let (sentiment, applied) = self.engine.ingest(&interaction, now, want_score);
-                Processed::Applied {
+                let (sentiment, applied, durable) =
+                    self.engine.ingest(&interaction, now, want_score);
+                let processed = Processed::Applied {
                     event_id: interaction.event_id,
                     tenant_id: interaction.tenant_id,
                     customer_id: interaction.customer_id,
                     sentiment,
                     applied,
-                }
+                };
+                (processed, durable)
             }
             Err(error) => {
                 telemetry::event_ingested(
@@ -114,7 +129,7 @@ impl IngestApi {
                     IngestOutcome::Rejected,
                 );
                 tracing::debug!(event_id = %event_id, %error, "event rejected");
-                Processed::Rejected { event_id, error }
+                (Processed::Rejected { event_id, error }, None)
             }
         }
     }
@@ -198,11 +213,29 @@ impl IngestService for Arc<IngestApi> {
         let mut stream = request.into_inner();
         let mut summary = pb::IngestSummary::default();
         let mut index = 0u64;
-        while let Some(interaction) = self.next_event(&mut stream).await? {
-            let processed = self.process(interaction, &grant, false);
+        // The writer answers in order, so the latest wait covers every earlier event: one wait
+        // per group of events, and one before the summary acknowledges them all.
+        let mut latest: Option<Durable> = None;
+        let read = loop {
+            let interaction = match self.next_event(&mut stream).await {
+                Ok(Some(interaction)) => interaction,
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status),
+            };
+            let (processed, durable) = self.process(interaction, &grant, false);
             self.tally(&mut summary, index, &processed);
             index += 1;
+            latest = durable.or(latest);
+            if index.is_multiple_of(DURABLE_WAIT_EVERY) {
+                if let Some(durable) = latest.take() {
+                    durable.wait().await;
+                }
+            }
+        };
+        if let Some(durable) = latest {
+            durable.wait().await;
         }
+        read?;
         Ok(Response::new(summary))
     }
 
@@ -219,7 +252,13 @@ impl IngestService for Arc<IngestApi> {
         tokio::spawn(async move {
             loop {
                 let reply = match api.next_event(&mut stream).await {
-                    Ok(Some(interaction)) => Ok(scored(api.process(interaction, &grant, true))),
+                    Ok(Some(interaction)) => {
+                        let (processed, durable) = api.process(interaction, &grant, true);
+                        if let Some(durable) = durable {
+                            durable.wait().await;
+                        }
+                        Ok(scored(processed))
+                    }
                     Ok(None) => break,
                     Err(status) => Err(status),
                 };
@@ -255,9 +294,15 @@ impl IngestService for Arc<IngestApi> {
             let api = Arc::clone(self);
             tokio::task::spawn_blocking(move || {
                 let mut summary = pb::IngestSummary::default();
+                let mut latest: Option<Durable> = None;
                 for (index, interaction) in interactions.into_iter().enumerate() {
-                    let processed = api.process(interaction, &grant, false);
+                    let (processed, durable) = api.process(interaction, &grant, false);
                     api.tally(&mut summary, index as u64, &processed);
+                    latest = durable.or(latest);
+                }
+                // In order: the latest wait covers the whole batch.
+                if let Some(durable) = latest {
+                    durable.wait_blocking();
                 }
                 summary
             })

@@ -24,6 +24,15 @@ pub struct ScoringApi {
     limits: Limits,
     /// Flips to true on shutdown: open watch streams end.
     shutdown: watch::Receiver<bool>,
+    /// Full scans (`as_of` queries evaluate every customer) run on the blocking pool, at most
+    /// this many at once; more wait their turn without holding a runtime worker.
+    full_scans: Arc<tokio::sync::Semaphore>,
+}
+
+/// Full-scan queries running at once: half the cores (at least one), so scans never take every
+/// core from live queries and ingest.
+fn full_scan_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
 impl ScoringApi {
@@ -33,6 +42,7 @@ impl ScoringApi {
             store,
             limits,
             shutdown,
+            full_scans: Arc::new(tokio::sync::Semaphore::new(full_scan_concurrency())),
         }
     }
 
@@ -122,7 +132,22 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::TopCustomersRequest>,
     ) -> Result<Response<pb::TopCustomersResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
-        ScoringApi::top_customers(self, request.into_inner())
+        let request = request.into_inner();
+        if request.as_of.is_none() {
+            // Live: answered from the ranking index in microseconds, on this worker.
+            return ScoringApi::top_customers(self, request)
+                .map(Response::new)
+                .map_err(Status::from);
+        }
+        // As of a moment: every customer is evaluated, off the runtime's workers.
+        let _permit = Arc::clone(&self.full_scans)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+        let api = Arc::clone(self);
+        tokio::task::spawn_blocking(move || ScoringApi::top_customers(&api, request))
+            .await
+            .map_err(|error| ApiError::Internal(format!("TopCustomers failed: {error}")))?
             .map(Response::new)
             .map_err(Status::from)
     }
