@@ -50,11 +50,29 @@ pub fn action_index(action: Action) -> usize {
         .unwrap_or(Action::ALL.len() - 1)
 }
 
-/// Ranking entry: higher priority first, then smaller customer id. In the index, the priority is
-/// the candidate's bound.
+/// Ranking entry, in the order TopCustomers answers: higher priority first; at equal priority the
+/// reply due first (a customer with no reply due after every one with one); customer id last. In
+/// the index, the priority is the candidate's bound.
 pub(super) struct Ranked {
     pub priority: f64,
+    /// When the customer's most urgent open thread is due an answer ([`NO_REPLY_DUE`] if none).
+    pub reply_due_at_ms: TimestampMs,
     pub customer_id: CompactString,
+}
+
+/// [`Ranked::reply_due_at_ms`] of a customer with no reply due: after every due time.
+pub(super) const NO_REPLY_DUE: TimestampMs = TimestampMs::MAX;
+
+/// The tie key of a score: when its reply is due, or [`NO_REPLY_DUE`].
+pub(super) fn reply_due_key(score: &Score) -> TimestampMs {
+    score.reply_due_at_ms.unwrap_or(NO_REPLY_DUE)
+}
+
+/// The answer order of two (priority, reply due, id) keys: `Greater` when `a` ranks first.
+fn rank_order(a: (f64, TimestampMs, &str), b: (f64, TimestampMs, &str)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0)
+        .then_with(|| b.1.cmp(&a.1))
+        .then_with(|| b.2.cmp(a.2))
 }
 
 impl PartialEq for Ranked {
@@ -70,9 +88,10 @@ impl PartialOrd for Ranked {
 }
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.priority
-            .total_cmp(&other.priority)
-            .then_with(|| other.customer_id.cmp(&self.customer_id))
+        rank_order(
+            (self.priority, self.reply_due_at_ms, &self.customer_id),
+            (other.priority, other.reply_due_at_ms, &other.customer_id),
+        )
     }
 }
 
@@ -91,16 +110,18 @@ impl TopK {
         }
     }
 
-    /// Whether an entry of this priority and id would be kept (so the caller can skip building it).
-    pub fn admits(&self, priority: f64, customer_id: &str) -> bool {
+    /// Whether an entry of this priority, reply due time and id would be kept (so the caller can
+    /// skip building it).
+    pub fn admits(&self, priority: f64, reply_due_at_ms: TimestampMs, customer_id: &str) -> bool {
         if self.heap.len() < self.limit {
             return self.limit > 0;
         }
         self.heap.peek().is_some_and(|Reverse(worst)| {
-            priority
-                .total_cmp(&worst.priority)
-                .then_with(|| worst.customer_id.as_str().cmp(customer_id))
-                .is_gt()
+            rank_order(
+                (priority, reply_due_at_ms, customer_id),
+                (worst.priority, worst.reply_due_at_ms, &worst.customer_id),
+            )
+            .is_gt()
         })
     }
 
@@ -140,18 +161,13 @@ pub(super) fn list_index(action: Option<Action>) -> usize {
     action.map_or(OVERALL, action_index)
 }
 
-/// The entry a customer must reach to join a full list: its last one's priority and id.
-pub(super) type Bar = Option<(f64, CompactString)>;
+/// The priority a customer must reach to join a full list: its last entry's. A customer at exactly
+/// the bar's priority is taken whatever its tie keys (the candidate set may be larger, never short).
+pub(super) type Bar = Option<f64>;
 
-/// Whether (priority, id) ranks at or above the bar (a list that is not full takes anyone).
-fn reaches(bar: &Bar, priority: f64, customer_id: &str) -> bool {
-    match bar {
-        None => true,
-        Some((bar_priority, bar_id)) => priority
-            .total_cmp(bar_priority)
-            .then_with(|| bar_id.as_str().cmp(customer_id))
-            .is_ge(),
-    }
+/// Whether a priority reaches the bar (a list that is not full takes anyone).
+fn reaches(bar: &Bar, priority: f64) -> bool {
+    bar.is_none_or(|bar_priority| priority.total_cmp(&bar_priority).is_ge())
 }
 
 /// Candidate lists of one pass.
@@ -181,9 +197,11 @@ impl IndexBuilder {
     pub fn offer(&mut self, customer_id: &str, score: &Score) {
         for list in [action_index(score.action), OVERALL] {
             let top = &mut self.tops[list];
-            if top.admits(score.priority, customer_id) {
+            let reply_due_at_ms = reply_due_key(score);
+            if top.admits(score.priority, reply_due_at_ms, customer_id) {
                 top.offer(Ranked {
                     priority: score.priority,
+                    reply_due_at_ms,
                     customer_id: CompactString::from(customer_id),
                 });
             }
@@ -198,7 +216,7 @@ impl IndexBuilder {
             let full = top.len() >= RANKING_LIST_LEN;
             let sorted = top.into_sorted();
             if full {
-                bars[list] = sorted.last().map(|r| (r.priority, r.customer_id.clone()));
+                bars[list] = sorted.last().map(|r| r.priority);
             }
             lists[list] = sorted;
         }
@@ -213,7 +231,7 @@ impl IndexBuilder {
 }
 
 /// Customers whose events since a pass began may put them on a list, each with its bound: the
-/// priority its latest noted event gave it.
+/// priority its latest noted event gave it (and, as a bound on the tie key, the earliest due time).
 pub(super) struct HotSet {
     bounds: DashMap<CompactString, f64, ahash::RandomState>,
     len: AtomicUsize,
@@ -257,6 +275,7 @@ impl HotSet {
         }
         into.extend(self.bounds.iter().map(|entry| Ranked {
             priority: *entry.value(),
+            reply_due_at_ms: TimestampMs::MIN,
             customer_id: entry.key().clone(),
         }));
         true
@@ -279,7 +298,7 @@ impl RankingState {
     /// with `bound` (the priority, or infinity when it is no bound) for queries.
     pub fn note(&self, customer_id: &str, priority: f64, bound: f64, action: Action) {
         for list in [action_index(action), OVERALL] {
-            if reaches(&self.bars[list], priority, customer_id) {
+            if reaches(&self.bars[list], priority) {
                 self.hot[list].insert(customer_id, bound);
                 if let Some(next) = &self.next_hot {
                     next[list].insert(customer_id, bound);
@@ -317,5 +336,70 @@ impl RankingState {
             }
         }
         Some(hot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranked(priority: f64, reply_due_at_ms: TimestampMs, customer_id: &str) -> Ranked {
+        Ranked {
+            priority,
+            reply_due_at_ms,
+            customer_id: CompactString::from(customer_id),
+        }
+    }
+
+    fn order(entries: Vec<Ranked>, limit: usize) -> Vec<String> {
+        let mut top = TopK::new(limit);
+        for entry in entries {
+            if top.admits(entry.priority, entry.reply_due_at_ms, &entry.customer_id) {
+                top.offer(entry);
+            }
+        }
+        top.into_sorted()
+            .into_iter()
+            .map(|r| r.customer_id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn ties_are_broken_by_reply_due_then_customer_id() {
+        let entries = vec![
+            ranked(0.7, NO_REPLY_DUE, "a"),
+            ranked(0.7, 2_000, "b"),
+            ranked(0.7, 1_000, "z"),
+            ranked(0.7, 1_000, "c"),
+            ranked(0.9, NO_REPLY_DUE, "y"),
+            ranked(0.6, 0, "d"),
+        ];
+        assert_eq!(order(entries, 10), ["y", "c", "z", "b", "a", "d"]);
+    }
+
+    #[test]
+    fn a_full_top_keeps_the_tie_due_first_whatever_the_offer_order() {
+        let forward = vec![
+            ranked(0.7, NO_REPLY_DUE, "a"),
+            ranked(0.7, 5_000, "b"),
+            ranked(0.7, 1_000, "c"),
+        ];
+        let mut backward = vec![
+            ranked(0.7, NO_REPLY_DUE, "a"),
+            ranked(0.7, 5_000, "b"),
+            ranked(0.7, 1_000, "c"),
+        ];
+        backward.reverse();
+        assert_eq!(order(forward, 2), ["c", "b"]);
+        assert_eq!(order(backward, 2), ["c", "b"]);
+    }
+
+    #[test]
+    fn the_bar_takes_every_tie_at_its_priority() {
+        let bar: Bar = Some(0.5);
+        assert!(reaches(&bar, 0.5));
+        assert!(reaches(&bar, 0.6));
+        assert!(!reaches(&bar, 0.49));
+        assert!(reaches(&None, 0.0));
     }
 }
