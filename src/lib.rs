@@ -9,6 +9,8 @@
 //!   [`telemetry`]): state and scores, no transport;
 //! - `rapport-server` ([`api`], [`server`], [`pb`]): the gRPC services.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 
 pub use rapport_core::{calendar, config, domain, durability, engine, scoring, store, telemetry};

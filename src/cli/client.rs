@@ -18,8 +18,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionLine {
+    /// Unique per tenant; a repeated id is counted once.
     pub event_id: String,
+    /// The tenant (brand) whose customer this is.
     pub tenant_id: String,
+    /// The customer, unique within the tenant.
     pub customer_id: String,
     /// e.g. "twitter", "review_site".
     pub channel: String,
@@ -29,12 +32,16 @@ pub struct InteractionLine {
     pub direction: String,
     /// RFC 3339, e.g. "2026-11-23T08:00:00Z".
     pub occurred_at: String,
+    /// Message text (default: none).
     #[serde(default)]
     pub text: String,
+    /// Money, for purchases (default 0).
     #[serde(default)]
     pub value: f64,
+    /// The author's audience at the time of the event (default 0).
     #[serde(default)]
     pub author_followers: u64,
+    /// Conversation thread (default: none).
     #[serde(default)]
     pub thread_id: String,
 }

@@ -58,6 +58,7 @@ pub struct LoadgenArgs {
     /// Also query TopCustomers (limit 100, first tenant) this many times per second while loading.
     #[arg(long, default_value_t = 0)]
     pub top_queries_per_second: u32,
+    /// Seed of the random events and of their ids.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

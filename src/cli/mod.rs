@@ -25,6 +25,7 @@ pub struct Cli {
     /// Log as JSON lines instead of text (level from RUST_LOG, default info).
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// The subcommand to run; none runs `serve` with its defaults.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -34,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),
-    /// Classify texts, one per line on stdin; prints label<TAB>score<TAB>confidence per line.
+    /// Classify texts, one per line on stdin; prints `label<TAB>score<TAB>confidence` per line.
     Classify(ModelArgs),
     /// Evaluate a backend on a `label<TAB>text` file with a header: macro-recall, accuracy,
     /// per-class recall, confusion matrix, texts/s.
@@ -166,6 +167,7 @@ pub struct ModelArgs {
 pub struct EvalArgs {
     /// `label<TAB>text` file with a header line; labels negative/neutral/positive.
     pub file: PathBuf,
+    /// Which backend to evaluate.
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -203,6 +205,7 @@ pub struct SendArgs {
     /// sample as if it had just happened).
     #[arg(long)]
     pub relative_to_now: bool,
+    /// Where the server is and how to authenticate.
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -231,6 +234,7 @@ pub struct TopArgs {
     /// Print a JSON array of scores instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Where the server is and how to authenticate.
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -249,6 +253,7 @@ pub struct CustomerArgs {
     /// Print the score as a JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Where the server is and how to authenticate.
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -262,6 +267,7 @@ pub struct WatchArgs {
     /// Report customers crossing this priority.
     #[arg(long, default_value_t = 0.5)]
     pub min_priority: f64,
+    /// Where the server is and how to authenticate.
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -77,7 +77,7 @@ pub struct BusinessCalendar {
 }
 
 /// Why a business-hours config was refused: `key` is the dotted config key under the given prefix
-/// (e.g. "sla.business_hours.weekly.mon[1]"), `message` says what is wrong.
+/// (e.g. `sla.business_hours.weekly.mon[1]`), `message` says what is wrong.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{key}: {message}")]
 pub struct CalendarError {

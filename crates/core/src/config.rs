@@ -18,10 +18,15 @@ const DAY_SECONDS: f64 = 86_400.0;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The `[server]` table: listening addresses, input limits and the sentiment backend.
     pub server: ServerConfig,
+    /// The `[scoring]` table: every scoring weight, threshold, half-life and reply SLA.
     pub scoring: ScoringConfig,
+    /// The `[durability]` table: where events are logged and when they are fsynced.
     pub durability: DurabilityConfig,
+    /// The `[access]` table: bearer tokens and TLS.
     pub access: AccessConfig,
+    /// The `[transformer]` table: the transformer backend's worker pool.
     pub transformer: TransformerConfig,
 }
 
@@ -145,6 +150,7 @@ pub enum FsyncPolicy {
 pub struct DurabilityConfig {
     /// Where the log and snapshots live; unset = in memory only.
     pub data_dir: Option<PathBuf>,
+    /// When the log is fsynced (`always` or `interval`).
     pub fsync: FsyncPolicy,
     /// Fsync period with `fsync = "interval"`.
     pub fsync_interval_ms: u64,
@@ -320,8 +326,11 @@ pub struct ScoringConfig {
     pub kind_weights: BTreeMap<Kind, f64>,
     /// Engagement multiplier per channel; channels not listed keep their default (1.0).
     pub channel_weights: BTreeMap<Channel, f64>,
+    /// The `[scoring.risk]` table: log-odds weights of retention risk.
     pub risk: RiskWeights,
+    /// The `[scoring.respond]` table: weights of RESPOND urgency.
     pub respond: RespondWeights,
+    /// The `[scoring.actions]` table: when each action applies.
     pub actions: ActionThresholds,
 }
 
@@ -657,15 +666,25 @@ pub fn check_range(key: &str, value: u64, smallest: u64, largest: u64) -> Result
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The file that was read.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The text is not valid TOML or does not fit the schema (unknown key, wrong type); the parser's message.
     #[error("invalid config: {0}")]
     Parse(String),
+    /// A value is out of range or inconsistent with another.
     #[error("invalid config: {key} {message}")]
-    Invalid { key: String, message: String },
+    Invalid {
+        /// The offending key, dotted (e.g. `scoring.reply_sla_seconds`).
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 impl ConfigError {

@@ -13,17 +13,29 @@ pub type TimestampMs = i64;
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Channel {
+    /// Twitter (public).
     Twitter,
+    /// Facebook (public).
     Facebook,
+    /// Instagram (public).
     Instagram,
+    /// LinkedIn (public).
     Linkedin,
+    /// A review site (public).
     ReviewSite,
+    /// A forum (public).
     Forum,
+    /// Email.
     Email,
+    /// Chat (live chat or messaging).
     Chat,
+    /// SMS.
     Sms,
+    /// A phone call.
     Phone,
+    /// The brand's website.
     Web,
+    /// In a physical store.
     InStore,
 }
 
@@ -81,18 +93,31 @@ impl Channel {
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Kind {
+    /// A direct message.
     Message,
+    /// A mention of the brand.
     Mention,
+    /// A comment, e.g. on a post.
     Comment,
+    /// A reply in a conversation.
     Reply,
+    /// A share or repost.
     Share,
+    /// A like or reaction.
     Like,
+    /// A review.
     Review,
+    /// A support ticket.
     SupportTicket,
+    /// A survey response.
     Survey,
+    /// A purchase; its value adds to the customer's lifetime value.
     Purchase,
+    /// A page view.
     PageView,
+    /// Followed the brand.
     Follow,
+    /// Unfollowed the brand.
     Unfollow,
 }
 
@@ -172,16 +197,25 @@ pub use rapport_sentiment::ReplyNeed;
 /// A validated interaction: every field has passed `api::convert`'s checks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Interaction {
+    /// Unique per tenant; a repeated id is counted once.
     pub event_id: String,
+    /// The tenant (brand) whose customer this is.
     pub tenant_id: String,
+    /// The customer, unique within the tenant.
     pub customer_id: String,
+    /// Where it happened.
     pub channel: Channel,
+    /// What kind of interaction it was.
     pub kind: Kind,
+    /// Who spoke: the customer (inbound) or the brand (outbound).
     pub direction: Direction,
+    /// When it happened (not when it arrived), in milliseconds since the Unix epoch.
     pub occurred_at_ms: TimestampMs,
+    /// Message text; empty when the interaction has none.
     pub text: String,
     /// Money, finite and not negative.
     pub value: f64,
+    /// The author's audience (followers) at the time of the event.
     pub author_followers: u64,
     /// Empty when the interaction belongs to no thread.
     pub thread_id: String,
@@ -194,10 +228,15 @@ pub struct Interaction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// Answer an unanswered inbound message.
     Respond,
+    /// Win back a customer at high retention risk.
     Rescue,
+    /// Engage a positive, engaged, influential customer.
     Advocate,
+    /// Encourage an engaged customer who has not bought yet.
     Nurture,
+    /// Nothing to do now.
     None,
 }
 

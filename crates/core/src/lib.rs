@@ -9,6 +9,8 @@
 //! The sentiment backends sit below this crate (`rapport-sentiment`); the gRPC server above it
 //! (`rapport-server`). This crate depends on neither tonic, hyper, axum nor clap.
 
+#![warn(missing_docs)]
+
 pub mod calendar;
 pub mod config;
 pub mod domain;

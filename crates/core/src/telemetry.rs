@@ -231,8 +231,11 @@ pub fn accept_failed(failure: AcceptFailure) {
 /// Outcome label of an ingested event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IngestOutcome {
+    /// Applied to the store.
     Accepted,
+    /// A repeat of an event already applied; nothing changed.
     Duplicate,
+    /// Failed validation or refused by the store.
     Rejected,
 }
 
@@ -475,11 +478,13 @@ pub fn watch_updates_dropped(count: u64) {
 /// Counts from one ranking pass (`Store::ranking_pass`), exported as gauges by [`ranking_pass`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Census {
+    /// Customers scored in this pass, all tenants.
     pub customers: u64,
     /// In [`Action::ALL`] order.
     pub by_action: [u64; 5],
     /// Customers per retention-risk band, in [`RETENTION_RISK_BANDS`] order.
     pub by_retention_risk: [u64; RETENTION_RISK_BANDS.len()],
+    /// Customers whose reply is due at or before the pass's time (over their reply SLA).
     pub over_reply_sla: u64,
     /// Unanswered threads past their channel's missed horizon.
     pub missed_threads: u64,

@@ -4,6 +4,8 @@
 //! confidence in [0, 1]. The ingest path calls the configured backend inline, so backends must be
 //! cheap to call and never panic.
 
+#![warn(missing_docs)]
+
 pub mod fast;
 mod reply_need;
 pub mod telemetry;
@@ -20,8 +22,11 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SentimentLabel {
+    /// Unhappy, critical or hostile.
     Negative,
+    /// Neither positive nor negative.
     Neutral,
+    /// Happy, approving or grateful.
     Positive,
 }
 
@@ -56,6 +61,7 @@ impl SentimentLabel {
 /// Sentiment of one text.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sentiment {
+    /// The polarity class.
     pub label: SentimentLabel,
     /// Polarity in [-1, 1].
     pub score: f32,
@@ -71,7 +77,9 @@ pub type Pending = tokio::sync::oneshot::Receiver<Sentiment>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the {backend} queue is full ({capacity} texts waiting); retry with backoff")]
 pub struct Overloaded {
+    /// Name of the backend whose queue is full (e.g. `transformer`).
     pub backend: &'static str,
+    /// The queue's capacity, in texts.
     pub capacity: usize,
 }
 

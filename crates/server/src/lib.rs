@@ -1,6 +1,8 @@
 //! rapport's gRPC server: tonic services over the core's engine, the proto conversions, the one
 //! error-to-status map, admission and access control.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod server;
 

@@ -8,10 +8,13 @@ use crate::domain::{Channel, Direction, Interaction, Kind, ReplyNeed};
 /// An interaction as the log stores it (its text is never stored).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LoggedInteraction {
+    /// Unique per tenant.
     #[prost(string, tag = "1")]
     pub event_id: String,
+    /// The tenant whose customer this is.
     #[prost(string, tag = "2")]
     pub tenant_id: String,
+    /// The customer, unique within the tenant.
     #[prost(string, tag = "3")]
     pub customer_id: String,
     /// [`channel_code`].
@@ -23,15 +26,19 @@ pub struct LoggedInteraction {
     /// 1 inbound, 2 outbound.
     #[prost(int32, tag = "6")]
     pub direction: i32,
+    /// When the event happened.
     #[prost(message, optional, tag = "7")]
     pub occurred_at: Option<LoggedTimestamp>,
     /// Always empty in records written by rapport; read and ignored if present.
     #[prost(string, tag = "8")]
     pub text: String,
+    /// Money, for purchases.
     #[prost(double, tag = "9")]
     pub value: f64,
+    /// The author's audience (followers) at the time of the event.
     #[prost(uint64, tag = "10")]
     pub author_followers: u64,
+    /// Conversation thread; empty when the event belongs to none.
     #[prost(string, tag = "11")]
     pub thread_id: String,
     /// 0 unclear, 1 required, 2 not required.
@@ -42,8 +49,10 @@ pub struct LoggedInteraction {
 /// Seconds and nanoseconds since the Unix epoch (the layout of `google.protobuf.Timestamp`).
 #[derive(Clone, Copy, PartialEq, prost::Message)]
 pub struct LoggedTimestamp {
+    /// Whole seconds since the Unix epoch (rounded down).
     #[prost(int64, tag = "1")]
     pub seconds: i64,
+    /// Nanoseconds after `seconds`, under one second.
     #[prost(int32, tag = "2")]
     pub nanos: i32,
 }

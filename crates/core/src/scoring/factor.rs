@@ -26,66 +26,122 @@ pub enum FactorGroup {
 pub enum FactorKind {
     /// Risk: the activity model's probability of no activity within the horizon.
     Activity {
+        /// Probability of no inbound activity within the horizon, in [0, 1].
         p_no_activity: f64,
+        /// Distinct UTC days with inbound activity.
         active_days: u32,
+        /// Seconds since the last inbound activity (0 when there was none).
         silent_seconds: f64,
+        /// The retention horizon, in seconds.
         horizon_seconds: f64,
     },
     /// Risk: recent engagement rate as a fraction of the long-run rate.
-    EngagementDrop { rate_ratio: f64 },
+    EngagementDrop {
+        /// Recent engagement rate divided by the long-run rate.
+        rate_ratio: f64,
+    },
     /// Risk: negative long-run sentiment.
-    NegativeSentiment { sentiment: f64 },
+    NegativeSentiment {
+        /// Long-run sentiment, in [-1, 1].
+        sentiment: f64,
+    },
     /// Risk: recent sentiment below long-run.
-    WorseningSentiment { trend: f64 },
+    WorseningSentiment {
+        /// Recent minus long-run sentiment (negative: worsening).
+        trend: f64,
+    },
     /// Risk: unanswered negative messages.
-    OpenComplaints { count: u32 },
+    OpenComplaints {
+        /// Open threads whose most negative unanswered message is negative.
+        count: u32,
+    },
     /// Risk (lowers it): recent positive messages.
     PositiveContact,
     /// RESPOND: the most urgent unanswered thread, with its description; the contribution is the
     /// whole urgency, which the factors after it break down.
     Unanswered {
+        /// Kind of the thread's oldest unanswered message.
         kind: Kind,
+        /// Channel of the thread's oldest unanswered message.
         channel: Channel,
+        /// Wall-clock seconds since the oldest unanswered message.
         waiting_seconds: f64,
+        /// Polarity of the most negative unanswered message, in [-1, 1].
         worst_sentiment: f32,
+        /// Largest audience among the unanswered messages.
         author_followers: u32,
+        /// Unanswered messages in the thread.
         messages: u32,
         /// Until the reply is due (negative: overdue).
         due_in_seconds: f64,
+        /// The thread is past its channel's missed horizon.
         missed: bool,
     },
     /// RESPOND: business time waited against the SLA target.
     ReplyWait {
+        /// Business-time seconds waited so far.
         waiting_business_seconds: f64,
+        /// The reply target that applies, in business-time seconds.
         target_seconds: f64,
+        /// The next-response target applies (the brand had answered before), not the first-response one.
         follow_up: bool,
     },
     /// RESPOND: the message asks for an answer (a question, a request).
     NeedsReply,
     /// RESPOND: how negative the unanswered message is.
-    Negativity { worst_sentiment: f32 },
+    Negativity {
+        /// Polarity of the most negative unanswered message, in [-1, 1].
+        worst_sentiment: f32,
+    },
     /// RESPOND: the author's audience.
-    Reach { author_followers: u32 },
+    Reach {
+        /// Largest audience among the unanswered messages.
+        author_followers: u32,
+    },
     /// RESPOND: said in public.
-    PublicChannel { channel: Channel },
+    PublicChannel {
+        /// Channel of the thread's oldest unanswered message.
+        channel: Channel,
+    },
     /// RESPOND: several unanswered messages in the thread.
-    ThreadMessages { messages: u32 },
+    ThreadMessages {
+        /// Unanswered messages in the thread.
+        messages: u32,
+    },
     /// RESPOND: what the customer has spent.
-    CustomerValue { lifetime_value: f64 },
+    CustomerValue {
+        /// Sum of the customer's purchase values (money).
+        lifetime_value: f64,
+    },
     /// RESPOND: the customer is at risk of leaving.
-    AtRiskCustomer { retention_risk: f64 },
+    AtRiskCustomer {
+        /// Retention risk, in [0, 1].
+        retention_risk: f64,
+    },
     /// RESCUE: retention risk above the threshold (ln risk).
-    HighRisk { retention_risk: f64 },
+    HighRisk {
+        /// Retention risk, in [0, 1].
+        retention_risk: f64,
+    },
     /// RESCUE: what would be lost (ln(1 + lifetime value)).
-    ValueAtRisk { lifetime_value: f64 },
+    ValueAtRisk {
+        /// Sum of the customer's purchase values (money).
+        lifetime_value: f64,
+    },
     /// ADVOCATE: positive, engaged and influential.
     Advocacy {
+        /// Long-run sentiment, in [-1, 1].
         sentiment: f64,
+        /// Engagement, 0 to 100.
         engagement: f64,
+        /// Followers at the customer's latest inbound event.
         author_followers: u32,
     },
     /// NURTURE: engaged without a purchase.
-    EngagedWithoutPurchase { engagement: f64 },
+    EngagedWithoutPurchase {
+        /// Engagement, 0 to 100.
+        engagement: f64,
+    },
 }
 
 impl Factor {

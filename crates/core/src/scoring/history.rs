@@ -8,6 +8,7 @@ use std::borrow::Cow;
 /// One event, reduced to what scoring reads (about 48 bytes).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EventRecord {
+    /// When the event happened, in milliseconds since the Unix epoch.
     pub occurred_at_ms: TimestampMs,
     /// Hash of the event id: orders ties and detects repeats.
     pub event_key: u64,
@@ -21,8 +22,11 @@ pub struct EventRecord {
     pub sentiment_score: f32,
     /// In [0, 1]; meaningful when `has_sentiment`.
     pub sentiment_confidence: f32,
+    /// Where the event happened.
     pub channel: Channel,
+    /// What kind of interaction it was.
     pub kind: Kind,
+    /// Who spoke: the customer (inbound) or the brand (outbound).
     pub direction: Direction,
     /// Whether the event had text that was classified.
     pub has_sentiment: bool,
@@ -58,6 +62,7 @@ pub struct OpenThread {
     pub author_followers: u32,
     /// Channel and kind of the oldest unanswered message.
     pub channel: Channel,
+    /// Kind of the oldest unanswered message.
     pub kind: Kind,
     /// Unanswered messages in the thread.
     pub messages: u32,
@@ -75,10 +80,13 @@ pub struct OpenThread {
 pub struct Summary {
     /// All events, both directions.
     pub events_total: u64,
+    /// Time of the latest event (either direction), in milliseconds since the Unix epoch.
     pub last_event_at_ms: TimestampMs,
     /// Inbound events: the customer's own activity.
     pub activity_total: u64,
+    /// Time of the first inbound event, in milliseconds since the Unix epoch.
     pub first_activity_at_ms: TimestampMs,
+    /// Time of the latest inbound event, in milliseconds since the Unix epoch.
     pub last_activity_at_ms: TimestampMs,
     /// Distinct UTC days with inbound activity (what the activity model counts).
     pub active_days: u32,
@@ -90,15 +98,19 @@ pub struct Summary {
     pub engagement_baseline: f64,
     /// Decayed confidence-weighted polarity sum and weight, recent half-life.
     pub sentiment_recent_sum: f64,
+    /// Decayed sum of confidences (the weight of `sentiment_recent_sum`), recent half-life.
     pub sentiment_recent_weight: f64,
     /// The same with the long half-life.
     pub sentiment_long_sum: f64,
+    /// Decayed sum of confidences (the weight of `sentiment_long_sum`), long half-life.
     pub sentiment_long_weight: f64,
     /// Decayed positive inbound polarity (goodwill half-life).
     pub positive_contact: f64,
     /// Decayed purchase count (goodwill half-life).
     pub purchases_recent: f64,
+    /// Purchases, all time.
     pub purchases_total: u64,
+    /// Sum of all purchase values (money).
     pub lifetime_value: f64,
     /// Followers at the latest inbound event.
     pub author_followers: u32,
@@ -244,6 +256,7 @@ impl Summary {
 /// Result of adding an event to a history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InsertOutcome {
+    /// The event was added and the summary updated.
     Inserted,
     /// An event with the same id was already there; nothing changed.
     Duplicate,

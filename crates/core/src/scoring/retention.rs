@@ -270,7 +270,7 @@ pub const MIN_BACKTEST_DAYS: f64 = 7.0;
 impl Backtest {
     /// A backtest for a tenant fitted at `fit_at_ms` whose earliest activity was at
     /// `first_activity_ms`; `None` when its history is too short (h' under
-    /// [`MIN_BACKTEST_DAYS`]).
+    /// `MIN_BACKTEST_DAYS`).
     pub fn new(
         fit_at_ms: TimestampMs,
         first_activity_ms: TimestampMs,

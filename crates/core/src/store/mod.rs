@@ -51,26 +51,36 @@ pub enum Refusal {
         "customer_id: the tenant already tracks its maximum of {max_customers} customers \
          (max_customers_per_tenant); events for customers it tracks are still accepted"
     )]
-    TenantFull { max_customers: usize },
+    TenantFull {
+        /// The per-tenant customer limit (`max_customers_per_tenant`).
+        max_customers: usize,
+    },
     /// The event sorts before every event kept for the customer
     /// ([`ScoringConfig::max_events_per_customer`]).
     #[error(
         "occurred_at: older than the {max_events} most recent events kept for this customer \
          (max_events_per_customer); such late events are no longer applied"
     )]
-    BeforeRetained { max_events: usize },
+    BeforeRetained {
+        /// Events kept per customer (`max_events_per_customer`).
+        max_events: usize,
+    },
     /// The tenant is new and the store already holds [`Store::set_max_tenants`] tenants.
     #[error(
         "tenant_id: the server already holds its maximum of {max_tenants} tenants \
          (server.max_tenants); events for existing tenants are still accepted"
     )]
-    TooManyTenants { max_tenants: usize },
+    TooManyTenants {
+        /// The server's tenant limit (`server.max_tenants`).
+        max_tenants: usize,
+    },
 }
 
 /// A customer's score moved because of an event, or through time alone (found by the ranking
 /// pass); watchers filter these by their threshold.
 #[derive(Clone, Debug)]
 pub struct PriorityChange {
+    /// The customer whose score moved.
     pub customer_id: String,
     /// The event that moved it; empty when time alone did.
     pub event_id: String,
@@ -78,7 +88,9 @@ pub struct PriorityChange {
     pub cause: String,
     /// 0 and [`Action::None`] for a customer seen for the first time.
     pub previous_priority: f64,
+    /// The action before the change.
     pub previous_action: Action,
+    /// The score after the change.
     pub score: Score,
 }
 
@@ -120,13 +132,16 @@ impl Drop for WatchRegistration {
 /// Filters for [`Store::top`].
 #[derive(Clone, Copy, Debug)]
 pub struct TopQuery {
+    /// Most customers to return.
     pub limit: usize,
     /// Only customers with this action.
     pub action: Option<Action>,
+    /// Only customers with at least this retention risk, in [0, 1].
     pub min_retention_risk: f64,
+    /// Rank as of this time, in milliseconds since the Unix epoch.
     pub as_of_ms: TimestampMs,
     /// The query is as of now (no `as_of` given): the ranking index may stop early on its bounds
-    /// (see [`ranking`]). A query with an explicit `as_of` evaluates every candidate.
+    /// (see the `ranking` module). A query with an explicit `as_of` evaluates every candidate.
     pub live: bool,
 }
 
@@ -258,7 +273,7 @@ impl Store {
     }
 
     /// Caps the customers each tenant may track (0 = no cap): an event for a new customer beyond
-    /// it is refused ([`Applied::TenantFull`]); customers already tracked keep being updated. The
+    /// it is refused ([`Refusal::TenantFull`]); customers already tracked keep being updated. The
     /// server sets it after recovery, so a lowered cap never drops events the log acknowledged.
     pub fn set_max_customers_per_tenant(&self, max_customers: usize) {
         self.max_customers_per_tenant
@@ -512,7 +527,7 @@ impl Store {
     }
 
     /// The highest-priority customers of a tenant (ties: customer id ascending), with their scores.
-    /// From the ranking index when it can answer (see [`ranking`]), else by a full scan.
+    /// From the ranking index when it can answer (see the `ranking` module), else by a full scan.
     pub fn top(&self, tenant_id: &str, query: &TopQuery) -> Vec<(String, Score)> {
         let Some(tenant) = self.tenant(tenant_id) else {
             return Vec::new();
@@ -537,9 +552,11 @@ impl Store {
                 continue;
             };
             let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
-            if query.matches(&score) && best.admits(score.priority, entry.key()) {
+            let reply_due_at_ms = ranking::reply_due_key(&score);
+            if query.matches(&score) && best.admits(score.priority, reply_due_at_ms, entry.key()) {
                 best.offer(Ranked {
                     priority: score.priority,
+                    reply_due_at_ms,
                     customer_id: entry.key().clone(),
                 });
             }
@@ -566,7 +583,7 @@ impl Store {
             && query.as_of_ms.saturating_sub(index.computed_at_ms) <= ranking::MAX_BOUND_AGE_MS;
         let mut candidates: Vec<&Ranked> = list.iter().chain(hot.iter()).collect();
         if stop_on_bounds {
-            // Best bound first, ties by id as the answer orders them.
+            // Best bound first, ties as the answer orders them.
             candidates.sort_unstable_by(|a, b| b.cmp(a));
         }
         let mut best = TopK::new(query.limit);
@@ -583,7 +600,10 @@ impl Store {
         for candidate in candidates {
             // No candidate from here on can beat the answers kept: each ranks at or below its
             // bound, and the bounds only go down.
-            if stop_on_bounds && !best.admits(candidate.priority, &candidate.customer_id) {
+            // A bound says nothing of the tie keys: take the most favourable (due earliest).
+            if stop_on_bounds
+                && !best.admits(candidate.priority, TimestampMs::MIN, &candidate.customer_id)
+            {
                 break;
             }
             let customer_id = &candidate.customer_id;
@@ -599,9 +619,11 @@ impl Store {
             let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
             drop(summary);
             drop(history);
-            if query.matches(&score) && best.admits(score.priority, customer_id) {
+            let reply_due_at_ms = ranking::reply_due_key(&score);
+            if query.matches(&score) && best.admits(score.priority, reply_due_at_ms, customer_id) {
                 best.offer(Ranked {
                     priority: score.priority,
+                    reply_due_at_ms,
                     customer_id: customer_id.clone(),
                 });
             }
@@ -658,7 +680,7 @@ impl Store {
         )
     }
 
-    /// The periodic pass: rebuilds every tenant's ranking index as of `now_ms` (see [`ranking`]);
+    /// The periodic pass: rebuilds every tenant's ranking index as of `now_ms` (see `ranking`);
     /// refits a tenant's activity model when it is due; pushes to watchers the customers whose
     /// priority crossed their threshold through time alone since the previous pass; and counts
     /// customers per action and risk band, those past a reply due time and the missed threads,

@@ -9,8 +9,11 @@ use crate::sentiment::{Sentiment, SentimentLabel};
 /// Input limits from the server config.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Longest accepted text, in bytes.
     pub max_text_bytes: usize,
+    /// Longest accepted tenant, customer, event or thread id, in bytes.
     pub max_id_bytes: usize,
+    /// How far ahead of the server clock an event may be stamped, in milliseconds.
     pub max_future_skew_ms: i64,
 }
 
@@ -18,7 +21,9 @@ pub struct Limits {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
+    /// Name of the offending field, e.g. `occurred_at` or `texts[3]`.
     pub field: std::borrow::Cow<'static, str>,
+    /// What is wrong with it.
     pub message: String,
 }
 
