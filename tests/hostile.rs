@@ -178,6 +178,61 @@ async fn malformed_fields_are_rejected_by_name_and_nothing_is_stored() {
     still_serving(&mut t, "canary-1").await;
 }
 
+/// Issue 15 D12: a repeated event id with a different payload was a silent DUPLICATE, so the
+/// client never learnt that its second event was dropped; now it is rejected as a conflict naming
+/// `event_id` and the field that differs, while a true repeat stays a DUPLICATE.
+#[tokio::test]
+async fn a_repeated_event_id_with_another_payload_is_a_conflict_not_a_duplicate() {
+    let mut t = start().await;
+    let first = event("acme", "twice", "e1", T0_MS);
+    let summary = t
+        .ingest
+        .ingest_batch(pb::IngestBatchRequest {
+            interactions: vec![first.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.accepted, 1);
+    let mut later = first.clone();
+    later.occurred_at = Some(prost_types::Timestamp {
+        seconds: T0_MS / 1000 + 60,
+        nanos: 0,
+    });
+    let mut bigger = first.clone();
+    bigger.value = 99.0;
+    let summary = t
+        .ingest
+        .ingest_batch(pb::IngestBatchRequest {
+            interactions: vec![first.clone(), later.clone(), bigger],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (summary.accepted, summary.duplicates, summary.rejected),
+        (0, 1, 2),
+        "{summary:?}"
+    );
+    for (rejection, field) in summary.rejections.iter().zip(["occurred_at", "value"]) {
+        assert!(
+            rejection.reason.starts_with("event_id") && rejection.reason.contains(field),
+            "{rejection:?}"
+        );
+    }
+    let mut replies = t
+        .ingest
+        .ingest_scored(tokio_stream::iter(vec![later]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().expect("a reply");
+    assert_eq!(reply.outcome, pb::IngestOutcome::Rejected as i32);
+    assert!(reply.error.contains("occurred_at"), "{}", reply.error);
+    let stored = t.customer("acme", "twice", T0_MS + 120_000).await;
+    assert_eq!(stored.interactions_total, 1);
+}
+
 #[tokio::test]
 async fn ten_mib_text_gets_a_clean_error_and_nothing_is_stored() {
     let mut t = start().await;

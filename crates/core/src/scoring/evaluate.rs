@@ -314,22 +314,14 @@ fn thread_urgency(
     }
 }
 
-fn evaluate_with(
-    summary: &Summary,
-    as_of_ms: TimestampMs,
+/// The most urgent open thread with its urgency (ties: the one due first), and how many open
+/// threads are past their channel's horizon ("missed").
+fn most_urgent_thread<'a>(
+    summary: &'a Summary,
+    at: TimestampMs,
     config: &ScoringConfig,
     model: &TenantModel,
-    keep_reasons: bool,
-) -> Score {
-    let at = as_of_ms.max(summary.last_event_at_ms);
-    let mut factors = Vec::new();
-    let levels = levels(summary, at, config);
-    let retention_risk = {
-        let mut sink = keep_reasons.then_some(&mut factors);
-        retention_risk(summary, at, &levels, config, model, &mut sink)
-    };
-
-    // The most urgent open thread (ties: the one due first).
+) -> (Option<(ThreadUrgency, &'a OpenThread)>, u32) {
     let mut missed_threads = 0u32;
     let mut most_urgent: Option<(ThreadUrgency, &OpenThread)> = None;
     for open in &summary.open_threads {
@@ -346,85 +338,109 @@ fn evaluate_with(
             most_urgent = Some((urgency, open));
         }
     }
+    (most_urgent, missed_threads)
+}
 
-    let thresholds = &config.actions;
+/// RESPOND's urgency: the most urgent thread's own urgency plus the customer's value and retention
+/// risk. Its factors go to `factors` when reasons are kept.
+fn respond_urgency(
+    summary: &Summary,
+    at: TimestampMs,
+    (thread, open): (&ThreadUrgency, &OpenThread),
+    retention_risk: f64,
+    config: &ScoringConfig,
+    factors: Option<&mut Vec<Factor>>,
+) -> f64 {
     let weights = &config.respond;
-    let (action, urgency) = if let Some((thread, open)) = most_urgent {
-        let customer_value =
-            weights.customer_value * decades(summary.lifetime_value.min(MAX_RANKED_VALUE));
-        let at_risk = weights.retention_risk * retention_risk;
-        let urgency = thread.total() + customer_value + at_risk;
-        if keep_reasons {
-            factors.push(Factor {
-                kind: FactorKind::Unanswered {
-                    kind: open.kind,
-                    channel: open.channel,
-                    waiting_seconds: thread.sla.waited_seconds,
-                    worst_sentiment: open.worst_sentiment,
-                    author_followers: open.author_followers,
-                    messages: open.messages,
-                    due_in_seconds: (thread.sla.due_at_ms.saturating_sub(at)) as f64 / 1000.0,
-                    missed: thread.sla.missed,
+    let customer_value =
+        weights.customer_value * decades(summary.lifetime_value.min(MAX_RANKED_VALUE));
+    let at_risk = weights.retention_risk * retention_risk;
+    let urgency = thread.total() + customer_value + at_risk;
+    if let Some(factors) = factors {
+        factors.push(Factor {
+            kind: FactorKind::Unanswered {
+                kind: open.kind,
+                channel: open.channel,
+                waiting_seconds: thread.sla.waited_seconds,
+                worst_sentiment: open.worst_sentiment,
+                author_followers: open.author_followers,
+                messages: open.messages,
+                due_in_seconds: (thread.sla.due_at_ms.saturating_sub(at)) as f64 / 1000.0,
+                missed: thread.sla.missed,
+            },
+            contribution: urgency,
+        });
+        let parts = [
+            (
+                FactorKind::ReplyWait {
+                    waiting_business_seconds: thread.sla.waited_business_seconds,
+                    target_seconds: thread.sla.target_seconds,
+                    follow_up: open.follow_up,
                 },
-                contribution: urgency,
-            });
-            let parts = [
-                (
-                    FactorKind::ReplyWait {
-                        waiting_business_seconds: thread.sla.waited_business_seconds,
-                        target_seconds: thread.sla.target_seconds,
-                        follow_up: open.follow_up,
-                    },
-                    thread.wait,
-                ),
-                (FactorKind::NeedsReply, thread.needs_reply),
-                (
-                    FactorKind::Negativity {
-                        worst_sentiment: open.worst_sentiment,
-                    },
-                    thread.negativity,
-                ),
-                (
-                    FactorKind::Reach {
-                        author_followers: open.author_followers,
-                    },
-                    thread.reach,
-                ),
-                (
-                    FactorKind::PublicChannel {
-                        channel: open.channel,
-                    },
-                    thread.public_channel,
-                ),
-                (
-                    FactorKind::ThreadMessages {
-                        messages: open.messages,
-                    },
-                    thread.messages,
-                ),
-                (
-                    FactorKind::CustomerValue {
-                        lifetime_value: summary.lifetime_value,
-                    },
-                    customer_value,
-                ),
-                (FactorKind::AtRiskCustomer { retention_risk }, at_risk),
-            ];
-            for (kind, part) in parts {
-                if part.abs() > 1e-6 {
-                    factors.push(Factor {
-                        kind,
-                        contribution: part,
-                    });
-                }
+                thread.wait,
+            ),
+            (FactorKind::NeedsReply, thread.needs_reply),
+            (
+                FactorKind::Negativity {
+                    worst_sentiment: open.worst_sentiment,
+                },
+                thread.negativity,
+            ),
+            (
+                FactorKind::Reach {
+                    author_followers: open.author_followers,
+                },
+                thread.reach,
+            ),
+            (
+                FactorKind::PublicChannel {
+                    channel: open.channel,
+                },
+                thread.public_channel,
+            ),
+            (
+                FactorKind::ThreadMessages {
+                    messages: open.messages,
+                },
+                thread.messages,
+            ),
+            (
+                FactorKind::CustomerValue {
+                    lifetime_value: summary.lifetime_value,
+                },
+                customer_value,
+            ),
+            (FactorKind::AtRiskCustomer { retention_risk }, at_risk),
+        ];
+        for (kind, part) in parts {
+            if part.abs() > 1e-6 {
+                factors.push(Factor {
+                    kind,
+                    contribution: part,
+                });
             }
         }
-        (Action::Respond, urgency)
-    } else if retention_risk >= thresholds.rescue_min_risk {
+    }
+    urgency
+}
+
+/// The action of a customer with no open thread, and its urgency: RESCUE, ADVOCATE, NURTURE or
+/// NONE, the first whose thresholds the customer meets. Its factors go to `factors` when reasons
+/// are kept.
+fn quiet_action(
+    summary: &Summary,
+    levels: &Levels,
+    retention_risk: f64,
+    config: &ScoringConfig,
+    factors: Option<&mut Vec<Factor>>,
+) -> (Action, f64) {
+    let thresholds = &config.actions;
+    let weights = &config.respond;
+    if retention_risk >= thresholds.rescue_min_risk {
         // Value at risk: the chance of losing the customer times what they are worth.
         let risk_part = retention_risk.ln();
         let value_part = summary.lifetime_value.clamp(0.0, MAX_RANKED_VALUE).ln_1p();
-        if keep_reasons {
+        if let Some(factors) = factors {
             factors.push(Factor {
                 kind: FactorKind::HighRisk { retention_risk },
                 contribution: risk_part,
@@ -446,7 +462,7 @@ fn evaluate_with(
         let urgency = decades(f64::from(summary.author_followers)) * 0.5
             + 2.0 * levels.sentiment
             + levels.engagement / 50.0;
-        if keep_reasons {
+        if let Some(factors) = factors {
             factors.push(Factor {
                 kind: FactorKind::Advocacy {
                     sentiment: levels.sentiment,
@@ -461,7 +477,7 @@ fn evaluate_with(
     {
         let engaged = (levels.engagement - 50.0) / 15.0;
         let at_risk = weights.retention_risk * retention_risk;
-        if keep_reasons {
+        if let Some(factors) = factors {
             factors.push(Factor {
                 kind: FactorKind::EngagedWithoutPurchase {
                     engagement: levels.engagement,
@@ -476,6 +492,32 @@ fn evaluate_with(
         (Action::Nurture, engaged + at_risk)
     } else {
         (Action::None, logit(retention_risk.clamp(1e-9, 1.0 - 1e-9)))
+    }
+}
+
+fn evaluate_with(
+    summary: &Summary,
+    as_of_ms: TimestampMs,
+    config: &ScoringConfig,
+    model: &TenantModel,
+    keep_reasons: bool,
+) -> Score {
+    let at = as_of_ms.max(summary.last_event_at_ms);
+    let mut factors = Vec::new();
+    let levels = levels(summary, at, config);
+    let retention_risk = {
+        let mut sink = keep_reasons.then_some(&mut factors);
+        retention_risk(summary, at, &levels, config, model, &mut sink)
+    };
+
+    let (most_urgent, missed_threads) = most_urgent_thread(summary, at, config, model);
+    let sink = keep_reasons.then_some(&mut factors);
+    let (action, urgency) = match most_urgent {
+        Some((thread, open)) => (
+            Action::Respond,
+            respond_urgency(summary, at, (&thread, open), retention_risk, config, sink),
+        ),
+        None => quiet_action(summary, &levels, retention_risk, config, sink),
     };
 
     Score {
@@ -523,6 +565,61 @@ mod tests {
             has_sentiment: false,
             reply_need: ReplyNeed::Unclear,
         }
+    }
+
+    #[test]
+    fn repeats_are_duplicates_and_changed_payloads_conflicts() {
+        let config = ScoringConfig::default();
+        let mut history = CustomerHistory::default();
+        let first = record(1_000, 7);
+        assert_eq!(history.insert(first, &config), InsertOutcome::Inserted);
+        assert_eq!(history.insert(first, &config), InsertOutcome::Duplicate);
+        let resentimented = EventRecord {
+            sentiment_score: -0.9,
+            ..first
+        };
+        assert_eq!(
+            history.insert(resentimented, &config),
+            InsertOutcome::Duplicate,
+            "a different grade of the same text is the same event"
+        );
+        let cases = [
+            (
+                "occurred_at",
+                EventRecord {
+                    occurred_at_ms: 2_000,
+                    ..first
+                },
+            ),
+            (
+                "value",
+                EventRecord {
+                    value: 5.0,
+                    ..first
+                },
+            ),
+            (
+                "channel",
+                EventRecord {
+                    channel: Channel::Email,
+                    ..first
+                },
+            ),
+            (
+                "thread_id",
+                EventRecord {
+                    thread_key: 3,
+                    ..first
+                },
+            ),
+        ];
+        for (field, changed) in cases {
+            assert_eq!(
+                history.insert(changed, &config),
+                InsertOutcome::Conflict { field }
+            );
+        }
+        assert_eq!(history.summary().events_total, 1);
     }
 
     /// The worked example in docs/scoring.md: weekly for 12 weeks, then 31 days of silence, under
@@ -816,7 +913,7 @@ mod tests {
             for record in &records {
                 match capped.insert(*record, &capped_config) {
                     InsertOutcome::Inserted => accepted.push(*record),
-                    InsertOutcome::Duplicate => {}
+                    InsertOutcome::Duplicate | InsertOutcome::Conflict { .. } => {}
                     InsertOutcome::BeforeRetained => {
                         // Only what sorts before every kept record is refused.
                         let oldest_kept = capped.records()[0].order_key();

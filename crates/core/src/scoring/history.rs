@@ -46,6 +46,31 @@ impl EventRecord {
     pub fn order_key(&self) -> (TimestampMs, u64) {
         (self.occurred_at_ms, self.event_key)
     }
+
+    /// The first field, as the API names it, in which `other` (same event id) is not the same
+    /// event as this one; `None` for a true repeat. The sentiment is not compared (a model may
+    /// grade the same text differently, and a refinement changes it), only whether there was text.
+    pub fn differing_field(&self, other: &EventRecord) -> Option<&'static str> {
+        if self.occurred_at_ms != other.occurred_at_ms {
+            Some("occurred_at")
+        } else if self.channel != other.channel {
+            Some("channel")
+        } else if self.kind != other.kind {
+            Some("kind")
+        } else if self.direction != other.direction {
+            Some("direction")
+        } else if self.value.to_bits() != other.value.to_bits() {
+            Some("value")
+        } else if self.thread_key != other.thread_key {
+            Some("thread_id")
+        } else if self.author_followers != other.author_followers {
+            Some("author_followers")
+        } else if self.has_sentiment != other.has_sentiment {
+            Some("text")
+        } else {
+            None
+        }
+    }
 }
 
 /// An inbound message still waiting for the brand's answer (per thread, or per customer when the
@@ -260,6 +285,12 @@ pub enum InsertOutcome {
     Inserted,
     /// An event with the same id was already there; nothing changed.
     Duplicate,
+    /// An event with the same id but a different payload was already there (this field differs);
+    /// nothing changed: a repeat must be the same event.
+    Conflict {
+        /// The first differing field, as the API names it.
+        field: &'static str,
+    },
     /// The event sorts before the events the history still keeps (it holds more than
     /// `max_events_per_customer` and folded the oldest away); nothing changed.
     BeforeRetained,
@@ -306,8 +337,15 @@ impl CustomerHistory {
         if self.base.as_ref().is_some_and(|base| key <= base.last_key) {
             return InsertOutcome::BeforeRetained;
         }
-        if self.records.iter().any(|r| r.event_key == record.event_key) {
-            return InsertOutcome::Duplicate;
+        if let Some(known) = self
+            .records
+            .iter()
+            .find(|r| r.event_key == record.event_key)
+        {
+            return match known.differing_field(&record) {
+                None => InsertOutcome::Duplicate,
+                Some(field) => InsertOutcome::Conflict { field },
+            };
         }
         if self.records.capacity() == 0 {
             // Most customers have one event: room for exactly one (a plain push reserves four).

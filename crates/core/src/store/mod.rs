@@ -65,6 +65,15 @@ pub enum Refusal {
         /// Events kept per customer (`max_events_per_customer`).
         max_events: usize,
     },
+    /// An event with this id is already stored with a different payload.
+    #[error(
+        "event_id: already stored for this customer with a different {field}; a repeated \
+         event_id must carry the same event (use a new event_id for a new event)"
+    )]
+    Conflict {
+        /// The first field that differs, as the API names it.
+        field: &'static str,
+    },
     /// The tenant is new and the store already holds [`Store::set_max_tenants`] tenants.
     #[error(
         "tenant_id: the server already holds its maximum of {max_tenants} tenants \
@@ -394,6 +403,7 @@ impl Store {
             InsertOutcome::BeforeRetained => Applied::Refused(Refusal::BeforeRetained {
                 max_events: self.config.max_events_per_customer,
             }),
+            InsertOutcome::Conflict { field } => Applied::Refused(Refusal::Conflict { field }),
             InsertOutcome::Duplicate => Applied::Duplicate(
                 want_score.then(|| evaluate(history.summary(), eval_at, &self.config, &model)),
             ),

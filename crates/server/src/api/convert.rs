@@ -388,7 +388,7 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
             .map(|factor| pb::Reason {
                 factor: factor.name().to_string(),
                 contribution: factor.contribution,
-                detail: factor.detail(),
+                detail: super::reasons::detail(factor),
                 group: match factor.group() {
                     FactorGroup::Risk => pb::ReasonGroup::Risk,
                     FactorGroup::Priority => pb::ReasonGroup::Priority,

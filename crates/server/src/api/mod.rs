@@ -6,6 +6,7 @@ pub mod convert;
 pub mod error;
 mod ingest;
 pub mod metrics_layer;
+pub mod reasons;
 mod scoring;
 mod sentiment;
 

@@ -1,0 +1,151 @@
+//! Scoring factors in words for people: the `detail` of each `Reason` the API returns. Pure
+//! scoring only computes the figures (`rapport_core::scoring::FactorKind`); the wording lives here,
+//! at the edge that shows it.
+
+use rapport_core::scoring::{Factor, FactorKind};
+
+/// Human-readable detail, e.g. "unanswered negative mention on twitter for 42 min, 51k
+/// followers; reply due in 18 min".
+pub fn detail(factor: &Factor) -> String {
+    match factor.kind {
+        FactorKind::Activity {
+            p_no_activity,
+            active_days,
+            silent_seconds,
+            horizon_seconds,
+        } => format!(
+            "{:.0}% chance of no activity in the next {}; active on {active_days} day(s), last {} ago",
+            p_no_activity * 100.0,
+            format_duration(horizon_seconds),
+            format_duration(silent_seconds)
+        ),
+        FactorKind::EngagementDrop { rate_ratio } => format!(
+            "engagement at {:.0}% of its long-run rate",
+            rate_ratio * 100.0
+        ),
+        FactorKind::NegativeSentiment { sentiment } => {
+            format!("long-run sentiment {sentiment:.2}")
+        }
+        FactorKind::WorseningSentiment { trend } => {
+            format!("sentiment down {:.2} recently", -trend)
+        }
+        FactorKind::OpenComplaints { count } => {
+            format!("{count} unanswered negative thread(s)")
+        }
+        FactorKind::PositiveContact => "recent positive messages".to_string(),
+        FactorKind::Unanswered {
+            kind,
+            channel,
+            waiting_seconds,
+            worst_sentiment,
+            author_followers,
+            messages,
+            due_in_seconds,
+            missed,
+        } => {
+            let tone = sentiment_word(worst_sentiment);
+            let more = if messages > 1 {
+                format!(" ({messages} messages)")
+            } else {
+                String::new()
+            };
+            let due = if missed {
+                "missed: past the channel's horizon".to_string()
+            } else if due_in_seconds >= 0.0 {
+                format!("reply due in {}", format_duration(due_in_seconds))
+            } else {
+                format!("reply overdue by {}", format_duration(-due_in_seconds))
+            };
+            format!(
+                "unanswered {tone}{} on {} for {}{more}, {} followers; {due}",
+                kind.as_str().replace('_', " "),
+                channel.as_str().replace('_', " "),
+                format_duration(waiting_seconds),
+                format_count(author_followers),
+            )
+        }
+        FactorKind::ReplyWait {
+            waiting_business_seconds,
+            target_seconds,
+            follow_up,
+        } => format!(
+            "waited {} of business time against a {} {} target",
+            format_duration(waiting_business_seconds),
+            format_duration(target_seconds),
+            if follow_up {
+                "next-response"
+            } else {
+                "first-response"
+            }
+        ),
+        FactorKind::NeedsReply => "asks for an answer".to_string(),
+        FactorKind::Negativity { worst_sentiment } => {
+            format!("message sentiment {worst_sentiment:.2}")
+        }
+        FactorKind::Reach { author_followers } => {
+            format!("{} followers", format_count(author_followers))
+        }
+        FactorKind::PublicChannel { channel } => {
+            format!("said in public on {}", channel.as_str().replace('_', " "))
+        }
+        FactorKind::ThreadMessages { messages } => {
+            format!("{messages} unanswered messages in the thread")
+        }
+        FactorKind::CustomerValue { lifetime_value } => {
+            format!("lifetime value {lifetime_value:.0}")
+        }
+        FactorKind::AtRiskCustomer { retention_risk } => {
+            format!("retention risk {retention_risk:.2}")
+        }
+        FactorKind::HighRisk { retention_risk } => {
+            format!("retention risk {retention_risk:.2}")
+        }
+        FactorKind::ValueAtRisk { lifetime_value } => {
+            format!("lifetime value {lifetime_value:.0} at stake")
+        }
+        FactorKind::Advocacy {
+            sentiment,
+            engagement,
+            author_followers,
+        } => format!(
+            "sentiment {sentiment:.2}, engagement {engagement:.0}, {} followers",
+            format_count(author_followers)
+        ),
+        FactorKind::EngagedWithoutPurchase { engagement } => {
+            format!("engagement {engagement:.0} and no purchase yet")
+        }
+    }
+}
+
+fn sentiment_word(score: f32) -> &'static str {
+    if score <= -0.05 {
+        "negative "
+    } else if score >= 0.05 {
+        "positive "
+    } else {
+        ""
+    }
+}
+
+/// "42 s", "42 min", "5 h", "31 days".
+fn format_duration(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else if seconds < 2.0 * 86_400.0 {
+        format!("{:.0} h", seconds / 3600.0)
+    } else {
+        format!("{:.0} days", seconds / 86_400.0)
+    }
+}
+
+/// "950", "51k", "1.2M".
+fn format_count(count: u32) -> String {
+    match count {
+        0..=999 => count.to_string(),
+        1000..=999_999 => format!("{:.0}k", f64::from(count) / 1e3),
+        _ => format!("{:.1}M", f64::from(count) / 1e6),
+    }
+}
