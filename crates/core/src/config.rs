@@ -335,7 +335,8 @@ pub struct ScoringConfig {
 }
 
 /// The logistic layer of retention risk: log-odds added to the activity model's own log-odds
-/// (docs/scoring.md). They are priors for what a purchase log lacks, never fitted to a benchmark.
+/// (docs/scoring.md). The signal weights are priors for what a purchase log lacks, never fitted to
+/// a benchmark: each tenant refits them on its own past once its history is long enough.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RiskWeights {

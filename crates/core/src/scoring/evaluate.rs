@@ -4,7 +4,7 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Action, ReplyNeed, TimestampMs};
 use crate::scoring::sla::ThreadSla;
-use crate::scoring::{decayed, logit, sigmoid, OpenThread, Summary, TenantModel};
+use crate::scoring::{decayed, logit, sigmoid, OpenThread, Summary, TenantModel, RISK_SIGNALS};
 
 pub use crate::scoring::factor::{Factor, FactorKind};
 
@@ -179,6 +179,63 @@ fn levels(summary: &Summary, at: TimestampMs, config: &ScoringConfig) -> Levels 
 
 /// Retention risk: the activity model's probability of no activity within the horizon, on the
 /// log-odds scale, plus the logistic layer's factors.
+/// The configured weights of the risk signals (`[scoring.risk]`), in [`RISK_SIGNALS`] order: the
+/// prior a tenant's own past refits.
+pub fn configured_signal_weights(config: &ScoringConfig) -> [f64; RISK_SIGNALS] {
+    let weights = &config.risk;
+    [
+        weights.engagement_drop,
+        weights.negative_sentiment,
+        weights.worsening_sentiment,
+        weights.open_complaints,
+        weights.positive_contact,
+    ]
+}
+
+/// A customer's risk signals with the figures their reasons quote.
+struct RiskSignals {
+    /// In [`RISK_SIGNALS`] order: engagement drop (1 − recent rate / long-run rate, in [0, 1];
+    /// 0 without a long-run rate), negative long-run sentiment, worsening sentiment, open
+    /// complaints (1 − 0.5^n), and minus the recent positive contact (1 − e^−contact).
+    values: [f64; RISK_SIGNALS],
+    /// Recent engagement rate over the long-run rate (`None` without a long-run rate).
+    rate_ratio: Option<f64>,
+    /// Unanswered negative threads.
+    complaints: u32,
+}
+
+fn risk_signals_with(summary: &Summary, levels: &Levels, config: &ScoringConfig) -> RiskSignals {
+    let baseline_rate = levels.engagement_baseline / config.engagement_baseline_half_life_seconds;
+    let rate_ratio = (baseline_rate > 0.0)
+        .then(|| (levels.engagement_recent / config.engagement_half_life_seconds) / baseline_rate);
+    let complaints = summary
+        .open_threads
+        .iter()
+        .filter(|open| open.worst_sentiment <= -0.05)
+        .count() as u32;
+    RiskSignals {
+        values: [
+            rate_ratio.map_or(0.0, |ratio| (1.0 - ratio).clamp(0.0, 1.0)),
+            (-levels.sentiment).max(0.0),
+            (-levels.sentiment_trend).max(0.0),
+            1.0 - 0.5f64.powi(complaints.min(64) as i32),
+            -(1.0 - (-levels.positive_contact).exp()),
+        ],
+        rate_ratio,
+        complaints,
+    }
+}
+
+/// A customer's risk signals as of `at_ms` (what the backtest learns their weights from).
+pub fn risk_signals(
+    summary: &Summary,
+    at_ms: TimestampMs,
+    config: &ScoringConfig,
+) -> [f64; RISK_SIGNALS] {
+    let at = at_ms.max(summary.last_event_at_ms);
+    risk_signals_with(summary, &levels(summary, at, config), config).values
+}
+
 fn retention_risk(
     summary: &Summary,
     at: TimestampMs,
@@ -187,74 +244,57 @@ fn retention_risk(
     model: &TenantModel,
     factors: &mut Option<&mut Vec<Factor>>,
 ) -> f64 {
-    let weights = &config.risk;
-    let activity_log_odds = model
-        .retention
-        .log_odds(summary, at, config.retention_horizon_seconds);
+    let signals = risk_signals_with(summary, levels, config);
+    let configured = configured_signal_weights(config);
+    let signal_weights = model.retention.signal_weights(&configured);
+    let model_log_odds = model.retention.log_odds(
+        summary,
+        at,
+        config.retention_horizon_seconds,
+        &signals.values,
+        &configured,
+    );
+    let contributions: [f64; RISK_SIGNALS] =
+        std::array::from_fn(|i| signal_weights[i] * signals.values[i]);
+    // What the activity model says is the rest: the factors sum to the risk's log-odds.
+    let activity_log_odds = model_log_odds - contributions.iter().sum::<f64>();
     let p_no_activity = sigmoid(activity_log_odds);
-    let mut logit_sum = weights.bias;
-    let mut push = |kind: FactorKind, contribution: f64, always: bool| {
-        if always || contribution.abs() > 1e-6 {
-            logit_sum += contribution;
-            if let Some(factors) = factors.as_deref_mut() {
+    if let Some(factors) = factors.as_deref_mut() {
+        factors.push(Factor {
+            kind: FactorKind::Activity {
+                p_no_activity,
+                active_days: summary.active_days,
+                silent_seconds: if summary.activity_total > 0 {
+                    elapsed_seconds(summary.last_activity_at_ms, at)
+                } else {
+                    0.0
+                },
+                horizon_seconds: config.retention_horizon_seconds,
+            },
+            contribution: activity_log_odds,
+        });
+        let kinds = [
+            FactorKind::EngagementDrop {
+                rate_ratio: signals.rate_ratio.unwrap_or(1.0),
+            },
+            FactorKind::NegativeSentiment {
+                sentiment: levels.sentiment,
+            },
+            FactorKind::WorseningSentiment {
+                trend: levels.sentiment_trend,
+            },
+            FactorKind::OpenComplaints {
+                count: signals.complaints,
+            },
+            FactorKind::PositiveContact,
+        ];
+        for (kind, contribution) in kinds.into_iter().zip(contributions) {
+            if contribution.abs() > 1e-6 {
                 factors.push(Factor { kind, contribution });
             }
         }
-    };
-    push(
-        FactorKind::Activity {
-            p_no_activity,
-            active_days: summary.active_days,
-            silent_seconds: if summary.activity_total > 0 {
-                elapsed_seconds(summary.last_activity_at_ms, at)
-            } else {
-                0.0
-            },
-            horizon_seconds: config.retention_horizon_seconds,
-        },
-        activity_log_odds,
-        true,
-    );
-    let baseline_rate = levels.engagement_baseline / config.engagement_baseline_half_life_seconds;
-    if baseline_rate > 0.0 && weights.engagement_drop > 0.0 {
-        let rate_ratio =
-            (levels.engagement_recent / config.engagement_half_life_seconds) / baseline_rate;
-        push(
-            FactorKind::EngagementDrop { rate_ratio },
-            weights.engagement_drop * (1.0 - rate_ratio).clamp(0.0, 1.0),
-            false,
-        );
     }
-    push(
-        FactorKind::NegativeSentiment {
-            sentiment: levels.sentiment,
-        },
-        weights.negative_sentiment * (-levels.sentiment).max(0.0),
-        false,
-    );
-    push(
-        FactorKind::WorseningSentiment {
-            trend: levels.sentiment_trend,
-        },
-        weights.worsening_sentiment * (-levels.sentiment_trend).max(0.0),
-        false,
-    );
-    let complaints = summary
-        .open_threads
-        .iter()
-        .filter(|open| open.worst_sentiment <= -0.05)
-        .count() as u32;
-    push(
-        FactorKind::OpenComplaints { count: complaints },
-        weights.open_complaints * (1.0 - 0.5f64.powi(complaints.min(64) as i32)),
-        false,
-    );
-    push(
-        FactorKind::PositiveContact,
-        -weights.positive_contact * (1.0 - (-levels.positive_contact).exp()),
-        false,
-    );
-    sigmoid(logit_sum)
+    sigmoid(config.risk.bias + model_log_odds)
 }
 
 /// Urgency of answering one open thread, by component (urgency units).

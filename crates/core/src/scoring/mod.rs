@@ -18,13 +18,18 @@ mod validate;
 
 pub use crate::calendar::{BusinessCalendar, BusinessHoursConfig, CalendarError};
 pub use decay::{decay_factor, decayed};
-pub use evaluate::{band, evaluate, evaluate_for_ranking, priority_in_band, Score};
+pub use evaluate::{
+    band, configured_signal_weights, evaluate, evaluate_for_ranking, priority_in_band,
+    risk_signals, Score,
+};
 pub use factor::{Factor, FactorGroup, FactorKind};
 pub use history::{
     CustomerHistory, EventRecord, InsertOutcome, OpenThread, RefineOutcome, Summary,
     SARCASTIC_CLOSURE_SENTIMENT,
 };
-pub use retention::{activity_sample, Backtest, Calibration, FitSamples, RetentionModel};
+pub use retention::{
+    activity_sample, Backtest, Calibration, FitSamples, RetentionModel, RISK_SIGNALS,
+};
 pub use sla::{ChannelTargets, SlaPolicy, ThreadSla};
 
 use crate::config::ScoringConfig;

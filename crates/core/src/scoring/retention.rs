@@ -13,6 +13,12 @@
 //! the activity model's log-odds and the customer's log repeat days, log recency and log spend per
 //! active day (not age: see [`features`]); the coefficients are shrunk towards "the activity model as it is"
 //! (intercept 0, slope 1, the rest 0), so little history changes little.
+//!
+//! What a purchase log lacks, the risk signals (engagement drop, negative and worsening sentiment,
+//! open complaints, positive contact; [`RISK_SIGNALS`]), enter the same regression with their
+//! configured weights (`[scoring.risk]`) as the prior, so a tenant with history learns from its own
+//! past how much each says about leaving; until then, and for a signal no customer shows, the
+//! configured weight stands.
 
 use crate::domain::TimestampMs;
 use crate::scoring::btyd::{self, ActivitySample, BtydModel, BtydParams};
@@ -47,6 +53,14 @@ pub struct RetentionModel {
 /// Number of features of the recalibration, intercept included.
 pub const CALIBRATION_FEATURES: usize = 5;
 
+/// Number of risk signals (what a purchase log lacks), each in [-1, 1]: engagement drop,
+/// negative sentiment, worsening sentiment, open complaints, positive contact (negative: it
+/// lowers risk). Their log-odds are `weights · signals`.
+pub const RISK_SIGNALS: usize = 5;
+
+/// Features of the recalibration with the risk signals after them.
+const FULL_FEATURES: usize = CALIBRATION_FEATURES + RISK_SIGNALS;
+
 /// The logistic recalibration of the activity model: log-odds =
 /// w · [1, logit(p), ln(1 + x), ln(1 + recency days), ln(1 + spend per active day)].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,6 +72,8 @@ pub struct Calibration {
     /// Coefficients of the extension's recalibration: the same features with the activity model's
     /// log-odds of staying away for the rest of the horizon, given away so far, in slot 1.
     pub extension_weights: [f64; CALIBRATION_FEATURES],
+    /// The risk signals' weights learnt on the tenant's past; `None`: the configured ones.
+    pub signal_weights: Option<[f64; RISK_SIGNALS]>,
 }
 
 impl Calibration {
@@ -66,6 +82,7 @@ impl Calibration {
         weights: [0.0, 1.0, 0.0, 0.0, 0.0],
         horizon_days: 0.0,
         extension_weights: [0.0, 1.0, 0.0, 0.0, 0.0],
+        signal_weights: None,
     };
 
     /// Calibrated log-odds for one customer's features.
@@ -138,27 +155,42 @@ impl RetentionModel {
         )
     }
 
-    /// The calibrated log-odds of no inbound activity within `horizon_seconds` after `at_ms`.
+    /// The risk signals' weights: learnt on the tenant's past, or `configured`.
+    pub fn signal_weights(&self, configured: &[f64; RISK_SIGNALS]) -> [f64; RISK_SIGNALS] {
+        self.calibration.signal_weights.unwrap_or(*configured)
+    }
+
+    /// The calibrated log-odds of no inbound activity within `horizon_seconds` after `at_ms`,
+    /// given the customer's risk `signals` (weighted by [`RetentionModel::signal_weights`]).
     ///
     /// The calibration was learnt for its own backtest horizon h'. When h' is shorter than the
     /// horizon asked for, the calibrated P(none in h') is extended by the activity model's
     /// conditional P(none in (h', H] | none in h') = P(none in H) / P(none in h'), itself
     /// recalibrated the way the same extension (from h'/2 to h') proved off in the backtest.
-    pub fn log_odds(&self, summary: &Summary, at_ms: TimestampMs, horizon_seconds: f64) -> f64 {
+    pub fn log_odds(
+        &self,
+        summary: &Summary,
+        at_ms: TimestampMs,
+        horizon_seconds: f64,
+        signals: &[f64; RISK_SIGNALS],
+        configured: &[f64; RISK_SIGNALS],
+    ) -> f64 {
+        let signal_part = dot(&self.signal_weights(configured), signals);
         let sample = activity_sample(summary, at_ms);
         let p_horizon = self.uncalibrated_p_no_activity(summary, at_ms, horizon_seconds);
         let backtest_seconds = self.calibration.horizon_days * 86_400.0;
         if backtest_seconds <= 0.0 || backtest_seconds >= horizon_seconds {
             return self
                 .calibration
-                .log_odds(&features(logit(p_horizon), &sample, summary));
+                .log_odds(&features(logit(p_horizon), &sample, summary))
+                + signal_part;
         }
         let p_backtest = self.uncalibrated_p_no_activity(summary, at_ms, backtest_seconds);
-        let calibrated = sigmoid(self.calibration.log_odds(&features(
-            logit(p_backtest),
-            &sample,
-            summary,
-        )));
+        let calibrated = sigmoid(
+            self.calibration
+                .log_odds(&features(logit(p_backtest), &sample, summary))
+                + signal_part,
+        );
         let ratio = extension_ratio(p_horizon, p_backtest);
         let extension = features(logit(ratio), &sample, summary);
         let extended = sigmoid(dot(&self.calibration.extension_weights, &extension));
@@ -262,6 +294,8 @@ struct BacktestRow {
     sample: ActivitySample,
     /// Features but the activity log-odds (filled once the cut's model is fitted).
     features: [f64; CALIBRATION_FEATURES],
+    /// The customer's risk signals at the cut.
+    signals: [f64; RISK_SIGNALS],
     /// No inbound activity after the cut.
     stayed_away: bool,
     /// No inbound activity in the first half after the cut.
@@ -302,8 +336,14 @@ impl Backtest {
     }
 
     /// Adds a customer: its folds as of the cut, as of [`Backtest::mid_ms`] and as of the fit
-    /// time.
-    pub fn add(&mut self, at_cut: &Summary, at_mid: &Summary, now: &Summary) {
+    /// time, and its risk signals at the cut.
+    pub fn add(
+        &mut self,
+        at_cut: &Summary,
+        at_mid: &Summary,
+        now: &Summary,
+        signals: [f64; RISK_SIGNALS],
+    ) {
         if at_cut.activity_total == 0 || at_cut.first_activity_at_ms > self.cut_ms {
             return;
         }
@@ -312,31 +352,42 @@ impl Backtest {
         self.rows.push(BacktestRow {
             sample,
             features: features(0.0, &sample, at_cut),
+            signals,
             stayed_away: now.last_activity_at_ms <= self.cut_ms,
             quiet_first_half: at_mid.last_activity_at_ms <= self.cut_ms,
         });
     }
 
     /// Fits the recalibration: the activity model on the cut's state, then a ridge-penalised
-    /// logistic regression of the outcome on the features. `None` when either fit fails or one
-    /// outcome is too rare to learn from (fewer than 20 customers).
-    pub fn fit(&self) -> Option<Calibration> {
+    /// logistic regression of the outcome on the features and the risk signals, the signals'
+    /// prior being their `configured` weights. `None` when either fit fails or one outcome is too
+    /// rare to learn from (fewer than 20 customers).
+    pub fn fit(&self, configured: &[f64; RISK_SIGNALS]) -> Option<Calibration> {
         let stayed_away = self.rows.iter().filter(|row| row.stayed_away).count();
         if stayed_away < 20 || self.rows.len() - stayed_away < 20 {
             return None;
         }
         let model = self.samples.fit()?;
-        let rows: Vec<([f64; CALIBRATION_FEATURES], bool)> = self
+        let rows: Vec<([f64; FULL_FEATURES], bool)> = self
             .rows
             .iter()
             .map(|row| {
                 let p = model.params.p_no_activity(self.horizon_days, &row.sample);
-                let mut features = row.features;
+                let mut features = [0.0; FULL_FEATURES];
+                features[..CALIBRATION_FEATURES].copy_from_slice(&row.features);
                 features[1] = logit(bounded_probability(p));
+                features[CALIBRATION_FEATURES..].copy_from_slice(&row.signals);
                 (features, row.stayed_away)
             })
             .collect();
-        let weights = fit_logistic(&rows, &Calibration::IDENTITY.weights, RIDGE)?;
+        let mut prior = [0.0; FULL_FEATURES];
+        prior[..CALIBRATION_FEATURES].copy_from_slice(&Calibration::IDENTITY.weights);
+        prior[CALIBRATION_FEATURES..].copy_from_slice(configured);
+        let full = fit_logistic(&rows, &prior, RIDGE)?;
+        let mut weights = [0.0; CALIBRATION_FEATURES];
+        weights.copy_from_slice(&full[..CALIBRATION_FEATURES]);
+        let mut signal_weights = [0.0; RISK_SIGNALS];
+        signal_weights.copy_from_slice(&full[CALIBRATION_FEATURES..]);
         // The extension: among customers away for the first half, who stayed away for the second,
         // against the activity model's P(none in h') / P(none in h'/2).
         let extension_rows: Vec<([f64; CALIBRATION_FEATURES], bool)> = self
@@ -371,6 +422,7 @@ impl Backtest {
             weights,
             horizon_days: self.horizon_days,
             extension_weights,
+            signal_weights: Some(signal_weights),
         })
     }
 }
@@ -387,12 +439,11 @@ const RIDGE: f64 = 1.0;
 
 /// Maximum-likelihood logistic regression with a ridge penalty towards `prior`, by Newton's
 /// method (at most 50 steps). `None` when it does not converge to finite weights.
-fn fit_logistic(
-    rows: &[([f64; CALIBRATION_FEATURES], bool)],
-    prior: &[f64; CALIBRATION_FEATURES],
+fn fit_logistic<const N: usize>(
+    rows: &[([f64; N], bool)],
+    prior: &[f64; N],
     ridge: f64,
-) -> Option<[f64; CALIBRATION_FEATURES]> {
-    const N: usize = CALIBRATION_FEATURES;
+) -> Option<[f64; N]> {
     let mut weights = *prior;
     for _ in 0..50 {
         let mut gradient = [0.0; N];

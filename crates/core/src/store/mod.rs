@@ -8,8 +8,9 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Action, Interaction, TimestampMs};
 use crate::scoring::{
-    evaluate, evaluate_for_ranking, Backtest, CustomerHistory, EventRecord, FitSamples,
-    InsertOutcome, RefineOutcome, RetentionModel, Score, SlaPolicy, TenantModel,
+    configured_signal_weights, evaluate, evaluate_for_ranking, risk_signals, Backtest,
+    CustomerHistory, EventRecord, FitSamples, InsertOutcome, RefineOutcome, RetentionModel, Score,
+    SlaPolicy, TenantModel,
 };
 use crate::sentiment::Sentiment;
 pub use crate::telemetry::{retention_risk_band, Census, RETENTION_RISK_BANDS};
@@ -827,7 +828,8 @@ impl Store {
                 let at_cut = history.summary_as_of(backtest.cut_ms(), &self.config);
                 let at_mid = history.summary_as_of(backtest.mid_ms(), &self.config);
                 if let (Some(at_cut), Some(at_mid)) = (at_cut, at_mid) {
-                    backtest.add(&at_cut, &at_mid, &now);
+                    let signals = risk_signals(&at_cut, backtest.cut_ms(), &self.config);
+                    backtest.add(&at_cut, &at_mid, &now, signals);
                 }
             }
         }
@@ -837,7 +839,11 @@ impl Store {
         let Some(mut retention) = samples.fit() else {
             return false;
         };
-        if let Some(calibration) = backtest.as_ref().and_then(Backtest::fit) {
+        let configured = configured_signal_weights(&self.config);
+        if let Some(calibration) = backtest
+            .as_ref()
+            .and_then(|backtest| backtest.fit(&configured))
+        {
             retention.calibration = calibration;
         }
         let fitted = TenantModel {
@@ -1137,6 +1143,82 @@ mod tests {
             buyer(customer, &mut add);
         }
         assert_eq!(store.ranking_pass(T0_MS + 3000).models_fitted, 1);
+    }
+
+    /// The risk signals' weights are learnt from the tenant's own past: where customers who speak
+    /// negatively leave more often (at equal activity), the negative-sentiment weight comes out
+    /// well above that of a tenant where sentiment says nothing about leaving, which comes out
+    /// near zero whatever the configured prior.
+    #[test]
+    fn risk_signal_weights_are_learnt_from_the_tenants_past() {
+        let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut unit = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let mut id = 0u64;
+        for tenant in ["sour", "flat"] {
+            for customer in 0..1500u32 {
+                let negative = customer % 2 == 0;
+                // Per purchase, the chance of never coming back: sentiment-driven in "sour".
+                let drop_out = match (tenant, negative) {
+                    ("sour", true) => 0.45,
+                    ("sour", false) => 0.08,
+                    _ => 0.2,
+                };
+                let rate_per_day = 0.05 + 0.2 * unit();
+                let mut days_before = 20.0 + 200.0 * unit();
+                while days_before > 0.0 {
+                    let interaction = Interaction {
+                        event_id: format!("e{id}"),
+                        tenant_id: tenant.into(),
+                        customer_id: format!("c{customer}"),
+                        channel: Channel::Email,
+                        kind: Kind::Message,
+                        direction: Direction::Inbound,
+                        occurred_at_ms: T0_MS - (days_before * DAY_MS as f64) as i64,
+                        text: String::new(),
+                        value: 0.0,
+                        author_followers: 0,
+                        thread_id: String::new(),
+                        reply_need: ReplyNeed::NotRequired,
+                    };
+                    let sentiment = Sentiment {
+                        label: if negative {
+                            SentimentLabel::Negative
+                        } else {
+                            SentimentLabel::Neutral
+                        },
+                        score: if negative { -0.8 } else { 0.0 },
+                        confidence: 0.9,
+                    };
+                    store.apply(&interaction, Some(sentiment), T0_MS, false);
+                    id += 1;
+                    if unit() < drop_out {
+                        break;
+                    }
+                    days_before -= -unit().ln() / rate_per_day;
+                }
+            }
+        }
+        assert_eq!(store.ranking_pass(T0_MS).models_fitted, 2);
+        let learnt = |tenant: &str| {
+            let weights = store
+                .tenant(tenant)
+                .unwrap()
+                .model()
+                .retention
+                .calibration
+                .signal_weights
+                .expect("fitted on the tenant's past");
+            weights[1]
+        };
+        let (sour, flat) = (learnt("sour"), learnt("flat"));
+        assert!(sour > flat + 0.5, "sour {sour}, flat {flat}");
+        assert!(flat.abs() < 0.5, "flat {flat}");
     }
 
     #[test]
