@@ -124,4 +124,24 @@ fn main() {
     report("after the events");
     store.ranking_pass(now_ms);
     report("after a ranking pass");
+
+    // Small tenants: one event in each of TENANTS tenants (nobody watching), in a fresh store.
+    let tenants: u64 = std::env::var("TENANTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(10_000);
+    drop(store);
+    let store = Store::new(Arc::new(ScoringConfig::default()), 1024);
+    store.set_max_tenants(usize::MAX);
+    let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+    for tenant in 0..tenants {
+        let (mut interaction, sentiment) = events.interaction(tenant, now_ms);
+        interaction.tenant_id = format!("tenant-{tenant}");
+        store.apply(&interaction, sentiment, now_ms, false);
+    }
+    store.ranking_pass(now_ms);
+    println!(
+        "{tenants} tenants, one event each: heap {:.0} B/tenant after a ranking pass (watch_buffer 1024)",
+        (LIVE_BYTES.load(Ordering::Relaxed) - heap_before) as f64 / tenants as f64
+    );
 }

@@ -189,7 +189,9 @@ struct Tenant {
     /// `customers.len()` without visiting every shard; reserved before a customer is inserted so
     /// the cap holds exactly under concurrent inserts.
     customer_count: AtomicUsize,
-    updates: broadcast::Sender<Arc<PriorityChange>>,
+    /// Priority changes for watchers: created by the first watcher, so a tenant nobody watches
+    /// pays nothing for the `watch_buffer` slots.
+    updates: std::sync::OnceLock<broadcast::Sender<Arc<PriorityChange>>>,
     /// TopCustomers' index (see [`ranking`]).
     ranking: RwLock<RankingState>,
     /// The tenant's SLA policy and activity model (refitted by the ranking pass).
@@ -213,6 +215,26 @@ impl Tenant {
         thresholds.sort_by(f64::total_cmp);
         thresholds.dedup();
         thresholds
+    }
+
+    /// Whether any watcher is connected.
+    fn watched(&self) -> bool {
+        self.updates
+            .get()
+            .is_some_and(|updates| updates.receiver_count() > 0)
+    }
+
+    /// The watchers' channel, created with `watch_buffer` slots by the first watcher.
+    fn updates(&self, watch_buffer: usize) -> &broadcast::Sender<Arc<PriorityChange>> {
+        self.updates
+            .get_or_init(|| broadcast::channel(watch_buffer).0)
+    }
+
+    /// Sends a change to the watchers, if any.
+    fn publish(&self, change: Arc<PriorityChange>) {
+        if let Some(updates) = self.updates.get() {
+            let _ = updates.send(change);
+        }
     }
 
     fn model(&self) -> Arc<TenantModel> {
@@ -315,7 +337,7 @@ impl Store {
                         CUSTOMER_SHARDS,
                     ),
                     customer_count: AtomicUsize::new(0),
-                    updates: broadcast::channel(self.watch_buffer).0,
+                    updates: std::sync::OnceLock::new(),
                     ranking: RwLock::default(),
                     model: RwLock::new(Arc::new(TenantModel {
                         sla: self
@@ -372,7 +394,7 @@ impl Store {
             }
         };
         let model = tenant.model();
-        let watched = tenant.updates.receiver_count() > 0;
+        let watched = tenant.watched();
         let mut history = match tenant.customers.get_mut(interaction.customer_id.as_str()) {
             Some(history) => history,
             None => match tenant
@@ -439,7 +461,7 @@ impl Store {
         let Some(tenant) = self.tenant(tenant_id) else {
             return RefineOutcome::NotFound;
         };
-        let watched = tenant.updates.receiver_count() > 0;
+        let watched = tenant.watched();
         let Some(mut history) = tenant.customers.get_mut(customer_id) else {
             return RefineOutcome::NotFound;
         };
@@ -511,7 +533,7 @@ impl Store {
                 .previous
                 .map_or((0.0, Action::None), |p| (p.priority, p.action));
             // A send error only means every watcher left meanwhile.
-            let _ = tenant.updates.send(Arc::new(PriorityChange {
+            tenant.publish(Arc::new(PriorityChange {
                 customer_id: change.customer_id.to_string(),
                 event_id: change.event_id.to_string(),
                 cause: "new event".to_string(),
@@ -665,7 +687,9 @@ impl Store {
     /// Subscribes to a tenant's priority changes (creating the tenant if needed, so a watcher may
     /// connect before the first event).
     pub fn subscribe(&self, tenant_id: &str) -> broadcast::Receiver<Arc<PriorityChange>> {
-        self.tenant_or_create(tenant_id).updates.subscribe()
+        self.tenant_or_create(tenant_id)
+            .updates(self.watch_buffer)
+            .subscribe()
     }
 
     /// [`Store::subscribe`] for a watcher at `min_priority`: while the registration lives, the
@@ -676,7 +700,7 @@ impl Store {
         min_priority: f64,
     ) -> (broadcast::Receiver<Arc<PriorityChange>>, WatchRegistration) {
         let tenant = self.tenant_or_create(tenant_id);
-        let receiver = tenant.updates.subscribe();
+        let receiver = tenant.updates(self.watch_buffer).subscribe();
         tenant
             .watch_thresholds
             .lock()
@@ -760,7 +784,7 @@ impl Store {
                         });
                         if crossed {
                             let full = evaluate(&summary, now_ms, &self.config, &model);
-                            let _ = tenant.updates.send(Arc::new(PriorityChange {
+                            tenant.publish(Arc::new(PriorityChange {
                                 customer_id: entry.key().to_string(),
                                 event_id: String::new(),
                                 cause: time_cause(&before, &full),

@@ -102,11 +102,12 @@ pub(super) struct TopK {
 }
 
 impl TopK {
-    /// Keeps at most `limit` entries.
+    /// Keeps at most `limit` entries. The heap grows with what it keeps: a small tenant's lists
+    /// must not hold room for `limit` entries each.
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
-            heap: BinaryHeap::with_capacity(limit + 1),
+            heap: BinaryHeap::with_capacity((limit + 1).min(64)),
         }
     }
 
@@ -214,7 +215,8 @@ impl IndexBuilder {
         let mut bars: [Bar; LISTS] = Default::default();
         for (list, top) in self.tops.into_iter().enumerate() {
             let full = top.len() >= RANKING_LIST_LEN;
-            let sorted = top.into_sorted();
+            let mut sorted = top.into_sorted();
+            sorted.shrink_to_fit();
             if full {
                 bars[list] = sorted.last().map(|r| r.priority);
             }
@@ -232,18 +234,11 @@ impl IndexBuilder {
 
 /// Customers whose events since a pass began may put them on a list, each with its bound: the
 /// priority its latest noted event gave it (and, as a bound on the tie key, the earliest due time).
+#[derive(Default)]
 pub(super) struct HotSet {
-    bounds: DashMap<CompactString, f64, ahash::RandomState>,
+    /// Created by the first insert: a tenant's six sets cost nothing until they are used.
+    bounds: std::sync::OnceLock<DashMap<CompactString, f64, ahash::RandomState>>,
     len: AtomicUsize,
-}
-
-impl Default for HotSet {
-    fn default() -> Self {
-        Self {
-            bounds: DashMap::with_hasher(ahash::RandomState::new()),
-            len: AtomicUsize::new(0),
-        }
-    }
 }
 
 impl HotSet {
@@ -251,7 +246,10 @@ impl HotSet {
     /// evaluated). Past [`MAX_HOT_CUSTOMERS`] the set stops growing and is marked overflowed, which
     /// sends queries to the full scan until the next pass.
     pub fn insert(&self, customer_id: &str, bound: f64) {
-        if let Some(mut known) = self.bounds.get_mut(customer_id) {
+        let bounds = self
+            .bounds
+            .get_or_init(|| DashMap::with_hasher(ahash::RandomState::new()));
+        if let Some(mut known) = bounds.get_mut(customer_id) {
             *known = bound;
             return;
         }
@@ -259,8 +257,7 @@ impl HotSet {
             self.len.store(MAX_HOT_CUSTOMERS + 1, Ordering::Relaxed);
             return;
         }
-        if self
-            .bounds
+        if bounds
             .insert(CompactString::from(customer_id), bound)
             .is_none()
         {
@@ -273,7 +270,10 @@ impl HotSet {
         if self.len.load(Ordering::Relaxed) > MAX_HOT_CUSTOMERS {
             return false;
         }
-        into.extend(self.bounds.iter().map(|entry| Ranked {
+        let Some(bounds) = self.bounds.get() else {
+            return true;
+        };
+        into.extend(bounds.iter().map(|entry| Ranked {
             priority: *entry.value(),
             reply_due_at_ms: TimestampMs::MIN,
             customer_id: entry.key().clone(),
