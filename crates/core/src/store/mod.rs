@@ -1245,6 +1245,31 @@ mod tests {
         assert!(flat.abs() < 0.5, "flat {flat}");
     }
 
+    /// Issue 15 D5: a small tenant cost ~347 KB (a 1,024-slot watch channel, six hot-set maps,
+    /// and ranking lists with room for 1,000 entries each); now none of that is allocated until
+    /// used: no channel without a watcher, and lists hold no more room than entries.
+    #[test]
+    fn a_small_tenant_allocates_no_watch_channel_and_no_spare_list_room() {
+        let store = Store::new(Arc::new(ScoringConfig::default()), 1024);
+        apply_spec(&store, 0, &(1, 0, true, -50, 10, 4), T0_MS, 0);
+        store.ranking_pass(T0_MS);
+        let tenant = store.tenant("acme").unwrap();
+        assert!(tenant.updates.get().is_none(), "no watcher, no channel");
+        {
+            let ranking = tenant.ranking();
+            let index = ranking.index.as_ref().expect("the pass built an index");
+            for list in &index.lists {
+                assert!(list.len() <= 1);
+                assert_eq!(list.capacity(), list.len());
+            }
+        }
+        let (_updates, _registration) = store.watch("acme", 0.5);
+        assert!(
+            tenant.updates.get().is_some(),
+            "the first watcher creates it"
+        );
+    }
+
     #[test]
     fn retention_risk_bands_cover_zero_to_one() {
         assert_eq!(retention_risk_band(0.0), 0);
