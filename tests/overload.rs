@@ -321,6 +321,96 @@ async fn an_idle_ingest_stream_times_out_and_frees_its_permit() {
     drop(idle_sender);
 }
 
+/// Issue 15 D4: one tenant's open streams could hold every in-flight slot, so every other tenant
+/// got RESOURCE_EXHAUSTED; now a tenant holds at most `server.max_ingest_in_flight_per_tenant` of
+/// them: its next call is refused naming that key while another tenant is still served, and the
+/// tenant is served again once its calls end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_take_every_ingest_slot() {
+    let mut config = loopback_config();
+    config.server.max_ingest_in_flight = 4;
+    config.server.max_ingest_in_flight_per_tenant = 2;
+    let t = start_with(config).await;
+    // The hog holds its share with two open streams, each proven live by one answered event.
+    let mut holders = Vec::new();
+    for i in 0..2 {
+        let (send, receive) = mpsc::channel(4);
+        send.send(event("hog", &format!("h{i}"), &format!("h{i}"), T0_MS))
+            .await
+            .unwrap();
+        let mut replies = t
+            .ingest
+            .clone()
+            .ingest_scored(ReceiverStream::new(receive))
+            .await
+            .expect("within the share")
+            .into_inner();
+        let first = replies.message().await.unwrap().expect("one reply");
+        assert_eq!(first.outcome, pb::IngestOutcome::Accepted as i32);
+        holders.push((send, replies));
+    }
+    // A third hog call is refused, by stream and by batch, naming the per-tenant key.
+    let refused = t
+        .ingest
+        .clone()
+        .ingest(tokio_stream::iter(vec![event("hog", "h9", "h9", T0_MS)]))
+        .await
+        .expect_err("over the tenant's share");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    assert!(
+        refused
+            .message()
+            .contains("max_ingest_in_flight_per_tenant"),
+        "{refused}"
+    );
+    let refused = t
+        .ingest
+        .clone()
+        .ingest_batch(pb::IngestBatchRequest {
+            interactions: vec![event("hog", "h8", "h8", T0_MS)],
+        })
+        .await
+        .expect_err("over the tenant's share");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    // Another tenant is served meanwhile.
+    let served = t
+        .ingest
+        .clone()
+        .ingest_batch(pb::IngestBatchRequest {
+            interactions: vec![event("other", "c1", "o1", T0_MS)],
+        })
+        .await
+        .expect("other tenants are served")
+        .into_inner();
+    assert_eq!(served.accepted, 1);
+    // Once the hog's streams end, it is served again.
+    for (send, mut replies) in holders {
+        drop(send);
+        while replies.message().await.unwrap().is_some() {}
+    }
+    let mut recovered = None;
+    for _ in 0..100 {
+        match t
+            .ingest
+            .clone()
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: vec![event("hog", "h7", "h7", T0_MS)],
+            })
+            .await
+        {
+            Ok(summary) => {
+                recovered = Some(summary.into_inner());
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    assert_eq!(recovered.expect("the hog is served again").accepted, 1);
+}
+
 /// Issue 15 D5: tenants were uncapped (50,000 one-event tenants took 14.5 GB); beyond
 /// `server.max_tenants` an event for a new tenant is rejected naming `tenant_id` and the key,
 /// and existing tenants keep being served.

@@ -220,6 +220,9 @@ pub struct ServerConfig {
     /// Ingest calls (streams and batches) in flight across all connections; more are refused at
     /// once with RESOURCE_EXHAUSTED.
     pub max_ingest_in_flight: usize,
+    /// Of those, the most one tenant may hold (charged to the tenant of a call's first event), so
+    /// one tenant cannot take every slot from the others; more are refused with RESOURCE_EXHAUSTED.
+    pub max_ingest_in_flight_per_tenant: usize,
     /// Concurrent requests per connection before new ones queue.
     pub concurrency_per_connection: usize,
     /// Updates buffered per tenant for `WatchPriorities`; a slower watcher skips (and is told).
@@ -261,6 +264,7 @@ impl Default for ServerConfig {
             max_classify_texts: 1000,
             max_batch_interactions: 10_000,
             max_ingest_in_flight: 256,
+            max_ingest_in_flight_per_tenant: 128,
             concurrency_per_connection: 64,
             watch_buffer: 1024,
             max_reported_rejections: 10,
@@ -558,6 +562,12 @@ impl ServerConfig {
             (
                 "server.max_ingest_in_flight",
                 self.max_ingest_in_flight as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_ingest_in_flight_per_tenant",
+                self.max_ingest_in_flight_per_tenant as u64,
                 1,
                 1_000_000,
             ),

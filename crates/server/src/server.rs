@@ -128,7 +128,8 @@ pub async fn start(
             server.max_batch_interactions,
             server.max_reported_rejections,
         )
-        .with_idle_timeout(Duration::from_secs(server.ingest_idle_timeout_seconds)),
+        .with_idle_timeout(Duration::from_secs(server.ingest_idle_timeout_seconds))
+        .with_tenant_share(server.max_ingest_in_flight_per_tenant),
     );
     let scoring = Arc::new(ScoringApi::new(
         Arc::clone(&store),

@@ -29,6 +29,69 @@ pub struct IngestApi {
     max_reported_rejections: usize,
     /// Longest a stream may stay open without sending an event before it is ended.
     idle_timeout: std::time::Duration,
+    /// Each tenant's share of the calls in flight.
+    tenant_shares: Arc<TenantShares>,
+}
+
+/// Each tenant's share of the ingest calls in flight: a call is charged to the tenant of its first
+/// event and holds one of that tenant's slots until it ends, so a tenant with many open calls
+/// cannot take every global slot (`server.max_ingest_in_flight`) from the others.
+pub struct TenantShares {
+    limit: usize,
+    /// Calls in flight per tenant; a tenant leaves the map when its last call ends.
+    in_flight: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl TenantShares {
+    /// At most `limit` calls in flight per tenant.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// A slot for one more call of `tenant_id`, or RESOURCE_EXHAUSTED naming the key.
+    #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
+    fn admit(self: &Arc<Self>, tenant_id: &str) -> Result<TenantSlot, Status> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let count = in_flight.entry(tenant_id.to_string()).or_insert(0);
+        if *count >= self.limit {
+            return Err(ApiError::ResourceExhausted(format!(
+                "server.max_ingest_in_flight_per_tenant: tenant {tenant_id:?} already has {} ingest \
+                 calls in flight (other tenants are still served); retry with backoff",
+                self.limit
+            ))
+            .into());
+        }
+        *count += 1;
+        Ok(TenantSlot {
+            shares: Arc::clone(self),
+            tenant_id: tenant_id.to_string(),
+        })
+    }
+}
+
+/// One call's slot in its tenant's share, given back when dropped.
+struct TenantSlot {
+    shares: Arc<TenantShares>,
+    tenant_id: String,
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .shares
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = in_flight.get_mut(&self.tenant_id) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.tenant_id);
+            }
+        }
+    }
 }
 
 /// What became of one event.
@@ -60,7 +123,14 @@ impl IngestApi {
             max_batch_interactions,
             max_reported_rejections,
             idle_timeout: std::time::Duration::from_secs(60),
+            tenant_shares: Arc::new(TenantShares::new(usize::MAX)),
         }
+    }
+
+    /// Lets each tenant hold at most `limit` calls in flight (see [`TenantShares`]).
+    pub fn with_tenant_share(mut self, limit: usize) -> Self {
+        self.tenant_shares = Arc::new(TenantShares::new(limit));
+        self
     }
 
     /// Ends a stream (DEADLINE_EXCEEDED) that stays open this long without sending an event, so
@@ -132,6 +202,19 @@ impl IngestApi {
                 (Processed::Rejected { event_id, error }, None)
             }
         }
+    }
+
+    /// `IngestScored`'s answer to one event: processed, and durable before it is answered.
+    async fn reply_to(
+        &self,
+        interaction: pb::Interaction,
+        grant: &Grant,
+    ) -> Result<pb::ScoredInteraction, Status> {
+        let (processed, durable) = self.process(interaction, grant, true);
+        if let Some(durable) = durable {
+            durable.wait().await;
+        }
+        Ok(scored(processed))
     }
 
     fn tally(&self, summary: &mut pb::IngestSummary, index: u64, processed: &Processed) {
@@ -216,12 +299,19 @@ impl IngestService for Arc<IngestApi> {
         // The writer answers in order, so the latest wait covers every earlier event: one wait
         // per group of events, and one before the summary acknowledges them all.
         let mut latest: Option<Durable> = None;
+        let mut slot: Option<TenantSlot> = None;
         let read = loop {
             let interaction = match self.next_event(&mut stream).await {
                 Ok(Some(interaction)) => interaction,
                 Ok(None) => break Ok(()),
                 Err(status) => break Err(status),
             };
+            if slot.is_none() {
+                match self.tenant_shares.admit(&interaction.tenant_id) {
+                    Ok(admitted) => slot = Some(admitted),
+                    Err(status) => break Err(status),
+                }
+            }
             let (processed, durable) = self.process(interaction, &grant, false);
             self.tally(&mut summary, index, &processed);
             index += 1;
@@ -235,6 +325,7 @@ impl IngestService for Arc<IngestApi> {
         if let Some(durable) = latest {
             durable.wait().await;
         }
+        drop(slot);
         read?;
         Ok(Response::new(summary))
     }
@@ -250,15 +341,19 @@ impl IngestService for Arc<IngestApi> {
         let (replies, receiver) = mpsc::channel(64);
         let api = Arc::clone(self);
         tokio::spawn(async move {
+            let mut slot: Option<TenantSlot> = None;
             loop {
                 let reply = match api.next_event(&mut stream).await {
-                    Ok(Some(interaction)) => {
-                        let (processed, durable) = api.process(interaction, &grant, true);
-                        if let Some(durable) = durable {
-                            durable.wait().await;
+                    Ok(Some(interaction)) if slot.is_none() => {
+                        match api.tenant_shares.admit(&interaction.tenant_id) {
+                            Ok(admitted) => {
+                                slot = Some(admitted);
+                                api.reply_to(interaction, &grant).await
+                            }
+                            Err(status) => Err(status),
                         }
-                        Ok(scored(processed))
                     }
+                    Ok(Some(interaction)) => api.reply_to(interaction, &grant).await,
                     Ok(None) => break,
                     Err(status) => Err(status),
                 };
@@ -288,7 +383,11 @@ impl IngestService for Arc<IngestApi> {
             ))
             .into());
         }
-        {
+        let slot = match interactions.first() {
+            Some(first) => Some(self.tenant_shares.admit(&first.tenant_id)?),
+            None => None,
+        };
+        let summary = {
             // A batch is up to `max_batch_interactions` events of CPU work without an await: on the
             // blocking pool, so the runtime's workers stay free for queries and other calls.
             let api = Arc::clone(self);
@@ -309,6 +408,8 @@ impl IngestService for Arc<IngestApi> {
             .await
             .map(Response::new)
             .map_err(|error| ApiError::Internal(format!("ingest batch failed: {error}")).into())
-        }
+        };
+        drop(slot);
+        summary
     }
 }
