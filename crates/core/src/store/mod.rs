@@ -505,8 +505,8 @@ impl Store {
             if ranking.takes_everyone() {
                 ranking.note_everywhere(change.customer_id);
             } else {
-                let (priority, action) = match &change.score {
-                    Some(score) => (score.priority, score.action),
+                let (priority, reply_due_at_ms, action) = match &change.score {
+                    Some(score) => (score.priority, ranking::reply_due_key(score), score.action),
                     None => {
                         let ranked = evaluate_for_ranking(
                             history.summary(),
@@ -514,7 +514,11 @@ impl Store {
                             &self.config,
                             model,
                         );
-                        (ranked.priority, ranked.action)
+                        (
+                            ranked.priority,
+                            ranking::reply_due_key(&ranked),
+                            ranked.action,
+                        )
                     }
                 };
                 // An event stamped after now: the priority is the one it will have then, no
@@ -524,7 +528,12 @@ impl Store {
                 } else {
                     priority
                 };
-                ranking.note(change.customer_id, priority, bound, action);
+                ranking.note(
+                    change.customer_id,
+                    (priority, reply_due_at_ms),
+                    bound,
+                    action,
+                );
             }
         }
         drop(history);

@@ -162,13 +162,23 @@ pub(super) fn list_index(action: Option<Action>) -> usize {
     action.map_or(OVERALL, action_index)
 }
 
-/// The priority a customer must reach to join a full list: its last entry's. A customer at exactly
-/// the bar's priority is taken whatever its tie keys (the candidate set may be larger, never short).
-pub(super) type Bar = Option<f64>;
+/// The entry a customer must reach to join a full list: its last one's priority, reply due time
+/// and id. The whole answer order counts: a customer tied on priority but ranking below the last
+/// entry must not become a candidate while others ranking like it are not (the answer would then
+/// depend on which of them had an event since the pass).
+pub(super) type Bar = Option<(f64, TimestampMs, CompactString)>;
 
-/// Whether a priority reaches the bar (a list that is not full takes anyone).
-fn reaches(bar: &Bar, priority: f64) -> bool {
-    bar.is_none_or(|bar_priority| priority.total_cmp(&bar_priority).is_ge())
+/// Whether (priority, reply due, id) ranks at or above the bar (a list that is not full takes
+/// anyone).
+fn reaches(bar: &Bar, (priority, reply_due_at_ms): (f64, TimestampMs), customer_id: &str) -> bool {
+    match bar {
+        None => true,
+        Some((bar_priority, bar_due, bar_id)) => rank_order(
+            (priority, reply_due_at_ms, customer_id),
+            (*bar_priority, *bar_due, bar_id),
+        )
+        .is_ge(),
+    }
 }
 
 /// Candidate lists of one pass.
@@ -218,7 +228,9 @@ impl IndexBuilder {
             let mut sorted = top.into_sorted();
             sorted.shrink_to_fit();
             if full {
-                bars[list] = sorted.last().map(|r| r.priority);
+                bars[list] = sorted
+                    .last()
+                    .map(|r| (r.priority, r.reply_due_at_ms, r.customer_id.clone()));
             }
             lists[list] = sorted;
         }
@@ -296,9 +308,9 @@ pub(super) struct RankingState {
 impl RankingState {
     /// Records an event's customer with its new priority and action on each list it could join,
     /// with `bound` (the priority, or infinity when it is no bound) for queries.
-    pub fn note(&self, customer_id: &str, priority: f64, bound: f64, action: Action) {
+    pub fn note(&self, customer_id: &str, rank: (f64, TimestampMs), bound: f64, action: Action) {
         for list in [action_index(action), OVERALL] {
-            if reaches(&self.bars[list], priority) {
+            if reaches(&self.bars[list], rank, customer_id) {
                 self.hot[list].insert(customer_id, bound);
                 if let Some(next) = &self.next_hot {
                     next[list].insert(customer_id, bound);
@@ -394,12 +406,18 @@ mod tests {
         assert_eq!(order(backward, 2), ["c", "b"]);
     }
 
+    /// The bar is the whole answer order: at the bar's priority, only who ranks at or above its
+    /// last entry by due time, then id, reaches it.
     #[test]
-    fn the_bar_takes_every_tie_at_its_priority() {
-        let bar: Bar = Some(0.5);
-        assert!(reaches(&bar, 0.5));
-        assert!(reaches(&bar, 0.6));
-        assert!(!reaches(&bar, 0.49));
-        assert!(reaches(&None, 0.0));
+    fn the_bar_follows_the_answer_order_through_ties() {
+        let bar: Bar = Some((0.5, 1_000, CompactString::from("m")));
+        assert!(reaches(&bar, (0.6, NO_REPLY_DUE), "z"));
+        assert!(!reaches(&bar, (0.49, 0), "a"));
+        assert!(reaches(&bar, (0.5, 999), "z"));
+        assert!(!reaches(&bar, (0.5, 1_001), "a"));
+        assert!(reaches(&bar, (0.5, 1_000), "m"));
+        assert!(reaches(&bar, (0.5, 1_000), "b"));
+        assert!(!reaches(&bar, (0.5, 1_000), "n"));
+        assert!(reaches(&None, (0.0, NO_REPLY_DUE), "x"));
     }
 }
