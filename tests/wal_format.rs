@@ -1,15 +1,19 @@
 //! The write-ahead log's on-disk formats: a checked-in data directory of every format version is
-//! read back to exactly the records it was written from.
+//! read back to exactly the records it was written from (formats 0 and 1, whose snapshot is the
+//! log folded in), or to exactly the state they make (format 2, whose snapshot is the state).
 //!
 //! tests/fixtures/wal/v0/ was written by rapport before the log had a header (commit cef1932, with
-//! `write_fixture` below); v1/ by the current code. To add a version: bump the format, write its
+//! `write_fixture` below); v1/ at commit 7d86719; v2/ by the current code. To add a version: bump the format, write its
 //! fixture with `RAPPORT_WAL_FIXTURE_DIR=tests/fixtures/wal/vN cargo test --test wal_format --
 //! --ignored write_fixture`, and add it to `every_format_version_reads_back`.
 
+use rapport::config::ScoringConfig;
 use rapport::domain::{Channel, Direction, Interaction, Kind, ReplyNeed};
 use rapport::durability::{DurabilityConfig, Wal, WalRecord};
 use rapport::sentiment::{Sentiment, SentimentLabel};
+use rapport::store::Store;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What the fixtures hold: (event, sentiment, whether it refines an earlier event).
 type Logged = (Interaction, Option<Sentiment>, bool);
@@ -82,9 +86,54 @@ fn read_back(dir: &Path) -> Vec<Logged> {
         |interaction, sentiment, refines| {
             read.push((interaction.clone(), sentiment, refines));
         },
+        |tenant_id, customer_id, _| panic!("format 0/1 holds no state ({tenant_id}/{customer_id})"),
     )
     .unwrap_or_else(|error| panic!("{}: {error:#}", dir.display()));
     read
+}
+
+/// A store holding what `dir` recovers to.
+fn recovered_store(dir: &Path) -> Store {
+    let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+    Wal::open(
+        &DurabilityConfig::default(),
+        dir,
+        |interaction, sentiment, refines| {
+            rapport::engine::replay(&store, interaction, sentiment, refines)
+        },
+        |tenant_id, customer_id, history| store.restore_customer(tenant_id, customer_id, history),
+    )
+    .unwrap_or_else(|error| panic!("{}: {error:#}", dir.display()));
+    store
+}
+
+/// Every fixture customer's score (with reasons) in `store`, a day after the last event.
+fn scores(store: &Store) -> Vec<String> {
+    let at = fixture_records()
+        .iter()
+        .map(|(interaction, _, _)| interaction.occurred_at_ms)
+        .max()
+        .unwrap()
+        + 86_400_000;
+    let mut customers: Vec<(String, String)> = fixture_records()
+        .iter()
+        .map(|(i, _, _)| (i.tenant_id.clone(), i.customer_id.clone()))
+        .collect();
+    customers.sort();
+    customers.dedup();
+    customers
+        .iter()
+        .map(|(tenant, customer)| format!("{:?}", store.customer(tenant, customer, at)))
+        .collect()
+}
+
+/// The store the fixture records make when applied directly.
+fn applied_store() -> Store {
+    let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+    for (interaction, sentiment, refines) in fixture_records() {
+        rapport::engine::replay(&store, &interaction, sentiment, refines);
+    }
+    store
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -107,6 +156,29 @@ fn every_format_version_reads_back() {
             fixture_records(),
             "format {version}, rewritten"
         );
+        // And a server's start (which writes a state snapshot) keeps the same state.
+        let store = recovered_store(dir.path());
+        assert_eq!(scores(&store), scores(&applied_store()), "format {version}");
+    }
+    // Format 2: a state snapshot and a log after it recover to the state the records make,
+    // also after a start has folded the log into a new state snapshot.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures.join("v2"), dir.path());
+    let expected = scores(&applied_store());
+    assert!(expected.iter().all(|score| score.starts_with("Some")));
+    for round in 0..2 {
+        let store = recovered_store(dir.path());
+        assert_eq!(scores(&store), expected, "format 2, start {round}");
+        let (wal, _) = Wal::open(
+            &DurabilityConfig::default(),
+            dir.path(),
+            |interaction, sentiment, refines| {
+                rapport::engine::replay(&store, interaction, sentiment, refines)
+            },
+            |_, _, _| {},
+        )
+        .unwrap();
+        wal.snapshot(&store).unwrap();
     }
 }
 
@@ -119,13 +191,21 @@ fn write_fixture() {
         std::env::var("RAPPORT_WAL_FIXTURE_DIR").expect("RAPPORT_WAL_FIXTURE_DIR"),
     );
     std::fs::create_dir_all(&dir).unwrap();
-    let (wal, _) = Wal::open(&DurabilityConfig::default(), &dir, |_, _, _| {}).unwrap();
+    let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+    let (wal, _) = Wal::open(
+        &DurabilityConfig::default(),
+        &dir,
+        |_, _, _| {},
+        |_, _, _| {},
+    )
+    .unwrap();
     let records = fixture_records();
     let half = records.len() / 2;
     for (index, (interaction, sentiment, refines)) in records.iter().enumerate() {
         if index == half {
-            wal.snapshot().unwrap();
+            wal.snapshot(&store).unwrap();
         }
+        rapport::engine::replay(&store, interaction, *sentiment, *refines);
         let record = if *refines {
             WalRecord::refinement(interaction, sentiment.unwrap())
         } else {

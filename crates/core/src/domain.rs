@@ -3,13 +3,13 @@
 //! The proto enums map onto these exhaustively in `api::convert`; everything past the API layer
 //! works on validated values only.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type TimestampMs = i64;
 
 /// Where an interaction happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Channel {
@@ -89,7 +89,7 @@ impl Channel {
 }
 
 /// What kind of interaction it was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Kind {
@@ -173,7 +173,7 @@ impl Kind {
 }
 
 /// Who spoke.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Direction {
     /// From the customer.

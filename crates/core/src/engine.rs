@@ -205,7 +205,8 @@ mod tests {
     fn a_duplicate_is_answered_only_after_its_first_copy_is_logged() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::durability::DurabilityConfig::default();
-        let (wal, _) = crate::durability::Wal::open(&config, dir.path(), |_, _, _| {}).unwrap();
+        let (wal, _) =
+            crate::durability::Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
         let scoring = crate::config::ScoringConfig::default();
         let engine = Arc::new(Engine {
             store: Arc::new(Store::new(Arc::new(scoring), 16)),

@@ -265,7 +265,9 @@ impl Default for TransformerConfig {
 
 /// Whether an inbound message asks for an answer. Stated by the client (`Interaction.reply_need`)
 /// or read from the text by [`infer_reply_need`] when the client does not say.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum ReplyNeed {
     /// No sign either way (no text, or a plain statement): waits for an answer at base severity.

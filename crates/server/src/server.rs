@@ -57,19 +57,26 @@ pub async fn start(
             let durability = config.durability.clone();
             let dir = dir.clone();
             let (wal, recovered) = tokio::task::spawn_blocking(move || {
-                crate::durability::Wal::open(
+                let (wal, recovered) = crate::durability::Wal::open(
                     &durability,
                     &dir,
                     |interaction, sentiment, refines| {
                         crate::engine::replay(&store, interaction, sentiment, refines)
                     },
-                )
+                    |tenant_id, customer_id, history| {
+                        store.restore_customer(tenant_id, customer_id, history)
+                    },
+                )?;
+                // Every start folds what it replayed into a state snapshot.
+                wal.snapshot(&store)?;
+                anyhow::Ok((wal, recovered))
             })
             .await
             .context("recovery task failed")??;
             tracing::info!(
                 data_dir = %config.durability.data_dir.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
                 fsync = ?config.durability.fsync,
+                snapshot_customers = recovered.snapshot_customers,
                 snapshot_records = recovered.snapshot_records,
                 log_records = recovered.log_records,
                 torn_bytes = recovered.torn_bytes,
@@ -90,7 +97,12 @@ pub async fn start(
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let durability_tasks = wal.map_or_else(Vec::new, |wal| {
-        crate::durability::spawn_background(wal, &config.durability, shutdown_rx.clone())
+        crate::durability::spawn_background(
+            wal,
+            Arc::clone(&store),
+            &config.durability,
+            shutdown_rx.clone(),
+        )
     });
 
     let grpc_listener = TcpListener::bind(server.grpc_addr)

@@ -1,17 +1,28 @@
-//! Write-ahead log and snapshots under `--data-dir`.
+//! Write-ahead log and state snapshots under `--data-dir`.
 //!
 //! Every accepted event (the validated interaction, without its text, plus the sentiment assigned to
-//! it, so replay does not depend on the model) is appended to `wal.log` before the call that carried
-//! it is answered. Both files start with an 8-byte header, `RPWL` and the format version (u32 LE;
-//! [`FORMAT_VERSION`]); files without it are format 0, read as they are and rewritten in the current
-//! format at start; a newer version is refused with a message. After the header, records are framed
-//! as `len: u32 LE | crc32: u32 LE | payload` (payload: a [`WalRecord`], this module's own protobuf
-//! message, never the public proto: see [`record`]). On start `snapshot.bin` (same framing, written atomically by rename) is loaded,
-//! then `wal.log` is replayed; a torn last record (short, or failing its checksum at the end of the
-//! file) is cut off and nothing else is discarded: a bad record followed by more data is corruption
-//! and stops the start with an error. A snapshot folds the log into `snapshot.bin` and truncates
-//! the log. Only accepted events are logged (never duplicates), so the files hold each event once;
-//! replay goes through `Store::apply`, which is idempotent on event id anyway.
+//! it, so replay does not depend on the model) is appended to the active log `wal.log` before the
+//! call that carried it is answered. Every file starts with an 8-byte header, `RPWL` and the format
+//! version (u32 LE; [`FORMAT_VERSION`]); files without it are format 0; a newer version is refused
+//! with a message. After the header, records are framed as `len: u32 LE | crc32: u32 LE | payload`
+//! (log payload: a [`WalRecord`], this module's own protobuf message, never the public proto: see
+//! [`record`]).
+//!
+//! A snapshot (`snapshot.bin`, format 2) is the state: a header record naming the last log segment
+//! it covers, then one record per customer (tenant, customer id, its `CustomerHistory`: the kept
+//! events, the fold, the compacted base), so its size follows what the store keeps, not the
+//! history. To write one, the active log is sealed (renamed `wal-<n>.log`, a new `wal.log`
+//! started: appends wait only for that), every customer is written to `snapshot.tmp` while appends
+//! go on, the file is fsynced and renamed over `snapshot.bin`, and the segments it covers are
+//! deleted. A customer written after the seal may already hold events of the new log: replay is
+//! idempotent (event ids, and refinements that change nothing), so the cut needs no pause.
+//!
+//! On start the snapshot is loaded (format 2: the customers restored; formats 0 and 1: the log
+//! folded in, replayed), then the sealed segments after it and `wal.log`; a torn last record of
+//! `wal.log` (short, or failing its checksum at the end of the file) is cut off and nothing else is
+//! discarded: a bad record followed by more data, or any damage in a sealed segment, is corruption
+//! and stops the start with the file and byte named. The start then seals what it replayed and the
+//! server writes a new state snapshot. Only accepted events are logged (never duplicates).
 //!
 //! Writes and fsyncs happen on one `wal-writer` thread, never on an async worker: callers enqueue a
 //! record ([`Wal::enqueue`]) and get a [`Durable`] to wait on. The writer takes everything queued
@@ -24,7 +35,9 @@
 //! not make durable: the caller sees the connection drop, never an acknowledgement.
 
 use crate::domain::Interaction;
+use crate::scoring::CustomerHistory;
 use crate::sentiment::{Sentiment, SentimentLabel};
+use crate::store::Store;
 use crate::telemetry;
 use anyhow::Context;
 use std::fs::{File, OpenOptions};
@@ -39,8 +52,15 @@ const SNAPSHOT_TMP: &str = "snapshot.tmp";
 /// First bytes of every file in the current format. Read as a format-0 record length (u32 LE) it
 /// would claim ~1.4 GB, more than `MAX_RECORD_BYTES`, so no format-0 file can start with it.
 pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
-/// The format this build writes (1: the header; records as in format 0).
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format this build reads and writes. 1: the header, records as in format 0; 2: the
+/// snapshot holds each customer's state instead of the log folded in (logs as in 1).
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format whose snapshot holds state (records of tenant, customer and history, after a
+/// [`SnapshotMeta`] record) rather than events.
+const STATE_FORMAT_VERSION: u32 = 2;
+/// Sealed log segments are `wal-<number, 20 digits>.log`.
+const SEGMENT_PREFIX: &str = "wal-";
+const SEGMENT_SUFFIX: &str = ".log";
 /// Header length: magic and version.
 pub const HEADER_BYTES: usize = 8;
 
@@ -248,8 +268,18 @@ fn sync_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 struct Writer {
+    /// The active log, open for appending.
     file: File,
+    /// Records written since the log was opened (all segments).
     written: u64,
+    /// Records in the active log (0 after it is sealed).
+    active_records: u64,
+    /// (device, inode) of the active log: checked after each fsync and before each seal, so a
+    /// data directory deleted (or replaced) under the running server stops acknowledgements
+    /// instead of writing to a file no restart will find.
+    identity: (u64, u64),
+    /// The number the active log gets when it is sealed.
+    next_segment: u64,
 }
 
 /// The files of an open log, shared by the [`Wal`] handle and its writer thread.
@@ -260,10 +290,6 @@ struct LogFiles {
     /// A second handle on the log for fsync, so writers are not held up by it; guards the count
     /// of records known synced.
     syncer: Mutex<(File, u64)>,
-    /// (device, inode) of the open log: checked after each fsync and before each snapshot, so a
-    /// data directory deleted (or replaced) under the running server stops acknowledgements
-    /// instead of writing to a file no restart will find.
-    log_identity: (u64, u64),
     /// fsyncs of the log run so far.
     fsyncs: std::sync::atomic::AtomicU64,
 }
@@ -336,42 +362,101 @@ pub struct Wal {
     /// queued; taken exclusively by a duplicate, so it is answered only after its first copy is
     /// durable (see [`Wal::wait_for_admitted`]).
     admissions: std::sync::RwLock<()>,
+    /// One snapshot at a time.
+    snapshotting: Mutex<()>,
 }
 
 /// What start-up recovered.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Recovered {
-    /// Records loaded from the snapshot.
+    /// Customers restored from a state snapshot (format 2).
+    pub snapshot_customers: usize,
+    /// Event records loaded from an older snapshot (formats 0 and 1: the log folded in).
     pub snapshot_records: usize,
-    /// Valid records replayed from the log after the snapshot.
+    /// Valid records replayed from the log segments after the snapshot.
     pub log_records: usize,
     /// Bytes of a torn last record cut off the log.
     pub torn_bytes: usize,
 }
 
+/// The first record of a state snapshot: the log it covers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotMeta {
+    /// Every sealed log segment up to this number is in the state (0: none).
+    covers_segment: u64,
+}
+
+/// The sealed log segments in `dir` (`wal-<n>.log`), by number.
+fn sealed_segments(dir: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(number) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(SEGMENT_PREFIX))
+            .and_then(|rest| rest.strip_suffix(SEGMENT_SUFFIX))
+            .and_then(|number| number.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        segments.push((number, entry.path()));
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// The path of sealed segment `number`.
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{SEGMENT_PREFIX}{number:020}{SEGMENT_SUFFIX}"))
+}
+
+/// Replays the framed event records of a log file through `apply`.
+fn replay_events(
+    payloads: &[&[u8]],
+    apply: &mut impl FnMut(&Interaction, Option<Sentiment>, bool),
+) -> anyhow::Result<()> {
+    for payload in payloads {
+        let record = <WalRecord as prost::Message>::decode(*payload)
+            .context("undecodable record with a valid checksum")?;
+        let (interaction, sentiment, refines) = record.decode_event()?;
+        apply(&interaction, sentiment, refines);
+    }
+    Ok(())
+}
+
 impl Wal {
-    /// Loads the snapshot and replays the log through `apply` (event, sentiment, whether the
-    /// record refines an earlier event's sentiment), folds them into a fresh snapshot and opens
-    /// an empty log.
+    /// Loads the snapshot (a state snapshot through `restore`: tenant, customer, history; an
+    /// older one's events through `apply`), replays the sealed log segments after it and the
+    /// active log through `apply` (event, sentiment, whether the record refines an earlier
+    /// event's sentiment), seals what the active log held as a segment and opens an empty one.
+    /// The caller then writes a state snapshot ([`Wal::snapshot`]), which folds the segments in.
     pub fn open(
         config: &DurabilityConfig,
         dir: &Path,
         mut apply: impl FnMut(&Interaction, Option<Sentiment>, bool),
+        mut restore: impl FnMut(&str, &str, CustomerHistory),
     ) -> anyhow::Result<(Arc<Self>, Recovered)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-        // Every start writes snapshot.bin before it creates wal.log, and a snapshot is replaced only
+        let segments = sealed_segments(dir)?;
+        let log_path = dir.join(WAL_FILE);
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        // Every start writes snapshot.bin before it creates a log, and a snapshot is replaced only
         // by rename: a log without a snapshot means the snapshot was lost, and the log alone would
         // start from a silently shortened history.
-        if dir.join(WAL_FILE).exists() && !dir.join(SNAPSHOT_FILE).exists() {
+        if (log_path.exists() || !segments.is_empty()) && !snapshot_path.exists() {
             anyhow::bail!(
                 "{} is missing while {} exists: the events it held would be lost; restore it \
-                 (or remove the log to start empty on purpose)",
-                dir.join(SNAPSHOT_FILE).display(),
-                dir.join(WAL_FILE).display()
+                 (or remove the logs to start empty on purpose)",
+                snapshot_path.display(),
+                if log_path.exists() {
+                    log_path.display().to_string()
+                } else {
+                    segments[0].1.display().to_string()
+                }
             );
         }
-        let snapshot_path = dir.join(SNAPSHOT_FILE);
         let snapshot_file = read_file(&snapshot_path)?;
         let (snapshot, snapshot_version) = file_body(&snapshot_file, &snapshot_path)?;
         let snapshot_header = snapshot_file.len() - snapshot.len();
@@ -388,7 +473,64 @@ impl Wal {
                 snapshot_header + snapshot_valid
             );
         }
-        let log_path = dir.join(WAL_FILE);
+        let mut recovered = Recovered::default();
+        let mut covered = 0u64;
+        if snapshot_version >= STATE_FORMAT_VERSION {
+            // An empty file (a fresh directory, or one cut inside its header): no state.
+            let (meta, customers) = snapshot_payloads
+                .split_first()
+                .map_or((None, &[][..]), |(meta, customers)| (Some(meta), customers));
+            let meta: SnapshotMeta = match meta {
+                None => SnapshotMeta { covers_segment: 0 },
+                Some(meta) => bincode::deserialize(meta).with_context(|| {
+                    format!("undecodable header record in {}", snapshot_path.display())
+                })?,
+            };
+            covered = meta.covers_segment;
+            for payload in customers {
+                let (tenant_id, customer_id, history): (String, String, CustomerHistory) =
+                    bincode::deserialize(payload).with_context(|| {
+                        format!(
+                            "undecodable customer record with a valid checksum in {}",
+                            snapshot_path.display()
+                        )
+                    })?;
+                restore(&tenant_id, &customer_id, history);
+            }
+            recovered.snapshot_customers = customers.len();
+        } else {
+            replay_events(&snapshot_payloads, &mut apply)
+                .with_context(|| format!("in {}", snapshot_path.display()))?;
+            recovered.snapshot_records = snapshot_payloads.len();
+        }
+        let mut next_segment = covered + 1;
+        for (number, path) in segments {
+            if number <= covered {
+                // Folded into the snapshot; left by a crash before they were deleted.
+                remove_if_present(&path)?;
+                continue;
+            }
+            let data = read_file(&path)?;
+            let (body, _) = file_body(&data, &path)?;
+            let header = data.len() - body.len();
+            let (payloads, valid) = read_frames(body).with_context(|| {
+                format!(
+                    "in {} (byte offsets after its {header}-byte header)",
+                    path.display()
+                )
+            })?;
+            if valid != body.len() {
+                anyhow::bail!(
+                    "{} is damaged at byte {} (segments are fsynced whole before they are sealed)",
+                    path.display(),
+                    header + valid
+                );
+            }
+            replay_events(&payloads, &mut apply)
+                .with_context(|| format!("in {}", path.display()))?;
+            recovered.log_records += payloads.len();
+            next_segment = number + 1;
+        }
         let log_file = read_file(&log_path)?;
         let (log, log_version) = file_body(&log_file, &log_path)?;
         let log_header = log_file.len() - log.len();
@@ -398,7 +540,9 @@ impl Wal {
                 log_path.display()
             )
         })?;
-        if snapshot_version < FORMAT_VERSION || log_version < FORMAT_VERSION {
+        if snapshot_version < FORMAT_VERSION
+            || (!log_file.is_empty() && log_version < FORMAT_VERSION)
+        {
             tracing::info!(
                 snapshot_version,
                 log_version,
@@ -406,59 +550,48 @@ impl Wal {
                 "data directory in an older format: rewriting it in the current one"
             );
         }
-        let mut recovered = Recovered {
-            snapshot_records: snapshot_payloads.len(),
-            log_records: log_payloads.len(),
-            torn_bytes: log.len() - log_valid,
-        };
-        for payload in snapshot_payloads.iter().chain(log_payloads.iter()) {
-            let record = <WalRecord as prost::Message>::decode(*payload)
-                .context("undecodable record with a valid checksum")?;
-            let (interaction, sentiment, refines) = record.decode_event()?;
-            apply(&interaction, sentiment, refines);
-        }
+        replay_events(&log_payloads, &mut apply)
+            .with_context(|| format!("in {}", log_path.display()))?;
+        recovered.log_records += log_payloads.len();
+        recovered.torn_bytes = log.len() - log_valid;
         if recovered.torn_bytes > 0 {
             tracing::warn!(
                 bytes = recovered.torn_bytes,
                 "discarded a torn last log record"
             );
         }
-        // Fold: snapshot + valid log → new snapshot; then the log starts empty.
-        let started = Instant::now();
-        let mut folded = snapshot.to_vec();
-        folded.extend_from_slice(&log[..log_valid]);
-        write_snapshot(dir, &folded)?;
-        telemetry::snapshot_written(
-            Some((HEADER_BYTES + folded.len()) as u64),
-            started.elapsed(),
-        );
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(dir.join(WAL_FILE))
-            .and_then(|mut file| file.write_all(&format_header()).map(|()| file))
-            .and_then(|_| {
-                // Append mode: after a snapshot truncates the log, writes start at its new end.
-                OpenOptions::new().append(true).open(dir.join(WAL_FILE))
-            })
-            .with_context(|| format!("cannot open {}", dir.join(WAL_FILE).display()))?;
-        file.flush()?;
-        file.sync_all()?;
-        sync_dir(dir)?;
+        // A fresh directory: an empty state snapshot first, so a log never exists without one.
+        if !snapshot_path.exists() {
+            write_state_file(dir, 0, |_| Ok(()))?;
+        }
+        // What the active log holds becomes a sealed segment (cut to its valid records); the
+        // next snapshot folds it in.
+        if !log_payloads.is_empty() {
+            if recovered.torn_bytes > 0 {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&log_path)
+                    .with_context(|| format!("cannot open {}", log_path.display()))?;
+                file.set_len((log_header + log_valid) as u64)?;
+                file.sync_all()?;
+            }
+            std::fs::rename(&log_path, segment_path(dir, next_segment))
+                .with_context(|| format!("cannot seal {}", log_path.display()))?;
+            next_segment += 1;
+        }
+        let (file, identity) = create_log(dir)?;
         let sync_handle = file.try_clone()?;
-        let log_identity = {
-            use std::os::unix::fs::MetadataExt;
-            let metadata = file.metadata()?;
-            (metadata.dev(), metadata.ino())
-        };
-        recovered.log_records = log_payloads.len();
         let files = Arc::new(LogFiles {
             dir: dir.to_path_buf(),
             policy: config.fsync,
-            writer: Mutex::new(Writer { file, written: 0 }),
+            writer: Mutex::new(Writer {
+                file,
+                written: 0,
+                active_records: 0,
+                identity,
+                next_segment,
+            }),
             syncer: Mutex::new((sync_handle, 0)),
-            log_identity,
             fsyncs: std::sync::atomic::AtomicU64::new(0),
         });
         let (queue, jobs) = std::sync::mpsc::channel();
@@ -472,6 +605,7 @@ impl Wal {
                 files,
                 queue: Mutex::new(queue),
                 admissions: std::sync::RwLock::new(()),
+                snapshotting: Mutex::new(()),
             }),
             recovered,
         ))
@@ -531,33 +665,121 @@ impl Wal {
         self.files.check_log_in_place()
     }
 
-    /// Folds the log into the snapshot and truncates the log. Appends wait meanwhile.
-    pub fn snapshot(&self) -> anyhow::Result<()> {
+    /// Writes a state snapshot of `store` and deletes the log segments it covers: the active log
+    /// is sealed first (a brief hold on appends), then every customer's state is written to
+    /// `snapshot.tmp` while appends go on, fsynced and renamed over `snapshot.bin`. A customer
+    /// read after the seal may already hold later events: replaying them is idempotent.
+    pub fn snapshot(&self, store: &Store) -> anyhow::Result<()> {
+        let _one_at_a_time = self.snapshotting.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let result = self.fold_log_into_snapshot();
+        let result = self.write_snapshot_of(store);
         telemetry::snapshot_written(result.as_ref().ok().copied(), started.elapsed());
         result.map(|_size_bytes| ())
     }
 
     /// [`Wal::snapshot`] without the metrics; returns the new snapshot's size in bytes.
-    fn fold_log_into_snapshot(&self) -> anyhow::Result<u64> {
-        let files = &self.files;
-        let writer = files.writer.lock().unwrap_or_else(|e| e.into_inner());
-        writer.file.sync_data()?;
-        files.check_log_in_place()?;
-        let snapshot_path = files.dir.join(SNAPSHOT_FILE);
-        let snapshot_file = read_file(&snapshot_path)?;
-        let mut folded = file_body(&snapshot_file, &snapshot_path)?.0.to_vec();
-        let log_path = files.dir.join(WAL_FILE);
-        let log_file = read_file(&log_path)?;
-        let (log, _) = file_body(&log_file, &log_path)?;
-        let (_, valid) = read_frames(log)?;
-        folded.extend_from_slice(&log[..valid]);
-        write_snapshot(&files.dir, &folded)?;
-        // A crash between the rename and here leaves events in both files: replay is idempotent.
-        writer.file.set_len(HEADER_BYTES as u64)?;
-        writer.file.sync_all()?;
-        Ok((HEADER_BYTES + folded.len()) as u64)
+    fn write_snapshot_of(&self, store: &Store) -> anyhow::Result<u64> {
+        let covers = self.files.seal()?;
+        let size = write_state_file(&self.files.dir, covers, |visit| {
+            store.for_each_customer(|tenant_id, customer_id, history| {
+                visit(tenant_id, customer_id, history)
+            })
+        })?;
+        for (number, path) in sealed_segments(&self.files.dir)? {
+            if number <= covers {
+                remove_if_present(&path)?;
+            }
+        }
+        sync_dir(&self.files.dir)?;
+        Ok(size)
+    }
+}
+
+/// Removes a file, if it is there.
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+/// Creates an empty active log (its header only), fsynced with its directory; returns it open
+/// for appending and its (device, inode).
+fn create_log(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(WAL_FILE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(&format_header()).map(|()| file))
+        .and_then(|_| OpenOptions::new().append(true).open(&path))
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.flush()?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    let metadata = file.metadata()?;
+    Ok((file, (metadata.dev(), metadata.ino())))
+}
+
+/// One customer's state as a state snapshot holds it.
+type CustomerVisit<'a> = dyn FnMut(&str, &str, &CustomerHistory) -> std::io::Result<()> + 'a;
+
+/// Writes a state snapshot to snapshot.tmp (header, the [`SnapshotMeta`] record, then one record
+/// per customer that `visit_all` hands over), fsyncs it and renames it over snapshot.bin; returns
+/// its size. On failure the temporary file is removed and the error names it and keeps the OS
+/// error.
+fn write_state_file(
+    dir: &Path,
+    covers_segment: u64,
+    visit_all: impl FnOnce(&mut CustomerVisit<'_>) -> std::io::Result<()>,
+) -> anyhow::Result<u64> {
+    let tmp = dir.join(SNAPSHOT_TMP);
+    let written = (|| -> std::io::Result<u64> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut size = 0u64;
+        let mut put = |out: &mut std::io::BufWriter<File>, bytes: &[u8]| -> std::io::Result<()> {
+            size += bytes.len() as u64;
+            out.write_all(bytes)
+        };
+        let mut header = format_header();
+        header[4..].copy_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
+        put(&mut out, &header)?;
+        let meta =
+            bincode::serialize(&SnapshotMeta { covers_segment }).map_err(std::io::Error::other)?;
+        put(&mut out, &frame(&meta))?;
+        visit_all(&mut |tenant_id, customer_id, history| {
+            let payload = bincode::serialize(&(tenant_id, customer_id, history))
+                .map_err(std::io::Error::other)?;
+            put(&mut out, &frame(&payload))
+        })?;
+        let file = out.into_inner().map_err(|error| error.into_error())?;
+        file.sync_all()?;
+        Ok(size)
+    })()
+    .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", tmp.display()))
+    .and_then(|size| {
+        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))
+            .map(|()| size)
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot rename {} to {}: {error}",
+                    tmp.display(),
+                    SNAPSHOT_FILE
+                )
+            })
+    });
+    match written {
+        Ok(size) => {
+            sync_dir(dir)?;
+            Ok(size)
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(error)
+        }
     }
 }
 
@@ -567,6 +789,7 @@ impl LogFiles {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.file.write_all(framed)?;
         writer.written += records;
+        writer.active_records += records;
         Ok(writer.written)
     }
 
@@ -600,10 +823,46 @@ impl LogFiles {
     }
 
     fn check_log_in_place(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let path = self.dir.join(WAL_FILE);
+        let identity = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .identity;
+        log_in_place(&self.dir, identity)
+    }
+
+    /// Seals the active log as the next segment and starts an empty one (appends wait meanwhile,
+    /// for two fsyncs and a rename); returns the number of the last sealed segment, which a
+    /// snapshot taken from now on covers. An empty active log is not sealed.
+    fn seal(&self) -> anyhow::Result<u64> {
+        let mut syncer = self.syncer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        log_in_place(&self.dir, writer.identity)?;
+        if writer.active_records == 0 {
+            return Ok(writer.next_segment - 1);
+        }
+        writer.file.sync_data()?;
+        let sealed = writer.next_segment;
+        std::fs::rename(self.dir.join(WAL_FILE), segment_path(&self.dir, sealed))
+            .with_context(|| format!("cannot seal {}", self.dir.join(WAL_FILE).display()))?;
+        let (file, identity) = create_log(&self.dir)?;
+        syncer.0 = file.try_clone()?;
+        syncer.1 = writer.written;
+        writer.file = file;
+        writer.identity = identity;
+        writer.active_records = 0;
+        writer.next_segment = sealed + 1;
+        Ok(sealed)
+    }
+}
+
+/// Fails when `wal.log` in `dir` is not the file with this (device, inode).
+fn log_in_place(dir: &Path, identity: (u64, u64)) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    {
+        let path = dir.join(WAL_FILE);
         let in_place = std::fs::metadata(&path)
-            .map(|metadata| (metadata.dev(), metadata.ino()) == self.log_identity)
+            .map(|metadata| (metadata.dev(), metadata.ino()) == identity)
             .unwrap_or(false);
         if in_place {
             Ok(())
@@ -677,37 +936,10 @@ fn write_groups(files: &LogFiles, jobs: &std::sync::mpsc::Receiver<Queued>) {
     }
 }
 
-/// Writes the header and the framed records `data` to snapshot.tmp, fsyncs it and renames it over
-/// snapshot.bin. On failure the
-/// temporary file is removed and the error names the file and keeps the OS error.
-fn write_snapshot(dir: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let tmp = dir.join(SNAPSHOT_TMP);
-    let written = File::create(&tmp)
-        .and_then(|mut file| {
-            file.write_all(&format_header())?;
-            file.write_all(data)?;
-            file.sync_all()
-        })
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", tmp.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot rename {} to {}: {error}",
-                    tmp.display(),
-                    SNAPSHOT_FILE
-                )
-            })
-        });
-    if let Err(error) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(error);
-    }
-    sync_dir(dir)
-}
-
 /// Periodic fsync (interval policy) and snapshot tasks; they stop when `stop` turns true.
 pub fn spawn_background(
     wal: Arc<Wal>,
+    store: Arc<Store>,
     config: &DurabilityConfig,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -742,9 +974,9 @@ pub fn spawn_background(
                     _ = ticks.tick() => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
-                let wal = Arc::clone(&wal);
-                match tokio::task::spawn_blocking(move || wal.snapshot()).await {
-                    Ok(Ok(())) => tracing::info!("snapshot written, log truncated"),
+                let (wal, store) = (Arc::clone(&wal), Arc::clone(&store));
+                match tokio::task::spawn_blocking(move || wal.snapshot(&store)).await {
+                    Ok(Ok(())) => tracing::info!("snapshot written, covered log segments removed"),
                     Ok(Err(error)) => {
                         let error = format!("{error:#}");
                         tracing::error!(%error, "snapshot failed; the log keeps growing")
@@ -766,7 +998,10 @@ mod tests {
         let path = Path::new("wal.log");
         let mut current = format_header().to_vec();
         current.extend(frame(b"one"));
-        assert_eq!(file_body(&current, path).unwrap(), (&frame(b"one")[..], 1));
+        assert_eq!(
+            file_body(&current, path).unwrap(),
+            (&frame(b"one")[..], FORMAT_VERSION)
+        );
         let legacy = frame(b"one");
         assert_eq!(file_body(&legacy, path).unwrap(), (&legacy[..], 0));
         // Empty, or cut inside the header: no records.
@@ -776,10 +1011,10 @@ mod tests {
         // A format-0 file shorter than a header is format 0 (a torn first record).
         assert_eq!(file_body(&legacy[..3], path).unwrap(), (&legacy[..3], 0));
         let mut newer = current.clone();
-        newer[4] = 2;
+        newer[4] = FORMAT_VERSION as u8 + 1;
         let error = file_body(&newer, path).unwrap_err().to_string();
         assert!(
-            error.contains("format 2") && error.contains("wal.log"),
+            error.contains(&format!("format {}", FORMAT_VERSION + 1)) && error.contains("wal.log"),
             "{error}"
         );
     }
@@ -846,7 +1081,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
         let config = DurabilityConfig::default();
-        let (wal, _) = Wal::open(&config, &dir, |_, _, _| {}).unwrap();
+        let (wal, _) = Wal::open(&config, &dir, |_, _, _| {}, |_, _, _| {}).unwrap();
         let record = WalRecord {
             interaction: Some(record::LoggedInteraction::default()),
             ..WalRecord::default()
@@ -856,7 +1091,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let error = wal.append(&record).unwrap_err().to_string();
         assert!(error.contains(WAL_FILE), "{error}");
-        assert!(wal.snapshot().is_err());
+        let store = Store::new(Arc::new(crate::config::ScoringConfig::default()), 16);
+        assert!(wal.snapshot(&store).is_err());
         assert!(
             !dir.join(SNAPSHOT_FILE).exists(),
             "no empty snapshot written"
@@ -871,7 +1107,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = DurabilityConfig::default();
         assert_eq!(config.fsync, FsyncPolicy::Always);
-        let (wal, _) = Wal::open(&config, dir.path(), |_, _, _| {}).unwrap();
+        let (wal, _) = Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
         let waits: Vec<Durable> = (0..RECORDS)
             .map(|index| {
                 let interaction = Interaction {
@@ -901,9 +1137,89 @@ mod tests {
         );
         drop(wal);
         let mut replayed = 0;
-        let (_, recovered) = Wal::open(&config, dir.path(), |_, _, _| replayed += 1).unwrap();
+        let (_, recovered) =
+            Wal::open(&config, dir.path(), |_, _, _| replayed += 1, |_, _, _| {}).unwrap();
         assert_eq!(replayed, RECORDS);
         assert_eq!(recovered.log_records, RECORDS);
+    }
+
+    /// D9: the snapshot was the log folded in (every event ever, rewritten under the append lock,
+    /// replayed in full at start); now it is the state, so its size follows what the store keeps
+    /// (at most `max_events_per_customer` events per customer), the log segments it covers are
+    /// removed, and a restart from it and the log after it recovers the same scores.
+    #[test]
+    fn a_snapshot_is_the_state_not_the_history() {
+        use crate::config::ScoringConfig;
+        use crate::domain::{Channel, Direction, Kind, ReplyNeed};
+        let config = Arc::new(ScoringConfig {
+            max_events_per_customer: 40,
+            ..ScoringConfig::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let durability = DurabilityConfig::default();
+        let store = Store::new(Arc::clone(&config), 16);
+        let (wal, _) = Wal::open(&durability, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
+        let event = |index: usize| Interaction {
+            event_id: format!("e{index}"),
+            tenant_id: "acme".into(),
+            customer_id: format!("c{}", index % 2),
+            channel: Channel::Email,
+            kind: Kind::Message,
+            direction: Direction::Inbound,
+            occurred_at_ms: 1_767_225_600_000 + index as i64 * 60_000,
+            text: String::new(),
+            value: 0.0,
+            author_followers: 0,
+            thread_id: String::new(),
+            reply_need: ReplyNeed::Unclear,
+        };
+        let mut logged_bytes = 0;
+        for index in 0..3_000 {
+            let interaction = event(index);
+            crate::engine::replay(&store, &interaction, None, false);
+            let record = WalRecord::new(&interaction, None);
+            logged_bytes += frame(&prost::Message::encode_to_vec(&record)).len();
+            wal.append(&record).unwrap();
+        }
+        wal.snapshot(&store).unwrap();
+        let snapshot_bytes = std::fs::metadata(dir.path().join(SNAPSHOT_FILE))
+            .unwrap()
+            .len() as usize;
+        assert!(
+            snapshot_bytes * 10 < logged_bytes,
+            "snapshot {snapshot_bytes} B for {logged_bytes} B of log"
+        );
+        assert!(sealed_segments(dir.path()).unwrap().is_empty());
+        // Events after the snapshot: in the log, replayed on top of the state.
+        for index in 3_000..3_010 {
+            let interaction = event(index);
+            crate::engine::replay(&store, &interaction, None, false);
+            wal.append(&WalRecord::new(&interaction, None)).unwrap();
+        }
+        drop(wal);
+        let at = 1_767_225_600_000 + 4_000 * 60_000;
+        let restarted = Store::new(Arc::clone(&config), 16);
+        let (_, recovered) = Wal::open(
+            &durability,
+            dir.path(),
+            |interaction, sentiment, refines| {
+                crate::engine::replay(&restarted, interaction, sentiment, refines)
+            },
+            |tenant_id, customer_id, history| {
+                restarted.restore_customer(tenant_id, customer_id, history)
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (recovered.snapshot_customers, recovered.log_records),
+            (2, 10)
+        );
+        for customer in ["c0", "c1"] {
+            assert_eq!(
+                format!("{:?}", restarted.customer("acme", customer, at)),
+                format!("{:?}", store.customer("acme", customer, at))
+            );
+        }
     }
 
     /// D12: a snapshot that cannot be written leaves no snapshot.tmp behind and its error keeps
@@ -913,7 +1229,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(SNAPSHOT_FILE)).unwrap();
         std::fs::write(dir.path().join(SNAPSHOT_FILE).join("x"), b"x").unwrap();
-        let error = format!("{:#}", write_snapshot(dir.path(), b"data").unwrap_err());
+        let error = format!(
+            "{:#}",
+            write_state_file(dir.path(), 0, |_| Ok(())).unwrap_err()
+        );
         assert!(error.contains("os error"), "{error}");
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());
     }
@@ -924,15 +1243,15 @@ mod tests {
     fn missing_snapshot_next_to_a_log_stops_the_start() {
         let dir = tempfile::tempdir().unwrap();
         let config = DurabilityConfig::default();
-        drop(Wal::open(&config, dir.path(), |_, _, _| {}).unwrap());
+        drop(Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap());
         std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
-        let error = Wal::open(&config, dir.path(), |_, _, _| {})
+        let error = Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {})
             .err()
             .expect("refused")
             .to_string();
         assert!(error.contains(SNAPSHOT_FILE), "{error}");
         // A fresh directory (neither file) still starts empty.
         let fresh = tempfile::tempdir().unwrap();
-        assert!(Wal::open(&config, fresh.path(), |_, _, _| {}).is_ok());
+        assert!(Wal::open(&config, fresh.path(), |_, _, _| {}, |_, _, _| {}).is_ok());
     }
 }

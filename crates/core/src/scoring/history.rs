@@ -6,7 +6,7 @@ use crate::scoring::decay_factor;
 use std::borrow::Cow;
 
 /// One event, reduced to what scoring reads (about 48 bytes).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EventRecord {
     /// When the event happened, in milliseconds since the Unix epoch.
     pub occurred_at_ms: TimestampMs,
@@ -75,7 +75,7 @@ impl EventRecord {
 
 /// An inbound message still waiting for the brand's answer (per thread, or per customer when the
 /// message has no thread).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenThread {
     /// 0 for messages without a thread.
     pub thread_key: u64,
@@ -101,7 +101,7 @@ pub struct OpenThread {
 
 /// Everything scores are computed from: an in-order fold of a customer's events. Decayed sums are
 /// referenced at `last_event_at_ms`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// All events, both directions.
     pub events_total: u64,
@@ -314,7 +314,7 @@ pub enum RefineOutcome {
 /// every event; what is lost is the ability to insert before the base (such events are refused
 /// with [`InsertOutcome::BeforeRetained`], so a replayed old event is never counted twice) and to
 /// evaluate as of a moment before it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CustomerHistory {
     records: Vec<EventRecord>,
     summary: Summary,
@@ -322,7 +322,7 @@ pub struct CustomerHistory {
 }
 
 /// The fold of the records compacted out of a history.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct FoldedBase {
     summary: Summary,
     /// Order key of the last folded record: nothing at or before it can be inserted.

@@ -693,6 +693,40 @@ impl Store {
             .collect()
     }
 
+    /// Visits every customer's history (for a state snapshot), tenant by tenant; stops at the
+    /// first error `visit` returns. Each customer is read under its shard's lock, so what is
+    /// visited is each customer as it was at some moment during the call.
+    pub fn for_each_customer(
+        &self,
+        mut visit: impl FnMut(&str, &str, &CustomerHistory) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let tenants: Vec<(CompactString, Arc<Tenant>)> = self
+            .tenants
+            .iter()
+            .map(|entry| (entry.key().clone(), Arc::clone(entry.value())))
+            .collect();
+        for (tenant_id, tenant) in tenants {
+            for entry in tenant.customers.iter() {
+                visit(&tenant_id, entry.key(), entry.value())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back a customer's history read from a state snapshot (at start, before any event):
+    /// no cap applies, as for replayed events.
+    pub fn restore_customer(&self, tenant_id: &str, customer_id: &str, history: CustomerHistory) {
+        let tenant = self.tenant_or_create(tenant_id);
+        if tenant
+            .customers
+            .insert(CompactString::from(customer_id), Box::new(history))
+            .is_none()
+        {
+            tenant.customer_count.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::customer_tracked();
+        }
+    }
+
     /// Subscribes to a tenant's priority changes (creating the tenant if needed, so a watcher may
     /// connect before the first event).
     pub fn subscribe(&self, tenant_id: &str) -> broadcast::Receiver<Arc<PriorityChange>> {

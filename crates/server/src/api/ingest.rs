@@ -127,7 +127,7 @@ impl IngestApi {
         }
     }
 
-    /// Lets each tenant hold at most `limit` calls in flight (see [`TenantShares`]).
+    /// Lets each tenant hold at most `limit` calls in flight (see `TenantShares`).
     pub fn with_tenant_share(mut self, limit: usize) -> Self {
         self.tenant_shares = Arc::new(TenantShares::new(limit));
         self
