@@ -67,8 +67,11 @@ pub async fn start(
                         store.restore_customer(tenant_id, customer_id, history)
                     },
                 )?;
-                // Every start folds what it replayed into a state snapshot.
-                wal.snapshot(&store)?;
+                // A start folds what it replayed from logs (or an older format) into a state
+                // snapshot; one that only loaded a state snapshot has nothing to fold.
+                if recovered.log_records > 0 || recovered.snapshot_records > 0 {
+                    wal.snapshot(&store)?;
+                }
                 anyhow::Ok((wal, recovered))
             })
             .await

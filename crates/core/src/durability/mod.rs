@@ -40,6 +40,7 @@ use crate::sentiment::{Sentiment, SentimentLabel};
 use crate::store::Store;
 use crate::telemetry;
 use anyhow::Context;
+use bincode::Options as _;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -379,6 +380,16 @@ pub struct Recovered {
     pub torn_bytes: usize,
 }
 
+/// How state snapshot records are encoded: bincode with variable-length integers (enum tags and
+/// small counts take a byte), little-endian. Part of format 2: changing it is a new format.
+fn state_encoding() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_little_endian()
+        .with_limit(u64::from(MAX_RECORD_BYTES))
+}
+
 /// The first record of a state snapshot: the log it covers.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotMeta {
@@ -482,14 +493,14 @@ impl Wal {
                 .map_or((None, &[][..]), |(meta, customers)| (Some(meta), customers));
             let meta: SnapshotMeta = match meta {
                 None => SnapshotMeta { covers_segment: 0 },
-                Some(meta) => bincode::deserialize(meta).with_context(|| {
+                Some(meta) => state_encoding().deserialize(meta).with_context(|| {
                     format!("undecodable header record in {}", snapshot_path.display())
                 })?,
             };
             covered = meta.covers_segment;
             for payload in customers {
                 let (tenant_id, customer_id, history): (String, String, CustomerHistory) =
-                    bincode::deserialize(payload).with_context(|| {
+                    state_encoding().deserialize(payload).with_context(|| {
                         format!(
                             "undecodable customer record with a valid checksum in {}",
                             snapshot_path.display()
@@ -747,11 +758,13 @@ fn write_state_file(
         let mut header = format_header();
         header[4..].copy_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
         put(&mut out, &header)?;
-        let meta =
-            bincode::serialize(&SnapshotMeta { covers_segment }).map_err(std::io::Error::other)?;
+        let meta = state_encoding()
+            .serialize(&SnapshotMeta { covers_segment })
+            .map_err(std::io::Error::other)?;
         put(&mut out, &frame(&meta))?;
         visit_all(&mut |tenant_id, customer_id, history| {
-            let payload = bincode::serialize(&(tenant_id, customer_id, history))
+            let payload = state_encoding()
+                .serialize(&(tenant_id, customer_id, history))
                 .map_err(std::io::Error::other)?;
             put(&mut out, &frame(&payload))
         })?;
