@@ -368,30 +368,43 @@ async fn refined_labels_reach_the_scores_as_if_they_came_first_and_survive_a_res
         expected.retention_risk,
         expected.priority
     );
-    let metrics = {
+    let refined_count = || {
         let addr = server.metrics_addr;
-        tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            stream
-                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                .unwrap();
-            let mut body = String::new();
-            stream.read_to_string(&mut body).unwrap();
-            body
-        })
-        .await
-        .unwrap()
+        async move {
+            let metrics = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Write};
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream
+                    .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    .unwrap();
+                let mut body = String::new();
+                stream.read_to_string(&mut body).unwrap();
+                body
+            })
+            .await
+            .unwrap();
+            metrics
+                .lines()
+                .find(|line| {
+                    line.starts_with("rapport_sentiment_refinements_total{outcome=\"refined\"}")
+                })
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        }
     };
-    // Four texts: e1, e3, e5 inbound and e4 from the brand (its label is refined too). The
-    // metrics registry is process-wide, so other tests' refinements may add to the count.
-    let refined_count: f64 = metrics
-        .lines()
-        .find(|line| line.starts_with("rapport_sentiment_refinements_total{outcome=\"refined\"}"))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .expect("refinements counted");
-    assert!(refined_count >= 4.0, "{refined_count}");
+    // Four texts: e1, e3, e5 inbound and e4 from the brand (its label is refined too, but it
+    // moves no score, so the wait above does not cover it: poll, bounded). The metrics registry
+    // is process-wide, so other tests' refinements may add to the count.
+    let mut counted = refined_count().await;
+    for _ in 0..200 {
+        if counted >= 4.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        counted = refined_count().await;
+    }
+    assert!(counted >= 4.0, "{counted}");
     server
         .shutdown(std::time::Duration::from_secs(5))
         .await

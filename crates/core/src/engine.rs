@@ -137,19 +137,17 @@ impl Engine {
                 refined,
                 now_ms(),
             );
-            let outcome = match outcome {
-                RefineOutcome::Refined => {
-                    if let Some(wal) = &wal {
-                        wal.enqueue(&crate::durability::WalRecord::refinement(&event, refined))
-                            .wait()
-                            .await;
-                    }
-                    RefinementOutcome::Refined
-                }
+            // Counted once applied (readers see it from now on); the log wait follows.
+            telemetry::sentiment_refinement(match outcome {
+                RefineOutcome::Refined => RefinementOutcome::Refined,
                 RefineOutcome::Unchanged => RefinementOutcome::Unchanged,
                 RefineOutcome::NotFound => RefinementOutcome::EventGone,
-            };
-            telemetry::sentiment_refinement(outcome);
+            });
+            if let (RefineOutcome::Refined, Some(wal)) = (outcome, &wal) {
+                wal.enqueue(&crate::durability::WalRecord::refinement(&event, refined))
+                    .wait()
+                    .await;
+            }
         });
     }
 
