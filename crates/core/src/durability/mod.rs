@@ -1112,7 +1112,7 @@ mod tests {
         );
     }
 
-    /// D7: appends queued together share one write and one fsync (each append paid its own
+    /// D7: appends queued while the log is busy share one write and one fsync (each append paid its own
     /// fsync on a runtime worker before), and every one of them is durable once answered.
     #[test]
     fn queued_appends_share_fsyncs_and_all_survive() {
@@ -1121,6 +1121,9 @@ mod tests {
         let config = DurabilityConfig::default();
         assert_eq!(config.fsync, FsyncPolicy::Always);
         let (wal, _) = Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
+        // The log held while the appends are queued, as a slow fsync would (on a fast disk or
+        // tmpfs the writer could otherwise keep pace one record at a time).
+        let held = wal.files.writer.lock().unwrap();
         let waits: Vec<Durable> = (0..RECORDS)
             .map(|index| {
                 let interaction = Interaction {
@@ -1140,12 +1143,13 @@ mod tests {
                 wal.enqueue(&WalRecord::new(&interaction, None))
             })
             .collect();
+        drop(held);
         for wait in waits {
             wait.try_wait_blocking().expect("durable");
         }
         let fsyncs = wal.fsyncs_total();
         assert!(
-            (1..RECORDS as u64 / 10).contains(&fsyncs),
+            (1..=3).contains(&fsyncs),
             "{fsyncs} fsyncs for {RECORDS} appends"
         );
         drop(wal);
