@@ -12,6 +12,31 @@ use tokio_stream::StreamExt;
 
 const LIMIT: usize = 4;
 
+/// Sends `interactions` as one batch until it is admitted, at most `attempts` times, `pause`
+/// apart; every refusal on the way must be RESOURCE_EXHAUSTED. `None` when never admitted.
+async fn batch_once_admitted(
+    ingest: &mut pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
+    interactions: Vec<pb::Interaction>,
+    attempts: usize,
+    pause: Duration,
+) -> Option<pb::IngestSummary> {
+    for _ in 0..attempts {
+        match ingest
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: interactions.clone(),
+            })
+            .await
+        {
+            Ok(summary) => return Some(summary.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_beyond_the_in_flight_limit_is_shed_and_service_recovers() {
     let mut config = loopback_config();
@@ -92,25 +117,13 @@ async fn ingest_beyond_the_in_flight_limit_is_shed_and_service_recovers() {
         drop(send);
         while replies.message().await.unwrap().is_some() {}
     }
-    let mut recovered = None;
-    for _ in 0..200 {
-        match t
-            .ingest
-            .ingest_batch(pb::IngestBatchRequest {
-                interactions: vec![event("acme", "after", "a1", T0_MS)],
-            })
-            .await
-        {
-            Ok(summary) => {
-                recovered = Some(summary.into_inner());
-                break;
-            }
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    let recovered = batch_once_admitted(
+        &mut t.ingest,
+        vec![event("acme", "after", "a1", T0_MS)],
+        200,
+        Duration::from_millis(10),
+    )
+    .await;
     assert_eq!(recovered.expect("ingest recovers").accepted, 1);
     // And the full limit is available again, concurrently.
     let mut calls = Vec::new();
@@ -283,25 +296,13 @@ async fn an_idle_ingest_stream_times_out_and_frees_its_permit() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut other = t.ingest.clone();
-    let mut served = None;
-    for _ in 0..100 {
-        match other
-            .ingest_batch(pb::IngestBatchRequest {
-                interactions: vec![event("other", "c1", "o1", T0_MS)],
-            })
-            .await
-        {
-            Ok(summary) => {
-                served = Some(summary.into_inner());
-                break;
-            }
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let served = batch_once_admitted(
+        &mut t.ingest.clone(),
+        vec![event("other", "c1", "o1", T0_MS)],
+        100,
+        Duration::from_millis(100),
+    )
+    .await;
     assert_eq!(
         served
             .expect("another tenant is served once the idle stream times out")
@@ -388,26 +389,13 @@ async fn one_tenant_cannot_take_every_ingest_slot() {
         drop(send);
         while replies.message().await.unwrap().is_some() {}
     }
-    let mut recovered = None;
-    for _ in 0..100 {
-        match t
-            .ingest
-            .clone()
-            .ingest_batch(pb::IngestBatchRequest {
-                interactions: vec![event("hog", "h7", "h7", T0_MS)],
-            })
-            .await
-        {
-            Ok(summary) => {
-                recovered = Some(summary.into_inner());
-                break;
-            }
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    let recovered = batch_once_admitted(
+        &mut t.ingest.clone(),
+        vec![event("hog", "h7", "h7", T0_MS)],
+        100,
+        Duration::from_millis(10),
+    )
+    .await;
     assert_eq!(recovered.expect("the hog is served again").accepted, 1);
 }
 

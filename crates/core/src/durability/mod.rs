@@ -422,6 +422,60 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{SEGMENT_PREFIX}{number:020}{SEGMENT_SUFFIX}"))
 }
 
+/// A file of framed records as read at start: the valid records after its header.
+struct FramedFile<'a> {
+    /// Payloads of the valid records, in order.
+    payloads: Vec<&'a [u8]>,
+    /// The file's format version (0: no header).
+    version: u32,
+    /// Bytes of header before the records.
+    header_bytes: usize,
+    /// Bytes of valid records after the header.
+    valid_bytes: usize,
+    /// Bytes after the header: the valid records and any torn tail.
+    body_bytes: usize,
+}
+
+impl<'a> FramedFile<'a> {
+    /// The records of `data`, the whole file at `path`; a damaged record with data after it is an
+    /// error naming the file and byte, a torn tail ends the valid records.
+    fn parse(data: &'a [u8], path: &Path) -> anyhow::Result<Self> {
+        let (body, version) = file_body(data, path)?;
+        let header_bytes = data.len() - body.len();
+        let (payloads, valid_bytes) = read_frames(body).with_context(|| {
+            format!(
+                "in {} (byte offsets after its {header_bytes}-byte header)",
+                path.display()
+            )
+        })?;
+        Ok(Self {
+            payloads,
+            version,
+            header_bytes,
+            valid_bytes,
+            body_bytes: body.len(),
+        })
+    }
+
+    /// Bytes of a torn tail after the valid records.
+    fn torn_bytes(&self) -> usize {
+        self.body_bytes - self.valid_bytes
+    }
+
+    /// The file, or an error naming it and the byte where it is damaged when it has a torn tail:
+    /// for files that are only ever written whole (`why`).
+    fn whole(self, path: &Path, why: &str) -> anyhow::Result<Self> {
+        if self.torn_bytes() > 0 {
+            anyhow::bail!(
+                "{} is damaged at byte {} ({why})",
+                path.display(),
+                self.header_bytes + self.valid_bytes
+            );
+        }
+        Ok(self)
+    }
+}
+
 /// Replays the framed event records of a log file through `apply`.
 fn replay_events(
     payloads: &[&[u8]],
@@ -469,26 +523,14 @@ impl Wal {
             );
         }
         let snapshot_file = read_file(&snapshot_path)?;
-        let (snapshot, snapshot_version) = file_body(&snapshot_file, &snapshot_path)?;
-        let snapshot_header = snapshot_file.len() - snapshot.len();
-        let (snapshot_payloads, snapshot_valid) = read_frames(snapshot).with_context(|| {
-            format!(
-                "in {} (byte offsets after its {snapshot_header}-byte header)",
-                snapshot_path.display()
-            )
-        })?;
-        if snapshot_valid != snapshot.len() {
-            anyhow::bail!(
-                "{} is damaged at byte {} (snapshots are written whole, by rename)",
-                snapshot_path.display(),
-                snapshot_header + snapshot_valid
-            );
-        }
+        let snapshot = FramedFile::parse(&snapshot_file, &snapshot_path)?
+            .whole(&snapshot_path, "snapshots are written whole, by rename")?;
         let mut recovered = Recovered::default();
         let mut covered = 0u64;
-        if snapshot_version >= STATE_FORMAT_VERSION {
+        if snapshot.version >= STATE_FORMAT_VERSION {
             // An empty file (a fresh directory, or one cut inside its header): no state.
-            let (meta, customers) = snapshot_payloads
+            let (meta, customers) = snapshot
+                .payloads
                 .split_first()
                 .map_or((None, &[][..]), |(meta, customers)| (Some(meta), customers));
             let meta: SnapshotMeta = match meta {
@@ -510,9 +552,9 @@ impl Wal {
             }
             recovered.snapshot_customers = customers.len();
         } else {
-            replay_events(&snapshot_payloads, &mut apply)
+            replay_events(&snapshot.payloads, &mut apply)
                 .with_context(|| format!("in {}", snapshot_path.display()))?;
-            recovered.snapshot_records = snapshot_payloads.len();
+            recovered.snapshot_records = snapshot.payloads.len();
         }
         let mut next_segment = covered + 1;
         for (number, path) in segments {
@@ -522,49 +564,29 @@ impl Wal {
                 continue;
             }
             let data = read_file(&path)?;
-            let (body, _) = file_body(&data, &path)?;
-            let header = data.len() - body.len();
-            let (payloads, valid) = read_frames(body).with_context(|| {
-                format!(
-                    "in {} (byte offsets after its {header}-byte header)",
-                    path.display()
-                )
-            })?;
-            if valid != body.len() {
-                anyhow::bail!(
-                    "{} is damaged at byte {} (segments are fsynced whole before they are sealed)",
-                    path.display(),
-                    header + valid
-                );
-            }
-            replay_events(&payloads, &mut apply)
+            let segment = FramedFile::parse(&data, &path)?
+                .whole(&path, "segments are fsynced whole before they are sealed")?;
+            replay_events(&segment.payloads, &mut apply)
                 .with_context(|| format!("in {}", path.display()))?;
-            recovered.log_records += payloads.len();
+            recovered.log_records += segment.payloads.len();
             next_segment = number + 1;
         }
         let log_file = read_file(&log_path)?;
-        let (log, log_version) = file_body(&log_file, &log_path)?;
-        let log_header = log_file.len() - log.len();
-        let (log_payloads, log_valid) = read_frames(log).with_context(|| {
-            format!(
-                "in {} (byte offsets after its {log_header}-byte header)",
-                log_path.display()
-            )
-        })?;
-        if snapshot_version < FORMAT_VERSION
-            || (!log_file.is_empty() && log_version < FORMAT_VERSION)
+        let log = FramedFile::parse(&log_file, &log_path)?;
+        if snapshot.version < FORMAT_VERSION
+            || (!log_file.is_empty() && log.version < FORMAT_VERSION)
         {
             tracing::info!(
-                snapshot_version,
-                log_version,
+                snapshot_version = snapshot.version,
+                log_version = log.version,
                 to = FORMAT_VERSION,
                 "data directory in an older format: rewriting it in the current one"
             );
         }
-        replay_events(&log_payloads, &mut apply)
+        replay_events(&log.payloads, &mut apply)
             .with_context(|| format!("in {}", log_path.display()))?;
-        recovered.log_records += log_payloads.len();
-        recovered.torn_bytes = log.len() - log_valid;
+        recovered.log_records += log.payloads.len();
+        recovered.torn_bytes = log.torn_bytes();
         if recovered.torn_bytes > 0 {
             tracing::warn!(
                 bytes = recovered.torn_bytes,
@@ -577,13 +599,13 @@ impl Wal {
         }
         // What the active log holds becomes a sealed segment (cut to its valid records); the
         // next snapshot folds it in.
-        if !log_payloads.is_empty() {
+        if !log.payloads.is_empty() {
             if recovered.torn_bytes > 0 {
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&log_path)
                     .with_context(|| format!("cannot open {}", log_path.display()))?;
-                file.set_len((log_header + log_valid) as u64)?;
+                file.set_len((log.header_bytes + log.valid_bytes) as u64)?;
                 file.sync_all()?;
             }
             std::fs::rename(&log_path, segment_path(dir, next_segment))
@@ -872,20 +894,18 @@ impl LogFiles {
 /// Fails when `wal.log` in `dir` is not the file with this (device, inode).
 fn log_in_place(dir: &Path, identity: (u64, u64)) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    {
-        let path = dir.join(WAL_FILE);
-        let in_place = std::fs::metadata(&path)
-            .map(|metadata| (metadata.dev(), metadata.ino()) == identity)
-            .unwrap_or(false);
-        if in_place {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "{} was deleted or replaced while running: events written now would not survive \
-                 a restart",
-                path.display()
-            )))
-        }
+    let path = dir.join(WAL_FILE);
+    let in_place = std::fs::metadata(&path)
+        .map(|metadata| (metadata.dev(), metadata.ino()) == identity)
+        .unwrap_or(false);
+    if in_place {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} was deleted or replaced while running: events written now would not survive \
+             a restart",
+            path.display()
+        )))
     }
 }
 
@@ -1006,6 +1026,25 @@ pub fn spawn_background(
 mod tests {
     use super::*;
 
+    /// Event `index` of tenant "acme": an inbound e-mail of customer `c<index % customers>`, a
+    /// minute after the previous one.
+    fn email(index: usize, customers: usize) -> Interaction {
+        Interaction {
+            event_id: format!("e{index}"),
+            tenant_id: "acme".into(),
+            customer_id: format!("c{}", index % customers),
+            channel: crate::domain::Channel::Email,
+            kind: crate::domain::Kind::Message,
+            direction: crate::domain::Direction::Inbound,
+            occurred_at_ms: 1_767_225_600_000 + index as i64 * 60_000,
+            text: String::new(),
+            value: 0.0,
+            author_followers: 0,
+            thread_id: String::new(),
+            reply_need: crate::domain::ReplyNeed::Unclear,
+        }
+    }
+
     #[test]
     fn file_versions_are_told_apart() {
         let path = Path::new("wal.log");
@@ -1125,23 +1164,7 @@ mod tests {
         // tmpfs the writer could otherwise keep pace one record at a time).
         let held = wal.files.writer.lock().unwrap();
         let waits: Vec<Durable> = (0..RECORDS)
-            .map(|index| {
-                let interaction = Interaction {
-                    event_id: format!("e{index}"),
-                    tenant_id: "t".into(),
-                    customer_id: "c".into(),
-                    channel: crate::domain::Channel::Email,
-                    kind: crate::domain::Kind::Message,
-                    direction: crate::domain::Direction::Inbound,
-                    occurred_at_ms: index as i64 * 1_000,
-                    text: String::new(),
-                    value: 0.0,
-                    author_followers: 0,
-                    thread_id: String::new(),
-                    reply_need: crate::domain::ReplyNeed::Unclear,
-                };
-                wal.enqueue(&WalRecord::new(&interaction, None))
-            })
+            .map(|index| wal.enqueue(&WalRecord::new(&email(index, 1), None)))
             .collect();
         drop(held);
         for wait in waits {
@@ -1167,7 +1190,6 @@ mod tests {
     #[test]
     fn a_snapshot_is_the_state_not_the_history() {
         use crate::config::ScoringConfig;
-        use crate::domain::{Channel, Direction, Kind, ReplyNeed};
         let config = Arc::new(ScoringConfig {
             max_events_per_customer: 40,
             ..ScoringConfig::default()
@@ -1176,20 +1198,7 @@ mod tests {
         let durability = DurabilityConfig::default();
         let store = Store::new(Arc::clone(&config), 16);
         let (wal, _) = Wal::open(&durability, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
-        let event = |index: usize| Interaction {
-            event_id: format!("e{index}"),
-            tenant_id: "acme".into(),
-            customer_id: format!("c{}", index % 2),
-            channel: Channel::Email,
-            kind: Kind::Message,
-            direction: Direction::Inbound,
-            occurred_at_ms: 1_767_225_600_000 + index as i64 * 60_000,
-            text: String::new(),
-            value: 0.0,
-            author_followers: 0,
-            thread_id: String::new(),
-            reply_need: ReplyNeed::Unclear,
-        };
+        let event = |index: usize| email(index, 2);
         let mut logged_bytes = 0;
         for index in 0..3_000 {
             let interaction = event(index);

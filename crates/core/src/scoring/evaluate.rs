@@ -247,17 +247,17 @@ fn retention_risk(
     let signals = risk_signals_with(summary, levels, config);
     let configured = configured_signal_weights(config);
     let signal_weights = model.retention.signal_weights(&configured);
+    let contributions: [f64; RISK_SIGNALS] =
+        std::array::from_fn(|i| signal_weights[i] * signals.values[i]);
+    let signal_log_odds: f64 = contributions.iter().sum();
     let model_log_odds = model.retention.log_odds(
         summary,
         at,
         config.retention_horizon_seconds,
-        &signals.values,
-        &configured,
+        signal_log_odds,
     );
-    let contributions: [f64; RISK_SIGNALS] =
-        std::array::from_fn(|i| signal_weights[i] * signals.values[i]);
     // What the activity model says is the rest: the factors sum to the risk's log-odds.
-    let activity_log_odds = model_log_odds - contributions.iter().sum::<f64>();
+    let activity_log_odds = model_log_odds - signal_log_odds;
     let p_no_activity = sigmoid(activity_log_odds);
     if let Some(factors) = factors.as_deref_mut() {
         factors.push(Factor {

@@ -161,7 +161,8 @@ impl RetentionModel {
     }
 
     /// The calibrated log-odds of no inbound activity within `horizon_seconds` after `at_ms`,
-    /// given the customer's risk `signals` (weighted by [`RetentionModel::signal_weights`]).
+    /// given the log-odds its risk signals add (their values weighted by
+    /// [`RetentionModel::signal_weights`]).
     ///
     /// The calibration was learnt for its own backtest horizon h'. When h' is shorter than the
     /// horizon asked for, the calibrated P(none in h') is extended by the activity model's
@@ -172,10 +173,8 @@ impl RetentionModel {
         summary: &Summary,
         at_ms: TimestampMs,
         horizon_seconds: f64,
-        signals: &[f64; RISK_SIGNALS],
-        configured: &[f64; RISK_SIGNALS],
+        signal_part: f64,
     ) -> f64 {
-        let signal_part = dot(&self.signal_weights(configured), signals);
         let sample = activity_sample(summary, at_ms);
         let p_horizon = self.uncalibrated_p_no_activity(summary, at_ms, horizon_seconds);
         let backtest_seconds = self.calibration.horizon_days * 86_400.0;

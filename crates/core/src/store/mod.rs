@@ -969,6 +969,16 @@ mod tests {
     /// One event: customer, kind, inbound, sentiment score, followers, days before T0.
     type EventSpec = (u32, usize, bool, i8, u32, u16);
 
+    /// Seeded draws in (0, 1) (xorshift64), the same on every run.
+    fn unit_draws(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+    }
+
     /// Applies one event; `skew_ms` moves its time (positive: stamped after `now_ms` may be).
     fn apply_spec(store: &Store, id: usize, spec: &EventSpec, now_ms: i64, skew_ms: i64) {
         let (customer, kind, inbound, sentiment, followers, days_before) = *spec;
@@ -1177,13 +1187,7 @@ mod tests {
         // 300 buyers drawn from a buy-till-you-die process (seeded: rates, start days and
         // drop-outs vary), and 300 customers the brand only wrote to. `days_before` counts
         // quarter days.
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut unit = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
+        let mut unit = unit_draws(0x2545_F491_4F6C_DD1D);
         let mut buyer = |customer: u32, add: &mut dyn FnMut(u32, bool, u16)| {
             let rate_per_day = 0.02 + 0.2 * unit();
             let mut days_before = 30.0 + 270.0 * unit();
@@ -1219,13 +1223,7 @@ mod tests {
     #[test]
     fn risk_signal_weights_are_learnt_from_the_tenants_past() {
         let store = Store::new(Arc::new(ScoringConfig::default()), 16);
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut unit = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
+        let mut unit = unit_draws(0x9E37_79B9_7F4A_7C15);
         let mut id = 0u64;
         for tenant in ["sour", "flat"] {
             for customer in 0..1500u32 {

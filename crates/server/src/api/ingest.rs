@@ -383,11 +383,12 @@ impl IngestService for Arc<IngestApi> {
             ))
             .into());
         }
-        let slot = match interactions.first() {
+        // Held until the batch is answered.
+        let _slot = match interactions.first() {
             Some(first) => Some(self.tenant_shares.admit(&first.tenant_id)?),
             None => None,
         };
-        let summary = {
+        {
             // A batch is up to `max_batch_interactions` events of CPU work without an await: on the
             // blocking pool, so the runtime's workers stay free for queries and other calls.
             let api = Arc::clone(self);
@@ -408,8 +409,6 @@ impl IngestService for Arc<IngestApi> {
             .await
             .map(Response::new)
             .map_err(|error| ApiError::Internal(format!("ingest batch failed: {error}")).into())
-        };
-        drop(slot);
-        summary
+        }
     }
 }
