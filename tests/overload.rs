@@ -1,5 +1,6 @@
-//! Overload: a flood of ingest calls beyond the global in-flight limit is refused at once with
-//! RESOURCE_EXHAUSTED, nothing of the refused calls is stored, and the server serves normally after.
+//! Overload: ingest calls beyond the global limits (streams open, work in flight, a tenant's
+//! share) are refused at once with RESOURCE_EXHAUSTED naming the key, nothing of the refused calls
+//! is stored, and the server serves normally after.
 
 mod common;
 
@@ -37,36 +38,88 @@ async fn batch_once_admitted(
     None
 }
 
+/// Sends `interactions` on one `Ingest` stream until it is admitted, like
+/// [`batch_once_admitted`].
+async fn stream_once_admitted(
+    ingest: &mut pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
+    interactions: Vec<pb::Interaction>,
+    attempts: usize,
+    pause: Duration,
+) -> Option<pb::IngestSummary> {
+    for _ in 0..attempts {
+        match ingest
+            .ingest(tokio_stream::iter(interactions.clone()))
+            .await
+        {
+            Ok(summary) => return Some(summary.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+    None
+}
+
+/// Opens an `IngestScored` stream and sends one event on it, answered before this returns: the
+/// stream is then open and idle, waiting for its client.
+async fn open_stream_with_one_event(
+    ingest: &mut pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
+    event: pb::Interaction,
+) -> (
+    mpsc::Sender<pb::Interaction>,
+    tonic::Streaming<pb::ScoredInteraction>,
+) {
+    let (send, receive) = mpsc::channel(4);
+    send.send(event).await.unwrap();
+    let mut replies = ingest
+        .ingest_scored(ReceiverStream::new(receive))
+        .await
+        .expect("admitted")
+        .into_inner();
+    let first = replies.message().await.unwrap().expect("one reply");
+    assert_eq!(
+        first.outcome,
+        pb::IngestOutcome::Accepted as i32,
+        "{first:?}"
+    );
+    (send, replies)
+}
+
+/// Issue 15 D4: `server.max_ingest_in_flight` streams that sent one event and stayed open held
+/// every permit, so every other call was refused; now work is counted per event or batch being
+/// applied, so twice that many idle streams stay open while batches are served. Open streams
+/// have their own cap, `server.max_ingest_streams`: a flood of streams beyond it is refused at
+/// once with RESOURCE_EXHAUSTED naming it, nothing of the refused calls is stored, and ingest
+/// recovers once the streams end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_beyond_the_in_flight_limit_is_shed_and_service_recovers() {
+async fn idle_streams_hold_no_ingest_work_and_streams_beyond_their_cap_are_shed() {
     let mut config = loopback_config();
     config.server.max_ingest_in_flight = LIMIT;
+    config.server.max_ingest_streams = 2 * LIMIT;
+    config.server.max_ingest_in_flight_per_tenant = 2 * LIMIT;
     let mut t = start_with(config).await;
 
-    // Hold every permit with open streams, each proven live by one answered event.
+    // Twice the work limit in open, idle streams (each proven live by one answered event).
     let mut holders = Vec::new();
-    for i in 0..LIMIT {
-        let (send, receive) = mpsc::channel(4);
-        send.send(event(
-            "acme",
-            &format!("holder{i}"),
-            &format!("h{i}"),
-            T0_MS,
-        ))
-        .await
-        .unwrap();
-        let mut replies = t
+    for i in 0..2 * LIMIT {
+        let event = event("acme", &format!("holder{i}"), &format!("h{i}"), T0_MS);
+        holders.push(open_stream_with_one_event(&mut t.ingest, event).await);
+    }
+    // Batches are served while they stay open (another tenant's: acme's share is in use).
+    for i in 0..2 * LIMIT {
+        let summary = t
             .ingest
-            .ingest_scored(ReceiverStream::new(receive))
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: vec![event("other", "batched", &format!("b{i}"), T0_MS)],
+            })
             .await
-            .expect("within the limit")
+            .expect("idle streams hold no work")
             .into_inner();
-        let first = replies.message().await.unwrap().expect("one reply");
-        assert_eq!(first.outcome, pb::IngestOutcome::Accepted as i32);
-        holders.push((send, replies));
+        assert_eq!(summary.accepted, 1);
     }
 
-    // Flood: ten times the limit of concurrent batches and streams, all refused at once.
+    // Flood: ten times the stream cap of concurrent streams, all refused at once.
     let mut calls = Vec::new();
     for i in 0..10 * LIMIT {
         let mut ingest = t.ingest.clone();
@@ -74,9 +127,7 @@ async fn ingest_beyond_the_in_flight_limit_is_shed_and_service_recovers() {
             let batch = vec![event("acme", &format!("flood{i}"), &format!("f{i}"), T0_MS)];
             if i % 2 == 0 {
                 ingest
-                    .ingest_batch(pb::IngestBatchRequest {
-                        interactions: batch,
-                    })
+                    .ingest_scored(tokio_stream::iter(batch))
                     .await
                     .map(|_| ())
             } else {
@@ -85,12 +136,9 @@ async fn ingest_beyond_the_in_flight_limit_is_shed_and_service_recovers() {
         }));
     }
     for call in calls {
-        let status = call.await.unwrap().expect_err("over the limit");
+        let status = call.await.unwrap().expect_err("over the stream cap");
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
-        assert!(
-            status.message().contains("max_ingest_in_flight"),
-            "{status}"
-        );
+        assert!(status.message().contains("max_ingest_streams"), "{status}");
     }
     for i in 0..10 * LIMIT {
         let status = t
@@ -112,37 +160,28 @@ async fn ingest_beyond_the_in_flight_limit_is_shed_and_service_recovers() {
         1
     );
 
-    // Release the holders: ingest works again (bounded wait for the streams to wind down).
+    // Release the holders: streams are admitted again (bounded wait for them to wind down).
     for (send, mut replies) in holders {
         drop(send);
         while replies.message().await.unwrap().is_some() {}
     }
-    let recovered = batch_once_admitted(
+    let reopened = stream_once_admitted(
         &mut t.ingest,
         vec![event("acme", "after", "a1", T0_MS)],
         200,
         Duration::from_millis(10),
     )
     .await;
-    assert_eq!(recovered.expect("ingest recovers").accepted, 1);
-    // And the full limit is available again, concurrently.
-    let mut calls = Vec::new();
-    for i in 0..LIMIT {
-        let mut ingest = t.ingest.clone();
-        calls.push(tokio::spawn(async move {
-            ingest
-                .ingest_batch(pb::IngestBatchRequest {
-                    interactions: vec![event("acme", "again", &format!("g{i}"), T0_MS)],
-                })
-                .await
-        }));
-    }
-    for call in calls {
-        call.await.unwrap().expect("within the limit again");
+    assert_eq!(reopened.expect("streams recover").accepted, 1);
+    // And the full stream cap is available again, concurrently.
+    let mut holders = Vec::new();
+    for i in 0..2 * LIMIT {
+        let event = event("acme", "again", &format!("g{i}"), T0_MS);
+        holders.push(open_stream_with_one_event(&mut t.ingest, event).await);
     }
     assert_eq!(
         t.customer("acme", "again", T0_MS).await.interactions_total,
-        LIMIT as u64
+        2 * LIMIT as u64
     );
 }
 
@@ -210,7 +249,7 @@ async fn a_full_tenant_refuses_new_customers_and_keeps_updating_tracked_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_deadline_ends_a_stalled_stream_and_frees_its_slot() {
     let mut config = loopback_config();
-    config.server.max_ingest_in_flight = 1;
+    config.server.max_ingest_streams = 1;
     let mut t = start_with(config).await;
 
     // A stream that sends one event and then stalls, under a 300 ms deadline. The deadline is
@@ -238,7 +277,7 @@ async fn a_client_deadline_ends_a_stalled_stream_and_frees_its_slot() {
     let _ = send.send(event("acme", "slow", "d2", T0_MS + 1)).await;
     drop(send);
 
-    // The only in-flight slot is free again (within a moment): a new call is served.
+    // The only stream slot is free again (within a moment): a new stream is served.
     let mut served = None;
     for _ in 0..50 {
         match t
@@ -261,13 +300,13 @@ async fn a_client_deadline_ends_a_stalled_stream_and_frees_its_slot() {
     assert!(slow.interactions_total <= 1, "{slow:?}");
 }
 
-/// Issue 15 D4: streams that send one event and stay open held every in-flight permit, so all
-/// tenants got RESOURCE_EXHAUSTED for as long as they stayed; now an idle stream is ended after
-/// `server.ingest_idle_timeout_seconds` (DEADLINE_EXCEEDED naming the key) and its permit freed.
+/// Issue 15 D4: streams that send one event and stay open held their slots for as long as they
+/// stayed; now an idle stream is ended after `server.ingest_idle_timeout_seconds`
+/// (DEADLINE_EXCEEDED naming the key) and its stream slot freed.
 #[tokio::test]
-async fn an_idle_ingest_stream_times_out_and_frees_its_permit() {
+async fn an_idle_ingest_stream_times_out_and_frees_its_slot() {
     let mut config = loopback_config();
-    config.server.max_ingest_in_flight = 1;
+    config.server.max_ingest_streams = 1;
     config.server.ingest_idle_timeout_seconds = 1;
     let t = start_with(config).await;
     let (idle_sender, idle_events) = tokio::sync::mpsc::channel(1);
@@ -296,7 +335,7 @@ async fn an_idle_ingest_stream_times_out_and_frees_its_permit() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let served = batch_once_admitted(
+    let served = stream_once_admitted(
         &mut t.ingest.clone(),
         vec![event("other", "c1", "o1", T0_MS)],
         100,

@@ -217,12 +217,19 @@ pub struct ServerConfig {
     pub max_classify_texts: usize,
     /// Most interactions in one `IngestBatch` call.
     pub max_batch_interactions: usize,
-    /// Ingest calls (streams and batches) in flight across all connections; more are refused at
-    /// once with RESOURCE_EXHAUSTED.
+    /// Ingest work in flight across all connections: `IngestBatch` calls until answered, and
+    /// events of `Ingest`/`IngestScored` streams while they are applied (a stream waiting for its
+    /// client holds none). A new call finding none free is refused at once with
+    /// RESOURCE_EXHAUSTED; the next event of an open stream waits its turn (first come, first
+    /// served) while HTTP/2 flow control slows its sender.
     pub max_ingest_in_flight: usize,
-    /// Of those, the most one tenant may hold (charged to the tenant of a call's first event), so
-    /// one tenant cannot take every slot from the others; more are refused with RESOURCE_EXHAUSTED.
+    /// Ingest calls (streams and batches) one tenant may have open at once (a call counts for the
+    /// tenant of its first event), so one tenant cannot take every slot from the others; more are
+    /// refused with RESOURCE_EXHAUSTED.
     pub max_ingest_in_flight_per_tenant: usize,
+    /// `Ingest` and `IngestScored` streams open at once across all connections; more are refused
+    /// at once with RESOURCE_EXHAUSTED. An open stream costs memory, not ingest capacity.
+    pub max_ingest_streams: usize,
     /// Concurrent requests per connection before new ones queue.
     pub concurrency_per_connection: usize,
     /// Updates buffered per tenant for `WatchPriorities`; a slower watcher skips (and is told).
@@ -244,7 +251,7 @@ pub struct ServerConfig {
     /// connection is closed.
     pub tls_handshake_timeout_seconds: u64,
     /// An Ingest or IngestScored stream that sends no event for this long is ended
-    /// (DEADLINE_EXCEEDED), freeing its in-flight permit.
+    /// (DEADLINE_EXCEEDED), freeing its stream slot.
     pub ingest_idle_timeout_seconds: u64,
     /// Most tenants the server holds (0 = no cap). Beyond it, events for new tenants are rejected
     /// (naming `tenant_id` and this key); existing tenants keep being updated.
@@ -265,6 +272,7 @@ impl Default for ServerConfig {
             max_batch_interactions: 10_000,
             max_ingest_in_flight: 256,
             max_ingest_in_flight_per_tenant: 128,
+            max_ingest_streams: 1024,
             concurrency_per_connection: 64,
             watch_buffer: 1024,
             max_reported_rejections: 10,
@@ -568,6 +576,12 @@ impl ServerConfig {
             (
                 "server.max_ingest_in_flight_per_tenant",
                 self.max_ingest_in_flight_per_tenant as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_ingest_streams",
+                self.max_ingest_streams as u64,
                 1,
                 1_000_000,
             ),

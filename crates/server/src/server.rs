@@ -3,7 +3,7 @@
 
 use crate::api::access::Authenticator;
 use crate::api::convert::Limits;
-use crate::api::{IngestApi, ScoringApi, SentimentApi};
+use crate::api::{Admission, IngestApi, ScoringApi, SentimentApi};
 use crate::config::Config;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
@@ -119,7 +119,7 @@ pub async fn start(
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<pb::ingest_service_server::IngestServiceServer<LimitedIngest>>()
+        .set_serving::<pb::ingest_service_server::IngestServiceServer<Arc<IngestApi>>>()
         .await;
     health
         .set_serving::<pb::scoring_service_server::ScoringServiceServer<Arc<ScoringApi>>>()
@@ -144,7 +144,11 @@ pub async fn start(
             server.max_reported_rejections,
         )
         .with_idle_timeout(Duration::from_secs(server.ingest_idle_timeout_seconds))
-        .with_tenant_share(server.max_ingest_in_flight_per_tenant),
+        .with_tenant_share(server.max_ingest_in_flight_per_tenant)
+        .with_admission(Admission::new(
+            server.max_ingest_in_flight,
+            server.max_ingest_streams,
+        )),
     );
     let scoring = Arc::new(ScoringApi::new(
         Arc::clone(&store),
@@ -175,14 +179,7 @@ pub async fn start(
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
         .add_service(
-            pb::ingest_service_server::IngestServiceServer::with_interceptor(
-                LimitedIngest {
-                    inner: ingest,
-                    permits: Arc::new(tokio::sync::Semaphore::new(server.max_ingest_in_flight)),
-                    limit: server.max_ingest_in_flight,
-                },
-                auth.clone(),
-            ),
+            pb::ingest_service_server::IngestServiceServer::with_interceptor(ingest, auth.clone()),
         )
         .add_service(
             pb::scoring_service_server::ScoringServiceServer::with_interceptor(
@@ -292,7 +289,7 @@ pub async fn start(
             }
         }
         health
-            .set_not_serving::<pb::ingest_service_server::IngestServiceServer<LimitedIngest>>()
+            .set_not_serving::<pb::ingest_service_server::IngestServiceServer<Arc<IngestApi>>>()
             .await;
     });
 
@@ -520,73 +517,6 @@ fn tls_incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(incoming)
-}
-
-/// The ingest service behind a global in-flight limit: a call that finds every permit taken is
-/// refused at once with RESOURCE_EXHAUSTED (fail fast, no queue); a streaming call holds its permit
-/// until its stream ends.
-pub struct LimitedIngest {
-    inner: Arc<IngestApi>,
-    permits: Arc<tokio::sync::Semaphore>,
-    limit: usize,
-}
-
-impl LimitedIngest {
-    #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
-    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, tonic::Status> {
-        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
-            crate::api::error::ApiError::ResourceExhausted(format!(
-                "server.max_ingest_in_flight: {} ingest calls already in flight; retry with backoff",
-                self.limit
-            ))
-            .into()
-        })
-    }
-}
-
-type LimitedScoredStream = std::pin::Pin<
-    Box<dyn futures::Stream<Item = Result<pb::ScoredInteraction, tonic::Status>> + Send>,
->;
-
-#[tonic::async_trait]
-impl pb::ingest_service_server::IngestService for LimitedIngest {
-    async fn ingest(
-        &self,
-        request: tonic::Request<tonic::Streaming<pb::Interaction>>,
-    ) -> Result<tonic::Response<pb::IngestSummary>, tonic::Status> {
-        let _permit = self.permit()?;
-        pb::ingest_service_server::IngestService::ingest(&self.inner, request).await
-    }
-
-    type IngestScoredStream = LimitedScoredStream;
-
-    async fn ingest_scored(
-        &self,
-        request: tonic::Request<tonic::Streaming<pb::Interaction>>,
-    ) -> Result<tonic::Response<Self::IngestScoredStream>, tonic::Status> {
-        let permit = self.permit()?;
-        let response =
-            pb::ingest_service_server::IngestService::ingest_scored(&self.inner, request).await?;
-        let (metadata, stream, extensions) = response.into_parts();
-        #[allow(clippy::result_large_err)]
-        let stream = futures::StreamExt::map(stream, move |item| {
-            let _held = &permit;
-            item
-        });
-        Ok(tonic::Response::from_parts(
-            metadata,
-            Box::pin(stream) as LimitedScoredStream,
-            extensions,
-        ))
-    }
-
-    async fn ingest_batch(
-        &self,
-        request: tonic::Request<pb::IngestBatchRequest>,
-    ) -> Result<tonic::Response<pb::IngestSummary>, tonic::Status> {
-        let _permit = self.permit()?;
-        pb::ingest_service_server::IngestService::ingest_batch(&self.inner, request).await
-    }
 }
 
 #[cfg(test)]

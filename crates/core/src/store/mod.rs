@@ -22,15 +22,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
+mod customers;
 mod ranking;
 
-pub use ranking::RANKING_LIST_LEN;
+use customers::{CustomerMap, GROW_AT_CUSTOMERS};
 
-/// DashMap shards per tenant: a ranking pass holds one shard's read lock while it evaluates that
-/// shard, and ingest blocks on it, so more shards mean shorter waits for writers (about 2k
-/// customers, ~1 ms of evaluation, per shard at 1M). Each shard costs 128 bytes (cache-padded),
-/// 64 KiB per tenant; 128 shards gave ack p99 23 ms against 9 ms at 100k events/s (BENCHMARKS.md).
-const CUSTOMER_SHARDS: usize = 512;
+pub use ranking::RANKING_LIST_LEN;
 
 /// What applying one event did, with the customer's score after it when it was asked for.
 #[derive(Clone, Debug)]
@@ -185,7 +182,7 @@ type Map<V> = DashMap<CompactString, V, ahash::RandomState>;
 struct Tenant {
     /// Boxed: a map slot is then 32 bytes, and the table's empty slots (up to half of them just
     /// after it grows) cost little; the history itself is allocated at its exact size.
-    customers: Map<Box<CustomerHistory>>,
+    customers: CustomerMap,
     /// `customers.len()` without visiting every shard; reserved before a customer is inserted so
     /// the cap holds exactly under concurrent inserts.
     customer_count: AtomicUsize,
@@ -332,10 +329,7 @@ impl Store {
             .entry(CompactString::from(tenant_id))
             .or_insert_with(|| {
                 Arc::new(Tenant {
-                    customers: Map::with_hasher_and_shard_amount(
-                        ahash::RandomState::new(),
-                        CUSTOMER_SHARDS,
-                    ),
+                    customers: CustomerMap::default(),
                     customer_count: AtomicUsize::new(0),
                     updates: std::sync::OnceLock::new(),
                     ranking: RwLock::default(),
@@ -395,56 +389,65 @@ impl Store {
         };
         let model = tenant.model();
         let watched = tenant.watched();
-        let mut history = match tenant.customers.get_mut(interaction.customer_id.as_str()) {
-            Some(history) => history,
-            None => match tenant
-                .customers
-                .entry(CompactString::from(interaction.customer_id.as_str()))
-            {
-                Entry::Occupied(entry) => entry.into_ref(),
-                Entry::Vacant(entry) => {
-                    let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
-                    let reserved = tenant.customer_count.fetch_update(
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                        |count| (max_customers == 0 || count < max_customers).then_some(count + 1),
-                    );
-                    if reserved.is_err() {
-                        return Applied::Refused(Refusal::TenantFull { max_customers });
+        let applied = tenant.customers.with(|customers| {
+            let mut history = match customers.get_mut(interaction.customer_id.as_str()) {
+                Some(history) => history,
+                None => {
+                    match customers.entry(CompactString::from(interaction.customer_id.as_str())) {
+                        Entry::Occupied(entry) => entry.into_ref(),
+                        Entry::Vacant(entry) => {
+                            let max_customers =
+                                self.max_customers_per_tenant.load(Ordering::Relaxed);
+                            let reserved = tenant.customer_count.fetch_update(
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                                |count| {
+                                    (max_customers == 0 || count < max_customers)
+                                        .then_some(count + 1)
+                                },
+                            );
+                            if reserved.is_err() {
+                                return Applied::Refused(Refusal::TenantFull { max_customers });
+                            }
+                            crate::telemetry::customer_tracked();
+                            entry.insert(Box::default())
+                        }
                     }
-                    crate::telemetry::customer_tracked();
-                    entry.insert(Box::default())
                 }
-            },
-        };
-        let eval_at = now_ms
-            .max(history.summary().last_event_at_ms)
-            .max(record.occurred_at_ms);
-        let previous = (watched && history.summary().events_total > 0)
-            .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
-        match history.insert(record, &self.config) {
-            InsertOutcome::BeforeRetained => Applied::Refused(Refusal::BeforeRetained {
-                max_events: self.config.max_events_per_customer,
-            }),
-            InsertOutcome::Conflict { field } => Applied::Refused(Refusal::Conflict { field }),
-            InsertOutcome::Duplicate => Applied::Duplicate(
-                want_score.then(|| evaluate(history.summary(), eval_at, &self.config, &model)),
-            ),
-            InsertOutcome::Inserted => {
-                let score = (want_score || watched)
-                    .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
-                let change = ChangedCustomer {
-                    customer_id: &interaction.customer_id,
-                    event_id: &interaction.event_id,
-                    now_ms,
-                    eval_at,
-                    previous,
-                    score,
-                };
-                let score = self.announce(&tenant, &model, history, change, watched);
-                Applied::Accepted(score.filter(|_| want_score))
+            };
+            let eval_at = now_ms
+                .max(history.summary().last_event_at_ms)
+                .max(record.occurred_at_ms);
+            let previous = (watched && history.summary().events_total > 0)
+                .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+            match history.insert(record, &self.config) {
+                InsertOutcome::BeforeRetained => Applied::Refused(Refusal::BeforeRetained {
+                    max_events: self.config.max_events_per_customer,
+                }),
+                InsertOutcome::Conflict { field } => Applied::Refused(Refusal::Conflict { field }),
+                InsertOutcome::Duplicate => Applied::Duplicate(
+                    want_score.then(|| evaluate(history.summary(), eval_at, &self.config, &model)),
+                ),
+                InsertOutcome::Inserted => {
+                    let score = (want_score || watched)
+                        .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+                    let change = ChangedCustomer {
+                        customer_id: &interaction.customer_id,
+                        event_id: &interaction.event_id,
+                        now_ms,
+                        eval_at,
+                        previous,
+                        score,
+                    };
+                    let score = self.announce(&tenant, &model, history, change, watched);
+                    Applied::Accepted(score.filter(|_| want_score))
+                }
             }
+        });
+        if tenant.customer_count.load(Ordering::Relaxed) >= GROW_AT_CUSTOMERS {
+            tenant.customers.grow();
         }
+        applied
     }
 
     /// Replaces the sentiment of an applied event with a slower backend's refined answer and
@@ -462,31 +465,35 @@ impl Store {
             return RefineOutcome::NotFound;
         };
         let watched = tenant.watched();
-        let Some(mut history) = tenant.customers.get_mut(customer_id) else {
-            return RefineOutcome::NotFound;
-        };
-        let eval_at = now_ms.max(history.summary().last_event_at_ms);
-        let model = tenant.model();
-        let previous = watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
-        let outcome = history.refine_sentiment(
-            id_key(event_id),
-            sentiment.score,
-            sentiment.confidence,
-            &self.config,
-        );
-        if outcome == RefineOutcome::Refined {
-            let score = watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
-            let change = ChangedCustomer {
-                customer_id,
-                event_id,
-                now_ms,
-                eval_at,
-                previous,
-                score,
+        tenant.customers.with(|customers| {
+            let Some(mut history) = customers.get_mut(customer_id) else {
+                return RefineOutcome::NotFound;
             };
-            self.announce(&tenant, &model, history, change, watched);
-        }
-        outcome
+            let eval_at = now_ms.max(history.summary().last_event_at_ms);
+            let model = tenant.model();
+            let previous =
+                watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+            let outcome = history.refine_sentiment(
+                id_key(event_id),
+                sentiment.score,
+                sentiment.confidence,
+                &self.config,
+            );
+            if outcome == RefineOutcome::Refined {
+                let score =
+                    watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+                let change = ChangedCustomer {
+                    customer_id,
+                    event_id,
+                    now_ms,
+                    eval_at,
+                    previous,
+                    score,
+                };
+                self.announce(&tenant, &model, history, change, watched);
+            }
+            outcome
+        })
     }
 
     /// After a customer's fold changed: tells the ranking index whether the customer is now a
@@ -563,9 +570,12 @@ impl Store {
         as_of_ms: TimestampMs,
     ) -> Option<Score> {
         let tenant = self.tenant(tenant_id)?;
-        let history = tenant.customers.get(customer_id)?;
-        let summary = history.summary_as_of(as_of_ms, &self.config)?;
-        Some(evaluate(&summary, as_of_ms, &self.config, &tenant.model()))
+        let model = tenant.model();
+        tenant.customers.with(|customers| {
+            let history = customers.get(customer_id)?;
+            let summary = history.summary_as_of(as_of_ms, &self.config)?;
+            Some(evaluate(&summary, as_of_ms, &self.config, &model))
+        })
     }
 
     /// The highest-priority customers of a tenant (ties: customer id ascending), with their scores.
@@ -589,20 +599,25 @@ impl Store {
     fn top_by_scan(&self, tenant: &Tenant, query: &TopQuery) -> Vec<(String, Score)> {
         let model = tenant.model();
         let mut best = TopK::new(query.limit);
-        for entry in tenant.customers.iter() {
-            let Some(summary) = entry.value().summary_as_of(query.as_of_ms, &self.config) else {
-                continue;
-            };
-            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
-            let reply_due_at_ms = ranking::reply_due_key(&score);
-            if query.matches(&score) && best.admits(score.priority, reply_due_at_ms, entry.key()) {
-                best.offer(Ranked {
-                    priority: score.priority,
-                    reply_due_at_ms,
-                    customer_id: entry.key().clone(),
-                });
+        tenant.customers.with(|customers| {
+            for entry in customers.iter() {
+                let Some(summary) = entry.value().summary_as_of(query.as_of_ms, &self.config)
+                else {
+                    continue;
+                };
+                let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
+                let reply_due_at_ms = ranking::reply_due_key(&score);
+                if query.matches(&score)
+                    && best.admits(score.priority, reply_due_at_ms, entry.key())
+                {
+                    best.offer(Ranked {
+                        priority: score.priority,
+                        reply_due_at_ms,
+                        customer_id: entry.key().clone(),
+                    });
+                }
             }
-        }
+        });
         self.with_reasons(tenant, query, best)
     }
 
@@ -639,37 +654,41 @@ impl Store {
             expected,
             ahash::RandomState::new(),
         );
-        for candidate in candidates {
-            // No candidate from here on can beat the answers kept: each ranks at or below its
-            // bound, and the bounds only go down.
-            // A bound says nothing of the tie keys: take the most favourable (due earliest).
-            if stop_on_bounds
-                && !best.admits(candidate.priority, TimestampMs::MIN, &candidate.customer_id)
-            {
-                break;
+        tenant.customers.with(|customers| {
+            for candidate in candidates {
+                // No candidate from here on can beat the answers kept: each ranks at or below its
+                // bound, and the bounds only go down.
+                // A bound says nothing of the tie keys: take the most favourable (due earliest).
+                if stop_on_bounds
+                    && !best.admits(candidate.priority, TimestampMs::MIN, &candidate.customer_id)
+                {
+                    break;
+                }
+                let customer_id = &candidate.customer_id;
+                if !seen.insert(customer_id.as_str()) {
+                    continue;
+                }
+                let Some(history) = customers.get(customer_id.as_str()) else {
+                    continue;
+                };
+                let Some(summary) = history.summary_as_of(query.as_of_ms, &self.config) else {
+                    continue;
+                };
+                let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
+                drop(summary);
+                drop(history);
+                let reply_due_at_ms = ranking::reply_due_key(&score);
+                if query.matches(&score)
+                    && best.admits(score.priority, reply_due_at_ms, customer_id)
+                {
+                    best.offer(Ranked {
+                        priority: score.priority,
+                        reply_due_at_ms,
+                        customer_id: customer_id.clone(),
+                    });
+                }
             }
-            let customer_id = &candidate.customer_id;
-            if !seen.insert(customer_id.as_str()) {
-                continue;
-            }
-            let Some(history) = tenant.customers.get(customer_id.as_str()) else {
-                continue;
-            };
-            let Some(summary) = history.summary_as_of(query.as_of_ms, &self.config) else {
-                continue;
-            };
-            let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
-            drop(summary);
-            drop(history);
-            let reply_due_at_ms = ranking::reply_due_key(&score);
-            if query.matches(&score) && best.admits(score.priority, reply_due_at_ms, customer_id) {
-                best.offer(Ranked {
-                    priority: score.priority,
-                    reply_due_at_ms,
-                    customer_id: customer_id.clone(),
-                });
-            }
-        }
+        });
         // A full list may hide more matches beyond it when the filter left too few.
         if best.len() < query.limit && list.len() >= RANKING_LIST_LEN {
             return None;
@@ -680,17 +699,19 @@ impl Store {
     /// Full scores (with reasons) of the chosen customers, best first.
     fn with_reasons(&self, tenant: &Tenant, query: &TopQuery, best: TopK) -> Vec<(String, Score)> {
         let model = tenant.model();
-        best.into_sorted()
-            .into_iter()
-            .filter_map(|ranked| {
-                let history = tenant.customers.get(ranked.customer_id.as_str())?;
-                let summary = history.summary_as_of(query.as_of_ms, &self.config)?;
-                let score = evaluate(&summary, query.as_of_ms, &self.config, &model);
-                drop(summary);
-                drop(history);
-                Some((ranked.customer_id.into_string(), score))
-            })
-            .collect()
+        tenant.customers.with(|customers| {
+            best.into_sorted()
+                .into_iter()
+                .filter_map(|ranked| {
+                    let history = customers.get(ranked.customer_id.as_str())?;
+                    let summary = history.summary_as_of(query.as_of_ms, &self.config)?;
+                    let score = evaluate(&summary, query.as_of_ms, &self.config, &model);
+                    drop(summary);
+                    drop(history);
+                    Some((ranked.customer_id.into_string(), score))
+                })
+                .collect()
+        })
     }
 
     /// Visits every customer's history (for a state snapshot), tenant by tenant; stops at the
@@ -706,9 +727,12 @@ impl Store {
             .map(|entry| (entry.key().clone(), Arc::clone(entry.value())))
             .collect();
         for (tenant_id, tenant) in tenants {
-            for entry in tenant.customers.iter() {
-                visit(&tenant_id, entry.key(), entry.value())?;
-            }
+            tenant.customers.with(|customers| {
+                for entry in customers.iter() {
+                    visit(&tenant_id, entry.key(), entry.value())?;
+                }
+                Ok::<_, std::io::Error>(())
+            })?;
         }
         Ok(())
     }
@@ -717,13 +741,17 @@ impl Store {
     /// no cap applies, as for replayed events.
     pub fn restore_customer(&self, tenant_id: &str, customer_id: &str, history: CustomerHistory) {
         let tenant = self.tenant_or_create(tenant_id);
-        if tenant
-            .customers
-            .insert(CompactString::from(customer_id), Box::new(history))
-            .is_none()
-        {
-            tenant.customer_count.fetch_add(1, Ordering::Relaxed);
+        let inserted = tenant.customers.with(|customers| {
+            customers
+                .insert(CompactString::from(customer_id), Box::new(history))
+                .is_none()
+        });
+        if inserted {
+            let count = tenant.customer_count.fetch_add(1, Ordering::Relaxed) + 1;
             crate::telemetry::customer_tracked();
+            if count >= GROW_AT_CUSTOMERS {
+                tenant.customers.grow();
+            }
         }
     }
 
@@ -785,61 +813,63 @@ impl Store {
             let next_hot: [Arc<HotSet>; ranking::LISTS] = Default::default();
             tenant.ranking_mut().next_hot = Some(next_hot.clone());
             let mut builder = IndexBuilder::new(now_ms);
-            for entry in tenant.customers.iter() {
-                let history = entry.value();
-                if history.summary().events_total == 0 {
-                    continue;
-                }
-                let summary = if history.summary().last_event_at_ms > now_ms {
-                    // Events stamped after the pass (clock skew): ranked and counted as of the
-                    // pass, and always evaluated by queries, as the pass gives no bound for later.
-                    for hot in &next_hot {
-                        hot.insert(entry.key(), f64::INFINITY);
+            tenant.customers.with(|customers| {
+                for entry in customers.iter() {
+                    let history = entry.value();
+                    if history.summary().events_total == 0 {
+                        continue;
                     }
-                    match history.summary_as_of(now_ms, &self.config) {
-                        Some(summary) => summary,
-                        None => continue,
+                    let summary = if history.summary().last_event_at_ms > now_ms {
+                        // Events stamped after the pass (clock skew): ranked and counted as of the
+                        // pass, and always evaluated by queries, as the pass gives no bound for later.
+                        for hot in &next_hot {
+                            hot.insert(entry.key(), f64::INFINITY);
+                        }
+                        match history.summary_as_of(now_ms, &self.config) {
+                            Some(summary) => summary,
+                            None => continue,
+                        }
+                    } else {
+                        std::borrow::Cow::Borrowed(history.summary())
+                    };
+                    let score = evaluate_for_ranking(&summary, now_ms, &self.config, &model);
+                    builder.offer(entry.key(), &score);
+                    census.by_action[ranking::action_index(score.action)] += 1;
+                    census.by_retention_risk[retention_risk_band(score.retention_risk)] += 1;
+                    census.customers += 1;
+                    census.missed_threads += u64::from(score.missed_threads);
+                    if score
+                        .reply_due_at_ms
+                        .is_some_and(|due| due <= score.as_of_ms)
+                    {
+                        census.over_reply_sla += 1;
                     }
-                } else {
-                    std::borrow::Cow::Borrowed(history.summary())
-                };
-                let score = evaluate_for_ranking(&summary, now_ms, &self.config, &model);
-                builder.offer(entry.key(), &score);
-                census.by_action[ranking::action_index(score.action)] += 1;
-                census.by_retention_risk[retention_risk_band(score.retention_risk)] += 1;
-                census.customers += 1;
-                census.missed_threads += u64::from(score.missed_threads);
-                if score
-                    .reply_due_at_ms
-                    .is_some_and(|due| due <= score.as_of_ms)
-                {
-                    census.over_reply_sla += 1;
-                }
-                if let Some(previous_ms) = previous_pass_ms {
-                    // Measured from the previous pass, or from the customer's last event when it
-                    // came later (its change up to then was pushed when it arrived).
-                    let before_ms = previous_ms.max(summary.last_event_at_ms);
-                    if before_ms < now_ms {
-                        let before =
-                            evaluate_for_ranking(&summary, before_ms, &self.config, &model);
-                        let crossed = thresholds.iter().any(|&min_priority| {
-                            crosses(before.priority, before.action, &score, min_priority)
-                        });
-                        if crossed {
-                            let full = evaluate(&summary, now_ms, &self.config, &model);
-                            tenant.publish(Arc::new(PriorityChange {
-                                customer_id: entry.key().to_string(),
-                                event_id: String::new(),
-                                cause: time_cause(&before, &full),
-                                previous_priority: before.priority,
-                                previous_action: before.action,
-                                score: full,
-                            }));
-                            census.time_driven_pushes += 1;
+                    if let Some(previous_ms) = previous_pass_ms {
+                        // Measured from the previous pass, or from the customer's last event when it
+                        // came later (its change up to then was pushed when it arrived).
+                        let before_ms = previous_ms.max(summary.last_event_at_ms);
+                        if before_ms < now_ms {
+                            let before =
+                                evaluate_for_ranking(&summary, before_ms, &self.config, &model);
+                            let crossed = thresholds.iter().any(|&min_priority| {
+                                crosses(before.priority, before.action, &score, min_priority)
+                            });
+                            if crossed {
+                                let full = evaluate(&summary, now_ms, &self.config, &model);
+                                tenant.publish(Arc::new(PriorityChange {
+                                    customer_id: entry.key().to_string(),
+                                    event_id: String::new(),
+                                    cause: time_cause(&before, &full),
+                                    previous_priority: before.priority,
+                                    previous_action: before.action,
+                                    score: full,
+                                }));
+                                census.time_driven_pushes += 1;
+                            }
                         }
                     }
                 }
-            }
+            });
             let (index, bars) = builder.finish();
             {
                 let mut ranking = tenant.ranking_mut();
@@ -873,33 +903,36 @@ impl Store {
         tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
         tenant.customers_at_fit.store(customers, Ordering::Relaxed);
         let model = tenant.model();
-        let (mut latest_ms, mut first_activity_ms) = (TimestampMs::MIN, TimestampMs::MAX);
-        for entry in tenant.customers.iter() {
-            let summary = entry.value().summary();
-            latest_ms = latest_ms.max(summary.last_event_at_ms);
-            if summary.activity_total > 0 {
-                first_activity_ms = first_activity_ms.min(summary.first_activity_at_ms);
-            }
-        }
-        let fit_at_ms = latest_ms.min(now_ms);
-        let horizon_seconds = self.config.retention_horizon_seconds;
-        let mut samples = FitSamples::default();
-        let mut backtest = Backtest::new(fit_at_ms, first_activity_ms, horizon_seconds);
-        for entry in tenant.customers.iter() {
-            let history = entry.value();
-            let Some(now) = history.summary_as_of(fit_at_ms, &self.config) else {
-                continue;
-            };
-            samples.add(&now, fit_at_ms);
-            if let Some(backtest) = backtest.as_mut() {
-                let at_cut = history.summary_as_of(backtest.cut_ms(), &self.config);
-                let at_mid = history.summary_as_of(backtest.mid_ms(), &self.config);
-                if let (Some(at_cut), Some(at_mid)) = (at_cut, at_mid) {
-                    let signals = risk_signals(&at_cut, backtest.cut_ms(), &self.config);
-                    backtest.add(&at_cut, &at_mid, &now, signals);
+        let (samples, backtest) = tenant.customers.with(|customers| {
+            let (mut latest_ms, mut first_activity_ms) = (TimestampMs::MIN, TimestampMs::MAX);
+            for entry in customers.iter() {
+                let summary = entry.value().summary();
+                latest_ms = latest_ms.max(summary.last_event_at_ms);
+                if summary.activity_total > 0 {
+                    first_activity_ms = first_activity_ms.min(summary.first_activity_at_ms);
                 }
             }
-        }
+            let fit_at_ms = latest_ms.min(now_ms);
+            let horizon_seconds = self.config.retention_horizon_seconds;
+            let mut samples = FitSamples::default();
+            let mut backtest = Backtest::new(fit_at_ms, first_activity_ms, horizon_seconds);
+            for entry in customers.iter() {
+                let history = entry.value();
+                let Some(now) = history.summary_as_of(fit_at_ms, &self.config) else {
+                    continue;
+                };
+                samples.add(&now, fit_at_ms);
+                if let Some(backtest) = backtest.as_mut() {
+                    let at_cut = history.summary_as_of(backtest.cut_ms(), &self.config);
+                    let at_mid = history.summary_as_of(backtest.mid_ms(), &self.config);
+                    if let (Some(at_cut), Some(at_mid)) = (at_cut, at_mid) {
+                        let signals = risk_signals(&at_cut, backtest.cut_ms(), &self.config);
+                        backtest.add(&at_cut, &at_mid, &now, signals);
+                    }
+                }
+            }
+            (samples, backtest)
+        });
         if samples.customers() < self.config.retention_min_customers_to_fit as u64 {
             return false;
         }
@@ -1308,6 +1341,72 @@ mod tests {
         assert!(
             tenant.updates.get().is_some(),
             "the first watcher creates it"
+        );
+    }
+
+    fn live_top(limit: usize) -> TopQuery {
+        TopQuery {
+            limit,
+            action: None,
+            min_retention_risk: 0.0,
+            as_of_ms: T0_MS,
+            live: true,
+        }
+    }
+
+    /// Issue 15 D5: a tenant's customer map starts small and is re-sharded when the tenant
+    /// grows past `GROW_AT_CUSTOMERS`, while other threads apply events and query: nobody is
+    /// lost or counted twice, and the ranking still matches a full scan.
+    #[test]
+    fn a_growing_tenant_is_resharded_under_concurrent_ingest_and_queries() {
+        let store = Store::new(Arc::new(ScoringConfig::default()), 1024);
+        const WRITERS: u32 = 4;
+        let per_writer = (GROW_AT_CUSTOMERS as u32 * 3 / 2) / WRITERS;
+        std::thread::scope(|scope| {
+            for writer in 0..WRITERS {
+                let store = &store;
+                scope.spawn(move || {
+                    for n in 0..per_writer {
+                        let customer = writer * per_writer + n;
+                        // Two events each: the second finds the customer, maybe in the new map.
+                        for (id, days) in
+                            [(2 * customer as usize, 3), (2 * customer as usize + 1, 1)]
+                        {
+                            apply_spec(store, id, &(customer, 0, true, -40, 5, days), T0_MS, 0);
+                        }
+                    }
+                });
+            }
+            let store = &store;
+            scope.spawn(move || {
+                for _ in 0..200 {
+                    let _ = store.top("acme", &live_top(10));
+                    let _ = store.customer("acme", "c1", T0_MS);
+                }
+            });
+        });
+        let customers = WRITERS * per_writer;
+        let tenant = store.tenant("acme").unwrap();
+        assert!(tenant.customers.is_grown());
+        assert_eq!(
+            tenant.customer_count.load(Ordering::Relaxed),
+            customers as usize
+        );
+        let mut visited = 0;
+        store
+            .for_each_customer(|_, _, history| {
+                assert_eq!(history.summary().events_total, 2);
+                visited += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(visited, customers);
+        store.ranking_pass(T0_MS);
+        let query = live_top(25);
+        let ids = |top: Vec<(String, Score)>| top.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.top("acme", &query)),
+            ids(store.top_exact("acme", &query))
         );
     }
 

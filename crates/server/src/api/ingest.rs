@@ -13,7 +13,7 @@ use crate::telemetry::{self, IngestOutcome};
 use rapport_core::durability::Durable;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -31,6 +31,78 @@ pub struct IngestApi {
     idle_timeout: std::time::Duration,
     /// Each tenant's share of the calls in flight.
     tenant_shares: Arc<TenantShares>,
+    /// The global limits: work in flight and open streams.
+    admission: Admission,
+}
+
+/// Global ingest limits. Work is counted per event or batch being applied, not per open call, so
+/// streams waiting for their clients hold nothing another caller could use (issue 15, D4).
+#[derive(Clone)]
+pub struct Admission {
+    /// Events of streams being applied, and batches until answered (`server.max_ingest_in_flight`).
+    work: Arc<Semaphore>,
+    work_limit: usize,
+    /// Open `Ingest` and `IngestScored` streams (`server.max_ingest_streams`).
+    streams: Arc<Semaphore>,
+    streams_limit: usize,
+}
+
+impl Admission {
+    /// At most `work_limit` events or batches applied at once, and `streams_limit` streams open.
+    pub fn new(work_limit: usize, streams_limit: usize) -> Self {
+        Self {
+            work: Arc::new(Semaphore::new(work_limit)),
+            work_limit,
+            streams: Arc::new(Semaphore::new(streams_limit)),
+            streams_limit,
+        }
+    }
+
+    /// A unit of work for a new call (a batch, or a stream's first event), or RESOURCE_EXHAUSTED
+    /// naming the key at once when none is free: new callers are shed, not queued.
+    #[allow(clippy::result_large_err)] // tonic's Status is what every handler returns anyway.
+    fn work_now(&self) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.work).try_acquire_owned().map_err(|_| {
+            ApiError::ResourceExhausted(format!(
+                "server.max_ingest_in_flight: {} ingest batches or events are already being \
+                 applied; retry with backoff",
+                self.work_limit
+            ))
+            .into()
+        })
+    }
+
+    /// A unit of work for the next event of an admitted stream: waits its turn (the semaphore is
+    /// fair, first come first served) while the unread stream's HTTP/2 window slows its sender.
+    async fn work_in_turn(&self) -> OwnedSemaphorePermit {
+        match Arc::clone(&self.work).acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the work semaphore is never closed"),
+        }
+    }
+
+    /// A slot for one more open stream, or RESOURCE_EXHAUSTED naming the key.
+    #[allow(clippy::result_large_err)]
+    fn stream(&self) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            ApiError::ResourceExhausted(format!(
+                "server.max_ingest_streams: {} ingest streams are already open; retry with \
+                 backoff, or send batches",
+                self.streams_limit
+            ))
+            .into()
+        })
+    }
+
+    /// Work for event number `index` of a stream: shed at once if it is the first, in turn after.
+    #[allow(clippy::result_large_err)]
+    async fn work_for_event(&self, index: u64) -> Result<OwnedSemaphorePermit, Status> {
+        if index == 0 {
+            self.work_now()
+        } else {
+            Ok(self.work_in_turn().await)
+        }
+    }
 }
 
 /// Each tenant's share of the ingest calls in flight: a call is charged to the tenant of its first
@@ -124,7 +196,14 @@ impl IngestApi {
             max_reported_rejections,
             idle_timeout: std::time::Duration::from_secs(60),
             tenant_shares: Arc::new(TenantShares::new(usize::MAX)),
+            admission: Admission::new(Semaphore::MAX_PERMITS, Semaphore::MAX_PERMITS),
         }
+    }
+
+    /// Applies the global limits (see [`Admission`]).
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
     }
 
     /// Lets each tenant hold at most `limit` calls in flight (see `TenantShares`).
@@ -209,8 +288,12 @@ impl IngestApi {
         &self,
         interaction: pb::Interaction,
         grant: &Grant,
+        index: u64,
     ) -> Result<pb::ScoredInteraction, Status> {
+        let work = self.admission.work_for_event(index).await?;
         let (processed, durable) = self.process(interaction, grant, true);
+        // Applied: the wait for the log holds no work slot.
+        drop(work);
         if let Some(durable) = durable {
             durable.wait().await;
         }
@@ -293,6 +376,7 @@ impl IngestService for Arc<IngestApi> {
         request: Request<Streaming<pb::Interaction>>,
     ) -> Result<Response<pb::IngestSummary>, Status> {
         let grant = Grant::of(&request)?;
+        let _open = self.admission.stream()?;
         let mut stream = request.into_inner();
         let mut summary = pb::IngestSummary::default();
         let mut index = 0u64;
@@ -312,7 +396,12 @@ impl IngestService for Arc<IngestApi> {
                     Err(status) => break Err(status),
                 }
             }
+            let work = match self.admission.work_for_event(index).await {
+                Ok(work) => work,
+                Err(status) => break Err(status),
+            };
             let (processed, durable) = self.process(interaction, &grant, false);
+            drop(work);
             self.tally(&mut summary, index, &processed);
             index += 1;
             latest = durable.or(latest);
@@ -337,26 +426,30 @@ impl IngestService for Arc<IngestApi> {
         request: Request<Streaming<pb::Interaction>>,
     ) -> Result<Response<Self::IngestScoredStream>, Status> {
         let grant = Grant::of(&request)?;
+        let open = self.admission.stream()?;
         let mut stream = request.into_inner();
         let (replies, receiver) = mpsc::channel(64);
         let api = Arc::clone(self);
         tokio::spawn(async move {
+            let _open = open;
             let mut slot: Option<TenantSlot> = None;
+            let mut index = 0u64;
             loop {
                 let reply = match api.next_event(&mut stream).await {
                     Ok(Some(interaction)) if slot.is_none() => {
                         match api.tenant_shares.admit(&interaction.tenant_id) {
                             Ok(admitted) => {
                                 slot = Some(admitted);
-                                api.reply_to(interaction, &grant).await
+                                api.reply_to(interaction, &grant, index).await
                             }
                             Err(status) => Err(status),
                         }
                     }
-                    Ok(Some(interaction)) => api.reply_to(interaction, &grant).await,
+                    Ok(Some(interaction)) => api.reply_to(interaction, &grant, index).await,
                     Ok(None) => break,
                     Err(status) => Err(status),
                 };
+                index += 1;
                 let failed = reply.is_err();
                 // The caller hung up: stop reading.
                 if replies.send(reply).await.is_err() || failed {
@@ -383,7 +476,8 @@ impl IngestService for Arc<IngestApi> {
             ))
             .into());
         }
-        // Held until the batch is answered.
+        // Both held until the batch is answered.
+        let _work = self.admission.work_now()?;
         let _slot = match interactions.first() {
             Some(first) => Some(self.tenant_shares.admit(&first.tenant_id)?),
             None => None,
@@ -410,5 +504,49 @@ impl IngestService for Arc<IngestApi> {
             .map(Response::new)
             .map_err(|error| ApiError::Internal(format!("ingest batch failed: {error}")).into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15 D4: work is shed for new calls and queued, in arrival order, for admitted
+    /// streams; each refusal names its key.
+    #[tokio::test]
+    async fn new_calls_are_shed_and_open_streams_wait_their_turn() {
+        let admission = Admission::new(1, 1);
+        let held = admission.work_for_event(0).await.expect("free");
+        let shed = admission.work_for_event(0).await.expect_err("no work free");
+        assert_eq!(shed.code(), tonic::Code::ResourceExhausted);
+        assert!(shed.message().starts_with("server.max_ingest_in_flight:"));
+        let (order_tx, mut order) = mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for stream in 0..3 {
+            let (admission, order_tx) = (admission.clone(), order_tx.clone());
+            waiters.push(tokio::spawn(async move {
+                let _work = admission
+                    .work_for_event(1)
+                    .await
+                    .expect("waits, never refused");
+                order_tx.send(stream).unwrap();
+            }));
+            // Queued before the next one.
+            tokio::task::yield_now().await;
+        }
+        assert!(order.try_recv().is_err(), "all wait while the work is held");
+        drop(held);
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        let served: Vec<i32> = std::iter::from_fn(|| order.try_recv().ok()).collect();
+        assert_eq!(served, [0, 1, 2], "first come, first served");
+
+        let open = admission.stream().expect("one stream");
+        let refused = admission.stream().expect_err("the stream cap");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().starts_with("server.max_ingest_streams:"));
+        drop(open);
+        let _open = admission.stream().expect("freed");
     }
 }

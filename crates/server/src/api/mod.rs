@@ -10,7 +10,7 @@ pub mod reasons;
 mod scoring;
 mod sentiment;
 
-pub use ingest::IngestApi;
+pub use ingest::{Admission, IngestApi};
 pub use scoring::ScoringApi;
 pub use sentiment::SentimentApi;
 
