@@ -69,6 +69,7 @@ fn apply(c: &mut Criterion) {
                 author_followers: 10,
                 thread_id: String::new(),
                 reply_need: rapport::domain::ReplyNeed::Unclear,
+                identifiers: Vec::new(),
             };
             black_box(store.apply(
                 &interaction,
@@ -99,6 +100,7 @@ fn bench_event(n: u64, at_ms: i64) -> Interaction {
         author_followers: n * 7919 % 100_000,
         thread_id: String::new(),
         reply_need: rapport::domain::ReplyNeed::Unclear,
+        identifiers: Vec::new(),
     }
 }
 

@@ -88,6 +88,7 @@ impl Events {
                 String::new()
             },
             reply_need: rapport::domain::ReplyNeed::Unclear,
+            identifiers: Vec::new(),
         };
         let sentiment = ((r >> 56) % 10 < 7).then_some(Sentiment {
             label: SentimentLabel::Negative,

@@ -403,11 +403,15 @@ mod never_panics {
         })
     }
 
-    const LIMITS: Limits = Limits {
-        max_text_bytes: 16 * 1024,
-        max_id_bytes: 256,
-        max_future_skew_ms: 300_000,
-    };
+    fn limits() -> Limits {
+        Limits {
+            max_text_bytes: 16 * 1024,
+            max_id_bytes: 256,
+            max_future_skew_ms: 300_000,
+            max_identifiers: 16,
+            blocked_identifiers: Vec::new().into(),
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -415,7 +419,7 @@ mod never_panics {
         #[test]
         fn decode_and_validate_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             if let Ok(message) = <pb::Interaction as prost::Message>::decode(bytes.as_slice()) {
-                if let Ok(valid) = interaction_from_pb(message, &LIMITS, 1_767_225_600_000) {
+                if let Ok(valid) = interaction_from_pb(message, &limits(), 1_767_225_600_000) {
                     prop_assert!(valid.value.is_finite() && valid.value >= 0.0);
                     prop_assert!(valid.occurred_at_ms >= 0);
                     prop_assert!(!valid.event_id.is_empty() && valid.event_id.len() <= 256);
@@ -447,8 +451,9 @@ mod never_panics {
                 author_followers: 0,
                 thread_id: String::new(),
                 reply_need,
+                identifiers: Vec::new(),
             };
-            let _ = interaction_from_pb(message, &LIMITS, 1_767_225_600_000);
+            let _ = interaction_from_pb(message, &limits(), 1_767_225_600_000);
         }
 
         #[test]

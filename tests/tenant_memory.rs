@@ -50,6 +50,7 @@ fn message(tenant: &str, customer: &str, event: &str) -> Interaction {
         author_followers: 0,
         thread_id: "t-1".to_string(),
         reply_need: ReplyNeed::Unclear,
+        identifiers: Vec::new(),
     }
 }
 

@@ -9,7 +9,7 @@
 
 use rapport::config::ScoringConfig;
 use rapport::domain::{Channel, Direction, Interaction, Kind, ReplyNeed};
-use rapport::durability::{DurabilityConfig, Wal, WalRecord};
+use rapport::durability::{DurabilityConfig, Replayed, Wal, WalRecord};
 use rapport::sentiment::{Sentiment, SentimentLabel};
 use rapport::store::Store;
 use std::path::Path;
@@ -57,6 +57,7 @@ fn fixture_records() -> Vec<Logged> {
                     String::new()
                 },
                 reply_need: needs[index % 3],
+                identifiers: Vec::new(),
             };
             let sentiment = (index != 4).then_some(Sentiment {
                 label: labels[index % 3],
@@ -83,10 +84,14 @@ fn read_back(dir: &Path) -> Vec<Logged> {
     Wal::open(
         &DurabilityConfig::default(),
         dir,
-        |interaction, sentiment, refines| {
-            read.push((interaction.clone(), sentiment, refines));
+        |replayed| match replayed {
+            Replayed::Event {
+                interaction,
+                sentiment,
+                refines,
+            } => read.push((interaction.clone(), sentiment, refines)),
+            other => panic!("format 0/1 holds events only, not {other:?}"),
         },
-        |tenant_id, customer_id, _| panic!("format 0/1 holds no state ({tenant_id}/{customer_id})"),
     )
     .unwrap_or_else(|error| panic!("{}: {error:#}", dir.display()));
     read
@@ -95,14 +100,9 @@ fn read_back(dir: &Path) -> Vec<Logged> {
 /// A store holding what `dir` recovers to.
 fn recovered_store(dir: &Path) -> Store {
     let store = Store::new(Arc::new(ScoringConfig::default()), 16);
-    Wal::open(
-        &DurabilityConfig::default(),
-        dir,
-        |interaction, sentiment, refines| {
-            rapport::engine::replay(&store, interaction, sentiment, refines)
-        },
-        |tenant_id, customer_id, history| store.restore_customer(tenant_id, customer_id, history),
-    )
+    Wal::open(&DurabilityConfig::default(), dir, |replayed| {
+        rapport::engine::recover(&store, replayed)
+    })
     .unwrap_or_else(|error| panic!("{}: {error:#}", dir.display()));
     store
 }
@@ -169,14 +169,9 @@ fn every_format_version_reads_back() {
     for round in 0..2 {
         let store = recovered_store(dir.path());
         assert_eq!(scores(&store), expected, "format 2, start {round}");
-        let (wal, _) = Wal::open(
-            &DurabilityConfig::default(),
-            dir.path(),
-            |interaction, sentiment, refines| {
-                rapport::engine::replay(&store, interaction, sentiment, refines)
-            },
-            |_, _, _| {},
-        )
+        let (wal, _) = Wal::open(&DurabilityConfig::default(), dir.path(), |replayed| {
+            rapport::engine::recover(&store, replayed)
+        })
         .unwrap();
         wal.snapshot(&store).unwrap();
     }
@@ -192,13 +187,7 @@ fn write_fixture() {
     );
     std::fs::create_dir_all(&dir).unwrap();
     let store = Store::new(Arc::new(ScoringConfig::default()), 16);
-    let (wal, _) = Wal::open(
-        &DurabilityConfig::default(),
-        &dir,
-        |_, _, _| {},
-        |_, _, _| {},
-    )
-    .unwrap();
+    let (wal, _) = Wal::open(&DurabilityConfig::default(), &dir, |_| {}).unwrap();
     let records = fixture_records();
     let half = records.len() / 2;
     for (index, (interaction, sentiment, refines)) in records.iter().enumerate() {

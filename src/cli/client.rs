@@ -87,6 +87,7 @@ impl InteractionLine {
             value: self.value,
             author_followers: self.author_followers,
             thread_id: self.thread_id,
+            identifiers: Vec::new(),
         })
     }
 }

@@ -149,6 +149,7 @@ impl Generator {
             } else {
                 String::new()
             },
+            identifiers: Vec::new(),
         }
     }
 

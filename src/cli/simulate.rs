@@ -328,6 +328,7 @@ impl Simulation {
             value,
             author_followers: followers,
             thread_id: thread,
+            identifiers: Vec::new(),
         }
     }
 
@@ -353,6 +354,7 @@ impl Simulation {
                     value: 0.0,
                     author_followers: 0,
                     thread_id: reply.thread,
+                    identifiers: Vec::new(),
                 });
             } else {
                 rest.push_back(reply);

@@ -28,6 +28,84 @@ pub struct Config {
     pub access: AccessConfig,
     /// The `[transformer]` table: the transformer backend's worker pool.
     pub transformer: TransformerConfig,
+    /// The `[identity]` table: how typed identifiers resolve to one customer.
+    pub identity: IdentityConfig,
+}
+
+/// The `[identity]` table: limits on what one customer may hold, and values that are never
+/// identifiers (see `identity` and README "Identity").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// External (brand user) ids one customer may hold: the hard identifier.
+    pub max_external_ids_per_customer: usize,
+    /// E-mail addresses one customer may hold.
+    pub max_emails_per_customer: usize,
+    /// Phone numbers one customer may hold.
+    pub max_phones_per_customer: usize,
+    /// Channel handles one customer may hold.
+    pub max_handles_per_customer: usize,
+    /// Customers one customer may be merged from (beyond it, merges are refused).
+    pub max_merges_per_customer: usize,
+    /// Identifiers per interaction or link request.
+    pub max_identifiers_per_request: usize,
+    /// Values refused as identifiers besides the built-in placeholders ("null", "anonymous", all
+    /// zeros…), e.g. a shared support address; compared without case.
+    pub blocked_values: Vec<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            max_external_ids_per_customer: 1,
+            max_emails_per_customer: 5,
+            max_phones_per_customer: 5,
+            max_handles_per_customer: 10,
+            max_merges_per_customer: 50,
+            max_identifiers_per_request: 16,
+            blocked_values: Vec::new(),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// Checks every limit, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            (
+                "identity.max_external_ids_per_customer",
+                self.max_external_ids_per_customer,
+            ),
+            (
+                "identity.max_emails_per_customer",
+                self.max_emails_per_customer,
+            ),
+            (
+                "identity.max_phones_per_customer",
+                self.max_phones_per_customer,
+            ),
+            (
+                "identity.max_handles_per_customer",
+                self.max_handles_per_customer,
+            ),
+            (
+                "identity.max_merges_per_customer",
+                self.max_merges_per_customer,
+            ),
+            (
+                "identity.max_identifiers_per_request",
+                self.max_identifiers_per_request,
+            ),
+        ] {
+            check_range(key, value as u64, 1, 1_000)?;
+        }
+        check_range(
+            "identity.blocked_values",
+            self.blocked_values.len() as u64,
+            0,
+            10_000,
+        )
+    }
 }
 
 /// Checks the `[transformer]` pool settings (the section is the sentiment crate's), naming the key.
@@ -673,6 +751,7 @@ impl Config {
         self.durability.validate()?;
         self.access.validate()?;
         validate_transformer(&self.transformer)?;
+        self.identity.validate()?;
         self.scoring.validate()
     }
 }

@@ -222,6 +222,9 @@ pub struct Interaction {
     /// Whether an inbound message asks for an answer (resolved at validation: the client's word,
     /// else read from the text).
     pub reply_need: ReplyNeed,
+    /// Typed identifiers of the person, normalised (see [`crate::identity`]); the store resolves
+    /// them to one customer. Empty for most events.
+    pub identifiers: Vec<crate::identity::Identifier>,
 }
 
 /// What to do about a customer now, most urgent first in declaration order.

@@ -40,6 +40,29 @@ pub fn now_ms() -> TimestampMs {
         })
 }
 
+/// Puts back what recovery reads, in order: a customer's state from a snapshot, a logged event,
+/// a refinement or an identity request (no classification, no logging).
+pub fn recover(store: &Store, replayed: crate::durability::Replayed<'_>) {
+    use crate::durability::Replayed;
+    match replayed {
+        Replayed::Event {
+            interaction,
+            sentiment,
+            refines,
+        } => replay(store, interaction, sentiment, refines),
+        Replayed::Identity(request) => {
+            // Logged only once carried out: the same rules decide the same way again.
+            let _ = store.apply_identity(request, 0);
+        }
+        Replayed::Customer {
+            tenant_id,
+            customer_id,
+            history,
+            profile,
+        } => store.restore_customer(tenant_id, customer_id, history, profile),
+    }
+}
+
 /// Re-applies a logged event, or a logged refinement of its sentiment, at recovery (no
 /// classification, no logging).
 pub fn replay(
@@ -50,13 +73,7 @@ pub fn replay(
 ) {
     match (refines, sentiment) {
         (true, Some(sentiment)) => {
-            store.refine(
-                &interaction.tenant_id,
-                &interaction.customer_id,
-                &interaction.event_id,
-                sentiment,
-                0,
-            );
+            store.refine(interaction, sentiment, 0);
         }
         _ => {
             store.apply(interaction, sentiment, 0, false);
@@ -65,6 +82,28 @@ pub fn replay(
 }
 
 impl Engine {
+    /// Carries out a CRM's identity request and logs it; the request is acknowledged once the
+    /// returned wait (with a log) has ended. A refused request changes and logs nothing.
+    pub fn identity(
+        &self,
+        request: &crate::identity::IdentityRequest,
+        now_ms: TimestampMs,
+    ) -> (
+        Result<(String, crate::store::Profile), crate::store::IdentityRefusal>,
+        Option<Durable>,
+    ) {
+        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
+        let outcome = self.store.apply_identity(request, now_ms);
+        let durable = match (&self.wal, &outcome) {
+            (Some(wal), Ok(_)) => {
+                Some(wal.enqueue(&crate::durability::WalRecord::identity(request)))
+            }
+            _ => None,
+        };
+        drop(admitted);
+        (outcome, durable)
+    }
+
     /// Classifies one text without waiting on a queue (a queued backend's fast model answers),
     /// recording its metrics: what ingest uses.
     pub fn classify_inline(&self, text: &str) -> Sentiment {
@@ -123,6 +162,7 @@ impl Engine {
             customer_id: interaction.customer_id.clone(),
             thread_id: interaction.thread_id.clone(),
             text: String::new(),
+            identifiers: interaction.identifiers.clone(),
             ..*interaction
         };
         runtime.spawn(async move {
@@ -130,13 +170,7 @@ impl Engine {
                 telemetry::sentiment_refinement(RefinementOutcome::Failed);
                 return;
             };
-            let outcome = store.refine(
-                &event.tenant_id,
-                &event.customer_id,
-                &event.event_id,
-                refined,
-                now_ms(),
-            );
+            let outcome = store.refine(&event, refined, now_ms());
             // Counted once applied (readers see it from now on); the log wait follows.
             telemetry::sentiment_refinement(match outcome {
                 RefineOutcome::Refined => RefinementOutcome::Refined,
@@ -165,14 +199,17 @@ impl Engine {
             (!interaction.text.trim().is_empty()).then(|| self.classify_inline(&interaction.text));
         let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
-        let mut durable = match (&self.wal, &applied) {
-            (Some(wal), Applied::Accepted(_)) => {
+        // An event with identifiers is logged whatever became of it: resolving them may have
+        // linked or merged customers, which replay must do again.
+        let logged = matches!(applied, Applied::Accepted(_)) || !interaction.identifiers.is_empty();
+        let mut durable = match &self.wal {
+            Some(wal) if logged => {
                 Some(wal.enqueue(&crate::durability::WalRecord::new(interaction, sentiment)))
             }
             _ => None,
         };
         drop(admitted);
-        if let (Some(wal), Applied::Duplicate(_)) = (&self.wal, &applied) {
+        if let (Some(wal), Applied::Duplicate(_), false) = (&self.wal, &applied, logged) {
             // Its first copy may still be on its way to the disk: acknowledge nothing, not even a
             // duplicate, before it is durable.
             durable = Some(wal.wait_for_admitted());
@@ -203,8 +240,7 @@ mod tests {
     fn a_duplicate_is_answered_only_after_its_first_copy_is_logged() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::durability::DurabilityConfig::default();
-        let (wal, _) =
-            crate::durability::Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
+        let (wal, _) = crate::durability::Wal::open(&config, dir.path(), |_| {}).unwrap();
         let scoring = crate::config::ScoringConfig::default();
         let engine = Arc::new(Engine {
             store: Arc::new(Store::new(Arc::new(scoring), 16)),
@@ -228,6 +264,7 @@ mod tests {
             author_followers: 0,
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
+            identifiers: Vec::new(),
         };
         // The first copy: applied to the store, still on its way to the log.
         let first = wal.admit();

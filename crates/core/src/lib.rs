@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod durability;
 pub mod engine;
+pub mod identity;
 pub mod scoring;
 pub mod store;
 pub mod telemetry;

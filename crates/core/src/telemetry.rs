@@ -37,6 +37,10 @@ pub const REPLY_THREADS_MISSED: &str = "rapport_reply_threads_missed";
 pub const TIME_DRIVEN_PUSHES_TOTAL: &str = "rapport_time_driven_pushes_total";
 /// Tenants' activity models fitted (retention risk).
 pub const RETENTION_MODEL_FITS_TOTAL: &str = "rapport_retention_model_fits_total";
+/// Customers merged into another (identity resolution).
+pub const CUSTOMERS_MERGED_TOTAL: &str = "rapport_customers_merged_total";
+/// Identifier links or merges the identity rules refused.
+pub const IDENTITY_LINKS_REFUSED_TOTAL: &str = "rapport_identity_links_refused_total";
 /// Open WatchPriorities streams.
 pub const WATCHERS_CONNECTED: &str = "rapport_watchers_connected";
 /// Priority updates a slow watcher missed.
@@ -158,6 +162,15 @@ fn describe() {
     describe_counter!(
         RETENTION_MODEL_FITS_TOTAL,
         "Tenants' activity models (retention risk) fitted by the ranking pass."
+    );
+    describe_counter!(
+        CUSTOMERS_MERGED_TOTAL,
+        "Customers merged into another because they share an identifier or a CRM said so."
+    );
+    describe_counter!(
+        IDENTITY_LINKS_REFUSED_TOTAL,
+        "Identifier links or merges refused by the identity rules (a differing external id, a \
+         per-type limit, the merge cap, events folded away)."
     );
     describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
     rapport_sentiment::telemetry::describe();
@@ -319,6 +332,21 @@ pub fn ranking_pass(census: &Census) {
     }
     gauge!(REPLY_THREADS_MISSED).set(census.missed_threads as f64);
     counter!(TIME_DRIVEN_PUSHES_TOTAL).increment(census.time_driven_pushes);
+}
+
+/// A customer stopped being tracked on its own (merged into another).
+pub fn customer_untracked() {
+    gauge!(CUSTOMERS_TRACKED).decrement(1.0);
+}
+
+/// A customer was merged into another.
+pub fn customer_merged() {
+    counter!(CUSTOMERS_MERGED_TOTAL).increment(1);
+}
+
+/// The identity rules refused a link or a merge.
+pub fn identity_link_refused() {
+    counter!(IDENTITY_LINKS_REFUSED_TOTAL).increment(1);
 }
 
 /// A tenant's activity model was fitted.

@@ -3,7 +3,7 @@
 
 use crate::api::access::Authenticator;
 use crate::api::convert::Limits;
-use crate::api::{Admission, IngestApi, ScoringApi, SentimentApi};
+use crate::api::{Admission, IdentityApi, IngestApi, ScoringApi, SentimentApi};
 use crate::config::Config;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
@@ -46,27 +46,24 @@ pub async fn start(
         max_id_bytes: server.max_id_bytes,
         max_future_skew_ms: i64::try_from(server.max_future_skew_seconds.saturating_mul(1000))
             .unwrap_or(i64::MAX),
+        max_identifiers: config.identity.max_identifiers_per_request,
+        blocked_identifiers: config.identity.blocked_values.clone().into(),
     };
-    let store = Arc::new(Store::new(
-        Arc::new(config.scoring.clone()),
-        server.watch_buffer,
-    ));
+    // Identity rules before recovery: replay resolves identifiers as the first run did.
+    let store = Arc::new(
+        Store::new(Arc::new(config.scoring.clone()), server.watch_buffer)
+            .with_identity_rules(config.identity.clone()),
+    );
     let wal = match &config.durability.data_dir {
         Some(dir) => {
             let store = Arc::clone(&store);
             let durability = config.durability.clone();
             let dir = dir.clone();
             let (wal, recovered) = tokio::task::spawn_blocking(move || {
-                let (wal, recovered) = crate::durability::Wal::open(
-                    &durability,
-                    &dir,
-                    |interaction, sentiment, refines| {
-                        crate::engine::replay(&store, interaction, sentiment, refines)
-                    },
-                    |tenant_id, customer_id, history| {
-                        store.restore_customer(tenant_id, customer_id, history)
-                    },
-                )?;
+                let (wal, recovered) =
+                    crate::durability::Wal::open(&durability, &dir, |replayed| {
+                        crate::engine::recover(&store, replayed)
+                    })?;
                 // A start folds what it replayed from logs (or an older format) into a state
                 // snapshot; one that only loaded a state snapshot has nothing to fold.
                 if recovered.log_records > 0 || recovered.snapshot_records > 0 {
@@ -139,7 +136,7 @@ pub async fn start(
     let ingest = Arc::new(
         IngestApi::new(
             Arc::clone(&engine),
-            limits,
+            limits.clone(),
             server.max_batch_interactions,
             server.max_reported_rejections,
         )
@@ -152,9 +149,10 @@ pub async fn start(
     );
     let scoring = Arc::new(ScoringApi::new(
         Arc::clone(&store),
-        limits,
+        limits.clone(),
         shutdown_rx.clone(),
     ));
+    let identity = Arc::new(IdentityApi::new(Arc::clone(&engine), limits.clone()));
     let classify = Arc::new(SentimentApi::new(
         Arc::clone(&engine),
         limits,
@@ -184,6 +182,12 @@ pub async fn start(
         .add_service(
             pb::scoring_service_server::ScoringServiceServer::with_interceptor(
                 scoring,
+                auth.clone(),
+            ),
+        )
+        .add_service(
+            pb::identity_service_server::IdentityServiceServer::with_interceptor(
+                identity,
                 auth.clone(),
             ),
         )

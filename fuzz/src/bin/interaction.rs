@@ -9,7 +9,7 @@
 
 use prost::Message;
 use rapport::api::convert::{interaction_from_pb, interaction_to_pb, Limits};
-use rapport::config::ServerConfig;
+use rapport::config::{IdentityConfig, ServerConfig};
 use rapport::pb;
 
 /// The server clock the target validates against (2026-01-01T00:00:00Z).
@@ -37,15 +37,21 @@ fn server_limits() -> Limits {
         max_id_bytes: server.max_id_bytes,
         max_future_skew_ms: i64::try_from(server.max_future_skew_seconds.saturating_mul(1000))
             .unwrap_or(i64::MAX),
+        max_identifiers: IdentityConfig::default().max_identifiers_per_request,
+        blocked_identifiers: Vec::new().into(),
     }
 }
 
 /// The limits write-ahead-log replay validates with (`durability::decode_event`).
-const REPLAY_LIMITS: Limits = Limits {
-    max_text_bytes: usize::MAX,
-    max_id_bytes: usize::MAX,
-    max_future_skew_ms: i64::MAX,
-};
+fn replay_limits() -> Limits {
+    Limits {
+        max_text_bytes: usize::MAX,
+        max_id_bytes: usize::MAX,
+        max_future_skew_ms: i64::MAX,
+        max_identifiers: usize::MAX,
+        blocked_identifiers: Vec::new().into(),
+    }
+}
 
 fn check_id(name: &str, id: &str, required: bool, limits: &Limits) {
     assert!(!required || !id.is_empty(), "{name} accepted empty");
@@ -124,7 +130,7 @@ fn run(data: &[u8], limits: &Limits) {
     let bytes = logged.encode_to_vec();
     let decoded = pb::Interaction::decode(bytes.as_slice()).expect("logged interaction decodes");
     assert_eq!(decoded, logged);
-    let replayed = interaction_from_pb(decoded.clone(), &REPLAY_LIMITS, 0)
+    let replayed = interaction_from_pb(decoded.clone(), &replay_limits(), 0)
         .unwrap_or_else(|error| panic!("replay refuses an accepted interaction: {error}"));
     assert_eq!(replayed, valid, "replay differs");
     // And the live path accepts what it logged (validation is idempotent).
@@ -139,7 +145,7 @@ fn main() {
         run(data, &limits);
         // Replay validation itself must not panic on any decodable record either.
         if let Ok(message) = pb::Interaction::decode(data) {
-            let _ = interaction_from_pb(message, &REPLAY_LIMITS, 0);
+            let _ = interaction_from_pb(message, &replay_limits(), 0);
         }
     });
 }

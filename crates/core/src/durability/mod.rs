@@ -35,9 +35,10 @@
 //! not make durable: the caller sees the connection drop, never an acknowledgement.
 
 use crate::domain::Interaction;
+use crate::identity::IdentityRequest;
 use crate::scoring::CustomerHistory;
 use crate::sentiment::{Sentiment, SentimentLabel};
-use crate::store::Store;
+use crate::store::{Profile, Store};
 use crate::telemetry;
 use anyhow::Context;
 use bincode::Options as _;
@@ -54,8 +55,12 @@ const SNAPSHOT_TMP: &str = "snapshot.tmp";
 /// would claim ~1.4 GB, more than `MAX_RECORD_BYTES`, so no format-0 file can start with it.
 pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
 /// The newest format this build reads and writes. 1: the header, records as in format 0; 2: the
-/// snapshot holds each customer's state instead of the log folded in (logs as in 1).
-pub const FORMAT_VERSION: u32 = 2;
+/// snapshot holds each customer's state instead of the log folded in (logs as in 1); 3: events
+/// may carry identifiers, the log holds identity requests, and each customer's state carries its
+/// identity profile.
+pub const FORMAT_VERSION: u32 = 3;
+/// The first format whose state records carry the customer's identity profile.
+const PROFILE_FORMAT_VERSION: u32 = 3;
 /// The first format whose snapshot holds state (records of tenant, customer and history, after a
 /// [`SnapshotMeta`] record) rather than events.
 const STATE_FORMAT_VERSION: u32 = 2;
@@ -124,9 +129,47 @@ pub struct WalRecord {
     /// later answer), not a new event.
     #[prost(bool, tag = "6")]
     pub refines: bool,
+    /// Set instead of `interaction`: a CRM's identity request (format 3).
+    #[prost(message, optional, tag = "7")]
+    pub identity: Option<record::LoggedIdentityRequest>,
+}
+
+/// What recovery hands back, in log order.
+#[derive(Debug)]
+pub enum Replayed<'a> {
+    /// A logged event, or a refined sentiment for an event logged before it (`refines`).
+    Event {
+        /// The event (without its text).
+        interaction: &'a Interaction,
+        /// Its sentiment, when it had text.
+        sentiment: Option<Sentiment>,
+        /// The record refines the sentiment of an earlier event.
+        refines: bool,
+    },
+    /// A logged identity request (`LinkIdentities`, `MergeCustomers`).
+    Identity(&'a IdentityRequest),
+    /// A customer's state from a state snapshot.
+    Customer {
+        /// The tenant.
+        tenant_id: &'a str,
+        /// The customer.
+        customer_id: &'a str,
+        /// Its events and their fold.
+        history: CustomerHistory,
+        /// Its identifiers and merged ids (formats before 3: none).
+        profile: Option<Profile>,
+    },
 }
 
 impl WalRecord {
+    /// The record of an identity request that was carried out.
+    pub fn identity(request: &IdentityRequest) -> Self {
+        Self {
+            identity: Some(record::LoggedIdentityRequest::from_request(request)),
+            ..Self::default()
+        }
+    }
+
     /// The record of an accepted event (its text is dropped: the sentiment stands for it).
     pub fn new(interaction: &Interaction, sentiment: Option<Sentiment>) -> Self {
         let message = record::LoggedInteraction::from_interaction(interaction);
@@ -141,6 +184,7 @@ impl WalRecord {
             score: sentiment.map_or(0.0, |s| s.score),
             confidence: sentiment.map_or(0.0, |s| s.confidence),
             refines: false,
+            identity: None,
         }
     }
 
@@ -476,16 +520,25 @@ impl<'a> FramedFile<'a> {
     }
 }
 
-/// Replays the framed event records of a log file through `apply`.
-fn replay_events(
-    payloads: &[&[u8]],
-    apply: &mut impl FnMut(&Interaction, Option<Sentiment>, bool),
-) -> anyhow::Result<()> {
+/// Replays the framed records of a log file (events, refinements, identity requests) through
+/// `apply`.
+fn replay_events(payloads: &[&[u8]], apply: &mut impl FnMut(Replayed<'_>)) -> anyhow::Result<()> {
     for payload in payloads {
-        let record = <WalRecord as prost::Message>::decode(*payload)
+        let mut record = <WalRecord as prost::Message>::decode(*payload)
             .context("undecodable record with a valid checksum")?;
+        if let Some(identity) = record.identity.take() {
+            let request = identity
+                .into_request()
+                .map_err(|error| anyhow::anyhow!("invalid logged identity request: {error}"))?;
+            apply(Replayed::Identity(&request));
+            continue;
+        }
         let (interaction, sentiment, refines) = record.decode_event()?;
-        apply(&interaction, sentiment, refines);
+        apply(Replayed::Event {
+            interaction: &interaction,
+            sentiment,
+            refines,
+        });
     }
     Ok(())
 }
@@ -499,8 +552,7 @@ impl Wal {
     pub fn open(
         config: &DurabilityConfig,
         dir: &Path,
-        mut apply: impl FnMut(&Interaction, Option<Sentiment>, bool),
-        mut restore: impl FnMut(&str, &str, CustomerHistory),
+        mut apply: impl FnMut(Replayed<'_>),
     ) -> anyhow::Result<(Arc<Self>, Recovered)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
@@ -541,14 +593,30 @@ impl Wal {
             };
             covered = meta.covers_segment;
             for payload in customers {
-                let (tenant_id, customer_id, history): (String, String, CustomerHistory) =
-                    state_encoding().deserialize(payload).with_context(|| {
-                        format!(
-                            "undecodable customer record with a valid checksum in {}",
-                            snapshot_path.display()
-                        )
-                    })?;
-                restore(&tenant_id, &customer_id, history);
+                let undecodable = || {
+                    format!(
+                        "undecodable customer record with a valid checksum in {}",
+                        snapshot_path.display()
+                    )
+                };
+                let (tenant_id, customer_id, history, profile): CustomerRecord =
+                    if snapshot.version >= PROFILE_FORMAT_VERSION {
+                        state_encoding()
+                            .deserialize(payload)
+                            .with_context(undecodable)?
+                    } else {
+                        let (tenant_id, customer_id, history): (String, String, CustomerHistory) =
+                            state_encoding()
+                                .deserialize(payload)
+                                .with_context(undecodable)?;
+                        (tenant_id, customer_id, history, None)
+                    };
+                apply(Replayed::Customer {
+                    tenant_id: &tenant_id,
+                    customer_id: &customer_id,
+                    history,
+                    profile,
+                });
             }
             recovered.snapshot_customers = customers.len();
         } else {
@@ -714,8 +782,8 @@ impl Wal {
     fn write_snapshot_of(&self, store: &Store) -> anyhow::Result<u64> {
         let covers = self.files.seal()?;
         let size = write_state_file(&self.files.dir, covers, |visit| {
-            store.for_each_customer(|tenant_id, customer_id, history| {
-                visit(tenant_id, customer_id, history)
+            store.for_each_customer(|tenant_id, customer_id, history, profile| {
+                visit(tenant_id, customer_id, history, profile)
             })
         })?;
         for (number, path) in sealed_segments(&self.files.dir)? {
@@ -758,7 +826,11 @@ fn create_log(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
 }
 
 /// One customer's state as a state snapshot holds it.
-type CustomerVisit<'a> = dyn FnMut(&str, &str, &CustomerHistory) -> std::io::Result<()> + 'a;
+type CustomerVisit<'a> =
+    dyn FnMut(&str, &str, &CustomerHistory, Option<&Profile>) -> std::io::Result<()> + 'a;
+
+/// A state record as read back: tenant, customer, history, profile.
+type CustomerRecord = (String, String, CustomerHistory, Option<Profile>);
 
 /// Writes a state snapshot to snapshot.tmp (header, the [`SnapshotMeta`] record, then one record
 /// per customer that `visit_all` hands over), fsyncs it and renames it over snapshot.bin; returns
@@ -778,15 +850,15 @@ fn write_state_file(
             out.write_all(bytes)
         };
         let mut header = format_header();
-        header[4..].copy_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
+        header[4..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         put(&mut out, &header)?;
         let meta = state_encoding()
             .serialize(&SnapshotMeta { covers_segment })
             .map_err(std::io::Error::other)?;
         put(&mut out, &frame(&meta))?;
-        visit_all(&mut |tenant_id, customer_id, history| {
+        visit_all(&mut |tenant_id, customer_id, history, profile| {
             let payload = state_encoding()
-                .serialize(&(tenant_id, customer_id, history))
+                .serialize(&(tenant_id, customer_id, history, profile))
                 .map_err(std::io::Error::other)?;
             put(&mut out, &frame(&payload))
         })?;
@@ -1042,6 +1114,7 @@ mod tests {
             author_followers: 0,
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
+            identifiers: Vec::new(),
         }
     }
 
@@ -1133,7 +1206,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
         let config = DurabilityConfig::default();
-        let (wal, _) = Wal::open(&config, &dir, |_, _, _| {}, |_, _, _| {}).unwrap();
+        let (wal, _) = Wal::open(&config, &dir, |_| {}).unwrap();
         let record = WalRecord {
             interaction: Some(record::LoggedInteraction::default()),
             ..WalRecord::default()
@@ -1159,7 +1232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = DurabilityConfig::default();
         assert_eq!(config.fsync, FsyncPolicy::Always);
-        let (wal, _) = Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
+        let (wal, _) = Wal::open(&config, dir.path(), |_| {}).unwrap();
         // The log held while the appends are queued, as a slow fsync would (on a fast disk or
         // tmpfs the writer could otherwise keep pace one record at a time).
         let held = wal.files.writer.lock().unwrap();
@@ -1177,8 +1250,7 @@ mod tests {
         );
         drop(wal);
         let mut replayed = 0;
-        let (_, recovered) =
-            Wal::open(&config, dir.path(), |_, _, _| replayed += 1, |_, _, _| {}).unwrap();
+        let (_, recovered) = Wal::open(&config, dir.path(), |_| replayed += 1).unwrap();
         assert_eq!(replayed, RECORDS);
         assert_eq!(recovered.log_records, RECORDS);
     }
@@ -1197,7 +1269,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let durability = DurabilityConfig::default();
         let store = Store::new(Arc::clone(&config), 16);
-        let (wal, _) = Wal::open(&durability, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap();
+        let (wal, _) = Wal::open(&durability, dir.path(), |_| {}).unwrap();
         let event = |index: usize| email(index, 2);
         let mut logged_bytes = 0;
         for index in 0..3_000 {
@@ -1225,16 +1297,9 @@ mod tests {
         drop(wal);
         let at = 1_767_225_600_000 + 4_000 * 60_000;
         let restarted = Store::new(Arc::clone(&config), 16);
-        let (_, recovered) = Wal::open(
-            &durability,
-            dir.path(),
-            |interaction, sentiment, refines| {
-                crate::engine::replay(&restarted, interaction, sentiment, refines)
-            },
-            |tenant_id, customer_id, history| {
-                restarted.restore_customer(tenant_id, customer_id, history)
-            },
-        )
+        let (_, recovered) = Wal::open(&durability, dir.path(), |replayed| {
+            crate::engine::recover(&restarted, replayed)
+        })
         .unwrap();
         assert_eq!(
             (recovered.snapshot_customers, recovered.log_records),
@@ -1269,15 +1334,15 @@ mod tests {
     fn missing_snapshot_next_to_a_log_stops_the_start() {
         let dir = tempfile::tempdir().unwrap();
         let config = DurabilityConfig::default();
-        drop(Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {}).unwrap());
+        drop(Wal::open(&config, dir.path(), |_| {}).unwrap());
         std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
-        let error = Wal::open(&config, dir.path(), |_, _, _| {}, |_, _, _| {})
+        let error = Wal::open(&config, dir.path(), |_| {})
             .err()
             .expect("refused")
             .to_string();
         assert!(error.contains(SNAPSHOT_FILE), "{error}");
         // A fresh directory (neither file) still starts empty.
         let fresh = tempfile::tempdir().unwrap();
-        assert!(Wal::open(&config, fresh.path(), |_, _, _| {}, |_, _, _| {}).is_ok());
+        assert!(Wal::open(&config, fresh.path(), |_| {}).is_ok());
     }
 }

@@ -4,6 +4,7 @@
 //! they stay fixed.
 
 use crate::domain::{Channel, Direction, Interaction, Kind, ReplyNeed};
+use crate::identity::{Identifier, IdentifierKind, IdentityAction, IdentityRequest};
 
 /// An interaction as the log stores it (its text is never stored).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -44,6 +45,116 @@ pub struct LoggedInteraction {
     /// 0 unclear, 1 required, 2 not required.
     #[prost(int32, tag = "12")]
     pub reply_need: i32,
+    /// Normalised identifiers (absent in records of formats 0 to 2, which had none).
+    #[prost(message, repeated, tag = "13")]
+    pub identifiers: Vec<LoggedIdentifier>,
+}
+
+/// A normalised identifier as the log stores it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedIdentifier {
+    /// [`identifier_code`].
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    /// The normalised value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// A CRM's identity request as the log stores it: a link when `identifiers` is non-empty, else a
+/// merge with `other_customer_id`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedIdentityRequest {
+    /// The tenant.
+    #[prost(string, tag = "1")]
+    pub tenant_id: String,
+    /// The customer it is about.
+    #[prost(string, tag = "2")]
+    pub customer_id: String,
+    /// For a merge: the other customer.
+    #[prost(string, tag = "3")]
+    pub other_customer_id: String,
+    /// For a link: the normalised identifiers.
+    #[prost(message, repeated, tag = "4")]
+    pub identifiers: Vec<LoggedIdentifier>,
+}
+
+impl LoggedIdentityRequest {
+    /// The stored form of a request.
+    pub fn from_request(request: &IdentityRequest) -> Self {
+        let (other_customer_id, identifiers) = match &request.action {
+            IdentityAction::Link(identifiers) => (
+                String::new(),
+                identifiers
+                    .iter()
+                    .map(LoggedIdentifier::from_identifier)
+                    .collect(),
+            ),
+            IdentityAction::Merge { other_customer_id } => (other_customer_id.clone(), Vec::new()),
+        };
+        Self {
+            tenant_id: request.tenant_id.clone(),
+            customer_id: request.customer_id.clone(),
+            other_customer_id,
+            identifiers,
+        }
+    }
+
+    /// Back to a request; the error names what is wrong.
+    pub fn into_request(self) -> Result<IdentityRequest, String> {
+        let action = if self.identifiers.is_empty() {
+            if self.other_customer_id.is_empty() {
+                return Err("neither identifiers nor other_customer_id".to_string());
+            }
+            IdentityAction::Merge {
+                other_customer_id: self.other_customer_id,
+            }
+        } else {
+            IdentityAction::Link(
+                self.identifiers
+                    .into_iter()
+                    .map(LoggedIdentifier::into_identifier)
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+        Ok(IdentityRequest {
+            tenant_id: self.tenant_id,
+            customer_id: self.customer_id,
+            action,
+        })
+    }
+}
+
+/// The stored code of an identifier type.
+pub fn identifier_code(kind: IdentifierKind) -> i32 {
+    match kind {
+        IdentifierKind::ExternalId => 1,
+        IdentifierKind::Email => 2,
+        IdentifierKind::Phone => 3,
+        IdentifierKind::Handle => 4,
+    }
+}
+
+impl LoggedIdentifier {
+    /// The stored form of an identifier.
+    pub fn from_identifier(identifier: &Identifier) -> Self {
+        Self {
+            kind: identifier_code(identifier.kind),
+            value: identifier.value.clone(),
+        }
+    }
+
+    /// Back to an identifier; the error names an unknown code.
+    pub fn into_identifier(self) -> Result<Identifier, String> {
+        let kind = IdentifierKind::ALL
+            .into_iter()
+            .find(|kind| identifier_code(*kind) == self.kind)
+            .ok_or_else(|| format!("identifiers: unknown type code {}", self.kind))?;
+        Ok(Identifier {
+            kind,
+            value: self.value,
+        })
+    }
 }
 
 /// Seconds and nanoseconds since the Unix epoch (the layout of `google.protobuf.Timestamp`).
@@ -120,6 +231,11 @@ impl LoggedInteraction {
                 ReplyNeed::Required => 1,
                 ReplyNeed::NotRequired => 2,
             },
+            identifiers: interaction
+                .identifiers
+                .iter()
+                .map(LoggedIdentifier::from_identifier)
+                .collect(),
         }
     }
 
@@ -172,6 +288,11 @@ impl LoggedInteraction {
             author_followers: self.author_followers,
             thread_id: self.thread_id,
             reply_need,
+            identifiers: self
+                .identifiers
+                .into_iter()
+                .map(LoggedIdentifier::into_identifier)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -204,6 +325,10 @@ mod tests {
                     ReplyNeed::Required,
                     ReplyNeed::NotRequired,
                 ][index % 3],
+                identifiers: vec![Identifier {
+                    kind: IdentifierKind::ALL[index % 4],
+                    value: format!("v{index}"),
+                }],
             };
             let back = LoggedInteraction::from_interaction(&interaction)
                 .into_interaction()

@@ -452,4 +452,41 @@ impl CustomerHistory {
     pub fn records(&self) -> &[EventRecord] {
         &self.records
     }
+
+    /// Whether the oldest events were folded away (beyond `max_events_per_customer`): such a
+    /// history cannot be merged with another exactly.
+    pub fn has_folded(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// Takes in another customer's events (a merge of two customers known to be one person):
+    /// the fold of the union, exactly as if one customer had had every event from the start. An
+    /// event id in both is counted once (this history's copy is kept). Exact when
+    /// neither history [`CustomerHistory::has_folded`]; otherwise events before the folded base
+    /// are lost.
+    pub fn absorb(&mut self, other: &CustomerHistory, config: &ScoringConfig) {
+        let known: std::collections::HashSet<u64> =
+            self.records.iter().map(|r| r.event_key).collect();
+        let before = self.records.len();
+        self.records.extend(
+            other
+                .records
+                .iter()
+                .filter(|r| !known.contains(&r.event_key))
+                .filter(|r| {
+                    self.base
+                        .as_ref()
+                        .is_none_or(|base| r.order_key() > base.last_key)
+                })
+                .copied(),
+        );
+        if self.records.len() == before {
+            return;
+        }
+        self.records.sort_by_key(EventRecord::order_key);
+        self.summary = self.fold_records(self.records.len(), config);
+        while self.records.len() > config.max_events_per_customer {
+            self.compact(config);
+        }
+    }
 }

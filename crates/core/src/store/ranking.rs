@@ -19,9 +19,10 @@
 //! next pass, at most one interval late; after [`MAX_BOUND_AGE_MS`] without a pass, queries stop
 //! trusting bounds and evaluate every candidate. An event that arrives while a pass runs is judged
 //! against the previous pass's bars, so when a pass lowers a bar such a customer also waits for the
-//! next pass. Queries the index cannot answer from its candidates (an `as_of` before the pass, a
-//! filter leaving fewer than `limit` candidates from a full list, an overflowing hot set) fall back
-//! to the full scan, which is exact.
+//! next pass. Queries the index cannot answer from its candidates (an `as_of` before the pass; an
+//! answer from a full list whose worst entry ranks below the list's last, as when a filter left
+//! fewer than `limit` list entries; an overflowing hot set) fall back to the full scan, which is
+//! exact.
 
 use crate::domain::{Action, TimestampMs};
 use crate::scoring::Score;
@@ -143,6 +144,11 @@ impl TopK {
     /// Entries kept so far.
     pub fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    /// The lowest-ranked entry kept, if any.
+    pub fn worst(&self) -> Option<&Ranked> {
+        self.heap.peek().map(|Reverse(worst)| worst)
     }
 
     /// The kept entries, best first.

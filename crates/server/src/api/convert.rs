@@ -5,9 +5,10 @@ use crate::domain::{Action, Channel, Direction, Interaction, Kind, ReplyNeed, Ti
 use crate::pb;
 use crate::scoring::{FactorGroup, Score};
 use crate::sentiment::{Sentiment, SentimentLabel};
+use rapport_core::identity::{self, Identifier, IdentifierKind};
 
 /// Input limits from the server config.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Longest accepted text, in bytes.
     pub max_text_bytes: usize,
@@ -15,6 +16,84 @@ pub struct Limits {
     pub max_id_bytes: usize,
     /// How far ahead of the server clock an event may be stamped, in milliseconds.
     pub max_future_skew_ms: i64,
+    /// Most identifiers per interaction or link request (`identity.max_identifiers_per_request`).
+    pub max_identifiers: usize,
+    /// Values refused as identifiers besides the built-in placeholders (`identity.blocked_values`).
+    pub blocked_identifiers: std::sync::Arc<[String]>,
+}
+
+/// Validates and normalises typed identifiers (`field[i].type`, `field[i].value`, ...); a
+/// handle's channel defaults to `default_channel` (`None`: it must be given).
+pub fn identifiers_from_pb(
+    field: &str,
+    identifiers: Vec<pb::Identifier>,
+    default_channel: Option<Channel>,
+    limits: &Limits,
+) -> Result<Vec<Identifier>, FieldError> {
+    if identifiers.len() > limits.max_identifiers {
+        return Err(FieldError::new(
+            field.to_string(),
+            format!(
+                "{} identifiers, at most {} allowed (identity.max_identifiers_per_request)",
+                identifiers.len(),
+                limits.max_identifiers
+            ),
+        ));
+    }
+    identifiers
+        .into_iter()
+        .enumerate()
+        .map(|(index, identifier)| {
+            let at = |part: &str| format!("{field}[{index}].{part}");
+            let kind = match pb::IdentifierType::try_from(identifier.r#type) {
+                Ok(pb::IdentifierType::ExternalId) => IdentifierKind::ExternalId,
+                Ok(pb::IdentifierType::Email) => IdentifierKind::Email,
+                Ok(pb::IdentifierType::Phone) => IdentifierKind::Phone,
+                Ok(pb::IdentifierType::Handle) => IdentifierKind::Handle,
+                Ok(pb::IdentifierType::Unspecified) => {
+                    return Err(FieldError::new(at("type"), "is required"))
+                }
+                Err(_) => {
+                    return Err(FieldError::new(
+                        at("type"),
+                        format!("unknown value {}", identifier.r#type),
+                    ))
+                }
+            };
+            if identifier.value.len() > limits.max_id_bytes {
+                return Err(FieldError::new(
+                    at("value"),
+                    format!(
+                        "is {} bytes, at most {} allowed",
+                        identifier.value.len(),
+                        limits.max_id_bytes
+                    ),
+                ));
+            }
+            if identifier.value.chars().any(is_invisible_or_bidi) {
+                return Err(FieldError::new(
+                    at("value"),
+                    "must not contain bidirectional controls or zero-width characters",
+                ));
+            }
+            let channel = match (identifier.channel, default_channel) {
+                (0, Some(channel)) => channel,
+                (0, None) if kind == IdentifierKind::Handle => {
+                    return Err(FieldError::new(at("channel"), "is required for a handle"))
+                }
+                (0, None) => Channel::Web,
+                (number, _) => channel_from_pb(number)
+                    .map_err(|error| FieldError::new(at("channel"), error.message))?,
+            };
+            identity::normalise(
+                kind,
+                &identifier.value,
+                channel,
+                &limits.blocked_identifiers,
+            )
+            .map_err(|error| FieldError::new(at("value"), error.to_string()))
+        })
+        .collect()
 }
 
 /// An invalid field: becomes INVALID_ARGUMENT with "field: message".
@@ -29,7 +108,10 @@ pub struct FieldError {
 
 impl FieldError {
     /// An error on `field`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -191,12 +273,14 @@ pub fn interaction_from_pb(
         author_followers,
         thread_id,
         reply_need,
+        identifiers,
     } = interaction;
     check_id("event_id", &event_id, true, limits)?;
     check_id("tenant_id", &tenant_id, true, limits)?;
-    check_id("customer_id", &customer_id, true, limits)?;
+    check_id("customer_id", &customer_id, identifiers.is_empty(), limits)?;
     check_id("thread_id", &thread_id, false, limits)?;
     let channel = channel_from_pb(channel)?;
+    let identifiers = identifiers_from_pb("identifiers", identifiers, Some(channel), limits)?;
     let kind = kind_from_pb(kind)?;
     let direction = direction_from_pb(direction)?;
     let occurred_at = occurred_at.ok_or_else(|| FieldError::new("occurred_at", "is required"))?;
@@ -241,6 +325,7 @@ pub fn interaction_from_pb(
         author_followers,
         thread_id,
         reply_need,
+        identifiers,
     })
 }
 
@@ -268,6 +353,36 @@ pub fn interaction_to_pb(interaction: &Interaction) -> pb::Interaction {
             ReplyNeed::Required => pb::ReplyNeed::Required,
             ReplyNeed::NotRequired => pb::ReplyNeed::NotRequired,
         } as i32,
+        identifiers: interaction
+            .identifiers
+            .iter()
+            .map(identifier_to_pb)
+            .collect(),
+    }
+}
+
+/// A normalised identifier → proto (a handle's channel is the prefix of its value).
+pub fn identifier_to_pb(identifier: &Identifier) -> pb::Identifier {
+    let (r#type, channel, value) = match identifier.kind {
+        IdentifierKind::ExternalId => (pb::IdentifierType::ExternalId, 0, identifier.value.clone()),
+        IdentifierKind::Email => (pb::IdentifierType::Email, 0, identifier.value.clone()),
+        IdentifierKind::Phone => (pb::IdentifierType::Phone, 0, identifier.value.clone()),
+        IdentifierKind::Handle => {
+            let (channel, handle) = identifier
+                .value
+                .split_once(':')
+                .unwrap_or(("", identifier.value.as_str()));
+            let number = Channel::ALL
+                .iter()
+                .position(|c| c.as_str() == channel)
+                .map_or(0, |index| index as i32 + 1);
+            (pb::IdentifierType::Handle, number, handle.to_string())
+        }
+    };
+    pb::Identifier {
+        r#type: r#type as i32,
+        value,
+        channel,
     }
 }
 
@@ -373,6 +488,8 @@ pub fn sentiment_to_pb(sentiment: &Sentiment) -> pb::SentimentResult {
 /// Score → proto, with each factor as a reason.
 pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::CustomerScore {
     pb::CustomerScore {
+        identifiers: Vec::new(),
+        merged_customer_ids: Vec::new(),
         tenant_id: tenant_id.to_string(),
         customer_id: customer_id.to_string(),
         engagement: score.engagement,
@@ -414,11 +531,15 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_text_bytes: 16,
-        max_id_bytes: 8,
-        max_future_skew_ms: 1000,
-    };
+    fn limits() -> Limits {
+        Limits {
+            max_text_bytes: 16,
+            max_id_bytes: 8,
+            max_future_skew_ms: 1000,
+            max_identifiers: 4,
+            blocked_identifiers: vec!["SUPPORT@acme.com".to_string()].into(),
+        }
+    }
 
     fn valid() -> pb::Interaction {
         pb::Interaction {
@@ -434,12 +555,13 @@ mod tests {
             author_followers: 3,
             thread_id: String::new(),
             reply_need: pb::ReplyNeed::Unspecified as i32,
+            identifiers: Vec::new(),
         }
     }
 
     #[test]
     fn valid_interaction_converts() {
-        let interaction = interaction_from_pb(valid(), &LIMITS, 10_000).unwrap();
+        let interaction = interaction_from_pb(valid(), &limits(), 10_000).unwrap();
         assert_eq!(interaction.occurred_at_ms, 5_000);
         assert_eq!(interaction.channel, Channel::Twitter);
     }
@@ -475,7 +597,7 @@ mod tests {
         for (field, mutate) in cases {
             let mut interaction = valid();
             mutate(&mut interaction);
-            let error = interaction_from_pb(interaction, &LIMITS, 10_000).unwrap_err();
+            let error = interaction_from_pb(interaction, &limits(), 10_000).unwrap_err();
             assert_eq!(error.field, field, "{error}");
         }
     }
@@ -486,6 +608,8 @@ mod tests {
             max_text_bytes: 64,
             max_id_bytes: 64,
             max_future_skew_ms: i64::MAX,
+            max_identifiers: 16,
+            blocked_identifiers: Vec::new().into(),
         };
         for channel in 1..=12 {
             for kind in 1..=13 {

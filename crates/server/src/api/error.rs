@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The credentials do not cover what the call names (a tenant).
     #[error("{0}")]
     PermissionDenied(String),
+    /// The request contradicts the state it would change (an identity rule refused a merge).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The call waited past a limit (an idle stream).
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -59,6 +62,7 @@ impl From<ApiError> for Status {
             ApiError::ResourceExhausted(message) => Status::resource_exhausted(message),
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
+            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             ApiError::Unavailable(message) => Status::unavailable(message),
             ApiError::Internal(message) => Status::internal(message),

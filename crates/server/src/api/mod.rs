@@ -4,12 +4,14 @@ pub mod access;
 pub mod codec;
 pub mod convert;
 pub mod error;
+mod identity;
 mod ingest;
 pub mod metrics_layer;
 pub mod reasons;
 mod scoring;
 mod sentiment;
 
+pub use identity::IdentityApi;
 pub use ingest::{Admission, IngestApi};
 pub use scoring::ScoringApi;
 pub use sentiment::SentimentApi;

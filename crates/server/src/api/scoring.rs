@@ -63,7 +63,19 @@ impl ScoringApi {
                     "customer {customer_id:?} has no events in this tenant"
                 ))
             })?;
-        Ok(convert::score_to_pb(&tenant_id, &customer_id, &score))
+        // A merged-away id answers for the customer it is now part of, under that one's id.
+        let (canonical, profile) = self
+            .store
+            .identity_of(&tenant_id, &customer_id)
+            .unwrap_or_else(|| (customer_id.clone(), Default::default()));
+        let mut answer = convert::score_to_pb(&tenant_id, &canonical, &score);
+        answer.identifiers = profile
+            .identifiers
+            .iter()
+            .map(convert::identifier_to_pb)
+            .collect();
+        answer.merged_customer_ids = profile.merged;
+        Ok(answer)
     }
 
     fn top_customers(

@@ -1,0 +1,105 @@
+//! IdentityService: a CRM asserts which identifiers and customer ids belong to one person.
+
+use crate::api::access::Grant;
+use crate::api::convert::{self, check_id, Limits};
+use crate::api::error::ApiError;
+use crate::engine::{now_ms, Engine};
+use crate::pb;
+use crate::pb::identity_service_server::IdentityService;
+use rapport_core::identity::{IdentityAction, IdentityRequest};
+use rapport_core::store::{IdentityRefusal, Profile};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The IdentityService implementation.
+pub struct IdentityApi {
+    engine: Arc<Engine>,
+    limits: Limits,
+}
+
+impl IdentityApi {
+    /// A service over `engine` with the server's input limits.
+    pub fn new(engine: Arc<Engine>, limits: Limits) -> Self {
+        Self { engine, limits }
+    }
+
+    /// Carries out a validated request; answers once it is durable.
+    async fn carry_out(&self, request: IdentityRequest) -> Result<pb::CustomerIdentity, ApiError> {
+        let (outcome, durable) = self.engine.identity(&request, now_ms());
+        let (customer_id, profile) = outcome.map_err(|refusal| match refusal {
+            IdentityRefusal::Rule(rule) => ApiError::FailedPrecondition(rule.to_string()),
+            IdentityRefusal::Store(limit) => ApiError::ResourceExhausted(limit.to_string()),
+        })?;
+        if let Some(durable) = durable {
+            durable.wait().await;
+        }
+        Ok(identity_to_pb(&request.tenant_id, customer_id, profile))
+    }
+}
+
+/// A customer's identity → proto.
+fn identity_to_pb(tenant_id: &str, customer_id: String, profile: Profile) -> pb::CustomerIdentity {
+    pb::CustomerIdentity {
+        tenant_id: tenant_id.to_string(),
+        customer_id,
+        identifiers: profile
+            .identifiers
+            .iter()
+            .map(convert::identifier_to_pb)
+            .collect(),
+        merged_customer_ids: profile.merged,
+    }
+}
+
+#[tonic::async_trait]
+impl IdentityService for Arc<IdentityApi> {
+    async fn link_identities(
+        &self,
+        request: Request<pb::LinkIdentitiesRequest>,
+    ) -> Result<Response<pb::CustomerIdentity>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        let pb::LinkIdentitiesRequest {
+            tenant_id,
+            customer_id,
+            identifiers,
+        } = request.into_inner();
+        check_id("tenant_id", &tenant_id, true, &self.limits).map_err(ApiError::from)?;
+        check_id("customer_id", &customer_id, true, &self.limits).map_err(ApiError::from)?;
+        if identifiers.is_empty() {
+            return Err(
+                ApiError::InvalidArgument("identifiers: at least one is required".into()).into(),
+            );
+        }
+        let identifiers =
+            convert::identifiers_from_pb("identifiers", identifiers, None, &self.limits)
+                .map_err(ApiError::from)?;
+        let request = IdentityRequest {
+            tenant_id,
+            customer_id,
+            action: IdentityAction::Link(identifiers),
+        };
+        Ok(Response::new(self.carry_out(request).await?))
+    }
+
+    async fn merge_customers(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> Result<Response<pb::CustomerIdentity>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        let pb::MergeCustomersRequest {
+            tenant_id,
+            customer_id,
+            other_customer_id,
+        } = request.into_inner();
+        check_id("tenant_id", &tenant_id, true, &self.limits).map_err(ApiError::from)?;
+        check_id("customer_id", &customer_id, true, &self.limits).map_err(ApiError::from)?;
+        check_id("other_customer_id", &other_customer_id, true, &self.limits)
+            .map_err(ApiError::from)?;
+        let request = IdentityRequest {
+            tenant_id,
+            customer_id,
+            action: IdentityAction::Merge { other_customer_id },
+        };
+        Ok(Response::new(self.carry_out(request).await?))
+    }
+}
