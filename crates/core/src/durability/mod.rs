@@ -155,7 +155,7 @@ pub enum Replayed<'a> {
         /// The customer.
         customer_id: &'a str,
         /// Its events and their fold.
-        history: CustomerHistory,
+        history: Box<CustomerHistory>,
         /// Its identifiers and merged ids (formats before 3: none).
         profile: Option<Profile>,
     },
@@ -614,7 +614,7 @@ impl Wal {
                 apply(Replayed::Customer {
                     tenant_id: &tenant_id,
                     customer_id: &customer_id,
-                    history,
+                    history: Box::new(history),
                     profile,
                 });
             }

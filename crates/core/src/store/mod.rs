@@ -1137,7 +1137,7 @@ impl Store {
         &self,
         tenant_id: &str,
         customer_id: &str,
-        history: CustomerHistory,
+        history: impl Into<Box<CustomerHistory>>,
         profile: Option<Profile>,
     ) {
         let tenant = self.tenant_or_create(tenant_id);
@@ -1152,8 +1152,8 @@ impl Store {
             }
         }
         let mut added = 0isize;
+        let history: Box<CustomerHistory> = history.into();
         tenant.customers.with(|customers| {
-            let history = Box::new(history);
             match customers.get_mut(target.as_str()) {
                 Some(mut existing) => existing.absorb(&history, &self.config),
                 None => {
@@ -2057,5 +2057,104 @@ mod tests {
             store.customer("acme", "ann", T0_MS).is_none(),
             "ann has no events"
         );
+    }
+
+    /// A merge while a state snapshot is being written keeps the absorbed customer (retired,
+    /// skipped by queries) until the snapshot is done, and a snapshot holding both sides of a
+    /// merge restores to the merged customer alone, with the merged scores.
+    #[test]
+    fn a_merge_during_a_snapshot_loses_nothing_and_restores_merged() {
+        let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+        for (id, customer) in [(0, 1u32), (1, 1), (2, 2), (3, 2), (4, 2)] {
+            apply_spec(
+                &store,
+                id,
+                &(customer, 0, true, -40, 5, 3 - id as u16 / 2),
+                T0_MS,
+                0,
+            );
+        }
+        let merge = IdentityRequest {
+            tenant_id: "acme".into(),
+            customer_id: "c1".into(),
+            action: IdentityAction::Merge {
+                other_customer_id: "c2".into(),
+            },
+        };
+        // As if a snapshot had started.
+        store.snapshots_in_progress.fetch_add(1, Ordering::SeqCst);
+        let (survivor, profile) = store.apply_identity(&merge, T0_MS).unwrap();
+        assert_eq!(
+            (survivor.as_str(), profile.merged.as_slice()),
+            ("c1", &["c2".to_string()][..])
+        );
+        let tenant = store.tenant("acme").unwrap();
+        assert!(
+            tenant
+                .customers
+                .with(|customers| customers.contains_key("c2")),
+            "kept, retired"
+        );
+        let query = TopQuery {
+            limit: 10,
+            action: None,
+            min_retention_risk: 0.0,
+            as_of_ms: T0_MS,
+            live: false,
+        };
+        let ids: Vec<String> = store
+            .top_exact("acme", &query)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["c1"], "a retired customer is not ranked");
+        store.snapshots_in_progress.fetch_sub(1, Ordering::SeqCst);
+        // The next snapshot sees both sides (c2 still there), then c2 is gone.
+        let mut records = Vec::new();
+        store
+            .for_each_customer(|tenant_id, customer_id, history, profile| {
+                records.push((
+                    tenant_id.to_string(),
+                    customer_id.to_string(),
+                    history.clone(),
+                    profile.cloned(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(
+            !tenant
+                .customers
+                .with(|customers| customers.contains_key("c2")),
+            "purged"
+        );
+        let merged_score = format!("{:?}", store.customer("acme", "c1", T0_MS));
+        // Restored in either order, the two records make the merged customer alone.
+        for order in [false, true] {
+            let restored = Store::new(Arc::new(ScoringConfig::default()), 16);
+            let mut records = records.clone();
+            records.sort_by(|a, b| if order { a.1.cmp(&b.1) } else { b.1.cmp(&a.1) });
+            for (tenant_id, customer_id, history, profile) in records {
+                restored.restore_customer(&tenant_id, &customer_id, history, profile);
+            }
+            assert_eq!(
+                format!("{:?}", restored.customer("acme", "c1", T0_MS)),
+                merged_score
+            );
+            assert_eq!(
+                format!("{:?}", restored.customer("acme", "c2", T0_MS)),
+                merged_score
+            );
+            let tenant = restored.tenant("acme").unwrap();
+            assert_eq!(
+                tenant.customer_count.load(Ordering::Relaxed),
+                1,
+                "order {order}"
+            );
+            assert!(!tenant
+                .customers
+                .with(|customers| customers.contains_key("c2")));
+        }
     }
 }

@@ -1,0 +1,343 @@
+//! Issue 16, identity resolution over gRPC: one person on three channels becomes one customer
+//! whose scores equal a run where every event carried one id; a differing external id refuses a
+//! merge; bad identifiers are INVALID_ARGUMENT naming the field; merges survive restarts.
+
+mod common;
+
+use common::*;
+use rapport::pb;
+use rapport::pb::identity_service_client::IdentityServiceClient;
+use std::time::Duration;
+
+fn identifier(kind: pb::IdentifierType, value: &str) -> pb::Identifier {
+    pb::Identifier {
+        r#type: kind as i32,
+        value: value.into(),
+        channel: 0,
+    }
+}
+
+fn on(
+    mut event: pb::Interaction,
+    channel: pb::Channel,
+    identifiers: Vec<pb::Identifier>,
+) -> pb::Interaction {
+    event.channel = channel as i32;
+    event.identifiers = identifiers;
+    event
+}
+
+/// Ann's week: a tweet as @Ann_B, an e-mail, a call, and later one more on each channel, some
+/// answered. With `as_one_id` every event carries "crm-42" and no identifiers; otherwise no
+/// customer id, only what each channel knows of her (written as each system writes it).
+fn anns_events(tenant: &str, as_one_id: bool) -> Vec<pb::Interaction> {
+    let handle = || identifier(pb::IdentifierType::Handle, "@Ann_B");
+    let email = |value: &str| identifier(pb::IdentifierType::Email, value);
+    let phone = |value: &str| identifier(pb::IdentifierType::Phone, value);
+    let customer = if as_one_id { "crm-42" } else { "" };
+    let events = vec![
+        on(
+            with_text(
+                event(tenant, customer, "a1", T0_MS - 3 * DAY_MS),
+                "Where is my order?",
+            ),
+            pb::Channel::Twitter,
+            vec![handle()],
+        ),
+        on(
+            with_text(
+                event(tenant, customer, "a2", T0_MS - 2 * DAY_MS),
+                "Still no parcel, very annoyed",
+            ),
+            pb::Channel::Email,
+            vec![email("Ann@Example.com")],
+        ),
+        on(
+            event(tenant, customer, "a3", T0_MS - 2 * DAY_MS + HOUR_MS),
+            pb::Channel::Phone,
+            vec![phone("+44 20 7946 0958")],
+        ),
+        on(
+            outbound(event(tenant, customer, "a4", T0_MS - DAY_MS)),
+            pb::Channel::Email,
+            vec![email(" ann@example.COM ")],
+        ),
+        on(
+            with_text(
+                event(tenant, customer, "a5", T0_MS - HOUR_MS),
+                "Can someone call me back?",
+            ),
+            pb::Channel::Phone,
+            vec![phone("0044 (20) 7946-0958")],
+        ),
+        on(
+            with_text(
+                event(tenant, customer, "a6", T0_MS - MINUTE_MS),
+                "@brand still waiting",
+            ),
+            pb::Channel::Twitter,
+            vec![handle()],
+        ),
+    ];
+    if as_one_id {
+        events
+            .into_iter()
+            .map(|mut event| {
+                event.identifiers.clear();
+                event
+            })
+            .collect()
+    } else {
+        events
+    }
+}
+
+/// The CRM knows all of Ann's identifiers under its own id.
+fn crm_link(tenant: &str) -> pb::LinkIdentitiesRequest {
+    let mut handle = identifier(pb::IdentifierType::Handle, "ann_b");
+    handle.channel = pb::Channel::Twitter as i32;
+    pb::LinkIdentitiesRequest {
+        tenant_id: tenant.into(),
+        customer_id: "crm-42".into(),
+        identifiers: vec![
+            identifier(pb::IdentifierType::ExternalId, "crm-42"),
+            identifier(pb::IdentifierType::Email, "ann@example.com"),
+            identifier(pb::IdentifierType::Phone, "+442079460958"),
+            handle,
+        ],
+    }
+}
+
+/// A score without what differs between tenants and runs by construction.
+fn comparable(mut score: pb::CustomerScore) -> pb::CustomerScore {
+    score.tenant_id.clear();
+    score.identifiers.clear();
+    score.merged_customer_ids.clear();
+    score
+}
+
+#[tokio::test]
+async fn one_person_on_three_channels_is_one_customer() {
+    let mut t = start().await;
+    let mut identity = IdentityServiceClient::new(t.channel.clone());
+    // The CRM's link arrives between the events.
+    let events = anns_events("acme", false);
+    let (before, after) = events.split_at(3);
+    let summary = t.ingest_all(before.to_vec()).await;
+    assert_eq!(summary.accepted, 3, "{summary:?}");
+    let linked = identity
+        .link_identities(crm_link("acme"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(linked.customer_id, "crm-42");
+    assert_eq!(linked.identifiers.len(), 4);
+    assert_eq!(
+        linked.merged_customer_ids,
+        [
+            "~email:ann@example.com",
+            "~handle:twitter:ann_b",
+            "~phone:+442079460958"
+        ]
+    );
+    let summary = t.ingest_all(after.to_vec()).await;
+    assert_eq!(summary.accepted, 3, "{summary:?}");
+    // The same events under one id, in another tenant.
+    let summary = t.ingest_all(anns_events("single", true)).await;
+    assert_eq!(summary.accepted, 6);
+
+    let merged = t.customer("acme", "crm-42", T0_MS).await;
+    let single = t.customer("single", "crm-42", T0_MS).await;
+    assert_eq!(merged.interactions_total, 6);
+    assert_eq!(merged.merged_customer_ids.len(), 3);
+    assert_eq!(comparable(merged.clone()), comparable(single));
+    // Every identifier's derived id answers for the same customer.
+    let by_email = t.customer("acme", "~email:ann@example.com", T0_MS).await;
+    assert_eq!(by_email.customer_id, "crm-42");
+    assert_eq!(comparable(by_email), comparable(merged));
+    // And the ranking lists her once.
+    let top = t.top("acme", 10, T0_MS).await;
+    let ids: Vec<&str> = top.iter().map(|score| score.customer_id.as_str()).collect();
+    assert_eq!(ids, ["crm-42"]);
+    // Counted (the recorder is the process's: other tests' merges may be in it too).
+    let metrics = t.scrape_metrics().await;
+    let merges: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("rapport_customers_merged_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the merge counter is exported");
+    assert!(merges >= 3.0, "{merges}");
+}
+
+#[tokio::test]
+async fn a_differing_external_id_refuses_the_merge() {
+    let t = start().await;
+    let mut identity = IdentityServiceClient::new(t.channel.clone());
+    let link = |customer: &str, identifiers| pb::LinkIdentitiesRequest {
+        tenant_id: "acme".into(),
+        customer_id: customer.into(),
+        identifiers,
+    };
+    identity
+        .link_identities(link(
+            "ann",
+            vec![
+                identifier(pb::IdentifierType::ExternalId, "u-1"),
+                identifier(pb::IdentifierType::Email, "ann@example.com"),
+            ],
+        ))
+        .await
+        .unwrap();
+    identity
+        .link_identities(link(
+            "bob",
+            vec![identifier(pb::IdentifierType::ExternalId, "u-2")],
+        ))
+        .await
+        .unwrap();
+    let refused = identity
+        .merge_customers(pb::MergeCustomersRequest {
+            tenant_id: "acme".into(),
+            customer_id: "ann".into(),
+            other_customer_id: "bob".into(),
+        })
+        .await
+        .expect_err("different external ids");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(refused.message().contains("hard identifier"), "{refused}");
+    // Linking ann's e-mail to bob is the same merge: refused, nothing changed.
+    let refused = identity
+        .link_identities(link(
+            "bob",
+            vec![identifier(pb::IdentifierType::Email, "ANN@example.com")],
+        ))
+        .await
+        .expect_err("the e-mail belongs to ann");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    // Customers without a conflict merge, under the smaller id.
+    let merged = identity
+        .merge_customers(pb::MergeCustomersRequest {
+            tenant_id: "acme".into(),
+            customer_id: "zoe".into(),
+            other_customer_id: "ann".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(merged.customer_id, "ann");
+    assert_eq!(merged.merged_customer_ids, ["zoe"]);
+}
+
+#[tokio::test]
+async fn bad_identifiers_are_invalid_arguments_naming_the_field() {
+    let mut t = start().await;
+    let mut identity = IdentityServiceClient::new(t.channel.clone());
+    let with = |identifiers| {
+        on(
+            event("acme", "", "b1", T0_MS),
+            pb::Channel::Email,
+            identifiers,
+        )
+    };
+    let cases = [
+        (
+            with(vec![pb::Identifier {
+                r#type: 99,
+                value: "x".into(),
+                channel: 0,
+            }]),
+            "identifiers[0].type: unknown value 99",
+        ),
+        (
+            with(vec![identifier(pb::IdentifierType::Email, "NULL")]),
+            "identifiers[0].value: is not a valid e-mail address",
+        ),
+        (
+            with(vec![
+                identifier(pb::IdentifierType::Email, "ann@example.com"),
+                identifier(pb::IdentifierType::ExternalId, " anonymous "),
+            ]),
+            "identifiers[1].value: is a placeholder",
+        ),
+        (
+            with(vec![identifier(pb::IdentifierType::Phone, "+0000000000")]),
+            "identifiers[0].value: is a placeholder",
+        ),
+        (with(Vec::new()), "customer_id: must not be empty"),
+    ];
+    for (interaction, reason) in cases {
+        let summary = t
+            .ingest
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: vec![interaction],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(summary.rejected, 1, "{summary:?}");
+        assert!(
+            summary.rejections[0].reason.starts_with(reason),
+            "{:?} does not start with {reason:?}",
+            summary.rejections[0].reason
+        );
+    }
+    let link = |identifiers| pb::LinkIdentitiesRequest {
+        tenant_id: "acme".into(),
+        customer_id: "ann".into(),
+        identifiers,
+    };
+    for (request, field) in [
+        (link(Vec::new()), "identifiers:"),
+        (
+            link(vec![identifier(pb::IdentifierType::Handle, "@ann")]),
+            "identifiers[0].channel: is required for a handle",
+        ),
+        (
+            link(vec![identifier(pb::IdentifierType::Unspecified, "x")]),
+            "identifiers[0].type: is required",
+        ),
+    ] {
+        let status = identity.link_identities(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+        assert!(status.message().starts_with(field), "{status}");
+    }
+    // Nothing was stored.
+    let status = t
+        .scoring
+        .get_customer(pb::GetCustomerRequest {
+            tenant_id: "acme".into(),
+            customer_id: "ann".into(),
+            as_of: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+}
+
+/// Links and merges are in the log and in state snapshots: after a restart that replays the log,
+/// and after one that loads the state the first restart wrote, the merged customer is the same.
+#[tokio::test]
+async fn merges_survive_restarts_from_the_log_and_from_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config();
+    config.durability.data_dir = Some(dir.path().to_path_buf());
+    let mut t = start_with(config.clone()).await;
+    let events = anns_events("acme", false);
+    t.ingest_all(events[..4].to_vec()).await;
+    IdentityServiceClient::new(t.channel.clone())
+        .link_identities(crm_link("acme"))
+        .await
+        .unwrap();
+    t.ingest_all(events[4..].to_vec()).await;
+    let before = t.customer("acme", "crm-42", T0_MS).await;
+    assert_eq!(before.interactions_total, 6);
+    t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+    for start in ["replaying the log", "loading the state"] {
+        let mut t = start_with(config.clone()).await;
+        let after = t.customer("acme", "crm-42", T0_MS).await;
+        assert_eq!(after, before, "after {start}");
+        let by_phone = t.customer("acme", "~phone:+442079460958", T0_MS).await;
+        assert_eq!(by_phone.customer_id, "crm-42", "after {start}");
+        t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
