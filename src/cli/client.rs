@@ -441,6 +441,7 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         action: action.unwrap_or(0),
         min_retention_risk: args.min_retention_risk,
         as_of,
+        exclude_claimed: false,
     };
     let filtered = action.is_some() || args.min_retention_risk > 0.0;
     let customers = client

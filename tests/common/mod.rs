@@ -138,6 +138,7 @@ impl TestServer {
                 action: 0,
                 min_retention_risk: 0.0,
                 as_of: Some(ts(as_of_ms)),
+                exclude_claimed: false,
             })
             .await
             .expect("TopCustomers succeeds")

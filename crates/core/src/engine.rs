@@ -50,6 +50,11 @@ pub fn recover(store: &Store, replayed: crate::durability::Replayed<'_>) {
             sentiment,
             refines,
         } => replay(store, interaction, sentiment, refines),
+        Replayed::Claim {
+            tenant_id,
+            customer_id,
+            claim,
+        } => store.restore_claim(tenant_id, customer_id, claim),
         Replayed::Identity(request) => {
             // Logged only once carried out: the same rules decide the same way again.
             let _ = store.apply_identity(request, 0);
@@ -82,6 +87,65 @@ pub fn replay(
 }
 
 impl Engine {
+    /// [`Store::claim_next`], logged; the claim is acknowledged once the returned wait ends.
+    pub fn claim_next(
+        &self,
+        tenant_id: &str,
+        agent_id: &str,
+        query: &crate::store::TopQuery,
+        ttl_ms: i64,
+        now_ms: TimestampMs,
+    ) -> (
+        Option<(String, crate::scoring::Score, crate::store::Claim)>,
+        Option<Durable>,
+    ) {
+        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
+        let claimed = self
+            .store
+            .claim_next(tenant_id, agent_id, query, ttl_ms, now_ms);
+        let durable = match (&self.wal, &claimed) {
+            (Some(wal), Some((customer_id, _, claim))) => Some(wal.enqueue(
+                &crate::durability::WalRecord::claim(tenant_id, customer_id, Some(claim)),
+            )),
+            _ => None,
+        };
+        drop(admitted);
+        (claimed, durable)
+    }
+
+    /// [`Store::update_claim`] (renew, or release), logged like [`Engine::claim_next`].
+    pub fn update_claim(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        agent_id: &str,
+        release: bool,
+        ttl_ms: i64,
+        now_ms: TimestampMs,
+    ) -> (
+        Result<Option<crate::store::Claim>, crate::store::ClaimRefusal>,
+        Option<Durable>,
+    ) {
+        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
+        let canonical = self
+            .store
+            .identity_of(tenant_id, customer_id)
+            .map_or_else(|| customer_id.to_string(), |(canonical, _)| canonical);
+        let updated = self
+            .store
+            .update_claim(tenant_id, &canonical, agent_id, release, ttl_ms, now_ms);
+        let durable = match (&self.wal, &updated) {
+            (Some(wal), Ok(claim)) => Some(wal.enqueue(&crate::durability::WalRecord::claim(
+                tenant_id,
+                &canonical,
+                claim.as_ref(),
+            ))),
+            _ => None,
+        };
+        drop(admitted);
+        (updated, durable)
+    }
+
     /// Carries out a CRM's identity request and logs it; the request is acknowledged once the
     /// returned wait (with a log) has ended. A refused request changes and logs nothing.
     pub fn identity(

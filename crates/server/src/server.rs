@@ -148,7 +148,7 @@ pub async fn start(
         )),
     );
     let scoring = Arc::new(ScoringApi::new(
-        Arc::clone(&store),
+        Arc::clone(&engine),
         limits.clone(),
         shutdown_rx.clone(),
     ));

@@ -38,7 +38,7 @@ use crate::domain::Interaction;
 use crate::identity::IdentityRequest;
 use crate::scoring::CustomerHistory;
 use crate::sentiment::{Sentiment, SentimentLabel};
-use crate::store::{Profile, Store};
+use crate::store::{Claim, Profile, Store};
 use crate::telemetry;
 use anyhow::Context;
 use bincode::Options as _;
@@ -132,6 +132,9 @@ pub struct WalRecord {
     /// Set instead of `interaction`: a CRM's identity request (format 3).
     #[prost(message, optional, tag = "7")]
     pub identity: Option<record::LoggedIdentityRequest>,
+    /// Set instead of `interaction`: a claim taken, renewed or ended (format 3).
+    #[prost(message, optional, tag = "8")]
+    pub claim: Option<record::LoggedClaim>,
 }
 
 /// What recovery hands back, in log order.
@@ -148,6 +151,15 @@ pub enum Replayed<'a> {
     },
     /// A logged identity request (`LinkIdentities`, `MergeCustomers`).
     Identity(&'a IdentityRequest),
+    /// A claim taken or renewed (`Some`) or ended (`None`), from the log or a snapshot.
+    Claim {
+        /// The tenant.
+        tenant_id: &'a str,
+        /// The customer.
+        customer_id: &'a str,
+        /// The claim, or `None` when it ended.
+        claim: Option<Claim>,
+    },
     /// A customer's state from a state snapshot.
     Customer {
         /// The tenant.
@@ -170,6 +182,19 @@ impl WalRecord {
         }
     }
 
+    /// The record of a claim taken or renewed (`Some`) or ended (`None`).
+    pub fn claim(tenant_id: &str, customer_id: &str, claim: Option<&Claim>) -> Self {
+        Self {
+            claim: Some(record::LoggedClaim {
+                tenant_id: tenant_id.to_string(),
+                customer_id: customer_id.to_string(),
+                agent_id: claim.map(|c| c.agent_id.clone()).unwrap_or_default(),
+                expires_at_ms: claim.map_or(0, |c| c.expires_at_ms),
+            }),
+            ..Self::default()
+        }
+    }
+
     /// The record of an accepted event (its text is dropped: the sentiment stands for it).
     pub fn new(interaction: &Interaction, sentiment: Option<Sentiment>) -> Self {
         let message = record::LoggedInteraction::from_interaction(interaction);
@@ -185,6 +210,7 @@ impl WalRecord {
             confidence: sentiment.map_or(0.0, |s| s.confidence),
             refines: false,
             identity: None,
+            claim: None,
         }
     }
 
@@ -434,10 +460,18 @@ fn state_encoding() -> impl bincode::Options {
         .with_limit(u64::from(MAX_RECORD_BYTES))
 }
 
-/// The first record of a state snapshot: the log it covers.
+/// The first record of a state snapshot: the log it covers, and (format 3) the claims.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotMeta {
     /// Every sealed log segment up to this number is in the state (0: none).
+    covers_segment: u64,
+    /// Every claim when the snapshot began: tenant, customer, claim.
+    claims: Vec<(String, String, Claim)>,
+}
+
+/// The first record of a format-2 state snapshot.
+#[derive(serde::Deserialize)]
+struct SnapshotMetaV2 {
     covers_segment: u64,
 }
 
@@ -526,6 +560,17 @@ fn replay_events(payloads: &[&[u8]], apply: &mut impl FnMut(Replayed<'_>)) -> an
     for payload in payloads {
         let mut record = <WalRecord as prost::Message>::decode(*payload)
             .context("undecodable record with a valid checksum")?;
+        if let Some(claim) = record.claim.take() {
+            apply(Replayed::Claim {
+                tenant_id: &claim.tenant_id,
+                customer_id: &claim.customer_id,
+                claim: (claim.expires_at_ms != 0).then(|| Claim {
+                    agent_id: claim.agent_id.clone(),
+                    expires_at_ms: claim.expires_at_ms,
+                }),
+            });
+            continue;
+        }
         if let Some(identity) = record.identity.take() {
             let request = identity
                 .into_request()
@@ -585,13 +630,34 @@ impl Wal {
                 .payloads
                 .split_first()
                 .map_or((None, &[][..]), |(meta, customers)| (Some(meta), customers));
+            let undecodable =
+                || format!("undecodable header record in {}", snapshot_path.display());
             let meta: SnapshotMeta = match meta {
-                None => SnapshotMeta { covers_segment: 0 },
-                Some(meta) => state_encoding().deserialize(meta).with_context(|| {
-                    format!("undecodable header record in {}", snapshot_path.display())
-                })?,
+                None => SnapshotMeta {
+                    covers_segment: 0,
+                    claims: Vec::new(),
+                },
+                Some(meta) if snapshot.version >= PROFILE_FORMAT_VERSION => state_encoding()
+                    .deserialize(meta)
+                    .with_context(undecodable)?,
+                Some(meta) => {
+                    let meta: SnapshotMetaV2 = state_encoding()
+                        .deserialize(meta)
+                        .with_context(undecodable)?;
+                    SnapshotMeta {
+                        covers_segment: meta.covers_segment,
+                        claims: Vec::new(),
+                    }
+                }
             };
             covered = meta.covers_segment;
+            for (tenant_id, customer_id, claim) in meta.claims {
+                apply(Replayed::Claim {
+                    tenant_id: &tenant_id,
+                    customer_id: &customer_id,
+                    claim: Some(claim),
+                });
+            }
             for payload in customers {
                 let undecodable = || {
                     format!(
@@ -663,7 +729,7 @@ impl Wal {
         }
         // A fresh directory: an empty state snapshot first, so a log never exists without one.
         if !snapshot_path.exists() {
-            write_state_file(dir, 0, |_| Ok(()))?;
+            write_state_file(dir, 0, Vec::new(), |_| Ok(()))?;
         }
         // What the active log holds becomes a sealed segment (cut to its valid records); the
         // next snapshot folds it in.
@@ -781,7 +847,8 @@ impl Wal {
     /// [`Wal::snapshot`] without the metrics; returns the new snapshot's size in bytes.
     fn write_snapshot_of(&self, store: &Store) -> anyhow::Result<u64> {
         let covers = self.files.seal()?;
-        let size = write_state_file(&self.files.dir, covers, |visit| {
+        // Claims as of now (after the seal): a change since the seal is in the log too.
+        let size = write_state_file(&self.files.dir, covers, store.all_claims(), |visit| {
             store.for_each_customer(|tenant_id, customer_id, history, profile| {
                 visit(tenant_id, customer_id, history, profile)
             })
@@ -839,6 +906,7 @@ type CustomerRecord = (String, String, CustomerHistory, Option<Profile>);
 fn write_state_file(
     dir: &Path,
     covers_segment: u64,
+    claims: Vec<(String, String, Claim)>,
     visit_all: impl FnOnce(&mut CustomerVisit<'_>) -> std::io::Result<()>,
 ) -> anyhow::Result<u64> {
     let tmp = dir.join(SNAPSHOT_TMP);
@@ -853,7 +921,10 @@ fn write_state_file(
         header[4..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         put(&mut out, &header)?;
         let meta = state_encoding()
-            .serialize(&SnapshotMeta { covers_segment })
+            .serialize(&SnapshotMeta {
+                covers_segment,
+                claims,
+            })
             .map_err(std::io::Error::other)?;
         put(&mut out, &frame(&meta))?;
         visit_all(&mut |tenant_id, customer_id, history, profile| {
@@ -1322,7 +1393,7 @@ mod tests {
         std::fs::write(dir.path().join(SNAPSHOT_FILE).join("x"), b"x").unwrap();
         let error = format!(
             "{:#}",
-            write_state_file(dir.path(), 0, |_| Ok(())).unwrap_err()
+            write_state_file(dir.path(), 0, Vec::new(), |_| Ok(())).unwrap_err()
         );
         assert!(error.contains("os error"), "{error}");
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());

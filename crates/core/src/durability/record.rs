@@ -125,6 +125,23 @@ impl LoggedIdentityRequest {
     }
 }
 
+/// A claim taken, renewed or ended, as the log stores it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedClaim {
+    /// The tenant.
+    #[prost(string, tag = "1")]
+    pub tenant_id: String,
+    /// The claimed customer.
+    #[prost(string, tag = "2")]
+    pub customer_id: String,
+    /// The agent holding it (empty when it ended).
+    #[prost(string, tag = "3")]
+    pub agent_id: String,
+    /// When it ends, in milliseconds since the epoch (0: it ended).
+    #[prost(int64, tag = "4")]
+    pub expires_at_ms: i64,
+}
+
 /// The stored code of an identifier type.
 pub fn identifier_code(kind: IdentifierKind) -> i32 {
     match kind {

@@ -221,6 +221,41 @@ struct Tenant {
     /// holds their events whichever side of the merge it read) but skipped by queries and the
     /// ranking pass, and removed once the snapshot is done.
     retired: parking_lot::RwLock<std::collections::HashSet<CompactString, ahash::RandomState>>,
+    /// Agents' claims on customers (`ClaimNext`), live or expired (dropped as claims are taken).
+    /// Lock order: never taken while a customer's shard lock is held.
+    claims: parking_lot::Mutex<std::collections::HashMap<CompactString, Claim, ahash::RandomState>>,
+}
+
+/// An agent's claim on a customer, until `expires_at_ms` unless renewed or ended by an answer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// The agent holding it.
+    pub agent_id: String,
+    /// When it ends, in milliseconds since the epoch.
+    pub expires_at_ms: TimestampMs,
+}
+
+impl Claim {
+    /// Whether it still holds at `now_ms`.
+    pub fn is_live(&self, now_ms: TimestampMs) -> bool {
+        self.expires_at_ms > now_ms
+    }
+}
+
+/// Why a claim could not be renewed or released.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimRefusal {
+    /// The agent holds no live claim on the customer.
+    #[error(
+        "customer_id: agent {agent_id:?} holds no live claim on {customer_id:?} (it expired, an \
+         answer ended it, or another agent holds it)"
+    )]
+    NotHeld {
+        /// The agent.
+        agent_id: String,
+        /// The customer.
+        customer_id: String,
+    },
 }
 
 impl Tenant {
@@ -395,6 +430,7 @@ impl Store {
                     watch_thresholds: std::sync::Mutex::new(Vec::new()),
                     identities: parking_lot::RwLock::default(),
                     retired: parking_lot::RwLock::default(),
+                    claims: parking_lot::Mutex::default(),
                 })
             });
         Arc::clone(&tenant)
@@ -446,15 +482,18 @@ impl Store {
         } else {
             identities.resolve_unchanged(&interaction.customer_id, &interaction.identifiers)
         };
-        match resolved {
-            Some(customer_id) => self.apply_record(
-                &tenant,
-                &customer_id,
-                record,
-                interaction,
-                now_ms,
-                want_score,
-            ),
+        let (customer_id, applied) = match resolved {
+            Some(customer_id) => {
+                let applied = self.apply_record(
+                    &tenant,
+                    &customer_id,
+                    record,
+                    interaction,
+                    now_ms,
+                    want_score,
+                );
+                (customer_id, applied)
+            }
             None => {
                 drop(identities);
                 let mut identities = tenant.identities.write();
@@ -469,16 +508,29 @@ impl Store {
                     tracing::debug!(event_id = %interaction.event_id, %refusal, "identity link refused");
                 }
                 self.execute(&tenant, &mut identities, &plan);
-                self.apply_record(
+                let applied = self.apply_record(
                     &tenant,
                     &plan.customer,
                     record,
                     interaction,
                     now_ms,
                     want_score,
-                )
+                );
+                (plan.customer, applied)
+            }
+        };
+        // An answer in one of the customer's threads ends any claim on them (replay does the
+        // same, in log order).
+        if interaction.direction == crate::domain::Direction::Outbound
+            && !interaction.thread_id.is_empty()
+            && matches!(applied, Applied::Accepted(_))
+        {
+            let mut claims = tenant.claims.lock();
+            if !claims.is_empty() {
+                claims.remove(customer_id.as_str());
             }
         }
+        applied
     }
 
     /// Applies an event's record to the customer it resolved to (the caller holds the tenant's
@@ -799,6 +851,133 @@ impl Store {
                 identities.profile(canonical).cloned().unwrap_or_default(),
             )
         })
+    }
+
+    /// Claims for `agent_id` the highest-priority customer of the tenant matching `query` that
+    /// nobody holds a live claim on (the agent's own claims included: it asks for more work;
+    /// [`Store::update_claim`] renews), until `now_ms + ttl_ms`; `None` when no such customer is among the top [`RANKING_LIST_LEN`].
+    /// Claimers of a tenant take turns, so two agents never get the same customer.
+    pub fn claim_next(
+        &self,
+        tenant_id: &str,
+        agent_id: &str,
+        query: &TopQuery,
+        ttl_ms: i64,
+        now_ms: TimestampMs,
+    ) -> Option<(String, Score, Claim)> {
+        let tenant = self.tenant(tenant_id)?;
+        let mut claims = tenant.claims.lock();
+        claims.retain(|_, claim| claim.is_live(now_ms));
+        let free = |customer_id: &str| !claims.contains_key(customer_id);
+        let mut limit = query.limit.max(1);
+        let chosen = loop {
+            let page = TopQuery { limit, ..*query };
+            let top = self.top(tenant_id, &page);
+            let exhausted = top.len() < limit || limit >= RANKING_LIST_LEN;
+            if let Some(found) = top.into_iter().find(|(customer_id, _)| free(customer_id)) {
+                break Some(found);
+            }
+            if exhausted {
+                break None;
+            }
+            limit = (limit * 4).min(RANKING_LIST_LEN);
+        };
+        let (customer_id, score) = chosen?;
+        let claim = Claim {
+            agent_id: agent_id.to_string(),
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+        };
+        claims.insert(CompactString::from(customer_id.as_str()), claim.clone());
+        Some((customer_id, score, claim))
+    }
+
+    /// Extends (`ttl_ms` from `now_ms`) or, with `release`, ends a live claim `agent_id` holds.
+    pub fn update_claim(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        agent_id: &str,
+        release: bool,
+        ttl_ms: i64,
+        now_ms: TimestampMs,
+    ) -> Result<Option<Claim>, ClaimRefusal> {
+        let not_held = || ClaimRefusal::NotHeld {
+            agent_id: agent_id.to_string(),
+            customer_id: customer_id.to_string(),
+        };
+        let tenant = self.tenant(tenant_id).ok_or_else(not_held)?;
+        let customer_id = CompactString::from(tenant.identities.read().canonical(customer_id));
+        let mut claims = tenant.claims.lock();
+        match claims.get_mut(customer_id.as_str()) {
+            Some(claim) if claim.agent_id == agent_id && claim.is_live(now_ms) => {
+                if release {
+                    claims.remove(customer_id.as_str());
+                    Ok(None)
+                } else {
+                    claim.expires_at_ms = now_ms.saturating_add(ttl_ms);
+                    Ok(Some(claim.clone()))
+                }
+            }
+            _ => Err(not_held()),
+        }
+    }
+
+    /// The live claim on a customer at `now_ms`, if any.
+    pub fn claim_of(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        now_ms: TimestampMs,
+    ) -> Option<Claim> {
+        let tenant = self.tenant(tenant_id)?;
+        let customer_id = CompactString::from(tenant.identities.read().canonical(customer_id));
+        let claims = tenant.claims.lock();
+        claims
+            .get(customer_id.as_str())
+            .filter(|claim| claim.is_live(now_ms))
+            .cloned()
+    }
+
+    /// The customers with a live claim at `now_ms` (for TopCustomers' `exclude_claimed`).
+    pub fn claimed(&self, tenant_id: &str, now_ms: TimestampMs) -> Vec<(String, Claim)> {
+        let Some(tenant) = self.tenant(tenant_id) else {
+            return Vec::new();
+        };
+        let claims = tenant.claims.lock();
+        claims
+            .iter()
+            .filter(|(_, claim)| claim.is_live(now_ms))
+            .map(|(customer_id, claim)| (customer_id.to_string(), claim.clone()))
+            .collect()
+    }
+
+    /// Sets (or with `None` removes) a claim as recovery reads it from the log or a snapshot.
+    pub fn restore_claim(&self, tenant_id: &str, customer_id: &str, claim: Option<Claim>) {
+        let tenant = self.tenant_or_create(tenant_id);
+        let mut claims = tenant.claims.lock();
+        match claim {
+            Some(claim) => {
+                claims.insert(CompactString::from(customer_id), claim);
+            }
+            None => {
+                claims.remove(customer_id);
+            }
+        }
+    }
+
+    /// Every claim of every tenant, for a state snapshot (expired ones included: harmless).
+    pub fn all_claims(&self) -> Vec<(String, String, Claim)> {
+        let mut all = Vec::new();
+        for tenant in self.tenants.iter() {
+            for (customer_id, claim) in tenant.claims.lock().iter() {
+                all.push((
+                    tenant.key().to_string(),
+                    customer_id.to_string(),
+                    claim.clone(),
+                ));
+            }
+        }
+        all
     }
 
     /// Replaces the sentiment of an applied event with a slower backend's refined answer and

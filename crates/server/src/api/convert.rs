@@ -490,6 +490,8 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
     pb::CustomerScore {
         identifiers: Vec::new(),
         merged_customer_ids: Vec::new(),
+        claimed_by: String::new(),
+        claim_expires_at: None,
         tenant_id: tenant_id.to_string(),
         customer_id: customer_id.to_string(),
         engagement: score.engagement,

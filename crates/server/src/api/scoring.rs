@@ -3,10 +3,10 @@
 use crate::api::access::Grant;
 use crate::api::convert::{self, check_id, FieldError, Limits};
 use crate::api::error::ApiError;
-use crate::engine::now_ms;
+use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::scoring_service_server::ScoringService;
-use crate::store::{Store, TopQuery};
+use crate::store::{Claim, Store, TopQuery};
 use crate::telemetry::{self, WatcherGuard};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ const MAX_TOP_LIMIT: usize = crate::store::RANKING_LIST_LEN;
 /// The ScoringService implementation.
 pub struct ScoringApi {
     store: Arc<Store>,
+    /// For claims, which are logged.
+    engine: Arc<Engine>,
     limits: Limits,
     /// Flips to true on shutdown: open watch streams end.
     shutdown: watch::Receiver<bool>,
@@ -36,10 +38,11 @@ fn full_scan_concurrency() -> usize {
 }
 
 impl ScoringApi {
-    /// A service over `store`; watch streams end when `shutdown` becomes true.
-    pub fn new(store: Arc<Store>, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
+    /// A service over `engine`'s store; watch streams end when `shutdown` becomes true.
+    pub fn new(engine: Arc<Engine>, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
         Self {
-            store,
+            store: Arc::clone(&engine.store),
+            engine,
             limits,
             shutdown,
             full_scans: Arc::new(tokio::sync::Semaphore::new(full_scan_concurrency())),
@@ -75,7 +78,8 @@ impl ScoringApi {
             .map(convert::identifier_to_pb)
             .collect();
         answer.merged_customer_ids = profile.merged;
-        Ok(answer)
+        let claim = self.store.claim_of(&tenant_id, &canonical, now_ms());
+        Ok(with_claim(answer, claim.as_ref()))
     }
 
     fn top_customers(
@@ -88,6 +92,7 @@ impl ScoringApi {
             action,
             min_retention_risk,
             as_of,
+            exclude_claimed,
         } = request;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         let limit = match limit as usize {
@@ -115,14 +120,144 @@ impl ScoringApi {
             as_of_ms: convert::as_of_ms(as_of.as_ref(), now_ms())?,
             live: as_of.is_none(),
         };
-        let customers = self
+        let claimed: std::collections::HashMap<String, Claim> = self
             .store
-            .top(&tenant_id, &query)
+            .claimed(&tenant_id, now_ms())
+            .into_iter()
+            .collect();
+        let top = if exclude_claimed && !claimed.is_empty() {
+            // The `limit` best after leaving out at most `claimed.len()` customers.
+            let widened = TopQuery {
+                limit: limit + claimed.len(),
+                ..query
+            };
+            let mut top = if widened.limit > MAX_TOP_LIMIT {
+                self.store.top_exact(&tenant_id, &widened)
+            } else {
+                self.store.top(&tenant_id, &widened)
+            };
+            top.retain(|(customer_id, _)| !claimed.contains_key(customer_id));
+            top.truncate(limit);
+            top
+        } else {
+            self.store.top(&tenant_id, &query)
+        };
+        let customers = top
             .iter()
-            .map(|(customer_id, score)| convert::score_to_pb(&tenant_id, customer_id, score))
+            .map(|(customer_id, score)| {
+                with_claim(
+                    convert::score_to_pb(&tenant_id, customer_id, score),
+                    claimed.get(customer_id),
+                )
+            })
             .collect();
         Ok(pb::TopCustomersResponse { customers })
     }
+
+    /// `ttl_seconds` of a claim request: the default for 0, refused above a day.
+    fn claim_ttl_ms(ttl_seconds: u32) -> Result<i64, ApiError> {
+        match ttl_seconds {
+            0 => Ok(DEFAULT_CLAIM_TTL_SECONDS * 1000),
+            ttl if i64::from(ttl) > MAX_CLAIM_TTL_SECONDS => Err(FieldError::new(
+                "ttl_seconds",
+                format!("{ttl} exceeds the maximum of {MAX_CLAIM_TTL_SECONDS}"),
+            )
+            .into()),
+            ttl => Ok(i64::from(ttl) * 1000),
+        }
+    }
+
+    async fn claim_next(
+        &self,
+        request: pb::ClaimNextRequest,
+    ) -> Result<pb::ClaimResponse, ApiError> {
+        let pb::ClaimNextRequest {
+            tenant_id,
+            agent_id,
+            action,
+            min_retention_risk,
+            ttl_seconds,
+        } = request;
+        check_id("tenant_id", &tenant_id, true, &self.limits)?;
+        check_id("agent_id", &agent_id, true, &self.limits)?;
+        if !(0.0..=1.0).contains(&min_retention_risk) {
+            return Err(FieldError::new(
+                "min_retention_risk",
+                format!("must be within [0, 1], got {min_retention_risk}"),
+            )
+            .into());
+        }
+        let ttl_ms = Self::claim_ttl_ms(ttl_seconds)?;
+        let now = now_ms();
+        let query = TopQuery {
+            limit: 16,
+            action: convert::action_filter_from_pb(action)?,
+            min_retention_risk,
+            as_of_ms: now,
+            live: true,
+        };
+        let (claimed, durable) = self
+            .engine
+            .claim_next(&tenant_id, &agent_id, &query, ttl_ms, now);
+        if let Some(durable) = durable {
+            durable.wait().await;
+        }
+        Ok(pb::ClaimResponse {
+            customer: claimed.map(|(customer_id, score, claim)| {
+                with_claim(
+                    convert::score_to_pb(&tenant_id, &customer_id, &score),
+                    Some(&claim),
+                )
+            }),
+        })
+    }
+
+    async fn update_claim(
+        &self,
+        request: pb::ClaimRequest,
+        release: bool,
+    ) -> Result<pb::ClaimResponse, ApiError> {
+        let pb::ClaimRequest {
+            tenant_id,
+            agent_id,
+            customer_id,
+            ttl_seconds,
+        } = request;
+        check_id("tenant_id", &tenant_id, true, &self.limits)?;
+        check_id("agent_id", &agent_id, true, &self.limits)?;
+        check_id("customer_id", &customer_id, true, &self.limits)?;
+        let ttl_ms = Self::claim_ttl_ms(ttl_seconds)?;
+        let now = now_ms();
+        let (updated, durable) =
+            self.engine
+                .update_claim(&tenant_id, &customer_id, &agent_id, release, ttl_ms, now);
+        let claim = updated.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string()))?;
+        if let Some(durable) = durable {
+            durable.wait().await;
+        }
+        let customer = claim.and_then(|claim| {
+            let (canonical, _) = self.store.identity_of(&tenant_id, &customer_id)?;
+            let score = self.store.customer(&tenant_id, &canonical, now)?;
+            Some(with_claim(
+                convert::score_to_pb(&tenant_id, &canonical, &score),
+                Some(&claim),
+            ))
+        });
+        Ok(pb::ClaimResponse { customer })
+    }
+}
+
+/// Default and longest claim (`ttl_seconds`).
+const DEFAULT_CLAIM_TTL_SECONDS: i64 = 300;
+const MAX_CLAIM_TTL_SECONDS: i64 = 86_400;
+
+/// A score with the claim on the customer, if any.
+fn with_claim(mut score: pb::CustomerScore, claim: Option<&Claim>) -> pb::CustomerScore {
+    if let Some(claim) = claim {
+        score.claimed_by = claim.agent_id.clone();
+        score.claim_expires_at = Some(convert::to_timestamp(claim.expires_at_ms));
+    }
+    score
 }
 
 type UpdateStream = Pin<Box<dyn futures::Stream<Item = Result<pb::PriorityUpdate, Status>> + Send>>;
@@ -160,6 +295,39 @@ impl ScoringService for Arc<ScoringApi> {
         tokio::task::spawn_blocking(move || ScoringApi::top_customers(&api, request))
             .await
             .map_err(|error| ApiError::Internal(format!("TopCustomers failed: {error}")))?
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+
+    async fn claim_next(
+        &self,
+        request: Request<pb::ClaimNextRequest>,
+    ) -> Result<Response<pb::ClaimResponse>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        ScoringApi::claim_next(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+
+    async fn renew_claim(
+        &self,
+        request: Request<pb::ClaimRequest>,
+    ) -> Result<Response<pb::ClaimResponse>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        ScoringApi::update_claim(self, request.into_inner(), false)
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+
+    async fn release_claim(
+        &self,
+        request: Request<pb::ClaimRequest>,
+    ) -> Result<Response<pb::ClaimResponse>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        ScoringApi::update_claim(self, request.into_inner(), true)
+            .await
             .map(Response::new)
             .map_err(Status::from)
     }
