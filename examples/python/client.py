@@ -37,7 +37,7 @@ def main():
     services = sorted(s.name for r in replies for s in r.list_services_response.service)
     print("services:", ", ".join(services))
     for wanted in ["rapport.v1.IngestService", "rapport.v1.ScoringService", "rapport.v1.SentimentService",
-                   "grpc.health.v1.Health"]:
+                   "rapport.v1.IdentityService", "grpc.health.v1.Health"]:
         assert wanted in services, (wanted, services)
 
     # Stream interactions: an angry public mention, a happy purchaser, one invalid event.
@@ -94,6 +94,42 @@ def main():
     cat = pb["scoring_pb2_grpc"].ScoringServiceStub(channel).GetCustomer(
         scp.GetCustomerRequest(tenant_id=args.tenant, customer_id="calm-cat"), timeout=5)
     assert cat.action != ipb.ACTION_RESPOND and cat.open_threads == 0, cat
+
+    # Identity: a tweet known only by its handle, then the CRM links the handle and an e-mail to
+    # its own id; the handle's derived id answers for the merged customer.
+    tweet = ipb.Interaction(event_id="py-5", tenant_id=args.tenant, channel=ipb.CHANNEL_TWITTER,
+                            kind=ipb.INTERACTION_KIND_MENTION, direction=ipb.DIRECTION_INBOUND,
+                            occurred_at=ts(30), text="anyone there?",
+                            identifiers=[ipb.Identifier(type=ipb.IDENTIFIER_TYPE_HANDLE, value="@Py_Ann")])
+    summary = ing.IngestServiceStub(channel).Ingest(iter([tweet]), timeout=10)
+    assert summary.accepted == 1, summary
+    idpb = pb["identity_pb2"]
+    linked = pb["identity_pb2_grpc"].IdentityServiceStub(channel).LinkIdentities(
+        idpb.LinkIdentitiesRequest(tenant_id=args.tenant, customer_id="crm-py", identifiers=[
+            ipb.Identifier(type=ipb.IDENTIFIER_TYPE_EMAIL, value="Py.Ann@Example.com"),
+            ipb.Identifier(type=ipb.IDENTIFIER_TYPE_HANDLE, value="py_ann", channel=ipb.CHANNEL_TWITTER)]),
+        timeout=5)
+    assert linked.customer_id == "crm-py" and list(linked.merged_customer_ids) == ["~handle:twitter:py_ann"], linked
+    merged = pb["scoring_pb2_grpc"].ScoringServiceStub(channel).GetCustomer(
+        scp.GetCustomerRequest(tenant_id=args.tenant, customer_id="~handle:twitter:py_ann"), timeout=5)
+    assert merged.customer_id == "crm-py" and merged.interactions_total == 1, merged
+    try:
+        pb["identity_pb2_grpc"].IdentityServiceStub(channel).LinkIdentities(
+            idpb.LinkIdentitiesRequest(tenant_id=args.tenant, customer_id="crm-py", identifiers=[
+                ipb.Identifier(type=ipb.IDENTIFIER_TYPE_EMAIL, value="null@example.com")]), timeout=5)
+        raise AssertionError("a placeholder e-mail was linked")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+        assert error.details().startswith("identifiers[0].value"), error.details()
+    print(f"identity: {linked.customer_id} holds {len(linked.identifiers)} identifiers")
+
+    # Claims: an agent takes the first customer to reach, and gives it back.
+    scoring = pb["scoring_pb2_grpc"].ScoringServiceStub(channel)
+    claimed = scoring.ClaimNext(scp.ClaimNextRequest(tenant_id=args.tenant, agent_id="py-agent"), timeout=5)
+    assert claimed.customer.claimed_by == "py-agent", claimed
+    scoring.ReleaseClaim(scp.ClaimRequest(tenant_id=args.tenant, agent_id="py-agent",
+                                          customer_id=claimed.customer.customer_id), timeout=5)
+    print(f"claims: py-agent took and released {claimed.customer.customer_id}")
     print("python client: all checks passed")
 
 

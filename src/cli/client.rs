@@ -442,6 +442,7 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         min_retention_risk: args.min_retention_risk,
         as_of,
         exclude_claimed: false,
+        page_token: String::new(),
     };
     let filtered = action.is_some() || args.min_retention_risk > 0.0;
     let customers = client

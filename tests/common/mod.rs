@@ -139,6 +139,7 @@ impl TestServer {
                 min_retention_risk: 0.0,
                 as_of: Some(ts(as_of_ms)),
                 exclude_claimed: false,
+                page_token: String::new(),
             })
             .await
             .expect("TopCustomers succeeds")

@@ -8,17 +8,19 @@
 //! (log payload: a [`WalRecord`], this module's own protobuf message, never the public proto: see
 //! [`record`]).
 //!
-//! A snapshot (`snapshot.bin`, format 2) is the state: a header record naming the last log segment
-//! it covers, then one record per customer (tenant, customer id, its `CustomerHistory`: the kept
-//! events, the fold, the compacted base), so its size follows what the store keeps, not the
-//! history. To write one, the active log is sealed (renamed `wal-<n>.log`, a new `wal.log`
+//! A snapshot (`snapshot.bin`, format 3) is the state: a header record naming the last log segment
+//! it covers and holding the agents' claims, then one record per customer (tenant, customer id, its
+//! `CustomerHistory`: the kept events, the fold, the compacted base; and its identity `Profile`), so
+//! its size follows what the store keeps, not the history. The log holds events, refinements,
+//! identity requests and claims (format 2 had no identities or claims). To write one, the active
+//! log is sealed (renamed `wal-<n>.log`, a new `wal.log`
 //! started: appends wait only for that), every customer is written to `snapshot.tmp` while appends
 //! go on, the file is fsynced and renamed over `snapshot.bin`, and the segments it covers are
 //! deleted. A customer written after the seal may already hold events of the new log: replay is
 //! idempotent (event ids, and refinements that change nothing), so the cut needs no pause.
 //!
-//! On start the snapshot is loaded (format 2: the customers restored; formats 0 and 1: the log
-//! folded in, replayed), then the sealed segments after it and `wal.log`; a torn last record of
+//! On start the snapshot is loaded (formats 2 and 3: the customers restored; formats 0 and 1: the
+//! log folded in, replayed), then the sealed segments after it and `wal.log`; a torn last record of
 //! `wal.log` (short, or failing its checksum at the end of the file) is cut off and nothing else is
 //! discarded: a bad record followed by more data, or any damage in a sealed segment, is corruption
 //! and stops the start with the file and byte named. The start then seals what it replayed and the

@@ -84,8 +84,8 @@ impl Identities {
     /// Plans a request: the customer it names (or, with none, the holder of its strongest known
     /// identifier, else an id derived from its strongest identifier), the customers holding its
     /// other identifiers to merge into it, and the identifiers to link. `can_merge(a, b)` says
-    /// whether the histories of customers `a` and `b` can be merged exactly. A merge or link the rules refuse
-    /// is left out and listed.
+    /// whether the histories of customers `a` and `b` can be merged exactly. A merge or link the
+    /// rules refuse is left out and listed.
     pub fn plan(
         &self,
         config: &IdentityConfig,

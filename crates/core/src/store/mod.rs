@@ -151,6 +151,41 @@ impl Drop for WatchRegistration {
     }
 }
 
+/// A place in TopCustomers' answer order (priority, reply due, customer id): where a page ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankKey {
+    /// The customer's priority.
+    pub priority: f64,
+    /// When its reply is due ([`i64::MAX`] when nothing is waiting: last among equals).
+    pub reply_due_at_ms: TimestampMs,
+    /// The customer id (the last tie-break).
+    pub customer_id: String,
+}
+
+impl RankKey {
+    /// Where `customer_id` with `score` stands in the answer order.
+    pub fn of(customer_id: &str, score: &Score) -> Self {
+        Self {
+            priority: score.priority,
+            reply_due_at_ms: ranking::reply_due_key(score),
+            customer_id: customer_id.to_string(),
+        }
+    }
+
+    /// Whether (priority, reply due, id) comes strictly after this place in the answer order.
+    pub fn ranks_above(
+        &self,
+        priority: f64,
+        reply_due_at_ms: TimestampMs,
+        customer_id: &str,
+    ) -> bool {
+        ranking::rank_order(
+            (priority, reply_due_at_ms, customer_id),
+            (self.priority, self.reply_due_at_ms, &self.customer_id),
+        ) == std::cmp::Ordering::Less
+    }
+}
+
 /// Filters for [`Store::top`].
 #[derive(Clone, Copy, Debug)]
 pub struct TopQuery {
@@ -505,7 +540,11 @@ impl Store {
                 );
                 for refusal in &plan.refused {
                     crate::telemetry::identity_link_refused();
-                    tracing::debug!(event_id = %interaction.event_id, %refusal, "identity link refused");
+                    tracing::debug!(
+                        event_id = %interaction.event_id,
+                        %refusal,
+                        "identity link refused"
+                    );
                 }
                 self.execute(&tenant, &mut identities, &plan);
                 let applied = self.apply_record(
@@ -855,7 +894,8 @@ impl Store {
 
     /// Claims for `agent_id` the highest-priority customer of the tenant matching `query` that
     /// nobody holds a live claim on (the agent's own claims included: it asks for more work;
-    /// [`Store::update_claim`] renews), until `now_ms + ttl_ms`; `None` when no such customer is among the top [`RANKING_LIST_LEN`].
+    /// [`Store::update_claim`] renews), until `now_ms + ttl_ms`; `None` when no such customer is
+    /// among the top [`RANKING_LIST_LEN`].
     /// Claimers of a tenant take turns, so two agents never get the same customer.
     pub fn claim_next(
         &self,
@@ -1122,18 +1162,37 @@ impl Store {
             return Vec::new();
         };
         self.top_from_index(&tenant, query)
-            .unwrap_or_else(|| self.top_by_scan(&tenant, query))
+            .unwrap_or_else(|| self.top_by_scan(&tenant, query, None))
     }
 
     /// [`Store::top`] by a full scan, never from the index: exact, O(customers). For checking the
     /// index against (tests, benches).
     pub fn top_exact(&self, tenant_id: &str, query: &TopQuery) -> Vec<(String, Score)> {
         self.tenant(tenant_id)
-            .map(|tenant| self.top_by_scan(&tenant, query))
+            .map(|tenant| self.top_by_scan(&tenant, query, None))
             .unwrap_or_default()
     }
 
-    fn top_by_scan(&self, tenant: &Tenant, query: &TopQuery) -> Vec<(String, Score)> {
+    /// The next page of [`Store::top`]: the best customers ranking strictly below `after` (the
+    /// last of the previous page, [`RankKey::of`]), by a full scan at the query's time, so pages
+    /// at one pinned time neither repeat nor skip anyone.
+    pub fn top_after(
+        &self,
+        tenant_id: &str,
+        query: &TopQuery,
+        after: &RankKey,
+    ) -> Vec<(String, Score)> {
+        self.tenant(tenant_id)
+            .map(|tenant| self.top_by_scan(&tenant, query, Some(after)))
+            .unwrap_or_default()
+    }
+
+    fn top_by_scan(
+        &self,
+        tenant: &Tenant,
+        query: &TopQuery,
+        after: Option<&RankKey>,
+    ) -> Vec<(String, Score)> {
         let model = tenant.model();
         let retired = tenant.retired();
         let mut best = TopK::new(query.limit);
@@ -1148,7 +1207,11 @@ impl Store {
                 };
                 let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
                 let reply_due_at_ms = ranking::reply_due_key(&score);
+                let after_it = after.is_none_or(|after| {
+                    after.ranks_above(score.priority, reply_due_at_ms, entry.key())
+                });
                 if query.matches(&score)
+                    && after_it
                     && best.admits(score.priority, reply_due_at_ms, entry.key())
                 {
                     best.offer(Ranked {

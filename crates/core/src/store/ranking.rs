@@ -70,7 +70,10 @@ pub(super) fn reply_due_key(score: &Score) -> TimestampMs {
 }
 
 /// The answer order of two (priority, reply due, id) keys: `Greater` when `a` ranks first.
-fn rank_order(a: (f64, TimestampMs, &str), b: (f64, TimestampMs, &str)) -> std::cmp::Ordering {
+pub(super) fn rank_order(
+    a: (f64, TimestampMs, &str),
+    b: (f64, TimestampMs, &str),
+) -> std::cmp::Ordering {
     a.0.total_cmp(&b.0)
         .then_with(|| b.1.cmp(&a.1))
         .then_with(|| b.2.cmp(a.2))

@@ -6,7 +6,7 @@ use crate::api::error::ApiError;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::scoring_service_server::ScoringService;
-use crate::store::{Claim, Store, TopQuery};
+use crate::store::{Claim, RankKey, Store, TopQuery};
 use crate::telemetry::{self, WatcherGuard};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -93,6 +93,7 @@ impl ScoringApi {
             min_retention_risk,
             as_of,
             exclude_claimed,
+            page_token,
         } = request;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         let limit = match limit as usize {
@@ -113,12 +114,34 @@ impl ScoringApi {
             )
             .into());
         }
-        let query = TopQuery {
+        let mut query = TopQuery {
             limit,
             action: convert::action_filter_from_pb(action)?,
             min_retention_risk,
             as_of_ms: convert::as_of_ms(as_of.as_ref(), now_ms())?,
             live: as_of.is_none(),
+        };
+        let filters = PageFilters {
+            tenant_id: &tenant_id,
+            limit,
+            action,
+            min_retention_risk,
+            exclude_claimed,
+        };
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            let token = PageToken::decode(&page_token, &filters)?;
+            if as_of.is_some() && query.as_of_ms != token.as_of_ms {
+                return Err(FieldError::new(
+                    "as_of",
+                    "differs from the time the page_token pins; leave it unset",
+                )
+                .into());
+            }
+            query.as_of_ms = token.as_of_ms;
+            query.live = false;
+            Some(token.after)
         };
         let claimed: std::collections::HashMap<String, Claim> = self
             .store
@@ -131,16 +154,27 @@ impl ScoringApi {
                 limit: limit + claimed.len(),
                 ..query
             };
-            let mut top = if widened.limit > MAX_TOP_LIMIT {
-                self.store.top_exact(&tenant_id, &widened)
-            } else {
-                self.store.top(&tenant_id, &widened)
+            let mut top = match &after {
+                Some(after) => self.store.top_after(&tenant_id, &widened, after),
+                None if widened.limit > MAX_TOP_LIMIT => self.store.top_exact(&tenant_id, &widened),
+                None => self.store.top(&tenant_id, &widened),
             };
             top.retain(|(customer_id, _)| !claimed.contains_key(customer_id));
             top.truncate(limit);
             top
         } else {
-            self.store.top(&tenant_id, &query)
+            match &after {
+                Some(after) => self.store.top_after(&tenant_id, &query, after),
+                None => self.store.top(&tenant_id, &query),
+            }
+        };
+        let next_page_token = match top.last() {
+            Some((customer_id, score)) if top.len() == limit => PageToken {
+                as_of_ms: query.as_of_ms,
+                after: RankKey::of(customer_id, score),
+            }
+            .encode(&filters),
+            _ => String::new(),
         };
         let customers = top
             .iter()
@@ -151,7 +185,10 @@ impl ScoringApi {
                 )
             })
             .collect();
-        Ok(pb::TopCustomersResponse { customers })
+        Ok(pb::TopCustomersResponse {
+            customers,
+            next_page_token,
+        })
     }
 
     /// `ttl_seconds` of a claim request: the default for 0, refused above a day.
@@ -247,6 +284,93 @@ impl ScoringApi {
     }
 }
 
+/// What a page token is bound to: a token is refused with other filters than its first page's.
+struct PageFilters<'a> {
+    tenant_id: &'a str,
+    limit: usize,
+    action: i32,
+    min_retention_risk: f64,
+    exclude_claimed: bool,
+}
+
+impl PageFilters<'_> {
+    /// A stable digest of the filters (xxh3 of their text).
+    fn digest(&self) -> u64 {
+        let text = format!(
+            "{}|{}|{}|{}|{}",
+            self.tenant_id,
+            self.limit,
+            self.action,
+            self.min_retention_risk.to_bits(),
+            self.exclude_claimed
+        );
+        crate::store::id_key(&text)
+    }
+}
+
+/// Where a TopCustomers page ended and the time all pages are evaluated at. Sent as hex text:
+/// opaque to clients, readable when debugging.
+struct PageToken {
+    as_of_ms: i64,
+    after: RankKey,
+}
+
+impl PageToken {
+    const VERSION: &'static str = "p1";
+
+    fn encode(&self, filters: &PageFilters<'_>) -> String {
+        let text = format!(
+            "{}|{}|{:016x}|{:016x}|{}|{}",
+            Self::VERSION,
+            self.as_of_ms,
+            filters.digest(),
+            self.after.priority.to_bits(),
+            self.after.reply_due_at_ms,
+            self.after.customer_id
+        );
+        text.bytes().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    fn decode(token: &str, filters: &PageFilters<'_>) -> Result<Self, FieldError> {
+        let malformed = || FieldError::new("page_token", "is not a token this server issued");
+        // ASCII first: the slicing below must never split a character.
+        if !token.is_ascii() || !token.len().is_multiple_of(2) || token.len() > 4096 {
+            return Err(malformed());
+        }
+        let bytes = (0..token.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&token[at..at + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| malformed())?;
+        let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+        let mut parts = text.splitn(6, '|');
+        let mut next = || parts.next().ok_or_else(malformed);
+        if next()? != Self::VERSION {
+            return Err(malformed());
+        }
+        let as_of_ms: i64 = next()?.parse().map_err(|_| malformed())?;
+        let digest = u64::from_str_radix(next()?, 16).map_err(|_| malformed())?;
+        let priority = f64::from_bits(u64::from_str_radix(next()?, 16).map_err(|_| malformed())?);
+        let reply_due_at_ms: i64 = next()?.parse().map_err(|_| malformed())?;
+        let customer_id = next()?.to_string();
+        if digest != filters.digest() {
+            return Err(FieldError::new(
+                "page_token",
+                "was issued for other filters (tenant_id, limit, action, min_retention_risk, \
+                 exclude_claimed must be those of the first page)",
+            ));
+        }
+        Ok(Self {
+            as_of_ms,
+            after: RankKey {
+                priority,
+                reply_due_at_ms,
+                customer_id,
+            },
+        })
+    }
+}
+
 /// Default and longest claim (`ttl_seconds`).
 const DEFAULT_CLAIM_TTL_SECONDS: i64 = 300;
 const MAX_CLAIM_TTL_SECONDS: i64 = 86_400;
@@ -280,13 +404,13 @@ impl ScoringService for Arc<ScoringApi> {
     ) -> Result<Response<pb::TopCustomersResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
         let request = request.into_inner();
-        if request.as_of.is_none() {
+        if request.as_of.is_none() && request.page_token.is_empty() {
             // Live: answered from the ranking index in microseconds, on this worker.
             return ScoringApi::top_customers(self, request)
                 .map(Response::new)
                 .map_err(Status::from);
         }
-        // As of a moment: every customer is evaluated, off the runtime's workers.
+        // As of a moment, or a later page: every customer is evaluated, off the runtime's workers.
         let _permit = Arc::clone(&self.full_scans)
             .acquire_owned()
             .await
