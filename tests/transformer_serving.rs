@@ -273,6 +273,8 @@ fn reference_score(
         max_text_bytes: usize::MAX,
         max_id_bytes: usize::MAX,
         max_future_skew_ms: i64::MAX,
+        max_identifiers: usize::MAX,
+        blocked_identifiers: Vec::new().into(),
     };
     for event in events {
         let sentiment =

@@ -31,6 +31,9 @@ pub struct Engine {
     pub wal: Option<Arc<crate::durability::Wal>>,
 }
 
+/// An applied attribute update: the customer, its attributes after it, whether it changed them.
+pub type Upserted = (String, crate::attributes::Attributes, bool);
+
 /// The server clock in milliseconds since the epoch: the only clock read on the scoring path.
 pub fn now_ms() -> TimestampMs {
     SystemTime::now()
@@ -64,7 +67,17 @@ pub fn recover(store: &Store, replayed: crate::durability::Replayed<'_>) {
             customer_id,
             history,
             profile,
-        } => store.restore_customer(tenant_id, customer_id, history, profile),
+            attributes,
+        } => store.restore_customer(tenant_id, customer_id, history, profile, attributes),
+        Replayed::Upsert {
+            tenant_id,
+            customer_id,
+            version,
+            changes,
+        } => {
+            // Logged only once applied: the version rule decides the same way again.
+            let _ = store.upsert_attributes(tenant_id, customer_id, version, changes);
+        }
     }
 }
 
@@ -87,6 +100,33 @@ pub fn replay(
 }
 
 impl Engine {
+    /// [`Store::upsert_attributes`], logged when it changed anything; acknowledged once the
+    /// returned wait ends.
+    pub fn upsert_attributes(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        version: u64,
+        changes: &std::collections::BTreeMap<String, Option<crate::attributes::AttributeValue>>,
+    ) -> (Result<Upserted, crate::store::UpsertRefusal>, Option<Durable>) {
+        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
+        let outcome = self
+            .store
+            .upsert_attributes(tenant_id, customer_id, version, changes);
+        let mut durable = match (&self.wal, &outcome) {
+            (Some(wal), Ok((canonical, _, true))) => Some(wal.enqueue(
+                &crate::durability::WalRecord::upsert(tenant_id, canonical, version, changes),
+            )),
+            _ => None,
+        };
+        drop(admitted);
+        if let (Some(wal), Ok((_, _, false))) = (&self.wal, &outcome) {
+            // Not applied (not newer): it may repeat an update still on its way to the disk.
+            durable = Some(wal.wait_for_admitted());
+        }
+        (outcome, durable)
+    }
+
     /// [`Store::claim_next`], logged; the claim is acknowledged once the returned wait ends.
     pub fn claim_next(
         &self,

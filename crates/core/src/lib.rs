@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attributes;
 pub mod calendar;
 pub mod config;
 pub mod domain;

@@ -36,6 +36,7 @@
 //! On a log write or fsync error the process stops (abort) rather than answer for an event it could
 //! not make durable: the caller sees the connection drop, never an acknowledgement.
 
+use crate::attributes::{AttributeValue, Attributes};
 use crate::domain::Interaction;
 use crate::identity::IdentityRequest;
 use crate::scoring::CustomerHistory;
@@ -137,6 +138,9 @@ pub struct WalRecord {
     /// Set instead of `interaction`: a claim taken, renewed or ended (format 3).
     #[prost(message, optional, tag = "8")]
     pub claim: Option<record::LoggedClaim>,
+    /// Set instead of `interaction`: a CRM's attribute update (format 3).
+    #[prost(message, optional, tag = "9")]
+    pub upsert: Option<record::LoggedUpsert>,
 }
 
 /// What recovery hands back, in log order.
@@ -172,6 +176,19 @@ pub enum Replayed<'a> {
         history: Box<CustomerHistory>,
         /// Its identifiers and merged ids (formats before 3: none).
         profile: Option<Profile>,
+        /// Its CRM attributes (formats before 3: none).
+        attributes: Option<Attributes>,
+    },
+    /// A logged attribute update (`UpsertCustomer`).
+    Upsert {
+        /// The tenant.
+        tenant_id: &'a str,
+        /// The customer.
+        customer_id: &'a str,
+        /// The update's version.
+        version: u64,
+        /// Keys set (`Some`) or removed (`None`).
+        changes: &'a std::collections::BTreeMap<String, Option<AttributeValue>>,
     },
 }
 
@@ -197,6 +214,24 @@ impl WalRecord {
         }
     }
 
+    /// The record of an attribute update that was applied.
+    pub fn upsert(
+        tenant_id: &str,
+        customer_id: &str,
+        version: u64,
+        changes: &std::collections::BTreeMap<String, Option<AttributeValue>>,
+    ) -> Self {
+        Self {
+            upsert: Some(record::LoggedUpsert::new(
+                tenant_id,
+                customer_id,
+                version,
+                changes,
+            )),
+            ..Self::default()
+        }
+    }
+
     /// The record of an accepted event (its text is dropped: the sentiment stands for it).
     pub fn new(interaction: &Interaction, sentiment: Option<Sentiment>) -> Self {
         let message = record::LoggedInteraction::from_interaction(interaction);
@@ -213,6 +248,7 @@ impl WalRecord {
             refines: false,
             identity: None,
             claim: None,
+            upsert: None,
         }
     }
 
@@ -562,6 +598,18 @@ fn replay_events(payloads: &[&[u8]], apply: &mut impl FnMut(Replayed<'_>)) -> an
     for payload in payloads {
         let mut record = <WalRecord as prost::Message>::decode(*payload)
             .context("undecodable record with a valid checksum")?;
+        if let Some(upsert) = record.upsert.take() {
+            let (tenant_id, customer_id, version, changes) = upsert
+                .into_parts()
+                .map_err(|error| anyhow::anyhow!("invalid logged attribute update: {error}"))?;
+            apply(Replayed::Upsert {
+                tenant_id: &tenant_id,
+                customer_id: &customer_id,
+                version,
+                changes: &changes,
+            });
+            continue;
+        }
         if let Some(claim) = record.claim.take() {
             apply(Replayed::Claim {
                 tenant_id: &claim.tenant_id,
@@ -667,7 +715,7 @@ impl Wal {
                         snapshot_path.display()
                     )
                 };
-                let (tenant_id, customer_id, history, profile): CustomerRecord =
+                let (tenant_id, customer_id, history, profile, attributes): CustomerRecord =
                     if snapshot.version >= PROFILE_FORMAT_VERSION {
                         state_encoding()
                             .deserialize(payload)
@@ -677,13 +725,14 @@ impl Wal {
                             state_encoding()
                                 .deserialize(payload)
                                 .with_context(undecodable)?;
-                        (tenant_id, customer_id, history, None)
+                        (tenant_id, customer_id, history, None, None)
                     };
                 apply(Replayed::Customer {
                     tenant_id: &tenant_id,
                     customer_id: &customer_id,
                     history: Box::new(history),
                     profile,
+                    attributes,
                 });
             }
             recovered.snapshot_customers = customers.len();
@@ -851,8 +900,8 @@ impl Wal {
         let covers = self.files.seal()?;
         // Claims as of now (after the seal): a change since the seal is in the log too.
         let size = write_state_file(&self.files.dir, covers, store.all_claims(), |visit| {
-            store.for_each_customer(|tenant_id, customer_id, history, profile| {
-                visit(tenant_id, customer_id, history, profile)
+            store.for_each_customer(|tenant_id, customer_id, history, profile, attributes| {
+                visit(tenant_id, customer_id, history, profile, attributes)
             })
         })?;
         for (number, path) in sealed_segments(&self.files.dir)? {
@@ -895,11 +944,23 @@ fn create_log(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
 }
 
 /// One customer's state as a state snapshot holds it.
-type CustomerVisit<'a> =
-    dyn FnMut(&str, &str, &CustomerHistory, Option<&Profile>) -> std::io::Result<()> + 'a;
+type CustomerVisit<'a> = dyn FnMut(
+        &str,
+        &str,
+        &CustomerHistory,
+        Option<&Profile>,
+        Option<&Attributes>,
+    ) -> std::io::Result<()>
+    + 'a;
 
-/// A state record as read back: tenant, customer, history, profile.
-type CustomerRecord = (String, String, CustomerHistory, Option<Profile>);
+/// A state record as read back: tenant, customer, history, profile, attributes.
+type CustomerRecord = (
+    String,
+    String,
+    CustomerHistory,
+    Option<Profile>,
+    Option<Attributes>,
+);
 
 /// Writes a state snapshot to snapshot.tmp (header, the [`SnapshotMeta`] record, then one record
 /// per customer that `visit_all` hands over), fsyncs it and renames it over snapshot.bin; returns
@@ -929,12 +990,14 @@ fn write_state_file(
             })
             .map_err(std::io::Error::other)?;
         put(&mut out, &frame(&meta))?;
-        visit_all(&mut |tenant_id, customer_id, history, profile| {
-            let payload = state_encoding()
-                .serialize(&(tenant_id, customer_id, history, profile))
-                .map_err(std::io::Error::other)?;
-            put(&mut out, &frame(&payload))
-        })?;
+        visit_all(
+            &mut |tenant_id, customer_id, history, profile, attributes| {
+                let payload = state_encoding()
+                    .serialize(&(tenant_id, customer_id, history, profile, attributes))
+                    .map_err(std::io::Error::other)?;
+                put(&mut out, &frame(&payload))
+            },
+        )?;
         let file = out.into_inner().map_err(|error| error.into_error())?;
         file.sync_all()?;
         Ok(size)

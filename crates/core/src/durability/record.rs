@@ -3,8 +3,10 @@
 //! those the files have always held (they began as the public message's), written out here so
 //! they stay fixed.
 
+use crate::attributes::AttributeValue;
 use crate::domain::{Channel, Direction, Interaction, Kind, ReplyNeed};
 use crate::identity::{Identifier, IdentifierKind, IdentityAction, IdentityRequest};
+use std::collections::BTreeMap;
 
 /// An interaction as the log stores it (its text is never stored).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -140,6 +142,112 @@ pub struct LoggedClaim {
     /// When it ends, in milliseconds since the epoch (0: it ended).
     #[prost(int64, tag = "4")]
     pub expires_at_ms: i64,
+}
+
+/// A CRM's attribute update as the log stores it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedUpsert {
+    /// The tenant.
+    #[prost(string, tag = "1")]
+    pub tenant_id: String,
+    /// The customer.
+    #[prost(string, tag = "2")]
+    pub customer_id: String,
+    /// The update's version.
+    #[prost(uint64, tag = "3")]
+    pub version: u64,
+    /// Keys set or removed.
+    #[prost(message, repeated, tag = "4")]
+    pub attributes: Vec<LoggedAttribute>,
+}
+
+/// One key of a logged attribute update.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedAttribute {
+    /// The key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// 0 removed, 1 text, 2 number, 3 flag.
+    #[prost(int32, tag = "2")]
+    pub kind: i32,
+    /// The text (kind 1).
+    #[prost(string, tag = "3")]
+    pub text: String,
+    /// The number (kind 2).
+    #[prost(double, tag = "4")]
+    pub number: f64,
+    /// The flag (kind 3).
+    #[prost(bool, tag = "5")]
+    pub flag: bool,
+}
+
+impl LoggedUpsert {
+    /// The stored form of an update.
+    pub fn new(
+        tenant_id: &str,
+        customer_id: &str,
+        version: u64,
+        changes: &BTreeMap<String, Option<AttributeValue>>,
+    ) -> Self {
+        let attributes = changes
+            .iter()
+            .map(|(key, value)| {
+                let mut logged = LoggedAttribute {
+                    key: key.clone(),
+                    ..LoggedAttribute::default()
+                };
+                match value {
+                    None => {}
+                    Some(AttributeValue::Text(text)) => {
+                        logged.kind = 1;
+                        logged.text = text.clone();
+                    }
+                    Some(AttributeValue::Number(number)) => {
+                        logged.kind = 2;
+                        logged.number = *number;
+                    }
+                    Some(AttributeValue::Flag(flag)) => {
+                        logged.kind = 3;
+                        logged.flag = *flag;
+                    }
+                }
+                logged
+            })
+            .collect();
+        Self {
+            tenant_id: tenant_id.to_string(),
+            customer_id: customer_id.to_string(),
+            version,
+            attributes,
+        }
+    }
+
+    /// Back to tenant, customer, version and changes; the error names an unknown kind.
+    #[allow(clippy::type_complexity)]
+    pub fn into_parts(
+        self,
+    ) -> Result<
+        (
+            String,
+            String,
+            u64,
+            BTreeMap<String, Option<AttributeValue>>,
+        ),
+        String,
+    > {
+        let mut changes = BTreeMap::new();
+        for attribute in self.attributes {
+            let value = match attribute.kind {
+                0 => None,
+                1 => Some(AttributeValue::Text(attribute.text)),
+                2 => Some(AttributeValue::Number(attribute.number)),
+                3 => Some(AttributeValue::Flag(attribute.flag)),
+                kind => return Err(format!("attributes: unknown kind {kind}")),
+            };
+            changes.insert(attribute.key, value);
+        }
+        Ok((self.tenant_id, self.customer_id, self.version, changes))
+    }
 }
 
 /// The stored code of an identifier type.

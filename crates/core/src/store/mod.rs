@@ -5,6 +5,7 @@
 //! insert and an evaluation take. Tenants never see each other: every call names its tenant and
 //! only that tenant's map is read.
 
+use crate::attributes::{AttributeValue, Attributes};
 use crate::config::{IdentityConfig, ScoringConfig};
 use crate::domain::{Action, Interaction, TimestampMs};
 use crate::identity::{self, IdentityAction, IdentityRequest, LinkRefusal};
@@ -85,6 +86,17 @@ pub enum Refusal {
         /// The server's tenant limit (`server.max_tenants`).
         max_tenants: usize,
     },
+}
+
+/// Why a CRM's attribute update was refused; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpsertRefusal {
+    /// The customer would hold too many keys.
+    #[error("{0}")]
+    Attributes(crate::attributes::TooManyAttributes),
+    /// A store limit (tenants, customers per tenant).
+    #[error("{0}")]
+    Store(Refusal),
 }
 
 /// Why a CRM's identity request was refused; nothing changed.
@@ -259,6 +271,9 @@ struct Tenant {
     /// Agents' claims on customers (`ClaimNext`), live or expired (dropped as claims are taken).
     /// Lock order: never taken while a customer's shard lock is held.
     claims: parking_lot::Mutex<std::collections::HashMap<CompactString, Claim, ahash::RandomState>>,
+    /// CRM attributes by customer (`UpsertCustomer`), created by the first. Lock order: after the
+    /// identities lock and the customer map's shards, never held while waiting for either.
+    attributes: std::sync::OnceLock<Map<Attributes>>,
 }
 
 /// An agent's claim on a customer, until `expires_at_ms` unless renewed or ended by an answer.
@@ -294,6 +309,22 @@ pub enum ClaimRefusal {
 }
 
 impl Tenant {
+    /// Whether the customer's attributes say not to contact them.
+    fn do_not_contact(&self, customer_id: &str) -> bool {
+        self.attributes.get().is_some_and(|attributes| {
+            attributes
+                .get(customer_id)
+                .is_some_and(|attributes| attributes.do_not_contact())
+        })
+    }
+
+    /// A customer's attributes, if any.
+    fn attributes_of(&self, customer_id: &str) -> Option<Attributes> {
+        self.attributes
+            .get()
+            .and_then(|attributes| attributes.get(customer_id).map(|a| a.clone()))
+    }
+
     /// The customers retired by a merge during a snapshot (usually none: then no allocation).
     fn retired(&self) -> std::collections::HashSet<CompactString, ahash::RandomState> {
         let retired = self.retired.read();
@@ -466,6 +497,7 @@ impl Store {
                     identities: parking_lot::RwLock::default(),
                     retired: parking_lot::RwLock::default(),
                     claims: parking_lot::Mutex::default(),
+                    attributes: std::sync::OnceLock::new(),
                 })
             });
         Arc::clone(&tenant)
@@ -709,6 +741,17 @@ impl Store {
             }
             if retire {
                 tenant.retired.write().insert(absorbed.clone());
+            }
+            if let Some(attributes) = tenant.attributes.get() {
+                let taken = if retire {
+                    attributes.get(absorbed.as_str()).map(|a| a.clone())
+                } else {
+                    attributes.remove(absorbed.as_str()).map(|(_, a)| a)
+                };
+                if let Some(taken) = taken {
+                    let mut kept = attributes.entry(CompactString::from(survivor)).or_default();
+                    *kept = std::mem::take(&mut *kept).merged(taken);
+                }
             }
             identities.merge(survivor, absorbed);
             crate::telemetry::customer_merged();
@@ -1020,6 +1063,67 @@ impl Store {
         all
     }
 
+    /// Applies a CRM's attribute update (`UpsertCustomer`) at `version` to the customer
+    /// `customer_id` resolves to (created, without events, if unknown): keys set or removed; an
+    /// update not newer than the customer's last changes nothing. Returns the customer, its
+    /// attributes and whether the update was applied.
+    pub fn upsert_attributes(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        version: u64,
+        changes: &std::collections::BTreeMap<String, Option<AttributeValue>>,
+    ) -> Result<(String, Attributes, bool), UpsertRefusal> {
+        let tenant = match self.tenant(tenant_id) {
+            Some(tenant) => tenant,
+            None => {
+                let max_tenants = self.max_tenants.load(Ordering::Relaxed);
+                if max_tenants != 0 && self.tenants.len() >= max_tenants {
+                    return Err(UpsertRefusal::Store(Refusal::TooManyTenants {
+                        max_tenants,
+                    }));
+                }
+                self.tenant_or_create(tenant_id)
+            }
+        };
+        // Held throughout: no merge moves the customer meanwhile.
+        let identities = tenant.identities.read();
+        let customer = CompactString::from(identities.canonical(customer_id));
+        tenant.customers.with(|customers| {
+            if customers.contains_key(customer.as_str()) {
+                return Ok(());
+            }
+            let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
+            tenant
+                .customer_count
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                    (max_customers == 0 || count < max_customers).then_some(count + 1)
+                })
+                .map_err(|_| UpsertRefusal::Store(Refusal::TenantFull { max_customers }))?;
+            customers.insert(customer.clone(), Box::default());
+            crate::telemetry::customer_tracked();
+            Ok(())
+        })?;
+        let attributes = tenant
+            .attributes
+            .get_or_init(|| Map::with_hasher_and_shard_amount(ahash::RandomState::new(), 64));
+        let mut entry = attributes.entry(customer.clone()).or_default();
+        let applied = entry
+            .update(version, changes)
+            .map_err(UpsertRefusal::Attributes)?;
+        let now = entry.clone();
+        drop(entry);
+        drop(identities);
+        Ok((customer.to_string(), now, applied))
+    }
+
+    /// The attributes of the customer `customer_id` resolves to, if it has any.
+    pub fn attributes_of(&self, tenant_id: &str, customer_id: &str) -> Option<Attributes> {
+        let tenant = self.tenant(tenant_id)?;
+        let identities = tenant.identities.read();
+        tenant.attributes_of(identities.canonical(customer_id))
+    }
+
     /// Replaces the sentiment of an applied event with a slower backend's refined answer and
     /// re-folds the customer, exactly as if the event had carried it from the start; the ranking
     /// index and watchers hear of the change like of a new event.
@@ -1119,7 +1223,8 @@ impl Store {
             }
         }
         drop(history);
-        if let (true, Some(score)) = (watched, &change.score) {
+        let reachable = !tenant.do_not_contact(change.customer_id);
+        if let (true, true, Some(score)) = (watched, reachable, &change.score) {
             let (previous_priority, previous_action) = change
                 .previous
                 .map_or((0.0, Action::None), |p| (p.priority, p.action));
@@ -1198,7 +1303,7 @@ impl Store {
         let mut best = TopK::new(query.limit);
         tenant.customers.with(|customers| {
             for entry in customers.iter() {
-                if retired.contains(entry.key()) {
+                if retired.contains(entry.key()) || tenant.do_not_contact(entry.key()) {
                     continue;
                 }
                 let Some(summary) = entry.value().summary_as_of(query.as_of_ms, &self.config)
@@ -1270,7 +1375,10 @@ impl Store {
                     break;
                 }
                 let customer_id = &candidate.customer_id;
-                if !seen.insert(customer_id.as_str()) || retired.contains(customer_id) {
+                if !seen.insert(customer_id.as_str())
+                    || retired.contains(customer_id)
+                    || tenant.do_not_contact(customer_id)
+                {
                     continue;
                 }
                 let Some(history) = customers.get(customer_id.as_str()) else {
@@ -1336,7 +1444,13 @@ impl Store {
     /// side of the merge or both, never on neither (restore folds the two together again).
     pub fn for_each_customer(
         &self,
-        mut visit: impl FnMut(&str, &str, &CustomerHistory, Option<&Profile>) -> std::io::Result<()>,
+        mut visit: impl FnMut(
+            &str,
+            &str,
+            &CustomerHistory,
+            Option<&Profile>,
+            Option<&Attributes>,
+        ) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         self.snapshots_in_progress.fetch_add(1, Ordering::SeqCst);
         let tenants: Vec<(CompactString, Arc<Tenant>)> = self
@@ -1351,7 +1465,14 @@ impl Store {
             visited = tenant.customers.with(|customers| {
                 for entry in customers.iter() {
                     let profile = profiles.as_ref().and_then(|p| p.get(entry.key()));
-                    visit(tenant_id, entry.key(), entry.value(), profile)?;
+                    let attributes = tenant.attributes_of(entry.key());
+                    visit(
+                        tenant_id,
+                        entry.key(),
+                        entry.value(),
+                        profile,
+                        attributes.as_ref(),
+                    )?;
                 }
                 Ok::<_, std::io::Error>(())
             });
@@ -1367,6 +1488,11 @@ impl Store {
                         customers.remove(customer_id.as_str());
                     }
                 });
+                if let Some(attributes) = tenant.attributes.get() {
+                    for customer_id in &retired {
+                        attributes.remove(customer_id.as_str());
+                    }
+                }
             }
         }
         visited
@@ -1381,6 +1507,7 @@ impl Store {
         customer_id: &str,
         history: impl Into<Box<CustomerHistory>>,
         profile: Option<Profile>,
+        attributes: Option<Attributes>,
     ) {
         let tenant = self.tenant_or_create(tenant_id);
         let mut identities = tenant.identities.write();
@@ -1412,6 +1539,22 @@ impl Store {
                 }
             }
         });
+        if let Some(restored) = attributes {
+            let map = tenant
+                .attributes
+                .get_or_init(|| Map::with_hasher_and_shard_amount(ahash::RandomState::new(), 64));
+            let mut kept = map.entry(target.clone()).or_default();
+            *kept = std::mem::take(&mut *kept).merged(restored);
+        }
+        // Attributes restored before the customer was known to be merged move with it.
+        if let Some(map) = tenant.attributes.get() {
+            for merged_id in merged.iter().filter(|id| **id != target.as_str()) {
+                if let Some((_, taken)) = map.remove(merged_id.as_str()) {
+                    let mut kept = map.entry(target.clone()).or_default();
+                    *kept = std::mem::take(&mut *kept).merged(taken);
+                }
+            }
+        }
         drop(identities);
         if added > 0 {
             let count = tenant.customer_count.fetch_add(1, Ordering::Relaxed) + 1;
@@ -1526,7 +1669,7 @@ impl Store {
                             let crossed = thresholds.iter().any(|&min_priority| {
                                 crosses(before.priority, before.action, &score, min_priority)
                             });
-                            if crossed {
+                            if crossed && !tenant.do_not_contact(entry.key()) {
                                 let full = evaluate(&summary, now_ms, &self.config, &model);
                                 tenant.publish(Arc::new(PriorityChange {
                                     customer_id: entry.key().to_string(),
@@ -2074,7 +2217,7 @@ mod tests {
         );
         let mut visited = 0;
         store
-            .for_each_customer(|_, _, history, _| {
+            .for_each_customer(|_, _, history, _, _| {
                 assert_eq!(history.summary().events_total, 2);
                 visited += 1;
                 Ok(())
@@ -2354,12 +2497,13 @@ mod tests {
         // The next snapshot sees both sides (c2 still there), then c2 is gone.
         let mut records = Vec::new();
         store
-            .for_each_customer(|tenant_id, customer_id, history, profile| {
+            .for_each_customer(|tenant_id, customer_id, history, profile, attributes| {
                 records.push((
                     tenant_id.to_string(),
                     customer_id.to_string(),
                     history.clone(),
                     profile.cloned(),
+                    attributes.cloned(),
                 ));
                 Ok(())
             })
@@ -2377,8 +2521,8 @@ mod tests {
             let restored = Store::new(Arc::new(ScoringConfig::default()), 16);
             let mut records = records.clone();
             records.sort_by(|a, b| if order { a.1.cmp(&b.1) } else { b.1.cmp(&a.1) });
-            for (tenant_id, customer_id, history, profile) in records {
-                restored.restore_customer(&tenant_id, &customer_id, history, profile);
+            for (tenant_id, customer_id, history, profile, attributes) in records {
+                restored.restore_customer(&tenant_id, &customer_id, history, profile, attributes);
             }
             assert_eq!(
                 format!("{:?}", restored.customer("acme", "c1", T0_MS)),

@@ -5,6 +5,7 @@ use crate::domain::{Action, Channel, Direction, Interaction, Kind, ReplyNeed, Ti
 use crate::pb;
 use crate::scoring::{FactorGroup, Score};
 use crate::sentiment::{Sentiment, SentimentLabel};
+use rapport_core::attributes::AttributeValue;
 use rapport_core::identity::{self, Identifier, IdentifierKind};
 
 /// Input limits from the server config.
@@ -361,6 +362,62 @@ pub fn interaction_to_pb(interaction: &Interaction) -> pb::Interaction {
     }
 }
 
+/// Validated attribute changes from proto (`attributes[key]` named in errors): keys set, or
+/// removed by a value with nothing set.
+pub fn attribute_changes_from_pb(
+    attributes: std::collections::HashMap<String, pb::AttributeValue>,
+) -> Result<std::collections::BTreeMap<String, Option<AttributeValue>>, FieldError> {
+    if attributes.len() > rapport_core::attributes::MAX_ATTRIBUTES {
+        return Err(FieldError::new(
+            "attributes",
+            format!(
+                "{} keys, at most {} allowed",
+                attributes.len(),
+                rapport_core::attributes::MAX_ATTRIBUTES
+            ),
+        ));
+    }
+    attributes
+        .into_iter()
+        .map(|(key, value)| {
+            let value = value.value.map(|value| match value {
+                pb::attribute_value::Value::Text(text) => AttributeValue::Text(text),
+                pb::attribute_value::Value::Number(number) => AttributeValue::Number(number),
+                pb::attribute_value::Value::Flag(flag) => AttributeValue::Flag(flag),
+            });
+            if let Some(AttributeValue::Text(text)) = &value {
+                if text.chars().any(is_invisible_or_bidi) {
+                    return Err(FieldError::new(
+                        format!("attributes[{key}]"),
+                        "must not contain bidirectional controls or zero-width characters",
+                    ));
+                }
+            }
+            rapport_core::attributes::validate(&key, value.as_ref())
+                .map_err(|message| FieldError::new(format!("attributes[{key}]"), message))?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// Attributes → proto.
+pub fn attributes_to_pb(
+    attributes: &rapport_core::attributes::Attributes,
+) -> std::collections::HashMap<String, pb::AttributeValue> {
+    attributes
+        .values
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                AttributeValue::Text(text) => pb::attribute_value::Value::Text(text.clone()),
+                AttributeValue::Number(number) => pb::attribute_value::Value::Number(*number),
+                AttributeValue::Flag(flag) => pb::attribute_value::Value::Flag(*flag),
+            };
+            (key.clone(), pb::AttributeValue { value: Some(value) })
+        })
+        .collect()
+}
+
 /// A normalised identifier → proto (a handle's channel is the prefix of its value).
 pub fn identifier_to_pb(identifier: &Identifier) -> pb::Identifier {
     let (r#type, channel, value) = match identifier.kind {
@@ -492,6 +549,7 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
         merged_customer_ids: Vec::new(),
         claimed_by: String::new(),
         claim_expires_at: None,
+        attributes: Default::default(),
         tenant_id: tenant_id.to_string(),
         customer_id: customer_id.to_string(),
         engagement: score.engagement,

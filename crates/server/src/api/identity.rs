@@ -7,7 +7,7 @@ use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::identity_service_server::IdentityService;
 use rapport_core::identity::{IdentityAction, IdentityRequest};
-use rapport_core::store::{IdentityRefusal, Profile};
+use rapport_core::store::{IdentityRefusal, Profile, UpsertRefusal};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -79,6 +79,47 @@ impl IdentityService for Arc<IdentityApi> {
             action: IdentityAction::Link(identifiers),
         };
         Ok(Response::new(self.carry_out(request).await?))
+    }
+
+    async fn upsert_customer(
+        &self,
+        request: Request<pb::UpsertCustomerRequest>,
+    ) -> Result<Response<pb::UpsertCustomerResponse>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        let pb::UpsertCustomerRequest {
+            tenant_id,
+            customer_id,
+            attributes,
+            version,
+        } = request.into_inner();
+        check_id("tenant_id", &tenant_id, true, &self.limits).map_err(ApiError::from)?;
+        check_id("customer_id", &customer_id, true, &self.limits).map_err(ApiError::from)?;
+        if version == 0 {
+            return Err(ApiError::InvalidArgument(
+                "version: must be at least 1 (the update's version in the CRM)".into(),
+            )
+            .into());
+        }
+        let changes = convert::attribute_changes_from_pb(attributes).map_err(ApiError::from)?;
+        let (outcome, durable) =
+            self.engine
+                .upsert_attributes(&tenant_id, &customer_id, version, &changes);
+        let (customer_id, attributes, applied) = outcome.map_err(|refusal| match refusal {
+            UpsertRefusal::Attributes(too_many) => {
+                ApiError::FailedPrecondition(too_many.to_string())
+            }
+            UpsertRefusal::Store(limit) => ApiError::ResourceExhausted(limit.to_string()),
+        })?;
+        if let Some(durable) = durable {
+            durable.wait().await;
+        }
+        Ok(Response::new(pb::UpsertCustomerResponse {
+            tenant_id,
+            customer_id,
+            attributes: convert::attributes_to_pb(&attributes),
+            version: attributes.version,
+            applied,
+        }))
     }
 
     async fn merge_customers(

@@ -78,6 +78,9 @@ impl ScoringApi {
             .map(convert::identifier_to_pb)
             .collect();
         answer.merged_customer_ids = profile.merged;
+        if let Some(attributes) = self.store.attributes_of(&tenant_id, &canonical) {
+            answer.attributes = convert::attributes_to_pb(&attributes);
+        }
         let claim = self.store.claim_of(&tenant_id, &canonical, now_ms());
         Ok(with_claim(answer, claim.as_ref()))
     }
