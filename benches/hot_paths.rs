@@ -123,6 +123,7 @@ fn top_customers(c: &mut Criterion) {
         min_retention_risk: 0.0,
         as_of_ms: T0_MS,
         live: true,
+        segment: None,
     };
     assert_eq!(
         store.top("bench", &query).len(),

@@ -73,6 +73,7 @@ async fn a_do_not_contact_customer_is_never_reached() {
         .watch_priorities(pb::WatchPrioritiesRequest {
             tenant_id: "acme".into(),
             min_priority: 0.0,
+            segment: String::new(),
         })
         .await
         .unwrap()

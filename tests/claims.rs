@@ -34,6 +34,7 @@ fn claim_next(tenant: &str, agent: &str) -> pb::ClaimNextRequest {
         action: 0,
         min_retention_risk: 0.0,
         ttl_seconds: 600,
+        segment: String::new(),
     }
 }
 

@@ -479,6 +479,7 @@ async fn time_alone_pushes_to_watchers() {
         .watch_priorities(pb::WatchPrioritiesRequest {
             tenant_id: "timed".into(),
             min_priority,
+            segment: String::new(),
         })
         .await
         .unwrap()

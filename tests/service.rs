@@ -213,6 +213,7 @@ async fn watcher_receives_update_when_threshold_crossed() {
         .watch_priorities(pb::WatchPrioritiesRequest {
             tenant_id: "acme".into(),
             min_priority: 0.5,
+            segment: String::new(),
         })
         .await
         .unwrap()

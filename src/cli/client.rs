@@ -443,6 +443,7 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         as_of,
         exclude_claimed: false,
         page_token: String::new(),
+        segment: String::new(),
     };
     let filtered = action.is_some() || args.min_retention_risk > 0.0;
     let customers = client
@@ -552,6 +553,7 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         .watch_priorities(pb::WatchPrioritiesRequest {
             tenant_id: args.tenant.clone(),
             min_priority: args.min_priority,
+            segment: String::new(),
         })
         .await
         .map_err(|status| status_error(&address, "WatchPriorities", &status))?

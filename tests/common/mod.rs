@@ -140,6 +140,7 @@ impl TestServer {
                 as_of: Some(ts(as_of_ms)),
                 exclude_claimed: false,
                 page_token: String::new(),
+                segment: String::new(),
             })
             .await
             .expect("TopCustomers succeeds")

@@ -30,6 +30,13 @@ pub struct Config {
     pub transformer: TransformerConfig,
     /// The `[identity]` table: how typed identifiers resolve to one customer.
     pub identity: IdentityConfig,
+    /// `[[segments]]`: named conditions over attributes and scores (see `segments`).
+    pub segments: Vec<crate::segments::SegmentConfig>,
+    /// `[[rules]]`: first match wins; a segment mapped to exclusion.
+    pub rules: Vec<crate::segments::RuleConfig>,
+    /// The file this config was read from (not a key): what a reload reads again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// The `[identity]` table: limits on what one customer may hold, and values that are never
@@ -734,7 +741,17 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text)
+        let mut config = Self::from_toml(&text)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The segments and rules this config puts in force.
+    pub fn policy(&self) -> crate::segments::Policy {
+        crate::segments::Policy {
+            segments: self.segments.clone(),
+            rules: self.rules.clone(),
+        }
     }
 
     /// Parses and validates TOML text.
@@ -752,6 +769,7 @@ impl Config {
         self.access.validate()?;
         validate_transformer(&self.transformer)?;
         self.identity.validate()?;
+        crate::segments::validate(&self.segments, &self.rules)?;
         self.scoring.validate()
     }
 }
@@ -792,10 +810,10 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn invalid(key: &str, message: String) -> Self {
+    pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.to_string(),
-            message,
+            message: message.into(),
         }
     }
 }

@@ -108,7 +108,10 @@ impl Engine {
         customer_id: &str,
         version: u64,
         changes: &std::collections::BTreeMap<String, Option<crate::attributes::AttributeValue>>,
-    ) -> (Result<Upserted, crate::store::UpsertRefusal>, Option<Durable>) {
+    ) -> (
+        Result<Upserted, crate::store::UpsertRefusal>,
+        Option<Durable>,
+    ) {
         let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
         let outcome = self
             .store

@@ -19,6 +19,7 @@ pub mod durability;
 pub mod engine;
 pub mod identity;
 pub mod scoring;
+pub mod segments;
 pub mod store;
 pub mod telemetry;
 

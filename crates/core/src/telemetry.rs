@@ -41,6 +41,8 @@ pub const RETENTION_MODEL_FITS_TOTAL: &str = "rapport_retention_model_fits_total
 pub const CUSTOMERS_MERGED_TOTAL: &str = "rapport_customers_merged_total";
 /// Identifier links or merges the identity rules refused.
 pub const IDENTITY_LINKS_REFUSED_TOTAL: &str = "rapport_identity_links_refused_total";
+/// Config reloads (SIGHUP or `AdminService.ReloadConfig`), by outcome (`ok`, `refused`).
+pub const CONFIG_RELOADS_TOTAL: &str = "rapport_config_reloads_total";
 /// Open WatchPriorities streams.
 pub const WATCHERS_CONNECTED: &str = "rapport_watchers_connected";
 /// Priority updates a slow watcher missed.
@@ -171,6 +173,11 @@ fn describe() {
         IDENTITY_LINKS_REFUSED_TOTAL,
         "Identifier links or merges refused by the identity rules (a differing external id, a \
          per-type limit, the merge cap, events folded away)."
+    );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        "Config reloads (SIGHUP or AdminService.ReloadConfig) by outcome: ok, or refused (the \
+         file did not validate; the config in force stays)."
     );
     describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
     rapport_sentiment::telemetry::describe();
@@ -337,6 +344,11 @@ pub fn ranking_pass(census: &Census) {
 /// A customer stopped being tracked on its own (merged into another).
 pub fn customer_untracked() {
     gauge!(CUSTOMERS_TRACKED).decrement(1.0);
+}
+
+/// A config reload ended (`ok`: in force; otherwise refused, the old config stays).
+pub fn config_reloaded(ok: bool) {
+    counter!(CONFIG_RELOADS_TOTAL, "outcome" => if ok { "ok" } else { "refused" }).increment(1);
 }
 
 /// A customer was merged into another.

@@ -3,7 +3,7 @@
 
 use crate::api::access::Authenticator;
 use crate::api::convert::Limits;
-use crate::api::{Admission, IdentityApi, IngestApi, ScoringApi, SentimentApi};
+use crate::api::{AdminApi, Admission, IdentityApi, IngestApi, ScoringApi, SentimentApi};
 use crate::config::Config;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
@@ -54,6 +54,7 @@ pub async fn start(
         Store::new(Arc::new(config.scoring.clone()), server.watch_buffer)
             .with_identity_rules(config.identity.clone()),
     );
+    store.set_policy(config.policy());
     let wal = match &config.durability.data_dir {
         Some(dir) => {
             let store = Arc::clone(&store);
@@ -153,6 +154,8 @@ pub async fn start(
         shutdown_rx.clone(),
     ));
     let identity = Arc::new(IdentityApi::new(Arc::clone(&engine), limits.clone()));
+    let admin = Arc::new(AdminApi::new(Arc::clone(&store), config.source.clone()));
+    spawn_reload_on_sighup(Arc::clone(&store), config.source.clone());
     let classify = Arc::new(SentimentApi::new(
         Arc::clone(&engine),
         limits,
@@ -190,6 +193,9 @@ pub async fn start(
                 identity,
                 auth.clone(),
             ),
+        )
+        .add_service(
+            pb::admin_service_server::AdminServiceServer::with_interceptor(admin, auth.clone()),
         )
         .add_service(
             pb::sentiment_service_server::SentimentServiceServer::with_interceptor(classify, auth),
@@ -380,6 +386,33 @@ pub async fn shutdown_signal() {
         }
     }
     tracing::info!("shutdown signal received: draining");
+}
+
+/// Reloads the config file's segments and rules on SIGHUP (Unix), like `AdminService.ReloadConfig`.
+fn spawn_reload_on_sighup(store: Arc<Store>, config_file: Option<std::path::PathBuf>) {
+    #[cfg(unix)]
+    {
+        let mut hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGHUP: reload with AdminService");
+                    return;
+                }
+            };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let (store, file) = (Arc::clone(&store), config_file.clone());
+                // The outcome is logged and counted by the reload itself.
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::api::admin::reload_config(&store, file.as_deref())
+                })
+                .await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (store, config_file);
 }
 
 /// Woken when a gRPC server ends without a shutdown asked for, so [`shutdown_signal`] returns and

@@ -199,7 +199,7 @@ impl RankKey {
 }
 
 /// Filters for [`Store::top`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TopQuery {
     /// Most customers to return.
     pub limit: usize,
@@ -212,6 +212,8 @@ pub struct TopQuery {
     /// The query is as of now (no `as_of` given): the ranking index may stop early on its bounds
     /// (see the `ranking` module). A query with an explicit `as_of` evaluates every candidate.
     pub live: bool,
+    /// Only customers in this segment (see `segments`).
+    pub segment: Option<Arc<crate::segments::SegmentConfig>>,
 }
 
 impl TopQuery {
@@ -309,13 +311,20 @@ pub enum ClaimRefusal {
 }
 
 impl Tenant {
-    /// Whether the customer's attributes say not to contact them.
-    fn do_not_contact(&self, customer_id: &str) -> bool {
-        self.attributes.get().is_some_and(|attributes| {
-            attributes
-                .get(customer_id)
-                .is_some_and(|attributes| attributes.do_not_contact())
-        })
+    /// Runs `read` on a customer's attributes (`None` when it has none), without copying them.
+    fn with_attributes<R>(
+        &self,
+        customer_id: &str,
+        read: impl FnOnce(Option<&Attributes>) -> R,
+    ) -> R {
+        match self
+            .attributes
+            .get()
+            .and_then(|attributes| attributes.get(customer_id))
+        {
+            Some(attributes) => read(Some(&attributes)),
+            None => read(None),
+        }
     }
 
     /// A customer's attributes, if any.
@@ -400,6 +409,8 @@ pub struct Store {
     identity: IdentityConfig,
     /// State snapshots being written ([`Store::for_each_customer`] calls in progress).
     snapshots_in_progress: AtomicUsize,
+    /// Segments and rules in force (replaced whole by a config reload).
+    policy: parking_lot::RwLock<Arc<crate::segments::Policy>>,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -430,7 +441,51 @@ impl Store {
             previous_pass_at_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
             identity: IdentityConfig::default(),
             snapshots_in_progress: AtomicUsize::new(0),
+            policy: parking_lot::RwLock::default(),
         }
+    }
+
+    /// Puts segments and rules in force (at start, and on a config reload).
+    pub fn set_policy(&self, policy: crate::segments::Policy) {
+        *self.policy.write() = Arc::new(policy);
+    }
+
+    /// The segments and rules in force.
+    pub fn policy(&self) -> Arc<crate::segments::Policy> {
+        Arc::clone(&self.policy.read())
+    }
+
+    /// Whether a customer with `score` is in `segment`, by its attributes (for watchers, which
+    /// filter the changes they are sent).
+    pub fn in_segment(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        score: &Score,
+        segment: &crate::segments::SegmentConfig,
+    ) -> bool {
+        self.tenant(tenant_id).is_some_and(|tenant| {
+            tenant.with_attributes(customer_id, |attributes| segment.matches(score, attributes))
+        })
+    }
+
+    /// Whether a customer may be offered (TopCustomers, ClaimNext, watchers) and is in the
+    /// query's segment: not `do_not_contact`, not excluded by the first matching rule.
+    fn offered(
+        tenant: &Tenant,
+        policy: &crate::segments::Policy,
+        segment: Option<&crate::segments::SegmentConfig>,
+        customer_id: &str,
+        score: &Score,
+    ) -> bool {
+        if policy.rules.is_empty() && segment.is_none() && tenant.attributes.get().is_none() {
+            return true;
+        }
+        tenant.with_attributes(customer_id, |attributes| {
+            !attributes.is_some_and(Attributes::do_not_contact)
+                && !policy.excludes(score, attributes)
+                && segment.is_none_or(|segment| segment.matches(score, attributes))
+        })
     }
 
     /// The same store with identity rules `identity` (default: `IdentityConfig::default()`).
@@ -954,7 +1009,10 @@ impl Store {
         let free = |customer_id: &str| !claims.contains_key(customer_id);
         let mut limit = query.limit.max(1);
         let chosen = loop {
-            let page = TopQuery { limit, ..*query };
+            let page = TopQuery {
+                limit,
+                ..query.clone()
+            };
             let top = self.top(tenant_id, &page);
             let exhausted = top.len() < limit || limit >= RANKING_LIST_LEN;
             if let Some(found) = top.into_iter().find(|(customer_id, _)| free(customer_id)) {
@@ -1223,7 +1281,9 @@ impl Store {
             }
         }
         drop(history);
-        let reachable = !tenant.do_not_contact(change.customer_id);
+        let reachable = change.score.as_ref().is_some_and(|score| {
+            Self::offered(tenant, &self.policy(), None, change.customer_id, score)
+        });
         if let (true, true, Some(score)) = (watched, reachable, &change.score) {
             let (previous_priority, previous_action) = change
                 .previous
@@ -1300,10 +1360,11 @@ impl Store {
     ) -> Vec<(String, Score)> {
         let model = tenant.model();
         let retired = tenant.retired();
+        let policy = self.policy();
         let mut best = TopK::new(query.limit);
         tenant.customers.with(|customers| {
             for entry in customers.iter() {
-                if retired.contains(entry.key()) || tenant.do_not_contact(entry.key()) {
+                if retired.contains(entry.key()) {
                     continue;
                 }
                 let Some(summary) = entry.value().summary_as_of(query.as_of_ms, &self.config)
@@ -1318,6 +1379,13 @@ impl Store {
                 if query.matches(&score)
                     && after_it
                     && best.admits(score.priority, reply_due_at_ms, entry.key())
+                    && Self::offered(
+                        tenant,
+                        &policy,
+                        query.segment.as_deref(),
+                        entry.key(),
+                        &score,
+                    )
                 {
                     best.offer(Ranked {
                         priority: score.priority,
@@ -1345,6 +1413,7 @@ impl Store {
         }
         let model = tenant.model();
         let retired = tenant.retired();
+        let policy = self.policy();
         let list = &index.lists[list_index];
         let stop_on_bounds = query.live
             && query.as_of_ms.saturating_sub(index.computed_at_ms) <= ranking::MAX_BOUND_AGE_MS;
@@ -1375,10 +1444,7 @@ impl Store {
                     break;
                 }
                 let customer_id = &candidate.customer_id;
-                if !seen.insert(customer_id.as_str())
-                    || retired.contains(customer_id)
-                    || tenant.do_not_contact(customer_id)
-                {
+                if !seen.insert(customer_id.as_str()) || retired.contains(customer_id) {
                     continue;
                 }
                 let Some(history) = customers.get(customer_id.as_str()) else {
@@ -1393,6 +1459,13 @@ impl Store {
                 let reply_due_at_ms = ranking::reply_due_key(&score);
                 if query.matches(&score)
                     && best.admits(score.priority, reply_due_at_ms, customer_id)
+                    && Self::offered(
+                        tenant,
+                        &policy,
+                        query.segment.as_deref(),
+                        customer_id,
+                        &score,
+                    )
                 {
                     best.offer(Ranked {
                         priority: score.priority,
@@ -1610,6 +1683,7 @@ impl Store {
         let store_previous_ms = self
             .previous_pass_at_ms
             .fetch_max(now_ms, std::sync::atomic::Ordering::Relaxed);
+        let policy = self.policy();
         for tenant in self.tenants.iter() {
             // The activity model first, so the index this pass builds ranks with the model
             // queries will use until the next pass.
@@ -1669,7 +1743,8 @@ impl Store {
                             let crossed = thresholds.iter().any(|&min_priority| {
                                 crosses(before.priority, before.action, &score, min_priority)
                             });
-                            if crossed && !tenant.do_not_contact(entry.key()) {
+                            if crossed && Self::offered(&tenant, &policy, None, entry.key(), &score)
+                            {
                                 let full = evaluate(&summary, now_ms, &self.config, &model);
                                 tenant.publish(Arc::new(PriorityChange {
                                     customer_id: entry.key().to_string(),
@@ -1914,7 +1989,9 @@ mod tests {
                 (None, 0.5),
             ];
             for ((action, min_retention_risk), live) in filters.into_iter().flat_map(|f| [(f, true), (f, false)]) {
-                let query = TopQuery { limit, action, min_retention_risk, as_of_ms: T0_MS, live };
+                let query = TopQuery { limit, action, min_retention_risk, as_of_ms: T0_MS, live,
+                segment: None,
+                };
                 let tenant = store.tenant("acme").expect("tenant");
                 let answered = store.top_from_index(&tenant, &query);
                 if action.is_none() && min_retention_risk == 0.0 {
@@ -2013,6 +2090,7 @@ mod tests {
                 min_retention_risk: 0.0,
                 as_of_ms: T0_MS,
                 live,
+                segment: None,
             };
             let top = store.top("acme", &query);
             assert_eq!(top[0].0, "angry", "live {live}");
@@ -2174,6 +2252,7 @@ mod tests {
             min_retention_risk: 0.0,
             as_of_ms: T0_MS,
             live: true,
+            segment: None,
         }
     }
 
@@ -2376,7 +2455,9 @@ mod tests {
                     prop_assert!(resolved.is_none() || resolved.as_deref() == Some(id.as_str()), "{:?}", resolved);
                 }
             }
-            let query = TopQuery { limit: 10, action: None, min_retention_risk: 0.0, as_of_ms: T0_MS + DAY_MS, live: false };
+            let query = TopQuery { limit: 10, action: None, min_retention_risk: 0.0, as_of_ms: T0_MS + DAY_MS, live: false,
+            segment: None,
+            };
             let ids = |top: Vec<(String, Score)>| top.into_iter().map(|(id, score)| format!("{id} {score:?}")).collect::<Vec<_>>();
             prop_assert_eq!(ids(merged.top_exact("acme", &query)), ids(one_id.top_exact("acme", &query)));
         }
@@ -2486,6 +2567,7 @@ mod tests {
             min_retention_risk: 0.0,
             as_of_ms: T0_MS,
             live: false,
+            segment: None,
         };
         let ids: Vec<String> = store
             .top_exact("acme", &query)

@@ -1,6 +1,7 @@
 //! gRPC transport: tonic services, proto conversion and the error-to-status map. No scoring logic.
 
 pub mod access;
+pub mod admin;
 pub mod codec;
 pub mod convert;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod reasons;
 mod scoring;
 mod sentiment;
 
+pub use admin::AdminApi;
 pub use identity::IdentityApi;
 pub use ingest::{Admission, IngestApi};
 pub use scoring::ScoringApi;

@@ -97,7 +97,9 @@ impl ScoringApi {
             as_of,
             exclude_claimed,
             page_token,
+            segment,
         } = request;
+        let segment = self.segment(&segment)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         let limit = match limit as usize {
             0 => DEFAULT_TOP_LIMIT,
@@ -123,8 +125,10 @@ impl ScoringApi {
             min_retention_risk,
             as_of_ms: convert::as_of_ms(as_of.as_ref(), now_ms())?,
             live: as_of.is_none(),
+            segment: segment.clone(),
         };
         let filters = PageFilters {
+            segment: segment.as_ref().map_or("", |segment| segment.name.as_str()),
             tenant_id: &tenant_id,
             limit,
             action,
@@ -194,6 +198,27 @@ impl ScoringApi {
         })
     }
 
+    /// The segment a request names (`None` for none), or INVALID_ARGUMENT naming `segment`.
+    fn segment(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<rapport_core::segments::SegmentConfig>>, ApiError> {
+        if name.is_empty() {
+            return Ok(None);
+        }
+        self.store
+            .policy()
+            .segment(name)
+            .map(|segment| Some(Arc::new(segment.clone())))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "segment",
+                    format!("no segment is named {name:?} in the config"),
+                )
+                .into()
+            })
+    }
+
     /// `ttl_seconds` of a claim request: the default for 0, refused above a day.
     fn claim_ttl_ms(ttl_seconds: u32) -> Result<i64, ApiError> {
         match ttl_seconds {
@@ -217,7 +242,9 @@ impl ScoringApi {
             action,
             min_retention_risk,
             ttl_seconds,
+            segment,
         } = request;
+        let segment = self.segment(&segment)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         check_id("agent_id", &agent_id, true, &self.limits)?;
         if !(0.0..=1.0).contains(&min_retention_risk) {
@@ -235,6 +262,7 @@ impl ScoringApi {
             min_retention_risk,
             as_of_ms: now,
             live: true,
+            segment,
         };
         let (claimed, durable) = self
             .engine
@@ -290,6 +318,7 @@ impl ScoringApi {
 /// What a page token is bound to: a token is refused with other filters than its first page's.
 struct PageFilters<'a> {
     tenant_id: &'a str,
+    segment: &'a str,
     limit: usize,
     action: i32,
     min_retention_risk: f64,
@@ -300,8 +329,9 @@ impl PageFilters<'_> {
     /// A stable digest of the filters (xxh3 of their text).
     fn digest(&self) -> u64 {
         let text = format!(
-            "{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}",
             self.tenant_id,
+            self.segment,
             self.limit,
             self.action,
             self.min_retention_risk.to_bits(),
@@ -469,7 +499,9 @@ impl ScoringService for Arc<ScoringApi> {
         let pb::WatchPrioritiesRequest {
             tenant_id,
             min_priority,
+            segment,
         } = request.into_inner();
+        let segment = self.segment(&segment).map_err(Status::from)?;
         let checked = check_id("tenant_id", &tenant_id, true, &self.limits).and_then(|()| {
             if (0.0..=1.0).contains(&min_priority) {
                 Ok(())
@@ -484,6 +516,7 @@ impl ScoringService for Arc<ScoringApi> {
             return Err(ApiError::from(error).into());
         }
         let (mut updates, registration) = self.store.watch(&tenant_id, min_priority);
+        let store = Arc::clone(&self.store);
         let mut shutdown = self.shutdown.clone();
         let (sender, receiver) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -499,7 +532,17 @@ impl ScoringService for Arc<ScoringApi> {
                     change = updates.recv() => change,
                 };
                 match change {
-                    Ok(change) if change.concerns(min_priority) => {
+                    Ok(change)
+                        if change.concerns(min_priority)
+                            && segment.as_ref().is_none_or(|segment| {
+                                store.in_segment(
+                                    &tenant_id,
+                                    &change.customer_id,
+                                    &change.score,
+                                    segment,
+                                )
+                            }) =>
+                    {
                         let update = pb::PriorityUpdate {
                             score: Some(convert::score_to_pb(
                                 &tenant_id,

@@ -1,0 +1,331 @@
+//! Segments and rules: named boolean conditions over a customer's attributes and scores, defined
+//! in config (`[[segments]]`), and an ordered policy list (`[[rules]]`, first match wins) that
+//! maps a segment to exclusion. Pure: matching a score and attributes, and checking the config.
+
+use crate::attributes::{AttributeValue, Attributes};
+use crate::config::ConfigError;
+use crate::domain::Action;
+use crate::scoring::Score;
+use serde::Deserialize;
+
+/// The `[[segments]]` entries of the config.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// The name queries use (`TopCustomers.segment`).
+    pub name: String,
+    /// Every one of these must hold.
+    #[serde(default)]
+    pub all: Vec<Condition>,
+    /// At least one of these must hold (when any are given).
+    #[serde(default)]
+    pub any: Vec<Condition>,
+}
+
+/// One condition: `field op value`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// A score (`risk`, `sentiment`, `sentiment_trend`, `engagement`, `value`, `priority`,
+    /// `open_threads`, `action`) or an attribute (`attributes.<key>`).
+    pub field: String,
+    /// `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `in` (value: a list), `exists` (value: true/false).
+    pub op: String,
+    /// What the field is compared with.
+    pub value: toml::Value,
+}
+
+/// The `[[rules]]` entries of the config, in order: the first whose segment matches decides.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The segment the rule applies to.
+    pub segment: String,
+    /// Customers in the segment never appear in TopCustomers, ClaimNext or WatchPriorities.
+    #[serde(default)]
+    pub exclude: bool,
+}
+
+const NUMERIC_FIELDS: [&str; 7] = [
+    "risk",
+    "sentiment",
+    "sentiment_trend",
+    "engagement",
+    "value",
+    "priority",
+    "open_threads",
+];
+const OPS: [&str; 8] = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "exists"];
+
+/// Checks segments and rules, naming the key (`segments[0].all[1].field`).
+pub fn validate(segments: &[SegmentConfig], rules: &[RuleConfig]) -> Result<(), ConfigError> {
+    for (index, segment) in segments.iter().enumerate() {
+        if segment.name.is_empty() {
+            return Err(ConfigError::invalid(
+                &format!("segments[{index}].name"),
+                "must not be empty",
+            ));
+        }
+        if segments[..index].iter().any(|s| s.name == segment.name) {
+            return Err(ConfigError::invalid(
+                &format!("segments[{index}].name"),
+                format!("{:?} is defined twice", segment.name),
+            ));
+        }
+        if segment.all.is_empty() && segment.any.is_empty() {
+            return Err(ConfigError::invalid(
+                &format!("segments[{index}]"),
+                "needs at least one condition in all or any",
+            ));
+        }
+        for (list, conditions) in [("all", &segment.all), ("any", &segment.any)] {
+            for (at, condition) in conditions.iter().enumerate() {
+                let key = |part: &str| format!("segments[{index}].{list}[{at}].{part}");
+                check_condition(condition)
+                    .map_err(|(part, message)| ConfigError::invalid(&key(part), message))?;
+            }
+        }
+    }
+    for (index, rule) in rules.iter().enumerate() {
+        if !segments.iter().any(|s| s.name == rule.segment) {
+            return Err(ConfigError::invalid(
+                &format!("rules[{index}].segment"),
+                format!("no segment is named {:?}", rule.segment),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> {
+    if !OPS.contains(&condition.op.as_str()) {
+        return Err(("op", format!("must be one of {}", OPS.join(", "))));
+    }
+    let field = condition.field.as_str();
+    let attribute = field.strip_prefix("attributes.");
+    if attribute.is_none() && field != "action" && !NUMERIC_FIELDS.contains(&field) {
+        return Err((
+            "field",
+            format!(
+                "must be one of {}, action or attributes.<key>",
+                NUMERIC_FIELDS.join(", ")
+            ),
+        ));
+    }
+    if attribute.is_some_and(|key| crate::attributes::validate(key, None).is_err()) {
+        return Err((
+            "field",
+            "attribute keys are 1 to 64 of a-z, 0-9 and _".into(),
+        ));
+    }
+    let values: Vec<&toml::Value> = match (&condition.op[..], &condition.value) {
+        ("exists", toml::Value::Boolean(_)) => return Ok(()),
+        ("exists", _) => return Err(("value", "must be true or false for exists".into())),
+        ("in", toml::Value::Array(values)) if !values.is_empty() => values.iter().collect(),
+        ("in", _) => return Err(("value", "must be a non-empty list for in".into())),
+        (_, value) => vec![value],
+    };
+    for value in values {
+        match field {
+            "action" => {
+                let known = value
+                    .as_str()
+                    .is_some_and(|name| Action::ALL.iter().any(|a| a.as_str() == name));
+                if !known {
+                    return Err(("value", "must name an action (respond, rescue, ...)".into()));
+                }
+            }
+            _ if attribute.is_none()
+                && value
+                    .as_float()
+                    .or(value.as_integer().map(|i| i as f64))
+                    .is_none() =>
+            {
+                return Err(("value", format!("must be a number for {field}")));
+            }
+            _ if attribute.is_some()
+                && !matches!(
+                    value,
+                    toml::Value::String(_)
+                        | toml::Value::Float(_)
+                        | toml::Value::Integer(_)
+                        | toml::Value::Boolean(_)
+                ) =>
+            {
+                return Err(("value", "must be text, a number or true/false".into()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Segments and rules in force (replaced whole on a config reload).
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// The segments by name.
+    pub segments: Vec<SegmentConfig>,
+    /// The rules, in order.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Policy {
+    /// The segment named `name`.
+    pub fn segment(&self, name: &str) -> Option<&SegmentConfig> {
+        self.segments.iter().find(|segment| segment.name == name)
+    }
+
+    /// Whether the first rule whose segment matches excludes the customer.
+    pub fn excludes(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        self.rules
+            .iter()
+            .find(|rule| {
+                self.segment(&rule.segment)
+                    .is_some_and(|segment| segment.matches(score, attributes))
+            })
+            .is_some_and(|rule| rule.exclude)
+    }
+}
+
+impl SegmentConfig {
+    /// Whether a customer with `score` and `attributes` is in the segment.
+    pub fn matches(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
+        self.all.iter().all(|c| c.holds(score, attributes))
+            && (self.any.is_empty() || self.any.iter().any(|c| c.holds(score, attributes)))
+    }
+}
+
+/// A comparable value of a field.
+enum Field<'a> {
+    Number(f64),
+    Text(&'a str),
+    Flag(bool),
+    Missing,
+}
+
+impl Condition {
+    fn field_of<'a>(&'a self, score: &'a Score, attributes: Option<&'a Attributes>) -> Field<'a> {
+        match self.field.as_str() {
+            "risk" => Field::Number(score.retention_risk),
+            "sentiment" => Field::Number(score.sentiment),
+            "sentiment_trend" => Field::Number(score.sentiment_trend),
+            "engagement" => Field::Number(score.engagement),
+            "value" => Field::Number(score.lifetime_value),
+            "priority" => Field::Number(score.priority),
+            "open_threads" => Field::Number(f64::from(score.open_threads)),
+            "action" => Field::Text(score.action.as_str()),
+            field => {
+                let key = field.strip_prefix("attributes.").unwrap_or(field);
+                match attributes.and_then(|a| a.values.get(key)) {
+                    Some(AttributeValue::Number(number)) => Field::Number(*number),
+                    Some(AttributeValue::Text(text)) => Field::Text(text),
+                    Some(AttributeValue::Flag(flag)) => Field::Flag(*flag),
+                    None => Field::Missing,
+                }
+            }
+        }
+    }
+
+    /// Whether the condition holds; a missing attribute satisfies only `ne` and `exists = false`.
+    pub fn holds(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
+        let field = self.field_of(score, attributes);
+        let compare = |value: &toml::Value| -> Option<std::cmp::Ordering> {
+            match (&field, value) {
+                (Field::Number(a), toml::Value::Float(b)) => a.partial_cmp(b),
+                (Field::Number(a), toml::Value::Integer(b)) => a.partial_cmp(&(*b as f64)),
+                (Field::Text(a), toml::Value::String(b)) => Some(a.cmp(&b.as_str())),
+                (Field::Flag(a), toml::Value::Boolean(b)) => Some(a.cmp(b)),
+                _ => None,
+            }
+        };
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self.op.as_str() {
+            "exists" => self.value.as_bool() == Some(!matches!(field, Field::Missing)),
+            "in" => self
+                .value
+                .as_array()
+                .is_some_and(|values| values.iter().any(|v| compare(v) == Some(Equal))),
+            "eq" => compare(&self.value) == Some(Equal),
+            "ne" => compare(&self.value) != Some(Equal),
+            "gt" => compare(&self.value) == Some(Greater),
+            "gte" => matches!(compare(&self.value), Some(Greater | Equal)),
+            "lt" => compare(&self.value) == Some(Less),
+            "lte" => matches!(compare(&self.value), Some(Less | Equal)),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn bad_segments_and_rules_are_refused_naming_the_key() {
+        for (text, key) in [
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"risk\", op = \"like\", value = 1 }]",
+                "segments[0].all[0].op",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nany = [{ field = \"colour\", op = \"eq\", value = 1 }]",
+                "segments[0].any[0].field",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"risk\", op = \"gt\", value = \"high\" }]",
+                "segments[0].all[0].value",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"action\", op = \"eq\", value = \"call\" }]",
+                "segments[0].all[0].value",
+            ),
+            ("[[segments]]\nname = \"a\"", "segments[0]"),
+            ("[[rules]]\nsegment = \"nope\"\nexclude = true", "rules[0].segment"),
+        ] {
+            let error = Config::from_toml(text).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn conditions_read_scores_and_attributes() {
+        let config = Config::from_toml(
+            "[[segments]]\nname = \"vip\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }, { field = \"risk\", op = \"gte\", value = 0.5 }]\n\
+             [[segments]]\nname = \"untiered\"\nall = [{ field = \"attributes.tier\", op = \"exists\", value = false }]\n\
+             [[rules]]\nsegment = \"untiered\"\nexclude = true",
+        )
+        .unwrap();
+        let policy = config.policy();
+        let scoring = crate::config::ScoringConfig::default();
+        let model = crate::scoring::TenantModel::new(&scoring, None);
+        let base =
+            crate::scoring::evaluate(&crate::scoring::Summary::default(), 0, &scoring, &model);
+        let score = Score {
+            retention_risk: 0.7,
+            ..base.clone()
+        };
+        let mut vip = Attributes::default();
+        vip.values
+            .insert("tier".into(), AttributeValue::Text("vip".into()));
+        let vip_segment = policy.segment("vip").unwrap();
+        assert!(vip_segment.matches(&score, Some(&vip)));
+        let calm = Score {
+            retention_risk: 0.2,
+            ..base
+        };
+        assert!(!vip_segment.matches(&calm, Some(&vip)));
+        assert!(
+            !vip_segment.matches(&score, None),
+            "a missing attribute is not eq"
+        );
+        assert!(
+            policy.excludes(&score, None),
+            "no tier: excluded by the rule"
+        );
+        assert!(!policy.excludes(&score, Some(&vip)));
+    }
+}

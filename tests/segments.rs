@@ -1,0 +1,203 @@
+//! Issue 16: segments from config filter TopCustomers, ClaimNext and WatchPriorities; rules
+//! exclude a segment; a config reload (AdminService and SIGHUP) puts new segments in force, and a
+//! file that does not validate is refused naming the key while the old config keeps serving.
+
+mod common;
+
+use common::*;
+use rapport::pb;
+use rapport::pb::admin_service_client::AdminServiceClient;
+use rapport::pb::identity_service_client::IdentityServiceClient;
+use std::time::Duration;
+
+const SEGMENTS: &str = r#"
+[[segments]]
+name = "vip"
+all = [{ field = "attributes.tier", op = "eq", value = "vip" }]
+
+[[segments]]
+name = "sanctioned"
+any = [{ field = "attributes.region", op = "in", value = ["xx", "yy"] }]
+
+[[segments]]
+name = "waiting"
+all = [
+  { field = "action", op = "eq", value = "respond" },
+  { field = "open_threads", op = "gte", value = 1 },
+]
+
+[[rules]]
+segment = "sanctioned"
+exclude = true
+"#;
+
+fn text(value: &str) -> pb::AttributeValue {
+    pb::AttributeValue {
+        value: Some(pb::attribute_value::Value::Text(value.into())),
+    }
+}
+
+fn top(segment: &str) -> pb::TopCustomersRequest {
+    pb::TopCustomersRequest {
+        tenant_id: "acme".into(),
+        limit: 10,
+        segment: segment.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn segments_filter_rules_exclude_and_reloads_never_leave_a_bad_config_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rapport.toml");
+    std::fs::write(&file, SEGMENTS).unwrap();
+    let mut config = rapport::config::Config::from_file(&file).unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    let mut t = start_with(config).await;
+    let mut crm = IdentityServiceClient::new(t.channel.clone());
+    let mut admin = AdminServiceClient::new(t.channel.clone());
+    let now = rapport::engine::now_ms() - MINUTE_MS;
+    let mut events = Vec::new();
+    for (n, customer) in ["ann", "bob", "cy"].into_iter().enumerate() {
+        let mut complaint = with_text(
+            event(
+                "acme",
+                customer,
+                &format!("e{n}"),
+                now - n as i64 * MINUTE_MS,
+            ),
+            "My order never came, please help",
+        );
+        complaint.thread_id = format!("t{n}");
+        events.push(complaint);
+    }
+    t.ingest_all(events).await;
+    for (customer, key, value) in [("ann", "tier", "vip"), ("cy", "region", "xx")] {
+        crm.upsert_customer(pb::UpsertCustomerRequest {
+            tenant_id: "acme".into(),
+            customer_id: customer.into(),
+            attributes: [(key.to_string(), text(value))].into(),
+            version: 1,
+        })
+        .await
+        .unwrap();
+    }
+    // The customers answered, sorted (the order is TopCustomers' business, not this test's).
+    let ids = |answer: pb::TopCustomersResponse| -> Vec<String> {
+        let mut ids: Vec<String> = answer
+            .customers
+            .into_iter()
+            .map(|c| c.customer_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    // The rule leaves the sanctioned customer out everywhere; segments filter.
+    let all = ids(t.scoring.top_customers(top("")).await.unwrap().into_inner());
+    assert_eq!(all, ["ann", "bob"]);
+    let vip = ids(t
+        .scoring
+        .top_customers(top("vip"))
+        .await
+        .unwrap()
+        .into_inner());
+    assert_eq!(vip, ["ann"]);
+    let waiting = ids(t
+        .scoring
+        .top_customers(top("waiting"))
+        .await
+        .unwrap()
+        .into_inner());
+    assert_eq!(waiting, ["ann", "bob"]);
+    let claimed = t
+        .scoring
+        .claim_next(pb::ClaimNextRequest {
+            tenant_id: "acme".into(),
+            agent_id: "a1".into(),
+            segment: "vip".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(claimed.customer.unwrap().customer_id, "ann");
+    let unknown = t.scoring.top_customers(top("gold")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert!(unknown.message().starts_with("segment:"), "{unknown}");
+
+    // A file that does not validate: refused naming the key, the old config keeps serving.
+    std::fs::write(
+        &file,
+        SEGMENTS.replace(
+            r#"op = "eq", value = "vip""#,
+            r#"op = "like", value = "vip""#,
+        ),
+    )
+    .unwrap();
+    let refused = admin
+        .reload_config(pb::ReloadConfigRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert!(
+        refused.message().contains("segments[0].all[0].op"),
+        "{refused}"
+    );
+    let vip = ids(t
+        .scoring
+        .top_customers(top("vip"))
+        .await
+        .unwrap()
+        .into_inner());
+    assert_eq!(vip, ["ann"], "the old config still serves");
+
+    // A valid one: in force, through the RPC ...
+    std::fs::write(
+        &file,
+        SEGMENTS.replace(r#"name = "vip""#, r#"name = "gold""#),
+    )
+    .unwrap();
+    let reloaded = admin
+        .reload_config(pb::ReloadConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reloaded.segments, ["gold", "sanctioned", "waiting"]);
+    assert_eq!(reloaded.rules, 1);
+    let gold = ids(t
+        .scoring
+        .top_customers(top("gold"))
+        .await
+        .unwrap()
+        .into_inner());
+    assert_eq!(gold, ["ann"]);
+    assert!(t.scoring.top_customers(top("vip")).await.is_err());
+
+    // ... and on SIGHUP (bounded wait for the signal's task).
+    std::fs::write(
+        &file,
+        SEGMENTS.replace(r#"name = "vip""#, r#"name = "platinum""#),
+    )
+    .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let mut platinum = None;
+    for _ in 0..100 {
+        if let Ok(answer) = t.scoring.top_customers(top("platinum")).await {
+            platinum = Some(ids(answer.into_inner()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(platinum.expect("SIGHUP reloaded the file"), ["ann"]);
+    let metrics = t.scrape_metrics().await;
+    assert!(
+        metrics.contains(r#"rapport_config_reloads_total{outcome="refused"}"#),
+        "{metrics}"
+    );
+}
