@@ -70,6 +70,7 @@ fn apply(c: &mut Criterion) {
                 thread_id: String::new(),
                 reply_need: rapport::domain::ReplyNeed::Unclear,
                 identifiers: Vec::new(),
+                agent_id: String::new(),
             };
             black_box(store.apply(
                 &interaction,
@@ -101,6 +102,7 @@ fn bench_event(n: u64, at_ms: i64) -> Interaction {
         thread_id: String::new(),
         reply_need: rapport::domain::ReplyNeed::Unclear,
         identifiers: Vec::new(),
+        agent_id: String::new(),
     }
 }
 

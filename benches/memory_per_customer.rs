@@ -89,6 +89,7 @@ impl Events {
             },
             reply_need: rapport::domain::ReplyNeed::Unclear,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         };
         let sentiment = ((r >> 56) % 10 < 7).then_some(Sentiment {
             label: SentimentLabel::Negative,

@@ -452,6 +452,7 @@ mod never_panics {
                 thread_id: String::new(),
                 reply_need,
                 identifiers: Vec::new(),
+                agent_id: String::new(),
             };
             let _ = interaction_from_pb(message, &limits(), 1_767_225_600_000);
         }

@@ -51,6 +51,7 @@ fn message(tenant: &str, customer: &str, event: &str) -> Interaction {
         thread_id: "t-1".to_string(),
         reply_need: ReplyNeed::Unclear,
         identifiers: Vec::new(),
+        agent_id: String::new(),
     }
 }
 

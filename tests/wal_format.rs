@@ -58,6 +58,7 @@ fn fixture_records() -> Vec<Logged> {
                 },
                 reply_need: needs[index % 3],
                 identifiers: Vec::new(),
+                agent_id: String::new(),
             };
             let sentiment = (index != 4).then_some(Sentiment {
                 label: labels[index % 3],

@@ -88,6 +88,7 @@ impl InteractionLine {
             author_followers: self.author_followers,
             thread_id: self.thread_id,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         })
     }
 }

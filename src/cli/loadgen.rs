@@ -150,6 +150,7 @@ impl Generator {
                 String::new()
             },
             identifiers: Vec::new(),
+            agent_id: String::new(),
         }
     }
 

@@ -329,6 +329,7 @@ impl Simulation {
             author_followers: followers,
             thread_id: thread,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         }
     }
 
@@ -355,6 +356,7 @@ impl Simulation {
                     author_followers: 0,
                     thread_id: reply.thread,
                     identifiers: Vec::new(),
+                    agent_id: String::new(),
                 });
             } else {
                 rest.push_back(reply);

@@ -86,6 +86,7 @@ pub fn event(tenant: &str, customer: &str, event_id: &str, at_ms: i64) -> pb::In
         thread_id: String::new(),
         reply_need: pb::ReplyNeed::Unspecified as i32,
         identifiers: Vec::new(),
+        agent_id: String::new(),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     pub transformer: TransformerConfig,
     /// The `[identity]` table: how typed identifiers resolve to one customer.
     pub identity: IdentityConfig,
+    /// The `[timeline]` table: how much text customers' timelines keep.
+    pub timeline: crate::scoring::TimelineLimits,
     /// `[[segments]]`: named conditions over attributes and scores (see `segments`).
     pub segments: Vec<crate::segments::SegmentConfig>,
     /// `[[rules]]`: first match wins; a segment mapped to exclusion.
@@ -769,6 +771,18 @@ impl Config {
         self.access.validate()?;
         validate_transformer(&self.transformer)?;
         self.identity.validate()?;
+        check_range(
+            "timeline.snippet_bytes",
+            self.timeline.snippet_bytes as u64,
+            0,
+            4_096,
+        )?;
+        check_range(
+            "timeline.snippets_per_customer",
+            self.timeline.snippets_per_customer as u64,
+            0,
+            10_000,
+        )?;
         crate::segments::validate(&self.segments, &self.rules)?;
         self.scoring.validate()
     }

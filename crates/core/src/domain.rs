@@ -225,6 +225,8 @@ pub struct Interaction {
     /// Typed identifiers of the person, normalised (see [`crate::identity`]); the store resolves
     /// them to one customer. Empty for most events.
     pub identifiers: Vec<crate::identity::Identifier>,
+    /// Who answered, on outbound events (empty when not said): shown in the timeline.
+    pub agent_id: String,
 }
 
 /// What to do about a customer now, most urgent first in declaration order.

@@ -270,6 +270,7 @@ impl Engine {
             thread_id: interaction.thread_id.clone(),
             text: String::new(),
             identifiers: interaction.identifiers.clone(),
+            agent_id: interaction.agent_id.clone(),
             ..*interaction
         };
         runtime.spawn(async move {
@@ -311,7 +312,13 @@ impl Engine {
         let logged = matches!(applied, Applied::Accepted(_)) || !interaction.identifiers.is_empty();
         let mut durable = match &self.wal {
             Some(wal) if logged => {
-                Some(wal.enqueue(&crate::durability::WalRecord::new(interaction, sentiment)))
+                let snippet = self.store.timeline_limits().snippet(&interaction.text);
+                Some(
+                    wal.enqueue(
+                        &crate::durability::WalRecord::new(interaction, sentiment)
+                            .with_snippet(snippet),
+                    ),
+                )
             }
             _ => None,
         };
@@ -372,6 +379,7 @@ mod tests {
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         };
         // The first copy: applied to the store, still on its way to the log.
         let first = wal.admit();

@@ -52,7 +52,8 @@ pub async fn start(
     // Identity rules before recovery: replay resolves identifiers as the first run did.
     let store = Arc::new(
         Store::new(Arc::new(config.scoring.clone()), server.watch_buffer)
-            .with_identity_rules(config.identity.clone()),
+            .with_identity_rules(config.identity.clone())
+            .with_timeline_limits(config.timeline),
     );
     store.set_policy(config.policy());
     let wal = match &config.durability.data_dir {

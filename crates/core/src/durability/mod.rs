@@ -252,6 +252,14 @@ impl WalRecord {
         }
     }
 
+    /// The same record carrying the timeline's snippet of the event's text (`None`: none kept).
+    pub fn with_snippet(mut self, snippet: Option<&str>) -> Self {
+        if let (Some(interaction), Some(snippet)) = (self.interaction.as_mut(), snippet) {
+            interaction.text = snippet.to_string();
+        }
+        self
+    }
+
     /// The record of a refined sentiment for an event already logged.
     pub fn refinement(interaction: &Interaction, sentiment: Sentiment) -> Self {
         Self {
@@ -721,11 +729,14 @@ impl Wal {
                             .deserialize(payload)
                             .with_context(undecodable)?
                     } else {
-                        let (tenant_id, customer_id, history): (String, String, CustomerHistory) =
-                            state_encoding()
-                                .deserialize(payload)
-                                .with_context(undecodable)?;
-                        (tenant_id, customer_id, history, None, None)
+                        let (tenant_id, customer_id, history): (
+                            String,
+                            String,
+                            crate::scoring::CustomerHistoryV2,
+                        ) = state_encoding()
+                            .deserialize(payload)
+                            .with_context(undecodable)?;
+                        (tenant_id, customer_id, history.into(), None, None)
                     };
                 apply(Replayed::Customer {
                     tenant_id: &tenant_id,
@@ -1251,6 +1262,7 @@ mod tests {
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         }
     }
 

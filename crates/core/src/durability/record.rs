@@ -32,7 +32,8 @@ pub struct LoggedInteraction {
     /// When the event happened.
     #[prost(message, optional, tag = "7")]
     pub occurred_at: Option<LoggedTimestamp>,
-    /// Always empty in records written by rapport; read and ignored if present.
+    /// The timeline's snippet of the text (format 3; `[timeline]` limits, empty when none is
+    /// kept). Formats before 3 left it empty.
     #[prost(string, tag = "8")]
     pub text: String,
     /// Money, for purchases.
@@ -50,6 +51,9 @@ pub struct LoggedInteraction {
     /// Normalised identifiers (absent in records of formats 0 to 2, which had none).
     #[prost(message, repeated, tag = "13")]
     pub identifiers: Vec<LoggedIdentifier>,
+    /// Who answered, on outbound events (format 3).
+    #[prost(string, tag = "14")]
+    pub agent_id: String,
 }
 
 /// A normalised identifier as the log stores it.
@@ -348,6 +352,7 @@ impl LoggedInteraction {
                 nanos: (interaction.occurred_at_ms.rem_euclid(1000) * 1_000_000) as i32,
             }),
             text: String::new(),
+            agent_id: interaction.agent_id.clone(),
             value: interaction.value,
             author_followers: interaction.author_followers,
             thread_id: interaction.thread_id.clone(),
@@ -408,7 +413,7 @@ impl LoggedInteraction {
             kind,
             direction,
             occurred_at_ms,
-            text: String::new(),
+            text: self.text,
             value: self.value,
             author_followers: self.author_followers,
             thread_id: self.thread_id,
@@ -418,6 +423,7 @@ impl LoggedInteraction {
                 .into_iter()
                 .map(LoggedIdentifier::into_identifier)
                 .collect::<Result<_, _>>()?,
+            agent_id: self.agent_id,
         })
     }
 }
@@ -454,6 +460,7 @@ mod tests {
                     kind: IdentifierKind::ALL[index % 4],
                     value: format!("v{index}"),
                 }],
+                agent_id: String::new(),
             };
             let back = LoggedInteraction::from_interaction(&interaction)
                 .into_interaction()

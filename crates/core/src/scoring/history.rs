@@ -3,6 +3,7 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Channel, Direction, Kind, ReplyNeed, TimestampMs};
 use crate::scoring::decay_factor;
+use crate::scoring::timeline::{Notes, TimelineLimits, Touchpoint};
 use std::borrow::Cow;
 
 /// One event, reduced to what scoring reads (about 48 bytes).
@@ -319,6 +320,27 @@ pub struct CustomerHistory {
     records: Vec<EventRecord>,
     summary: Summary,
     base: Option<Box<FoldedBase>>,
+    /// The timeline's notes (threads, agents, snippets) of kept events; `None` while empty.
+    notes: Option<Box<Notes>>,
+}
+
+/// A history as state snapshots of format 2 hold it (before timeline notes).
+#[derive(serde::Deserialize)]
+pub struct CustomerHistoryV2 {
+    records: Vec<EventRecord>,
+    summary: Summary,
+    base: Option<Box<FoldedBase>>,
+}
+
+impl From<CustomerHistoryV2> for CustomerHistory {
+    fn from(old: CustomerHistoryV2) -> Self {
+        Self {
+            records: old.records,
+            summary: old.summary,
+            base: old.base,
+            notes: None,
+        }
+    }
 }
 
 /// The fold of the records compacted out of a history.
@@ -400,6 +422,77 @@ impl CustomerHistory {
         let last_key = self.records[folded - 1].order_key();
         self.records.drain(..folded);
         self.base = Some(Box::new(FoldedBase { summary, last_key }));
+        if let Some(notes) = self.notes.as_mut() {
+            let kept: std::collections::HashSet<u64> =
+                self.records.iter().map(|r| r.event_key).collect();
+            notes.retain(|key| kept.contains(&key));
+        }
+    }
+
+    /// Notes an inserted event's thread id, agent and snippet for the timeline.
+    pub fn note(
+        &mut self,
+        event_key: u64,
+        thread_id: &str,
+        agent_id: &str,
+        snippet: Option<&str>,
+        limits: &TimelineLimits,
+    ) {
+        if thread_id.is_empty() && agent_id.is_empty() && snippet.is_none() {
+            return;
+        }
+        let records = &self.records;
+        let order = |key: u64| {
+            records
+                .iter()
+                .find(|r| r.event_key == key)
+                .map(EventRecord::order_key)
+        };
+        self.notes
+            .get_or_insert_with(Box::default)
+            .add(event_key, thread_id, agent_id, snippet, limits, order);
+    }
+
+    /// The most recent touchpoints, newest first, strictly before `before` (a page's end:
+    /// occurred at, event key), at most `limit`; "unanswered" as the fold stands now.
+    pub fn touchpoints(&self, before: Option<(TimestampMs, u64)>, limit: usize) -> Vec<Touchpoint> {
+        let notes = self
+            .notes
+            .as_ref()
+            .map(|notes| notes.by_event())
+            .unwrap_or_default();
+        let end = before.map_or(self.records.len(), |before| {
+            self.records.partition_point(|r| r.order_key() < before)
+        });
+        self.records[..end]
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|record| {
+                let note = notes.get(&record.event_key).cloned().unwrap_or_default();
+                let unanswered = record.direction == Direction::Inbound
+                    && record.reply_need != ReplyNeed::NotRequired
+                    && self.summary.open_threads.iter().any(|open| {
+                        open.thread_key == record.thread_key
+                            && record.occurred_at_ms >= open.since_ms
+                    });
+                Touchpoint {
+                    occurred_at_ms: record.occurred_at_ms,
+                    event_key: record.event_key,
+                    channel: record.channel,
+                    kind: record.kind,
+                    direction: record.direction,
+                    thread_id: note.thread_id.to_string(),
+                    agent_id: note.agent_id.to_string(),
+                    sentiment: record
+                        .has_sentiment
+                        .then_some((record.sentiment_score, record.sentiment_confidence)),
+                    unanswered,
+                    snippet: note.snippet.to_string(),
+                    value: record.value,
+                }
+            })
+            .collect()
     }
 
     /// The base's fold continued over the first `count` kept records.
@@ -480,6 +573,9 @@ impl CustomerHistory {
                 })
                 .copied(),
         );
+        if let Some(theirs) = other.notes.as_deref() {
+            self.notes.get_or_insert_with(Box::default).absorb(theirs);
+        }
         if self.records.len() == before {
             return;
         }

@@ -14,6 +14,7 @@ mod factor;
 mod history;
 mod retention;
 mod sla;
+mod timeline;
 mod validate;
 
 pub use crate::calendar::{BusinessCalendar, BusinessHoursConfig, CalendarError};
@@ -24,13 +25,14 @@ pub use evaluate::{
 };
 pub use factor::{Factor, FactorGroup, FactorKind};
 pub use history::{
-    CustomerHistory, EventRecord, InsertOutcome, OpenThread, RefineOutcome, Summary,
-    SARCASTIC_CLOSURE_SENTIMENT,
+    CustomerHistory, CustomerHistoryV2, EventRecord, InsertOutcome, OpenThread, RefineOutcome,
+    Summary, SARCASTIC_CLOSURE_SENTIMENT,
 };
 pub use retention::{
     activity_sample, Backtest, Calibration, FitSamples, RetentionModel, RISK_SIGNALS,
 };
 pub use sla::{ChannelTargets, SlaPolicy, ThreadSla};
+pub use timeline::{TimelineLimits, Touchpoint};
 
 use crate::config::ScoringConfig;
 

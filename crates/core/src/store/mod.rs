@@ -411,6 +411,8 @@ pub struct Store {
     snapshots_in_progress: AtomicUsize,
     /// Segments and rules in force (replaced whole by a config reload).
     policy: parking_lot::RwLock<Arc<crate::segments::Policy>>,
+    /// How much text timelines keep.
+    timeline: crate::scoring::TimelineLimits,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -442,7 +444,37 @@ impl Store {
             identity: IdentityConfig::default(),
             snapshots_in_progress: AtomicUsize::new(0),
             policy: parking_lot::RwLock::default(),
+            timeline: crate::scoring::TimelineLimits::default(),
         }
+    }
+
+    /// The same store keeping timeline text within `limits` (set before recovery).
+    pub fn with_timeline_limits(mut self, limits: crate::scoring::TimelineLimits) -> Self {
+        self.timeline = limits;
+        self
+    }
+
+    /// How much text timelines keep.
+    pub fn timeline_limits(&self) -> &crate::scoring::TimelineLimits {
+        &self.timeline
+    }
+
+    /// The customer `customer_id` resolves to and its touchpoints, newest first, strictly before
+    /// `before` (where the previous page ended), at most `limit`; `None` for an unknown customer.
+    pub fn timeline(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        before: Option<(TimestampMs, u64)>,
+        limit: usize,
+    ) -> Option<(String, Vec<crate::scoring::Touchpoint>)> {
+        let tenant = self.tenant(tenant_id)?;
+        let identities = tenant.identities.read();
+        let customer_id = identities.canonical(customer_id);
+        tenant.customers.with(|customers| {
+            let history = customers.get(customer_id)?;
+            Some((customer_id.to_string(), history.touchpoints(before, limit)))
+        })
     }
 
     /// Puts segments and rules in force (at start, and on a config reload).
@@ -708,6 +740,19 @@ impl Store {
                     want_score.then(|| evaluate(history.summary(), eval_at, &self.config, &model)),
                 ),
                 InsertOutcome::Inserted => {
+                    let snippet = self.timeline.snippet(&interaction.text);
+                    let agent_id = if interaction.direction == crate::domain::Direction::Outbound {
+                        interaction.agent_id.as_str()
+                    } else {
+                        ""
+                    };
+                    history.note(
+                        record.event_key,
+                        &interaction.thread_id,
+                        agent_id,
+                        snippet,
+                        &self.timeline,
+                    );
                     let score = (want_score || watched)
                         .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
                     let change = ChangedCustomer {
@@ -1928,6 +1973,7 @@ mod tests {
             thread_id: format!("t{}", customer % 3),
             reply_need: ReplyNeed::Unclear,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         };
         let sentiment = (sentiment != 0).then(|| Sentiment {
             label: if sentiment > 0 {
@@ -2028,6 +2074,7 @@ mod tests {
                 thread_id: "t".into(),
                 reply_need: ReplyNeed::Unclear,
                 identifiers: Vec::new(),
+                agent_id: String::new(),
             };
             let sentiment = sentiment.map(|score| Sentiment {
                 label: SentimentLabel::Negative,
@@ -2063,6 +2110,7 @@ mod tests {
             thread_id: String::new(),
             reply_need: ReplyNeed::Unclear,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         };
         store.apply(&waiting, None, T0_MS, false);
         store.ranking_pass(T0_MS);
@@ -2184,6 +2232,7 @@ mod tests {
                         thread_id: String::new(),
                         reply_need: ReplyNeed::NotRequired,
                         identifiers: Vec::new(),
+                        agent_id: String::new(),
                     };
                     let sentiment = Sentiment {
                         label: if negative {
@@ -2381,6 +2430,7 @@ mod tests {
             thread_id: format!("t{person}-{slot}"),
             reply_need: ReplyNeed::Unclear,
             identifiers: if as_one_id { Vec::new() } else { identifiers },
+            agent_id: String::new(),
         };
         let sentiment = (sentiment != 0).then(|| Sentiment {
             label: if sentiment > 0 {

@@ -180,6 +180,7 @@ pub fn check_new_interaction(interaction: &Interaction) -> Result<(), FieldError
         ("tenant_id", interaction.tenant_id.as_str()),
         ("customer_id", interaction.customer_id.as_str()),
         ("thread_id", interaction.thread_id.as_str()),
+        ("agent_id", interaction.agent_id.as_str()),
     ] {
         if !id.is_empty() && id.chars().all(char::is_whitespace) {
             return Err(FieldError::new(field, "must not be whitespace only"));
@@ -275,11 +276,13 @@ pub fn interaction_from_pb(
         thread_id,
         reply_need,
         identifiers,
+        agent_id,
     } = interaction;
     check_id("event_id", &event_id, true, limits)?;
     check_id("tenant_id", &tenant_id, true, limits)?;
     check_id("customer_id", &customer_id, identifiers.is_empty(), limits)?;
     check_id("thread_id", &thread_id, false, limits)?;
+    check_id("agent_id", &agent_id, false, limits)?;
     let channel = channel_from_pb(channel)?;
     let identifiers = identifiers_from_pb("identifiers", identifiers, Some(channel), limits)?;
     let kind = kind_from_pb(kind)?;
@@ -327,6 +330,7 @@ pub fn interaction_from_pb(
         thread_id,
         reply_need,
         identifiers,
+        agent_id,
     })
 }
 
@@ -359,6 +363,7 @@ pub fn interaction_to_pb(interaction: &Interaction) -> pb::Interaction {
             .iter()
             .map(identifier_to_pb)
             .collect(),
+        agent_id: interaction.agent_id.clone(),
     }
 }
 
@@ -416,6 +421,39 @@ pub fn attributes_to_pb(
             (key.clone(), pb::AttributeValue { value: Some(value) })
         })
         .collect()
+}
+
+/// A timeline touchpoint → proto (the sentiment's label from its polarity's sign).
+pub fn touchpoint_to_pb(touchpoint: &crate::scoring::Touchpoint) -> pb::Touchpoint {
+    let number = |position: Option<usize>| position.map_or(0, |index| index as i32 + 1);
+    pb::Touchpoint {
+        occurred_at: Some(to_timestamp(touchpoint.occurred_at_ms)),
+        channel: number(Channel::ALL.iter().position(|c| *c == touchpoint.channel)),
+        kind: number(Kind::ALL.iter().position(|k| *k == touchpoint.kind)),
+        direction: match touchpoint.direction {
+            Direction::Inbound => pb::Direction::Inbound as i32,
+            Direction::Outbound => pb::Direction::Outbound as i32,
+        },
+        thread_id: touchpoint.thread_id.clone(),
+        sentiment: touchpoint.sentiment.map(|(score, confidence)| {
+            let label = if score > 0.0 {
+                SentimentLabel::Positive
+            } else if score < 0.0 {
+                SentimentLabel::Negative
+            } else {
+                SentimentLabel::Neutral
+            };
+            sentiment_to_pb(&Sentiment {
+                label,
+                score,
+                confidence,
+            })
+        }),
+        agent_id: touchpoint.agent_id.clone(),
+        unanswered: touchpoint.unanswered,
+        snippet: touchpoint.snippet.clone(),
+        value: touchpoint.value,
+    }
 }
 
 /// A normalised identifier → proto (a handle's channel is the prefix of its value).
@@ -616,6 +654,7 @@ mod tests {
             thread_id: String::new(),
             reply_need: pb::ReplyNeed::Unspecified as i32,
             identifiers: Vec::new(),
+            agent_id: String::new(),
         }
     }
 

@@ -219,6 +219,67 @@ impl ScoringApi {
             })
     }
 
+    fn get_timeline(
+        &self,
+        request: pb::GetTimelineRequest,
+    ) -> Result<pb::GetTimelineResponse, ApiError> {
+        let pb::GetTimelineRequest {
+            tenant_id,
+            customer_id,
+            page_size,
+            page_token,
+        } = request;
+        check_id("tenant_id", &tenant_id, true, &self.limits)?;
+        check_id("customer_id", &customer_id, true, &self.limits)?;
+        let page_size = match page_size as usize {
+            0 => DEFAULT_TIMELINE_PAGE,
+            size if size > MAX_TIMELINE_PAGE => {
+                return Err(FieldError::new(
+                    "page_size",
+                    format!("{size} exceeds the maximum of {MAX_TIMELINE_PAGE}"),
+                )
+                .into())
+            }
+            size => size,
+        };
+        let before = if page_token.is_empty() {
+            None
+        } else {
+            let malformed = || FieldError::new("page_token", "is not a token this server issued");
+            let text = from_hex(&page_token).ok_or_else(malformed)?;
+            let mut parts = text.split('|');
+            let (Some("t1"), Some(at), Some(key), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(malformed().into());
+            };
+            let at: i64 = at.parse().map_err(|_| malformed())?;
+            let key = u64::from_str_radix(key, 16).map_err(|_| malformed())?;
+            Some((at, key))
+        };
+        let (customer_id, touchpoints) = self
+            .store
+            .timeline(&tenant_id, &customer_id, before, page_size + 1)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "customer {customer_id:?} is unknown in this tenant"
+                ))
+            })?;
+        let more = touchpoints.len() > page_size;
+        let touchpoints: Vec<_> = touchpoints.into_iter().take(page_size).collect();
+        let next_page_token = match touchpoints.last() {
+            Some(last) if more => {
+                to_hex(&format!("t1|{}|{:x}", last.occurred_at_ms, last.event_key))
+            }
+            _ => String::new(),
+        };
+        Ok(pb::GetTimelineResponse {
+            customer_id,
+            touchpoints: touchpoints.iter().map(convert::touchpoint_to_pb).collect(),
+            next_page_token,
+        })
+    }
+
     /// `ttl_seconds` of a claim request: the default for 0, refused above a day.
     fn claim_ttl_ms(ttl_seconds: u32) -> Result<i64, ApiError> {
         match ttl_seconds {
@@ -361,21 +422,12 @@ impl PageToken {
             self.after.reply_due_at_ms,
             self.after.customer_id
         );
-        text.bytes().map(|byte| format!("{byte:02x}")).collect()
+        to_hex(&text)
     }
 
     fn decode(token: &str, filters: &PageFilters<'_>) -> Result<Self, FieldError> {
         let malformed = || FieldError::new("page_token", "is not a token this server issued");
-        // ASCII first: the slicing below must never split a character.
-        if !token.is_ascii() || !token.len().is_multiple_of(2) || token.len() > 4096 {
-            return Err(malformed());
-        }
-        let bytes = (0..token.len())
-            .step_by(2)
-            .map(|at| u8::from_str_radix(&token[at..at + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| malformed())?;
-        let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+        let text = from_hex(token).ok_or_else(malformed)?;
         let mut parts = text.splitn(6, '|');
         let mut next = || parts.next().ok_or_else(malformed);
         if next()? != Self::VERSION {
@@ -403,6 +455,28 @@ impl PageToken {
         })
     }
 }
+
+/// Text as hex: page tokens are opaque to clients, readable when debugging.
+fn to_hex(text: &str) -> String {
+    text.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// [`to_hex`] undone; `None` for anything else (never a panic: ASCII is checked before slicing).
+fn from_hex(token: &str) -> Option<String> {
+    if !token.is_ascii() || !token.len().is_multiple_of(2) || token.len() > 4096 {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&token[at..at + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Default and largest `GetTimeline.page_size`.
+const DEFAULT_TIMELINE_PAGE: usize = 20;
+const MAX_TIMELINE_PAGE: usize = 200;
 
 /// Default and longest claim (`ttl_seconds`).
 const DEFAULT_CLAIM_TTL_SECONDS: i64 = 300;
@@ -452,6 +526,16 @@ impl ScoringService for Arc<ScoringApi> {
         tokio::task::spawn_blocking(move || ScoringApi::top_customers(&api, request))
             .await
             .map_err(|error| ApiError::Internal(format!("TopCustomers failed: {error}")))?
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+
+    async fn get_timeline(
+        &self,
+        request: Request<pb::GetTimelineRequest>,
+    ) -> Result<Response<pb::GetTimelineResponse>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        ScoringApi::get_timeline(self, request.into_inner())
             .map(Response::new)
             .map_err(Status::from)
     }
