@@ -432,7 +432,7 @@ impl CustomerHistory {
     /// Notes an inserted event's thread id, agent and snippet for the timeline.
     pub fn note(
         &mut self,
-        event_key: u64,
+        order: (TimestampMs, u64),
         thread_id: &str,
         agent_id: &str,
         snippet: Option<&str>,
@@ -441,16 +441,9 @@ impl CustomerHistory {
         if thread_id.is_empty() && agent_id.is_empty() && snippet.is_none() {
             return;
         }
-        let records = &self.records;
-        let order = |key: u64| {
-            records
-                .iter()
-                .find(|r| r.event_key == key)
-                .map(EventRecord::order_key)
-        };
         self.notes
             .get_or_insert_with(Box::default)
-            .add(event_key, thread_id, agent_id, snippet, limits, order);
+            .add(order, thread_id, agent_id, snippet, limits);
     }
 
     /// The most recent touchpoints, newest first, strictly before `before` (a page's end:
@@ -557,7 +550,12 @@ impl CustomerHistory {
     /// event id in both is counted once (this history's copy is kept). Exact when
     /// neither history [`CustomerHistory::has_folded`]; otherwise events before the folded base
     /// are lost.
-    pub fn absorb(&mut self, other: &CustomerHistory, config: &ScoringConfig) {
+    pub fn absorb(
+        &mut self,
+        other: &CustomerHistory,
+        config: &ScoringConfig,
+        limits: &TimelineLimits,
+    ) {
         let known: std::collections::HashSet<u64> =
             self.records.iter().map(|r| r.event_key).collect();
         let before = self.records.len();
@@ -574,7 +572,9 @@ impl CustomerHistory {
                 .copied(),
         );
         if let Some(theirs) = other.notes.as_deref() {
-            self.notes.get_or_insert_with(Box::default).absorb(theirs);
+            self.notes
+                .get_or_insert_with(Box::default)
+                .absorb(theirs, limits);
         }
         if self.records.len() == before {
             return;

@@ -43,7 +43,7 @@ impl TimelineLimits {
 /// No interned string (an index that names none).
 const NONE: u16 = u16::MAX;
 
-/// One event's note: 32 bytes.
+/// One event's note: 16 bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Note {
     event_key: u64,
@@ -51,15 +51,23 @@ struct Note {
     thread: u16,
     /// Index into [`Notes::agents`], or `NONE`.
     agent: u16,
-    snippet: Option<Box<str>>,
 }
 
-/// A customer's notes, by event.
+/// A kept snippet, with its event's place in the history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Snippet {
+    order: (TimestampMs, u64),
+    text: Box<str>,
+}
+
+/// A customer's notes, by event, and the snippets of its most recent events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Notes {
     threads: Vec<Box<str>>,
     agents: Vec<Box<str>>,
     notes: Vec<Note>,
+    /// Sorted by `order`, at most `snippets_per_customer`: the oldest goes first.
+    snippets: Vec<Snippet>,
 }
 
 fn intern(strings: &mut Vec<Box<str>>, value: &str) -> u16 {
@@ -88,51 +96,48 @@ pub struct NoteView<'a> {
 }
 
 impl Notes {
-    /// Notes an event (nothing when it has no thread, agent or snippet). With more snippets
-    /// than `limits` keep, the one of the oldest event (by `order`, the event's place in the
-    /// history) loses its text.
+    /// Notes a new event at `order` (its place in the history; nothing when it has no thread,
+    /// agent or snippet). Beyond `limits.snippets_per_customer` snippets, the oldest event's goes:
+    /// O(snippets) per event, never a scan of the history.
     pub fn add(
         &mut self,
-        event_key: u64,
+        order: (TimestampMs, u64),
         thread_id: &str,
         agent_id: &str,
         snippet: Option<&str>,
         limits: &TimelineLimits,
-        order: impl Fn(u64) -> Option<(TimestampMs, u64)>,
     ) {
-        if thread_id.is_empty() && agent_id.is_empty() && snippet.is_none() {
-            return;
+        if !thread_id.is_empty() || !agent_id.is_empty() {
+            self.notes.push(Note {
+                event_key: order.1,
+                thread: intern(&mut self.threads, thread_id),
+                agent: intern(&mut self.agents, agent_id),
+            });
         }
-        let note = Note {
-            event_key,
-            thread: intern(&mut self.threads, thread_id),
-            agent: intern(&mut self.agents, agent_id),
-            snippet: snippet.map(Box::from),
-        };
-        match self.notes.iter_mut().find(|n| n.event_key == event_key) {
-            Some(existing) => *existing = note,
-            None => self.notes.push(note),
-        }
-        let with_text = self.notes.iter().filter(|n| n.snippet.is_some()).count();
-        if with_text > limits.snippets_per_customer {
-            let oldest = self
-                .notes
-                .iter_mut()
-                .filter(|n| n.snippet.is_some())
-                .min_by_key(|n| order(n.event_key).unwrap_or((TimestampMs::MIN, 0)));
-            if let Some(oldest) = oldest {
-                oldest.snippet = None;
+        if let Some(text) = snippet {
+            let at = self.snippets.partition_point(|s| s.order < order);
+            self.snippets.insert(
+                at,
+                Snippet {
+                    order,
+                    text: Box::from(text),
+                },
+            );
+            if self.snippets.len() > limits.snippets_per_customer {
+                self.snippets.remove(0);
             }
         }
     }
 
-    /// Drops the notes of events no longer kept.
+    /// Drops the notes and snippets of events no longer kept.
     pub fn retain(&mut self, kept: impl Fn(u64) -> bool) {
         self.notes.retain(|note| kept(note.event_key));
+        self.snippets.retain(|snippet| kept(snippet.order.1));
     }
 
-    /// Takes in another customer's notes (a merge); a note of an event already noted is skipped.
-    pub fn absorb(&mut self, other: &Notes) {
+    /// Takes in another customer's notes (a merge); what this one noted of an event wins, and
+    /// the snippets kept are still the `limits` most recent.
+    pub fn absorb(&mut self, other: &Notes, limits: &TimelineLimits) {
         for note in &other.notes {
             if self.notes.iter().any(|n| n.event_key == note.event_key) {
                 continue;
@@ -149,15 +154,26 @@ impl Notes {
                 event_key: note.event_key,
                 thread: intern(&mut self.threads, thread),
                 agent: intern(&mut self.agents, agent),
-                snippet: note.snippet.clone(),
             };
             self.notes.push(note);
         }
+        for snippet in &other.snippets {
+            if !self.snippets.iter().any(|s| s.order == snippet.order) {
+                let at = self.snippets.partition_point(|s| s.order < snippet.order);
+                self.snippets.insert(at, snippet.clone());
+            }
+        }
+        let excess = self
+            .snippets
+            .len()
+            .saturating_sub(limits.snippets_per_customer);
+        self.snippets.drain(..excess);
     }
 
     /// The notes by event key, for reading a page.
     pub fn by_event(&self) -> HashMap<u64, NoteView<'_>> {
-        self.notes
+        let mut views: HashMap<u64, NoteView<'_>> = self
+            .notes
             .iter()
             .map(|note| {
                 let view = NoteView {
@@ -169,11 +185,15 @@ impl Notes {
                         .agents
                         .get(usize::from(note.agent))
                         .map_or("", |s| &**s),
-                    snippet: note.snippet.as_deref().unwrap_or(""),
+                    snippet: "",
                 };
                 (note.event_key, view)
             })
-            .collect()
+            .collect();
+        for snippet in &self.snippets {
+            views.entry(snippet.order.1).or_default().snippet = &snippet.text;
+        }
+        views
     }
 }
 
@@ -209,10 +229,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_note_costs_32_bytes_and_snippets_are_cut_at_characters() {
-        assert_eq!(std::mem::size_of::<Note>(), 32);
-        // A touchpoint: the event kept for scoring, plus this note when it has a thread, an
-        // agent or a snippet (BENCHMARKS.md, "Timeline").
+    fn a_note_costs_16_bytes_and_the_most_recent_snippets_are_kept() {
+        assert_eq!(std::mem::size_of::<Note>(), 16);
+        // A touchpoint: the event kept for scoring, plus this note when it has a thread or an
+        // agent (BENCHMARKS.md, "Timeline").
         assert_eq!(std::mem::size_of::<crate::scoring::EventRecord>(), 56);
         let limits = TimelineLimits {
             snippet_bytes: 5,
@@ -228,17 +248,13 @@ mod tests {
             None
         );
         let mut notes = Notes::default();
-        let order = |key: u64| Some((key as i64, key));
         for key in [3u64, 1, 2] {
-            notes.add(key, "t1", "", Some("text"), &limits, order);
+            notes.add((key as i64, key), "t1", "", Some("text"), &limits);
         }
-        let kept: Vec<u64> = notes
-            .notes
-            .iter()
-            .filter(|n| n.snippet.is_some())
-            .map(|n| n.event_key)
-            .collect();
-        assert_eq!(kept, [3, 2], "the oldest event's snippet goes");
+        let kept: Vec<u64> = notes.snippets.iter().map(|s| s.order.1).collect();
+        assert_eq!(kept, [2, 3], "the oldest event's snippet goes");
         assert_eq!(notes.threads.len(), 1, "interned");
+        assert_eq!(notes.by_event()[&3].snippet, "text");
+        assert_eq!(notes.by_event()[&1].snippet, "");
     }
 }

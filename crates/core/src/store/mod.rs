@@ -747,7 +747,7 @@ impl Store {
                         ""
                     };
                     history.note(
-                        record.event_key,
+                        record.order_key(),
                         &interaction.thread_id,
                         agent_id,
                         snippet,
@@ -826,7 +826,7 @@ impl Store {
                 };
                 match customers.get_mut(survivor) {
                     Some(mut history) => {
-                        history.absorb(&taken, &self.config);
+                        history.absorb(&taken, &self.config, &self.timeline);
                         true
                     }
                     None => {
@@ -1642,7 +1642,7 @@ impl Store {
         let history: Box<CustomerHistory> = history.into();
         tenant.customers.with(|customers| {
             match customers.get_mut(target.as_str()) {
-                Some(mut existing) => existing.absorb(&history, &self.config),
+                Some(mut existing) => existing.absorb(&history, &self.config, &self.timeline),
                 None => {
                     customers.insert(target.clone(), history);
                     added += 1;
@@ -1651,7 +1651,7 @@ impl Store {
             for merged_id in merged.iter().filter(|id| **id != target.as_str()) {
                 if let Some((_, absorbed)) = customers.remove(merged_id.as_str()) {
                     if let Some(mut existing) = customers.get_mut(target.as_str()) {
-                        existing.absorb(&absorbed, &self.config);
+                        existing.absorb(&absorbed, &self.config, &self.timeline);
                     }
                     added -= 1;
                 }
