@@ -47,9 +47,9 @@ const NONE: u16 = u16::MAX;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Note {
     event_key: u64,
-    /// Index into [`Notes::threads`], or `NONE`.
+    /// Index into [`Notes::strings`] of the thread id, or `NONE`.
     thread: u16,
-    /// Index into [`Notes::agents`], or `NONE`.
+    /// Index into [`Notes::strings`] of the agent id, or `NONE`.
     agent: u16,
 }
 
@@ -63,13 +63,14 @@ struct Snippet {
 /// A customer's notes, by event, and the snippets of its most recent events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Notes {
-    threads: Vec<Box<str>>,
-    agents: Vec<Box<str>>,
+    /// Thread and agent ids, each once.
+    strings: Vec<Box<str>>,
     notes: Vec<Note>,
     /// Sorted by `order`, at most `snippets_per_customer`: the oldest goes first.
     snippets: Vec<Snippet>,
 }
 
+/// The index of `value` in `strings`, added if new (`NONE` for "" or a full table).
 fn intern(strings: &mut Vec<Box<str>>, value: &str) -> u16 {
     if value.is_empty() {
         return NONE;
@@ -79,6 +80,10 @@ fn intern(strings: &mut Vec<Box<str>>, value: &str) -> u16 {
     }
     if strings.len() >= usize::from(NONE) {
         return NONE;
+    }
+    if strings.capacity() == 0 {
+        // Most customers have one thread: room for exactly one (a plain push reserves four).
+        strings.reserve_exact(1);
     }
     strings.push(Box::from(value));
     (strings.len() - 1) as u16
@@ -108,25 +113,32 @@ impl Notes {
         limits: &TimelineLimits,
     ) {
         if !thread_id.is_empty() || !agent_id.is_empty() {
-            self.notes.push(Note {
+            if self.notes.capacity() == 0 {
+                self.notes.reserve_exact(1);
+            }
+            let note = Note {
                 event_key: order.1,
-                thread: intern(&mut self.threads, thread_id),
-                agent: intern(&mut self.agents, agent_id),
-            });
+                thread: intern(&mut self.strings, thread_id),
+                agent: intern(&mut self.strings, agent_id),
+            };
+            self.notes.push(note);
         }
         if let Some(text) = snippet {
             let at = self.snippets.partition_point(|s| s.order < order);
-            self.snippets.insert(
-                at,
-                Snippet {
-                    order,
-                    text: Box::from(text),
-                },
-            );
+            let snippet = Snippet {
+                order,
+                text: Box::from(text),
+            };
+            self.snippets.insert(at, snippet);
             if self.snippets.len() > limits.snippets_per_customer {
                 self.snippets.remove(0);
             }
         }
+    }
+
+    /// An interned string ("" for `NONE`).
+    fn string(&self, index: u16) -> &str {
+        self.strings.get(usize::from(index)).map_or("", |s| &**s)
     }
 
     /// Drops the notes and snippets of events no longer kept.
@@ -142,18 +154,10 @@ impl Notes {
             if self.notes.iter().any(|n| n.event_key == note.event_key) {
                 continue;
             }
-            let thread = other
-                .threads
-                .get(usize::from(note.thread))
-                .map_or("", |s| &**s);
-            let agent = other
-                .agents
-                .get(usize::from(note.agent))
-                .map_or("", |s| &**s);
             let note = Note {
                 event_key: note.event_key,
-                thread: intern(&mut self.threads, thread),
-                agent: intern(&mut self.agents, agent),
+                thread: intern(&mut self.strings, other.string(note.thread)),
+                agent: intern(&mut self.strings, other.string(note.agent)),
             };
             self.notes.push(note);
         }
@@ -177,14 +181,8 @@ impl Notes {
             .iter()
             .map(|note| {
                 let view = NoteView {
-                    thread_id: self
-                        .threads
-                        .get(usize::from(note.thread))
-                        .map_or("", |s| &**s),
-                    agent_id: self
-                        .agents
-                        .get(usize::from(note.agent))
-                        .map_or("", |s| &**s),
+                    thread_id: self.string(note.thread),
+                    agent_id: self.string(note.agent),
                     snippet: "",
                 };
                 (note.event_key, view)
@@ -253,7 +251,7 @@ mod tests {
         }
         let kept: Vec<u64> = notes.snippets.iter().map(|s| s.order.1).collect();
         assert_eq!(kept, [2, 3], "the oldest event's snippet goes");
-        assert_eq!(notes.threads.len(), 1, "interned");
+        assert_eq!(notes.strings.len(), 1, "interned");
         assert_eq!(notes.by_event()[&3].snippet, "text");
         assert_eq!(notes.by_event()[&1].snippet, "");
     }
