@@ -126,6 +126,7 @@ fn top_customers(c: &mut Criterion) {
         as_of_ms: T0_MS,
         live: true,
         segment: None,
+        channel: None,
     };
     assert_eq!(
         store.top("bench", &query).len(),

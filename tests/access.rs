@@ -163,6 +163,7 @@ async fn tokens_grant_one_tenant_admin_all_and_no_token_touches_nothing() {
                     tenant_id: "globex".into(),
                     min_priority: 0.5,
                     segment: String::new(),
+                    channel: 0,
                 },
                 Some(ACME_TOKEN),
             ))

@@ -74,6 +74,7 @@ async fn a_do_not_contact_customer_is_never_reached() {
             tenant_id: "acme".into(),
             min_priority: 0.0,
             segment: String::new(),
+            channel: 0,
         })
         .await
         .unwrap()

@@ -35,6 +35,7 @@ fn claim_next(tenant: &str, agent: &str) -> pb::ClaimNextRequest {
         min_retention_risk: 0.0,
         ttl_seconds: 600,
         segment: String::new(),
+        channel: 0,
     }
 }
 

@@ -480,6 +480,7 @@ async fn time_alone_pushes_to_watchers() {
             tenant_id: "timed".into(),
             min_priority,
             segment: String::new(),
+            channel: 0,
         })
         .await
         .unwrap()

@@ -202,3 +202,77 @@ async fn segments_filter_rules_exclude_and_reloads_never_leave_a_bad_config_serv
         "{metrics}"
     );
 }
+
+/// TopCustomers and ClaimNext filter by the channel a customer waits for an answer on; a segment
+/// can name channels too.
+#[tokio::test]
+async fn the_channel_filter_keeps_customers_waiting_on_that_channel() {
+    let mut config = rapport::config::Config::from_toml(
+        "[[segments]]\nname = \"social\"\nall = [{ field = \"channel\", op = \"in\", value = [\"twitter\", \"facebook\"] }]",
+    )
+    .unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    let mut t = start_with(config).await;
+    let now = rapport::engine::now_ms() - MINUTE_MS;
+    let on = |customer: &str, id: &str, channel: pb::Channel| {
+        let mut question = with_text(
+            event("acme", customer, id, now),
+            "Where is my order? Please help",
+        );
+        question.channel = channel as i32;
+        question.thread_id = format!("t-{id}");
+        question
+    };
+    t.ingest_all(vec![
+        on("tw", "1", pb::Channel::Twitter),
+        on("em", "2", pb::Channel::Email),
+        on("both", "3", pb::Channel::Email),
+        on("both", "4", pb::Channel::Twitter),
+    ])
+    .await;
+    let by_channel = |channel: pb::Channel, segment: &str| pb::TopCustomersRequest {
+        tenant_id: "acme".into(),
+        limit: 10,
+        channel: channel as i32,
+        segment: segment.into(),
+        ..Default::default()
+    };
+    let ids = |answer: pb::TopCustomersResponse| -> Vec<String> {
+        let mut ids: Vec<String> = answer
+            .customers
+            .into_iter()
+            .map(|c| c.customer_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let email = t
+        .scoring
+        .top_customers(by_channel(pb::Channel::Email, ""))
+        .await
+        .unwrap();
+    assert_eq!(ids(email.into_inner()), ["both", "em"]);
+    let social = t
+        .scoring
+        .top_customers(by_channel(pb::Channel::Unspecified, "social"))
+        .await
+        .unwrap();
+    assert_eq!(ids(social.into_inner()), ["both", "tw"]);
+    let both = t.customer("acme", "both", now).await;
+    assert_eq!(
+        both.waiting_channels,
+        [pb::Channel::Twitter as i32, pb::Channel::Email as i32]
+    );
+    let bad = t
+        .scoring
+        .top_customers(pb::TopCustomersRequest {
+            tenant_id: "acme".into(),
+            channel: 99,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(bad.message().starts_with("channel:"), "{bad}");
+}

@@ -214,6 +214,7 @@ async fn watcher_receives_update_when_threshold_crossed() {
             tenant_id: "acme".into(),
             min_priority: 0.5,
             segment: String::new(),
+            channel: 0,
         })
         .await
         .unwrap()

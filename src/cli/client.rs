@@ -445,6 +445,7 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         exclude_claimed: false,
         page_token: String::new(),
         segment: String::new(),
+        channel: 0,
     };
     let filtered = action.is_some() || args.min_retention_risk > 0.0;
     let customers = client
@@ -555,6 +556,7 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             tenant_id: args.tenant.clone(),
             min_priority: args.min_priority,
             segment: String::new(),
+            channel: 0,
         })
         .await
         .map_err(|status| status_error(&address, "WatchPriorities", &status))?

@@ -142,6 +142,7 @@ impl TestServer {
                 exclude_claimed: false,
                 page_token: String::new(),
                 segment: String::new(),
+                channel: 0,
             })
             .await
             .expect("TopCustomers succeeds")

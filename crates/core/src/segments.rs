@@ -27,7 +27,8 @@ pub struct SegmentConfig {
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// A score (`risk`, `sentiment`, `sentiment_trend`, `engagement`, `value`, `priority`,
-    /// `open_threads`, `action`) or an attribute (`attributes.<key>`).
+    /// `open_threads`, `action`), `channel` (a channel the customer waits for an answer on: `eq`,
+    /// `ne`, `in`) or an attribute (`attributes.<key>`).
     pub field: String,
     /// `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `in` (value: a list), `exists` (value: true/false).
     pub op: String,
@@ -103,11 +104,31 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
     }
     let field = condition.field.as_str();
     let attribute = field.strip_prefix("attributes.");
+    if field == "channel" {
+        if !["eq", "ne", "in"].contains(&condition.op.as_str()) {
+            return Err(("op", "must be eq, ne or in for channel".into()));
+        }
+        let names: Vec<&toml::Value> = match &condition.value {
+            toml::Value::Array(values) if !values.is_empty() => values.iter().collect(),
+            value => vec![value],
+        };
+        let known = |value: &toml::Value| {
+            value.as_str().is_some_and(|name| {
+                crate::domain::Channel::ALL
+                    .iter()
+                    .any(|c| c.as_str() == name)
+            })
+        };
+        if !names.into_iter().all(known) {
+            return Err(("value", "must name channels (twitter, email, ...)".into()));
+        }
+        return Ok(());
+    }
     if attribute.is_none() && field != "action" && !NUMERIC_FIELDS.contains(&field) {
         return Err((
             "field",
             format!(
-                "must be one of {}, action or attributes.<key>",
+                "must be one of {}, action, channel or attributes.<key>",
                 NUMERIC_FIELDS.join(", ")
             ),
         ));
@@ -231,6 +252,19 @@ impl Condition {
 
     /// Whether the condition holds; a missing attribute satisfies only `ne` and `exists = false`.
     pub fn holds(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
+        if self.field == "channel" {
+            let waits = |value: &toml::Value| {
+                crate::domain::Channel::ALL
+                    .iter()
+                    .find(|c| Some(c.as_str()) == value.as_str())
+                    .is_some_and(|channel| score.waits_on(*channel))
+            };
+            return match (self.op.as_str(), &self.value) {
+                ("in", toml::Value::Array(values)) => values.iter().any(waits),
+                ("ne", value) => !waits(value),
+                (_, value) => waits(value),
+            };
+        }
         let field = self.field_of(score, attributes);
         let compare = |value: &toml::Value| -> Option<std::cmp::Ordering> {
             match (&field, value) {

@@ -43,6 +43,15 @@ pub struct Score {
     pub open_threads: u32,
     /// Open threads past their channel's missed horizon.
     pub missed_threads: u32,
+    /// The channels with an unanswered thread, one bit per channel (`1 << channel as u8`).
+    pub waiting_channels: u16,
+}
+
+impl Score {
+    /// Whether the customer waits for an answer on `channel`.
+    pub fn waits_on(&self, channel: crate::domain::Channel) -> bool {
+        self.waiting_channels & (1 << channel as u8) != 0
+    }
 }
 
 /// Lifetime values above this rank as this (1e12): every value up to it keeps mattering, and the
@@ -577,6 +586,10 @@ fn evaluate_with(
         reply_due_at_ms: most_urgent.map(|(thread, _)| thread.sla.due_at_ms),
         open_threads: summary.open_threads.len() as u32,
         missed_threads,
+        waiting_channels: summary
+            .open_threads
+            .iter()
+            .fold(0, |bits, open| bits | (1 << open.channel as u8)),
     }
 }
 

@@ -214,6 +214,8 @@ pub struct TopQuery {
     pub live: bool,
     /// Only customers in this segment (see `segments`).
     pub segment: Option<Arc<crate::segments::SegmentConfig>>,
+    /// Only customers waiting for an answer on this channel.
+    pub channel: Option<crate::domain::Channel>,
 }
 
 impl TopQuery {
@@ -221,6 +223,7 @@ impl TopQuery {
     fn matches(&self, score: &Score) -> bool {
         !self.action.is_some_and(|action| action != score.action)
             && score.retention_risk >= self.min_retention_risk
+            && self.channel.is_none_or(|channel| score.waits_on(channel))
     }
 }
 
@@ -2037,6 +2040,7 @@ mod tests {
             for ((action, min_retention_risk), live) in filters.into_iter().flat_map(|f| [(f, true), (f, false)]) {
                 let query = TopQuery { limit, action, min_retention_risk, as_of_ms: T0_MS, live,
                 segment: None,
+                channel: None,
                 };
                 let tenant = store.tenant("acme").expect("tenant");
                 let answered = store.top_from_index(&tenant, &query);
@@ -2139,6 +2143,7 @@ mod tests {
                 as_of_ms: T0_MS,
                 live,
                 segment: None,
+                channel: None,
             };
             let top = store.top("acme", &query);
             assert_eq!(top[0].0, "angry", "live {live}");
@@ -2302,6 +2307,7 @@ mod tests {
             as_of_ms: T0_MS,
             live: true,
             segment: None,
+            channel: None,
         }
     }
 
@@ -2507,6 +2513,7 @@ mod tests {
             }
             let query = TopQuery { limit: 10, action: None, min_retention_risk: 0.0, as_of_ms: T0_MS + DAY_MS, live: false,
             segment: None,
+            channel: None,
             };
             let ids = |top: Vec<(String, Score)>| top.into_iter().map(|(id, score)| format!("{id} {score:?}")).collect::<Vec<_>>();
             prop_assert_eq!(ids(merged.top_exact("acme", &query)), ids(one_id.top_exact("acme", &query)));
@@ -2618,6 +2625,7 @@ mod tests {
             as_of_ms: T0_MS,
             live: false,
             segment: None,
+            channel: None,
         };
         let ids: Vec<String> = store
             .top_exact("acme", &query)

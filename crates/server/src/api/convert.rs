@@ -481,6 +481,14 @@ pub fn identifier_to_pb(identifier: &Identifier) -> pb::Identifier {
     }
 }
 
+/// A channel filter: `None` when unspecified.
+pub fn channel_filter_from_pb(number: i32) -> Result<Option<Channel>, FieldError> {
+    if number == 0 {
+        return Ok(None);
+    }
+    channel_from_pb(number).map(Some)
+}
+
 /// Proto channel number → channel; unspecified and unknown numbers are errors.
 pub fn channel_from_pb(number: i32) -> Result<Channel, FieldError> {
     use pb::Channel as P;
@@ -588,6 +596,12 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
         claimed_by: String::new(),
         claim_expires_at: None,
         attributes: Default::default(),
+        waiting_channels: Channel::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, channel)| score.waits_on(**channel))
+            .map(|(index, _)| index as i32 + 1)
+            .collect(),
         tenant_id: tenant_id.to_string(),
         customer_id: customer_id.to_string(),
         engagement: score.engagement,

@@ -98,8 +98,10 @@ impl ScoringApi {
             exclude_claimed,
             page_token,
             segment,
+            channel,
         } = request;
         let segment = self.segment(&segment)?;
+        let channel_filter = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         let limit = match limit as usize {
             0 => DEFAULT_TOP_LIMIT,
@@ -126,9 +128,11 @@ impl ScoringApi {
             as_of_ms: convert::as_of_ms(as_of.as_ref(), now_ms())?,
             live: as_of.is_none(),
             segment: segment.clone(),
+            channel: channel_filter,
         };
         let filters = PageFilters {
             segment: segment.as_ref().map_or("", |segment| segment.name.as_str()),
+            channel,
             tenant_id: &tenant_id,
             limit,
             action,
@@ -304,8 +308,10 @@ impl ScoringApi {
             min_retention_risk,
             ttl_seconds,
             segment,
+            channel,
         } = request;
         let segment = self.segment(&segment)?;
+        let channel = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         check_id("agent_id", &agent_id, true, &self.limits)?;
         if !(0.0..=1.0).contains(&min_retention_risk) {
@@ -324,6 +330,7 @@ impl ScoringApi {
             as_of_ms: now,
             live: true,
             segment,
+            channel,
         };
         let (claimed, durable) = self
             .engine
@@ -380,6 +387,7 @@ impl ScoringApi {
 struct PageFilters<'a> {
     tenant_id: &'a str,
     segment: &'a str,
+    channel: i32,
     limit: usize,
     action: i32,
     min_retention_risk: f64,
@@ -390,9 +398,10 @@ impl PageFilters<'_> {
     /// A stable digest of the filters (xxh3 of their text).
     fn digest(&self) -> u64 {
         let text = format!(
-            "{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}",
             self.tenant_id,
             self.segment,
+            self.channel,
             self.limit,
             self.action,
             self.min_retention_risk.to_bits(),
@@ -584,8 +593,11 @@ impl ScoringService for Arc<ScoringApi> {
             tenant_id,
             min_priority,
             segment,
+            channel,
         } = request.into_inner();
         let segment = self.segment(&segment).map_err(Status::from)?;
+        let channel = convert::channel_filter_from_pb(channel)
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         let checked = check_id("tenant_id", &tenant_id, true, &self.limits).and_then(|()| {
             if (0.0..=1.0).contains(&min_priority) {
                 Ok(())
@@ -618,6 +630,7 @@ impl ScoringService for Arc<ScoringApi> {
                 match change {
                     Ok(change)
                         if change.concerns(min_priority)
+                            && channel.is_none_or(|channel| change.score.waits_on(channel))
                             && segment.as_ref().is_none_or(|segment| {
                                 store.in_segment(
                                     &tenant_id,
