@@ -13,6 +13,9 @@
 
 pub mod cli;
 
-pub use rapport_core::{calendar, config, domain, durability, engine, scoring, store, telemetry};
+pub use rapport_core::{
+    attributes, calendar, config, domain, durability, engine, identity, scoring, segments, store,
+    telemetry,
+};
 pub use rapport_sentiment as sentiment;
 pub use rapport_server::{api, pb, server};
