@@ -205,6 +205,9 @@ fn write_fixture() {
     }
 }
 
+/// One operation of the format-3 fixture: applies itself and returns the record to log.
+type Step = Box<dyn Fn(&Store) -> Option<WalRecord>>;
+
 /// Format 3's own records, each written to the log the way the server writes it: events with
 /// identifiers, an agent and text (logged as a snippet), a CRM link, an attribute update and a
 /// claim; `snapshot_at` of them before a state snapshot, the rest after it in the log.
@@ -249,7 +252,7 @@ fn apply_format_3(store: &Store, wal: Option<&Wal>, snapshot_at: usize) {
         score: -0.5,
         confidence: 0.8,
     });
-    let mut steps: Vec<Box<dyn Fn(&Store) -> Option<WalRecord>>> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
     for (id, channel, direction, minutes, identifier) in [
         (
             "f1",
