@@ -13,44 +13,41 @@ use tokio_stream::StreamExt;
 
 const LIMIT: usize = 4;
 
-/// Sends `interactions` as one batch until it is admitted, at most `attempts` times, `pause`
-/// apart; every refusal on the way must be RESOURCE_EXHAUSTED. `None` when never admitted.
-async fn batch_once_admitted(
-    ingest: &mut pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
-    interactions: Vec<pb::Interaction>,
-    attempts: usize,
-    pause: Duration,
-) -> Option<pb::IngestSummary> {
-    for _ in 0..attempts {
-        match ingest
-            .ingest_batch(pb::IngestBatchRequest {
-                interactions: interactions.clone(),
-            })
-            .await
-        {
-            Ok(summary) => return Some(summary.into_inner()),
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
-    None
+/// How [`once_admitted`] sends its events.
+#[derive(Clone, Copy)]
+enum Via {
+    /// One `IngestBatch` call.
+    Batch,
+    /// One `Ingest` stream.
+    Stream,
 }
 
-/// Sends `interactions` on one `Ingest` stream until it is admitted, like
-/// [`batch_once_admitted`].
-async fn stream_once_admitted(
+/// Sends `interactions` (one batch, or one stream) until it is admitted, at most `attempts`
+/// times, `pause` apart; every refusal on the way must be RESOURCE_EXHAUSTED. `None` when never
+/// admitted.
+async fn once_admitted(
     ingest: &mut pb::ingest_service_client::IngestServiceClient<tonic::transport::Channel>,
+    via: Via,
     interactions: Vec<pb::Interaction>,
     attempts: usize,
     pause: Duration,
 ) -> Option<pb::IngestSummary> {
     for _ in 0..attempts {
-        match ingest
-            .ingest(tokio_stream::iter(interactions.clone()))
-            .await
-        {
+        let answer = match via {
+            Via::Batch => {
+                ingest
+                    .ingest_batch(pb::IngestBatchRequest {
+                        interactions: interactions.clone(),
+                    })
+                    .await
+            }
+            Via::Stream => {
+                ingest
+                    .ingest(tokio_stream::iter(interactions.clone()))
+                    .await
+            }
+        };
+        match answer {
             Ok(summary) => return Some(summary.into_inner()),
             Err(status) => {
                 assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
@@ -165,8 +162,9 @@ async fn idle_streams_hold_no_ingest_work_and_streams_beyond_their_cap_are_shed(
         drop(send);
         while replies.message().await.unwrap().is_some() {}
     }
-    let reopened = stream_once_admitted(
+    let reopened = once_admitted(
         &mut t.ingest,
+        Via::Stream,
         vec![event("acme", "after", "a1", T0_MS)],
         200,
         Duration::from_millis(10),
@@ -335,8 +333,9 @@ async fn an_idle_ingest_stream_times_out_and_frees_its_slot() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let served = stream_once_admitted(
+    let served = once_admitted(
         &mut t.ingest.clone(),
+        Via::Stream,
         vec![event("other", "c1", "o1", T0_MS)],
         100,
         Duration::from_millis(100),
@@ -428,8 +427,9 @@ async fn one_tenant_cannot_take_every_ingest_slot() {
         drop(send);
         while replies.message().await.unwrap().is_some() {}
     }
-    let recovered = batch_once_admitted(
+    let recovered = once_admitted(
         &mut t.ingest.clone(),
+        Via::Batch,
         vec![event("hog", "h7", "h7", T0_MS)],
         100,
         Duration::from_millis(10),

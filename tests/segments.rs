@@ -37,6 +37,17 @@ fn text(value: &str) -> pb::AttributeValue {
     }
 }
 
+/// The customers answered, sorted (the order is TopCustomers' business, not these tests').
+fn ids(answer: pb::TopCustomersResponse) -> Vec<String> {
+    let mut ids: Vec<String> = answer
+        .customers
+        .into_iter()
+        .map(|c| c.customer_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn top(segment: &str) -> pb::TopCustomersRequest {
     pb::TopCustomersRequest {
         tenant_id: "acme".into(),
@@ -84,16 +95,6 @@ async fn segments_filter_rules_exclude_and_reloads_never_leave_a_bad_config_serv
         .await
         .unwrap();
     }
-    // The customers answered, sorted (the order is TopCustomers' business, not this test's).
-    let ids = |answer: pb::TopCustomersResponse| -> Vec<String> {
-        let mut ids: Vec<String> = answer
-            .customers
-            .into_iter()
-            .map(|c| c.customer_id)
-            .collect();
-        ids.sort();
-        ids
-    };
     // The rule leaves the sanctioned customer out everywhere; segments filter.
     let all = ids(t.scoring.top_customers(top("")).await.unwrap().into_inner());
     assert_eq!(all, ["ann", "bob"]);
@@ -238,15 +239,6 @@ async fn the_channel_filter_keeps_customers_waiting_on_that_channel() {
         channel: channel as i32,
         segment: segment.into(),
         ..Default::default()
-    };
-    let ids = |answer: pb::TopCustomersResponse| -> Vec<String> {
-        let mut ids: Vec<String> = answer
-            .customers
-            .into_iter()
-            .map(|c| c.customer_id)
-            .collect();
-        ids.sort();
-        ids
     };
     let email = t
         .scoring

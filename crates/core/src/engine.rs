@@ -100,6 +100,24 @@ pub fn replay(
 }
 
 impl Engine {
+    /// Carries out a change of state and, with a log, queues its record (`None`: nothing to log)
+    /// while the change is admitted, so that a wait for everything admitted covers it. The
+    /// change is acknowledged once the returned wait ends.
+    fn logged<T>(
+        &self,
+        carry_out: impl FnOnce() -> T,
+        record: impl FnOnce(&T) -> Option<crate::durability::WalRecord>,
+    ) -> (T, Option<Durable>) {
+        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
+        let outcome = carry_out();
+        let durable = self
+            .wal
+            .as_ref()
+            .and_then(|wal| record(&outcome).map(|record| wal.enqueue(&record)));
+        drop(admitted);
+        (outcome, durable)
+    }
+
     /// [`Store::upsert_attributes`], logged when it changed anything; acknowledged once the
     /// returned wait ends.
     pub fn upsert_attributes(
@@ -112,17 +130,18 @@ impl Engine {
         Result<Upserted, crate::store::UpsertRefusal>,
         Option<Durable>,
     ) {
-        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
-        let outcome = self
-            .store
-            .upsert_attributes(tenant_id, customer_id, version, changes);
-        let mut durable = match (&self.wal, &outcome) {
-            (Some(wal), Ok((canonical, _, true))) => Some(wal.enqueue(
-                &crate::durability::WalRecord::upsert(tenant_id, canonical, version, changes),
-            )),
-            _ => None,
-        };
-        drop(admitted);
+        let (outcome, mut durable) = self.logged(
+            || {
+                self.store
+                    .upsert_attributes(tenant_id, customer_id, version, changes)
+            },
+            |outcome| match outcome {
+                Ok((canonical, _, true)) => Some(crate::durability::WalRecord::upsert(
+                    tenant_id, canonical, version, changes,
+                )),
+                _ => None,
+            },
+        );
         if let (Some(wal), Ok((_, _, false))) = (&self.wal, &outcome) {
             // Not applied (not newer): it may repeat an update still on its way to the disk.
             durable = Some(wal.wait_for_admitted());
@@ -142,21 +161,25 @@ impl Engine {
         Option<(String, crate::scoring::Score, crate::store::Claim)>,
         Option<Durable>,
     ) {
-        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
-        let claimed = self
-            .store
-            .claim_next(tenant_id, agent_id, query, ttl_ms, now_ms);
-        let durable = match (&self.wal, &claimed) {
-            (Some(wal), Some((customer_id, _, claim))) => Some(wal.enqueue(
-                &crate::durability::WalRecord::claim(tenant_id, customer_id, Some(claim)),
-            )),
-            _ => None,
-        };
-        drop(admitted);
-        (claimed, durable)
+        self.logged(
+            || {
+                self.store
+                    .claim_next(tenant_id, agent_id, query, ttl_ms, now_ms)
+            },
+            |claimed| {
+                let (customer_id, _, claim) = claimed.as_ref()?;
+                Some(crate::durability::WalRecord::claim(
+                    tenant_id,
+                    customer_id,
+                    Some(claim),
+                ))
+            },
+        )
     }
 
-    /// [`Store::update_claim`] (renew, or release), logged like [`Engine::claim_next`].
+    /// [`Store::update_claim`] (renew, or release), logged like [`Engine::claim_next`]; the
+    /// customer the id resolves to, and the claim after it.
+    #[allow(clippy::type_complexity)]
     pub fn update_claim(
         &self,
         tenant_id: &str,
@@ -166,27 +189,23 @@ impl Engine {
         ttl_ms: i64,
         now_ms: TimestampMs,
     ) -> (
-        Result<Option<crate::store::Claim>, crate::store::ClaimRefusal>,
+        Result<(String, Option<crate::store::Claim>), crate::store::ClaimRefusal>,
         Option<Durable>,
     ) {
-        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
-        let canonical = self
-            .store
-            .identity_of(tenant_id, customer_id)
-            .map_or_else(|| customer_id.to_string(), |(canonical, _)| canonical);
-        let updated = self
-            .store
-            .update_claim(tenant_id, &canonical, agent_id, release, ttl_ms, now_ms);
-        let durable = match (&self.wal, &updated) {
-            (Some(wal), Ok(claim)) => Some(wal.enqueue(&crate::durability::WalRecord::claim(
-                tenant_id,
-                &canonical,
-                claim.as_ref(),
-            ))),
-            _ => None,
-        };
-        drop(admitted);
-        (updated, durable)
+        self.logged(
+            || {
+                self.store
+                    .update_claim(tenant_id, customer_id, agent_id, release, ttl_ms, now_ms)
+            },
+            |updated| {
+                let (canonical, claim) = updated.as_ref().ok()?;
+                Some(crate::durability::WalRecord::claim(
+                    tenant_id,
+                    canonical,
+                    claim.as_ref(),
+                ))
+            },
+        )
     }
 
     /// Carries out a CRM's identity request and logs it; the request is acknowledged once the
@@ -199,16 +218,14 @@ impl Engine {
         Result<(String, crate::store::Profile), crate::store::IdentityRefusal>,
         Option<Durable>,
     ) {
-        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
-        let outcome = self.store.apply_identity(request, now_ms);
-        let durable = match (&self.wal, &outcome) {
-            (Some(wal), Ok(_)) => {
-                Some(wal.enqueue(&crate::durability::WalRecord::identity(request)))
-            }
-            _ => None,
-        };
-        drop(admitted);
-        (outcome, durable)
+        self.logged(
+            || self.store.apply_identity(request, now_ms),
+            |outcome| {
+                outcome
+                    .is_ok()
+                    .then(|| crate::durability::WalRecord::identity(request))
+            },
+        )
     }
 
     /// Classifies one text without waiting on a queue (a queued backend's fast model answers),

@@ -116,26 +116,12 @@ impl Identities {
             if *owner == customer || absorbed.contains(owner) {
                 continue;
             }
-            let other_held = self.held(owner);
-            let checked = identity::check_merge(
-                config,
-                (&customer, &held, merged_count),
-                (owner, other_held, self.merged_count(owner)),
-            )
-            .and_then(|()| {
-                let exact = can_merge(&customer, owner);
-                if exact {
-                    Ok(())
-                } else {
-                    Err(LinkRefusal::Compacted {
-                        customer: owner.to_string(),
-                    })
-                }
-            });
+            let checked =
+                self.check_merge(config, (&customer, &held, merged_count), owner, &can_merge);
             match checked {
                 Ok(()) => {
                     plan.merges.push((customer.clone(), owner.clone()));
-                    held.extend(other_held.iter().cloned());
+                    held.extend(self.held(owner).iter().cloned());
                     held.sort();
                     held.dedup();
                     merged_count += self.merged_count(owner) + 1;
@@ -166,6 +152,62 @@ impl Identities {
         }
         plan.customer = customer;
         plan
+    }
+
+    /// Plans the merge of two customer ids a CRM says are one person (`MergeCustomers`): nothing
+    /// when they already are one, else the merge or why the rules refuse it.
+    pub fn plan_merge(
+        &self,
+        config: &IdentityConfig,
+        customer_id: &str,
+        other_customer_id: &str,
+        can_merge: impl Fn(&str, &str) -> bool,
+    ) -> Plan {
+        let customer = CompactString::from(self.canonical(customer_id));
+        let other = CompactString::from(self.canonical(other_customer_id));
+        let mut plan = Plan {
+            customer: customer.clone(),
+            ..Plan::default()
+        };
+        if customer == other {
+            return plan;
+        }
+        let own = (
+            customer.as_str(),
+            self.held(&customer),
+            self.merged_count(&customer),
+        );
+        match self.check_merge(config, own, &other, &can_merge) {
+            Ok(()) => {
+                plan.customer = CompactString::from(identity::surviving_id(&customer, &other));
+                plan.merges.push((customer, other));
+            }
+            Err(refusal) => plan.refused.push(refusal),
+        }
+        plan
+    }
+
+    /// Whether a customer holding `held` (merged from `merged` customers) may absorb `other`: the
+    /// identity rules on the union, and an exact merge of the two histories.
+    fn check_merge(
+        &self,
+        config: &IdentityConfig,
+        (customer, held, merged): (&str, &[Identifier], usize),
+        other: &str,
+        can_merge: &impl Fn(&str, &str) -> bool,
+    ) -> Result<(), LinkRefusal> {
+        identity::check_merge(
+            config,
+            (customer, held, merged),
+            (other, self.held(other), self.merged_count(other)),
+        )?;
+        if can_merge(customer, other) {
+            Ok(())
+        } else {
+            Err(LinkRefusal::Compacted {
+                customer: other.to_string(),
+            })
+        }
     }
 
     fn held(&self, customer: &str) -> &[Identifier] {

@@ -88,6 +88,14 @@ pub enum Refusal {
     },
 }
 
+/// What an event or a CRM says of a customer's identity, for [`Store::plan`].
+enum Assertion<'a> {
+    /// These identifiers belong to the customer.
+    Identifiers(&'a [identity::Identifier]),
+    /// This other customer id is the same person.
+    SameAs(&'a str),
+}
+
 /// Why a CRM's attribute update was refused; nothing changed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UpsertRefusal {
@@ -560,6 +568,73 @@ impl Store {
             .map(|tenant| Arc::clone(&tenant))
     }
 
+    /// The tenant, created if new and the tenant cap allows it.
+    fn admitted_tenant(&self, tenant_id: &str) -> Result<Arc<Tenant>, Refusal> {
+        if let Some(tenant) = self.tenant(tenant_id) {
+            return Ok(tenant);
+        }
+        let max_tenants = self.max_tenants.load(Ordering::Relaxed);
+        if max_tenants != 0 && self.tenants.len() >= max_tenants {
+            return Err(Refusal::TooManyTenants { max_tenants });
+        }
+        Ok(self.tenant_or_create(tenant_id))
+    }
+
+    /// Counts one more customer of `tenant` if the per-tenant cap allows it; the caller inserts it.
+    fn reserve_customer(&self, tenant: &Tenant) -> Result<(), Refusal> {
+        let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
+        tenant
+            .customer_count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                (max_customers == 0 || count < max_customers).then_some(count + 1)
+            })
+            .map_err(|_| Refusal::TenantFull { max_customers })?;
+        crate::telemetry::customer_tracked();
+        Ok(())
+    }
+
+    /// Creates `customer_id` without events if the tenant does not track it yet (cap allowing);
+    /// `true` when it was created.
+    fn ensure_customer(
+        &self,
+        tenant: &Tenant,
+        customer_id: &CompactString,
+    ) -> Result<bool, Refusal> {
+        let created =
+            tenant
+                .customers
+                .with(|customers| match customers.entry(customer_id.clone()) {
+                    Entry::Occupied(_) => Ok(false),
+                    Entry::Vacant(entry) => {
+                        self.reserve_customer(tenant)?;
+                        entry.insert(Box::default());
+                        Ok(true)
+                    }
+                })?;
+        Self::grow_if_due(tenant);
+        Ok(created)
+    }
+
+    /// Re-shards the tenant's customer map once it tracks [`GROW_AT_CUSTOMERS`] customers.
+    fn grow_if_due(tenant: &Tenant) {
+        if tenant.customer_count.load(Ordering::Relaxed) >= GROW_AT_CUSTOMERS {
+            tenant.customers.grow();
+        }
+    }
+
+    /// The tenant's attributes map, created by the first use.
+    fn attributes_map(tenant: &Tenant) -> &Map<Attributes> {
+        tenant
+            .attributes
+            .get_or_init(|| Map::with_hasher_and_shard_amount(ahash::RandomState::new(), 64))
+    }
+
+    /// Folds `taken` (a merged or restored customer's attributes) into `customer_id`'s.
+    fn merge_attributes(map: &Map<Attributes>, customer_id: &str, taken: Attributes) {
+        let mut kept = map.entry(CompactString::from(customer_id)).or_default();
+        *kept = std::mem::take(&mut *kept).merged(taken);
+    }
+
     fn tenant_or_create(&self, tenant_id: &str) -> Arc<Tenant> {
         if let Some(tenant) = self.tenant(tenant_id) {
             return tenant;
@@ -621,15 +696,9 @@ impl Store {
             has_sentiment: sentiment.is_some(),
             reply_need: interaction.reply_need,
         };
-        let tenant = match self.tenant(&interaction.tenant_id) {
-            Some(tenant) => tenant,
-            None => {
-                let max_tenants = self.max_tenants.load(Ordering::Relaxed);
-                if max_tenants != 0 && self.tenants.len() >= max_tenants {
-                    return Applied::Refused(Refusal::TooManyTenants { max_tenants });
-                }
-                self.tenant_or_create(&interaction.tenant_id)
-            }
+        let tenant = match self.admitted_tenant(&interaction.tenant_id) {
+            Ok(tenant) => tenant,
+            Err(refusal) => return Applied::Refused(refusal),
         };
         let identities = tenant.identities.read();
         let resolved = if interaction.identifiers.is_empty() {
@@ -658,7 +727,7 @@ impl Store {
                     &tenant,
                     &identities,
                     &interaction.customer_id,
-                    &interaction.identifiers,
+                    Assertion::Identifiers(&interaction.identifiers),
                 );
                 for refusal in &plan.refused {
                     crate::telemetry::identity_link_refused();
@@ -713,18 +782,9 @@ impl Store {
                 None => match customers.entry(CompactString::from(customer_id)) {
                     Entry::Occupied(entry) => entry.into_ref(),
                     Entry::Vacant(entry) => {
-                        let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
-                        let reserved = tenant.customer_count.fetch_update(
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                            |count| {
-                                (max_customers == 0 || count < max_customers).then_some(count + 1)
-                            },
-                        );
-                        if reserved.is_err() {
-                            return Applied::Refused(Refusal::TenantFull { max_customers });
+                        if let Err(refusal) = self.reserve_customer(tenant) {
+                            return Applied::Refused(refusal);
                         }
-                        crate::telemetry::customer_tracked();
                         entry.insert(Box::default())
                     }
                 },
@@ -771,9 +831,7 @@ impl Store {
                 }
             }
         });
-        if tenant.customer_count.load(Ordering::Relaxed) >= GROW_AT_CUSTOMERS {
-            tenant.customers.grow();
-        }
+        Self::grow_if_due(tenant);
         applied
     }
 
@@ -784,13 +842,19 @@ impl Store {
         tenant: &Tenant,
         identities: &Identities,
         customer_id: &str,
-        identifiers: &[identity::Identifier],
+        assertion: Assertion<'_>,
     ) -> Plan {
         tenant.customers.with(|customers| {
             let folded = |id: &str| customers.get(id).is_some_and(|h| h.has_folded());
-            identities.plan(&self.identity, customer_id, identifiers, |a, b| {
-                !folded(a) && !folded(b)
-            })
+            let can_merge = |a: &str, b: &str| !folded(a) && !folded(b);
+            match assertion {
+                Assertion::Identifiers(identifiers) => {
+                    identities.plan(&self.identity, customer_id, identifiers, can_merge)
+                }
+                Assertion::SameAs(other_customer_id) => {
+                    identities.plan_merge(&self.identity, customer_id, other_customer_id, can_merge)
+                }
+            }
         })
     }
 
@@ -852,8 +916,7 @@ impl Store {
                     attributes.remove(absorbed.as_str()).map(|(_, a)| a)
                 };
                 if let Some(taken) = taken {
-                    let mut kept = attributes.entry(CompactString::from(survivor)).or_default();
-                    *kept = std::mem::take(&mut *kept).merged(taken);
+                    Self::merge_attributes(attributes, survivor, taken);
                 }
             }
             identities.merge(survivor, absorbed);
@@ -876,68 +939,15 @@ impl Store {
         request: &IdentityRequest,
         now_ms: TimestampMs,
     ) -> Result<(String, Profile), IdentityRefusal> {
-        let tenant = match self.tenant(&request.tenant_id) {
-            Some(tenant) => tenant,
-            None => {
-                let max_tenants = self.max_tenants.load(Ordering::Relaxed);
-                if max_tenants != 0 && self.tenants.len() >= max_tenants {
-                    return Err(IdentityRefusal::Store(Refusal::TooManyTenants {
-                        max_tenants,
-                    }));
-                }
-                self.tenant_or_create(&request.tenant_id)
-            }
-        };
+        let tenant = self
+            .admitted_tenant(&request.tenant_id)
+            .map_err(IdentityRefusal::Store)?;
         let mut identities = tenant.identities.write();
-        let plan = match &request.action {
-            IdentityAction::Link(identifiers) => {
-                self.plan(&tenant, &identities, &request.customer_id, identifiers)
-            }
-            IdentityAction::Merge { other_customer_id } => {
-                let customer = CompactString::from(identities.canonical(&request.customer_id));
-                let other = CompactString::from(identities.canonical(other_customer_id));
-                let mut plan = Plan {
-                    customer: customer.clone(),
-                    ..Plan::default()
-                };
-                if customer != other {
-                    let merged = |id: &str| identities.profile(id).map_or(0, |p| p.merged.len());
-                    let held = |id: &str| {
-                        identities
-                            .profile(id)
-                            .map_or(&[][..], |p| p.identifiers.as_slice())
-                    };
-                    let checked = identity::check_merge(
-                        &self.identity,
-                        (&customer, held(&customer), merged(&customer)),
-                        (&other, held(&other), merged(&other)),
-                    )
-                    .and_then(|()| {
-                        let exact = tenant.customers.with(|customers| {
-                            let folded =
-                                |id: &str| customers.get(id).is_some_and(|h| h.has_folded());
-                            !folded(&customer) && !folded(&other)
-                        });
-                        if exact {
-                            Ok(())
-                        } else {
-                            Err(LinkRefusal::Compacted {
-                                customer: other.to_string(),
-                            })
-                        }
-                    });
-                    match checked {
-                        Ok(()) => {
-                            plan.customer =
-                                CompactString::from(identity::surviving_id(&customer, &other));
-                            plan.merges.push((customer, other));
-                        }
-                        Err(refusal) => plan.refused.push(refusal),
-                    }
-                }
-                plan
-            }
+        let assertion = match &request.action {
+            IdentityAction::Link(identifiers) => Assertion::Identifiers(identifiers),
+            IdentityAction::Merge { other_customer_id } => Assertion::SameAs(other_customer_id),
         };
+        let plan = self.plan(&tenant, &identities, &request.customer_id, assertion);
         if let Some(refusal) = plan.refused.into_iter().next() {
             crate::telemetry::identity_link_refused();
             return Err(IdentityRefusal::Rule(refusal));
@@ -947,21 +957,9 @@ impl Store {
             ..plan
         };
         // The customer exists from now on, with or without events.
-        let created = tenant.customers.with(|customers| {
-            if customers.contains_key(plan.customer.as_str()) {
-                return Ok(false);
-            }
-            let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
-            tenant
-                .customer_count
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-                    (max_customers == 0 || count < max_customers).then_some(count + 1)
-                })
-                .map_err(|_| IdentityRefusal::Store(Refusal::TenantFull { max_customers }))?;
-            customers.insert(plan.customer.clone(), Box::default());
-            crate::telemetry::customer_tracked();
-            Ok(true)
-        })?;
+        let created = self
+            .ensure_customer(&tenant, &plan.customer)
+            .map_err(IdentityRefusal::Store)?;
         let changed = self.execute(&tenant, &mut identities, &plan);
         let profile = identities
             .profile(&plan.customer)
@@ -1080,7 +1078,8 @@ impl Store {
         Some((customer_id, score, claim))
     }
 
-    /// Extends (`ttl_ms` from `now_ms`) or, with `release`, ends a live claim `agent_id` holds.
+    /// Extends (`ttl_ms` from `now_ms`) or, with `release`, ends a live claim `agent_id` holds on
+    /// the customer `customer_id` resolves to; returns that customer and the claim after it.
     pub fn update_claim(
         &self,
         tenant_id: &str,
@@ -1089,7 +1088,7 @@ impl Store {
         release: bool,
         ttl_ms: i64,
         now_ms: TimestampMs,
-    ) -> Result<Option<Claim>, ClaimRefusal> {
+    ) -> Result<(String, Option<Claim>), ClaimRefusal> {
         let not_held = || ClaimRefusal::NotHeld {
             agent_id: agent_id.to_string(),
             customer_id: customer_id.to_string(),
@@ -1101,10 +1100,10 @@ impl Store {
             Some(claim) if claim.agent_id == agent_id && claim.is_live(now_ms) => {
                 if release {
                     claims.remove(customer_id.as_str());
-                    Ok(None)
+                    Ok((customer_id.to_string(), None))
                 } else {
                     claim.expires_at_ms = now_ms.saturating_add(ttl_ms);
-                    Ok(Some(claim.clone()))
+                    Ok((customer_id.to_string(), Some(claim.clone())))
                 }
             }
             _ => Err(not_held()),
@@ -1180,40 +1179,17 @@ impl Store {
         version: u64,
         changes: &std::collections::BTreeMap<String, Option<AttributeValue>>,
     ) -> Result<(String, Attributes, bool), UpsertRefusal> {
-        let tenant = match self.tenant(tenant_id) {
-            Some(tenant) => tenant,
-            None => {
-                let max_tenants = self.max_tenants.load(Ordering::Relaxed);
-                if max_tenants != 0 && self.tenants.len() >= max_tenants {
-                    return Err(UpsertRefusal::Store(Refusal::TooManyTenants {
-                        max_tenants,
-                    }));
-                }
-                self.tenant_or_create(tenant_id)
-            }
-        };
+        let tenant = self
+            .admitted_tenant(tenant_id)
+            .map_err(UpsertRefusal::Store)?;
         // Held throughout: no merge moves the customer meanwhile.
         let identities = tenant.identities.read();
         let customer = CompactString::from(identities.canonical(customer_id));
-        tenant.customers.with(|customers| {
-            if customers.contains_key(customer.as_str()) {
-                return Ok(());
-            }
-            let max_customers = self.max_customers_per_tenant.load(Ordering::Relaxed);
-            tenant
-                .customer_count
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-                    (max_customers == 0 || count < max_customers).then_some(count + 1)
-                })
-                .map_err(|_| UpsertRefusal::Store(Refusal::TenantFull { max_customers }))?;
-            customers.insert(customer.clone(), Box::default());
-            crate::telemetry::customer_tracked();
-            Ok(())
-        })?;
-        let attributes = tenant
-            .attributes
-            .get_or_init(|| Map::with_hasher_and_shard_amount(ahash::RandomState::new(), 64));
-        let mut entry = attributes.entry(customer.clone()).or_default();
+        self.ensure_customer(&tenant, &customer)
+            .map_err(UpsertRefusal::Store)?;
+        let mut entry = Self::attributes_map(&tenant)
+            .entry(customer.clone())
+            .or_default();
         let applied = entry
             .update(version, changes)
             .map_err(UpsertRefusal::Attributes)?;
@@ -1661,28 +1637,21 @@ impl Store {
             }
         });
         if let Some(restored) = attributes {
-            let map = tenant
-                .attributes
-                .get_or_init(|| Map::with_hasher_and_shard_amount(ahash::RandomState::new(), 64));
-            let mut kept = map.entry(target.clone()).or_default();
-            *kept = std::mem::take(&mut *kept).merged(restored);
+            Self::merge_attributes(Self::attributes_map(&tenant), &target, restored);
         }
         // Attributes restored before the customer was known to be merged move with it.
         if let Some(map) = tenant.attributes.get() {
             for merged_id in merged.iter().filter(|id| **id != target.as_str()) {
                 if let Some((_, taken)) = map.remove(merged_id.as_str()) {
-                    let mut kept = map.entry(target.clone()).or_default();
-                    *kept = std::mem::take(&mut *kept).merged(taken);
+                    Self::merge_attributes(map, &target, taken);
                 }
             }
         }
         drop(identities);
         if added > 0 {
-            let count = tenant.customer_count.fetch_add(1, Ordering::Relaxed) + 1;
+            tenant.customer_count.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::customer_tracked();
-            if count >= GROW_AT_CUSTOMERS {
-                tenant.customers.grow();
-            }
+            Self::grow_if_due(&tenant);
         } else if added < 0 {
             tenant
                 .customer_count
@@ -1954,6 +1923,19 @@ mod tests {
         }
     }
 
+    /// An event spec's sentiment: polarity in hundredths, 0 for an event without text.
+    fn spec_sentiment(polarity: i8) -> Option<Sentiment> {
+        (polarity != 0).then(|| Sentiment {
+            label: if polarity > 0 {
+                SentimentLabel::Positive
+            } else {
+                SentimentLabel::Negative
+            },
+            score: f32::from(polarity) / 100.0,
+            confidence: 0.9,
+        })
+    }
+
     /// Applies one event; `skew_ms` moves its time (positive: stamped after `now_ms` may be).
     fn apply_spec(store: &Store, id: usize, spec: &EventSpec, now_ms: i64, skew_ms: i64) {
         let (customer, kind, inbound, sentiment, followers, days_before) = *spec;
@@ -1978,15 +1960,7 @@ mod tests {
             identifiers: Vec::new(),
             agent_id: String::new(),
         };
-        let sentiment = (sentiment != 0).then(|| Sentiment {
-            label: if sentiment > 0 {
-                SentimentLabel::Positive
-            } else {
-                SentimentLabel::Negative
-            },
-            score: f32::from(sentiment) / 100.0,
-            confidence: 0.9,
-        });
+        let sentiment = spec_sentiment(sentiment);
         store.apply(&interaction, sentiment, now_ms, false);
     }
 
@@ -2438,15 +2412,7 @@ mod tests {
             identifiers: if as_one_id { Vec::new() } else { identifiers },
             agent_id: String::new(),
         };
-        let sentiment = (sentiment != 0).then(|| Sentiment {
-            label: if sentiment > 0 {
-                SentimentLabel::Positive
-            } else {
-                SentimentLabel::Negative
-            },
-            score: f32::from(sentiment) / 100.0,
-            confidence: 0.9,
-        });
+        let sentiment = spec_sentiment(sentiment);
         (interaction, sentiment)
     }
 

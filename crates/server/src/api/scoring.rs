@@ -114,13 +114,7 @@ impl ScoringApi {
             }
             limit => limit,
         };
-        if !(0.0..=1.0).contains(&min_retention_risk) {
-            return Err(FieldError::new(
-                "min_retention_risk",
-                format!("must be within [0, 1], got {min_retention_risk}"),
-            )
-            .into());
-        }
+        check_unit_interval("min_retention_risk", min_retention_risk)?;
         let mut query = TopQuery {
             limit,
             action: convert::action_filter_from_pb(action)?,
@@ -314,13 +308,7 @@ impl ScoringApi {
         let channel = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         check_id("agent_id", &agent_id, true, &self.limits)?;
-        if !(0.0..=1.0).contains(&min_retention_risk) {
-            return Err(FieldError::new(
-                "min_retention_risk",
-                format!("must be within [0, 1], got {min_retention_risk}"),
-            )
-            .into());
-        }
+        check_unit_interval("min_retention_risk", min_retention_risk)?;
         let ttl_ms = Self::claim_ttl_ms(ttl_seconds)?;
         let now = now_ms();
         let query = TopQuery {
@@ -367,12 +355,12 @@ impl ScoringApi {
         let (updated, durable) =
             self.engine
                 .update_claim(&tenant_id, &customer_id, &agent_id, release, ttl_ms, now);
-        let claim = updated.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string()))?;
+        let (canonical, claim) =
+            updated.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string()))?;
         if let Some(durable) = durable {
             durable.wait().await;
         }
         let customer = claim.and_then(|claim| {
-            let (canonical, _) = self.store.identity_of(&tenant_id, &customer_id)?;
             let score = self.store.customer(&tenant_id, &canonical, now)?;
             Some(with_claim(
                 convert::score_to_pb(&tenant_id, &canonical, &score),
@@ -462,6 +450,18 @@ impl PageToken {
                 customer_id,
             },
         })
+    }
+}
+
+/// Refuses a probability or priority outside [0, 1], naming `field`.
+fn check_unit_interval(field: &'static str, value: f64) -> Result<(), FieldError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("must be within [0, 1], got {value}"),
+        ))
     }
 }
 
@@ -598,16 +598,8 @@ impl ScoringService for Arc<ScoringApi> {
         let segment = self.segment(&segment).map_err(Status::from)?;
         let channel = convert::channel_filter_from_pb(channel)
             .map_err(|error| Status::from(ApiError::from(error)))?;
-        let checked = check_id("tenant_id", &tenant_id, true, &self.limits).and_then(|()| {
-            if (0.0..=1.0).contains(&min_priority) {
-                Ok(())
-            } else {
-                Err(FieldError::new(
-                    "min_priority",
-                    format!("must be within [0, 1], got {min_priority}"),
-                ))
-            }
-        });
+        let checked = check_id("tenant_id", &tenant_id, true, &self.limits)
+            .and_then(|()| check_unit_interval("min_priority", min_priority));
         if let Err(error) = checked {
             return Err(ApiError::from(error).into());
         }
