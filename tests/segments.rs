@@ -268,3 +268,117 @@ async fn the_channel_filter_keeps_customers_waiting_on_that_channel() {
         .unwrap_err();
     assert!(bad.message().starts_with("channel:"), "{bad}");
 }
+
+/// Issue 16 "a VIP segment's SLA applies": a rule maps an attribute segment to reply targets, an
+/// urgency weight and an action; GetCustomer and TopCustomers show them, with the reason, and a
+/// reload that drops the rules takes them away.
+#[tokio::test]
+async fn a_vip_segments_sla_weight_and_action_apply_until_a_reload_drops_them() {
+    let rules = r#"
+[[segments]]
+name = "vip"
+all = [{ field = "attributes.tier", op = "eq", value = "vip" }]
+
+[[segments]]
+name = "key_accounts"
+all = [{ field = "attributes.plan", op = "eq", value = "enterprise" }]
+
+[[rules]]
+segment = "vip"
+urgency_weight = 2.0
+sla = { first_response_seconds = 600 }
+
+[[rules]]
+segment = "key_accounts"
+action = "rescue"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rapport.toml");
+    std::fs::write(&file, rules).unwrap();
+    let mut config = rapport::config::Config::from_file(&file).unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    let default_sla_seconds = config.scoring.reply_sla_seconds as i64;
+    let mut t = start_with(config).await;
+    let mut crm = IdentityServiceClient::new(t.channel.clone());
+    let mut admin = AdminServiceClient::new(t.channel.clone());
+    let since = rapport::engine::now_ms() - 5 * MINUTE_MS;
+    let mut events = Vec::new();
+    for (n, customer) in ["ann", "bob", "cy"].into_iter().enumerate() {
+        let mut complaint = with_text(
+            event("acme", customer, &format!("e{n}"), since),
+            "My order never came, please help",
+        );
+        complaint.channel = pb::Channel::Email as i32;
+        complaint.thread_id = format!("t{n}");
+        events.push(complaint);
+    }
+    t.ingest_all(events).await;
+    for (customer, key, value) in [("ann", "tier", "vip"), ("cy", "plan", "enterprise")] {
+        crm.upsert_customer(pb::UpsertCustomerRequest {
+            tenant_id: "acme".into(),
+            customer_id: customer.into(),
+            attributes: [(key.to_string(), text(value))].into(),
+            version: 1,
+        })
+        .await
+        .unwrap();
+    }
+    let as_of = since + 5 * MINUTE_MS;
+    let due_ms = |score: &pb::CustomerScore| {
+        let due = score.reply_due_at.as_ref().expect("a reply is due");
+        due.seconds * 1000 + i64::from(due.nanos) / 1_000_000
+    };
+    let (ann, bob, cy) = (
+        t.customer("acme", "ann", as_of).await,
+        t.customer("acme", "bob", as_of).await,
+        t.customer("acme", "cy", as_of).await,
+    );
+    assert_eq!(due_ms(&ann), since + 600_000, "the VIP rule's target");
+    assert_eq!(due_ms(&bob), since + default_sla_seconds * 1000);
+    assert!(
+        ann.priority > bob.priority,
+        "{} <= {}",
+        ann.priority,
+        bob.priority
+    );
+    assert!(
+        ann.reasons
+            .iter()
+            .any(|r| r.factor == "segment_rule" && r.detail.contains("x2")),
+        "{:?}",
+        ann.reasons
+    );
+    assert_eq!(bob.action, pb::Action::Respond as i32);
+    assert_eq!(
+        cy.action,
+        pb::Action::Rescue as i32,
+        "the key-account rule's action"
+    );
+    let order = |answer: pb::TopCustomersResponse| {
+        answer
+            .customers
+            .into_iter()
+            .map(|c| c.customer_id)
+            .collect::<Vec<_>>()
+    };
+    let top = t.scoring.top_customers(top("")).await.unwrap().into_inner();
+    assert_eq!(order(top), ["ann", "bob", "cy"]);
+
+    // A reload without the rules: everybody gets the tenant's policy again.
+    std::fs::write(&file, rules.split("[[rules]]").next().unwrap()).unwrap();
+    let reloaded = admin
+        .reload_config(pb::ReloadConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reloaded.rules, 0);
+    let (ann, cy) = (
+        t.customer("acme", "ann", as_of).await,
+        t.customer("acme", "cy", as_of).await,
+    );
+    assert_eq!(due_ms(&ann), since + default_sla_seconds * 1000);
+    assert_eq!(cy.action, pb::Action::Respond as i32);
+    assert!(ann.reasons.iter().all(|r| r.factor != "segment_rule"));
+}

@@ -296,7 +296,7 @@ fn apply_format_3(store: &Store, wal: Option<&Wal>, snapshot_at: usize) {
     )]);
     steps.push(Box::new(move |store: &Store| {
         store
-            .upsert_attributes("acme", "crm-42", 7, &changes)
+            .upsert_attributes("acme", "crm-42", 7, &changes, 0)
             .unwrap();
         Some(WalRecord::upsert("acme", "crm-42", 7, &changes))
     }));

@@ -783,8 +783,8 @@ impl Config {
             0,
             10_000,
         )?;
-        crate::segments::validate(&self.segments, &self.rules)?;
-        self.scoring.validate()
+        self.scoring.validate()?;
+        crate::segments::validate(&self.segments, &self.rules, &self.scoring)
     }
 }
 

@@ -76,7 +76,7 @@ pub fn recover(store: &Store, replayed: crate::durability::Replayed<'_>) {
             changes,
         } => {
             // Logged only once applied: the version rule decides the same way again.
-            let _ = store.upsert_attributes(tenant_id, customer_id, version, changes);
+            let _ = store.upsert_attributes(tenant_id, customer_id, version, changes, 0);
         }
     }
 }
@@ -133,7 +133,7 @@ impl Engine {
         let (outcome, mut durable) = self.logged(
             || {
                 self.store
-                    .upsert_attributes(tenant_id, customer_id, version, changes)
+                    .upsert_attributes(tenant_id, customer_id, version, changes, now_ms())
             },
             |outcome| match outcome {
                 Ok((canonical, _, true)) => Some(crate::durability::WalRecord::upsert(

@@ -1,9 +1,15 @@
 //! Segments and rules: named boolean conditions over a customer's attributes and scores, defined
 //! in config (`[[segments]]`), and an ordered policy list (`[[rules]]`, first match wins) that
-//! maps a segment to exclusion. Pure: matching a score and attributes, and checking the config.
+//! maps a segment to exclusion or to a treatment: an SLA policy, an urgency weight, an action
+//! override. Pure: matching a score and attributes, and checking the config.
+//!
+//! A treatment changes the score, so the segment that selects it may read attributes only (a
+//! condition on a score would depend on itself). The customer's treatment is that of the first
+//! rule carrying one whose segment matches; exclusion is decided by the first rule whose segment
+//! matches, as before.
 
 use crate::attributes::{AttributeValue, Attributes};
-use crate::config::ConfigError;
+use crate::config::{ChannelSlaConfig, ConfigError, ScoringConfig};
 use crate::domain::Action;
 use crate::scoring::Score;
 use serde::Deserialize;
@@ -45,6 +51,50 @@ pub struct RuleConfig {
     /// Customers in the segment never appear in TopCustomers, ClaimNext or WatchPriorities.
     #[serde(default)]
     pub exclude: bool,
+    /// Reply targets for the segment's customers, over the tenant's (what it leaves out comes
+    /// from the tenant's policy, then `[scoring]`).
+    #[serde(default)]
+    pub sla: Option<RuleSla>,
+    /// Multiplies the odds of the customer's priority inside its action's band (2: twice the
+    /// odds; 0.5: half). Ranking order between actions is unchanged.
+    #[serde(default)]
+    pub urgency_weight: Option<f64>,
+    /// The action the segment's customers get whenever scoring finds something to do (an
+    /// action other than `none`): e.g. `rescue` for every complaint from a key account.
+    #[serde(default)]
+    pub action: Option<Action>,
+}
+
+impl RuleConfig {
+    /// Whether the rule changes the score of its segment's customers (not only exclusion).
+    pub fn treats(&self) -> bool {
+        self.sla.is_some() || self.urgency_weight.is_some() || self.action.is_some()
+    }
+}
+
+/// A rule's reply targets (`[rules.sla]`): every channel, then per channel.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleSla {
+    /// First reply due this long (business time) after the first unanswered message.
+    pub first_response_seconds: Option<f64>,
+    /// Next reply, in a thread already answered once, due this long after.
+    pub next_response_seconds: Option<f64>,
+    /// Missed after this long unanswered (wall clock).
+    pub missed_after_seconds: Option<f64>,
+    /// Per-channel targets (`[rules.sla.channel_sla.twitter]`).
+    pub channel_sla: std::collections::BTreeMap<crate::domain::Channel, ChannelSlaConfig>,
+}
+
+impl RuleSla {
+    /// The every-channel row.
+    pub fn defaults(&self) -> ChannelSlaConfig {
+        ChannelSlaConfig {
+            first_response_seconds: self.first_response_seconds,
+            next_response_seconds: self.next_response_seconds,
+            missed_after_seconds: self.missed_after_seconds,
+        }
+    }
 }
 
 const NUMERIC_FIELDS: [&str; 7] = [
@@ -58,8 +108,22 @@ const NUMERIC_FIELDS: [&str; 7] = [
 ];
 const OPS: [&str; 8] = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "exists"];
 
-/// Checks segments and rules, naming the key (`segments[0].all[1].field`).
-pub fn validate(segments: &[SegmentConfig], rules: &[RuleConfig]) -> Result<(), ConfigError> {
+/// Most rules (each treatment is a model a tenant keeps).
+pub const MAX_RULES: usize = 64;
+
+/// Checks segments and rules, naming the key (`segments[0].all[1].field`); rule SLA targets are
+/// checked against `scoring`'s policies.
+pub fn validate(
+    segments: &[SegmentConfig],
+    rules: &[RuleConfig],
+    scoring: &ScoringConfig,
+) -> Result<(), ConfigError> {
+    if rules.len() > MAX_RULES {
+        return Err(ConfigError::invalid(
+            "rules",
+            format!("at most {MAX_RULES} rules, got {}", rules.len()),
+        ));
+    }
     for (index, segment) in segments.iter().enumerate() {
         if segment.name.is_empty() {
             return Err(ConfigError::invalid(
@@ -88,11 +152,55 @@ pub fn validate(segments: &[SegmentConfig], rules: &[RuleConfig]) -> Result<(), 
         }
     }
     for (index, rule) in rules.iter().enumerate() {
-        if !segments.iter().any(|s| s.name == rule.segment) {
+        let Some(segment) = segments.iter().find(|s| s.name == rule.segment) else {
             return Err(ConfigError::invalid(
                 &format!("rules[{index}].segment"),
                 format!("no segment is named {:?}", rule.segment),
             ));
+        };
+        if !rule.treats() {
+            continue;
+        }
+        let on_scores = segment
+            .all
+            .iter()
+            .chain(&segment.any)
+            .find(|condition| !condition.field.starts_with("attributes."));
+        if let Some(condition) = on_scores {
+            return Err(ConfigError::invalid(
+                &format!("rules[{index}].segment"),
+                format!(
+                    "a rule setting sla, urgency_weight or action needs a segment over attributes \
+                     only (scores depend on the rule); {:?} reads {}",
+                    segment.name, condition.field
+                ),
+            ));
+        }
+        if let Some(weight) = rule.urgency_weight {
+            if !(weight.is_finite() && (0.001..=1000.0).contains(&weight)) {
+                return Err(ConfigError::invalid(
+                    &format!("rules[{index}].urgency_weight"),
+                    format!("must be a number from 0.001 to 1000, got {weight}"),
+                ));
+            }
+        }
+        if let Some(sla) = &rule.sla {
+            let prefix = format!("rules[{index}].sla.");
+            crate::scoring::check_sla_rows(&prefix, &sla.defaults(), &sla.channel_sla)?;
+            let tenants = std::iter::once(None).chain(scoring.tenants.keys().map(Some));
+            for tenant in tenants {
+                let policy =
+                    crate::scoring::SlaPolicy::for_rule(scoring, tenant.map(String::as_str), sla);
+                if let Some(channel) = policy.missed_before_targets() {
+                    return Err(ConfigError::invalid(
+                        &format!("{prefix}missed_after_seconds"),
+                        format!(
+                            "is shorter than the reply targets it follows on {}",
+                            channel.as_str()
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -196,6 +304,22 @@ impl Policy {
         self.segments.iter().find(|segment| segment.name == name)
     }
 
+    /// The customer's treatment: 0 for none, else 1 + the position of the first rule carrying a
+    /// treatment (among those rules, see [`Policy::treating_rules`]) whose segment matches.
+    pub fn treatment_of(&self, attributes: Option<&Attributes>) -> usize {
+        self.treating_rules()
+            .position(|rule| {
+                self.segment(&rule.segment)
+                    .is_some_and(|segment| segment.matches_attributes(attributes))
+            })
+            .map_or(0, |position| position + 1)
+    }
+
+    /// The rules carrying a treatment, in order.
+    pub fn treating_rules(&self) -> impl Iterator<Item = &RuleConfig> {
+        self.rules.iter().filter(|rule| rule.treats())
+    }
+
     /// Whether the first rule whose segment matches excludes the customer.
     pub fn excludes(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
         if self.rules.is_empty() {
@@ -216,6 +340,16 @@ impl SegmentConfig {
     pub fn matches(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
         self.all.iter().all(|c| c.holds(score, attributes))
             && (self.any.is_empty() || self.any.iter().any(|c| c.holds(score, attributes)))
+    }
+
+    /// Whether a customer with `attributes` is in a segment over attributes only (validation
+    /// keeps treating rules to those); a condition on a score does not hold here.
+    pub fn matches_attributes(&self, attributes: Option<&Attributes>) -> bool {
+        let holds = |condition: &Condition| {
+            condition.field.starts_with("attributes.")
+                && condition.holds_on(condition.field_of_attributes(attributes))
+        };
+        self.all.iter().all(holds) && (self.any.is_empty() || self.any.iter().any(holds))
     }
 }
 
@@ -238,15 +372,20 @@ impl Condition {
             "priority" => Field::Number(score.priority),
             "open_threads" => Field::Number(f64::from(score.open_threads)),
             "action" => Field::Text(score.action.as_str()),
-            field => {
-                let key = field.strip_prefix("attributes.").unwrap_or(field);
-                match attributes.and_then(|a| a.values.get(key)) {
-                    Some(AttributeValue::Number(number)) => Field::Number(*number),
-                    Some(AttributeValue::Text(text)) => Field::Text(text),
-                    Some(AttributeValue::Flag(flag)) => Field::Flag(*flag),
-                    None => Field::Missing,
-                }
-            }
+            _ => self.field_of_attributes(attributes),
+        }
+    }
+
+    fn field_of_attributes<'a>(&'a self, attributes: Option<&'a Attributes>) -> Field<'a> {
+        let key = self
+            .field
+            .strip_prefix("attributes.")
+            .unwrap_or(&self.field);
+        match attributes.and_then(|a| a.values.get(key)) {
+            Some(AttributeValue::Number(number)) => Field::Number(*number),
+            Some(AttributeValue::Text(text)) => Field::Text(text),
+            Some(AttributeValue::Flag(flag)) => Field::Flag(*flag),
+            None => Field::Missing,
         }
     }
 
@@ -265,7 +404,10 @@ impl Condition {
                 (_, value) => waits(value),
             };
         }
-        let field = self.field_of(score, attributes);
+        self.holds_on(self.field_of(score, attributes))
+    }
+
+    fn holds_on(&self, field: Field<'_>) -> bool {
         let compare = |value: &toml::Value| -> Option<std::cmp::Ordering> {
             match (&field, value) {
                 (Field::Number(a), toml::Value::Float(b)) => a.partial_cmp(b),
@@ -319,6 +461,26 @@ mod tests {
             ),
             ("[[segments]]\nname = \"a\"", "segments[0]"),
             ("[[rules]]\nsegment = \"nope\"\nexclude = true", "rules[0].segment"),
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"risk\", op = \"gt\", value = 0.5 }]\n[[rules]]\nsegment = \"a\"\nurgency_weight = 2.0",
+                "rules[0].segment",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n[[rules]]\nsegment = \"a\"\nurgency_weight = 0.0",
+                "rules[0].urgency_weight",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n[[rules]]\nsegment = \"a\"\n[rules.sla.channel_sla.email]\nfirst_response_seconds = -5",
+                "rules[0].sla.channel_sla.email.first_response_seconds",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n[[rules]]\nsegment = \"a\"\nsla = { missed_after_seconds = 60 }",
+                "rules[0].sla.missed_after_seconds",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n[[rules]]\nsegment = \"a\"\naction = \"call\"",
+                "unknown variant `call`",
+            ),
         ] {
             let error = Config::from_toml(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");
@@ -361,5 +523,38 @@ mod tests {
             "no tier: excluded by the rule"
         );
         assert!(!policy.excludes(&score, Some(&vip)));
+    }
+
+    #[test]
+    fn the_first_matching_treating_rule_picks_the_treatment() {
+        let config = Config::from_toml(
+            "[[segments]]\nname = \"vip\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n\
+             [[segments]]\nname = \"emea\"\nany = [{ field = \"attributes.region\", op = \"in\", value = [\"uk\", \"de\"] }]\n\
+             [[segments]]\nname = \"angry\"\nall = [{ field = \"sentiment\", op = \"lt\", value = -0.5 }]\n\
+             [[rules]]\nsegment = \"angry\"\nexclude = false\n\
+             [[rules]]\nsegment = \"vip\"\nurgency_weight = 3.0\n\
+             [[rules]]\nsegment = \"emea\"\naction = \"rescue\"",
+        )
+        .unwrap();
+        let policy = config.policy();
+        let with = |pairs: &[(&str, &str)]| {
+            let mut attributes = Attributes::default();
+            for (key, value) in pairs {
+                attributes
+                    .values
+                    .insert(key.to_string(), AttributeValue::Text(value.to_string()));
+            }
+            attributes
+        };
+        assert_eq!(policy.treating_rules().count(), 2);
+        assert_eq!(policy.treatment_of(None), 0);
+        assert_eq!(policy.treatment_of(Some(&with(&[("tier", "vip")]))), 1);
+        assert_eq!(policy.treatment_of(Some(&with(&[("region", "de")]))), 2);
+        assert_eq!(
+            policy.treatment_of(Some(&with(&[("region", "de"), ("tier", "vip")]))),
+            1,
+            "first match wins"
+        );
+        assert_eq!(policy.treatment_of(Some(&with(&[("tier", "gold")]))), 0);
     }
 }

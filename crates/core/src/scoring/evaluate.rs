@@ -561,13 +561,31 @@ fn evaluate_with(
 
     let (most_urgent, missed_threads) = most_urgent_thread(summary, at, config, model);
     let sink = keep_reasons.then_some(&mut factors);
-    let (action, urgency) = match most_urgent {
+    let (found, urgency) = match most_urgent {
         Some((thread, open)) => (
             Action::Respond,
             respond_urgency(summary, at, (&thread, open), retention_risk, config, sink),
         ),
         None => quiet_action(summary, &levels, retention_risk, config, sink),
     };
+    // A rule's treatment: its action replaces any but `none`; its weight multiplies the odds of
+    // the priority inside the band (σ((u − c)/s + ln w)).
+    let treatment = &model.treatment;
+    let action = match treatment.action {
+        Some(action) if found != Action::None => action,
+        _ => found,
+    };
+    let weight_urgency = band_shape(action).1 * treatment.urgency_weight.ln();
+    let urgency = urgency + weight_urgency;
+    if keep_reasons && (action != found || treatment.urgency_weight != 1.0) {
+        factors.push(Factor {
+            kind: FactorKind::SegmentRule {
+                urgency_weight: treatment.urgency_weight,
+                action_set: action != found,
+            },
+            contribution: weight_urgency,
+        });
+    }
 
     Score {
         as_of_ms: at,
@@ -709,6 +727,71 @@ mod tests {
 
     /// Priority bands: each action's priorities stay inside its band, strictly increasing in the
     /// urgency across the whole range inputs can produce (no saturation in f64).
+    /// A rule's weight multiplies the odds of the priority inside its band; its action replaces
+    /// any found action but `none`.
+    #[test]
+    fn a_treatment_weighs_the_odds_in_band_and_overrides_the_action() {
+        let config = ScoringConfig::default();
+        let base = TenantModel::new(&config, None);
+        let mut summary = Summary::default();
+        summary.events_total = 1;
+        summary.activity_total = 1;
+        summary.last_event_at_ms = 1_000;
+        summary.open_threads.push(crate::scoring::OpenThread {
+            thread_key: 1,
+            since_ms: 1_000,
+            worst_sentiment: -0.6,
+            author_followers: 10,
+            channel: Channel::Email,
+            kind: Kind::Message,
+            messages: 1,
+            need: crate::domain::ReplyNeed::Required,
+            follow_up: false,
+        });
+        let at = 1_000 + 1_800_000;
+        let plain = evaluate(&summary, at, &config, &base);
+        assert_eq!(plain.action, Action::Respond);
+        let weighted = TenantModel {
+            treatment: crate::scoring::Treatment {
+                urgency_weight: 4.0,
+                action: None,
+            },
+            ..base.clone()
+        };
+        let score = evaluate(&summary, at, &config, &weighted);
+        let (low, high) = band(Action::Respond);
+        let odds = |p: f64| (p - low) / (high - p);
+        assert!((odds(score.priority) / odds(plain.priority) - 4.0).abs() < 1e-9);
+        assert!(score.factors.iter().any(|f| matches!(
+            f.kind,
+            FactorKind::SegmentRule {
+                action_set: false,
+                ..
+            }
+        )));
+        let rescue = TenantModel {
+            treatment: crate::scoring::Treatment {
+                urgency_weight: 1.0,
+                action: Some(Action::Rescue),
+            },
+            ..base.clone()
+        };
+        assert_eq!(
+            evaluate(&summary, at, &config, &rescue).action,
+            Action::Rescue
+        );
+        let quiet = Summary {
+            open_threads: Vec::new(),
+            ..summary.clone()
+        };
+        assert_eq!(evaluate(&quiet, at, &config, &base).action, Action::None);
+        assert_eq!(
+            evaluate(&quiet, at, &config, &rescue).action,
+            Action::None,
+            "nothing to do stays nothing to do"
+        );
+    }
+
     #[test]
     fn priority_is_strictly_increasing_within_every_band() {
         // The urgencies each action's inputs can produce (docs/scoring.md), with a margin.

@@ -142,6 +142,13 @@ pub enum FactorKind {
         /// Engagement, 0 to 100.
         engagement: f64,
     },
+    /// A rule for the customer's segment: its urgency weight and whether it set the action.
+    SegmentRule {
+        /// The odds multiplier inside the band (1: none).
+        urgency_weight: f64,
+        /// Whether the rule replaced the action scoring found.
+        action_set: bool,
+    },
 }
 
 impl Factor {
@@ -167,6 +174,7 @@ impl Factor {
             FactorKind::ValueAtRisk { .. } => "value_at_risk",
             FactorKind::Advocacy { .. } => "advocacy",
             FactorKind::EngagedWithoutPurchase { .. } => "engaged_without_purchase",
+            FactorKind::SegmentRule { .. } => "segment_rule",
         }
     }
 

@@ -31,7 +31,7 @@ pub use history::{
 pub use retention::{
     activity_sample, Backtest, Calibration, FitSamples, RetentionModel, RISK_SIGNALS,
 };
-pub use sla::{ChannelTargets, SlaPolicy, ThreadSla};
+pub use sla::{check_sla_rows, ChannelTargets, SlaPolicy, ThreadSla};
 pub use timeline::{TimelineLimits, Touchpoint};
 
 use crate::config::ScoringConfig;
@@ -55,13 +55,33 @@ pub fn dot(weights: &[f64], features: &[f64]) -> f64 {
         .sum()
 }
 
-/// What scoring knows of one tenant beyond the config: its SLA policy and its activity model.
+/// What scoring knows of one tenant beyond the config: its SLA policy and its activity model,
+/// and, for the customers of a rule's segment, the rule's treatment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TenantModel {
     /// Reply targets and business calendar.
     pub sla: SlaPolicy,
     /// The fitted (or prior) activity model behind retention risk.
     pub retention: RetentionModel,
+    /// What a rule changes in the priority (neutral without one).
+    pub treatment: Treatment,
+}
+
+/// A rule's change to the priority of its segment's customers (its SLA is in the model's `sla`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Treatment {
+    /// Multiplies the priority's odds inside its action's band (1: unchanged).
+    pub urgency_weight: f64,
+    /// Replaces any action but `none`.
+    pub action: Option<crate::domain::Action>,
+}
+
+impl Treatment {
+    /// No change.
+    pub const NEUTRAL: Treatment = Treatment {
+        urgency_weight: 1.0,
+        action: None,
+    };
 }
 
 impl TenantModel {
@@ -70,6 +90,28 @@ impl TenantModel {
         Self {
             sla: SlaPolicy::new(config, tenant),
             retention: RetentionModel::prior(),
+            treatment: Treatment::NEUTRAL,
+        }
+    }
+
+    /// The model for the customers of `rule` (a rule carrying a treatment), with this model's
+    /// activity model.
+    pub fn for_rule(
+        &self,
+        config: &ScoringConfig,
+        tenant: Option<&str>,
+        rule: &crate::segments::RuleConfig,
+    ) -> Self {
+        Self {
+            sla: match &rule.sla {
+                Some(sla) => SlaPolicy::for_rule(config, tenant, sla),
+                None => self.sla.clone(),
+            },
+            retention: self.retention.clone(),
+            treatment: Treatment {
+                urgency_weight: rule.urgency_weight.unwrap_or(1.0),
+                action: rule.action,
+            },
         }
     }
 }

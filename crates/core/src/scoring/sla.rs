@@ -1,9 +1,11 @@
 //! Reply SLA policies: per channel, a first-response and a next-response target in business time,
 //! and a horizon after which an unanswered thread is "missed"; per tenant, a business calendar.
 
-use crate::config::{ChannelSlaConfig, ScoringConfig};
+use crate::config::{ChannelSlaConfig, ConfigError, ScoringConfig, MAX_SLA_SECONDS};
 use crate::domain::{Channel, TimestampMs};
 use crate::scoring::{BusinessCalendar, OpenThread};
+use crate::segments::RuleSla;
+use std::collections::BTreeMap;
 
 /// Reply targets of one channel, resolved (tenant row, then tenant default, then `[scoring]` row,
 /// then `[scoring]` default).
@@ -52,14 +54,39 @@ impl SlaPolicy {
     /// The policy of `tenant` (None: the default policy) from a validated config. A business-hours
     /// section that does not parse (refused by validation) falls back to always open.
     pub fn new(config: &ScoringConfig, tenant: Option<&str>) -> Self {
+        Self::layered(config, tenant, None)
+    }
+
+    /// The policy of `tenant` for the customers of a rule with reply targets `rule` (rule rows
+    /// first, then the tenant's, then `[scoring]`); the tenant's calendar.
+    pub fn for_rule(config: &ScoringConfig, tenant: Option<&str>, rule: &RuleSla) -> Self {
+        Self::layered(config, tenant, Some(rule))
+    }
+
+    /// The first channel whose missed horizon comes before one of its reply targets (refused by
+    /// validation).
+    pub fn missed_before_targets(&self) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|channel| {
+            let targets = self.targets(*channel);
+            targets.missed_after_seconds
+                < targets
+                    .first_response_seconds
+                    .max(targets.next_response_seconds)
+        })
+    }
+
+    fn layered(config: &ScoringConfig, tenant: Option<&str>, rule: Option<&RuleSla>) -> Self {
         let tenant_policy = tenant.and_then(|tenant| config.tenants.get(tenant));
+        let rule_defaults = rule.map(RuleSla::defaults);
         let root = ChannelSlaConfig {
             first_response_seconds: Some(config.reply_sla_seconds),
             next_response_seconds: Some(config.next_reply_sla_seconds),
             missed_after_seconds: Some(config.missed_after_seconds),
         };
         let targets = Channel::ALL.map(|channel| {
-            let rows: [Option<&ChannelSlaConfig>; 4] = [
+            let rows: [Option<&ChannelSlaConfig>; 6] = [
+                rule.and_then(|rule| rule.channel_sla.get(&channel)),
+                rule_defaults.as_ref(),
                 tenant_policy.and_then(|policy| policy.channel_sla.get(&channel)),
                 tenant_policy.map(|policy| &policy.defaults),
                 config.channel_sla.get(&channel),
@@ -143,4 +170,37 @@ impl SlaPolicy {
         self.calendar
             .business_seconds_between(open.since_ms, missed_at_ms)
     }
+}
+
+/// Checks one policy's rows (every channel, then per channel): each target positive, finite and
+/// at most [`MAX_SLA_SECONDS`]; the error names the key under `prefix`.
+pub fn check_sla_rows(
+    prefix: &str,
+    defaults: &ChannelSlaConfig,
+    channels: &BTreeMap<Channel, ChannelSlaConfig>,
+) -> Result<(), ConfigError> {
+    let rows = std::iter::once((prefix.to_string(), defaults)).chain(
+        channels
+            .iter()
+            .map(|(channel, row)| (format!("{prefix}channel_sla.{}.", channel.as_str()), row)),
+    );
+    for (row_prefix, row) in rows {
+        for (name, value) in [
+            ("first_response_seconds", row.first_response_seconds),
+            ("next_response_seconds", row.next_response_seconds),
+            ("missed_after_seconds", row.missed_after_seconds),
+        ] {
+            if let Some(value) = value {
+                if !(value.is_finite() && value > 0.0 && value <= MAX_SLA_SECONDS) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{row_prefix}{name}"),
+                        message: format!(
+                            "must be a positive number of seconds up to {MAX_SLA_SECONDS}, got {value}"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -3,9 +3,7 @@
 //! section and never imports scoring.
 
 use super::SlaPolicy;
-use crate::config::{check_range, ChannelSlaConfig, ConfigError, ScoringConfig, MAX_SLA_SECONDS};
-use crate::domain::Channel;
-use std::collections::BTreeMap;
+use crate::config::{check_range, ChannelSlaConfig, ConfigError, ScoringConfig};
 
 impl ScoringConfig {
     /// Checks every value; the error names the key.
@@ -196,41 +194,12 @@ impl ScoringConfig {
     /// Checks the SLA policies: every target positive and finite, business hours that parse and
     /// have open hours, a missed horizon no shorter than the targets it follows.
     fn validate_sla(&self) -> Result<(), ConfigError> {
-        fn check_channels(
-            prefix: &str,
-            defaults: &ChannelSlaConfig,
-            channels: &BTreeMap<Channel, ChannelSlaConfig>,
-        ) -> Result<(), ConfigError> {
-            let rows =
-                std::iter::once((prefix.to_string(), defaults)).chain(channels.iter().map(
-                    |(channel, row)| (format!("{prefix}channel_sla.{}.", channel.as_str()), row),
-                ));
-            for (row_prefix, row) in rows {
-                for (name, value) in [
-                    ("first_response_seconds", row.first_response_seconds),
-                    ("next_response_seconds", row.next_response_seconds),
-                    ("missed_after_seconds", row.missed_after_seconds),
-                ] {
-                    if let Some(value) = value {
-                        if !(value.is_finite() && value > 0.0 && value <= MAX_SLA_SECONDS) {
-                            return Err(ConfigError::Invalid {
-                                key: format!("{row_prefix}{name}"),
-                                message: format!(
-                                    "must be a positive number of seconds up to {MAX_SLA_SECONDS}, got {value}"
-                                ),
-                            });
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
         let root = ChannelSlaConfig {
             first_response_seconds: Some(self.reply_sla_seconds),
             next_response_seconds: Some(self.next_reply_sla_seconds),
             missed_after_seconds: Some(self.missed_after_seconds),
         };
-        check_channels("scoring.", &root, &self.channel_sla)?;
+        super::check_sla_rows("scoring.", &root, &self.channel_sla)?;
         if let Some(hours) = &self.business_hours {
             crate::calendar::BusinessCalendar::from_config(hours, "scoring.business_hours")
                 .map_err(|error| ConfigError::Invalid {
@@ -240,7 +209,7 @@ impl ScoringConfig {
         }
         for (tenant, policy) in &self.tenants {
             let prefix = format!("scoring.tenants.{tenant}.");
-            check_channels(&prefix, &policy.defaults, &policy.channel_sla)?;
+            super::check_sla_rows(&prefix, &policy.defaults, &policy.channel_sla)?;
             if let Some(hours) = &policy.business_hours {
                 crate::calendar::BusinessCalendar::from_config(
                     hours,
@@ -255,25 +224,18 @@ impl ScoringConfig {
         // Every resolved row: the missed horizon must not come before the targets.
         for tenant in std::iter::once(None).chain(self.tenants.keys().map(Some)) {
             let policy = SlaPolicy::new(self, tenant.map(String::as_str));
-            for channel in Channel::ALL {
-                let targets = policy.targets(channel);
-                if targets.missed_after_seconds
-                    < targets
-                        .first_response_seconds
-                        .max(targets.next_response_seconds)
-                {
-                    let key = match tenant {
-                        Some(tenant) => format!("scoring.tenants.{tenant}.missed_after_seconds"),
-                        None => "scoring.missed_after_seconds".to_string(),
-                    };
-                    return Err(ConfigError::Invalid {
-                        key,
-                        message: format!(
-                            "is shorter than the reply targets it follows on {}",
-                            channel.as_str()
-                        ),
-                    });
-                }
+            if let Some(channel) = policy.missed_before_targets() {
+                let key = match tenant {
+                    Some(tenant) => format!("scoring.tenants.{tenant}.missed_after_seconds"),
+                    None => "scoring.missed_after_seconds".to_string(),
+                };
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!(
+                        "is shorter than the reply targets it follows on {}",
+                        channel.as_str()
+                    ),
+                });
             }
         }
         Ok(())

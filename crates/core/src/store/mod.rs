@@ -26,11 +26,13 @@ use tokio::sync::broadcast;
 
 mod customers;
 mod identities;
+mod models;
 mod ranking;
 
 use customers::{CustomerMap, GROW_AT_CUSTOMERS};
 pub use identities::Profile;
 use identities::{Identities, Plan};
+use models::TenantModels;
 
 pub use ranking::RANKING_LIST_LEN;
 
@@ -266,8 +268,11 @@ struct Tenant {
     updates: std::sync::OnceLock<broadcast::Sender<Arc<PriorityChange>>>,
     /// TopCustomers' index (see [`ranking`]).
     ranking: RwLock<RankingState>,
-    /// The tenant's SLA policy and activity model (refitted by the ranking pass).
-    model: RwLock<Arc<TenantModel>>,
+    /// The tenant's SLA policy and activity model (refitted by the ranking pass), and one model
+    /// per rule carrying a treatment; rebuilt when the rules in force change (`Store::models`).
+    model: RwLock<Arc<TenantModels>>,
+    /// The tenant's id.
+    id: CompactString,
     /// When the activity model was last fitted (server clock), 0 before the first fit.
     fitted_at_ms: std::sync::atomic::AtomicI64,
     /// Customers the tenant tracked at the last fit attempt (growth by a tenth triggers a refit).
@@ -387,8 +392,16 @@ impl Tenant {
         }
     }
 
-    fn model(&self) -> Arc<TenantModel> {
+    fn model(&self) -> Arc<TenantModels> {
         Arc::clone(&self.model.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The model of `customer_id` among `models` (by its attributes when a rule treats some).
+    fn model_of<'m>(&self, models: &'m TenantModels, customer_id: &str) -> &'m TenantModel {
+        if !models.treats() {
+            return models.base();
+        }
+        self.with_attributes(customer_id, |attributes| models.for_attributes(attributes))
     }
 
     fn ranking(&self) -> std::sync::RwLockReadGuard<'_, RankingState> {
@@ -496,6 +509,26 @@ impl Store {
     /// The segments and rules in force.
     pub fn policy(&self) -> Arc<crate::segments::Policy> {
         Arc::clone(&self.policy.read())
+    }
+
+    /// The tenant's models for the rules in force: rebuilt, keeping the fitted activity model,
+    /// when a reload changed the rules since they were built.
+    fn models(&self, tenant: &Tenant) -> Arc<TenantModels> {
+        let models = tenant.model();
+        let policy = self.policy();
+        if Arc::ptr_eq(&models.policy, &policy) {
+            return models;
+        }
+        let mut slot = tenant.model.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&slot.policy, &policy) {
+            *slot = Arc::new(TenantModels::new(
+                &self.config,
+                &tenant.id,
+                slot.base().clone(),
+                policy,
+            ));
+        }
+        Arc::clone(&slot)
     }
 
     /// Whether a customer with `score` is in `segment`, by its attributes (for watchers, which
@@ -648,14 +681,21 @@ impl Store {
                     customer_count: AtomicUsize::new(0),
                     updates: std::sync::OnceLock::new(),
                     ranking: RwLock::default(),
-                    model: RwLock::new(Arc::new(TenantModel {
-                        sla: self
-                            .tenant_sla
-                            .get(tenant_id)
-                            .unwrap_or(&self.default_sla)
-                            .clone(),
-                        retention: RetentionModel::prior(),
-                    })),
+                    model: RwLock::new(Arc::new(TenantModels::new(
+                        &self.config,
+                        tenant_id,
+                        TenantModel {
+                            sla: self
+                                .tenant_sla
+                                .get(tenant_id)
+                                .unwrap_or(&self.default_sla)
+                                .clone(),
+                            retention: RetentionModel::prior(),
+                            treatment: crate::scoring::Treatment::NEUTRAL,
+                        },
+                        self.policy(),
+                    ))),
+                    id: CompactString::from(tenant_id),
                     fitted_at_ms: std::sync::atomic::AtomicI64::new(0),
                     customers_at_fit: std::sync::atomic::AtomicU64::new(0),
                     watch_thresholds: std::sync::Mutex::new(Vec::new()),
@@ -774,7 +814,8 @@ impl Store {
         now_ms: TimestampMs,
         want_score: bool,
     ) -> Applied {
-        let model = tenant.model();
+        let models = self.models(&tenant);
+        let model = tenant.model_of(&models, customer_id);
         let watched = tenant.watched();
         let applied = tenant.customers.with(|customers| {
             let mut history = match customers.get_mut(customer_id) {
@@ -972,10 +1013,11 @@ impl Store {
         Ok((plan.customer.to_string(), profile))
     }
 
-    /// Tells the ranking index and watchers about a customer whose events changed without a new
-    /// event (a merge).
+    /// Tells the ranking index and watchers about a customer whose score changed without a new
+    /// event (a merge, or attributes that changed the rule treating it).
     fn reannounce(&self, tenant: &Tenant, customer_id: &str, now_ms: TimestampMs) {
-        let model = tenant.model();
+        let models = self.models(&tenant);
+        let model = tenant.model_of(&models, customer_id);
         let watched = tenant.watched();
         tenant.customers.with(|customers| {
             let Some(history) = customers.get_mut(customer_id) else {
@@ -1178,10 +1220,12 @@ impl Store {
         customer_id: &str,
         version: u64,
         changes: &std::collections::BTreeMap<String, Option<AttributeValue>>,
+        now_ms: TimestampMs,
     ) -> Result<(String, Attributes, bool), UpsertRefusal> {
         let tenant = self
             .admitted_tenant(tenant_id)
             .map_err(UpsertRefusal::Store)?;
+        let models = self.models(&tenant);
         // Held throughout: no merge moves the customer meanwhile.
         let identities = tenant.identities.read();
         let customer = CompactString::from(identities.canonical(customer_id));
@@ -1190,12 +1234,17 @@ impl Store {
         let mut entry = Self::attributes_map(&tenant)
             .entry(customer.clone())
             .or_default();
+        let treated_before = models.policy.treatment_of(Some(&entry));
         let applied = entry
             .update(version, changes)
             .map_err(UpsertRefusal::Attributes)?;
         let now = entry.clone();
         drop(entry);
         drop(identities);
+        if models.treats() && models.policy.treatment_of(Some(&now)) != treated_before {
+            // A rule's treatment came or went: the priority moved without an event.
+            self.reannounce(&tenant, &customer, now_ms);
+        }
         Ok((customer.to_string(), now, applied))
     }
 
@@ -1231,7 +1280,8 @@ impl Store {
                 return RefineOutcome::NotFound;
             };
             let eval_at = now_ms.max(history.summary().last_event_at_ms);
-            let model = tenant.model();
+            let models = self.models(&tenant);
+            let model = tenant.model_of(&models, customer_id);
             let previous =
                 watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
             let outcome = history.refine_sentiment(
@@ -1334,9 +1384,10 @@ impl Store {
         as_of_ms: TimestampMs,
     ) -> Option<Score> {
         let tenant = self.tenant(tenant_id)?;
-        let model = tenant.model();
+        let models = self.models(&tenant);
         let identities = tenant.identities.read();
         let customer_id = identities.canonical(customer_id);
+        let model = tenant.model_of(&models, customer_id);
         tenant.customers.with(|customers| {
             let history = customers.get(customer_id)?;
             let summary = history.summary_as_of(as_of_ms, &self.config)?;
@@ -1382,9 +1433,9 @@ impl Store {
         query: &TopQuery,
         after: Option<&RankKey>,
     ) -> Vec<(String, Score)> {
-        let model = tenant.model();
+        let models = self.models(tenant);
         let retired = tenant.retired();
-        let policy = self.policy();
+        let policy = Arc::clone(&models.policy);
         let mut best = TopK::new(query.limit);
         tenant.customers.with(|customers| {
             for entry in customers.iter() {
@@ -1395,7 +1446,8 @@ impl Store {
                 else {
                     continue;
                 };
-                let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
+                let model = tenant.model_of(&models, entry.key());
+                let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, model);
                 let reply_due_at_ms = ranking::reply_due_key(&score);
                 let after_it = after.is_none_or(|after| {
                     after.ranks_above(score.priority, reply_due_at_ms, entry.key())
@@ -1432,12 +1484,13 @@ impl Store {
             let index = Arc::clone(ranking.index.as_ref()?);
             (index, ranking.hot_for(list_index)?)
         };
-        if query.as_of_ms < index.computed_at_ms {
+        // Before the pass, or ranked under other rules (a reload since): the scan is exact.
+        if query.as_of_ms < index.computed_at_ms || !Arc::ptr_eq(&index.policy, &self.policy()) {
             return None;
         }
-        let model = tenant.model();
+        let models = self.models(tenant);
         let retired = tenant.retired();
-        let policy = self.policy();
+        let policy = Arc::clone(&models.policy);
         let list = &index.lists[list_index];
         let stop_on_bounds = query.live
             && query.as_of_ms.saturating_sub(index.computed_at_ms) <= ranking::MAX_BOUND_AGE_MS;
@@ -1477,7 +1530,8 @@ impl Store {
                 let Some(summary) = history.summary_as_of(query.as_of_ms, &self.config) else {
                     continue;
                 };
-                let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, &model);
+                let model = tenant.model_of(&models, customer_id);
+                let score = evaluate_for_ranking(&summary, query.as_of_ms, &self.config, model);
                 drop(summary);
                 drop(history);
                 let reply_due_at_ms = ranking::reply_due_key(&score);
@@ -1518,14 +1572,15 @@ impl Store {
 
     /// Full scores (with reasons) of the chosen customers, best first.
     fn with_reasons(&self, tenant: &Tenant, query: &TopQuery, best: TopK) -> Vec<(String, Score)> {
-        let model = tenant.model();
+        let models = self.models(tenant);
         tenant.customers.with(|customers| {
             best.into_sorted()
                 .into_iter()
                 .filter_map(|ranked| {
                     let history = customers.get(ranked.customer_id.as_str())?;
                     let summary = history.summary_as_of(query.as_of_ms, &self.config)?;
-                    let score = evaluate(&summary, query.as_of_ms, &self.config, &model);
+                    let model = tenant.model_of(&models, &ranked.customer_id);
+                    let score = evaluate(&summary, query.as_of_ms, &self.config, model);
                     drop(summary);
                     drop(history);
                     Some((ranked.customer_id.into_string(), score))
@@ -1707,7 +1762,7 @@ impl Store {
             if self.refit_if_due(&tenant, now_ms) {
                 census.models_fitted += 1;
             }
-            let model = tenant.model();
+            let models = self.models(&tenant);
             // Watchers' thresholds, for time-driven pushes against the previous pass.
             let thresholds = tenant.watch_thresholds();
             // Every tenant is evaluated in every pass, so the store's previous pass is this
@@ -1717,7 +1772,7 @@ impl Store {
             // Events from here on go with the index this pass installs.
             let next_hot: [Arc<HotSet>; ranking::LISTS] = Default::default();
             tenant.ranking_mut().next_hot = Some(next_hot.clone());
-            let mut builder = IndexBuilder::new(now_ms);
+            let mut builder = IndexBuilder::new(now_ms, Arc::clone(&models.policy));
             let retired = tenant.retired();
             tenant.customers.with(|customers| {
                 for entry in customers.iter() {
@@ -1738,7 +1793,8 @@ impl Store {
                     } else {
                         std::borrow::Cow::Borrowed(history.summary())
                     };
-                    let score = evaluate_for_ranking(&summary, now_ms, &self.config, &model);
+                    let model = tenant.model_of(&models, entry.key());
+                    let score = evaluate_for_ranking(&summary, now_ms, &self.config, model);
                     builder.offer(entry.key(), &score);
                     census.by_action[ranking::action_index(score.action)] += 1;
                     census.by_retention_risk[retention_risk_band(score.retention_risk)] += 1;
@@ -1756,13 +1812,13 @@ impl Store {
                         let before_ms = previous_ms.max(summary.last_event_at_ms);
                         if before_ms < now_ms {
                             let before =
-                                evaluate_for_ranking(&summary, before_ms, &self.config, &model);
+                                evaluate_for_ranking(&summary, before_ms, &self.config, model);
                             let crossed = thresholds.iter().any(|&min_priority| {
                                 crosses(before.priority, before.action, &score, min_priority)
                             });
                             if crossed && Self::offered(&tenant, &policy, None, entry.key(), &score)
                             {
-                                let full = evaluate(&summary, now_ms, &self.config, &model);
+                                let full = evaluate(&summary, now_ms, &self.config, model);
                                 tenant.publish(Arc::new(PriorityChange {
                                     customer_id: entry.key().to_string(),
                                     event_id: String::new(),
@@ -1809,7 +1865,6 @@ impl Store {
         }
         tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
         tenant.customers_at_fit.store(customers, Ordering::Relaxed);
-        let model = tenant.model();
         let retired = tenant.retired();
         let (samples, backtest) = tenant.customers.with(|customers| {
             let (mut latest_ms, mut first_activity_ms) = (TimestampMs::MIN, TimestampMs::MAX);
@@ -1857,11 +1912,8 @@ impl Store {
         {
             retention.calibration = calibration;
         }
-        let fitted = TenantModel {
-            retention,
-            ..(*model).clone()
-        };
-        *tenant.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fitted);
+        let mut models = tenant.model.write().unwrap_or_else(|e| e.into_inner());
+        *models = Arc::new(models.with_retention(retention));
         crate::telemetry::retention_model_fitted();
         true
     }
@@ -2242,6 +2294,7 @@ mod tests {
                 .tenant(tenant)
                 .unwrap()
                 .model()
+                .base()
                 .retention
                 .calibration
                 .signal_weights
@@ -2343,6 +2396,91 @@ mod tests {
         assert_eq!(
             ids(store.top("acme", &query)),
             ids(store.top_exact("acme", &query))
+        );
+    }
+
+    /// Issue 16: a rule's treatment follows the customer's attributes; the ranking index stays
+    /// exact when upserts move customers in and out of a treated segment after a pass, and when a
+    /// reload changes the rules.
+    #[test]
+    fn treated_segments_rank_as_the_full_scan_does_through_upserts_and_reloads() {
+        let config = crate::config::Config::from_toml(
+            "[[segments]]\nname = \"vip\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n\
+             [[rules]]\nsegment = \"vip\"\nurgency_weight = 50.0\nsla = { first_response_seconds = 60 }",
+        )
+        .unwrap();
+        let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+        store.set_policy(config.policy());
+        let customers = 3_000u32;
+        for customer in 0..customers {
+            let spec = (customer, 0, true, -40, customer % 50, (customer % 6) as u16);
+            apply_spec(&store, customer as usize, &spec, T0_MS, 0);
+        }
+        store.ranking_pass(T0_MS);
+        let ids = |top: Vec<(String, Score)>| top.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        let queries = [
+            live_top(25),
+            TopQuery {
+                action: Some(Action::Respond),
+                ..live_top(100)
+            },
+        ];
+        let untreated = ids(store.top("acme", &live_top(25)));
+        let vips: Vec<String> = (0..customers)
+            .step_by(97)
+            .map(|c| format!("c{c}"))
+            .filter(|id| !untreated.contains(id))
+            .collect();
+        let tier = |value: &str| {
+            std::collections::BTreeMap::from([(
+                "tier".to_string(),
+                Some(AttributeValue::Text(value.into())),
+            )])
+        };
+        for (version, vip) in vips.iter().enumerate() {
+            store
+                .upsert_attributes("acme", vip, 1 + version as u64, &tier("vip"), T0_MS)
+                .unwrap();
+        }
+        for query in &queries {
+            assert_eq!(
+                ids(store.top("acme", query)),
+                ids(store.top_exact("acme", query))
+            );
+        }
+        let treated = ids(store.top("acme", &live_top(25)));
+        assert!(vips.len() > 25);
+        assert!(
+            treated.iter().all(|id| vips.contains(id)),
+            "VIPs fill the top 25 now: {treated:?}"
+        );
+        let vip_score = store.customer("acme", &vips[0], T0_MS).unwrap();
+        assert!(vip_score
+            .factors
+            .iter()
+            .any(|f| matches!(f.kind, crate::scoring::FactorKind::SegmentRule { .. })));
+        // One VIP leaves the segment; then a reload drops the rule.
+        store
+            .upsert_attributes("acme", &vips[0], 1_000, &tier("gold"), T0_MS)
+            .unwrap();
+        for query in &queries {
+            assert_eq!(
+                ids(store.top("acme", query)),
+                ids(store.top_exact("acme", query))
+            );
+        }
+        store.set_policy(crate::segments::Policy::default());
+        for query in &queries {
+            assert_eq!(
+                ids(store.top("acme", query)),
+                ids(store.top_exact("acme", query))
+            );
+        }
+        assert_eq!(ids(store.top("acme", &live_top(25))), untreated);
+        store.ranking_pass(T0_MS + 1_000);
+        assert_eq!(
+            ids(store.top("acme", &live_top(25))),
+            ids(store.top_exact("acme", &live_top(25)))
         );
     }
 

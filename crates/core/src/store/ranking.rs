@@ -196,19 +196,23 @@ pub(super) struct RankingIndex {
     pub computed_at_ms: TimestampMs,
     /// Customers with their priority at `computed_at_ms`, best first: per action, then overall.
     pub lists: [Vec<Ranked>; LISTS],
+    /// The segments and rules the priorities were evaluated under.
+    pub policy: Arc<crate::segments::Policy>,
 }
 
 /// Builds a tenant's index during a pass: offer every customer's score once.
 pub(super) struct IndexBuilder {
     computed_at_ms: TimestampMs,
+    policy: Arc<crate::segments::Policy>,
     tops: [TopK; LISTS],
 }
 
 impl IndexBuilder {
-    /// A pass evaluating at `computed_at_ms`.
-    pub fn new(computed_at_ms: TimestampMs) -> Self {
+    /// A pass evaluating at `computed_at_ms` under `policy`.
+    pub fn new(computed_at_ms: TimestampMs, policy: Arc<crate::segments::Policy>) -> Self {
         Self {
             computed_at_ms,
+            policy,
             tops: std::array::from_fn(|_| TopK::new(RANKING_LIST_LEN)),
         }
     }
@@ -247,6 +251,7 @@ impl IndexBuilder {
             RankingIndex {
                 computed_at_ms: self.computed_at_ms,
                 lists,
+                policy: self.policy,
             },
             bars,
         )

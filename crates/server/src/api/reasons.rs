@@ -114,6 +114,18 @@ pub fn detail(factor: &Factor) -> String {
         FactorKind::EngagedWithoutPurchase { engagement } => {
             format!("engagement {engagement:.0} and no purchase yet")
         }
+        FactorKind::SegmentRule {
+            urgency_weight,
+            action_set,
+        } => match (action_set, urgency_weight == 1.0) {
+            (true, true) => "a rule for the customer's segment sets the action".to_string(),
+            (true, false) => format!(
+                "a rule for the customer's segment sets the action and weighs urgency x{urgency_weight}"
+            ),
+            (false, _) => {
+                format!("a rule for the customer's segment weighs urgency x{urgency_weight}")
+            }
+        },
     }
 }
 
