@@ -733,10 +733,12 @@ mod tests {
     fn a_treatment_weighs_the_odds_in_band_and_overrides_the_action() {
         let config = ScoringConfig::default();
         let base = TenantModel::new(&config, None);
-        let mut summary = Summary::default();
-        summary.events_total = 1;
-        summary.activity_total = 1;
-        summary.last_event_at_ms = 1_000;
+        let mut summary = Summary {
+            events_total: 1,
+            activity_total: 1,
+            last_event_at_ms: 1_000,
+            ..Default::default()
+        };
         summary.open_threads.push(crate::scoring::OpenThread {
             thread_key: 1,
             since_ms: 1_000,

@@ -107,7 +107,7 @@ impl TenantModel {
                 Some(sla) => SlaPolicy::for_rule(config, tenant, sla),
                 None => self.sla.clone(),
             },
-            retention: self.retention.clone(),
+            retention: self.retention,
             treatment: Treatment {
                 urgency_weight: rule.urgency_weight.unwrap_or(1.0),
                 action: rule.action,

@@ -814,7 +814,7 @@ impl Store {
         now_ms: TimestampMs,
         want_score: bool,
     ) -> Applied {
-        let models = self.models(&tenant);
+        let models = self.models(tenant);
         let model = tenant.model_of(&models, customer_id);
         let watched = tenant.watched();
         let applied = tenant.customers.with(|customers| {
@@ -834,14 +834,14 @@ impl Store {
                 .max(history.summary().last_event_at_ms)
                 .max(record.occurred_at_ms);
             let previous = (watched && history.summary().events_total > 0)
-                .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+                .then(|| evaluate(history.summary(), eval_at, &self.config, model));
             match history.insert(record, &self.config) {
                 InsertOutcome::BeforeRetained => Applied::Refused(Refusal::BeforeRetained {
                     max_events: self.config.max_events_per_customer,
                 }),
                 InsertOutcome::Conflict { field } => Applied::Refused(Refusal::Conflict { field }),
                 InsertOutcome::Duplicate => Applied::Duplicate(
-                    want_score.then(|| evaluate(history.summary(), eval_at, &self.config, &model)),
+                    want_score.then(|| evaluate(history.summary(), eval_at, &self.config, model)),
                 ),
                 InsertOutcome::Inserted => {
                     let snippet = self.timeline.snippet(&interaction.text);
@@ -858,7 +858,7 @@ impl Store {
                         &self.timeline,
                     );
                     let score = (want_score || watched)
-                        .then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+                        .then(|| evaluate(history.summary(), eval_at, &self.config, model));
                     let change = ChangedCustomer {
                         customer_id,
                         event_id: &interaction.event_id,
@@ -867,7 +867,7 @@ impl Store {
                         previous,
                         score,
                     };
-                    let score = self.announce(tenant, &model, history, change, watched);
+                    let score = self.announce(tenant, model, history, change, watched);
                     Applied::Accepted(score.filter(|_| want_score))
                 }
             }
@@ -1016,7 +1016,7 @@ impl Store {
     /// Tells the ranking index and watchers about a customer whose score changed without a new
     /// event (a merge, or attributes that changed the rule treating it).
     fn reannounce(&self, tenant: &Tenant, customer_id: &str, now_ms: TimestampMs) {
-        let models = self.models(&tenant);
+        let models = self.models(tenant);
         let model = tenant.model_of(&models, customer_id);
         let watched = tenant.watched();
         tenant.customers.with(|customers| {
@@ -1027,7 +1027,7 @@ impl Store {
                 return;
             }
             let eval_at = now_ms.max(history.summary().last_event_at_ms);
-            let score = watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+            let score = watched.then(|| evaluate(history.summary(), eval_at, &self.config, model));
             let change = ChangedCustomer {
                 customer_id,
                 event_id: "",
@@ -1036,7 +1036,7 @@ impl Store {
                 previous: None,
                 score,
             };
-            self.announce(tenant, &model, history, change, watched);
+            self.announce(tenant, model, history, change, watched);
         });
     }
 
@@ -1283,7 +1283,7 @@ impl Store {
             let models = self.models(&tenant);
             let model = tenant.model_of(&models, customer_id);
             let previous =
-                watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+                watched.then(|| evaluate(history.summary(), eval_at, &self.config, model));
             let outcome = history.refine_sentiment(
                 id_key(event_id),
                 sentiment.score,
@@ -1292,7 +1292,7 @@ impl Store {
             );
             if outcome == RefineOutcome::Refined {
                 let score =
-                    watched.then(|| evaluate(history.summary(), eval_at, &self.config, &model));
+                    watched.then(|| evaluate(history.summary(), eval_at, &self.config, model));
                 let change = ChangedCustomer {
                     customer_id,
                     event_id,
@@ -1301,7 +1301,7 @@ impl Store {
                     previous,
                     score,
                 };
-                self.announce(&tenant, &model, history, change, watched);
+                self.announce(&tenant, model, history, change, watched);
             }
             outcome
         })
@@ -1391,7 +1391,7 @@ impl Store {
         tenant.customers.with(|customers| {
             let history = customers.get(customer_id)?;
             let summary = history.summary_as_of(as_of_ms, &self.config)?;
-            Some(evaluate(&summary, as_of_ms, &self.config, &model))
+            Some(evaluate(&summary, as_of_ms, &self.config, model))
         })
     }
 

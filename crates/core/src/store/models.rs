@@ -45,7 +45,7 @@ impl TenantModels {
                 .models
                 .iter()
                 .map(|model| TenantModel {
-                    retention: retention.clone(),
+                    retention,
                     ..model.clone()
                 })
                 .collect(),
