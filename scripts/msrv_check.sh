@@ -3,7 +3,7 @@
 # no locked crate that the build or the tests compile (Linux, default features) may declare a newer
 # `rust-version`. Clippy's `incompatible_msrv` lint (on in .ci/run's clippy step) checks that
 # rapport's own code uses no standard library API newer than it. When that toolchain is installed
-# (`rustup toolchain install 1.88`), the tests are also built with it.
+# (`rustup toolchain install 1.89`), the tests are also built with it.
 # Usage: scripts/msrv_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -139,6 +139,16 @@ pub struct ServeArgs {
     /// When the log is fsynced: always (before each answer, the default) or interval.
     #[arg(long, value_parser = ["always", "interval"])]
     pub fsync: Option<String>,
+    /// Run as one replica of a cluster over NATS JetStream (`nats://host:4222`, several
+    /// comma-separated) instead of with a local log; see docs/scaling.md [default: none].
+    #[arg(long, env = "RAPPORT_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This replica's name in the cluster's leases [default: host name and process id].
+    #[arg(long)]
+    pub replica_id: Option<String>,
+    /// Partitions of the cluster (fixed for its life) [default: 64].
+    #[arg(long)]
+    pub partitions: Option<u32>,
 }
 
 /// `--sentiment`: one of the backends this build has, listed in `--help`.
@@ -340,6 +350,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.data_dir.is_some() {
         config.durability.data_dir = args.data_dir;
+    }
+    if args.cluster.is_some() {
+        config.cluster.nats_url = args.cluster;
+    }
+    if args.replica_id.is_some() {
+        config.cluster.replica_id = args.replica_id;
+    }
+    if let Some(partitions) = args.partitions {
+        config.cluster.partitions = partitions;
     }
     if let Some(fsync) = args.fsync.as_deref() {
         config.durability.fsync = if fsync == "interval" {

@@ -34,11 +34,95 @@ pub struct Config {
     pub timeline: crate::scoring::TimelineLimits,
     /// `[[segments]]`: named conditions over attributes and scores (see `segments`).
     pub segments: Vec<crate::segments::SegmentConfig>,
-    /// `[[rules]]`: first match wins; a segment mapped to exclusion.
+    /// `[[rules]]`: first match wins; a segment mapped to exclusion or a treatment.
     pub rules: Vec<crate::segments::RuleConfig>,
+    /// The `[cluster]` table: replicas sharing partitions over NATS JetStream (off by default).
+    pub cluster: ClusterConfig,
     /// The file this config was read from (not a key): what a reload reads again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// The `[cluster]` table (issue 17, docs/scaling.md): with `nats_url` set, the server runs as one
+/// replica of a cluster. Ingest publishes each event to JetStream under its partition, replicas
+/// own partitions through leases in a JetStream KV bucket, and queries are answered by the owners.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS servers, comma-separated (`nats://host:4222,nats://other:4222`); unset: single
+    /// process with the local log.
+    pub nats_url: Option<String>,
+    /// Partitions events are spread over by hash(tenant, customer). Fixed for a cluster's life:
+    /// changing it remaps customers (start a new stream).
+    pub partitions: u32,
+    /// This replica's name in leases (unset: host name and process id).
+    pub replica_id: Option<String>,
+    /// The gRPC address other replicas reach this one at (unset: the bound gRPC address).
+    pub advertise_addr: Option<String>,
+    /// The JetStream stream holding the events (subjects `<subject_prefix>.<partition>`).
+    pub stream: String,
+    /// Subject prefix of the events.
+    pub subject_prefix: String,
+    /// Replicas of the stream and the lease bucket in the JetStream cluster (1 or 3 usually).
+    pub stream_replicas: usize,
+    /// The KV bucket holding partition leases and replica heartbeats.
+    pub lease_bucket: String,
+    /// A lease not renewed for this long expires and its partition may move.
+    pub lease_seconds: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            partitions: 64,
+            replica_id: None,
+            advertise_addr: None,
+            stream: "RAPPORT_EVENTS".into(),
+            subject_prefix: "rapport.events".into(),
+            stream_replicas: 1,
+            lease_bucket: "rapport_leases".into(),
+            lease_seconds: 10,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range("cluster.partitions", u64::from(self.partitions), 1, 4_096)?;
+        check_range("cluster.stream_replicas", self.stream_replicas as u64, 1, 5)?;
+        check_range("cluster.lease_seconds", self.lease_seconds, 1, 3_600)?;
+        let token = |key: &str, value: &str, extra: &[char]| {
+            let ok = !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c));
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(
+                    key,
+                    format!("must be letters, digits, - and _ (got {value:?})"),
+                ))
+            }
+        };
+        token("cluster.stream", &self.stream, &[])?;
+        token("cluster.lease_bucket", &self.lease_bucket, &[])?;
+        token("cluster.subject_prefix", &self.subject_prefix, &['.'])?;
+        if let Some(replica) = &self.replica_id {
+            token("cluster.replica_id", replica, &[])?;
+        }
+        if let Some(url) = &self.nats_url {
+            if url.split(',').any(|server| server.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    "cluster.nats_url",
+                    "must list NATS servers separated by commas",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `[identity]` table: limits on what one customer may hold, and values that are never
@@ -771,6 +855,13 @@ impl Config {
         self.access.validate()?;
         validate_transformer(&self.transformer)?;
         self.identity.validate()?;
+        self.cluster.validate()?;
+        if self.cluster.nats_url.is_some() && self.durability.data_dir.is_some() {
+            return Err(ConfigError::invalid(
+                "cluster.nats_url",
+                "and durability.data_dir exclude each other: a cluster's log is its stream",
+            ));
+        }
         check_range(
             "timeline.snippet_bytes",
             self.timeline.snippet_bytes as u64,

@@ -43,6 +43,14 @@ pub const CUSTOMERS_MERGED_TOTAL: &str = "rapport_customers_merged_total";
 pub const IDENTITY_LINKS_REFUSED_TOTAL: &str = "rapport_identity_links_refused_total";
 /// Config reloads (SIGHUP or `AdminService.ReloadConfig`), by outcome (`ok`, `refused`).
 pub const CONFIG_RELOADS_TOTAL: &str = "rapport_config_reloads_total";
+/// Partitions this replica owns (cluster mode).
+pub const CLUSTER_PARTITIONS_OWNED: &str = "rapport_cluster_partitions_owned";
+/// Events in this replica's partitions not applied yet (cluster mode).
+pub const CLUSTER_CONSUMER_LAG_EVENTS: &str = "rapport_cluster_consumer_lag_events";
+/// Partition ownership changes at this replica, by kind (cluster mode).
+pub const CLUSTER_HANDOVERS_TOTAL: &str = "rapport_cluster_handovers_total";
+/// Events published to the cluster's stream and acknowledged by it, by outcome.
+pub const CLUSTER_PUBLISHED_TOTAL: &str = "rapport_cluster_published_total";
 /// Open WatchPriorities streams.
 pub const WATCHERS_CONNECTED: &str = "rapport_watchers_connected";
 /// Priority updates a slow watcher missed.
@@ -180,6 +188,24 @@ fn describe() {
          file did not validate; the config in force stays)."
     );
     describe_gauge!(WATCHERS_CONNECTED, "Open WatchPriorities streams.");
+    describe_gauge!(
+        CLUSTER_PARTITIONS_OWNED,
+        "Partitions this replica holds a lease on (cluster mode)."
+    );
+    describe_gauge!(
+        CLUSTER_CONSUMER_LAG_EVENTS,
+        "Events of this replica's partitions in the stream and not applied yet (cluster mode)."
+    );
+    describe_counter!(
+        CLUSTER_HANDOVERS_TOTAL,
+        "Partition ownership changes at this replica: acquired, released (rebalancing or \
+         shutdown), lost (a lease that could not be renewed)."
+    );
+    describe_counter!(
+        CLUSTER_PUBLISHED_TOTAL,
+        "Events published to the cluster's stream, by outcome: stored, duplicate (JetStream's \
+         window had the event id), failed (not acknowledged: the caller got UNAVAILABLE)."
+    );
     rapport_sentiment::telemetry::describe();
     describe_counter!(
         SENTIMENT_REFINEMENTS_TOTAL,
@@ -344,6 +370,54 @@ pub fn ranking_pass(census: &Census) {
 /// A customer stopped being tracked on its own (merged into another).
 pub fn customer_untracked() {
     gauge!(CUSTOMERS_TRACKED).decrement(1.0);
+}
+
+/// Where this replica stands on its partitions (cluster mode).
+pub fn cluster_partitions(owned: usize, lag_events: u64) {
+    gauge!(CLUSTER_PARTITIONS_OWNED).set(owned as f64);
+    gauge!(CLUSTER_CONSUMER_LAG_EVENTS).set(lag_events as f64);
+}
+
+/// How a partition changed hands at this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// A lease was taken.
+    Acquired,
+    /// A lease was given up (rebalancing, shutdown).
+    Released,
+    /// A lease could not be renewed.
+    Lost,
+}
+
+/// A partition changed hands at this replica.
+pub fn cluster_handover(kind: Handover) {
+    let kind = match kind {
+        Handover::Acquired => "acquired",
+        Handover::Released => "released",
+        Handover::Lost => "lost",
+    };
+    counter!(CLUSTER_HANDOVERS_TOTAL, "kind" => kind).increment(1);
+}
+
+/// What became of one event published to the cluster's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// Stored and acknowledged.
+    Stored,
+    /// Acknowledged as a repeat of an event id in JetStream's window.
+    Duplicate,
+    /// Not acknowledged.
+    Failed,
+}
+
+/// An event's publish ended.
+pub fn cluster_published(outcome: Published) {
+    let outcome = match outcome {
+        Published::Stored => "stored",
+        Published::Duplicate => "duplicate",
+        Published::Failed => "failed",
+    };
+    counter!(CLUSTER_PUBLISHED_TOTAL, "outcome" => outcome).increment(1);
 }
 
 /// A config reload ended (`ok`: in force; otherwise refused, the old config stays).

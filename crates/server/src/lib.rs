@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cluster;
 pub mod server;
 
 /// Generated protobuf and gRPC code for `rapport.v1`.

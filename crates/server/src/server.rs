@@ -115,6 +115,20 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen for metrics on {}", server.metrics_addr))?;
     let metrics_addr = metrics_listener.local_addr()?;
+    // Cluster mode: this replica's leases, consumers and publisher (docs/scaling.md).
+    let (cluster, cluster_tasks) = match config.cluster.nats_url {
+        Some(_) => {
+            let (cluster, tasks) = crate::cluster::Cluster::start(
+                &config.cluster,
+                Arc::clone(&engine),
+                grpc_addr,
+                shutdown_rx.clone(),
+            )
+            .await?;
+            (Some(cluster), tasks)
+        }
+        None => (None, Vec::new()),
+    };
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health
@@ -126,6 +140,34 @@ pub async fn start(
     health
         .set_serving::<pb::sentiment_service_server::SentimentServiceServer<Arc<SentimentApi>>>()
         .await;
+    if let Some(cluster) = &cluster {
+        // A replica serves queries once it holds its share of the partitions and has caught up
+        // on them (and every partition has an owner).
+        let mut ready = cluster.readiness();
+        let mut health = health.clone();
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            type Scoring = pb::scoring_service_server::ScoringServiceServer<Arc<ScoringApi>>;
+            loop {
+                let serving = *ready.borrow_and_update();
+                let status = if serving {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                health.set_service_status("", status).await;
+                if serving {
+                    health.set_serving::<Scoring>().await;
+                } else {
+                    health.set_not_serving::<Scoring>().await;
+                }
+                tokio::select! {
+                    changed = ready.changed() => if changed.is_err() { break },
+                    _ = stop.wait_for(|stopping| *stopping) => break,
+                }
+            }
+        });
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -147,14 +189,16 @@ pub async fn start(
         .with_admission(Admission::new(
             server.max_ingest_in_flight,
             server.max_ingest_streams,
-        )),
+        ))
+        .with_cluster(cluster.clone()),
     );
-    let scoring = Arc::new(ScoringApi::new(
-        Arc::clone(&engine),
-        limits.clone(),
-        shutdown_rx.clone(),
-    ));
-    let identity = Arc::new(IdentityApi::new(Arc::clone(&engine), limits.clone()));
+    let scoring = Arc::new(
+        ScoringApi::new(Arc::clone(&engine), limits.clone(), shutdown_rx.clone())
+            .with_cluster(cluster.clone()),
+    );
+    let identity = Arc::new(
+        IdentityApi::new(Arc::clone(&engine), limits.clone()).in_cluster(cluster.is_some()),
+    );
     let admin = Arc::new(AdminApi::new(Arc::clone(&store), config.source.clone()));
     spawn_reload_on_sighup(Arc::clone(&store), config.source.clone());
     let classify = Arc::new(SentimentApi::new(
@@ -318,6 +362,7 @@ pub async fn start(
     );
     let mut background = vec![metrics, census, health_task];
     background.extend(durability_tasks);
+    background.extend(cluster_tasks);
     Ok(RunningServer {
         grpc_addr,
         metrics_addr,

@@ -433,9 +433,53 @@ pub const MAX_GROUP_RECORDS: usize = 4096;
 /// A write or fsync error stops the process there (see the module docs); the `try_` forms
 /// return it instead.
 #[must_use = "nothing may be acknowledged before it is durable"]
-pub struct Durable(tokio::sync::oneshot::Receiver<Result<(), String>>);
+pub struct Durable(tokio::sync::oneshot::Receiver<Result<(), String>>, Confirmer);
+
+/// Who confirms a [`Durable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirmer {
+    /// The local log: a failure stops the process.
+    LocalLog,
+    /// A remote log (the cluster's stream): a failure is the caller's to report.
+    Remote,
+}
 
 impl Durable {
+    /// A wait that a remote log answers through the sender (cluster mode: the stream's publish
+    /// acknowledgement); its failure is returned by [`Durable::confirmed`], never fatal.
+    pub fn remote() -> (tokio::sync::oneshot::Sender<Result<(), String>>, Durable) {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        (sender, Durable(receiver, Confirmer::Remote))
+    }
+
+    /// Waits; a local log's failure stops the process, a remote one's is returned.
+    pub async fn confirmed(self) -> Result<(), String> {
+        match self.1 {
+            Confirmer::LocalLog => {
+                or_abort(self.0.await);
+                Ok(())
+            }
+            Confirmer::Remote => self
+                .0
+                .await
+                .unwrap_or_else(|_| Err("the publisher stopped".to_string())),
+        }
+    }
+
+    /// [`Durable::confirmed`] on this thread (outside async code).
+    pub fn confirmed_blocking(self) -> Result<(), String> {
+        match self.1 {
+            Confirmer::LocalLog => {
+                or_abort(self.0.blocking_recv());
+                Ok(())
+            }
+            Confirmer::Remote => self
+                .0
+                .blocking_recv()
+                .unwrap_or_else(|_| Err("the publisher stopped".to_string())),
+        }
+    }
+
     /// Waits without holding a runtime worker; stops the process if the log failed.
     pub async fn wait(self) {
         or_abort(self.0.await);
@@ -598,6 +642,12 @@ impl<'a> FramedFile<'a> {
         }
         Ok(self)
     }
+}
+
+/// Applies one record of the log's own type (a framed payload without its frame), as recovery
+/// does: what cluster replicas consume from the stream.
+pub fn replay_payload(payload: &[u8], apply: &mut impl FnMut(Replayed<'_>)) -> anyhow::Result<()> {
+    replay_events(&[payload], apply)
 }
 
 /// Replays the framed records of a log file (events, refinements, identity requests) through
@@ -855,7 +905,7 @@ impl Wal {
         if let Err(std::sync::mpsc::SendError(queued)) = sent {
             let _ = queued.done.send(Err("the log writer stopped".to_string()));
         }
-        Durable(durable)
+        Durable(durable, Confirmer::LocalLog)
     }
 
     /// Appends one record and waits until it is durable (for callers outside async code);

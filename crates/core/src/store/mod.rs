@@ -1650,6 +1650,42 @@ impl Store {
         visited
     }
 
+    /// Forgets every customer for which `keep(tenant, customer)` is false, with its attributes
+    /// and claim (a cluster replica handing a partition over: its new owner rebuilds them from
+    /// the stream). Customers linked by identifiers are not supported here: cluster mode refuses
+    /// events with identifiers. Returns how many were dropped.
+    pub fn drop_customers(&self, keep: impl Fn(&str, &str) -> bool) -> usize {
+        let mut dropped = 0;
+        for entry in self.tenants.iter() {
+            let (tenant_id, tenant) = (entry.key(), entry.value());
+            let gone: Vec<CompactString> = tenant.customers.with(|customers| {
+                let gone: Vec<CompactString> = customers
+                    .iter()
+                    .filter(|customer| !keep(tenant_id, customer.key()))
+                    .map(|customer| customer.key().clone())
+                    .collect();
+                for customer_id in &gone {
+                    if customers.remove(customer_id.as_str()).is_some() {
+                        tenant.customer_count.fetch_sub(1, Ordering::Relaxed);
+                        crate::telemetry::customer_untracked();
+                    }
+                }
+                gone
+            });
+            if let Some(attributes) = tenant.attributes.get() {
+                for customer_id in &gone {
+                    attributes.remove(customer_id.as_str());
+                }
+            }
+            let mut claims = tenant.claims.lock();
+            for customer_id in &gone {
+                claims.remove(customer_id.as_str());
+            }
+            dropped += gone.len();
+        }
+        dropped
+    }
+
     /// Puts back a customer's history and profile read from a state snapshot (at start, before
     /// any event): no cap applies, as for replayed events. A customer that a restored profile
     /// says was merged (a snapshot written during a merge) is folded into the survivor again.

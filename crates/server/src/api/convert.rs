@@ -171,6 +171,24 @@ fn is_invisible_or_bidi(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
 }
 
+/// Cluster mode's extra rules: events are partitioned by customer id, so one is required and
+/// typed identifiers (which may link customers of different partitions) are refused.
+pub fn check_clustered_interaction(interaction: Interaction) -> Result<Interaction, FieldError> {
+    if interaction.customer_id.is_empty() {
+        return Err(FieldError::new(
+            "customer_id",
+            "is required in cluster mode (events are partitioned by it)",
+        ));
+    }
+    if !interaction.identifiers.is_empty() {
+        return Err(FieldError::new(
+            "identifiers",
+            "are not supported in cluster mode yet (a link may join customers of two partitions)",
+        ));
+    }
+    Ok(interaction)
+}
+
 /// Checks what only newly ingested events must satisfy (the write-ahead log replays events accepted
 /// under older rules without it): ids that are visible (not whitespace only, no bidirectional
 /// controls or zero-width characters) and a `value` of at most [`MAX_VALUE`].

@@ -15,12 +15,34 @@ use tonic::{Request, Response, Status};
 pub struct IdentityApi {
     engine: Arc<Engine>,
     limits: Limits,
+    /// Cluster mode: identity and attributes are not served across replicas yet.
+    clustered: bool,
 }
 
 impl IdentityApi {
     /// A service over `engine` with the server's input limits.
     pub fn new(engine: Arc<Engine>, limits: Limits) -> Self {
-        Self { engine, limits }
+        Self {
+            engine,
+            limits,
+            clustered: false,
+        }
+    }
+
+    /// Refuses every call (FAILED_PRECONDITION) when the server runs as a cluster replica.
+    pub fn in_cluster(mut self, clustered: bool) -> Self {
+        self.clustered = clustered;
+        self
+    }
+
+    fn not_in_cluster(&self, what: &str) -> Result<(), Status> {
+        if self.clustered {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{what} is not available in cluster mode yet (docs/scaling.md)"
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     /// Carries out a validated request; answers once it is durable.
@@ -57,6 +79,7 @@ impl IdentityService for Arc<IdentityApi> {
         &self,
         request: Request<pb::LinkIdentitiesRequest>,
     ) -> Result<Response<pb::CustomerIdentity>, Status> {
+        self.not_in_cluster("LinkIdentities")?;
         Grant::check(&request, &request.get_ref().tenant_id)?;
         let pb::LinkIdentitiesRequest {
             tenant_id,
@@ -85,6 +108,7 @@ impl IdentityService for Arc<IdentityApi> {
         &self,
         request: Request<pb::UpsertCustomerRequest>,
     ) -> Result<Response<pb::UpsertCustomerResponse>, Status> {
+        self.not_in_cluster("UpsertCustomer")?;
         Grant::check(&request, &request.get_ref().tenant_id)?;
         let pb::UpsertCustomerRequest {
             tenant_id,
@@ -126,6 +150,7 @@ impl IdentityService for Arc<IdentityApi> {
         &self,
         request: Request<pb::MergeCustomersRequest>,
     ) -> Result<Response<pb::CustomerIdentity>, Status> {
+        self.not_in_cluster("MergeCustomers")?;
         Grant::check(&request, &request.get_ref().tenant_id)?;
         let pb::MergeCustomersRequest {
             tenant_id,

@@ -33,6 +33,8 @@ pub struct IngestApi {
     tenant_shares: Arc<TenantShares>,
     /// The global limits: work in flight and open streams.
     admission: Admission,
+    /// Cluster mode: accepted events go to the cluster's stream, not to this replica's store.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Global ingest limits. Work is counted per event or batch being applied, not per open call, so
@@ -197,7 +199,14 @@ impl IngestApi {
             idle_timeout: std::time::Duration::from_secs(60),
             tenant_shares: Arc::new(TenantShares::new(usize::MAX)),
             admission: Admission::new(Semaphore::MAX_PERMITS, Semaphore::MAX_PERMITS),
+            cluster: None,
         }
+    }
+
+    /// Publishes accepted events to the cluster's stream (cluster mode) instead of applying them.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Applies the global limits (see [`Admission`]).
@@ -245,7 +254,7 @@ impl IngestApi {
         interaction: pb::Interaction,
         grant: &Grant,
         want_score: bool,
-    ) -> (Processed, Option<Durable>) {
+    ) -> Result<(Processed, Option<Durable>), Status> {
         let (channel, kind) = (interaction.channel, interaction.kind);
         let event_id = interaction.event_id.clone();
         let now = now_ms();
@@ -258,7 +267,12 @@ impl IngestApi {
                     Err(Grant::refusal(&interaction.tenant_id))
                 }
             });
+        let converted = converted.and_then(|interaction| match &self.cluster {
+            Some(_) => convert::check_clustered_interaction(interaction),
+            None => Ok(interaction),
+        });
         match converted {
+            Ok(interaction) if self.cluster.is_some() => self.publish(interaction),
             Ok(interaction) => {
                 let (sentiment, applied, durable) =
                     self.engine.ingest(&interaction, now, want_score);
@@ -269,7 +283,7 @@ impl IngestApi {
                     sentiment,
                     applied,
                 };
-                (processed, durable)
+                Ok((processed, durable))
             }
             Err(error) => {
                 telemetry::event_ingested(
@@ -278,9 +292,33 @@ impl IngestApi {
                     IngestOutcome::Rejected,
                 );
                 tracing::debug!(event_id = %event_id, %error, "event rejected");
-                (Processed::Rejected { event_id, error }, None)
+                Ok((Processed::Rejected { event_id, error }, None))
             }
         }
+    }
+
+    /// Cluster mode: classifies the event and queues it for the cluster's stream; the wait ends
+    /// when the stream has stored it. The partition's owner applies it (and scores it).
+    fn publish(&self, interaction: rapport_core::domain::Interaction) -> Result<(Processed, Option<Durable>), Status> {
+        let Some(cluster) = &self.cluster else {
+            return Err(ApiError::Internal("not in cluster mode".into()).into());
+        };
+        let sentiment =
+            (!interaction.text.trim().is_empty()).then(|| self.engine.classify_inline(&interaction.text));
+        let durable = cluster.publish(&interaction, sentiment)?;
+        telemetry::event_ingested(
+            Some(interaction.channel),
+            Some(interaction.kind),
+            IngestOutcome::Accepted,
+        );
+        let processed = Processed::Applied {
+            event_id: interaction.event_id,
+            tenant_id: interaction.tenant_id,
+            customer_id: interaction.customer_id,
+            sentiment,
+            applied: Applied::Accepted(None),
+        };
+        Ok((processed, Some(durable)))
     }
 
     /// `IngestScored`'s answer to one event: processed, and durable before it is answered.
@@ -291,11 +329,11 @@ impl IngestApi {
         index: u64,
     ) -> Result<pb::ScoredInteraction, Status> {
         let work = self.admission.work_for_event(index).await?;
-        let (processed, durable) = self.process(interaction, grant, true);
+        let (processed, durable) = self.process(interaction, grant, true)?;
         // Applied: the wait for the log holds no work slot.
         drop(work);
         if let Some(durable) = durable {
-            durable.wait().await;
+            durable.confirmed().await.map_err(unconfirmed)?;
         }
         Ok(scored(processed))
     }
@@ -366,6 +404,16 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
     }
 }
 
+/// A remote log (the cluster's stream) did not confirm: UNAVAILABLE, and the events from the
+/// first unconfirmed one on were not acknowledged (retrying them is safe: repeats count once).
+fn unconfirmed(error: String) -> Status {
+    ApiError::Unavailable(format!(
+        "{error}; the events of this call were not all acknowledged (retrying is safe: repeats \
+         are counted once)"
+    ))
+    .into()
+}
+
 type ScoredStream =
     Pin<Box<dyn futures::Stream<Item = Result<pb::ScoredInteraction, Status>> + Send>>;
 
@@ -400,22 +448,30 @@ impl IngestService for Arc<IngestApi> {
                 Ok(work) => work,
                 Err(status) => break Err(status),
             };
-            let (processed, durable) = self.process(interaction, &grant, false);
+            let (processed, durable) = match self.process(interaction, &grant, false) {
+                Ok(processed) => processed,
+                Err(status) => break Err(status),
+            };
             drop(work);
             self.tally(&mut summary, index, &processed);
             index += 1;
             latest = durable.or(latest);
             if index.is_multiple_of(DURABLE_WAIT_EVERY) {
                 if let Some(durable) = latest.take() {
-                    durable.wait().await;
+                    if let Err(error) = durable.confirmed().await {
+                        break Err(unconfirmed(error));
+                    }
                 }
             }
         };
-        if let Some(durable) = latest {
-            durable.wait().await;
-        }
+        // What was queued before a failure is still confirmed (or refused) before answering.
+        let confirmed = match latest {
+            Some(durable) => durable.confirmed().await.map_err(unconfirmed),
+            None => Ok(()),
+        };
         drop(slot);
         read?;
+        confirmed?;
         Ok(Response::new(summary))
     }
 
@@ -489,20 +545,30 @@ impl IngestService for Arc<IngestApi> {
             tokio::task::spawn_blocking(move || {
                 let mut summary = pb::IngestSummary::default();
                 let mut latest: Option<Durable> = None;
+                let mut failed = None;
                 for (index, interaction) in interactions.into_iter().enumerate() {
-                    let (processed, durable) = api.process(interaction, &grant, false);
+                    let (processed, durable) = match api.process(interaction, &grant, false) {
+                        Ok(processed) => processed,
+                        Err(status) => {
+                            failed = Some(status);
+                            break;
+                        }
+                    };
                     api.tally(&mut summary, index as u64, &processed);
                     latest = durable.or(latest);
                 }
                 // In order: the latest wait covers the whole batch.
                 if let Some(durable) = latest {
-                    durable.wait_blocking();
+                    durable.confirmed_blocking().map_err(unconfirmed)?;
                 }
-                summary
+                match failed {
+                    Some(status) => Err(status),
+                    None => Ok(summary),
+                }
             })
             .await
+            .map_err(|error| Status::from(ApiError::Internal(format!("ingest batch failed: {error}"))))?
             .map(Response::new)
-            .map_err(|error| ApiError::Internal(format!("ingest batch failed: {error}")).into())
         }
     }
 }

@@ -1,5 +1,6 @@
 //! ScoringService: customer lookups, ranking and live priority pushes.
 
+use crate::cluster::{self, Cluster};
 use crate::api::access::Grant;
 use crate::api::convert::{self, check_id, FieldError, Limits};
 use crate::api::error::ApiError;
@@ -29,6 +30,8 @@ pub struct ScoringApi {
     /// Full scans (`as_of` queries evaluate every customer) run on the blocking pool, at most
     /// this many at once; more wait their turn without holding a runtime worker.
     full_scans: Arc<tokio::sync::Semaphore>,
+    /// Cluster mode: queries are routed to the partitions' owners.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Full-scan queries running at once: half the cores (at least one), so scans never take every
@@ -46,6 +49,148 @@ impl ScoringApi {
             limits,
             shutdown,
             full_scans: Arc::new(tokio::sync::Semaphore::new(full_scan_concurrency())),
+            cluster: None,
+        }
+    }
+
+    /// Routes queries to the partitions' owners (cluster mode).
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Cluster mode: `None` when this replica answers for the customer itself, else a channel to
+    /// the owner; UNAVAILABLE while the customer's partition is in handover.
+    fn route<T>(
+        &self,
+        request: &Request<T>,
+        tenant_id: &str,
+        customer_id: &str,
+    ) -> Result<Option<tonic::transport::Channel>, Status> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        let partition = cluster.partition(tenant_id, customer_id);
+        if cluster.serves(partition) {
+            return Ok(None);
+        }
+        let in_handover = || {
+            Status::from(ApiError::Unavailable(format!(
+                "the customer's partition {partition} is in handover; retry shortly"
+            )))
+        };
+        if request.metadata().contains_key(cluster::HOP_HEADER) {
+            return Err(in_handover());
+        }
+        match cluster.owner(partition) {
+            Some(owner) if !cluster.is_me(&owner) => Ok(Some(cluster.peer(&owner)?)),
+            _ => Err(in_handover()),
+        }
+    }
+
+    /// Cluster mode, TopCustomers from a client: every owner answers for its partitions at one
+    /// evaluation time, and the answers are merged in TopCustomers' order.
+    async fn scatter_top(
+        &self,
+        cluster: &Cluster,
+        request: Request<pb::TopCustomersRequest>,
+    ) -> Result<pb::TopCustomersResponse, Status> {
+        let authorization = request.metadata().get("authorization").cloned();
+        let mut top = request.into_inner();
+        let limit = match top.limit as usize {
+            0 => DEFAULT_TOP_LIMIT,
+            limit => limit,
+        };
+        // One evaluation time for every owner: the page token's, or now.
+        if top.page_token.is_empty() && top.as_of.is_none() {
+            top.as_of = Some(convert::to_timestamp(now_ms()));
+        }
+        let owners = cluster.owners_by_replica()?;
+        let asked = owners.into_values().map(|(owner, partitions)| {
+            let mut asking = Request::new(top.clone());
+            if let Some(authorization) = &authorization {
+                asking
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+            }
+            let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
+            asking
+                .metadata_mut()
+                .insert(cluster::HOP_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            if let Ok(value) = listed.join(",").parse() {
+                asking
+                    .metadata_mut()
+                    .insert(cluster::PARTITIONS_HEADER, value);
+            }
+            let channel = cluster.peer(&owner);
+            async move {
+                let mut client =
+                    pb::scoring_service_client::ScoringServiceClient::new(channel?);
+                client
+                    .top_customers(asking)
+                    .await
+                    .map(Response::into_inner)
+            }
+        });
+        let answers = futures::future::try_join_all(asked).await?;
+        let merged = cluster::merge_top(
+            answers
+                .into_iter()
+                .flat_map(|answer| answer.customers)
+                .collect(),
+            limit,
+        );
+        let next_page_token = match merged.last() {
+            Some(last) if merged.len() == limit => self.page_token_after(&top, limit, last)?,
+            _ => String::new(),
+        };
+        Ok(pb::TopCustomersResponse {
+            customers: merged,
+            next_page_token,
+        })
+    }
+
+    /// The page token a coordinator hands out after `last` (cluster mode): the same token a
+    /// single process would have issued for these filters and time.
+    fn page_token_after(
+        &self,
+        request: &pb::TopCustomersRequest,
+        limit: usize,
+        last: &pb::CustomerScore,
+    ) -> Result<String, ApiError> {
+        let filters = PageFilters {
+            segment: &request.segment,
+            channel: request.channel,
+            tenant_id: &request.tenant_id,
+            limit,
+            action: request.action,
+            min_retention_risk: request.min_retention_risk,
+            exclude_claimed: request.exclude_claimed,
+        };
+        let as_of_ms = if request.page_token.is_empty() {
+            convert::as_of_ms(request.as_of.as_ref(), now_ms())?
+        } else {
+            PageToken::decode(&request.page_token, &filters)?.as_of_ms
+        };
+        Ok(PageToken {
+            as_of_ms,
+            after: RankKey {
+                priority: last.priority,
+                reply_due_at_ms: cluster::reply_due_key(last),
+                customer_id: last.customer_id.clone(),
+            },
+        }
+        .encode(&filters))
+    }
+
+    /// Cluster mode: what is not available across replicas yet.
+    fn not_in_cluster(&self, what: &str) -> Result<(), Status> {
+        match self.cluster {
+            Some(_) => Err(ApiError::FailedPrecondition(format!(
+                "{what} is not available in cluster mode yet (docs/scaling.md)"
+            ))
+            .into()),
+            None => Ok(()),
         }
     }
 
@@ -500,6 +645,43 @@ fn with_claim(mut score: pb::CustomerScore, claim: Option<&Claim>) -> pb::Custom
     score
 }
 
+/// The same request, marked as one replica's call to another, with the caller's credentials.
+fn hop<T>(request: Request<T>) -> Request<T> {
+    let authorization = request.metadata().get("authorization").cloned();
+    let mut forwarded = Request::new(request.into_inner());
+    if let Some(authorization) = authorization {
+        forwarded
+            .metadata_mut()
+            .insert("authorization", authorization);
+    }
+    forwarded.metadata_mut().insert(
+        cluster::HOP_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    forwarded
+}
+
+/// The partitions a scattered TopCustomers expects this replica to answer for.
+fn partitions_asked<T>(request: &Request<T>) -> Result<std::collections::BTreeSet<u32>, Status> {
+    let listed = request
+        .metadata()
+        .get(cluster::PARTITIONS_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    listed
+        .split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<u32>().map_err(|_| {
+                Status::from(ApiError::InvalidArgument(format!(
+                    "{}: {listed:?} is not a list of partitions",
+                    cluster::PARTITIONS_HEADER
+                )))
+            })
+        })
+        .collect()
+}
+
 type UpdateStream = Pin<Box<dyn futures::Stream<Item = Result<pb::PriorityUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -509,6 +691,12 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::CustomerScore>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        let (tenant_id, customer_id) = (&request.get_ref().tenant_id, &request.get_ref().customer_id);
+        if let Some(owner) = self.route(&request, tenant_id, customer_id)? {
+            return pb::scoring_service_client::ScoringServiceClient::new(owner)
+                .get_customer(hop(request))
+                .await;
+        }
         ScoringApi::get_customer(self, request.into_inner())
             .map(Response::new)
             .map_err(Status::from)
@@ -519,6 +707,18 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::TopCustomersRequest>,
     ) -> Result<Response<pb::TopCustomersResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        if let Some(cluster) = &self.cluster {
+            if !request.metadata().contains_key(cluster::HOP_HEADER) {
+                return self.scatter_top(cluster, request).await.map(Response::new);
+            }
+            let expected = partitions_asked(&request)?;
+            if !cluster.serves_exactly(&expected) {
+                return Err(ApiError::Unavailable(
+                    "partition ownership moved since the query was sent; retry shortly".into(),
+                )
+                .into());
+            }
+        }
         let request = request.into_inner();
         if request.as_of.is_none() && request.page_token.is_empty() {
             // Live: answered from the ranking index in microseconds, on this worker.
@@ -544,6 +744,12 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::GetTimelineRequest>,
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        let (tenant_id, customer_id) = (&request.get_ref().tenant_id, &request.get_ref().customer_id);
+        if let Some(owner) = self.route(&request, tenant_id, customer_id)? {
+            return pb::scoring_service_client::ScoringServiceClient::new(owner)
+                .get_timeline(hop(request))
+                .await;
+        }
         ScoringApi::get_timeline(self, request.into_inner())
             .map(Response::new)
             .map_err(Status::from)
@@ -554,6 +760,7 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::ClaimNextRequest>,
     ) -> Result<Response<pb::ClaimResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        self.not_in_cluster("ClaimNext")?;
         ScoringApi::claim_next(self, request.into_inner())
             .await
             .map(Response::new)
@@ -565,6 +772,7 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::ClaimRequest>,
     ) -> Result<Response<pb::ClaimResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        self.not_in_cluster("RenewClaim")?;
         ScoringApi::update_claim(self, request.into_inner(), false)
             .await
             .map(Response::new)
@@ -576,6 +784,7 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::ClaimRequest>,
     ) -> Result<Response<pb::ClaimResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        self.not_in_cluster("ReleaseClaim")?;
         ScoringApi::update_claim(self, request.into_inner(), true)
             .await
             .map(Response::new)
@@ -589,6 +798,7 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::WatchPrioritiesRequest>,
     ) -> Result<Response<Self::WatchPrioritiesStream>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        self.not_in_cluster("WatchPriorities")?;
         let pb::WatchPrioritiesRequest {
             tenant_id,
             min_priority,

@@ -1,0 +1,853 @@
+//! Cluster mode (issue 17, docs/scaling.md): several replicas share the customers over NATS
+//! JetStream.
+//!
+//! - **Ingest** validates and classifies as a single process does, then publishes the event (the
+//!   log's own record type, `WalRecord`) to `<subject_prefix>.<partition>`, partition =
+//!   FNV-1a-32(tenant, customer) mod `partitions`, with its id in `Nats-Msg-Id`, and acknowledges
+//!   the caller only once JetStream acknowledged it (with an R=3 stream: stored on a quorum).
+//! - **Ownership**: a replica owns partitions through leases in a KV bucket (`partition.<n>` →
+//!   "replica address"): `create` to acquire (refused while another holds it), a
+//!   revision-checked `update` to renew, the bucket's max age as the lease time. Each replica
+//!   heartbeats `replica.<id>` in the same bucket; every replica aims at ceil(partitions / live
+//!   replicas) partitions, takes free ones up to that and gives one back per beat while above it
+//!   and a live replica is below it.
+//! - **State**: an owner rebuilds a partition from the stream (an ordered consumer from the
+//!   first event) and applies each event exactly as a single process does, so arrival order does
+//!   not matter and every replica computes the same scores from the same events. It is caught up
+//!   once it has applied the partition's last event as of the takeover.
+//! - **Queries**: any replica answers. GetCustomer and GetTimeline go to the customer's owner;
+//!   TopCustomers goes to every owner with one evaluation time and the partitions it is asked for,
+//!   and the answers are merged exactly. A partition without a caught-up owner makes the answer
+//!   UNAVAILABLE, never silently short.
+
+use crate::api::error::ApiError;
+use crate::engine::{now_ms, Engine};
+use crate::pb;
+use crate::sentiment::Sentiment;
+use crate::telemetry::{self, Handover, Published};
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer, kv, stream};
+use futures::StreamExt;
+use rapport_core::config::ClusterConfig;
+use rapport_core::domain::Interaction;
+use rapport_core::durability::{Durable, Replayed, WalRecord};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// gRPC metadata marking a call one replica makes to another (answered locally, never forwarded).
+pub const HOP_HEADER: &str = "rapport-cluster-hop";
+
+/// gRPC metadata listing the partitions a scattered TopCustomers expects the owner to hold.
+pub const PARTITIONS_HEADER: &str = "rapport-cluster-partitions";
+
+/// Events waiting for the publisher; beyond it ingest answers RESOURCE_EXHAUSTED.
+const PUBLISH_QUEUE: usize = 65_536;
+
+/// The partition of a customer: FNV-1a-32 over the tenant, a zero byte and the customer id,
+/// modulo `partitions`. Fixed: changing the count remaps customers.
+pub fn partition_of(tenant_id: &str, customer_id: &str, partitions: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in tenant_id
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(customer_id.bytes())
+    {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % partitions.max(1)
+}
+
+/// Who holds a partition's lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The replica's id.
+    pub replica_id: String,
+    /// Where its gRPC service is reached (`http://host:port`).
+    pub addr: String,
+}
+
+/// A partition this replica holds.
+struct Held {
+    /// The lease's revision (renewed with it).
+    revision: u64,
+    /// When the lease was last taken or renewed.
+    renewed_at: tokio::time::Instant,
+    /// Applied every event the partition held when it was taken.
+    caught_up: Arc<AtomicBool>,
+    /// Events of the partition known to be in the stream and not applied.
+    lag_events: Arc<AtomicU64>,
+    consumer: JoinHandle<()>,
+}
+
+/// One event on its way to the stream.
+struct Outgoing {
+    subject: String,
+    message_id: String,
+    payload: bytes::Bytes,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// This replica's part in the cluster.
+pub struct Cluster {
+    config: ClusterConfig,
+    replica_id: String,
+    addr: String,
+    engine: Arc<Engine>,
+    jetstream: jetstream::Context,
+    leases: kv::Store,
+    outgoing: mpsc::Sender<Outgoing>,
+    held: Mutex<BTreeMap<u32, Held>>,
+    /// Every partition's owner as last read from the lease bucket.
+    owners: RwLock<Vec<Option<Owner>>>,
+    /// Channels to the other replicas, by address.
+    peers: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// True once this replica holds its share and has caught up on it.
+    ready: watch::Sender<bool>,
+}
+
+impl Cluster {
+    /// Connects to NATS, makes sure the stream and the lease bucket exist, and starts the
+    /// publisher and the lease loop (which takes partitions and starts their consumers). `addr`
+    /// is the bound gRPC address, advertised unless `advertise_addr` says otherwise.
+    pub async fn start(
+        config: &ClusterConfig,
+        engine: Arc<Engine>,
+        grpc_addr: std::net::SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<(Arc<Cluster>, Vec<JoinHandle<()>>)> {
+        let url = config
+            .nats_url
+            .as_deref()
+            .context("cluster.nats_url is not set")?;
+        let servers: Vec<&str> = url.split(',').map(str::trim).collect();
+        let replica_id = config.replica_id.clone().unwrap_or_else(default_replica_id);
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("rapport {replica_id}"))
+            .connection_timeout(Duration::from_secs(5))
+            .connect(servers.as_slice())
+            .await
+            .with_context(|| format!("cannot connect to NATS at {url}"))?;
+        let jetstream = jetstream::new(client);
+        let replicas = config.stream_replicas;
+        retrying("creating the event stream", || jetstream
+            .get_or_create_stream(stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![format!("{}.*", config.subject_prefix)],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("cannot create or open stream {}", config.stream))?;
+        // The KV bucket's own stream: `create_key_value` cannot parse nats-server 2.9's answer.
+        let bucket = &config.lease_bucket;
+        retrying("creating the lease bucket", || jetstream
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                max_age: Duration::from_secs(config.lease_seconds),
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("cannot create or open the lease bucket {bucket}"))?;
+        let leases = jetstream
+            .get_key_value(bucket.as_str())
+            .await
+            .with_context(|| format!("cannot open the lease bucket {bucket}"))?;
+        let addr = config.advertise_addr.clone().unwrap_or_else(|| {
+            let ip = if grpc_addr.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                grpc_addr.ip()
+            };
+            std::net::SocketAddr::new(ip, grpc_addr.port()).to_string()
+        });
+        let addr = if addr.starts_with("http") {
+            addr
+        } else {
+            format!("http://{addr}")
+        };
+        let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
+        let cluster = Arc::new(Cluster {
+            config: config.clone(),
+            replica_id,
+            addr,
+            engine,
+            jetstream: jetstream.clone(),
+            leases,
+            outgoing,
+            held: Mutex::new(BTreeMap::new()),
+            owners: RwLock::new(vec![None; config.partitions as usize]),
+            peers: Mutex::new(HashMap::new()),
+            ready: watch::channel(false).0,
+        });
+        tracing::info!(
+            replica = %cluster.replica_id,
+            addr = %cluster.addr,
+            partitions = config.partitions,
+            stream = %config.stream,
+            "cluster mode: joined"
+        );
+        let publisher = tokio::spawn(publish_in_order(jetstream, queue));
+        let leases = tokio::spawn(Arc::clone(&cluster).lease_loop(shutdown));
+        Ok((cluster, vec![publisher, leases]))
+    }
+
+    /// This replica's id.
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    /// Whether the replica holds its share of partitions and has caught up on them.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Readiness as it changes.
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// The partition of a customer.
+    pub fn partition(&self, tenant_id: &str, customer_id: &str) -> u32 {
+        partition_of(tenant_id, customer_id, self.config.partitions)
+    }
+
+    /// Queues an accepted event (with the sentiment it was given and its snippet) for the stream;
+    /// the wait ends when JetStream has acknowledged it. RESOURCE_EXHAUSTED when the queue is full.
+    pub fn publish(
+        &self,
+        interaction: &Interaction,
+        sentiment: Option<Sentiment>,
+    ) -> Result<Durable, ApiError> {
+        let partition = self.partition(&interaction.tenant_id, &interaction.customer_id);
+        let snippet = self
+            .engine
+            .store
+            .timeline_limits()
+            .snippet(&interaction.text);
+        let record = WalRecord::new(interaction, sentiment).with_snippet(snippet);
+        let payload = bytes::Bytes::from(prost::Message::encode_to_vec(&record));
+        let (done, durable) = Durable::remote();
+        let outgoing = Outgoing {
+            subject: format!("{}.{partition}", self.config.subject_prefix),
+            message_id: message_id(&interaction.tenant_id, &interaction.event_id),
+            payload,
+            done,
+        };
+        self.outgoing.try_send(outgoing).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ApiError::ResourceExhausted(
+                "the cluster's publish queue is full; retry with backoff".into(),
+            ),
+            mpsc::error::TrySendError::Closed(_) => {
+                ApiError::Unavailable("the cluster publisher stopped".into())
+            }
+        })?;
+        Ok(durable)
+    }
+
+    /// The owner of a partition as last read (`None`: in handover).
+    pub fn owner(&self, partition: u32) -> Option<Owner> {
+        self.owners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(partition as usize)
+            .cloned()
+            .flatten()
+    }
+
+    /// Whether this replica holds `partition` and has caught up on it.
+    pub fn serves(&self, partition: u32) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&partition)
+            .is_some_and(|held| held.caught_up.load(Ordering::Acquire))
+    }
+
+    /// Whether this replica holds exactly `partitions`, each caught up (a scattered query's
+    /// check: anything else means ownership moved since the caller looked).
+    pub fn serves_exactly(&self, partitions: &BTreeSet<u32>) -> bool {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.len() == partitions.len()
+            && partitions.iter().all(|partition| {
+                held.get(partition)
+                    .is_some_and(|held| held.caught_up.load(Ordering::Acquire))
+            })
+    }
+
+    /// Every owner with the partitions it holds, or UNAVAILABLE naming a partition in handover.
+    pub fn owners_by_replica(&self) -> Result<BTreeMap<String, (Owner, BTreeSet<u32>)>, ApiError> {
+        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
+        let mut by_replica: BTreeMap<String, (Owner, BTreeSet<u32>)> = BTreeMap::new();
+        for (partition, owner) in owners.iter().enumerate() {
+            let owner = owner.as_ref().ok_or_else(|| {
+                ApiError::Unavailable(format!(
+                    "partition {partition} has no owner (handover in progress); retry shortly"
+                ))
+            })?;
+            by_replica
+                .entry(owner.replica_id.clone())
+                .or_insert_with(|| (owner.clone(), BTreeSet::new()))
+                .1
+                .insert(partition as u32);
+        }
+        Ok(by_replica)
+    }
+
+    /// Whether `owner` is this replica.
+    pub fn is_me(&self, owner: &Owner) -> bool {
+        owner.replica_id == self.replica_id
+    }
+
+    /// A channel to another replica (connected lazily, reused).
+    pub fn peer(&self, owner: &Owner) -> Result<tonic::transport::Channel, ApiError> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = peers.get(&owner.addr) {
+            return Ok(channel.clone());
+        }
+        let channel = tonic::transport::Endpoint::from_shared(owner.addr.clone())
+            .map_err(|error| {
+                ApiError::Internal(format!("replica address {:?}: {error}", owner.addr))
+            })?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .connect_lazy();
+        peers.insert(owner.addr.clone(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Renews, takes and gives back leases every beat, refreshes the owners' view and readiness;
+    /// on shutdown gives every lease back so the partitions move at once.
+    async fn lease_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let beat = Duration::from_millis((self.config.lease_seconds * 1000 / 4).max(100));
+        let mut ticks = tokio::time::interval(beat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beats = 0u64;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+            }
+            beats += 1;
+            if let Err(error) = self.beat(beats > 1).await {
+                tracing::warn!(%error, "cluster lease beat failed; retrying");
+            }
+        }
+        let held: Vec<u32> = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for partition in held {
+            self.release(partition).await;
+        }
+        let _ = self
+            .leases
+            .delete(format!("replica.{}", self.replica_id))
+            .await;
+    }
+
+    /// One beat: heartbeat, renew, read the owners, rebalance (`take`: not on the first beat,
+    /// so replicas starting together see each other before taking partitions).
+    async fn beat(self: &Arc<Self>, take: bool) -> anyhow::Result<()> {
+        self.leases
+            .put(
+                format!("replica.{}", self.replica_id),
+                self.addr.clone().into(),
+            )
+            .await
+            .context("heartbeat")?;
+        self.renew().await;
+        let (owners, live) = self.read_owners().await?;
+        let partitions = self.config.partitions as usize;
+        let share = partitions.div_ceil(live.len().max(1));
+        let mine = self.held.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if take && mine < share {
+            // Free partitions, from a place that depends on this replica, so replicas starting
+            // together mostly try different ones.
+            let start = partition_of(&self.replica_id, "", self.config.partitions) as usize;
+            let free = (0..partitions)
+                .map(|offset| (start + offset) % partitions)
+                .filter(|partition| owners[*partition].is_none());
+            for partition in free.take(share - mine) {
+                self.acquire(partition as u32).await;
+            }
+        } else if mine > share {
+            let counts = owners.iter().flatten().fold(
+                HashMap::<&str, usize>::new(),
+                |mut counts, owner| {
+                    *counts.entry(owner.replica_id.as_str()).or_default() += 1;
+                    counts
+                },
+            );
+            let someone_short = live
+                .iter()
+                .any(|replica| counts.get(replica.as_str()).copied().unwrap_or(0) < share);
+            let last = self
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .next_back()
+                .copied();
+            if let (true, Some(partition)) = (someone_short, last) {
+                self.release(partition).await;
+            }
+        }
+        let (owners, _) = self.read_owners().await?;
+        *self.owners.write().unwrap_or_else(|e| e.into_inner()) = owners;
+        self.report();
+        Ok(())
+    }
+
+    /// Renews every held lease. One that another revision replaced, or that could not be renewed
+    /// for a whole lease time (the bucket may have let it expire), is lost; other failures (a
+    /// JetStream leader being elected) are retried at the next beat.
+    async fn renew(self: &Arc<Self>) {
+        let lease = Duration::from_secs(self.config.lease_seconds);
+        let held: Vec<(u32, u64, tokio::time::Instant)> = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(partition, held)| (*partition, held.revision, held.renewed_at))
+            .collect();
+        for (partition, revision, renewed_at) in held {
+            let renewed = self
+                .leases
+                .update(lease_key(partition), self.lease_value(), revision)
+                .await;
+            let lost = match renewed {
+                Ok(revision) => {
+                    if let Some(held) = self
+                        .held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(&partition)
+                    {
+                        held.revision = revision;
+                        held.renewed_at = tokio::time::Instant::now();
+                    }
+                    continue;
+                }
+                Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    Some(error.to_string())
+                }
+                Err(error) if renewed_at.elapsed() >= lease => Some(error.to_string()),
+                Err(error) => {
+                    tracing::warn!(partition, %error, "lease renewal failed; retrying");
+                    None
+                }
+            };
+            if let Some(error) = lost {
+                tracing::error!(partition, %error, "partition lease lost: dropping it");
+                self.drop_partition(partition);
+                telemetry::cluster_handover(Handover::Lost);
+            }
+        }
+    }
+
+    /// Every partition's owner and the live replicas, from the lease bucket.
+    async fn read_owners(&self) -> anyhow::Result<(Vec<Option<Owner>>, BTreeSet<String>)> {
+        let mut owners = vec![None; self.config.partitions as usize];
+        let mut live = BTreeSet::new();
+        live.insert(self.replica_id.clone());
+        let mut keys = self.leases.keys().await.context("listing leases")?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            names.push(key.context("listing leases")?);
+        }
+        for key in names {
+            if let Some(replica) = key.strip_prefix("replica.") {
+                live.insert(replica.to_string());
+                continue;
+            }
+            let Some(partition) = key
+                .strip_prefix("partition.")
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if partition >= owners.len() {
+                continue;
+            }
+            if let Some(value) = self.leases.get(key.as_str()).await.context("reading a lease")? {
+                let text = String::from_utf8_lossy(&value);
+                if let Some((replica_id, addr)) = text.split_once(' ') {
+                    owners[partition] = Some(Owner {
+                        replica_id: replica_id.to_string(),
+                        addr: addr.to_string(),
+                    });
+                }
+            }
+        }
+        Ok((owners, live))
+    }
+
+    fn lease_value(&self) -> bytes::Bytes {
+        format!("{} {}", self.replica_id, self.addr).into()
+    }
+
+    /// Takes a free partition's lease and starts rebuilding it from the stream.
+    async fn acquire(self: &Arc<Self>, partition: u32) {
+        let Ok(revision) = self
+            .leases
+            .create(lease_key(partition), self.lease_value())
+            .await
+        else {
+            return; // another replica was first
+        };
+        let caught_up = Arc::new(AtomicBool::new(false));
+        let lag_events = Arc::new(AtomicU64::new(0));
+        let consumer = tokio::spawn(Arc::clone(self).consume(
+            partition,
+            Arc::clone(&caught_up),
+            Arc::clone(&lag_events),
+        ));
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            partition,
+            Held {
+                revision,
+                renewed_at: tokio::time::Instant::now(),
+                caught_up,
+                lag_events,
+                consumer,
+            },
+        );
+        telemetry::cluster_handover(Handover::Acquired);
+        tracing::info!(partition, replica = %self.replica_id, "partition acquired");
+    }
+
+    /// Gives a partition back: stops applying it, forgets its customers, then deletes the lease
+    /// (so no query sees this replica answer for customers it no longer holds).
+    async fn release(&self, partition: u32) {
+        self.drop_partition(partition);
+        let _ = self.leases.delete(lease_key(partition)).await;
+        telemetry::cluster_handover(Handover::Released);
+        tracing::info!(partition, replica = %self.replica_id, "partition released");
+    }
+
+    /// Stops a partition's consumer and forgets its customers.
+    fn drop_partition(&self, partition: u32) {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&partition);
+        if let Some(held) = held {
+            held.caught_up.store(false, Ordering::Release);
+            held.consumer.abort();
+        }
+        let partitions = self.config.partitions;
+        self.engine.store.drop_customers(|tenant_id, customer_id| {
+            partition_of(tenant_id, customer_id, partitions) != partition
+        });
+        self.report();
+    }
+
+    /// Readiness and metrics.
+    fn report(&self) {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let caught_up = held
+            .values()
+            .all(|held| held.caught_up.load(Ordering::Acquire));
+        let lag: u64 = held
+            .values()
+            .map(|held| held.lag_events.load(Ordering::Relaxed))
+            .sum();
+        telemetry::cluster_partitions(held.len(), lag);
+        let all_owned = self
+            .owners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .all(Option::is_some);
+        drop(held);
+        self.ready.send_if_modified(|ready| {
+            let now = caught_up && all_owned;
+            std::mem::replace(ready, now) != now
+        });
+    }
+
+    /// Applies a partition's events from the first one on, for as long as this replica holds it.
+    async fn consume(
+        self: Arc<Self>,
+        partition: u32,
+        caught_up: Arc<AtomicBool>,
+        lag_events: Arc<AtomicU64>,
+    ) {
+        let subject = format!("{}.{partition}", self.config.subject_prefix);
+        loop {
+            match self
+                .consume_once(&subject, &caught_up, &lag_events)
+                .await
+            {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(partition, %error, "partition consumer failed; restarting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    async fn consume_once(
+        &self,
+        subject: &str,
+        caught_up: &AtomicBool,
+        lag_events: &AtomicU64,
+    ) -> anyhow::Result<()> {
+        let stream = self
+            .jetstream
+            .get_stream(&self.config.stream)
+            .await
+            .context("opening the stream")?;
+        // The partition's last event as of now: caught up once it is applied.
+        let target = match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => message.sequence,
+            Err(error)
+                if error.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                0
+            }
+            Err(error) => return Err(error).context("reading the partition's last event"),
+        };
+        if target == 0 {
+            caught_up.store(true, Ordering::Release);
+        }
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subject.to_string(),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .context("creating the partition's consumer")?;
+        let mut messages = consumer.messages().await.context("consuming")?;
+        let store = &self.engine.store;
+        while let Some(message) = messages.next().await {
+            let message = message.context("reading the partition")?;
+            let (sequence, pending) = match message.info() {
+                Ok(info) => (info.stream_sequence, info.pending),
+                Err(_) => (0, 0),
+            };
+            let applied = rapport_core::durability::replay_payload(
+                &message.payload,
+                &mut |replayed| apply(store, replayed),
+            );
+            if let Err(error) = applied {
+                // A record this version cannot read: skipped, loudly (it is in the stream).
+                tracing::error!(sequence, %error, "undecodable event in the stream: skipped");
+            }
+            lag_events.store(pending, Ordering::Relaxed);
+            if !caught_up.load(Ordering::Relaxed) && (sequence >= target || pending == 0) {
+                caught_up.store(true, Ordering::Release);
+                self.report();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one consumed record: an event with the server clock (as ingest would have), anything
+/// else as recovery does.
+fn apply(store: &rapport_core::store::Store, replayed: Replayed<'_>) {
+    match replayed {
+        Replayed::Event {
+            interaction,
+            sentiment,
+            refines: false,
+        } => {
+            store.apply(interaction, sentiment, now_ms(), false);
+        }
+        other => rapport_core::engine::recover(store, other),
+    }
+}
+
+/// Publishes queued events and answers their waits in queue order (so a caller's latest wait
+/// covers its earlier events, as with the local log).
+async fn publish_in_order(jetstream: jetstream::Context, mut queue: mpsc::Receiver<Outgoing>) {
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            outgoing = queue.recv() => {
+                let Some(outgoing) = outgoing else { break };
+                let jetstream = jetstream.clone();
+                in_flight.push_back(async move {
+                    let Outgoing { subject, message_id, payload, done } = outgoing;
+                    (publish_one(&jetstream, subject, message_id, payload).await, done)
+                });
+            }
+            Some((published, done)) = in_flight.next(), if !in_flight.is_empty() => {
+                let _ = done.send(published);
+            }
+        }
+    }
+    while let Some((published, done)) = in_flight.next().await {
+        let _ = done.send(published);
+    }
+}
+
+/// How long a publish is retried while the stream has no leader (a JetStream server lost:
+/// electing a new one took about 5 s on loopback) before the caller is told UNAVAILABLE.
+const PUBLISH_RETRY: Duration = Duration::from_secs(15);
+
+/// Publishes one event until JetStream acknowledges it, retrying with the same message id (so a
+/// retry of a stored event is a duplicate, not a second copy) for up to [`PUBLISH_RETRY`].
+async fn publish_one(
+    jetstream: &jetstream::Context,
+    subject: String,
+    message_id: String,
+    payload: bytes::Bytes,
+) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let message = jetstream::message::PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(message_id.clone());
+        let acked = match jetstream.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await.map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match acked {
+            Ok(ack) => {
+                telemetry::cluster_published(if ack.duplicate {
+                    Published::Duplicate
+                } else {
+                    Published::Stored
+                });
+                return Ok(());
+            }
+            Err(error) if started.elapsed() >= PUBLISH_RETRY => {
+                telemetry::cluster_published(Published::Failed);
+                return Err(format!(
+                    "the stream did not acknowledge the event within {} s: {error}",
+                    PUBLISH_RETRY.as_secs()
+                ));
+            }
+            Err(error) => {
+                tracing::debug!(%error, "publish not acknowledged; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// How long start-up retries JetStream's API (a new JetStream cluster elects its meta leader
+/// first; requests before that time out).
+const START_RETRY: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds or [`START_RETRY`] has passed (then its last error).
+async fn retrying<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, E> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if started.elapsed() >= START_RETRY => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "{what} failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+fn lease_key(partition: u32) -> String {
+    format!("partition.{partition}")
+}
+
+/// JetStream's dedup id of an event: tenant and event id, hex (any bytes fit a header then).
+fn message_id(tenant_id: &str, event_id: &str) -> String {
+    let mut id = String::with_capacity(2 * (tenant_id.len() + event_id.len()) + 1);
+    for byte in tenant_id.bytes() {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id.push('-');
+    for byte in event_id.bytes() {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "rapport".to_string());
+    let host: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    format!("{host}-{}", std::process::id())
+}
+
+/// A TopCustomers answer merged from the owners', in TopCustomers' order: priority descending,
+/// the reply due first (none after any), customer id ascending.
+pub fn merge_top(mut answers: Vec<pb::CustomerScore>, limit: usize) -> Vec<pb::CustomerScore> {
+    answers.sort_by(|a, b| {
+        b.priority
+            .total_cmp(&a.priority)
+            .then_with(|| reply_due_key(a).cmp(&reply_due_key(b)))
+            .then_with(|| a.customer_id.cmp(&b.customer_id))
+    });
+    answers.truncate(limit);
+    answers
+}
+
+/// The tie key TopCustomers orders by: the reply due time in milliseconds, `i64::MAX` for none.
+pub fn reply_due_key(score: &pb::CustomerScore) -> i64 {
+    score.reply_due_at.as_ref().map_or(i64::MAX, |due| {
+        due.seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(due.nanos) / 1_000_000)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_fnv1a_of_tenant_and_customer() {
+        // FNV-1a-32 of "a\0b" by hand: offset basis, xor each byte, multiply by the prime.
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in [b'a', 0, b'b'] {
+            hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+        assert_eq!(partition_of("a", "b", u32::MAX), hash % u32::MAX);
+        assert_ne!(partition_of("ab", "", 1 << 20), partition_of("a", "b", 1 << 20));
+        let spread: BTreeSet<u32> = (0..1000)
+            .map(|n| partition_of("acme", &format!("c{n}"), 16))
+            .collect();
+        assert_eq!(spread.len(), 16);
+    }
+
+    #[test]
+    fn message_ids_keep_tenant_and_event_apart() {
+        assert_ne!(message_id("a", "bc"), message_id("ab", "c"));
+        assert_eq!(message_id("t", "e 1"), "74-652031");
+    }
+}
