@@ -152,28 +152,31 @@ impl TestServer {
 
     /// Fetches /metrics over plain HTTP/1.0 from the metrics listener.
     pub async fn scrape_metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.server.metrics_addr)
-            .await
-            .unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            stream.read_to_string(&mut response),
-        )
-        .await
-        .expect("metrics answer in time")
-        .unwrap();
-        assert!(
-            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-            "{response}"
-        );
-        response
+        scrape_metrics_at(self.server.metrics_addr).await
     }
+}
+
+/// Fetches /metrics over plain HTTP/1.0 from a metrics listener.
+pub async fn scrape_metrics_at(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("metrics answer in time")
+    .unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
 }
 
 pub fn action(score: &pb::CustomerScore) -> pb::Action {

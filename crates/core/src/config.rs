@@ -95,9 +95,9 @@ impl ClusterConfig {
         check_range("cluster.lease_seconds", self.lease_seconds, 1, 3_600)?;
         let token = |key: &str, value: &str, extra: &[char]| {
             let ok = !value.is_empty()
-                && value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c));
+                && value.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c)
+                });
             if ok {
                 Ok(())
             } else {

@@ -100,6 +100,8 @@ pub struct Cluster {
     engine: Arc<Engine>,
     jetstream: jetstream::Context,
     leases: kv::Store,
+    /// The lease bucket's stream (its subjects list the live replicas).
+    lease_stream: stream::Stream,
     outgoing: mpsc::Sender<Outgoing>,
     held: Mutex<BTreeMap<u32, Held>>,
     /// Every partition's owner as last read from the lease bucket.
@@ -134,21 +136,22 @@ impl Cluster {
             .with_context(|| format!("cannot connect to NATS at {url}"))?;
         let jetstream = jetstream::new(client);
         let replicas = config.stream_replicas;
-        retrying("creating the event stream", || jetstream
-            .get_or_create_stream(stream::Config {
+        retrying("creating the event stream", || {
+            jetstream.get_or_create_stream(stream::Config {
                 name: config.stream.clone(),
                 subjects: vec![format!("{}.*", config.subject_prefix)],
                 storage: stream::StorageType::File,
                 num_replicas: replicas,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
-            }))
-            .await
-            .with_context(|| format!("cannot create or open stream {}", config.stream))?;
+            })
+        })
+        .await
+        .with_context(|| format!("cannot create or open stream {}", config.stream))?;
         // The KV bucket's own stream: `create_key_value` cannot parse nats-server 2.9's answer.
         let bucket = &config.lease_bucket;
-        retrying("creating the lease bucket", || jetstream
-            .get_or_create_stream(stream::Config {
+        let lease_stream = retrying("creating the lease bucket", || {
+            jetstream.get_or_create_stream(stream::Config {
                 name: format!("KV_{bucket}"),
                 subjects: vec![format!("$KV.{bucket}.>")],
                 max_messages_per_subject: 1,
@@ -160,9 +163,10 @@ impl Cluster {
                 num_replicas: replicas,
                 storage: stream::StorageType::File,
                 ..Default::default()
-            }))
-            .await
-            .with_context(|| format!("cannot create or open the lease bucket {bucket}"))?;
+            })
+        })
+        .await
+        .with_context(|| format!("cannot create or open the lease bucket {bucket}"))?;
         let leases = jetstream
             .get_key_value(bucket.as_str())
             .await
@@ -188,6 +192,7 @@ impl Cluster {
             engine,
             jetstream: jetstream.clone(),
             leases,
+            lease_stream,
             outgoing,
             held: Mutex::new(BTreeMap::new()),
             owners: RwLock::new(vec![None; config.partitions as usize]),
@@ -248,14 +253,16 @@ impl Cluster {
             payload,
             done,
         };
-        self.outgoing.try_send(outgoing).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => ApiError::ResourceExhausted(
-                "the cluster's publish queue is full; retry with backoff".into(),
-            ),
-            mpsc::error::TrySendError::Closed(_) => {
-                ApiError::Unavailable("the cluster publisher stopped".into())
-            }
-        })?;
+        self.outgoing
+            .try_send(outgoing)
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => ApiError::ResourceExhausted(
+                    "the cluster's publish queue is full; retry with backoff".into(),
+                ),
+                mpsc::error::TrySendError::Closed(_) => {
+                    ApiError::Unavailable("the cluster publisher stopped".into())
+                }
+            })?;
         Ok(durable)
     }
 
@@ -389,13 +396,14 @@ impl Cluster {
                 self.acquire(partition as u32).await;
             }
         } else if mine > share {
-            let counts = owners.iter().flatten().fold(
-                HashMap::<&str, usize>::new(),
-                |mut counts, owner| {
-                    *counts.entry(owner.replica_id.as_str()).or_default() += 1;
-                    counts
-                },
-            );
+            let counts =
+                owners
+                    .iter()
+                    .flatten()
+                    .fold(HashMap::<&str, usize>::new(), |mut counts, owner| {
+                        *counts.entry(owner.replica_id.as_str()).or_default() += 1;
+                        counts
+                    });
             let someone_short = live
                 .iter()
                 .any(|replica| counts.get(replica.as_str()).copied().unwrap_or(0) < share);
@@ -463,38 +471,39 @@ impl Cluster {
         }
     }
 
-    /// Every partition's owner and the live replicas, from the lease bucket.
+    /// Every partition's owner and the live replicas, from the lease bucket: one direct get per
+    /// partition and the bucket's subjects for the heartbeats (no consumer, so a JetStream
+    /// server lost does not stall it).
     async fn read_owners(&self) -> anyhow::Result<(Vec<Option<Owner>>, BTreeSet<String>)> {
         let mut owners = vec![None; self.config.partitions as usize];
-        let mut live = BTreeSet::new();
-        live.insert(self.replica_id.clone());
-        let mut keys = self.leases.keys().await.context("listing leases")?;
-        let mut names = Vec::new();
-        while let Some(key) = keys.next().await {
-            names.push(key.context("listing leases")?);
-        }
-        for key in names {
-            if let Some(replica) = key.strip_prefix("replica.") {
-                live.insert(replica.to_string());
-                continue;
-            }
-            let Some(partition) = key
-                .strip_prefix("partition.")
-                .and_then(|n| n.parse::<usize>().ok())
-            else {
-                continue;
-            };
-            if partition >= owners.len() {
-                continue;
-            }
-            if let Some(value) = self.leases.get(key.as_str()).await.context("reading a lease")? {
+        for (partition, owner) in owners.iter_mut().enumerate() {
+            let value = self
+                .leases
+                .get(lease_key(partition as u32))
+                .await
+                .context("reading a lease")?;
+            if let Some(value) = value {
                 let text = String::from_utf8_lossy(&value);
                 if let Some((replica_id, addr)) = text.split_once(' ') {
-                    owners[partition] = Some(Owner {
+                    *owner = Some(Owner {
                         replica_id: replica_id.to_string(),
                         addr: addr.to_string(),
                     });
                 }
+            }
+        }
+        let heartbeats = format!("$KV.{}.replica.", self.config.lease_bucket);
+        let mut subjects = self
+            .lease_stream
+            .info_with_subjects(format!("{heartbeats}*"))
+            .await
+            .context("listing replicas")?;
+        let mut live = BTreeSet::new();
+        live.insert(self.replica_id.clone());
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) = subject.context("listing replicas")?;
+            if let Some(replica) = subject.strip_prefix(&heartbeats) {
+                live.insert(replica.to_string());
             }
         }
         Ok((owners, live))
@@ -586,6 +595,8 @@ impl Cluster {
     }
 
     /// Applies a partition's events from the first one on, for as long as this replica holds it.
+    /// A consumer that fails or stalls (its JetStream server lost) is recreated after the last
+    /// event applied.
     async fn consume(
         self: Arc<Self>,
         partition: u32,
@@ -593,23 +604,24 @@ impl Cluster {
         lag_events: Arc<AtomicU64>,
     ) {
         let subject = format!("{}.{partition}", self.config.subject_prefix);
+        let mut applied_through = 0u64;
         loop {
-            match self
-                .consume_once(&subject, &caught_up, &lag_events)
-                .await
-            {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::warn!(partition, %error, "partition consumer failed; restarting");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+            let consumed = self
+                .consume_from(&subject, &mut applied_through, &caught_up, &lag_events)
+                .await;
+            if let Err(error) = consumed {
+                tracing::warn!(partition, %error, "partition consumer failed; restarting");
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
 
-    async fn consume_once(
+    /// Consumes a partition's events after `applied_through` (a stream sequence) until the
+    /// consumer fails or stalls.
+    async fn consume_from(
         &self,
         subject: &str,
+        applied_through: &mut u64,
         caught_up: &AtomicBool,
         lag_events: &AtomicU64,
     ) -> anyhow::Result<()> {
@@ -618,53 +630,80 @@ impl Cluster {
             .get_stream(&self.config.stream)
             .await
             .context("opening the stream")?;
-        // The partition's last event as of now: caught up once it is applied.
-        let target = match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => message.sequence,
-            Err(error)
-                if error.kind()
-                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
-            {
-                0
+        let last_in_stream = || async {
+            match stream.get_last_raw_message_by_subject(subject).await {
+                Ok(message) => Ok(message.sequence),
+                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    Ok(0)
+                }
+                Err(error) => Err(error).context("reading the partition's last event"),
             }
-            Err(error) => return Err(error).context("reading the partition's last event"),
         };
-        if target == 0 {
-            caught_up.store(true, Ordering::Release);
+        // The partition's last event as of now: caught up once it is applied.
+        let target = last_in_stream().await?;
+        if target <= *applied_through {
+            self.mark_caught_up(caught_up);
         }
+        let deliver_policy = match *applied_through {
+            0 => consumer::DeliverPolicy::All,
+            through => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: through + 1,
+            },
+        };
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: subject.to_string(),
-                deliver_policy: consumer::DeliverPolicy::All,
+                deliver_policy,
                 ..Default::default()
             })
             .await
             .context("creating the partition's consumer")?;
         let mut messages = consumer.messages().await.context("consuming")?;
         let store = &self.engine.store;
-        while let Some(message) = messages.next().await {
-            let message = message.context("reading the partition")?;
+        loop {
+            let message = match tokio::time::timeout(CONSUMER_STALL, messages.next()).await {
+                Ok(Some(message)) => message.context("reading the partition")?,
+                Ok(None) => anyhow::bail!("the consumer ended"),
+                Err(_quiet) => {
+                    // Quiet: fine if nothing new is in the stream, a stalled consumer if there is.
+                    let last = last_in_stream().await?;
+                    if last > *applied_through {
+                        anyhow::bail!("consumer stalled at sequence {applied_through} of {last}");
+                    }
+                    lag_events.store(0, Ordering::Relaxed);
+                    continue;
+                }
+            };
             let (sequence, pending) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.pending),
-                Err(_) => (0, 0),
+                Err(_) => (*applied_through + 1, 0),
             };
-            let applied = rapport_core::durability::replay_payload(
-                &message.payload,
-                &mut |replayed| apply(store, replayed),
-            );
+            let applied =
+                rapport_core::durability::replay_payload(&message.payload, &mut |replayed| {
+                    apply(store, replayed)
+                });
             if let Err(error) = applied {
-                // A record this version cannot read: skipped, loudly (it is in the stream).
+                // A record this version cannot read: skipped, loudly (it stays in the stream).
                 tracing::error!(sequence, %error, "undecodable event in the stream: skipped");
             }
+            *applied_through = sequence;
             lag_events.store(pending, Ordering::Relaxed);
-            if !caught_up.load(Ordering::Relaxed) && (sequence >= target || pending == 0) {
-                caught_up.store(true, Ordering::Release);
-                self.report();
+            if sequence >= target || pending == 0 {
+                self.mark_caught_up(caught_up);
             }
         }
-        Ok(())
+    }
+
+    fn mark_caught_up(&self, caught_up: &AtomicBool) {
+        if !caught_up.swap(true, Ordering::AcqRel) {
+            self.report();
+        }
     }
 }
+
+/// How long a partition's consumer may deliver nothing before the stream is asked whether it is
+/// behind (then it is recreated).
+const CONSUMER_STALL: Duration = Duration::from_secs(2);
 
 /// Applies one consumed record: an event with the server clock (as ingest would have), anything
 /// else as recovery does.
@@ -799,7 +838,13 @@ fn default_replica_id() -> String {
         .unwrap_or_else(|| "rapport".to_string());
     let host: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{host}-{}", std::process::id())
 }
@@ -838,7 +883,10 @@ mod tests {
             hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
         }
         assert_eq!(partition_of("a", "b", u32::MAX), hash % u32::MAX);
-        assert_ne!(partition_of("ab", "", 1 << 20), partition_of("a", "b", 1 << 20));
+        assert_ne!(
+            partition_of("ab", "", 1 << 20),
+            partition_of("a", "b", 1 << 20)
+        );
         let spread: BTreeSet<u32> = (0..1000)
             .map(|n| partition_of("acme", &format!("c{n}"), 16))
             .collect();

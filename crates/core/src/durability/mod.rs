@@ -433,7 +433,10 @@ pub const MAX_GROUP_RECORDS: usize = 4096;
 /// A write or fsync error stops the process there (see the module docs); the `try_` forms
 /// return it instead.
 #[must_use = "nothing may be acknowledged before it is durable"]
-pub struct Durable(tokio::sync::oneshot::Receiver<Result<(), String>>, Confirmer);
+pub struct Durable(
+    tokio::sync::oneshot::Receiver<Result<(), String>>,
+    Confirmer,
+);
 
 /// Who confirms a [`Durable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,12 +35,11 @@ impl IdentityApi {
         self
     }
 
-    fn not_in_cluster(&self, what: &str) -> Result<(), Status> {
+    fn not_in_cluster(&self, what: &str) -> Result<(), ApiError> {
         if self.clustered {
             return Err(ApiError::FailedPrecondition(format!(
                 "{what} is not available in cluster mode yet (docs/scaling.md)"
-            ))
-            .into());
+            )));
         }
         Ok(())
     }

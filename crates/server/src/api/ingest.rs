@@ -254,7 +254,7 @@ impl IngestApi {
         interaction: pb::Interaction,
         grant: &Grant,
         want_score: bool,
-    ) -> Result<(Processed, Option<Durable>), Status> {
+    ) -> Result<(Processed, Option<Durable>), ApiError> {
         let (channel, kind) = (interaction.channel, interaction.kind);
         let event_id = interaction.event_id.clone();
         let now = now_ms();
@@ -299,12 +299,15 @@ impl IngestApi {
 
     /// Cluster mode: classifies the event and queues it for the cluster's stream; the wait ends
     /// when the stream has stored it. The partition's owner applies it (and scores it).
-    fn publish(&self, interaction: rapport_core::domain::Interaction) -> Result<(Processed, Option<Durable>), Status> {
+    fn publish(
+        &self,
+        interaction: rapport_core::domain::Interaction,
+    ) -> Result<(Processed, Option<Durable>), ApiError> {
         let Some(cluster) = &self.cluster else {
-            return Err(ApiError::Internal("not in cluster mode".into()).into());
+            return Err(ApiError::Internal("not in cluster mode".into()));
         };
-        let sentiment =
-            (!interaction.text.trim().is_empty()).then(|| self.engine.classify_inline(&interaction.text));
+        let sentiment = (!interaction.text.trim().is_empty())
+            .then(|| self.engine.classify_inline(&interaction.text));
         let durable = cluster.publish(&interaction, sentiment)?;
         telemetry::event_ingested(
             Some(interaction.channel),
@@ -406,12 +409,11 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
 
 /// A remote log (the cluster's stream) did not confirm: UNAVAILABLE, and the events from the
 /// first unconfirmed one on were not acknowledged (retrying them is safe: repeats count once).
-fn unconfirmed(error: String) -> Status {
+fn unconfirmed(error: String) -> ApiError {
     ApiError::Unavailable(format!(
         "{error}; the events of this call were not all acknowledged (retrying is safe: repeats \
          are counted once)"
     ))
-    .into()
 }
 
 type ScoredStream =
@@ -450,7 +452,7 @@ impl IngestService for Arc<IngestApi> {
             };
             let (processed, durable) = match self.process(interaction, &grant, false) {
                 Ok(processed) => processed,
-                Err(status) => break Err(status),
+                Err(error) => break Err(Status::from(error)),
             };
             drop(work);
             self.tally(&mut summary, index, &processed);
@@ -459,7 +461,7 @@ impl IngestService for Arc<IngestApi> {
             if index.is_multiple_of(DURABLE_WAIT_EVERY) {
                 if let Some(durable) = latest.take() {
                     if let Err(error) = durable.confirmed().await {
-                        break Err(unconfirmed(error));
+                        break Err(unconfirmed(error).into());
                     }
                 }
             }
@@ -549,8 +551,8 @@ impl IngestService for Arc<IngestApi> {
                 for (index, interaction) in interactions.into_iter().enumerate() {
                     let (processed, durable) = match api.process(interaction, &grant, false) {
                         Ok(processed) => processed,
-                        Err(status) => {
-                            failed = Some(status);
+                        Err(error) => {
+                            failed = Some(error);
                             break;
                         }
                     };
@@ -562,13 +564,16 @@ impl IngestService for Arc<IngestApi> {
                     durable.confirmed_blocking().map_err(unconfirmed)?;
                 }
                 match failed {
-                    Some(status) => Err(status),
+                    Some(error) => Err(error),
                     None => Ok(summary),
                 }
             })
             .await
-            .map_err(|error| Status::from(ApiError::Internal(format!("ingest batch failed: {error}"))))?
+            .map_err(|error| {
+                Status::from(ApiError::Internal(format!("ingest batch failed: {error}")))
+            })?
             .map(Response::new)
+            .map_err(Status::from)
         }
     }
 }

@@ -1,9 +1,9 @@
 //! ScoringService: customer lookups, ranking and live priority pushes.
 
-use crate::cluster::{self, Cluster};
 use crate::api::access::Grant;
 use crate::api::convert::{self, check_id, FieldError, Limits};
 use crate::api::error::ApiError;
+use crate::cluster::{self, Cluster};
 use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::scoring_service_server::ScoringService;
@@ -66,7 +66,7 @@ impl ScoringApi {
         request: &Request<T>,
         tenant_id: &str,
         customer_id: &str,
-    ) -> Result<Option<tonic::transport::Channel>, Status> {
+    ) -> Result<Option<tonic::transport::Channel>, ApiError> {
         let Some(cluster) = &self.cluster else {
             return Ok(None);
         };
@@ -75,9 +75,9 @@ impl ScoringApi {
             return Ok(None);
         }
         let in_handover = || {
-            Status::from(ApiError::Unavailable(format!(
+            ApiError::Unavailable(format!(
                 "the customer's partition {partition} is in handover; retry shortly"
-            )))
+            ))
         };
         if request.metadata().contains_key(cluster::HOP_HEADER) {
             return Err(in_handover());
@@ -89,7 +89,9 @@ impl ScoringApi {
     }
 
     /// Cluster mode, TopCustomers from a client: every owner answers for its partitions at one
-    /// evaluation time, and the answers are merged in TopCustomers' order.
+    /// evaluation time, and the answers are merged in TopCustomers' order. An owner's error is
+    /// passed through as it came.
+    #[allow(clippy::result_large_err)]
     async fn scatter_top(
         &self,
         cluster: &Cluster,
@@ -114,9 +116,10 @@ impl ScoringApi {
                     .insert("authorization", authorization.clone());
             }
             let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
-            asking
-                .metadata_mut()
-                .insert(cluster::HOP_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+            asking.metadata_mut().insert(
+                cluster::HOP_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
             if let Ok(value) = listed.join(",").parse() {
                 asking
                     .metadata_mut()
@@ -124,12 +127,8 @@ impl ScoringApi {
             }
             let channel = cluster.peer(&owner);
             async move {
-                let mut client =
-                    pb::scoring_service_client::ScoringServiceClient::new(channel?);
-                client
-                    .top_customers(asking)
-                    .await
-                    .map(Response::into_inner)
+                let mut client = pb::scoring_service_client::ScoringServiceClient::new(channel?);
+                client.top_customers(asking).await.map(Response::into_inner)
             }
         });
         let answers = futures::future::try_join_all(asked).await?;
@@ -184,12 +183,11 @@ impl ScoringApi {
     }
 
     /// Cluster mode: what is not available across replicas yet.
-    fn not_in_cluster(&self, what: &str) -> Result<(), Status> {
+    fn not_in_cluster(&self, what: &str) -> Result<(), ApiError> {
         match self.cluster {
             Some(_) => Err(ApiError::FailedPrecondition(format!(
                 "{what} is not available in cluster mode yet (docs/scaling.md)"
-            ))
-            .into()),
+            ))),
             None => Ok(()),
         }
     }
@@ -662,7 +660,7 @@ fn hop<T>(request: Request<T>) -> Request<T> {
 }
 
 /// The partitions a scattered TopCustomers expects this replica to answer for.
-fn partitions_asked<T>(request: &Request<T>) -> Result<std::collections::BTreeSet<u32>, Status> {
+fn partitions_asked<T>(request: &Request<T>) -> Result<std::collections::BTreeSet<u32>, ApiError> {
     let listed = request
         .metadata()
         .get(cluster::PARTITIONS_HEADER)
@@ -673,10 +671,10 @@ fn partitions_asked<T>(request: &Request<T>) -> Result<std::collections::BTreeSe
         .filter(|part| !part.is_empty())
         .map(|part| {
             part.parse::<u32>().map_err(|_| {
-                Status::from(ApiError::InvalidArgument(format!(
+                ApiError::InvalidArgument(format!(
                     "{}: {listed:?} is not a list of partitions",
                     cluster::PARTITIONS_HEADER
-                )))
+                ))
             })
         })
         .collect()
@@ -691,7 +689,8 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::CustomerScore>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
-        let (tenant_id, customer_id) = (&request.get_ref().tenant_id, &request.get_ref().customer_id);
+        let (tenant_id, customer_id) =
+            (&request.get_ref().tenant_id, &request.get_ref().customer_id);
         if let Some(owner) = self.route(&request, tenant_id, customer_id)? {
             return pb::scoring_service_client::ScoringServiceClient::new(owner)
                 .get_customer(hop(request))
@@ -744,7 +743,8 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::GetTimelineRequest>,
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
-        let (tenant_id, customer_id) = (&request.get_ref().tenant_id, &request.get_ref().customer_id);
+        let (tenant_id, customer_id) =
+            (&request.get_ref().tenant_id, &request.get_ref().customer_id);
         if let Some(owner) = self.route(&request, tenant_id, customer_id)? {
             return pb::scoring_service_client::ScoringServiceClient::new(owner)
                 .get_timeline(hop(request))

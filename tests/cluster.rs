@@ -1,0 +1,535 @@
+//! Issue 17: cluster mode on real nats-server processes (Debian's 2.9.10, on loopback) with
+//! several `rapport serve --cluster` processes. Every test here has "cluster" in its name, so
+//! `cargo test cluster` selects them.
+//!
+//! Each test compares the cluster's answers with a single process (in this test binary) that got
+//! the same events: GetCustomer for every customer, TopCustomers and its pages, routed through
+//! every replica.
+
+mod common;
+
+use common::*;
+use rapport::pb;
+use rapport::pb::ingest_service_client::IngestServiceClient;
+use rapport::pb::scoring_service_client::ScoringServiceClient;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const TENANT: &str = "acme";
+const PARTITIONS: u32 = 8;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One nats-server with JetStream on loopback.
+struct Nats {
+    process: Killed,
+    url: String,
+}
+
+/// nats-server: on PATH, or where Debian installs it (/usr/sbin, not on a user's PATH).
+fn nats_server() -> &'static str {
+    let runs = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    ["nats-server", "/usr/sbin/nats-server"]
+        .into_iter()
+        .find(|program| runs(program))
+        .expect(
+            "the cluster tests need nats-server (Debian: apt-get install nats-server; .ci/run \
+             installs it)",
+        )
+}
+
+async fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not listen on {port}");
+}
+
+impl Nats {
+    async fn start(dir: &Path) -> Nats {
+        let port = free_port();
+        let child = Command::new(nats_server())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let nats = Nats {
+            process: Killed(child),
+            url: format!("nats://127.0.0.1:{port}"),
+        };
+        wait_for_port(port, "nats-server").await;
+        nats
+    }
+}
+
+/// One `rapport serve --cluster` process.
+struct Replica {
+    /// Killed with the replica (kept for its drop).
+    _process: Killed,
+    channel: Channel,
+    metrics_addr: std::net::SocketAddr,
+}
+
+async fn spawn_replica(nats_url: &str, replica_id: &str, config: &Path) -> Replica {
+    for _ in 0..5 {
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--cluster", nats_url])
+            .args(["--replica-id", replica_id, "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(replica_logs())
+            .spawn()
+            .expect("rapport starts");
+        let mut process = Killed(child);
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2));
+        for _ in 0..600 {
+            if let Ok(Some(_)) = process.0.try_wait() {
+                break; // exited (port taken?): next port
+            }
+            if let Ok(channel) = endpoint.connect().await {
+                return Replica {
+                    _process: process,
+                    channel,
+                    metrics_addr: ([127, 0, 0, 1], metrics_port).into(),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("rapport replica {replica_id} did not come up");
+}
+
+/// Replicas' logs go to the test's stderr with RAPPORT_TEST_LOGS=1 (debugging), else nowhere.
+fn replica_logs() -> Stdio {
+    if std::env::var_os("RAPPORT_TEST_LOGS").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
+fn cluster_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("rapport.toml");
+    std::fs::write(
+        &path,
+        format!("[cluster]\npartitions = {PARTITIONS}\nlease_seconds = 2\n{extra}"),
+    )
+    .unwrap();
+    path
+}
+
+/// Waits until every replica reports SERVING (all partitions owned, each caught up).
+async fn wait_serving(replicas: &[&Replica]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'replicas: for replica in replicas {
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(replica.channel.clone());
+        while Instant::now() < deadline {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|answer| answer.into_inner().status)
+                .ok();
+            if status
+                == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+            {
+                continue 'replicas;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("a replica never became SERVING");
+    }
+}
+
+/// Events for `customers` customers over the last days: complaints, questions, praise,
+/// purchases and answers, on several channels, in a scrambled order.
+fn events(customers: usize, now_ms: i64, prefix: &str) -> Vec<pb::Interaction> {
+    let texts = [
+        "My order never came, please help",
+        "Love the new app, great work!",
+        "Where is my refund? This is the third time I ask",
+        "",
+        "Thanks, that fixed it",
+    ];
+    let mut events = Vec::new();
+    for c in 0..customers {
+        for n in 0..(2 + c % 5) {
+            let at = now_ms - ((c * 7 + n * 13) % 96) as i64 * HOUR_MS - (n as i64) * MINUTE_MS;
+            let mut interaction = with_text(
+                event(TENANT, &format!("c{c}"), &format!("{prefix}{c}-{n}"), at),
+                texts[(c + n) % texts.len()],
+            );
+            interaction.thread_id = format!("t{c}-{}", n % 2);
+            interaction.channel = [
+                pb::Channel::Twitter,
+                pb::Channel::Email,
+                pb::Channel::Chat,
+                pb::Channel::Instagram,
+            ][(c + n) % 4] as i32;
+            if (c + n) % 6 == 0 {
+                interaction = outbound(interaction);
+                interaction.agent_id = "agent-1".into();
+            }
+            if (c + n) % 7 == 0 {
+                interaction = kind(interaction, pb::InteractionKind::Purchase);
+                interaction.value = 40.0 + c as f64;
+            }
+            events.push(interaction);
+        }
+    }
+    // A fixed scramble: arrival order must not matter.
+    let len = events.len();
+    for i in 0..len {
+        events.swap(i, (i * 7919 + 13) % len);
+    }
+    events
+}
+
+async fn ingest(
+    channel: &Channel,
+    events: Vec<pb::Interaction>,
+) -> Result<pb::IngestSummary, tonic::Status> {
+    IngestServiceClient::new(channel.clone())
+        .ingest(tokio_stream::iter(events))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn customer(
+    channel: &Channel,
+    customer: &str,
+    as_of_ms: i64,
+) -> Result<pb::CustomerScore, tonic::Status> {
+    ScoringServiceClient::new(channel.clone())
+        .get_customer(pb::GetCustomerRequest {
+            tenant_id: TENANT.into(),
+            customer_id: customer.into(),
+            as_of: Some(ts(as_of_ms)),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Every page of TopCustomers at `as_of_ms`, `limit` per page.
+async fn pages(
+    channel: &Channel,
+    limit: u32,
+    as_of_ms: i64,
+) -> Result<Vec<pb::CustomerScore>, tonic::Status> {
+    let mut scoring = ScoringServiceClient::new(channel.clone());
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..100 {
+        let answer = scoring
+            .top_customers(pb::TopCustomersRequest {
+                tenant_id: TENANT.into(),
+                limit,
+                as_of: page_token.is_empty().then(|| ts(as_of_ms)),
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        all.extend(answer.customers);
+        if answer.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = answer.next_page_token;
+    }
+    panic!("TopCustomers paging did not end");
+}
+
+/// What a set of channels answers: every customer's score and every TopCustomers page, asking
+/// each question through the next channel in turn.
+async fn answers(
+    channels: &[&Channel],
+    customers: usize,
+    as_of_ms: i64,
+) -> Result<(BTreeMap<String, pb::CustomerScore>, Vec<pb::CustomerScore>), tonic::Status> {
+    let mut scores = BTreeMap::new();
+    for c in 0..customers {
+        let id = format!("c{c}");
+        let score = customer(channels[c % channels.len()], &id, as_of_ms).await?;
+        scores.insert(id, score);
+    }
+    let top = pages(channels[customers % channels.len()], 7, as_of_ms).await?;
+    Ok((scores, top))
+}
+
+/// Polls the cluster until it answers as the single process does (bounded), then asserts it.
+async fn assert_answers_as_one_node(
+    cluster: &[&Channel],
+    single: &Channel,
+    customers: usize,
+    as_of_ms: i64,
+) {
+    let expected = answers(&[single], customers, as_of_ms).await.unwrap();
+    assert_eq!(expected.1.len(), customers);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    while Instant::now() < deadline {
+        match answers(cluster, customers, as_of_ms).await {
+            Ok(got) if got == expected => return,
+            Ok(got) => last = Some(Ok(got)),
+            Err(status) => last = Some(Err(status)),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    match last {
+        Some(Ok((scores, top))) => {
+            assert_eq!(
+                scores, expected.0,
+                "GetCustomer differs from the single process"
+            );
+            assert_eq!(
+                top, expected.1,
+                "TopCustomers differs from the single process"
+            );
+        }
+        other => panic!("the cluster never answered: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_of_three_replicas_answers_as_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(&dir.path().join("nats")).await;
+    let config = cluster_config(dir.path(), "");
+    let replicas = [
+        spawn_replica(&nats.url, "r1", &config).await,
+        spawn_replica(&nats.url, "r2", &config).await,
+        spawn_replica(&nats.url, "r3", &config).await,
+    ];
+    wait_serving(&replicas.iter().collect::<Vec<_>>()).await;
+    let single = start().await;
+    let now = rapport::engine::now_ms();
+    let customers = 60;
+    let all = events(customers, now, "e");
+    ingest(&single.channel, all.clone()).await.unwrap();
+    // The same events through every replica in turn, one stream each.
+    let chunk = all.len().div_ceil(3);
+    for (events, replica) in all.chunks(chunk).zip(replicas.iter().cycle()) {
+        let summary = ingest(&replica.channel, events.to_vec()).await.unwrap();
+        assert_eq!(summary.accepted as usize, events.len(), "{summary:?}");
+    }
+    let channels: Vec<&Channel> = replicas.iter().map(|r| &r.channel).collect();
+    assert_answers_as_one_node(&channels, &single.channel, customers, now + MINUTE_MS).await;
+
+    // Repeats (the same event ids again) change nothing.
+    ingest(&replicas[1].channel, all[..20].to_vec())
+        .await
+        .unwrap();
+    assert_answers_as_one_node(&channels, &single.channel, customers, now + MINUTE_MS).await;
+    // Each replica reports what it owns; together they own every partition once.
+    let mut owned = 0.0;
+    for replica in &replicas {
+        let metrics = scrape_metrics_at(replica.metrics_addr).await;
+        let line = metrics
+            .lines()
+            .find(|line| line.starts_with("rapport_cluster_partitions_owned "))
+            .unwrap_or_else(|| panic!("no partitions gauge in {metrics}"));
+        owned += line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+        assert!(
+            metrics.contains("rapport_cluster_published_total"),
+            "{metrics}"
+        );
+    }
+    assert_eq!(owned, f64::from(PARTITIONS));
+    drop(nats.process);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_replica_killed_mid_stream_hands_its_partitions_over_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(&dir.path().join("nats")).await;
+    let config = cluster_config(dir.path(), "");
+    let mut replicas = vec![
+        spawn_replica(&nats.url, "r1", &config).await,
+        spawn_replica(&nats.url, "r2", &config).await,
+        spawn_replica(&nats.url, "r3", &config).await,
+    ];
+    wait_serving(&replicas.iter().collect::<Vec<_>>()).await;
+    let single = start().await;
+    let now = rapport::engine::now_ms();
+    let customers = 48;
+    let all = events(customers, now, "k");
+    ingest(&single.channel, all.clone()).await.unwrap();
+    let (first, second) = all.split_at(all.len() / 2);
+    ingest(&replicas[2].channel, first.to_vec()).await.unwrap();
+    // kill -9 the third replica: its leases expire and the others take its partitions.
+    let killed = replicas.pop().unwrap();
+    drop(killed);
+    let summary = ingest(&replicas[0].channel, second.to_vec()).await.unwrap();
+    assert_eq!(summary.accepted as usize, second.len());
+    // During the handover an answer is complete or UNAVAILABLE, never short.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut complete = false;
+    while Instant::now() < deadline && !complete {
+        match pages(&replicas[1].channel, 100, now + MINUTE_MS).await {
+            Ok(top) => {
+                assert_eq!(
+                    top.len(),
+                    customers,
+                    "a TopCustomers answer left customers out"
+                );
+                complete = true;
+            }
+            Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(complete, "the partitions never moved");
+    let channels: Vec<&Channel> = replicas.iter().map(|r| &r.channel).collect();
+    assert_answers_as_one_node(&channels, &single.channel, customers, now + MINUTE_MS).await;
+    // Every acknowledged event once: the counts match the events sent.
+    let mut sent: BTreeMap<String, u64> = BTreeMap::new();
+    for event in &all {
+        *sent.entry(event.customer_id.clone()).or_default() += 1;
+    }
+    for (id, count) in sent {
+        let score = customer(&replicas[0].channel, &id, now + MINUTE_MS)
+            .await
+            .unwrap();
+        assert_eq!(score.interactions_total, count, "{id}");
+    }
+    drop(nats.process);
+}
+
+/// Three nats-servers in one JetStream cluster, the stream and leases at R=3: one server is
+/// killed (-9) while events stream in; every event acknowledged is there, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_survives_the_loss_of_one_of_three_nats_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut servers = Vec::new();
+    for n in 0..3 {
+        let routes: Vec<String> = (0..3)
+            .filter(|other| *other != n)
+            .map(|other| format!("nats-route://127.0.0.1:{}", route_ports[other]))
+            .collect();
+        let conf = dir.path().join(format!("n{n}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: n{n}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n}}\n\
+                 cluster {{\n  name: c\n  listen: 127.0.0.1:{}\n  routes: [\n    {}\n  ]\n}}\n",
+                client_ports[n],
+                dir.path().join(format!("data-n{n}")).display(),
+                route_ports[n],
+                routes.join("\n    ")
+            ),
+        )
+        .unwrap();
+        let child = Command::new(nats_server())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        servers.push(Some(Killed(child)));
+    }
+    for port in &client_ports {
+        wait_for_port(*port, "nats-server").await;
+    }
+    let url = client_ports
+        .iter()
+        .map(|port| format!("nats://127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Leases long enough to ride through a JetStream leader election (about 5 s).
+    let config = dir.path().join("rapport.toml");
+    std::fs::write(
+        &config,
+        format!("[cluster]\npartitions = {PARTITIONS}\nlease_seconds = 15\nstream_replicas = 3\n"),
+    )
+    .unwrap();
+    let replicas = [
+        spawn_replica(&url, "r1", &config).await,
+        spawn_replica(&url, "r2", &config).await,
+    ];
+    wait_serving(&replicas.iter().collect::<Vec<_>>()).await;
+    let single = start().await;
+    let now = rapport::engine::now_ms();
+    let customers = 40;
+    let all = events(customers, now, "n");
+    ingest(&single.channel, all.clone()).await.unwrap();
+    // Batches of 10; the first server is killed after a third of them. A batch the cluster did
+    // not acknowledge (UNAVAILABLE) is sent again, as a client would: repeats count once.
+    let mut acknowledged = 0;
+    for (n, batch) in all.chunks(10).enumerate() {
+        if n == all.len() / 30 {
+            servers[0] = None; // kill -9
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let sent = IngestServiceClient::new(replicas[n % 2].channel.clone())
+                .ingest_batch(pb::IngestBatchRequest {
+                    interactions: batch.to_vec(),
+                })
+                .await;
+            match sent {
+                Ok(_) => break,
+                Err(status) if tries < 20 => {
+                    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(status) => panic!("batch {n} never acknowledged: {status}"),
+            }
+        }
+        acknowledged += batch.len();
+    }
+    assert_eq!(acknowledged, all.len());
+    let channels: Vec<&Channel> = replicas.iter().map(|r| &r.channel).collect();
+    assert_answers_as_one_node(&channels, &single.channel, customers, now + MINUTE_MS).await;
+}
