@@ -122,3 +122,4 @@ rm -rf "$WORK/data"; single "single process, durable" "$WORK/data"
 cluster 1
 cluster 2
 cluster 3
+true

@@ -898,4 +898,27 @@ mod tests {
         assert_ne!(message_id("a", "bc"), message_id("ab", "c"));
         assert_eq!(message_id("t", "e 1"), "74-652031");
     }
+
+    #[test]
+    fn merged_answers_follow_topcustomers_order() {
+        let score = |id: &str, priority: f64, due_s: Option<i64>| pb::CustomerScore {
+            customer_id: id.into(),
+            priority,
+            reply_due_at: due_s.map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
+            ..Default::default()
+        };
+        let merged = merge_top(
+            vec![
+                score("d", 0.5, None),
+                score("b", 0.7, Some(20)),
+                score("a", 0.7, None),
+                score("c", 0.7, Some(10)),
+                score("e", 0.7, Some(10)),
+                score("f", 0.9, None),
+            ],
+            5,
+        );
+        let ids: Vec<&str> = merged.iter().map(|s| s.customer_id.as_str()).collect();
+        assert_eq!(ids, ["f", "c", "e", "b", "a"]);
+    }
 }
