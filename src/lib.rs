@@ -7,7 +7,7 @@
 //! - `rapport-sentiment` ([`sentiment`]): the classification trait and its backends;
 //! - `rapport-core` ([`domain`], [`config`], [`scoring`], [`store`], [`durability`], [`engine`],
 //!   [`telemetry`]): state and scores, no transport;
-//! - `rapport-server` ([`api`], [`server`], [`pb`]): the gRPC services.
+//! - `rapport-server` ([`api`], [`server`], [`pb`], [`cluster`]): the gRPC services and cluster mode.
 
 #![warn(missing_docs)]
 
@@ -18,4 +18,4 @@ pub use rapport_core::{
     telemetry,
 };
 pub use rapport_sentiment as sentiment;
-pub use rapport_server::{api, pb, server};
+pub use rapport_server::{api, cluster, pb, server};

@@ -299,6 +299,24 @@ async fn answers(
     Ok((scores, top))
 }
 
+/// The customers a watch reported until it stayed quiet for `quiet`.
+async fn heard(
+    watch: &mut tonic::Streaming<pb::PriorityUpdate>,
+    quiet: Duration,
+) -> std::collections::BTreeSet<String> {
+    let mut heard = std::collections::BTreeSet::new();
+    for _ in 0..100_000 {
+        match tokio::time::timeout(quiet, watch.message()).await {
+            Ok(Ok(Some(update))) => {
+                heard.insert(update.score.unwrap().customer_id);
+            }
+            Err(_quiet) => return heard,
+            other => panic!("the watch stopped: {other:?}"),
+        }
+    }
+    heard
+}
+
 /// Polls the cluster until it answers as the single process does (bounded), then asserts it.
 async fn assert_answers_as_one_node(
     cluster: &[&Channel],
@@ -348,6 +366,22 @@ async fn cluster_of_three_replicas_answers_as_one_process() {
     let now = rapport::engine::now_ms();
     let customers = 60;
     let all = events(customers, now, "e");
+    // A watcher on one replica hears every owner's customers, as one on the single process does.
+    let watch_request = pb::WatchPrioritiesRequest {
+        tenant_id: TENANT.into(),
+        min_priority: 0.0,
+        ..Default::default()
+    };
+    let mut watch = ScoringServiceClient::new(replicas[1].channel.clone())
+        .watch_priorities(watch_request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut single_watch = ScoringServiceClient::new(single.channel.clone())
+        .watch_priorities(watch_request)
+        .await
+        .unwrap()
+        .into_inner();
     ingest(&single.channel, all.clone()).await.unwrap();
     // The same events through every replica in turn, one stream each.
     let chunk = all.len().div_ceil(3);
@@ -357,6 +391,22 @@ async fn cluster_of_three_replicas_answers_as_one_process() {
     }
     let channels: Vec<&Channel> = replicas.iter().map(|r| &r.channel).collect();
     assert_answers_as_one_node(&channels, &single.channel, customers, now + MINUTE_MS).await;
+
+    let single_heard = heard(&mut single_watch, Duration::from_secs(2)).await;
+    let cluster_heard = heard(&mut watch, Duration::from_secs(5)).await;
+    let partitions_of = |ids: &std::collections::BTreeSet<String>| {
+        ids.iter()
+            .map(|id| rapport::cluster::partition_of(TENANT, id, PARTITIONS))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(partitions_of(&single_heard).len() > 1);
+    assert_eq!(
+        partitions_of(&cluster_heard),
+        partitions_of(&single_heard),
+        "the merged watch hears every partition"
+    );
+    assert_eq!(cluster_heard, single_heard);
+    drop(watch);
 
     // Repeats (the same event ids again) change nothing.
     ingest(&replicas[1].channel, all[..20].to_vec())

@@ -110,6 +110,8 @@ pub struct Cluster {
     peers: Mutex<HashMap<String, tonic::transport::Channel>>,
     /// True once this replica holds its share and has caught up on it.
     ready: watch::Sender<bool>,
+    /// Bumped whenever this replica takes or drops a partition (watch streams end on it).
+    ownership: watch::Sender<u64>,
 }
 
 impl Cluster {
@@ -198,6 +200,7 @@ impl Cluster {
             owners: RwLock::new(vec![None; config.partitions as usize]),
             peers: Mutex::new(HashMap::new()),
             ready: watch::channel(false).0,
+            ownership: watch::channel(0).0,
         });
         tracing::info!(
             replica = %cluster.replica_id,
@@ -224,6 +227,11 @@ impl Cluster {
     /// Readiness as it changes.
     pub fn readiness(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()
+    }
+
+    /// Changes whenever this replica takes or drops a partition.
+    pub fn ownership_changes(&self) -> watch::Receiver<u64> {
+        self.ownership.subscribe()
     }
 
     /// The partition of a customer.
@@ -500,10 +508,24 @@ impl Cluster {
             .context("listing replicas")?;
         let mut live = BTreeSet::new();
         live.insert(self.replica_id.clone());
+        let mut listed = Vec::new();
         while let Some(subject) = subjects.next().await {
             let (subject, _) = subject.context("listing replicas")?;
             if let Some(replica) = subject.strip_prefix(&heartbeats) {
-                live.insert(replica.to_string());
+                listed.push(replica.to_string());
+            }
+        }
+        // A replica that left deleted its heartbeat: the subject stays, with a delete marker.
+        for replica in listed {
+            let key = format!("replica.{replica}");
+            if self
+                .leases
+                .get(key)
+                .await
+                .context("reading a heartbeat")?
+                .is_some()
+            {
+                live.insert(replica);
             }
         }
         Ok((owners, live))
@@ -539,6 +561,7 @@ impl Cluster {
                 consumer,
             },
         );
+        self.ownership.send_modify(|generation| *generation += 1);
         telemetry::cluster_handover(Handover::Acquired);
         tracing::info!(partition, replica = %self.replica_id, "partition acquired");
     }
@@ -563,6 +586,7 @@ impl Cluster {
             held.caught_up.store(false, Ordering::Release);
             held.consumer.abort();
         }
+        self.ownership.send_modify(|generation| *generation += 1);
         let partitions = self.config.partitions;
         self.engine.store.drop_customers(|tenant_id, customer_id| {
             partition_of(tenant_id, customer_id, partitions) != partition

@@ -109,22 +109,7 @@ impl ScoringApi {
         }
         let owners = cluster.owners_by_replica()?;
         let asked = owners.into_values().map(|(owner, partitions)| {
-            let mut asking = Request::new(top.clone());
-            if let Some(authorization) = &authorization {
-                asking
-                    .metadata_mut()
-                    .insert("authorization", authorization.clone());
-            }
-            let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
-            asking.metadata_mut().insert(
-                cluster::HOP_HEADER,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            if let Ok(value) = listed.join(",").parse() {
-                asking
-                    .metadata_mut()
-                    .insert(cluster::PARTITIONS_HEADER, value);
-            }
+            let asking = scattered(Request::new(top.clone()), &authorization, &partitions);
             let channel = cluster.peer(&owner);
             async move {
                 let mut client = pb::scoring_service_client::ScoringServiceClient::new(channel?);
@@ -147,6 +132,48 @@ impl ScoringApi {
             customers: merged,
             next_page_token,
         })
+    }
+
+    /// Cluster mode, WatchPriorities from a client: the owners' streams merged. It ends with
+    /// UNAVAILABLE (watch again) when an owner's stream ends, as it does when partitions move.
+    #[allow(clippy::result_large_err)]
+    async fn scatter_watch(
+        &self,
+        cluster: &Cluster,
+        request: Request<pb::WatchPrioritiesRequest>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        let authorization = request.metadata().get("authorization").cloned();
+        let watch = request.into_inner();
+        let mut streams = Vec::new();
+        for (owner, partitions) in cluster.owners_by_replica()?.into_values() {
+            let asking = scattered(Request::new(watch.clone()), &authorization, &partitions);
+            tracing::debug!(owner = %owner.addr, ?partitions, "watch: asking an owner");
+            let updates =
+                pb::scoring_service_client::ScoringServiceClient::new(cluster.peer(&owner)?)
+                    .watch_priorities(asking)
+                    .await?
+                    .into_inner();
+            let ended = futures::stream::once(std::future::ready(Err(Status::from(
+                ApiError::Unavailable(format!(
+                    "replica {}'s watch ended (partitions moving); watch again",
+                    owner.replica_id
+                )),
+            ))));
+            streams.push(futures::StreamExt::chain(updates, ended));
+        }
+        // Up to the first error, which is passed on and ends the stream.
+        let merged = futures::StreamExt::scan(
+            futures::stream::select_all(streams),
+            false,
+            |failed, update| {
+                let item = (!*failed).then(|| {
+                    *failed = update.is_err();
+                    update
+                });
+                std::future::ready(item)
+            },
+        );
+        Ok(Response::new(Box::pin(merged) as UpdateStream))
     }
 
     /// The page token a coordinator hands out after `last` (cluster mode): the same token a
@@ -659,7 +686,32 @@ fn hop<T>(request: Request<T>) -> Request<T> {
     forwarded
 }
 
-/// The partitions a scattered TopCustomers expects this replica to answer for.
+/// A request to one owner: marked as a hop, with the caller's credentials and the partitions the
+/// owner is expected to hold.
+fn scattered<T>(
+    mut request: Request<T>,
+    authorization: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    partitions: &std::collections::BTreeSet<u32>,
+) -> Request<T> {
+    if let Some(authorization) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.clone());
+    }
+    request.metadata_mut().insert(
+        cluster::HOP_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
+    if let Ok(value) = listed.join(",").parse() {
+        request
+            .metadata_mut()
+            .insert(cluster::PARTITIONS_HEADER, value);
+    }
+    request
+}
+
+/// The partitions a scattered TopCustomers or WatchPriorities expects this replica to hold.
 fn partitions_asked<T>(request: &Request<T>) -> Result<std::collections::BTreeSet<u32>, ApiError> {
     let listed = request
         .metadata()
@@ -798,7 +850,21 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::WatchPrioritiesRequest>,
     ) -> Result<Response<Self::WatchPrioritiesStream>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
-        self.not_in_cluster("WatchPriorities")?;
+        let mut ownership = None;
+        if let Some(cluster) = &self.cluster {
+            if !request.metadata().contains_key(cluster::HOP_HEADER) {
+                return self.scatter_watch(cluster, request).await;
+            }
+            // An owner's part: its partitions' changes, until it takes or drops one.
+            let changes = cluster.ownership_changes();
+            if !cluster.serves_exactly(&partitions_asked(&request)?) {
+                return Err(ApiError::Unavailable(
+                    "partition ownership moved since the watch was sent; retry shortly".into(),
+                )
+                .into());
+            }
+            ownership = Some(changes);
+        }
         let pb::WatchPrioritiesRequest {
             tenant_id,
             min_priority,
@@ -821,13 +887,33 @@ impl ScoringService for Arc<ScoringApi> {
             let _watcher = WatcherGuard::new();
             let _registration = registration;
             loop {
+                let moved = async {
+                    match ownership.as_mut() {
+                        Some(changes) => {
+                            let _ = changes.changed().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
                 let change = tokio::select! {
-                    _ = sender.closed() => break,
+                    _ = sender.closed() => None,
                     changed = shutdown.wait_for(|stopping| *stopping) => {
                         let _ = changed;
+                        None
+                    }
+                    () = moved => Some(None),
+                    change = updates.recv() => Some(Some(change)),
+                };
+                let change = match change {
+                    None => break,
+                    Some(None) => {
+                        let moved = ApiError::Unavailable(
+                            "partition ownership changed; watch again".into(),
+                        );
+                        let _ = sender.send(Err(moved.into())).await;
                         break;
                     }
-                    change = updates.recv() => change,
+                    Some(Some(change)) => change,
                 };
                 match change {
                     Ok(change)
