@@ -114,7 +114,10 @@ async fn spawn_replica(nats_url: &str, replica_id: &str, config: &Path) -> Repli
             .args(["--cluster", nats_url])
             .args(["--replica-id", replica_id, "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("RAPPORT_TEST_LOGS").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(replica_logs())
             .spawn()
@@ -140,7 +143,7 @@ async fn spawn_replica(nats_url: &str, replica_id: &str, config: &Path) -> Repli
     panic!("rapport replica {replica_id} did not come up");
 }
 
-/// Replicas' logs go to the test's stderr with RAPPORT_TEST_LOGS=1 (debugging), else nowhere.
+/// Replicas' logs go to the test's stderr with RAPPORT_TEST_LOGS=<level> (debugging), else nowhere.
 fn replica_logs() -> Stdio {
     if std::env::var_os("RAPPORT_TEST_LOGS").is_some() {
         Stdio::inherit()
@@ -440,7 +443,8 @@ async fn cluster_of_three_replicas_answers_as_one_process() {
 async fn cluster_replica_killed_mid_stream_hands_its_partitions_over_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(&dir.path().join("nats")).await;
-    let config = cluster_config(dir.path(), "");
+    // Partition states stored every second: the new owners load them and replay the rest.
+    let config = cluster_config(dir.path(), "snapshot_interval_seconds = 1\n");
     let mut replicas = vec![
         spawn_replica(&nats.url, "r1", &config).await,
         spawn_replica(&nats.url, "r2", &config).await,
@@ -454,6 +458,9 @@ async fn cluster_replica_killed_mid_stream_hands_its_partitions_over_and_loses_n
     ingest(&single.channel, all.clone()).await.unwrap();
     let (first, second) = all.split_at(all.len() / 2);
     ingest(&replicas[2].channel, first.to_vec()).await.unwrap();
+    // The owners store their partitions' states (every second, between events; the consumers
+    // wake at least every 2 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
     // kill -9 the third replica: its leases expire and the others take its partitions.
     let killed = replicas.pop().unwrap();
     drop(killed);
@@ -490,6 +497,23 @@ async fn cluster_replica_killed_mid_stream_hands_its_partitions_over_and_loses_n
             .unwrap();
         assert_eq!(score.interactions_total, count, "{id}");
     }
+    // The killed replica's partitions were taken over from their stored states.
+    let mut loaded = 0.0;
+    for replica in &replicas {
+        let metrics = scrape_metrics_at(replica.metrics_addr).await;
+        loaded += metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("rapport_cluster_partition_snapshots_total")
+                    && line.contains(r#"outcome="loaded""#)
+            })
+            .and_then(|line| line.split_whitespace().last())
+            .map_or(0.0, |value| value.parse::<f64>().unwrap());
+    }
+    assert!(
+        loaded >= 1.0,
+        "no partition state was loaded at the takeover"
+    );
     drop(nats.process);
 }
 

@@ -69,6 +69,12 @@ pub struct ClusterConfig {
     pub lease_bucket: String,
     /// A lease not renewed for this long expires and its partition may move.
     pub lease_seconds: u64,
+    /// How often an owner stores each partition's state with the stream sequence it covers, so a
+    /// new owner loads it and replays only what came after (0: never; new owners replay the
+    /// whole partition).
+    pub snapshot_interval_seconds: u64,
+    /// The JetStream object store holding the partitions' states.
+    pub snapshot_bucket: String,
 }
 
 impl Default for ClusterConfig {
@@ -83,6 +89,8 @@ impl Default for ClusterConfig {
             stream_replicas: 1,
             lease_bucket: "rapport_leases".into(),
             lease_seconds: 10,
+            snapshot_interval_seconds: 300,
+            snapshot_bucket: "rapport_snapshots".into(),
         }
     }
 }
@@ -109,6 +117,13 @@ impl ClusterConfig {
         };
         token("cluster.stream", &self.stream, &[])?;
         token("cluster.lease_bucket", &self.lease_bucket, &[])?;
+        token("cluster.snapshot_bucket", &self.snapshot_bucket, &[])?;
+        check_range(
+            "cluster.snapshot_interval_seconds",
+            self.snapshot_interval_seconds,
+            0,
+            86_400,
+        )?;
         token("cluster.subject_prefix", &self.subject_prefix, &['.'])?;
         if let Some(replica) = &self.replica_id {
             token("cluster.replica_id", replica, &[])?;

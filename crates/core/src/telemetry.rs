@@ -49,6 +49,8 @@ pub const CLUSTER_PARTITIONS_OWNED: &str = "rapport_cluster_partitions_owned";
 pub const CLUSTER_CONSUMER_LAG_EVENTS: &str = "rapport_cluster_consumer_lag_events";
 /// Partition ownership changes at this replica, by kind (cluster mode).
 pub const CLUSTER_HANDOVERS_TOTAL: &str = "rapport_cluster_handovers_total";
+/// Partition states stored or loaded by this replica, by outcome (cluster mode).
+pub const CLUSTER_PARTITION_SNAPSHOTS_TOTAL: &str = "rapport_cluster_partition_snapshots_total";
 /// Events published to the cluster's stream and acknowledged by it, by outcome.
 pub const CLUSTER_PUBLISHED_TOTAL: &str = "rapport_cluster_published_total";
 /// Open WatchPriorities streams.
@@ -200,6 +202,12 @@ fn describe() {
         CLUSTER_HANDOVERS_TOTAL,
         "Partition ownership changes at this replica: acquired, released (rebalancing or \
          shutdown), lost (a lease that could not be renewed)."
+    );
+    describe_counter!(
+        CLUSTER_PARTITION_SNAPSHOTS_TOTAL,
+        "Partition states at this replica, by outcome: written (stored with its stream \
+         sequence), loaded (a takeover replayed only what came after), unreadable (a takeover \
+         replayed the whole partition instead), failed (not stored)."
     );
     describe_counter!(
         CLUSTER_PUBLISHED_TOTAL,
@@ -397,6 +405,30 @@ pub fn cluster_handover(kind: Handover) {
         Handover::Lost => "lost",
     };
     counter!(CLUSTER_HANDOVERS_TOTAL, "kind" => kind).increment(1);
+}
+
+/// What became of a partition's state at this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionSnapshot {
+    /// Stored with its stream sequence.
+    Written,
+    /// Not stored (the object store failed).
+    Failed,
+    /// Loaded at a takeover.
+    Loaded,
+    /// Present but not readable: the partition was replayed whole.
+    Unreadable,
+}
+
+/// A partition's state was stored or loaded.
+pub fn cluster_partition_snapshot(outcome: PartitionSnapshot) {
+    let outcome = match outcome {
+        PartitionSnapshot::Written => "written",
+        PartitionSnapshot::Failed => "failed",
+        PartitionSnapshot::Loaded => "loaded",
+        PartitionSnapshot::Unreadable => "unreadable",
+    };
+    counter!(CLUSTER_PARTITION_SNAPSHOTS_TOTAL, "outcome" => outcome).increment(1);
 }
 
 /// What became of one event published to the cluster's stream.

@@ -24,9 +24,9 @@ use crate::api::error::ApiError;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::sentiment::Sentiment;
-use crate::telemetry::{self, Handover, Published};
+use crate::telemetry::{self, Handover, PartitionSnapshot, Published};
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use futures::StreamExt;
 use rapport_core::config::ClusterConfig;
 use rapport_core::domain::Interaction;
@@ -102,6 +102,8 @@ pub struct Cluster {
     leases: kv::Store,
     /// The lease bucket's stream (its subjects list the live replicas).
     lease_stream: stream::Stream,
+    /// Partitions' states with the stream sequence they cover.
+    snapshots: object_store::ObjectStore,
     outgoing: mpsc::Sender<Outgoing>,
     held: Mutex<BTreeMap<u32, Held>>,
     /// Every partition's owner as last read from the lease bucket.
@@ -169,6 +171,23 @@ impl Cluster {
         })
         .await
         .with_context(|| format!("cannot create or open the lease bucket {bucket}"))?;
+        let snapshots = retrying("opening the partition snapshots", || async {
+            match jetstream.get_object_store(&config.snapshot_bucket).await {
+                Ok(store) => Ok(store),
+                Err(_) => jetstream
+                    .create_object_store(object_store::Config {
+                        bucket: config.snapshot_bucket.clone(),
+                        num_replicas: replicas,
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|error| error.to_string()),
+            }
+        })
+        .await
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("cannot open the snapshot bucket {}", config.snapshot_bucket))?;
         let leases = jetstream
             .get_key_value(bucket.as_str())
             .await
@@ -195,6 +214,7 @@ impl Cluster {
             jetstream: jetstream.clone(),
             leases,
             lease_stream,
+            snapshots,
             outgoing,
             held: Mutex::new(BTreeMap::new()),
             owners: RwLock::new(vec![None; config.partitions as usize]),
@@ -628,10 +648,21 @@ impl Cluster {
         lag_events: Arc<AtomicU64>,
     ) {
         let subject = format!("{}.{partition}", self.config.subject_prefix);
-        let mut applied_through = 0u64;
+        let mut applied_through = self.load_snapshot(partition).await;
+        let mut snapshot = SnapshotClock {
+            partition,
+            stored_through: applied_through,
+            stored_at: tokio::time::Instant::now(),
+        };
         loop {
             let consumed = self
-                .consume_from(&subject, &mut applied_through, &caught_up, &lag_events)
+                .consume_from(
+                    &subject,
+                    &mut applied_through,
+                    &mut snapshot,
+                    &caught_up,
+                    &lag_events,
+                )
                 .await;
             if let Err(error) = consumed {
                 tracing::warn!(partition, %error, "partition consumer failed; restarting");
@@ -646,6 +677,7 @@ impl Cluster {
         &self,
         subject: &str,
         applied_through: &mut u64,
+        snapshot: &mut SnapshotClock,
         caught_up: &AtomicBool,
         lag_events: &AtomicU64,
     ) -> anyhow::Result<()> {
@@ -665,6 +697,12 @@ impl Cluster {
         };
         // The partition's last event as of now: caught up once it is applied.
         let target = last_in_stream().await?;
+        tracing::debug!(
+            subject,
+            target,
+            applied_through = *applied_through,
+            "consuming"
+        );
         if target <= *applied_through {
             self.mark_caught_up(caught_up);
         }
@@ -685,6 +723,7 @@ impl Cluster {
         let mut messages = consumer.messages().await.context("consuming")?;
         let store = &self.engine.store;
         loop {
+            self.snapshot_if_due(snapshot, *applied_through).await;
             let message = match tokio::time::timeout(CONSUMER_STALL, messages.next()).await {
                 Ok(Some(message)) => message.context("reading the partition")?,
                 Ok(None) => anyhow::bail!("the consumer ended"),
@@ -712,8 +751,110 @@ impl Cluster {
             }
             *applied_through = sequence;
             lag_events.store(pending, Ordering::Relaxed);
-            if sequence >= target || pending == 0 {
+            if sequence >= target {
                 self.mark_caught_up(caught_up);
+            }
+        }
+    }
+
+    /// The partition's last stored state, restored into the store; the stream sequence it
+    /// covers (0 when there is none or it cannot be read: the partition is replayed whole).
+    async fn load_snapshot(&self, partition: u32) -> u64 {
+        if self.config.snapshot_interval_seconds == 0 {
+            return 0;
+        }
+        let name = snapshot_name(partition);
+        let bytes = match self.snapshots.get(&name).await {
+            Ok(mut object) => {
+                let mut bytes = Vec::new();
+                match tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await {
+                    Ok(_) => bytes,
+                    Err(error) => {
+                        tracing::warn!(partition, %error, "partition state unreadable: replaying the partition");
+                        telemetry::cluster_partition_snapshot(PartitionSnapshot::Unreadable);
+                        return 0;
+                    }
+                }
+            }
+            Err(error) if error.kind() == object_store::GetErrorKind::NotFound => return 0,
+            Err(error) => {
+                tracing::warn!(partition, %error, "partition state unreadable: replaying the partition");
+                telemetry::cluster_partition_snapshot(PartitionSnapshot::Unreadable);
+                return 0;
+            }
+        };
+        let store = &self.engine.store;
+        let mut customers = 0usize;
+        let restored =
+            rapport_core::durability::decode_partition_state(&bytes, &name, |replayed| {
+                customers += 1;
+                rapport_core::engine::recover(store, replayed)
+            });
+        match restored {
+            Ok(through) => {
+                // Restored customers are not in the ranking index: queries scan until the pass.
+                store.forget_ranking_indexes();
+                telemetry::cluster_partition_snapshot(PartitionSnapshot::Loaded);
+                tracing::info!(partition, through, customers, "partition state loaded");
+                through
+            }
+            Err(error) => {
+                tracing::warn!(partition, %error, "partition state unreadable: replaying the partition");
+                telemetry::cluster_partition_snapshot(PartitionSnapshot::Unreadable);
+                0
+            }
+        }
+    }
+
+    /// Stores the partition's state when it is due (between two events, so it covers exactly
+    /// the events through `applied_through`).
+    async fn snapshot_if_due(&self, clock: &mut SnapshotClock, applied_through: u64) {
+        let interval = Duration::from_secs(self.config.snapshot_interval_seconds);
+        if interval.is_zero()
+            || applied_through <= clock.stored_through
+            || clock.stored_at.elapsed() < interval
+        {
+            return;
+        }
+        clock.stored_at = tokio::time::Instant::now();
+        let (partition, partitions) = (clock.partition, self.config.partitions);
+        let store = Arc::clone(&self.engine.store);
+        let encoded = tokio::task::spawn_blocking(move || {
+            rapport_core::durability::encode_partition_state(applied_through, |put| {
+                store.for_each_customer(|tenant_id, customer_id, history, profile, attributes| {
+                    if partition_of(tenant_id, customer_id, partitions) == partition {
+                        put(tenant_id, customer_id, history, profile, attributes)?;
+                    }
+                    Ok(())
+                })
+            })
+        })
+        .await;
+        let stored = match encoded {
+            Ok(Ok(bytes)) => {
+                let name = snapshot_name(partition);
+                self.snapshots
+                    .put(name.as_str(), &mut bytes.as_slice())
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| error.to_string())
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match stored {
+            Ok(()) => {
+                tracing::debug!(
+                    partition,
+                    through = applied_through,
+                    "partition state stored"
+                );
+                clock.stored_through = applied_through;
+                telemetry::cluster_partition_snapshot(PartitionSnapshot::Written);
+            }
+            Err(error) => {
+                tracing::warn!(partition, %error, "cannot store the partition's state; retrying later");
+                telemetry::cluster_partition_snapshot(PartitionSnapshot::Failed);
             }
         }
     }
@@ -723,6 +864,17 @@ impl Cluster {
             self.report();
         }
     }
+}
+
+/// When a partition's state was last stored, and through which stream sequence.
+struct SnapshotClock {
+    partition: u32,
+    stored_through: u64,
+    stored_at: tokio::time::Instant,
+}
+
+fn snapshot_name(partition: u32) -> String {
+    format!("partition-{partition}")
 }
 
 /// How long a partition's consumer may deliver nothing before the stream is asked whether it is

@@ -1650,6 +1650,15 @@ impl Store {
         visited
     }
 
+    /// Stops every tenant's ranking index from answering until the next ranking pass (queries
+    /// scan, exactly): for customers restored while serving ([`Store::restore_customer`] does not
+    /// tell the index, as at start-up, when there is no index yet).
+    pub fn forget_ranking_indexes(&self) {
+        for tenant in self.tenants.iter() {
+            tenant.ranking_mut().index = None;
+        }
+    }
+
     /// Forgets every customer for which `keep(tenant, customer)` is false, with its attributes
     /// and claim (a cluster replica handing a partition over: its new owner rebuilds them from
     /// the stream). Customers linked by identifiers are not supported here: cluster mode refuses
