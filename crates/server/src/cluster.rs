@@ -266,18 +266,48 @@ impl Cluster {
         interaction: &Interaction,
         sentiment: Option<Sentiment>,
     ) -> Result<Durable, ApiError> {
-        let partition = self.partition(&interaction.tenant_id, &interaction.customer_id);
         let snippet = self
             .engine
             .store
             .timeline_limits()
             .snippet(&interaction.text);
         let record = WalRecord::new(interaction, sentiment).with_snippet(snippet);
-        let payload = bytes::Bytes::from(prost::Message::encode_to_vec(&record));
+        self.publish_record(
+            &interaction.tenant_id,
+            &interaction.customer_id,
+            message_id(&interaction.tenant_id, &interaction.event_id),
+            &record,
+        )
+    }
+
+    /// Queues a CRM attribute update for the customer's partition (applied by its owner, and by
+    /// any later owner, as recovery applies a logged one); the wait ends when JetStream has it.
+    pub fn publish_upsert(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        version: u64,
+        changes: &BTreeMap<String, Option<rapport_core::attributes::AttributeValue>>,
+    ) -> Result<Durable, ApiError> {
+        let record = WalRecord::upsert(tenant_id, customer_id, version, changes);
+        // Repeats of one version are one update (their changes are the CRM's, for that version).
+        let id = format!("u{}-{version}", message_id(tenant_id, customer_id));
+        self.publish_record(tenant_id, customer_id, id, &record)
+    }
+
+    fn publish_record(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        message_id: String,
+        record: &WalRecord,
+    ) -> Result<Durable, ApiError> {
+        let partition = self.partition(tenant_id, customer_id);
+        let payload = bytes::Bytes::from(prost::Message::encode_to_vec(record));
         let (done, durable) = Durable::remote();
         let outgoing = Outgoing {
             subject: format!("{}.{partition}", self.config.subject_prefix),
-            message_id: message_id(&interaction.tenant_id, &interaction.event_id),
+            message_id,
             payload,
             done,
         };
@@ -341,6 +371,33 @@ impl Cluster {
                 .insert(partition as u32);
         }
         Ok(by_replica)
+    }
+
+    /// Where a call about one customer is answered: `None` here (this replica holds the
+    /// customer's partition and has caught up), else a channel to the owner; UNAVAILABLE while
+    /// the partition is in handover, or for a call another replica forwarded to the wrong one.
+    pub fn route(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        tenant_id: &str,
+        customer_id: &str,
+    ) -> Result<Option<tonic::transport::Channel>, ApiError> {
+        let partition = self.partition(tenant_id, customer_id);
+        if self.serves(partition) {
+            return Ok(None);
+        }
+        let in_handover = || {
+            ApiError::Unavailable(format!(
+                "the customer's partition {partition} is in handover; retry shortly"
+            ))
+        };
+        if metadata.contains_key(HOP_HEADER) {
+            return Err(in_handover());
+        }
+        match self.owner(partition) {
+            Some(owner) if !self.is_me(&owner) => Ok(Some(self.peer(&owner)?)),
+            _ => Err(in_handover()),
+        }
     }
 
     /// Whether `owner` is this replica.
@@ -1023,6 +1080,43 @@ fn default_replica_id() -> String {
         })
         .collect();
     format!("{host}-{}", std::process::id())
+}
+
+/// The same request, marked as one replica's call to another, with the caller's credentials.
+pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
+    let authorization = request.metadata().get("authorization").cloned();
+    let mut forwarded = tonic::Request::new(request.into_inner());
+    if let Some(authorization) = authorization {
+        forwarded
+            .metadata_mut()
+            .insert("authorization", authorization);
+    }
+    forwarded
+        .metadata_mut()
+        .insert(HOP_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    forwarded
+}
+
+/// A request to one owner: marked as a hop, with the caller's credentials and the partitions the
+/// owner is expected to hold.
+pub fn scattered<T>(
+    mut request: tonic::Request<T>,
+    authorization: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    partitions: &std::collections::BTreeSet<u32>,
+) -> tonic::Request<T> {
+    if let Some(authorization) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.clone());
+    }
+    request
+        .metadata_mut()
+        .insert(HOP_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
+    if let Ok(value) = listed.join(",").parse() {
+        request.metadata_mut().insert(PARTITIONS_HEADER, value);
+    }
+    request
 }
 
 /// A TopCustomers answer merged from the owners', in TopCustomers' order: priority descending,

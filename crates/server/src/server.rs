@@ -197,7 +197,7 @@ pub async fn start(
             .with_cluster(cluster.clone()),
     );
     let identity = Arc::new(
-        IdentityApi::new(Arc::clone(&engine), limits.clone()).in_cluster(cluster.is_some()),
+        IdentityApi::new(Arc::clone(&engine), limits.clone()).with_cluster(cluster.clone()),
     );
     let admin = Arc::new(AdminApi::new(Arc::clone(&store), config.source.clone()));
     spawn_reload_on_sighup(Arc::clone(&store), config.source.clone());

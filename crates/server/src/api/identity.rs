@@ -15,8 +15,9 @@ use tonic::{Request, Response, Status};
 pub struct IdentityApi {
     engine: Arc<Engine>,
     limits: Limits,
-    /// Cluster mode: identity and attributes are not served across replicas yet.
-    clustered: bool,
+    /// Cluster mode: attribute updates go through the stream to the customer's owner; identity
+    /// requests are not served across replicas yet.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl IdentityApi {
@@ -25,18 +26,19 @@ impl IdentityApi {
         Self {
             engine,
             limits,
-            clustered: false,
+            cluster: None,
         }
     }
 
-    /// Refuses every call (FAILED_PRECONDITION) when the server runs as a cluster replica.
-    pub fn in_cluster(mut self, clustered: bool) -> Self {
-        self.clustered = clustered;
+    /// Cluster mode: UpsertCustomer through the stream, identity requests refused
+    /// (FAILED_PRECONDITION).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
         self
     }
 
     fn not_in_cluster(&self, what: &str) -> Result<(), ApiError> {
-        if self.clustered {
+        if self.cluster.is_some() {
             return Err(ApiError::FailedPrecondition(format!(
                 "{what} is not available in cluster mode yet (docs/scaling.md)"
             )));
@@ -107,8 +109,16 @@ impl IdentityService for Arc<IdentityApi> {
         &self,
         request: Request<pb::UpsertCustomerRequest>,
     ) -> Result<Response<pb::UpsertCustomerResponse>, Status> {
-        self.not_in_cluster("UpsertCustomer")?;
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        if let Some(cluster) = &self.cluster {
+            let (tenant_id, customer_id) =
+                (&request.get_ref().tenant_id, &request.get_ref().customer_id);
+            if let Some(owner) = cluster.route(request.metadata(), tenant_id, customer_id)? {
+                return pb::identity_service_client::IdentityServiceClient::new(owner)
+                    .upsert_customer(crate::cluster::forwarded(request))
+                    .await;
+            }
+        }
         let pb::UpsertCustomerRequest {
             tenant_id,
             customer_id,
@@ -124,6 +134,28 @@ impl IdentityService for Arc<IdentityApi> {
             .into());
         }
         let changes = convert::attribute_changes_from_pb(attributes).map_err(ApiError::from)?;
+        let mut published = false;
+        if let Some(cluster) = &self.cluster {
+            // The owner: tried first (a refusal publishes nothing), then in the stream (what any
+            // later owner applies), then here. This replica's consumer may apply the stream's
+            // copy first: the update is still this call's.
+            let mut trial = self
+                .engine
+                .store
+                .attributes_of(&tenant_id, &customer_id)
+                .unwrap_or_default();
+            let newer = trial
+                .update(version, &changes)
+                .map_err(|too_many| ApiError::FailedPrecondition(too_many.to_string()))?;
+            if newer {
+                cluster
+                    .publish_upsert(&tenant_id, &customer_id, version, &changes)?
+                    .confirmed()
+                    .await
+                    .map_err(ApiError::Unavailable)?;
+                published = true;
+            }
+        }
         let (outcome, durable) =
             self.engine
                 .upsert_attributes(&tenant_id, &customer_id, version, &changes);
@@ -141,7 +173,7 @@ impl IdentityService for Arc<IdentityApi> {
             customer_id,
             attributes: convert::attributes_to_pb(&attributes),
             version: attributes.version,
-            applied,
+            applied: applied || published,
         }))
     }
 

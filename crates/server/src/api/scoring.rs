@@ -60,31 +60,16 @@ impl ScoringApi {
     }
 
     /// Cluster mode: `None` when this replica answers for the customer itself, else a channel to
-    /// the owner; UNAVAILABLE while the customer's partition is in handover.
+    /// the owner ([`Cluster::route`]).
     fn route<T>(
         &self,
         request: &Request<T>,
         tenant_id: &str,
         customer_id: &str,
     ) -> Result<Option<tonic::transport::Channel>, ApiError> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(None);
-        };
-        let partition = cluster.partition(tenant_id, customer_id);
-        if cluster.serves(partition) {
-            return Ok(None);
-        }
-        let in_handover = || {
-            ApiError::Unavailable(format!(
-                "the customer's partition {partition} is in handover; retry shortly"
-            ))
-        };
-        if request.metadata().contains_key(cluster::HOP_HEADER) {
-            return Err(in_handover());
-        }
-        match cluster.owner(partition) {
-            Some(owner) if !cluster.is_me(&owner) => Ok(Some(cluster.peer(&owner)?)),
-            _ => Err(in_handover()),
+        match &self.cluster {
+            Some(cluster) => cluster.route(request.metadata(), tenant_id, customer_id),
+            None => Ok(None),
         }
     }
 
@@ -109,7 +94,7 @@ impl ScoringApi {
         }
         let owners = cluster.owners_by_replica()?;
         let asked = owners.into_values().map(|(owner, partitions)| {
-            let asking = scattered(Request::new(top.clone()), &authorization, &partitions);
+            let asking = cluster::scattered(Request::new(top.clone()), &authorization, &partitions);
             let channel = cluster.peer(&owner);
             async move {
                 let mut client = pb::scoring_service_client::ScoringServiceClient::new(channel?);
@@ -146,7 +131,8 @@ impl ScoringApi {
         let watch = request.into_inner();
         let mut streams = Vec::new();
         for (owner, partitions) in cluster.owners_by_replica()?.into_values() {
-            let asking = scattered(Request::new(watch.clone()), &authorization, &partitions);
+            let asking =
+                cluster::scattered(Request::new(watch.clone()), &authorization, &partitions);
             tracing::debug!(owner = %owner.addr, ?partitions, "watch: asking an owner");
             let updates =
                 pb::scoring_service_client::ScoringServiceClient::new(cluster.peer(&owner)?)
@@ -670,47 +656,6 @@ fn with_claim(mut score: pb::CustomerScore, claim: Option<&Claim>) -> pb::Custom
     score
 }
 
-/// The same request, marked as one replica's call to another, with the caller's credentials.
-fn hop<T>(request: Request<T>) -> Request<T> {
-    let authorization = request.metadata().get("authorization").cloned();
-    let mut forwarded = Request::new(request.into_inner());
-    if let Some(authorization) = authorization {
-        forwarded
-            .metadata_mut()
-            .insert("authorization", authorization);
-    }
-    forwarded.metadata_mut().insert(
-        cluster::HOP_HEADER,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    forwarded
-}
-
-/// A request to one owner: marked as a hop, with the caller's credentials and the partitions the
-/// owner is expected to hold.
-fn scattered<T>(
-    mut request: Request<T>,
-    authorization: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    partitions: &std::collections::BTreeSet<u32>,
-) -> Request<T> {
-    if let Some(authorization) = authorization {
-        request
-            .metadata_mut()
-            .insert("authorization", authorization.clone());
-    }
-    request.metadata_mut().insert(
-        cluster::HOP_HEADER,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
-    if let Ok(value) = listed.join(",").parse() {
-        request
-            .metadata_mut()
-            .insert(cluster::PARTITIONS_HEADER, value);
-    }
-    request
-}
-
 /// The partitions a scattered TopCustomers or WatchPriorities expects this replica to hold.
 fn partitions_asked<T>(request: &Request<T>) -> Result<std::collections::BTreeSet<u32>, ApiError> {
     let listed = request
@@ -745,7 +690,7 @@ impl ScoringService for Arc<ScoringApi> {
             (&request.get_ref().tenant_id, &request.get_ref().customer_id);
         if let Some(owner) = self.route(&request, tenant_id, customer_id)? {
             return pb::scoring_service_client::ScoringServiceClient::new(owner)
-                .get_customer(hop(request))
+                .get_customer(cluster::forwarded(request))
                 .await;
         }
         ScoringApi::get_customer(self, request.into_inner())
@@ -799,7 +744,7 @@ impl ScoringService for Arc<ScoringApi> {
             (&request.get_ref().tenant_id, &request.get_ref().customer_id);
         if let Some(owner) = self.route(&request, tenant_id, customer_id)? {
             return pb::scoring_service_client::ScoringServiceClient::new(owner)
-                .get_timeline(hop(request))
+                .get_timeline(cluster::forwarded(request))
                 .await;
         }
         ScoringApi::get_timeline(self, request.into_inner())
