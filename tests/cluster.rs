@@ -21,14 +21,6 @@ use tonic::transport::Channel;
 const TENANT: &str = "acme";
 const PARTITIONS: u32 = 8;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child process killed (SIGKILL) when dropped.
 struct Killed(Child);
 
@@ -160,6 +152,17 @@ fn cluster_config(dir: &Path, extra: &str) -> PathBuf {
     )
     .unwrap();
     path
+}
+
+/// Three replicas r1, r2, r3 on one NATS, each SERVING.
+async fn three_replicas(nats_url: &str, config: &Path) -> Vec<Replica> {
+    let replicas = vec![
+        spawn_replica(nats_url, "r1", config).await,
+        spawn_replica(nats_url, "r2", config).await,
+        spawn_replica(nats_url, "r3", config).await,
+    ];
+    wait_serving(&replicas.iter().collect::<Vec<_>>()).await;
+    replicas
 }
 
 /// Waits until every replica reports SERVING (all partitions owned, each caught up).
@@ -381,12 +384,7 @@ async fn cluster_of_three_replicas_answers_as_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(&dir.path().join("nats")).await;
     let config = cluster_config(dir.path(), "");
-    let replicas = [
-        spawn_replica(&nats.url, "r1", &config).await,
-        spawn_replica(&nats.url, "r2", &config).await,
-        spawn_replica(&nats.url, "r3", &config).await,
-    ];
-    wait_serving(&replicas.iter().collect::<Vec<_>>()).await;
+    let replicas = three_replicas(&nats.url, &config).await;
     let single = start().await;
     let now = rapport::engine::now_ms();
     let customers = 60;
@@ -470,12 +468,7 @@ async fn cluster_replica_killed_mid_stream_hands_its_partitions_over_and_loses_n
     let nats = Nats::start(&dir.path().join("nats")).await;
     // Partition states stored every second: the new owners load them and replay the rest.
     let config = cluster_config(dir.path(), "snapshot_interval_seconds = 1\n");
-    let mut replicas = vec![
-        spawn_replica(&nats.url, "r1", &config).await,
-        spawn_replica(&nats.url, "r2", &config).await,
-        spawn_replica(&nats.url, "r3", &config).await,
-    ];
-    wait_serving(&replicas.iter().collect::<Vec<_>>()).await;
+    let mut replicas = three_replicas(&nats.url, &config).await;
     let single = start().await;
     let now = rapport::engine::now_ms();
     let customers = 48;

@@ -57,14 +57,6 @@ fn events() -> Vec<pb::Interaction> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Proc {
     child: Child,
     channel: Channel,

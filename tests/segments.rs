@@ -37,6 +37,23 @@ fn text(value: &str) -> pb::AttributeValue {
     }
 }
 
+/// A CRM sets one text attribute of a customer (version 1).
+async fn set_text(
+    crm: &mut IdentityServiceClient<tonic::transport::Channel>,
+    customer: &str,
+    key: &str,
+    value: &str,
+) {
+    crm.upsert_customer(pb::UpsertCustomerRequest {
+        tenant_id: "acme".into(),
+        customer_id: customer.into(),
+        attributes: [(key.to_string(), text(value))].into(),
+        version: 1,
+    })
+    .await
+    .unwrap();
+}
+
 /// The customers answered, sorted (the order is TopCustomers' business, not these tests').
 fn ids(answer: pb::TopCustomersResponse) -> Vec<String> {
     let mut ids: Vec<String> = answer
@@ -86,14 +103,7 @@ async fn segments_filter_rules_exclude_and_reloads_never_leave_a_bad_config_serv
     }
     t.ingest_all(events).await;
     for (customer, key, value) in [("ann", "tier", "vip"), ("cy", "region", "xx")] {
-        crm.upsert_customer(pb::UpsertCustomerRequest {
-            tenant_id: "acme".into(),
-            customer_id: customer.into(),
-            attributes: [(key.to_string(), text(value))].into(),
-            version: 1,
-        })
-        .await
-        .unwrap();
+        set_text(&mut crm, customer, key, value).await;
     }
     // The rule leaves the sanctioned customer out everywhere; segments filter.
     let all = ids(t.scoring.top_customers(top("")).await.unwrap().into_inner());
@@ -316,14 +326,7 @@ action = "rescue"
     }
     t.ingest_all(events).await;
     for (customer, key, value) in [("ann", "tier", "vip"), ("cy", "plan", "enterprise")] {
-        crm.upsert_customer(pb::UpsertCustomerRequest {
-            tenant_id: "acme".into(),
-            customer_id: customer.into(),
-            attributes: [(key.to_string(), text(value))].into(),
-            version: 1,
-        })
-        .await
-        .unwrap();
+        set_text(&mut crm, customer, key, value).await;
     }
     let as_of = since + 5 * MINUTE_MS;
     let due_ms = |score: &pb::CustomerScore| {

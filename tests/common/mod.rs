@@ -10,6 +10,15 @@ use rapport::server::RunningServer;
 use std::time::Duration;
 use tonic::transport::Channel;
 
+/// A loopback port free just now (another process may take it before it is bound: retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// 2026-01-01T00:00:00Z in milliseconds: tests stamp events relative to it.
 pub const T0_MS: i64 = 1_767_225_600_000;
 pub const MINUTE_MS: i64 = 60_000;

@@ -703,16 +703,22 @@ pub fn decode_partition_state(
         decoded.push(record);
     }
     // Decoded whole before anything is applied: a bad record changes nothing.
-    for (tenant_id, customer_id, history, profile, attributes) in decoded {
-        apply(Replayed::Customer {
-            tenant_id: &tenant_id,
-            customer_id: &customer_id,
-            history: Box::new(history),
-            profile,
-            attributes,
-        });
+    for record in decoded {
+        apply_customer(&mut apply, record);
     }
     Ok(applied_through)
+}
+
+/// Hands one customer record of a state (a snapshot's, a partition's) to `apply`.
+fn apply_customer(apply: &mut impl FnMut(Replayed<'_>), record: CustomerRecord) {
+    let (tenant_id, customer_id, history, profile, attributes) = record;
+    apply(Replayed::Customer {
+        tenant_id: &tenant_id,
+        customer_id: &customer_id,
+        history: Box::new(history),
+        profile,
+        attributes,
+    });
 }
 
 /// Replays the framed records of a log file (events, refinements, identity requests) through
@@ -853,13 +859,10 @@ impl Wal {
                             .with_context(undecodable)?;
                         (tenant_id, customer_id, history.into(), None, None)
                     };
-                apply(Replayed::Customer {
-                    tenant_id: &tenant_id,
-                    customer_id: &customer_id,
-                    history: Box::new(history),
-                    profile,
-                    attributes,
-                });
+                apply_customer(
+                    &mut apply,
+                    (tenant_id, customer_id, history, profile, attributes),
+                );
             }
             recovered.snapshot_customers = customers.len();
         } else {
