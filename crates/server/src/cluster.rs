@@ -947,7 +947,22 @@ fn apply(store: &rapport_core::store::Store, replayed: Replayed<'_>) {
             sentiment,
             refines: false,
         } => {
-            store.apply(interaction, sentiment, now_ms(), false);
+            let now = now_ms();
+            if let rapport_core::store::Applied::Refused(refusal) =
+                store.apply(interaction, sentiment, now, false)
+            {
+                // A store limit, found only here (ingest answered when the stream had it).
+                static REFUSED_WARN: telemetry::LogRateLimit = telemetry::LogRateLimit::new(10_000);
+                if let Some(held_back) = REFUSED_WARN.allow(u64::try_from(now).unwrap_or(0)) {
+                    tracing::warn!(
+                        tenant_id = %interaction.tenant_id,
+                        event_id = %interaction.event_id,
+                        %refusal,
+                        similar_lines_held_back = held_back,
+                        "an event in the stream was refused by its owner (logged at most every 10 s)"
+                    );
+                }
+            }
         }
         other => rapport_core::engine::recover(store, other),
     }
