@@ -550,7 +550,7 @@ impl Cluster {
             };
             if let Some(error) = lost {
                 tracing::error!(partition, %error, "partition lease lost: dropping it");
-                self.drop_partition(partition);
+                self.drop_partition(partition).await;
                 telemetry::cluster_handover(Handover::Lost);
             }
         }
@@ -646,14 +646,14 @@ impl Cluster {
     /// Gives a partition back: stops applying it, forgets its customers, then deletes the lease
     /// (so no query sees this replica answer for customers it no longer holds).
     async fn release(&self, partition: u32) {
-        self.drop_partition(partition);
+        self.drop_partition(partition).await;
         let _ = self.leases.delete(lease_key(partition)).await;
         telemetry::cluster_handover(Handover::Released);
         tracing::info!(partition, replica = %self.replica_id, "partition released");
     }
 
     /// Stops a partition's consumer and forgets its customers.
-    fn drop_partition(&self, partition: u32) {
+    async fn drop_partition(&self, partition: u32) {
         let held = self
             .held
             .lock()
@@ -662,6 +662,9 @@ impl Cluster {
         if let Some(held) = held {
             held.caught_up.store(false, Ordering::Release);
             held.consumer.abort();
+            // Stopped before its customers go: an event it applied after that would leave a
+            // customer here that this replica no longer answers for.
+            let _ = held.consumer.await;
         }
         self.ownership.send_modify(|generation| *generation += 1);
         let partitions = self.config.partitions;
