@@ -635,6 +635,7 @@ mod tests {
             direction: Direction::Inbound,
             has_sentiment: false,
             reply_need: ReplyNeed::Unclear,
+            note: Default::default(),
         }
     }
 
@@ -1000,6 +1001,7 @@ mod tests {
                         ReplyNeed::Required,
                         ReplyNeed::NotRequired,
                     ][need],
+                    note: Default::default(),
                 },
             )
     }

@@ -3,10 +3,10 @@
 use crate::config::ScoringConfig;
 use crate::domain::{Channel, Direction, Kind, ReplyNeed, TimestampMs};
 use crate::scoring::decay_factor;
-use crate::scoring::timeline::{Notes, TimelineLimits, Touchpoint};
+use crate::scoring::timeline::{NoteIds, Notes, NotesWire, TimelineLimits, Touchpoint};
 use std::borrow::Cow;
 
-/// One event, reduced to what scoring reads (about 48 bytes).
+/// One event, reduced to what scoring reads (56 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EventRecord {
     /// When the event happened, in milliseconds since the Unix epoch.
@@ -33,6 +33,11 @@ pub struct EventRecord {
     pub has_sentiment: bool,
     /// Whether an inbound message asks for an answer.
     pub reply_need: ReplyNeed,
+    /// The timeline's thread and agent ids of the event, as indexes into its customer's notes.
+    /// In the record's padding (the record stays 56 bytes); not serialized: state snapshots hold
+    /// the notes' own list (see `CustomerHistory`'s serialization).
+    #[serde(skip, default)]
+    pub note: NoteIds,
 }
 
 /// Below this sentiment a "closure" is read as sarcasm ("thanks for nothing"): it asks for an
@@ -315,13 +320,63 @@ pub enum RefineOutcome {
 /// every event; what is lost is the ability to insert before the base (such events are refused
 /// with [`InsertOutcome::BeforeRetained`], so a replayed old event is never counted twice) and to
 /// evaluate as of a moment before it.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(from = "HistoryWire")]
 pub struct CustomerHistory {
     records: Vec<EventRecord>,
     summary: Summary,
     base: Option<Box<FoldedBase>>,
-    /// The timeline's notes (threads, agents, snippets) of kept events; `None` while empty.
+    /// The timeline's strings and snippets (the records hold their indexes); `None` while empty.
     notes: Option<Box<Notes>>,
+}
+
+/// A history as state snapshots (format 3) hold it: the notes with their own list of (event,
+/// thread, agent), which in memory lives in the records' [`NoteIds`].
+#[derive(serde::Deserialize)]
+struct HistoryWire {
+    records: Vec<EventRecord>,
+    summary: Summary,
+    base: Option<Box<FoldedBase>>,
+    notes: Option<Box<NotesWire>>,
+}
+
+impl From<HistoryWire> for CustomerHistory {
+    fn from(wire: HistoryWire) -> Self {
+        let mut records = wire.records;
+        let notes = wire.notes.map(|wire| {
+            let at: std::collections::HashMap<u64, usize> = records
+                .iter()
+                .enumerate()
+                .map(|(index, record)| (record.event_key, index))
+                .collect();
+            let (notes, listed) = Notes::from_wire(*wire);
+            for (event_key, ids) in listed {
+                if let Some(index) = at.get(&event_key) {
+                    records[*index].note = ids;
+                }
+            }
+            Box::new(notes)
+        });
+        Self {
+            records,
+            summary: wire.summary,
+            base: wire.base,
+            notes,
+        }
+    }
+}
+
+impl serde::Serialize for CustomerHistory {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut history = serializer.serialize_struct("CustomerHistory", 4)?;
+        history.serialize_field("records", &self.records)?;
+        history.serialize_field("summary", &self.summary)?;
+        history.serialize_field("base", &self.base)?;
+        let notes = self.notes.as_deref().map(|notes| notes.wire(&self.records));
+        history.serialize_field("notes", &notes)?;
+        history.end()
+    }
 }
 
 /// A history as state snapshots of format 2 hold it (before timeline notes).
@@ -425,7 +480,7 @@ impl CustomerHistory {
         if let Some(notes) = self.notes.as_mut() {
             let kept: std::collections::HashSet<u64> =
                 self.records.iter().map(|r| r.event_key).collect();
-            notes.retain(|key| kept.contains(&key));
+            notes.retain_snippets(|key| kept.contains(&key));
         }
     }
 
@@ -441,19 +496,22 @@ impl CustomerHistory {
         if thread_id.is_empty() && agent_id.is_empty() && snippet.is_none() {
             return;
         }
-        self.notes
-            .get_or_insert_with(Box::default)
-            .add(order, thread_id, agent_id, snippet, limits);
+        let notes = self.notes.get_or_insert_with(Box::default);
+        if !thread_id.is_empty() || !agent_id.is_empty() {
+            let at = self.records.partition_point(|r| r.order_key() < order);
+            if let Some(record) = self.records.get_mut(at).filter(|r| r.order_key() == order) {
+                record.note = notes.intern(thread_id, agent_id);
+            }
+        }
+        if let Some(snippet) = snippet {
+            notes.add_snippet(order, snippet, limits);
+        }
     }
 
     /// The most recent touchpoints, newest first, strictly before `before` (a page's end:
     /// occurred at, event key), at most `limit`; "unanswered" as the fold stands now.
     pub fn touchpoints(&self, before: Option<(TimestampMs, u64)>, limit: usize) -> Vec<Touchpoint> {
-        let notes = self
-            .notes
-            .as_ref()
-            .map(|notes| notes.by_event())
-            .unwrap_or_default();
+        let notes = self.notes.as_deref();
         let end = before.map_or(self.records.len(), |before| {
             self.records.partition_point(|r| r.order_key() < before)
         });
@@ -462,7 +520,7 @@ impl CustomerHistory {
             .rev()
             .take(limit)
             .map(|record| {
-                let note = notes.get(&record.event_key).cloned().unwrap_or_default();
+                let note = notes.map(|notes| notes.view(record)).unwrap_or_default();
                 let unanswered = record.direction == Direction::Inbound
                     && record.reply_need != ReplyNeed::NotRequired
                     && self.summary.open_threads.iter().any(|open| {
@@ -559,22 +617,27 @@ impl CustomerHistory {
         let known: std::collections::HashSet<u64> =
             self.records.iter().map(|r| r.event_key).collect();
         let before = self.records.len();
-        self.records.extend(
-            other
-                .records
-                .iter()
-                .filter(|r| !known.contains(&r.event_key))
-                .filter(|r| {
-                    self.base
-                        .as_ref()
-                        .is_none_or(|base| r.order_key() > base.last_key)
-                })
-                .copied(),
-        );
-        if let Some(theirs) = other.notes.as_deref() {
-            self.notes
-                .get_or_insert_with(Box::default)
-                .absorb(theirs, limits);
+        let theirs = other.notes.as_deref();
+        let mine = theirs.map(|_| self.notes.get_or_insert_with(Box::default));
+        let mut mine = mine;
+        let base = self.base.as_ref().map(|base| base.last_key);
+        let taken: Vec<EventRecord> = other
+            .records
+            .iter()
+            .filter(|r| !known.contains(&r.event_key))
+            .filter(|r| base.is_none_or(|last_key| r.order_key() > last_key))
+            .map(|record| {
+                let mut record = *record;
+                // Their indexes name their strings: the same strings, interned here.
+                if let (Some(theirs), Some(mine)) = (theirs, mine.as_deref_mut()) {
+                    record.note = mine.adopt(theirs, record.note);
+                }
+                record
+            })
+            .collect();
+        self.records.extend(taken);
+        if let (Some(theirs), Some(mine)) = (theirs, mine) {
+            mine.absorb_snippets(theirs, limits);
         }
         if self.records.len() == before {
             return;

@@ -1,11 +1,10 @@
 //! What a customer's timeline shows beyond the scored events: each touchpoint's thread id, who
-//! answered (an outbound event's agent), and a bounded text snippet. Kept beside the events
-//! (`CustomerHistory`), compactly: strings interned per customer, one 32-byte note per event that
-//! has any of them.
+//! answered (an outbound event's agent), and a bounded text snippet. Kept compactly: strings
+//! interned per customer, each event's two indexes in its record's padding (the record stays 56
+//! bytes), snippets of the most recent events beside the history.
 
 use crate::domain::{Channel, Direction, Kind, TimestampMs};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// How much text a timeline keeps (the `[timeline]` config table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -43,7 +42,26 @@ impl TimelineLimits {
 /// No interned string (an index that names none).
 const NONE: u16 = u16::MAX;
 
-/// One event's note: 16 bytes.
+/// An event's thread and agent ids as indexes into its customer's [`Notes`] (kept in the
+/// event's record, in its padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoteIds {
+    /// The thread id's index, or none.
+    thread: u16,
+    /// The agent id's index, or none.
+    agent: u16,
+}
+
+impl Default for NoteIds {
+    fn default() -> Self {
+        Self {
+            thread: NONE,
+            agent: NONE,
+        }
+    }
+}
+
+/// One event's note as state snapshots list it (format 3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Note {
     event_key: u64,
@@ -60,14 +78,30 @@ struct Snippet {
     text: Box<str>,
 }
 
-/// A customer's notes, by event, and the snippets of its most recent events.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// A customer's interned thread and agent ids (its records hold the indexes) and the snippets
+/// of its most recent events.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Notes {
     /// Thread and agent ids, each once.
     strings: Vec<Box<str>>,
-    notes: Vec<Note>,
     /// Sorted by `order`, at most `snippets_per_customer`: the oldest goes first.
     snippets: Vec<Snippet>,
+}
+
+/// [`Notes`] as state snapshots hold them: with the list of which event has which ids.
+#[derive(Deserialize)]
+pub struct NotesWire {
+    strings: Vec<Box<str>>,
+    notes: Vec<Note>,
+    snippets: Vec<Snippet>,
+}
+
+/// [`NotesWire`] written from a history's notes and records, without copying the strings.
+#[derive(Serialize)]
+pub struct NotesWireRef<'a> {
+    strings: &'a [Box<str>],
+    notes: Vec<Note>,
+    snippets: &'a [Snippet],
 }
 
 /// The index of `value` in `strings`, added if new (`NONE` for "" or a full table).
@@ -101,38 +135,26 @@ pub struct NoteView<'a> {
 }
 
 impl Notes {
-    /// Notes a new event at `order` (its place in the history; nothing when it has no thread,
-    /// agent or snippet). Beyond `limits.snippets_per_customer` snippets, the oldest event's goes:
-    /// O(snippets) per event, never a scan of the history.
-    pub fn add(
-        &mut self,
-        order: (TimestampMs, u64),
-        thread_id: &str,
-        agent_id: &str,
-        snippet: Option<&str>,
-        limits: &TimelineLimits,
-    ) {
-        if !thread_id.is_empty() || !agent_id.is_empty() {
-            if self.notes.capacity() == 0 {
-                self.notes.reserve_exact(1);
-            }
-            let note = Note {
-                event_key: order.1,
-                thread: intern(&mut self.strings, thread_id),
-                agent: intern(&mut self.strings, agent_id),
-            };
-            self.notes.push(note);
+    /// The indexes of an event's thread and agent ids, interned.
+    pub fn intern(&mut self, thread_id: &str, agent_id: &str) -> NoteIds {
+        NoteIds {
+            thread: intern(&mut self.strings, thread_id),
+            agent: intern(&mut self.strings, agent_id),
         }
-        if let Some(text) = snippet {
-            let at = self.snippets.partition_point(|s| s.order < order);
-            let snippet = Snippet {
-                order,
-                text: Box::from(text),
-            };
-            self.snippets.insert(at, snippet);
-            if self.snippets.len() > limits.snippets_per_customer {
-                self.snippets.remove(0);
-            }
+    }
+
+    /// Keeps the snippet of the event at `order` (its place in the history). Beyond
+    /// `limits.snippets_per_customer` snippets, the oldest event's goes: O(snippets) per event,
+    /// never a scan of the history.
+    pub fn add_snippet(&mut self, order: (TimestampMs, u64), text: &str, limits: &TimelineLimits) {
+        let at = self.snippets.partition_point(|s| s.order < order);
+        let snippet = Snippet {
+            order,
+            text: Box::from(text),
+        };
+        self.snippets.insert(at, snippet);
+        if self.snippets.len() > limits.snippets_per_customer {
+            self.snippets.remove(0);
         }
     }
 
@@ -141,26 +163,19 @@ impl Notes {
         self.strings.get(usize::from(index)).map_or("", |s| &**s)
     }
 
-    /// Drops the notes and snippets of events no longer kept.
-    pub fn retain(&mut self, kept: impl Fn(u64) -> bool) {
-        self.notes.retain(|note| kept(note.event_key));
+    /// Drops the snippets of events no longer kept.
+    pub fn retain_snippets(&mut self, kept: impl Fn(u64) -> bool) {
         self.snippets.retain(|snippet| kept(snippet.order.1));
     }
 
-    /// Takes in another customer's notes (a merge); what this one noted of an event wins, and
-    /// the snippets kept are still the `limits` most recent.
-    pub fn absorb(&mut self, other: &Notes, limits: &TimelineLimits) {
-        for note in &other.notes {
-            if self.notes.iter().any(|n| n.event_key == note.event_key) {
-                continue;
-            }
-            let note = Note {
-                event_key: note.event_key,
-                thread: intern(&mut self.strings, other.string(note.thread)),
-                agent: intern(&mut self.strings, other.string(note.agent)),
-            };
-            self.notes.push(note);
-        }
+    /// `ids` of another customer's notes (a merge), as indexes into these.
+    pub fn adopt(&mut self, other: &Notes, ids: NoteIds) -> NoteIds {
+        self.intern(other.string(ids.thread), other.string(ids.agent))
+    }
+
+    /// Takes in another customer's snippets (a merge); the snippets kept are still the `limits`
+    /// most recent.
+    pub fn absorb_snippets(&mut self, other: &Notes, limits: &TimelineLimits) {
         for snippet in &other.snippets {
             if !self.snippets.iter().any(|s| s.order == snippet.order) {
                 let at = self.snippets.partition_point(|s| s.order < snippet.order);
@@ -174,24 +189,55 @@ impl Notes {
         self.snippets.drain(..excess);
     }
 
-    /// The notes by event key, for reading a page.
-    pub fn by_event(&self) -> HashMap<u64, NoteView<'_>> {
-        let mut views: HashMap<u64, NoteView<'_>> = self
+    /// What the notes say of one of the customer's events.
+    pub fn view(&self, record: &crate::scoring::EventRecord) -> NoteView<'_> {
+        let order = record.order_key();
+        let snippet = self
+            .snippets
+            .binary_search_by(|s| s.order.cmp(&order))
+            .map_or("", |at| &*self.snippets[at].text);
+        NoteView {
+            thread_id: self.string(record.note.thread),
+            agent_id: self.string(record.note.agent),
+            snippet,
+        }
+    }
+
+    /// The notes as state snapshots hold them, with the list built from `records`.
+    pub fn wire<'a>(&'a self, records: &[crate::scoring::EventRecord]) -> NotesWireRef<'a> {
+        NotesWireRef {
+            strings: &self.strings,
+            notes: records
+                .iter()
+                .filter(|record| record.note != NoteIds::default())
+                .map(|record| Note {
+                    event_key: record.event_key,
+                    thread: record.note.thread,
+                    agent: record.note.agent,
+                })
+                .collect(),
+            snippets: &self.snippets,
+        }
+    }
+
+    /// Notes read from a state snapshot, with which event has which ids.
+    pub fn from_wire(wire: NotesWire) -> (Notes, Vec<(u64, NoteIds)>) {
+        let listed = wire
             .notes
-            .iter()
+            .into_iter()
             .map(|note| {
-                let view = NoteView {
-                    thread_id: self.string(note.thread),
-                    agent_id: self.string(note.agent),
-                    snippet: "",
+                let ids = NoteIds {
+                    thread: note.thread,
+                    agent: note.agent,
                 };
-                (note.event_key, view)
+                (note.event_key, ids)
             })
             .collect();
-        for snippet in &self.snippets {
-            views.entry(snippet.order.1).or_default().snippet = &snippet.text;
-        }
-        views
+        let notes = Notes {
+            strings: wire.strings,
+            snippets: wire.snippets,
+        };
+        (notes, listed)
     }
 }
 
@@ -227,11 +273,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_note_costs_16_bytes_and_the_most_recent_snippets_are_kept() {
-        assert_eq!(std::mem::size_of::<Note>(), 16);
-        // A touchpoint: the event kept for scoring, plus this note when it has a thread or an
-        // agent (BENCHMARKS.md, "Timeline").
+    fn a_touchpoint_costs_its_56_byte_record_and_the_most_recent_snippets_are_kept() {
+        // A touchpoint is the event kept for scoring, whose padding holds its note
+        // (BENCHMARKS.md, "Timeline").
         assert_eq!(std::mem::size_of::<crate::scoring::EventRecord>(), 56);
+        assert_eq!(std::mem::size_of::<NoteIds>(), 4);
         let limits = TimelineLimits {
             snippet_bytes: 5,
             snippets_per_customer: 2,
@@ -247,12 +293,71 @@ mod tests {
         );
         let mut notes = Notes::default();
         for key in [3u64, 1, 2] {
-            notes.add((key as i64, key), "t1", "", Some("text"), &limits);
+            notes.add_snippet((key as i64, key), "text", &limits);
+            assert_eq!(notes.intern("t1", ""), notes.intern("t1", ""));
         }
         let kept: Vec<u64> = notes.snippets.iter().map(|s| s.order.1).collect();
         assert_eq!(kept, [2, 3], "the oldest event's snippet goes");
         assert_eq!(notes.strings.len(), 1, "interned");
-        assert_eq!(notes.by_event()[&3].snippet, "text");
-        assert_eq!(notes.by_event()[&1].snippet, "");
+    }
+
+    fn record(at_ms: i64, event_key: u64, inbound: bool) -> crate::scoring::EventRecord {
+        crate::scoring::EventRecord {
+            occurred_at_ms: at_ms,
+            event_key,
+            thread_key: 7,
+            value: 0.0,
+            author_followers: 0,
+            sentiment_score: 0.0,
+            sentiment_confidence: 0.0,
+            channel: Channel::Email,
+            kind: Kind::Message,
+            direction: if inbound {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            },
+            has_sentiment: false,
+            reply_need: crate::domain::ReplyNeed::Unclear,
+            note: NoteIds::default(),
+        }
+    }
+
+    /// Thread and agent ids live in the records: they survive a merge (re-interned) and a state
+    /// snapshot's encoding, which keeps format 3's list of notes.
+    #[test]
+    fn notes_survive_merges_and_snapshots() {
+        let config = crate::config::ScoringConfig::default();
+        let limits = TimelineLimits::default();
+        let mut ann = crate::scoring::CustomerHistory::default();
+        ann.insert(record(1_000, 1, true), &config);
+        ann.note((1_000, 1), "mail-1", "", Some("where is it"), &limits);
+        let mut other = crate::scoring::CustomerHistory::default();
+        other.insert(record(2_000, 2, false), &config);
+        other.note((2_000, 2), "", "agent-kim", None, &limits);
+        other.insert(record(3_000, 3, true), &config);
+        other.note((3_000, 3), "tw-9", "", Some("hello"), &limits);
+        ann.absorb(&other, &config, &limits);
+        let seen = |history: &crate::scoring::CustomerHistory| {
+            history
+                .touchpoints(None, 10)
+                .into_iter()
+                .map(|t| (t.event_key, t.thread_id, t.agent_id, t.snippet))
+                .collect::<Vec<_>>()
+        };
+        let expected = vec![
+            (3, "tw-9".to_string(), String::new(), "hello".to_string()),
+            (2, String::new(), "agent-kim".to_string(), String::new()),
+            (
+                1,
+                "mail-1".to_string(),
+                String::new(),
+                "where is it".to_string(),
+            ),
+        ];
+        assert_eq!(seen(&ann), expected);
+        let bytes = bincode::serialize(&ann).unwrap();
+        let back: crate::scoring::CustomerHistory = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(seen(&back), expected);
     }
 }

@@ -735,6 +735,7 @@ impl Store {
             direction: interaction.direction,
             has_sentiment: sentiment.is_some(),
             reply_need: interaction.reply_need,
+            note: Default::default(),
         };
         let tenant = match self.admitted_tenant(&interaction.tenant_id) {
             Ok(tenant) => tenant,
