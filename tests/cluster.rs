@@ -309,21 +309,47 @@ async fn pages(
     panic!("TopCustomers paging did not end");
 }
 
+/// Every customer's score, some customers' timelines, and every TopCustomers page.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    scores: BTreeMap<String, pb::CustomerScore>,
+    timelines: BTreeMap<String, pb::GetTimelineResponse>,
+    top: Vec<pb::CustomerScore>,
+}
+
 /// What a set of channels answers: every customer's score and every TopCustomers page, asking
 /// each question through the next channel in turn.
 async fn answers(
     channels: &[&Channel],
     customers: usize,
     as_of_ms: i64,
-) -> Result<(BTreeMap<String, pb::CustomerScore>, Vec<pb::CustomerScore>), tonic::Status> {
+) -> Result<Answers, tonic::Status> {
     let mut scores = BTreeMap::new();
     for c in 0..customers {
         let id = format!("c{c}");
         let score = customer(channels[c % channels.len()], &id, as_of_ms).await?;
         scores.insert(id, score);
     }
+    // Timelines too, asked through a replica that may not own the customer.
+    let mut timelines = BTreeMap::new();
+    for c in (0..customers).step_by(7) {
+        let timeline = ScoringServiceClient::new(channels[(c + 1) % channels.len()].clone())
+            .get_timeline(pb::GetTimelineRequest {
+                tenant_id: TENANT.into(),
+                customer_id: format!("c{c}"),
+                page_size: 50,
+                page_token: String::new(),
+            })
+            .await?
+            .into_inner();
+        timelines.insert(format!("c{c}"), timeline);
+    }
     let top = pages(channels[customers % channels.len()], 7, as_of_ms).await?;
-    Ok((scores, top))
+    Ok(Answers {
+        scores,
+        timelines,
+        top,
+    })
 }
 
 /// The customers a watch reported until it stayed quiet for `quiet`.
@@ -353,7 +379,11 @@ async fn assert_answers_as_one_node(
 ) {
     let expected = answers(&[single], customers, as_of_ms).await.unwrap();
     // Everyone, but a do-not-contact customer.
-    assert!(expected.1.len() + 1 >= customers, "{}", expected.1.len());
+    assert!(
+        expected.top.len() + 1 >= customers,
+        "{}",
+        expected.top.len()
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = None;
     while Instant::now() < deadline {
@@ -365,13 +395,17 @@ async fn assert_answers_as_one_node(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     match last {
-        Some(Ok((scores, top))) => {
+        Some(Ok(got)) => {
             assert_eq!(
-                scores, expected.0,
+                got.scores, expected.scores,
                 "GetCustomer differs from the single process"
             );
             assert_eq!(
-                top, expected.1,
+                got.timelines, expected.timelines,
+                "GetTimeline differs from the single process"
+            );
+            assert_eq!(
+                got.top, expected.top,
                 "TopCustomers differs from the single process"
             );
         }
