@@ -241,6 +241,11 @@ impl Engine {
         sentiment
     }
 
+    /// An event's sentiment as ingest gives it: its text classified inline, `None` without text.
+    pub fn classify_event(&self, interaction: &Interaction) -> Option<Sentiment> {
+        (!interaction.text.trim().is_empty()).then(|| self.classify_inline(&interaction.text))
+    }
+
     /// Classifies texts with the configured backend, waiting on its queue when it has one (the
     /// `Classify` RPC). A full queue refuses the whole call.
     pub async fn classify(&self, texts: &[String]) -> Result<Vec<Sentiment>, ClassifyError> {
@@ -320,8 +325,7 @@ impl Engine {
         now_ms: TimestampMs,
         want_score: bool,
     ) -> (Option<Sentiment>, Applied, Option<Durable>) {
-        let sentiment =
-            (!interaction.text.trim().is_empty()).then(|| self.classify_inline(&interaction.text));
+        let sentiment = self.classify_event(interaction);
         let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
         // An event with identifiers is logged whatever became of it: resolving them may have

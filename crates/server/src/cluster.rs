@@ -31,6 +31,7 @@ use futures::StreamExt;
 use rapport_core::config::ClusterConfig;
 use rapport_core::domain::Interaction;
 use rapport_core::durability::{Durable, Replayed, WalRecord};
+use rapport_core::store::RankKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -354,8 +355,57 @@ impl Cluster {
             })
     }
 
+    /// A client's query for every owner: each a channel and the request, marked as a hop with
+    /// the caller's credentials and the partitions the owner is expected to hold; UNAVAILABLE
+    /// while a partition has no owner.
+    pub fn scatter<T: Clone>(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        message: &T,
+    ) -> Result<Vec<(Owner, tonic::transport::Channel, tonic::Request<T>)>, ApiError> {
+        let authorization = metadata.get("authorization");
+        self.owners_by_replica()?
+            .into_values()
+            .map(|(owner, partitions)| {
+                let mut request = hop(message.clone(), authorization);
+                let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
+                if let Ok(value) = listed.join(",").parse() {
+                    request.metadata_mut().insert(PARTITIONS_HEADER, value);
+                }
+                Ok((owner.clone(), self.peer(&owner)?, request))
+            })
+            .collect()
+    }
+
+    /// An owner's check of a scattered query: UNAVAILABLE unless this replica holds exactly the
+    /// partitions the query names, each caught up (else ownership moved since it was sent).
+    pub fn check_scattered(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), ApiError> {
+        let listed = metadata
+            .get(PARTITIONS_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        let expected = listed
+            .split(',')
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<u32>().map_err(|_| {
+                    ApiError::InvalidArgument(format!(
+                        "{PARTITIONS_HEADER}: {listed:?} is not a list of partitions"
+                    ))
+                })
+            })
+            .collect::<Result<BTreeSet<u32>, ApiError>>()?;
+        if self.serves_exactly(&expected) {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable(
+                "partition ownership moved since the query was sent; retry shortly".into(),
+            ))
+        }
+    }
+
     /// Every owner with the partitions it holds, or UNAVAILABLE naming a partition in handover.
-    pub fn owners_by_replica(&self) -> Result<BTreeMap<String, (Owner, BTreeSet<u32>)>, ApiError> {
+    fn owners_by_replica(&self) -> Result<BTreeMap<String, (Owner, BTreeSet<u32>)>, ApiError> {
         let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
         let mut by_replica: BTreeMap<String, (Owner, BTreeSet<u32>)> = BTreeMap::new();
         for (partition, owner) in owners.iter().enumerate() {
@@ -466,7 +516,7 @@ impl Cluster {
             .await
             .context("heartbeat")?;
         self.renew().await;
-        let (owners, live) = self.read_owners().await?;
+        let (mut owners, live) = self.read_owners().await?;
         let partitions = self.config.partitions as usize;
         let share = partitions.div_ceil(live.len().max(1));
         let mine = self.held.lock().unwrap_or_else(|e| e.into_inner()).len();
@@ -474,11 +524,15 @@ impl Cluster {
             // Free partitions, from a place that depends on this replica, so replicas starting
             // together mostly try different ones.
             let start = partition_of(&self.replica_id, "", self.config.partitions) as usize;
-            let free = (0..partitions)
+            let free: Vec<usize> = (0..partitions)
                 .map(|offset| (start + offset) % partitions)
-                .filter(|partition| owners[*partition].is_none());
-            for partition in free.take(share - mine) {
-                self.acquire(partition as u32).await;
+                .filter(|partition| owners[*partition].is_none())
+                .take(share - mine)
+                .collect();
+            for partition in free {
+                if self.acquire(partition as u32).await {
+                    owners[partition] = Some(self.me());
+                }
             }
         } else if mine > share {
             let counts =
@@ -501,9 +555,10 @@ impl Cluster {
                 .copied();
             if let (true, Some(partition)) = (someone_short, last) {
                 self.release(partition).await;
+                owners[partition as usize] = None;
             }
         }
-        let (owners, _) = self.read_owners().await?;
+        // What this beat read, with its own takes and give-backs (others' show at the next).
         *self.owners.write().unwrap_or_else(|e| e.into_inner()) = owners;
         self.report();
         Ok(())
@@ -608,18 +663,26 @@ impl Cluster {
         Ok((owners, live))
     }
 
+    /// This replica, as its leases name it.
+    fn me(&self) -> Owner {
+        Owner {
+            replica_id: self.replica_id.clone(),
+            addr: self.addr.clone(),
+        }
+    }
+
     fn lease_value(&self) -> bytes::Bytes {
         format!("{} {}", self.replica_id, self.addr).into()
     }
 
     /// Takes a free partition's lease and starts rebuilding it from the stream.
-    async fn acquire(self: &Arc<Self>, partition: u32) {
+    async fn acquire(self: &Arc<Self>, partition: u32) -> bool {
         let Ok(revision) = self
             .leases
             .create(lease_key(partition), self.lease_value())
             .await
         else {
-            return; // another replica was first
+            return false; // another replica was first
         };
         let caught_up = Arc::new(AtomicBool::new(false));
         let lag_events = Arc::new(AtomicU64::new(0));
@@ -641,6 +704,7 @@ impl Cluster {
         self.ownership.send_modify(|generation| *generation += 1);
         telemetry::cluster_handover(Handover::Acquired);
         tracing::info!(partition, replica = %self.replica_id, "partition acquired");
+        true
     }
 
     /// Gives a partition back: stops applying it, forgets its customers, then deletes the lease
@@ -824,32 +888,26 @@ impl Cluster {
             return 0;
         }
         let name = snapshot_name(partition);
-        let bytes = match self.snapshots.get(&name).await {
+        let store = &self.engine.store;
+        let mut customers = 0usize;
+        let restored = match self.snapshots.get(&name).await {
+            Err(error) if error.kind() == object_store::GetErrorKind::NotFound => return 0,
+            Err(error) => Err(anyhow::Error::new(error)),
             Ok(mut object) => {
                 let mut bytes = Vec::new();
                 match tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await {
-                    Ok(_) => bytes,
-                    Err(error) => {
-                        tracing::warn!(partition, %error, "partition state unreadable: replaying the partition");
-                        telemetry::cluster_partition_snapshot(PartitionSnapshot::Unreadable);
-                        return 0;
-                    }
+                    Err(error) => Err(anyhow::Error::new(error)),
+                    Ok(_) => rapport_core::durability::decode_partition_state(
+                        &bytes,
+                        &name,
+                        |replayed| {
+                            customers += 1;
+                            rapport_core::engine::recover(store, replayed)
+                        },
+                    ),
                 }
             }
-            Err(error) if error.kind() == object_store::GetErrorKind::NotFound => return 0,
-            Err(error) => {
-                tracing::warn!(partition, %error, "partition state unreadable: replaying the partition");
-                telemetry::cluster_partition_snapshot(PartitionSnapshot::Unreadable);
-                return 0;
-            }
         };
-        let store = &self.engine.store;
-        let mut customers = 0usize;
-        let restored =
-            rapport_core::durability::decode_partition_state(&bytes, &name, |replayed| {
-                customers += 1;
-                rapport_core::engine::recover(store, replayed)
-            });
         match restored {
             Ok(through) => {
                 // Restored customers are not in the ranking index: queries scan until the pass.
@@ -1100,28 +1158,29 @@ fn default_replica_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Refuses `what` (FAILED_PRECONDITION) on a cluster replica: what is not served across
+/// replicas yet.
+pub fn single_process_only(cluster: Option<&Cluster>, what: &str) -> Result<(), ApiError> {
+    match cluster {
+        Some(_) => Err(ApiError::FailedPrecondition(format!(
+            "{what} is not available in cluster mode yet (docs/scaling.md)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The same request, marked as one replica's call to another, with the caller's credentials.
 pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
     let authorization = request.metadata().get("authorization").cloned();
-    let mut forwarded = tonic::Request::new(request.into_inner());
-    if let Some(authorization) = authorization {
-        forwarded
-            .metadata_mut()
-            .insert("authorization", authorization);
-    }
-    forwarded
-        .metadata_mut()
-        .insert(HOP_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-    forwarded
+    hop(request.into_inner(), authorization.as_ref())
 }
 
-/// A request to one owner: marked as a hop, with the caller's credentials and the partitions the
-/// owner is expected to hold.
-pub fn scattered<T>(
-    mut request: tonic::Request<T>,
-    authorization: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    partitions: &std::collections::BTreeSet<u32>,
+/// `message` as one replica's call to another, with the caller's credentials.
+fn hop<T>(
+    message: T,
+    authorization: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 ) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
     if let Some(authorization) = authorization {
         request
             .metadata_mut()
@@ -1130,33 +1189,28 @@ pub fn scattered<T>(
     request
         .metadata_mut()
         .insert(HOP_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-    let listed: Vec<String> = partitions.iter().map(u32::to_string).collect();
-    if let Ok(value) = listed.join(",").parse() {
-        request.metadata_mut().insert(PARTITIONS_HEADER, value);
-    }
     request
 }
 
-/// A TopCustomers answer merged from the owners', in TopCustomers' order: priority descending,
-/// the reply due first (none after any), customer id ascending.
-pub fn merge_top(mut answers: Vec<pb::CustomerScore>, limit: usize) -> Vec<pb::CustomerScore> {
-    answers.sort_by(|a, b| {
-        b.priority
-            .total_cmp(&a.priority)
-            .then_with(|| reply_due_key(a).cmp(&reply_due_key(b)))
-            .then_with(|| a.customer_id.cmp(&b.customer_id))
-    });
-    answers.truncate(limit);
-    answers
+/// A TopCustomers answer merged from the owners', in TopCustomers' order ([`RankKey`]).
+pub fn merge_top(answers: Vec<pb::CustomerScore>, limit: usize) -> Vec<pb::CustomerScore> {
+    let mut keyed: Vec<(RankKey, pb::CustomerScore)> = answers
+        .into_iter()
+        .map(|score| (rank_key(&score), score))
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| a.answer_order(b));
+    keyed.truncate(limit);
+    keyed.into_iter().map(|(_, score)| score).collect()
 }
 
-/// The tie key TopCustomers orders by: the reply due time in milliseconds, `i64::MAX` for none.
-pub fn reply_due_key(score: &pb::CustomerScore) -> i64 {
-    score.reply_due_at.as_ref().map_or(i64::MAX, |due| {
+/// Where an owner's answer for a customer stands in TopCustomers' order.
+pub fn rank_key(score: &pb::CustomerScore) -> RankKey {
+    let reply_due_at_ms = score.reply_due_at.as_ref().map(|due| {
         due.seconds
             .saturating_mul(1000)
             .saturating_add(i64::from(due.nanos) / 1_000_000)
-    })
+    });
+    RankKey::new(score.priority, reply_due_at_ms, &score.customer_id)
 }
 
 #[cfg(test)]

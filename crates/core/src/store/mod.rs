@@ -187,11 +187,25 @@ pub struct RankKey {
 impl RankKey {
     /// Where `customer_id` with `score` stands in the answer order.
     pub fn of(customer_id: &str, score: &Score) -> Self {
+        Self::new(score.priority, score.reply_due_at_ms, customer_id)
+    }
+
+    /// The place of a customer with `priority` whose reply is due at `reply_due_at_ms` (`None`:
+    /// nothing waits, after every due time).
+    pub fn new(priority: f64, reply_due_at_ms: Option<TimestampMs>, customer_id: &str) -> Self {
         Self {
-            priority: score.priority,
-            reply_due_at_ms: ranking::reply_due_key(score),
+            priority,
+            reply_due_at_ms: reply_due_at_ms.unwrap_or(ranking::NO_REPLY_DUE),
             customer_id: customer_id.to_string(),
         }
+    }
+
+    /// TopCustomers' answer order: `Less` when this place comes first.
+    pub fn answer_order(&self, other: &RankKey) -> std::cmp::Ordering {
+        ranking::rank_order(
+            (other.priority, other.reply_due_at_ms, &other.customer_id),
+            (self.priority, self.reply_due_at_ms, &self.customer_id),
+        )
     }
 
     /// Whether (priority, reply due, id) comes strictly after this place in the answer order.

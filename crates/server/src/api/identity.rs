@@ -38,12 +38,7 @@ impl IdentityApi {
     }
 
     fn not_in_cluster(&self, what: &str) -> Result<(), ApiError> {
-        if self.cluster.is_some() {
-            return Err(ApiError::FailedPrecondition(format!(
-                "{what} is not available in cluster mode yet (docs/scaling.md)"
-            )));
-        }
-        Ok(())
+        crate::cluster::single_process_only(self.cluster.as_deref(), what)
     }
 
     /// Carries out a validated request; answers once it is durable.

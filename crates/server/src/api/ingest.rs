@@ -271,9 +271,9 @@ impl IngestApi {
             Some(_) => convert::check_clustered_interaction(interaction),
             None => Ok(interaction),
         });
-        match converted {
-            Ok(interaction) if self.cluster.is_some() => self.publish(interaction),
-            Ok(interaction) => {
+        match (converted, &self.cluster) {
+            (Ok(interaction), Some(cluster)) => self.publish(cluster, interaction),
+            (Ok(interaction), None) => {
                 let (sentiment, applied, durable) =
                     self.engine.ingest(&interaction, now, want_score);
                 let processed = Processed::Applied {
@@ -285,7 +285,7 @@ impl IngestApi {
                 };
                 Ok((processed, durable))
             }
-            Err(error) => {
+            (Err(error), _) => {
                 telemetry::event_ingested(
                     channel_from_pb(channel).ok(),
                     kind_from_pb(kind).ok(),
@@ -301,13 +301,10 @@ impl IngestApi {
     /// when the stream has stored it. The partition's owner applies it (and scores it).
     fn publish(
         &self,
+        cluster: &crate::cluster::Cluster,
         interaction: rapport_core::domain::Interaction,
     ) -> Result<(Processed, Option<Durable>), ApiError> {
-        let Some(cluster) = &self.cluster else {
-            return Err(ApiError::Internal("not in cluster mode".into()));
-        };
-        let sentiment = (!interaction.text.trim().is_empty())
-            .then(|| self.engine.classify_inline(&interaction.text));
+        let sentiment = self.engine.classify_event(&interaction);
         let durable = cluster.publish(&interaction, sentiment)?;
         telemetry::event_ingested(
             Some(interaction.channel),

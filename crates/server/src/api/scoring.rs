@@ -82,25 +82,22 @@ impl ScoringApi {
         cluster: &Cluster,
         request: Request<pb::TopCustomersRequest>,
     ) -> Result<pb::TopCustomersResponse, Status> {
-        let authorization = request.metadata().get("authorization").cloned();
-        let mut top = request.into_inner();
-        let limit = match top.limit as usize {
-            0 => DEFAULT_TOP_LIMIT,
-            limit => limit,
-        };
+        let (metadata, _, mut top) = request.into_parts();
+        let limit = top_limit(top.limit).map_err(ApiError::from)?;
         // One evaluation time for every owner: the page token's, or now.
         if top.page_token.is_empty() && top.as_of.is_none() {
             top.as_of = Some(convert::to_timestamp(now_ms()));
         }
-        let owners = cluster.owners_by_replica()?;
-        let asked = owners.into_values().map(|(owner, partitions)| {
-            let asking = cluster::scattered(Request::new(top.clone()), &authorization, &partitions);
-            let channel = cluster.peer(&owner);
-            async move {
-                let mut client = pb::scoring_service_client::ScoringServiceClient::new(channel?);
-                client.top_customers(asking).await.map(Response::into_inner)
-            }
-        });
+        let asked =
+            cluster
+                .scatter(&metadata, &top)?
+                .into_iter()
+                .map(|(_, channel, asking)| async move {
+                    pb::scoring_service_client::ScoringServiceClient::new(channel)
+                        .top_customers(asking)
+                        .await
+                        .map(Response::into_inner)
+                });
         let answers = futures::future::try_join_all(asked).await?;
         let merged = cluster::merge_top(
             answers
@@ -127,18 +124,13 @@ impl ScoringApi {
         cluster: &Cluster,
         request: Request<pb::WatchPrioritiesRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
-        let authorization = request.metadata().get("authorization").cloned();
-        let watch = request.into_inner();
+        let (metadata, _, watch) = request.into_parts();
         let mut streams = Vec::new();
-        for (owner, partitions) in cluster.owners_by_replica()?.into_values() {
-            let asking =
-                cluster::scattered(Request::new(watch.clone()), &authorization, &partitions);
-            tracing::debug!(owner = %owner.addr, ?partitions, "watch: asking an owner");
-            let updates =
-                pb::scoring_service_client::ScoringServiceClient::new(cluster.peer(&owner)?)
-                    .watch_priorities(asking)
-                    .await?
-                    .into_inner();
+        for (owner, channel, asking) in cluster.scatter(&metadata, &watch)? {
+            let updates = pb::scoring_service_client::ScoringServiceClient::new(channel)
+                .watch_priorities(asking)
+                .await?
+                .into_inner();
             let ended = futures::stream::once(std::future::ready(Err(Status::from(
                 ApiError::Unavailable(format!(
                     "replica {}'s watch ended (partitions moving); watch again",
@@ -186,23 +178,14 @@ impl ScoringApi {
         };
         Ok(PageToken {
             as_of_ms,
-            after: RankKey {
-                priority: last.priority,
-                reply_due_at_ms: cluster::reply_due_key(last),
-                customer_id: last.customer_id.clone(),
-            },
+            after: cluster::rank_key(last),
         }
         .encode(&filters))
     }
 
     /// Cluster mode: what is not available across replicas yet.
     fn not_in_cluster(&self, what: &str) -> Result<(), ApiError> {
-        match self.cluster {
-            Some(_) => Err(ApiError::FailedPrecondition(format!(
-                "{what} is not available in cluster mode yet (docs/scaling.md)"
-            ))),
-            None => Ok(()),
-        }
+        cluster::single_process_only(self.cluster.as_deref(), what)
     }
 
     fn get_customer(&self, request: pb::GetCustomerRequest) -> Result<pb::CustomerScore, ApiError> {
@@ -259,17 +242,7 @@ impl ScoringApi {
         let segment = self.segment(&segment)?;
         let channel_filter = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
-        let limit = match limit as usize {
-            0 => DEFAULT_TOP_LIMIT,
-            limit if limit > MAX_TOP_LIMIT => {
-                return Err(FieldError::new(
-                    "limit",
-                    format!("{limit} exceeds the maximum of {MAX_TOP_LIMIT}"),
-                )
-                .into())
-            }
-            limit => limit,
-        };
+        let limit = top_limit(limit)?;
         check_unit_interval("min_retention_risk", min_retention_risk)?;
         let mut query = TopQuery {
             limit,
@@ -609,6 +582,18 @@ impl PageToken {
     }
 }
 
+/// A TopCustomers `limit` (0: the default), or INVALID_ARGUMENT naming `limit` past the maximum.
+fn top_limit(limit: u32) -> Result<usize, FieldError> {
+    match limit as usize {
+        0 => Ok(DEFAULT_TOP_LIMIT),
+        limit if limit > MAX_TOP_LIMIT => Err(FieldError::new(
+            "limit",
+            format!("{limit} exceeds the maximum of {MAX_TOP_LIMIT}"),
+        )),
+        limit => Ok(limit),
+    }
+}
+
 /// Refuses a probability or priority outside [0, 1], naming `field`.
 fn check_unit_interval(field: &'static str, value: f64) -> Result<(), FieldError> {
     if (0.0..=1.0).contains(&value) {
@@ -656,27 +641,6 @@ fn with_claim(mut score: pb::CustomerScore, claim: Option<&Claim>) -> pb::Custom
     score
 }
 
-/// The partitions a scattered TopCustomers or WatchPriorities expects this replica to hold.
-fn partitions_asked<T>(request: &Request<T>) -> Result<std::collections::BTreeSet<u32>, ApiError> {
-    let listed = request
-        .metadata()
-        .get(cluster::PARTITIONS_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    listed
-        .split(',')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            part.parse::<u32>().map_err(|_| {
-                ApiError::InvalidArgument(format!(
-                    "{}: {listed:?} is not a list of partitions",
-                    cluster::PARTITIONS_HEADER
-                ))
-            })
-        })
-        .collect()
-}
-
 type UpdateStream = Pin<Box<dyn futures::Stream<Item = Result<pb::PriorityUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -707,13 +671,7 @@ impl ScoringService for Arc<ScoringApi> {
             if !request.metadata().contains_key(cluster::HOP_HEADER) {
                 return self.scatter_top(cluster, request).await.map(Response::new);
             }
-            let expected = partitions_asked(&request)?;
-            if !cluster.serves_exactly(&expected) {
-                return Err(ApiError::Unavailable(
-                    "partition ownership moved since the query was sent; retry shortly".into(),
-                )
-                .into());
-            }
+            cluster.check_scattered(request.metadata())?;
         }
         let request = request.into_inner();
         if request.as_of.is_none() && request.page_token.is_empty() {
@@ -802,12 +760,7 @@ impl ScoringService for Arc<ScoringApi> {
             }
             // An owner's part: its partitions' changes, until it takes or drops one.
             let changes = cluster.ownership_changes();
-            if !cluster.serves_exactly(&partitions_asked(&request)?) {
-                return Err(ApiError::Unavailable(
-                    "partition ownership moved since the watch was sent; retry shortly".into(),
-                )
-                .into());
-            }
+            cluster.check_scattered(request.metadata())?;
             ownership = Some(changes);
         }
         let pb::WatchPrioritiesRequest {
