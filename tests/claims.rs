@@ -179,3 +179,60 @@ async fn an_answer_ends_a_claim_and_claims_renew_release_and_survive_restarts() 
     let status = t.scoring.claim_next(too_long).await.unwrap_err();
     assert!(status.message().starts_with("ttl_seconds:"), "{status}");
 }
+
+/// Issue 24 item 7: an agent claims a customer, the CRM merges that customer into another one:
+/// the claim follows the merge, so a second agent is not handed the merged customer while the
+/// first claim is live, and the first agent still holds it (its renew succeeds), also after a
+/// restart that replays the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_follows_its_customer_through_a_merge() {
+    use rapport::pb::identity_service_client::IdentityServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config();
+    config.durability.data_dir = Some(dir.path().to_path_buf());
+    let mut t = start_with(config.clone()).await;
+    t.ingest_all(waiting("acme", 2)).await;
+    let anns = t
+        .scoring
+        .claim_next(claim_next("acme", "ann"))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .expect("a customer is waiting");
+    let other = if anns.customer_id == "c00" {
+        "c01"
+    } else {
+        "c00"
+    };
+    let merged = IdentityServiceClient::new(t.channel.clone())
+        .merge_customers(pb::MergeCustomersRequest {
+            tenant_id: "acme".into(),
+            customer_id: other.into(),
+            other_customer_id: anns.customer_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Nobody else is waiting: the merged customer is Ann's.
+    let bobs = t
+        .scoring
+        .claim_next(claim_next("acme", "bob"))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer;
+    assert!(bobs.is_none(), "handed to bob while ann holds it: {bobs:?}");
+    let renew = pb::ClaimRequest {
+        tenant_id: "acme".into(),
+        agent_id: "ann".into(),
+        customer_id: merged.customer_id.clone(),
+        ttl_seconds: 600,
+    };
+    t.scoring.renew_claim(renew.clone()).await.unwrap();
+    t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+    let mut t = start_with(config).await;
+    let after = t.customer("acme", &merged.customer_id, T0_MS).await;
+    assert_eq!(after.claimed_by, "ann", "{after:?}");
+    t.scoring.renew_claim(renew).await.unwrap();
+}

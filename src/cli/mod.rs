@@ -136,6 +136,11 @@ pub struct ServeArgs {
     /// in memory only].
     #[arg(long, env = "RAPPORT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Start even when files in the data directory are damaged, dropping what cannot be read
+    /// (each drop is logged as an error naming the file and byte). Without it, damage that no
+    /// crash leaves refuses the start and changes nothing. For one start, after a backup.
+    #[arg(long)]
+    pub drop_damaged: bool,
     /// When the log is fsynced: always (before each answer, the default) or interval.
     #[arg(long, value_parser = ["always", "interval"])]
     pub fsync: Option<String>,
@@ -351,6 +356,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.data_dir.is_some() {
         config.durability.data_dir = args.data_dir;
     }
+    config.durability.drop_damaged = args.drop_damaged;
     if args.cluster.is_some() {
         config.cluster.nats_url = args.cluster;
     }

@@ -342,6 +342,11 @@ pub struct DurabilityConfig {
     pub fsync_interval_ms: u64,
     /// How often the log is folded into the snapshot and truncated (0 = only at start).
     pub snapshot_interval_seconds: u64,
+    /// Start even when files are damaged, dropping what cannot be read (each drop logged as an
+    /// error naming the file and byte); without it, damage refuses the start. Set only by the
+    /// `--drop-damaged` flag, for one start: never read from a config file.
+    #[serde(skip)]
+    pub drop_damaged: bool,
 }
 
 impl Default for DurabilityConfig {
@@ -351,6 +356,7 @@ impl Default for DurabilityConfig {
             fsync: FsyncPolicy::Always,
             fsync_interval_ms: 100,
             snapshot_interval_seconds: 300,
+            drop_damaged: false,
         }
     }
 }

@@ -31,6 +31,12 @@ pub struct Engine {
     pub wal: Option<Arc<crate::durability::Wal>>,
 }
 
+/// How an event is admitted to the log (see [`Engine::ingest`]).
+enum Admission<'a> {
+    InOrder(#[allow(dead_code)] crate::durability::AdmittedInOrder<'a>),
+    Unordered(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>),
+}
+
 /// An applied attribute update: the customer, its attributes after it, whether it changed them.
 pub type Upserted = (String, crate::attributes::Attributes, bool);
 
@@ -101,14 +107,18 @@ pub fn replay(
 
 impl Engine {
     /// Carries out a change of state and, with a log, queues its record (`None`: nothing to log)
-    /// while the change is admitted, so that a wait for everything admitted covers it. The
-    /// change is acknowledged once the returned wait ends.
+    /// while the change is admitted in order ([`crate::durability::Wal::admit_in_order`]), so
+    /// that the log holds such changes in the order they were applied and a wait for everything
+    /// admitted covers it. The change is acknowledged once the returned wait ends.
     fn logged<T>(
         &self,
         carry_out: impl FnOnce() -> T,
         record: impl FnOnce(&T) -> Option<crate::durability::WalRecord>,
     ) -> (T, Option<Durable>) {
-        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
+        let admitted = self
+            .wal
+            .as_deref()
+            .map(crate::durability::Wal::admit_in_order);
         let outcome = carry_out();
         let durable = self
             .wal
@@ -326,7 +336,19 @@ impl Engine {
         want_score: bool,
     ) -> (Option<Sentiment>, Applied, Option<Durable>) {
         let sentiment = self.classify_event(interaction);
-        let admitted = self.wal.as_deref().map(crate::durability::Wal::admit);
+        // Events commute (scores are the same whatever the arrival order), except those that
+        // resolve identifiers (they may merge customers, which moves claims and attributes) or
+        // end a claim (an answer in a thread): those keep their place among the ordered changes.
+        let ordered = !interaction.identifiers.is_empty()
+            || (interaction.direction == crate::domain::Direction::Outbound
+                && !interaction.thread_id.is_empty());
+        let admitted = self.wal.as_deref().map(|wal| {
+            if ordered {
+                Admission::InOrder(wal.admit_in_order())
+            } else {
+                Admission::Unordered(wal.admit())
+            }
+        });
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
         // An event with identifiers is logged whatever became of it: resolving them may have
         // linked or merged customers, which replay must do again.

@@ -49,6 +49,15 @@ pub async fn start(
         max_identifiers: config.identity.max_identifiers_per_request,
         blocked_identifiers: config.identity.blocked_values.clone().into(),
     };
+    // The ports first: a start that cannot serve touches no file of the data directory.
+    let grpc_listener = TcpListener::bind(server.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", server.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let metrics_listener = TcpListener::bind(server.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", server.metrics_addr))?;
+    let metrics_addr = metrics_listener.local_addr()?;
     // Identity rules before recovery: replay resolves identifiers as the first run did.
     let store = Arc::new(
         Store::new(Arc::new(config.scoring.clone()), server.watch_buffer)
@@ -67,8 +76,11 @@ pub async fn start(
                         crate::engine::recover(&store, replayed)
                     })?;
                 // A start folds what it replayed from logs (or an older format) into a state
-                // snapshot; one that only loaded a state snapshot has nothing to fold.
-                if recovered.log_records > 0 || recovered.snapshot_records > 0 {
+                // snapshot; one that only loaded a current state snapshot has nothing to fold.
+                if recovered.log_records > 0
+                    || recovered.snapshot_records > 0
+                    || recovered.snapshot_version < crate::durability::FORMAT_VERSION
+                {
                     wal.snapshot(&store)?;
                 }
                 anyhow::Ok((wal, recovered))
@@ -107,14 +119,6 @@ pub async fn start(
         )
     });
 
-    let grpc_listener = TcpListener::bind(server.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen for gRPC on {}", server.grpc_addr))?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    let metrics_listener = TcpListener::bind(server.metrics_addr)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {}", server.metrics_addr))?;
-    let metrics_addr = metrics_listener.local_addr()?;
     // Cluster mode: this replica's leases, consumers and publisher (docs/scaling.md).
     let (cluster, cluster_tasks) = match config.cluster.nats_url {
         Some(_) => {

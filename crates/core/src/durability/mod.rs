@@ -52,6 +52,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WAL_FILE: &str = "wal.log";
+/// The next active log while a seal puts it in place (a crash between the two renames leaves it).
+const NEXT_WAL_FILE: &str = "wal.next";
+/// Held locked (flock) by the process that has the data directory open; holds its pid.
+const LOCK_FILE: &str = "LOCK";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 /// First bytes of every file in the current format. Read as a format-0 record length (u32 LE) it
@@ -61,7 +65,11 @@ pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
 /// snapshot holds each customer's state instead of the log folded in (logs as in 1); 3: events
 /// may carry identifiers, the log holds identity requests, and each customer's state carries its
 /// identity profile.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: every log file opens with a mark naming its segment number and a sealed one closes with a
+/// mark counting its records; a state snapshot ends with a record counting its customers.
+pub const FORMAT_VERSION: u32 = 4;
+/// The first format whose log files carry segment marks and whose snapshots end with a count.
+const MARKED_FORMAT_VERSION: u32 = 4;
 /// The first format whose state records carry the customer's identity profile.
 const PROFILE_FORMAT_VERSION: u32 = 3;
 /// The first format whose snapshot holds state (records of tenant, customer and history, after a
@@ -141,6 +149,9 @@ pub struct WalRecord {
     /// Set instead of `interaction`: a CRM's attribute update (format 3).
     #[prost(message, optional, tag = "9")]
     pub upsert: Option<record::LoggedUpsert>,
+    /// Set instead of everything else: the log file's opening or closing mark (format 4).
+    #[prost(message, optional, tag = "10")]
+    pub segment: Option<record::SegmentMark>,
 }
 
 /// What recovery hands back, in log order.
@@ -249,6 +260,7 @@ impl WalRecord {
             identity: None,
             claim: None,
             upsert: None,
+            segment: None,
         }
     }
 
@@ -347,6 +359,26 @@ pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
         offset += end;
     }
     Ok((payloads, offset))
+}
+
+/// The records of `data` up to the first damaged one (`--drop-damaged`), and their length.
+fn read_valid_prefix(data: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut payloads = Vec::new();
+    let mut offset = 0usize;
+    while let Some(rest) = data.get(offset..).filter(|rest| rest.len() >= 8) {
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let end = 8usize.saturating_add(len as usize);
+        if len == 0 || len > MAX_RECORD_BYTES || end > rest.len() {
+            break;
+        }
+        if crc32fast::hash(&rest[8..end]) != crc {
+            break;
+        }
+        payloads.push(&rest[8..end]);
+        offset += end;
+    }
+    (payloads, offset)
 }
 
 /// The offset of the first position in `data` where a whole, non-empty record with a matching
@@ -526,8 +558,21 @@ pub struct Wal {
     /// queued; taken exclusively by a duplicate, so it is answered only after its first copy is
     /// durable (see [`Wal::wait_for_admitted`]).
     admissions: std::sync::RwLock<()>,
+    /// Held by a change whose replay depends on its order among others (attribute updates,
+    /// claims, identity requests, events that resolve identifiers or end claims) from the moment
+    /// it is applied to the store until it is queued, so the log's order is the apply order.
+    ordered: Mutex<()>,
     /// One snapshot at a time.
     snapshotting: Mutex<()>,
+    /// The data directory's lock, held as long as the log is open.
+    _lock: File,
+}
+
+/// The guard of [`Wal::admit_in_order`]: the change is admitted, and no other ordered change is
+/// applied until it is dropped (after the change's record is queued).
+pub struct AdmittedInOrder<'a> {
+    _admitted: std::sync::RwLockReadGuard<'a, ()>,
+    _order: std::sync::MutexGuard<'a, ()>,
 }
 
 /// What start-up recovered.
@@ -541,6 +586,9 @@ pub struct Recovered {
     pub log_records: usize,
     /// Bytes of a torn last record cut off the log.
     pub torn_bytes: usize,
+    /// The format of the snapshot it started from ([`FORMAT_VERSION`] for a fresh directory):
+    /// an older one is rewritten at once.
+    pub snapshot_version: u32,
 }
 
 /// How state snapshot records are encoded: bincode with variable-length integers (enum tags and
@@ -560,6 +608,99 @@ struct SnapshotMeta {
     covers_segment: u64,
     /// Every claim when the snapshot began: tenant, customer, claim.
     claims: Vec<(String, String, Claim)>,
+}
+
+/// What the last record of a state snapshot (format 4) starts with.
+const SNAPSHOT_END: [u8; 4] = *b"END4";
+
+/// The last record of a state snapshot (format 4): the customer records before it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotEnd {
+    /// [`SNAPSHOT_END`].
+    end: [u8; 4],
+    /// Customer records in the snapshot.
+    customers: u64,
+}
+
+/// What recovery does with damage that no crash leaves (anything but a torn tail of the active
+/// log): refuse the start, naming the file and byte, or (`--drop-damaged`) log it as an error
+/// that says what is dropped and go on with what can be read.
+struct DamagePolicy {
+    drop: bool,
+}
+
+impl DamagePolicy {
+    /// Refuses the start with `message`, or with `--drop-damaged` logs it and goes on.
+    fn found(&self, message: String) -> anyhow::Result<()> {
+        if self.drop {
+            tracing::error!(damage = %message, "--drop-damaged: dropping what is damaged");
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "{message}. Nothing was changed: restore the file, or start once with \
+                 --drop-damaged to drop what is damaged (each drop is logged) and go on"
+            )
+        }
+    }
+}
+
+/// Locks the data directory for this process (an advisory `flock` on `LOCK`, released when the
+/// process ends, even by kill -9) and writes its pid there; a directory another process holds
+/// is refused, naming it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            anyhow::bail!(
+                "data directory {} is in use by another rapport process (pid {}, holding {}):                  one process per data directory",
+                dir.display(),
+                if holder.is_empty() { "unknown" } else { holder },
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// The segment mark of a record, if it is one.
+fn segment_mark(payload: &[u8]) -> Option<record::SegmentMark> {
+    <WalRecord as prost::Message>::decode(payload)
+        .ok()
+        .and_then(|record| record.segment)
+}
+
+/// A framed segment mark.
+fn mark_frame(number: u64, sealed: bool, records: u64) -> Vec<u8> {
+    frame(&prost::Message::encode_to_vec(&WalRecord {
+        segment: Some(record::SegmentMark {
+            number,
+            sealed,
+            records,
+        }),
+        ..WalRecord::default()
+    }))
+}
+
+/// The framed closing mark of segment `number` holding `records` records.
+fn seal_mark(number: u64, records: u64) -> Vec<u8> {
+    mark_frame(number, true, records)
 }
 
 /// The first record of a format-2 state snapshot.
@@ -626,6 +767,91 @@ impl<'a> FramedFile<'a> {
             valid_bytes,
             body_bytes: body.len(),
         })
+    }
+
+    /// [`FramedFile::parse`] at start: with `--drop-damaged`, a damaged record ends the valid
+    /// records instead of the start (the drop is logged).
+    fn read(data: &'a [u8], path: &Path, damage: &DamagePolicy) -> anyhow::Result<Self> {
+        match Self::parse(data, path) {
+            Ok(file) => Ok(file),
+            Err(error) if damage.drop => {
+                damage.found(format!("{error:#}"))?;
+                let (body, version) = file_body(data, path)?;
+                let (payloads, valid_bytes) = read_valid_prefix(body);
+                Ok(Self {
+                    payloads,
+                    version,
+                    header_bytes: data.len() - body.len(),
+                    valid_bytes,
+                    body_bytes: body.len(),
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The records of a log file (format 4) between its marks: it must open with the mark of
+    /// segment `number` and, when `sealed`, close with that number's mark counting the records
+    /// between. Anything else is damage (a file emptied, cut at a record boundary, renamed or put
+    /// in another's place).
+    fn marked_records(
+        &self,
+        path: &Path,
+        number: u64,
+        sealed: bool,
+        damage: &DamagePolicy,
+    ) -> anyhow::Result<&[&'a [u8]]> {
+        let end_byte = self.header_bytes + self.valid_bytes;
+        let Some((first, mut records)) = self.payloads.split_first() else {
+            damage.found(format!(
+                "{} is cut at byte {end_byte}: a log file always holds its header and opening \
+                 mark, so it was emptied and the events it held would be lost",
+                path.display()
+            ))?;
+            return Ok(&[]);
+        };
+        match segment_mark(first) {
+            Some(mark) if !mark.sealed && mark.number == number => {}
+            Some(mark) if !mark.sealed => damage.found(format!(
+                "{} opens as segment {} where segment {number} was expected: a log file is \
+                 missing or was renamed or replaced",
+                path.display(),
+                mark.number
+            ))?,
+            _ => damage.found(format!(
+                "{} has no opening mark at byte {}",
+                path.display(),
+                self.header_bytes
+            ))?,
+        }
+        if sealed {
+            let closing = records.split_last().and_then(|(last, rest)| {
+                let mark = segment_mark(last)?;
+                mark.sealed.then_some((mark, rest))
+            });
+            match closing {
+                Some((mark, rest))
+                    if mark.number == number && mark.records == rest.len() as u64 =>
+                {
+                    records = rest;
+                }
+                Some((mark, rest)) => {
+                    damage.found(format!(
+                        "{} closes as segment {} of {} records but is segment {number} with {}",
+                        path.display(),
+                        mark.number,
+                        mark.records,
+                        rest.len()
+                    ))?;
+                    records = rest;
+                }
+                None => damage.found(format!(
+                    "{} is cut at byte {end_byte}: a sealed segment ends with its closing mark",
+                    path.display()
+                ))?,
+            }
+        }
+        Ok(records)
     }
 
     /// Bytes of a torn tail after the valid records.
@@ -750,6 +976,9 @@ fn replay_events(payloads: &[&[u8]], apply: &mut impl FnMut(Replayed<'_>)) -> an
             });
             continue;
         }
+        if record.segment.is_some() {
+            anyhow::bail!("a segment mark inside a log file (only its first and last records)");
+        }
         if let Some(identity) = record.identity.take() {
             let request = identity
                 .into_request()
@@ -780,14 +1009,26 @@ impl Wal {
     ) -> anyhow::Result<(Arc<Self>, Recovered)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-        let segments = sealed_segments(dir)?;
+        // Before anything in the directory is read or written: one process per data directory.
+        let lock = lock_data_dir(dir)?;
+        let damage = DamagePolicy {
+            drop: config.drop_damaged,
+        };
+        let mut segments = sealed_segments(dir)?;
         let log_path = dir.join(WAL_FILE);
+        let next_log_path = dir.join(NEXT_WAL_FILE);
         let snapshot_path = dir.join(SNAPSHOT_FILE);
+        // A crash between sealing the active log and putting its successor in place leaves the
+        // successor (only its header and opening mark) as wal.next.
+        if !log_path.exists() && next_log_path.exists() {
+            std::fs::rename(&next_log_path, &log_path)
+                .with_context(|| format!("cannot rename {}", next_log_path.display()))?;
+        }
         // Every start writes snapshot.bin before it creates a log, and a snapshot is replaced only
         // by rename: a log without a snapshot means the snapshot was lost, and the log alone would
         // start from a silently shortened history.
         if (log_path.exists() || !segments.is_empty()) && !snapshot_path.exists() {
-            anyhow::bail!(
+            damage.found(format!(
                 "{} is missing while {} exists: the events it held would be lost; restore it \
                  (or remove the logs to start empty on purpose)",
                 snapshot_path.display(),
@@ -796,17 +1037,69 @@ impl Wal {
                 } else {
                     segments[0].1.display().to_string()
                 }
-            );
+            ))?;
         }
         let snapshot_file = read_file(&snapshot_path)?;
-        let snapshot = FramedFile::parse(&snapshot_file, &snapshot_path)?
-            .whole(&snapshot_path, "snapshots are written whole, by rename")?;
-        let mut recovered = Recovered::default();
+        let snapshot_exists = snapshot_path.exists();
+        let snapshot = FramedFile::read(&snapshot_file, &snapshot_path, &damage)?;
+        if snapshot.torn_bytes() > 0 {
+            damage.found(format!(
+                "{} is damaged at byte {} (snapshots are written whole, by rename)",
+                snapshot_path.display(),
+                snapshot.header_bytes + snapshot.valid_bytes
+            ))?;
+        }
+        // Snapshots are written whole and renamed into place: never empty, never without their
+        // header record.
+        if snapshot_exists && snapshot.payloads.is_empty() {
+            damage.found(format!(
+                "{} is cut at byte {} (it has {} bytes; a snapshot holds at least its header and \
+                 first record)",
+                snapshot_path.display(),
+                snapshot_file.len(),
+                snapshot_file.len()
+            ))?;
+        }
+        let mut recovered = Recovered {
+            snapshot_version: if snapshot_exists {
+                snapshot.version
+            } else {
+                FORMAT_VERSION
+            },
+            ..Recovered::default()
+        };
         let mut covered = 0u64;
         if snapshot.version >= STATE_FORMAT_VERSION {
-            // An empty file (a fresh directory, or one cut inside its header): no state.
-            let (meta, customers) = snapshot
-                .payloads
+            let mut payloads = &snapshot.payloads[..];
+            if snapshot.version >= MARKED_FORMAT_VERSION && !payloads.is_empty() {
+                // The last record counts the customer records: a snapshot cut at a record
+                // boundary lacks it, or counts more than it holds.
+                let counted = payloads.split_last().and_then(|(end, rest)| {
+                    let end: SnapshotEnd = state_encoding().deserialize(end).ok()?;
+                    (end.end == SNAPSHOT_END).then_some((end.customers, rest))
+                });
+                match counted {
+                    Some((customers, rest)) if customers == rest.len().saturating_sub(1) as u64 => {
+                        payloads = rest;
+                    }
+                    Some((customers, rest)) => {
+                        damage.found(format!(
+                            "{} counts {customers} customers but holds {}",
+                            snapshot_path.display(),
+                            rest.len().saturating_sub(1)
+                        ))?;
+                        payloads = rest;
+                    }
+                    None => damage.found(format!(
+                        "{} is cut at byte {}: its last record is not the end record (a \
+                         snapshot is written whole, by rename)",
+                        snapshot_path.display(),
+                        snapshot.header_bytes + snapshot.valid_bytes
+                    ))?,
+                }
+            }
+            // No record at all: a fresh directory (no file), or damage dropped above.
+            let (meta, customers) = payloads
                 .split_first()
                 .map_or((None, &[][..]), |(meta, customers)| (Some(meta), customers));
             let undecodable =
@@ -870,23 +1163,79 @@ impl Wal {
                 .with_context(|| format!("in {}", snapshot_path.display()))?;
             recovered.snapshot_records = snapshot.payloads.len();
         }
-        let mut next_segment = covered + 1;
-        for (number, path) in segments {
-            if number <= covered {
-                // Folded into the snapshot; left by a crash before they were deleted.
-                remove_if_present(&path)?;
+        // Segments the snapshot covers are left by a crash before they were deleted; one whose
+        // mark names another number was renamed, and what it holds is not in the snapshot.
+        let mut after = Vec::with_capacity(segments.len());
+        for (number, path) in segments.drain(..) {
+            if number > covered {
+                after.push((number, path));
                 continue;
             }
             let data = read_file(&path)?;
-            let segment = FramedFile::parse(&data, &path)?
-                .whole(&path, "segments are fsynced whole before they are sealed")?;
-            replay_events(&segment.payloads, &mut apply)
-                .with_context(|| format!("in {}", path.display()))?;
-            recovered.log_records += segment.payloads.len();
+            let segment = FramedFile::read(&data, &path, &damage)?;
+            if let Some(mark) = segment.payloads.first().and_then(|p| segment_mark(p)) {
+                if mark.number != number {
+                    damage.found(format!(
+                        "{} opens as segment {}: it was renamed; what it holds is not in {}",
+                        path.display(),
+                        mark.number,
+                        snapshot_path.display()
+                    ))?;
+                    continue;
+                }
+            }
+            remove_if_present(&path)?;
+        }
+        let mut next_segment = covered + 1;
+        for (number, path) in after {
+            if number != next_segment {
+                damage.found(format!(
+                    "log segment {} is missing (found {} after {} covers segment {covered}): \
+                     the events it held would be lost",
+                    segment_path(dir, next_segment).display(),
+                    path.display(),
+                    snapshot_path.display()
+                ))?;
+            }
+            let data = read_file(&path)?;
+            let segment = FramedFile::read(&data, &path, &damage)?;
+            if segment.torn_bytes() > 0 {
+                damage.found(format!(
+                    "{} is damaged at byte {} (segments are fsynced whole before they are sealed)",
+                    path.display(),
+                    segment.header_bytes + segment.valid_bytes
+                ))?;
+            }
+            let records = if segment.version >= MARKED_FORMAT_VERSION || data.is_empty() {
+                segment.marked_records(&path, number, true, &damage)?
+            } else {
+                &segment.payloads[..]
+            };
+            replay_events(records, &mut apply).with_context(|| format!("in {}", path.display()))?;
+            recovered.log_records += records.len();
             next_segment = number + 1;
         }
+        let log_exists = log_path.exists();
         let log_file = read_file(&log_path)?;
-        let log = FramedFile::parse(&log_file, &log_path)?;
+        let log = FramedFile::read(&log_file, &log_path, &damage)?;
+        // From format 4 on, the active log is put in place whole (its header and opening mark,
+        // by rename) before a snapshot may name the segment before it: missing or empty, it was
+        // deleted or emptied, and its events with it.
+        let marked_dir = snapshot_exists && snapshot.version >= MARKED_FORMAT_VERSION;
+        let log_records = if !log_exists {
+            if marked_dir {
+                damage.found(format!(
+                    "{} is missing (the log after segment {}): the events it held would be lost",
+                    log_path.display(),
+                    next_segment - 1
+                ))?;
+            }
+            &[][..]
+        } else if log.version >= MARKED_FORMAT_VERSION || (marked_dir && log.payloads.is_empty()) {
+            log.marked_records(&log_path, next_segment, false, &damage)?
+        } else {
+            &log.payloads[..]
+        };
         if snapshot.version < FORMAT_VERSION
             || (!log_file.is_empty() && log.version < FORMAT_VERSION)
         {
@@ -897,36 +1246,41 @@ impl Wal {
                 "data directory in an older format: rewriting it in the current one"
             );
         }
-        replay_events(&log.payloads, &mut apply)
+        replay_events(log_records, &mut apply)
             .with_context(|| format!("in {}", log_path.display()))?;
-        recovered.log_records += log.payloads.len();
+        recovered.log_records += log_records.len();
         recovered.torn_bytes = log.torn_bytes();
         if recovered.torn_bytes > 0 {
             tracing::warn!(
+                file = %log_path.display(),
+                at_byte = log.header_bytes + log.valid_bytes,
                 bytes = recovered.torn_bytes,
-                "discarded a torn last log record"
+                "discarded a torn last log record (a crash while it was written)"
             );
         }
         // A fresh directory: an empty state snapshot first, so a log never exists without one.
-        if !snapshot_path.exists() {
+        if !snapshot_exists {
             write_state_file(dir, 0, Vec::new(), |_| Ok(()))?;
         }
-        // What the active log holds becomes a sealed segment (cut to its valid records); the
-        // next snapshot folds it in.
-        if !log.payloads.is_empty() {
-            if recovered.torn_bytes > 0 {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&log_path)
-                    .with_context(|| format!("cannot open {}", log_path.display()))?;
-                file.set_len((log.header_bytes + log.valid_bytes) as u64)?;
-                file.sync_all()?;
+        // What the active log holds becomes a sealed segment (cut to its valid records, its
+        // closing mark added); the next snapshot folds it in.
+        if !log_records.is_empty() {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&log_path)
+                .with_context(|| format!("cannot open {}", log_path.display()))?;
+            file.set_len((log.header_bytes + log.valid_bytes) as u64)?;
+            if log.version >= MARKED_FORMAT_VERSION {
+                use std::io::Seek;
+                file.seek(std::io::SeekFrom::End(0))?;
+                file.write_all(&seal_mark(next_segment, log_records.len() as u64))?;
             }
+            file.sync_all()?;
             std::fs::rename(&log_path, segment_path(dir, next_segment))
                 .with_context(|| format!("cannot seal {}", log_path.display()))?;
             next_segment += 1;
         }
-        let (file, identity) = create_log(dir)?;
+        let (file, identity) = create_log(dir, next_segment)?;
         let sync_handle = file.try_clone()?;
         let files = Arc::new(LogFiles {
             dir: dir.to_path_buf(),
@@ -952,7 +1306,9 @@ impl Wal {
                 files,
                 queue: Mutex::new(queue),
                 admissions: std::sync::RwLock::new(()),
+                ordered: Mutex::new(()),
                 snapshotting: Mutex::new(()),
+                _lock: lock,
             }),
             recovered,
         ))
@@ -986,6 +1342,18 @@ impl Wal {
     /// until it is queued (see [`Wal::wait_for_admitted`]).
     pub fn admit(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.admissions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Wal::admit`] for a change whose replay depends on its order among other such changes
+    /// (the version rule of attribute updates, a claim released and taken by another agent, a
+    /// merge moving a claim): hold the guard from applying it to the store until it is queued,
+    /// so that such changes reach the log in the order they were applied.
+    pub fn admit_in_order(&self) -> AdmittedInOrder<'_> {
+        let order = self.ordered.lock().unwrap_or_else(|e| e.into_inner());
+        AdmittedInOrder {
+            _admitted: self.admit(),
+            _order: order,
+        }
     }
 
     /// What a duplicate waits for before it is answered, since its first copy may still be on
@@ -1052,24 +1420,38 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Creates an empty active log (its header only), fsynced with its directory; returns it open
-/// for appending and its (device, inode).
-fn create_log(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
-    use std::os::unix::fs::MetadataExt;
-    let path = dir.join(WAL_FILE);
-    let mut file = OpenOptions::new()
+/// Writes the next active log whole as `wal.next`: its header and the opening mark of segment
+/// `number`, fsynced. [`install_log`] puts it in place.
+fn prepare_log(dir: &Path, number: u64) -> anyhow::Result<()> {
+    let path = dir.join(NEXT_WAL_FILE);
+    let mut contents = format_header().to_vec();
+    contents.extend_from_slice(&mark_frame(number, false, 0));
+    OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .open(&path)
-        .and_then(|mut file| file.write_all(&format_header()).map(|()| file))
-        .and_then(|_| OpenOptions::new().append(true).open(&path))
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    file.flush()?;
-    file.sync_all()?;
-    sync_dir(dir)?;
-    let metadata = file.metadata()?;
-    Ok((file, (metadata.dev(), metadata.ino())))
+        .and_then(|mut file| {
+            file.write_all(&contents)?;
+            file.sync_all()
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Renames the prepared `wal.next` to `wal.log` and fsyncs the directory; returns the new log
+/// open for appending and its (device, inode).
+fn install_log(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
+    let path = dir.join(WAL_FILE);
+    std::fs::rename(dir.join(NEXT_WAL_FILE), &path)
+        .with_context(|| format!("cannot put {} in place", path.display()))?;
+    install_opened(dir)
+}
+
+/// Creates the active log for segment `number` whole (header and opening mark, by rename, so it
+/// never exists empty); returns it open for appending and its (device, inode).
+fn create_log(dir: &Path, number: u64) -> anyhow::Result<(File, (u64, u64))> {
+    prepare_log(dir, number)?;
+    install_log(dir)
 }
 
 /// One customer's state as a state snapshot holds it.
@@ -1106,6 +1488,7 @@ fn write_state_file(
     let written = (|| -> std::io::Result<u64> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         let mut size = 0u64;
+        let mut customers = 0u64;
         let mut put = |out: &mut std::io::BufWriter<File>, bytes: &[u8]| -> std::io::Result<()> {
             size += bytes.len() as u64;
             out.write_all(bytes)
@@ -1125,9 +1508,17 @@ fn write_state_file(
                 let payload = state_encoding()
                     .serialize(&(tenant_id, customer_id, history, profile, attributes))
                     .map_err(std::io::Error::other)?;
+                customers += 1;
                 put(&mut out, &frame(&payload))
             },
         )?;
+        let end = state_encoding()
+            .serialize(&SnapshotEnd {
+                end: SNAPSHOT_END,
+                customers,
+            })
+            .map_err(std::io::Error::other)?;
+        put(&mut out, &frame(&end))?;
         let file = out.into_inner().map_err(|error| error.into_error())?;
         file.sync_all()?;
         Ok(size)
@@ -1214,11 +1605,29 @@ impl LogFiles {
         if writer.active_records == 0 {
             return Ok(writer.next_segment - 1);
         }
-        writer.file.sync_data()?;
         let sealed = writer.next_segment;
-        std::fs::rename(self.dir.join(WAL_FILE), segment_path(&self.dir, sealed))
-            .with_context(|| format!("cannot seal {}", self.dir.join(WAL_FILE).display()))?;
-        let (file, identity) = create_log(&self.dir)?;
+        // The successor first: if it cannot be created (a full disk, no file descriptor left),
+        // the active log stays as it is and the seal is tried again later.
+        prepare_log(&self.dir, sealed + 1)?;
+        // From here on a failure would leave the log half sealed: stop rather than go on.
+        let closing = seal_mark(sealed, writer.active_records);
+        let closed = writer
+            .file
+            .write_all(&closing)
+            .and_then(|()| writer.file.sync_data())
+            .and_then(|()| {
+                std::fs::rename(self.dir.join(WAL_FILE), segment_path(&self.dir, sealed))
+            })
+            .and_then(|()| std::fs::rename(self.dir.join(NEXT_WAL_FILE), self.dir.join(WAL_FILE)))
+            .map_err(anyhow::Error::from)
+            .and_then(|()| install_opened(&self.dir));
+        let (file, identity) = match closed {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "cannot seal the active log: stopping");
+                std::process::abort()
+            }
+        };
         syncer.0 = file.try_clone()?;
         syncer.1 = writer.written;
         writer.file = file;
@@ -1227,6 +1636,19 @@ impl LogFiles {
         writer.next_segment = sealed + 1;
         Ok(sealed)
     }
+}
+
+/// Opens the `wal.log` that a seal just renamed into place, after fsyncing the directory.
+fn install_opened(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(WAL_FILE);
+    sync_dir(dir)?;
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let metadata = file.metadata()?;
+    Ok((file, (metadata.dev(), metadata.ino())))
 }
 
 /// Fails when `wal.log` in `dir` is not the file with this (device, inode).
@@ -1666,5 +2088,168 @@ mod tests {
         // A fresh directory (neither file) still starts empty.
         let fresh = tempfile::tempdir().unwrap();
         assert!(Wal::open(&config, fresh.path(), |_| {}).is_ok());
+    }
+
+    /// A data directory as a running server leaves it after a kill -9 in the middle of a
+    /// snapshot: `snapshot.bin` (customers c0..c9), sealed segments 2 and 3 after it (the seal of
+    /// segment 1 is covered), and `wal.log` with records. Returns every event id logged.
+    fn busy_directory(dir: &Path) -> Vec<String> {
+        use crate::config::ScoringConfig;
+        let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+        let config = DurabilityConfig::default();
+        let (wal, _) = Wal::open(&config, dir, |_| {}).unwrap();
+        let mut ids = Vec::new();
+        let mut log = |wal: &Wal, range: std::ops::Range<usize>| {
+            for index in range {
+                let interaction = email(index, 10);
+                crate::engine::replay(&store, &interaction, None, false);
+                wal.append(&WalRecord::new(&interaction, None)).unwrap();
+                ids.push(interaction.event_id.clone());
+            }
+        };
+        log(&wal, 0..20);
+        wal.snapshot(&store).unwrap();
+        log(&wal, 20..30);
+        wal.files.seal().unwrap();
+        log(&wal, 30..40);
+        wal.files.seal().unwrap();
+        log(&wal, 40..50);
+        ids
+    }
+
+    /// Opens `dir`, returning the event ids recovered or the refusal.
+    fn recover_ids(dir: &Path, drop_damaged: bool) -> Result<Vec<String>, String> {
+        let config = DurabilityConfig {
+            drop_damaged,
+            ..DurabilityConfig::default()
+        };
+        let mut ids = Vec::new();
+        Wal::open(&config, dir, |replayed| match replayed {
+            Replayed::Event { interaction, .. } => ids.push(interaction.event_id.clone()),
+            Replayed::Customer { history, .. } => ids.extend(
+                (0..history.summary().events_total)
+                    .map(|n| format!("(a snapshot customer's event {n})")),
+            ),
+            _ => {}
+        })
+        .map(|_| ids)
+        .map_err(|error| format!("{error:#}"))
+    }
+
+    /// Issue 24 item 3: each damage that no crash leaves refuses the start, naming the file,
+    /// and changes nothing (a second start refuses again); `--drop-damaged` starts anyway.
+    #[test]
+    fn damage_refuses_the_start_naming_the_file() {
+        let segment = |n: u64| format!("{SEGMENT_PREFIX}{n:020}{SEGMENT_SUFFIX}");
+        type Damage = Box<dyn Fn(&Path)>;
+        let cut = |name: &'static str, at: fn(&[u8]) -> usize| -> Damage {
+            Box::new(move |dir: &Path| {
+                let path = dir.join(name);
+                let data = std::fs::read(&path).unwrap();
+                std::fs::write(&path, &data[..at(&data)]).unwrap();
+            })
+        };
+        // The offset where the last record starts: a cut there leaves whole records only.
+        fn last_record_start(data: &[u8]) -> usize {
+            let (payloads, _) = read_frames(&data[HEADER_BYTES..]).unwrap();
+            data.len() - payloads.last().unwrap().len() - 8
+        }
+        let seg2: &'static str = Box::leak(segment(2).into_boxed_str());
+        let seg3: &'static str = Box::leak(segment(3).into_boxed_str());
+        let seg2b = seg2.to_string();
+        let seg3b = seg3.to_string();
+        let seg3c = seg3.to_string();
+        let damages: Vec<(&str, &str, Damage)> = vec![
+            ("snapshot emptied", SNAPSHOT_FILE, cut(SNAPSHOT_FILE, |_| 0)),
+            (
+                "snapshot cut in its header",
+                SNAPSHOT_FILE,
+                cut(SNAPSHOT_FILE, |_| 5),
+            ),
+            (
+                "snapshot cut after its header",
+                SNAPSHOT_FILE,
+                cut(SNAPSHOT_FILE, |_| 8),
+            ),
+            (
+                "snapshot cut at a record boundary",
+                SNAPSHOT_FILE,
+                cut(SNAPSHOT_FILE, last_record_start),
+            ),
+            ("segment emptied", seg2, cut(seg2, |_| 0)),
+            (
+                "segment cut at a record boundary",
+                seg2,
+                cut(seg2, last_record_start),
+            ),
+            (
+                "segment missing from the sequence",
+                seg2,
+                Box::new(move |dir: &Path| std::fs::remove_file(dir.join(&seg2b)).unwrap()),
+            ),
+            (
+                "segment renamed at or below the snapshot's",
+                "segment 3",
+                Box::new(move |dir: &Path| {
+                    std::fs::rename(dir.join(&seg3b), dir.join(segment(1))).unwrap()
+                }),
+            ),
+            (
+                "last segment deleted",
+                WAL_FILE,
+                Box::new(move |dir: &Path| std::fs::remove_file(dir.join(&seg3c)).unwrap()),
+            ),
+            (
+                "active log deleted",
+                WAL_FILE,
+                Box::new(|dir: &Path| std::fs::remove_file(dir.join(WAL_FILE)).unwrap()),
+            ),
+            ("active log emptied", WAL_FILE, cut(WAL_FILE, |_| 0)),
+        ];
+        for (what, named, damage) in damages {
+            let dir = tempfile::tempdir().unwrap();
+            let logged = busy_directory(dir.path());
+            assert_eq!(
+                recover_ids(dir.path(), false).map(|ids| ids.len()),
+                Ok(logged.len())
+            );
+            let dir = tempfile::tempdir().unwrap();
+            busy_directory(dir.path());
+            damage(dir.path());
+            let error = recover_ids(dir.path(), false).expect_err(what);
+            assert!(error.contains(named), "{what}: {error}");
+            assert!(error.contains("--drop-damaged"), "{what}: {error}");
+            // Nothing changed: refused again.
+            assert!(
+                recover_ids(dir.path(), false).is_err(),
+                "{what}: second start"
+            );
+            assert!(
+                recover_ids(dir.path(), true).is_ok(),
+                "{what}: --drop-damaged starts"
+            );
+        }
+    }
+
+    /// Issue 24 item 2: a second open of a data directory in use is refused, naming the pid,
+    /// and changes no file; once the first is closed it opens.
+    #[test]
+    fn a_data_directory_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DurabilityConfig::default();
+        let (first, _) = Wal::open(&config, dir.path(), |_| {}).unwrap();
+        first.append(&WalRecord::new(&email(1, 2), None)).unwrap();
+        let before = std::fs::read(dir.path().join(WAL_FILE)).unwrap();
+        let error = Wal::open(&config, dir.path(), |_| {})
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            error.contains(&format!("pid {}", std::process::id())),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(dir.path().join(WAL_FILE)).unwrap(), before);
+        drop(first);
+        assert!(Wal::open(&config, dir.path(), |_| {}).is_ok());
     }
 }

@@ -148,6 +148,23 @@ pub struct LoggedClaim {
     pub expires_at_ms: i64,
 }
 
+/// A log file's own bookkeeping (format 4): the first record of every log file names the segment
+/// number it gets when sealed, and the last record of a sealed segment repeats it with the count
+/// of records before it, so a file cut at a record boundary, renamed, emptied or missing from the
+/// sequence is found at start instead of silently losing what it held.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SegmentMark {
+    /// The segment's number (`wal-<number>.log` once sealed).
+    #[prost(uint64, tag = "1")]
+    pub number: u64,
+    /// `false`: the file's first record (it was opened); `true`: its last (it was sealed).
+    #[prost(bool, tag = "2")]
+    pub sealed: bool,
+    /// With `sealed`: the records between the two marks.
+    #[prost(uint64, tag = "3")]
+    pub records: u64,
+}
+
 /// A CRM's attribute update as the log stores it.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LoggedUpsert {

@@ -975,6 +975,7 @@ impl Store {
                     Self::merge_attributes(attributes, survivor, taken);
                 }
             }
+            Self::merge_claims(tenant, survivor, absorbed);
             identities.merge(survivor, absorbed);
             crate::telemetry::customer_merged();
             changed.push(CompactString::from(survivor));
@@ -985,6 +986,23 @@ impl Store {
         changed.retain(|customer| *customer == plan.customer);
         changed.dedup();
         changed
+    }
+
+    /// Claims follow a merge: the merged customer keeps one claim, the one that lasts longer
+    /// (so a live claim on either side stays live; the same choice at replay, whatever the
+    /// clock). The other holder learns it at its next renew (not held).
+    fn merge_claims(tenant: &Tenant, survivor: &str, absorbed: &str) {
+        let mut claims = tenant.claims.lock();
+        let Some(taken) = claims.remove(absorbed) else {
+            return;
+        };
+        match claims.get_mut(survivor) {
+            Some(kept) if kept.expires_at_ms >= taken.expires_at_ms => {}
+            Some(kept) => *kept = taken,
+            None => {
+                claims.insert(CompactString::from(survivor), taken);
+            }
+        }
     }
 
     /// Carries out a CRM's identity request (`LinkIdentities`, `MergeCustomers`), all or
