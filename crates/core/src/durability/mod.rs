@@ -101,6 +101,13 @@ fn file_body<'a>(data: &'a [u8], path: &Path) -> anyhow::Result<(&'a [u8], u32)>
         return Ok((&[], FORMAT_VERSION));
     }
     let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    if version == 0 {
+        // Format 0 files have no header: a header naming it is damage (a flipped bit).
+        anyhow::bail!(
+            "{} is damaged at byte 4: its header names format 0, which has no header",
+            path.display()
+        );
+    }
     if version > FORMAT_VERSION {
         anyhow::bail!(
             "{} is in data format {version}, written by a newer rapport; this build reads \

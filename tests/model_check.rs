@@ -1,0 +1,1070 @@
+//! Issue 24: a model-based, randomized check of the real service (in the spirit of Jepsen's
+//! checkers): the release binary's promises are checked against a reference model over generated
+//! histories, not against examples.
+//!
+//! Each round starts the real `rapport` binary on a fresh data directory (snapshots every
+//! second, so seals and snapshots run under the load), and several concurrent clients send
+//! generated operations over gRPC: events (late, duplicated, for customers that get merged),
+//! conflicting `UpsertCustomer` versions, `ClaimNext` / `RenewClaim` / `ReleaseClaim` by several
+//! agents, and `MergeCustomers`. Every call is recorded with its invocation and completion on one
+//! logical clock and its answer. The round ends with one of: SIGTERM, kill -9 at rest, kill -9
+//! under load, file damage from a catalogue (after a kill -9 at rest), or a second process on
+//! the same data directory under load. Then these are checked:
+//! - exclusive claims: no `ClaimNext` hands a customer to an agent while another agent
+//!   certainly holds it (claimed before the call began, not released before it ended; merges
+//!   move claims);
+//! - acknowledged means durable: after the restart every acknowledged event is counted, every
+//!   claim certainly held is still held by its agent, every customer untouched by an in-flight
+//!   call holds the attributes of its applied updates folded in version order;
+//! - a restart at rest changes no answer: every customer's full answer (scores at a pinned
+//!   `as_of`, attributes, claim, identity) equals the one before the stop;
+//! - damage refuses the start naming a file of the data directory, or loses nothing (the answers
+//!   equal those before); a second process on a directory in use is refused and changes nothing.
+//!
+//! The seed is printed; `RAPPORT_CHECK_SEED`, `RAPPORT_CHECK_ROUNDS` and `RAPPORT_CHECK_OPS`
+//! replay or lengthen a run (`scripts/soak.sh SEED MINUTES`). Not covered: cluster mode, config
+//! reloads, identifier-carrying events and links, tenant isolation under load, damage to the
+//! active log's tail (indistinguishable from a crash's torn tail), and shrinking (a failing
+//! seed is replayed with fewer ops by hand).
+
+mod common;
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rapport::pb;
+use rapport::pb::identity_service_client::IdentityServiceClient;
+use rapport::pb::ingest_service_client::IngestServiceClient;
+use rapport::pb::scoring_service_client::ScoringServiceClient;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+const TENANTS: [&str; 2] = ["acme", "globex"];
+const CUSTOMERS: usize = 6;
+const AGENTS: usize = 3;
+const CLIENTS: usize = 4;
+/// Scores are compared at this pinned time (after every generated event).
+const AS_OF_MS: i64 = T0_MS + DAY_MS;
+const CLAIM_TTL_SECONDS: u32 = 3_600;
+
+fn customer_id(n: usize) -> String {
+    format!("c{n}")
+}
+
+/// A running `rapport serve` on a data directory.
+struct Server {
+    child: Child,
+    channel: Channel,
+    stderr: PathBuf,
+}
+
+/// Starts the binary on `dir`; `Err` with its stderr when it exits instead of serving.
+async fn serve(dir: &Path, config: &Path, logs: &Path) -> Result<Server, String> {
+    for attempt in 0..5 {
+        let port = free_port();
+        let stderr = logs.join(format!("serve-{port}-{attempt}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("rapport starts");
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2));
+        for _ in 0..400 {
+            if let Ok(Some(_)) = child.try_wait() {
+                let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+                if said.contains("cannot listen") {
+                    break; // the port was taken meanwhile: another one
+                }
+                return Err(said);
+            }
+            if let Ok(channel) = endpoint.connect().await {
+                return Ok(Server {
+                    child,
+                    channel,
+                    stderr,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Err("rapport did not come up on any port".to_string())
+}
+
+impl Server {
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn sigterm(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..400 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "SIGTERM did not stop the server: {}",
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+    }
+}
+
+/// One generated call.
+#[derive(Clone, Debug)]
+enum Op {
+    Event {
+        tenant: usize,
+        customer: usize,
+        n: usize,
+    },
+    Upsert {
+        tenant: usize,
+        customer: usize,
+        version: u64,
+        keys: Vec<(String, f64)>,
+    },
+    ClaimNext {
+        tenant: usize,
+        agent: usize,
+    },
+    Renew {
+        tenant: usize,
+        agent: usize,
+        customer: String,
+    },
+    Release {
+        tenant: usize,
+        agent: usize,
+        customer: String,
+    },
+    Merge {
+        tenant: usize,
+        customer: usize,
+        other: usize,
+    },
+}
+
+/// What a call answered (`Failed`: no acknowledgement, so its effect is unknown).
+#[derive(Clone, Debug)]
+enum Answer {
+    Ok,
+    Refused,
+    Upserted { applied: bool },
+    Claimed(Option<String>),
+    Merged { survivor: String },
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    op: Op,
+    invoked: u64,
+    completed: u64,
+    answer: Answer,
+}
+
+/// The recorded history of a round, on one logical clock.
+#[derive(Default)]
+struct History {
+    clock: AtomicU64,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl History {
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+fn generate(rng: &mut StdRng, agents_of_client: usize) -> Op {
+    let tenant = rng.gen_range(0..TENANTS.len());
+    let customer = rng.gen_range(0..CUSTOMERS);
+    match rng.gen_range(0..100) {
+        0..40 => Op::Event {
+            tenant,
+            customer,
+            n: rng.gen_range(0..30),
+        },
+        40..55 => Op::Upsert {
+            tenant,
+            customer,
+            version: rng.gen_range(1..6),
+            keys: (0..rng.gen_range(1..12))
+                .map(|k| (format!("k{k}"), f64::from(rng.gen_range(0..100u32))))
+                .collect(),
+        },
+        55..75 => Op::ClaimNext {
+            tenant,
+            agent: agents_of_client,
+        },
+        75..83 => Op::Renew {
+            tenant,
+            agent: agents_of_client,
+            customer: customer_id(customer),
+        },
+        83..95 => Op::Release {
+            tenant,
+            agent: agents_of_client,
+            customer: customer_id(customer),
+        },
+        _ => Op::Merge {
+            tenant,
+            customer,
+            other: rng.gen_range(0..CUSTOMERS),
+        },
+    }
+}
+
+/// The event `n` of a customer: the same content whenever it is sent (a true duplicate), at a
+/// time drawn from the month before `T0_MS` whatever the order it is sent in.
+fn event_of(tenant: usize, customer: usize, n: usize) -> pb::Interaction {
+    let id = customer_id(customer);
+    let at_ms = T0_MS - ((n * 7919 + customer * 104_729) % 43_200) as i64 * MINUTE_MS;
+    let texts = [
+        "Where is my order? Please help",
+        "this is terrible, I want a refund",
+        "love it, thanks!",
+        "",
+    ];
+    let mut interaction = with_text(
+        event(TENANTS[tenant], &id, &format!("{id}-e{n}"), at_ms),
+        texts[(n + customer) % texts.len()],
+    );
+    if n % 5 == 4 {
+        interaction = kind(interaction, pb::InteractionKind::Purchase);
+        interaction.value = 10.0 + n as f64;
+        interaction.text.clear();
+    }
+    interaction
+}
+
+async fn run_call(channel: &Channel, op: &Op) -> Answer {
+    let mut ingest = IngestServiceClient::new(channel.clone());
+    let mut scoring = ScoringServiceClient::new(channel.clone());
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let refused_or_failed = |status: tonic::Status| match status.code() {
+        tonic::Code::FailedPrecondition
+        | tonic::Code::InvalidArgument
+        | tonic::Code::NotFound
+        | tonic::Code::AlreadyExists => Answer::Refused,
+        _ => Answer::Failed,
+    };
+    let agent = |agent: &usize| format!("agent-{agent}");
+    match op {
+        Op::Event {
+            tenant,
+            customer,
+            n,
+        } => match ingest
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: vec![event_of(*tenant, *customer, *n)],
+            })
+            .await
+        {
+            Ok(summary) if summary.get_ref().rejected == 0 => Answer::Ok,
+            Ok(_) => Answer::Refused,
+            Err(status) => refused_or_failed(status),
+        },
+        Op::Upsert {
+            tenant,
+            customer,
+            version,
+            keys,
+        } => match identity
+            .upsert_customer(pb::UpsertCustomerRequest {
+                tenant_id: TENANTS[*tenant].into(),
+                customer_id: customer_id(*customer),
+                attributes: keys
+                    .iter()
+                    .map(|(key, value)| {
+                        (
+                            key.clone(),
+                            pb::AttributeValue {
+                                value: Some(pb::attribute_value::Value::Number(*value)),
+                            },
+                        )
+                    })
+                    .collect(),
+                version: *version,
+            })
+            .await
+        {
+            Ok(answer) => Answer::Upserted {
+                applied: answer.get_ref().applied,
+            },
+            Err(status) => refused_or_failed(status),
+        },
+        Op::ClaimNext { tenant, agent: a } => match scoring
+            .claim_next(pb::ClaimNextRequest {
+                tenant_id: TENANTS[*tenant].into(),
+                agent_id: agent(a),
+                action: 0,
+                min_retention_risk: 0.0,
+                ttl_seconds: CLAIM_TTL_SECONDS,
+                segment: String::new(),
+                channel: 0,
+            })
+            .await
+        {
+            Ok(answer) => Answer::Claimed(answer.into_inner().customer.map(|c| c.customer_id)),
+            Err(status) => refused_or_failed(status),
+        },
+        Op::Renew {
+            tenant,
+            agent: a,
+            customer,
+        }
+        | Op::Release {
+            tenant,
+            agent: a,
+            customer,
+        } => {
+            let request = pb::ClaimRequest {
+                tenant_id: TENANTS[*tenant].into(),
+                agent_id: agent(a),
+                customer_id: customer.clone(),
+                ttl_seconds: CLAIM_TTL_SECONDS,
+            };
+            let answer = if matches!(op, Op::Renew { .. }) {
+                scoring.renew_claim(request).await
+            } else {
+                scoring.release_claim(request).await
+            };
+            match answer {
+                Ok(_) => Answer::Ok,
+                Err(status) => refused_or_failed(status),
+            }
+        }
+        Op::Merge {
+            tenant,
+            customer,
+            other,
+        } => match identity
+            .merge_customers(pb::MergeCustomersRequest {
+                tenant_id: TENANTS[*tenant].into(),
+                customer_id: customer_id(*customer),
+                other_customer_id: customer_id(*other),
+            })
+            .await
+        {
+            Ok(answer) => Answer::Merged {
+                survivor: answer.into_inner().customer_id,
+            },
+            Err(status) => refused_or_failed(status),
+        },
+    }
+}
+
+/// Runs `ops` generated calls per client, concurrently, recording each.
+async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let (channel, history) = (channel.clone(), Arc::clone(&history));
+        clients.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed ^ (client as u64 + 1) * 0x9e37_79b9);
+            for _ in 0..ops {
+                let op = generate(&mut rng, client % AGENTS);
+                let invoked = history.tick();
+                let answer = tokio::time::timeout(Duration::from_secs(20), run_call(&channel, &op))
+                    .await
+                    .unwrap_or(Answer::Failed);
+                let completed = history.tick();
+                history.calls.lock().unwrap().push(Call {
+                    op,
+                    invoked,
+                    completed,
+                    answer,
+                });
+            }
+        }));
+    }
+    for client in clients {
+        let _ = client.await;
+    }
+}
+
+/// The acknowledged merges of each tenant by completion: (completed, one side, the other side,
+/// survivor).
+struct Merges([Vec<(u64, String, String, String)>; TENANTS.len()]);
+
+impl Merges {
+    fn of(calls: &[Call]) -> Self {
+        let mut merges: [Vec<(u64, String, String, String)>; TENANTS.len()] = Default::default();
+        for call in calls {
+            if let (
+                Op::Merge {
+                    tenant,
+                    customer,
+                    other,
+                },
+                Answer::Merged { survivor },
+            ) = (&call.op, &call.answer)
+            {
+                merges[*tenant].push((
+                    call.completed,
+                    customer_id(*customer),
+                    customer_id(*other),
+                    survivor.clone(),
+                ));
+            }
+        }
+        for tenant in &mut merges {
+            tenant.sort_by_key(|merge| merge.0);
+        }
+        Self(merges)
+    }
+}
+
+/// The customer `id` resolves to after the merges acknowledged before logical time `before`.
+fn follow(merges: &Merges, tenant: usize, id: &str, before: u64) -> String {
+    let mut groups: HashMap<String, String> = HashMap::new();
+    let find = |groups: &HashMap<String, String>, id: &str| -> String {
+        let mut id = id.to_string();
+        while let Some(next) = groups.get(&id) {
+            if *next == id {
+                break;
+            }
+            id = next.clone();
+        }
+        id
+    };
+    for (completed, one, other, survivor) in &merges.0[tenant] {
+        if *completed >= before {
+            break;
+        }
+        for side in [one, other] {
+            let root = find(&groups, side);
+            if root != *survivor {
+                groups.insert(root, survivor.clone());
+            }
+        }
+    }
+    find(&groups, id)
+}
+
+/// A claim certainly held: by `agent` on `customer` from logical time `from` (its answer) until
+/// `until` (the first call that may have ended it began; `u64::MAX`: never).
+#[derive(Debug)]
+struct Hold {
+    tenant: usize,
+    agent: usize,
+    customer: String,
+    from: u64,
+    until: u64,
+}
+
+/// Every claim an answer proves, with when it may have ended: the agent's release, a failed
+/// renew, or a merge that joins it with a customer another agent may hold (one claim survives).
+fn holds(calls: &[Call]) -> Vec<Hold> {
+    let merges = &Merges::of(calls);
+    let mut out = Vec::new();
+    for call in calls {
+        let (Op::ClaimNext { tenant, agent }, Answer::Claimed(Some(customer))) =
+            (&call.op, &call.answer)
+        else {
+            continue;
+        };
+        let mut until = u64::MAX;
+        for later in calls.iter().filter(|c| c.invoked > call.completed) {
+            let ends = match (&later.op, &later.answer) {
+                (
+                    Op::Release {
+                        tenant: t,
+                        agent: a,
+                        customer: c,
+                    },
+                    _,
+                )
+                | (
+                    Op::Renew {
+                        tenant: t,
+                        agent: a,
+                        customer: c,
+                    },
+                    Answer::Refused | Answer::Failed,
+                ) => {
+                    t == tenant
+                        && a == agent
+                        // The ids may resolve alike at any moment of the call.
+                        && [later.invoked, later.completed + 1].iter().any(|at| {
+                            follow(merges, *t, c, *at) == follow(merges, *t, customer, *at)
+                        })
+                }
+                (
+                    Op::Merge {
+                        tenant: t,
+                        customer: x,
+                        other: y,
+                    },
+                    _,
+                ) if t == tenant => {
+                    // A merge touching this claim's customer with one another agent may hold:
+                    // one of the two claims survives.
+                    let mine = follow(merges, *t, customer, later.invoked);
+                    let sides = [customer_id(*x), customer_id(*y)]
+                        .map(|side| follow(merges, *t, &side, later.invoked));
+                    sides.contains(&mine)
+                        && sides.iter().any(|side| {
+                            *side != mine && possibly_held(calls, merges, *t, *agent, side, later)
+                        })
+                }
+                _ => false,
+            };
+            if ends {
+                until = until.min(later.invoked);
+            }
+        }
+        out.push(Hold {
+            tenant: *tenant,
+            agent: *agent,
+            customer: customer.clone(),
+            from: call.completed,
+            until,
+        });
+    }
+    out
+}
+
+/// Whether an agent other than `agent` may hold a claim on `side` when `merge` runs: one claimed
+/// it before the merge ended and had not certainly released it before the merge began.
+fn possibly_held(
+    calls: &[Call],
+    merges: &Merges,
+    tenant: usize,
+    agent: usize,
+    side: &str,
+    merge: &Call,
+) -> bool {
+    calls.iter().any(|claim| {
+        let (
+            Op::ClaimNext {
+                tenant: t,
+                agent: a,
+            },
+            Answer::Claimed(Some(claimed)),
+        ) = (&claim.op, &claim.answer)
+        else {
+            return false;
+        };
+        *t == tenant
+            && *a != agent
+            && claim.invoked < merge.completed
+            && follow(merges, tenant, claimed, merge.invoked) == side
+            && !calls.iter().any(|release| {
+                matches!(&release.op, Op::Release { tenant: rt, agent: ra, customer }
+                    if *rt == tenant && ra == a && release.invoked > claim.completed
+                        && release.completed < merge.invoked
+                        && follow(merges, tenant, customer, release.invoked)
+                            == follow(merges, tenant, claimed, release.invoked))
+            })
+    })
+}
+
+/// Exclusive claims: no ClaimNext answered a customer that another agent certainly held for the
+/// whole call.
+fn check_exclusive(calls: &[Call], violations: &mut Vec<String>) {
+    let merges = &Merges::of(calls);
+    let holds = holds(calls);
+    for call in calls {
+        let (Op::ClaimNext { tenant, agent }, Answer::Claimed(Some(customer))) =
+            (&call.op, &call.answer)
+        else {
+            continue;
+        };
+        for hold in &holds {
+            if hold.tenant == *tenant
+                && hold.agent != *agent
+                && hold.from < call.invoked
+                && hold.until > call.completed
+                && follow(merges, *tenant, &hold.customer, call.invoked)
+                    == follow(merges, *tenant, customer, call.invoked)
+                && follow(merges, *tenant, &hold.customer, call.completed + 1)
+                    == follow(merges, *tenant, customer, call.completed + 1)
+            {
+                violations.push(format!(
+                    "{} {customer} handed to agent-{agent} (calls {}..{}) while agent-{} held {} \
+                     (from {})",
+                    TENANTS[*tenant],
+                    call.invoked,
+                    call.completed,
+                    hold.agent,
+                    hold.customer,
+                    hold.from
+                ));
+            }
+        }
+    }
+}
+
+/// Every customer's full answer at the pinned time (`None`: not found).
+async fn answers(server: &Server) -> BTreeMap<(usize, usize), Option<pb::CustomerScore>> {
+    let mut scoring = ScoringServiceClient::new(server.channel.clone());
+    let mut out = BTreeMap::new();
+    for tenant in 0..TENANTS.len() {
+        for customer in 0..CUSTOMERS {
+            let answer = scoring
+                .get_customer(pb::GetCustomerRequest {
+                    tenant_id: TENANTS[tenant].into(),
+                    customer_id: customer_id(customer),
+                    as_of: Some(ts(AS_OF_MS)),
+                })
+                .await;
+            let answer = match answer {
+                Ok(score) => Some(score.into_inner()),
+                Err(status) if status.code() == tonic::Code::NotFound => None,
+                Err(status) => panic!(
+                    "GetCustomer failed: {status}; the server said: {}",
+                    std::fs::read_to_string(&server.stderr).unwrap_or_default()
+                ),
+            };
+            out.insert((tenant, customer), answer);
+        }
+    }
+    out
+}
+
+/// Acknowledged means durable, checked against the reference after a restart (`cut`: the
+/// logical time of the stop; calls still running then are in flight).
+fn check_durable(
+    calls: &[Call],
+    cut: u64,
+    after: &BTreeMap<(usize, usize), Option<pb::CustomerScore>>,
+    violations: &mut Vec<String>,
+) {
+    let end = u64::MAX;
+    let merges = &Merges::of(calls);
+    // A merge whose answer was lost may or may not have happened: claims in that tenant may
+    // have moved, so only their exclusivity is checked.
+    let mut merges_in_doubt = [false; TENANTS.len()];
+    for tenant in 0..TENANTS.len() {
+        // Events: acknowledged ones counted, never more than were sent.
+        let mut acked: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut sent: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        for call in calls {
+            let in_tenant = match &call.op {
+                Op::Event { tenant: t, .. }
+                | Op::Upsert { tenant: t, .. }
+                | Op::Merge { tenant: t, .. } => *t == tenant,
+                _ => false,
+            };
+            if !in_tenant {
+                continue;
+            }
+            if matches!(call.answer, Answer::Failed) || call.completed > cut {
+                match &call.op {
+                    Op::Event { customer, .. } | Op::Upsert { customer, .. } => {
+                        in_flight.insert(follow(merges, tenant, &customer_id(*customer), end));
+                    }
+                    Op::Merge {
+                        customer, other, ..
+                    } => {
+                        in_flight.insert(follow(merges, tenant, &customer_id(*customer), end));
+                        in_flight.insert(follow(merges, tenant, &customer_id(*other), end));
+                    }
+                    _ => {}
+                }
+            }
+            if let (Op::Merge { .. }, Answer::Failed) = (&call.op, &call.answer) {
+                merges_in_doubt[tenant] = true;
+            }
+            if let Op::Event { customer, n, .. } = &call.op {
+                let group = follow(merges, tenant, &customer_id(*customer), end);
+                let id = format!("{}-e{n}", customer_id(*customer));
+                sent.entry(group.clone()).or_default().insert(id.clone());
+                if matches!(call.answer, Answer::Ok) && call.completed <= cut {
+                    acked.entry(group).or_default().insert(id);
+                }
+            }
+        }
+        for customer in 0..CUSTOMERS {
+            let id = customer_id(customer);
+            let group = follow(merges, tenant, &id, end);
+            if group != id {
+                continue; // checked under the survivor
+            }
+            let answer = after.get(&(tenant, customer)).cloned().flatten();
+            let total = answer.as_ref().map_or(0, |a| a.interactions_total) as usize;
+            let (low, high) = (
+                acked.get(&group).map_or(0, HashSet::len),
+                sent.get(&group).map_or(0, HashSet::len),
+            );
+            // A merge in flight may have joined it with another customer: no upper bound.
+            if total < low || (total > high && !in_flight.contains(&group)) {
+                violations.push(format!(
+                    "{} {group}: {total} interactions after the restart, acknowledged {low}, \
+                     sent {high}",
+                    TENANTS[tenant]
+                ));
+            }
+            // Attributes: the applied updates folded in version order (customers no merge or
+            // in-flight call touched).
+            let merged = calls.iter().any(|call| {
+                matches!((&call.op, &call.answer), (Op::Merge { tenant: t, customer: x, other: y }, Answer::Merged { .. } | Answer::Failed)
+                    if *t == tenant && (*x == customer || *y == customer))
+            });
+            if merged || in_flight.contains(&group) {
+                continue;
+            }
+            let mut applied: Vec<(u64, &Vec<(String, f64)>)> = calls
+                .iter()
+                .filter_map(|call| match (&call.op, &call.answer) {
+                    (
+                        Op::Upsert {
+                            tenant: t,
+                            customer: c,
+                            version,
+                            keys,
+                        },
+                        Answer::Upserted { applied: true },
+                    ) if *t == tenant && *c == customer => Some((*version, keys)),
+                    _ => None,
+                })
+                .collect();
+            applied.sort_by_key(|(version, _)| *version);
+            let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+            for (_, keys) in applied {
+                for (key, value) in keys {
+                    expected.insert(key.clone(), *value);
+                }
+            }
+            let actual: BTreeMap<String, f64> = answer
+                .map(|a| a.attributes)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(key, value)| match value.value {
+                    Some(pb::attribute_value::Value::Number(n)) => Some((key, n)),
+                    _ => None,
+                })
+                .collect();
+            if actual != expected {
+                violations.push(format!(
+                    "{} {id}: attributes {actual:?} after the restart, the applied updates in \
+                     version order give {expected:?}",
+                    TENANTS[tenant]
+                ));
+            }
+        }
+    }
+    // Claims certainly held at the stop are held after it.
+    for hold in holds(calls) {
+        if hold.from >= cut || hold.until <= cut || merges_in_doubt[hold.tenant] {
+            continue;
+        }
+        let group = follow(merges, hold.tenant, &hold.customer, end);
+        let customer: usize = group[1..].parse().unwrap();
+        let held_by = after
+            .get(&(hold.tenant, customer))
+            .cloned()
+            .flatten()
+            .map(|a| a.claimed_by)
+            .unwrap_or_default();
+        if held_by != format!("agent-{}", hold.agent) {
+            violations.push(format!(
+                "{} {group}: claimed by {held_by:?} after the restart; agent-{} held it (claim \
+                 answered at {}, not released)",
+                TENANTS[hold.tenant], hold.agent, hold.from
+            ));
+        }
+    }
+}
+
+/// How a round ends.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Sigterm,
+    KillAtRest,
+    KillUnderLoad,
+    DamageAtRest,
+    SecondProcess,
+}
+
+/// The files of a data directory a damage may hit (not the lock).
+fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            name == "snapshot.bin" || (name.starts_with("wal") && name.ends_with(".log"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The byte offsets where the records of a framed file start (after its 8-byte header).
+fn record_starts(data: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 8;
+    while at + 8 <= data.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    starts
+}
+
+/// Applies one damage from the catalogue; returns what it did. The active log's tail is never
+/// cut or flipped: that is what a crash leaves, and it may lose the last records.
+fn damage(dir: &Path, rng: &mut StdRng) -> String {
+    let files = data_files(dir);
+    let file = files[rng.gen_range(0..files.len())].clone();
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    let data = std::fs::read(&file).unwrap();
+    let starts = record_starts(&data);
+    let active = name == "wal.log";
+    match rng.gen_range(0..6) {
+        0 => {
+            std::fs::write(&file, b"").unwrap();
+            format!("emptied {name}")
+        }
+        1 if !active => {
+            let at = rng.gen_range(0..data.len().min(8).max(1));
+            std::fs::write(&file, &data[..at]).unwrap();
+            format!("cut {name} at byte {at} (in its header)")
+        }
+        2 if !active && starts.len() > 1 => {
+            let at = starts[rng.gen_range(1..starts.len())];
+            std::fs::write(&file, &data[..at]).unwrap();
+            format!("cut {name} at byte {at} (a record boundary)")
+        }
+        3 if !(active && starts.len() < 2) => {
+            // A bit flip anywhere (the active log: not in its last record).
+            let limit = if active {
+                *starts.last().unwrap()
+            } else {
+                data.len()
+            };
+            let at = rng.gen_range(0..limit.max(1));
+            let mut flipped = data.clone();
+            if let Some(byte) = flipped.get_mut(at) {
+                *byte ^= 1 << rng.gen_range(0..8);
+            }
+            std::fs::write(&file, &flipped).unwrap();
+            format!("flipped a bit of {name} at byte {at}")
+        }
+        4 if name.starts_with("wal-") => {
+            let renamed = dir.join("wal-00000000000000000000.log");
+            std::fs::rename(&file, &renamed).unwrap();
+            format!("renamed {name} to segment 0")
+        }
+        _ => {
+            std::fs::remove_file(&file).unwrap();
+            format!("deleted {name}")
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// One round: load, a stop, the checks. Returns the violations found.
+async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = work.join("data");
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = work.join("rapport.toml");
+    std::fs::write(
+        &config,
+        "[durability]\nsnapshot_interval_seconds = 1\n[server]\nmax_future_skew_seconds = 3600\n",
+    )
+    .unwrap();
+    let stops = [
+        Stop::Sigterm,
+        Stop::KillAtRest,
+        Stop::KillUnderLoad,
+        Stop::DamageAtRest,
+        Stop::SecondProcess,
+    ];
+    let stop = stops[rng.gen_range(0..stops.len())];
+    let mut violations = Vec::new();
+    let server = serve(&dir, &config, work)
+        .await
+        .expect("a fresh directory starts");
+    let history = Arc::new(History::default());
+    let mut running = tokio::spawn(load(
+        server.channel.clone(),
+        Arc::clone(&history),
+        rng.gen(),
+        ops,
+    ));
+    let mut before = None;
+    match stop {
+        Stop::KillUnderLoad | Stop::SecondProcess => {
+            // Let part of the load through, then stop or intrude in the middle of it.
+            while history.clock.load(Ordering::SeqCst) < (CLIENTS * ops) as u64 / 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if let Stop::SecondProcess = stop {
+                match serve(&dir, &config, work).await {
+                    Ok(second) => {
+                        second.kill9();
+                        violations.push(
+                            "a second process served the data directory of a running one"
+                                .to_string(),
+                        );
+                    }
+                    Err(said) if !said.contains("in use") => violations.push(format!(
+                        "a second process on a directory in use failed without saying so: {said}"
+                    )),
+                    Err(_) => {}
+                }
+                (&mut running).await.unwrap();
+                before = Some(answers(&server).await);
+            }
+        }
+        _ => {
+            (&mut running).await.unwrap();
+            before = Some(answers(&server).await);
+        }
+    }
+    let cut = history.tick();
+    match stop {
+        Stop::Sigterm => server.sigterm(),
+        _ => server.kill9(),
+    }
+    let mut what = String::new();
+    if let Stop::DamageAtRest = stop {
+        let intact = work.join("intact");
+        copy_dir(&dir, &intact);
+        what = damage(&dir, &mut rng);
+        match serve(&dir, &config, work).await {
+            Ok(server) => {
+                // Started: it must have lost nothing.
+                let after = answers(&server).await;
+                if Some(&after) != before.as_ref() {
+                    violations.push(format!(
+                        "after damage ({what}) the start succeeded with different answers"
+                    ));
+                }
+                server.kill9();
+            }
+            Err(said) => {
+                let named = data_files(&intact)
+                    .iter()
+                    .any(|file| said.contains(&*file.file_name().unwrap().to_string_lossy()));
+                if !named {
+                    violations.push(format!(
+                        "damage ({what}) refused the start without naming the file: {said}"
+                    ));
+                }
+            }
+        }
+        copy_dir(&intact, &dir);
+    }
+    // Under load the clients go on against the stopped server: their calls fail (in flight).
+    if !running.is_finished()
+        && tokio::time::timeout(Duration::from_secs(60), &mut running)
+            .await
+            .is_err()
+    {
+        running.abort();
+    }
+    let server = serve(&dir, &config, work)
+        .await
+        .expect("the directory restarts");
+    let after = answers(&server).await;
+    server.kill9();
+    let calls = history.calls.lock().unwrap().clone();
+    let count = |matches: fn(&Call) -> bool| calls.iter().filter(|call| matches(call)).count();
+    eprintln!(
+        "round {seed}: stop {stop:?} {what}; {} calls, {} acknowledged, {} claims, {} merges, {} \
+         applied updates",
+        calls.len(),
+        count(|c| !matches!(c.answer, Answer::Failed)),
+        count(|c| matches!(c.answer, Answer::Claimed(Some(_)))),
+        count(|c| matches!(c.answer, Answer::Merged { .. })),
+        count(|c| matches!(c.answer, Answer::Upserted { applied: true })),
+    );
+    check_exclusive(&calls, &mut violations);
+    check_durable(&calls, cut, &after, &mut violations);
+    if let Some(before) = before {
+        for (key, answer) in &before {
+            if after.get(key) != Some(answer) {
+                violations.push(format!(
+                    "{} {}: the answer changed across the restart\n  before {answer:?}\n  after  \
+                     {:?}",
+                    TENANTS[key.0],
+                    customer_id(key.1),
+                    after.get(key)
+                ));
+            }
+        }
+    }
+    if !violations.is_empty() {
+        // The history, for the person reading the failure.
+        let mut sorted = calls.clone();
+        sorted.sort_by_key(|call| call.invoked);
+        for call in sorted {
+            eprintln!(
+                "  {:>4}..{:<4} {:?} -> {:?}",
+                call.invoked, call.completed, call.op, call.answer
+            );
+        }
+    }
+    violations
+        .into_iter()
+        .map(|v| format!("[round seed {seed}, stop {stop:?} {what}] {v}"))
+        .collect()
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_keeps_its_promises_under_generated_histories() {
+    let seed = env_number(
+        "RAPPORT_CHECK_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    let rounds = env_number("RAPPORT_CHECK_ROUNDS", 5);
+    let ops = env_number("RAPPORT_CHECK_OPS", 60) as usize;
+    eprintln!(
+        "model_check seed {seed}, {rounds} rounds of {CLIENTS}x{ops} calls (replay: \
+         RAPPORT_CHECK_SEED={seed} cargo test --test model_check)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    for round_index in 0..rounds {
+        let round_seed = seed.wrapping_add(round_index);
+        let violations = round(round_seed, ops, work.path()).await;
+        assert!(
+            violations.is_empty(),
+            "model_check seed {seed} (round seed {round_seed}): {} violation(s):\n{}",
+            violations.len(),
+            violations.join("\n")
+        );
+    }
+}
