@@ -51,6 +51,8 @@ const CLIENTS: usize = 4;
 /// Scores are compared at this pinned time (after every generated event).
 const AS_OF_MS: i64 = T0_MS + DAY_MS;
 const CLAIM_TTL_SECONDS: u32 = 3_600;
+/// No call excepted (see [`follow_possibly`]).
+const NONE: u64 = u64::MAX;
 
 fn customer_id(n: usize) -> String {
     format!("c{n}")
@@ -90,12 +92,29 @@ async fn serve(dir: &Path, config: &Path, logs: &Path) -> Result<Server, String>
                 }
                 return Err(said);
             }
+            // Serving, not only bound (the ports are bound before recovery): a gRPC answer.
             if let Ok(channel) = endpoint.connect().await {
-                return Ok(Server {
-                    child,
-                    channel,
-                    stderr,
+                let mut scoring = ScoringServiceClient::new(channel.clone());
+                let probe = scoring.get_customer(pb::GetCustomerRequest {
+                    tenant_id: TENANTS[0].into(),
+                    customer_id: "probe".into(),
+                    as_of: None,
                 });
+                if let Ok(answered) = tokio::time::timeout(Duration::from_millis(500), probe).await
+                {
+                    if answered.is_ok()
+                        || !matches!(
+                            answered.as_ref().unwrap_err().code(),
+                            tonic::Code::Unavailable | tonic::Code::Unknown
+                        )
+                    {
+                        return Ok(Server {
+                            child,
+                            channel,
+                            stderr,
+                        });
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -402,13 +421,14 @@ async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
     }
 }
 
-/// The acknowledged merges of each tenant by completion: (completed, one side, the other side,
-/// survivor).
-struct Merges([Vec<(u64, String, String, String)>; TENANTS.len()]);
+/// The acknowledged merges of each tenant by completion: (invoked, completed, one side, the
+/// other side, survivor).
+struct Merges([Vec<(u64, u64, String, String, String)>; TENANTS.len()]);
 
 impl Merges {
     fn of(calls: &[Call]) -> Self {
-        let mut merges: [Vec<(u64, String, String, String)>; TENANTS.len()] = Default::default();
+        let mut merges: [Vec<(u64, u64, String, String, String)>; TENANTS.len()] =
+            Default::default();
         for call in calls {
             if let (
                 Op::Merge {
@@ -420,6 +440,7 @@ impl Merges {
             ) = (&call.op, &call.answer)
             {
                 merges[*tenant].push((
+                    call.invoked,
                     call.completed,
                     customer_id(*customer),
                     customer_id(*other),
@@ -428,7 +449,7 @@ impl Merges {
             }
         }
         for tenant in &mut merges {
-            tenant.sort_by_key(|merge| merge.0);
+            tenant.sort_by_key(|merge| merge.1);
         }
         Self(merges)
     }
@@ -436,25 +457,42 @@ impl Merges {
 
 /// The customer `id` resolves to after the merges acknowledged before logical time `before`.
 fn follow(merges: &Merges, tenant: usize, id: &str, before: u64) -> String {
+    resolve(merges, tenant, id, |(_, completed, ..)| *completed < before)
+}
+
+/// The customer `id` may resolve to by logical time `before`: after every merge begun before it
+/// (merges take effect before they are answered), except the merge begun at `except`.
+fn follow_possibly(merges: &Merges, tenant: usize, id: &str, before: u64, except: u64) -> String {
+    resolve(merges, tenant, id, |(invoked, ..)| {
+        *invoked < before && *invoked != except
+    })
+}
+
+/// The customer `id` resolves to after the merges `counted` picks (in completion order).
+fn resolve(
+    merges: &Merges,
+    tenant: usize,
+    id: &str,
+    counted: impl Fn(&(u64, u64, String, String, String)) -> bool,
+) -> String {
     let mut groups: HashMap<String, String> = HashMap::new();
     let find = |groups: &HashMap<String, String>, id: &str| -> String {
         let mut id = id.to_string();
         while let Some(next) = groups.get(&id) {
-            if *next == id {
-                break;
-            }
             id = next.clone();
         }
         id
     };
-    for (completed, one, other, survivor) in &merges.0[tenant] {
-        if *completed >= before {
-            break;
+    for merge in &merges.0[tenant] {
+        if !counted(merge) {
+            continue;
         }
+        let (_, _, one, other, survivor) = merge;
         for side in [one, other] {
-            let root = find(&groups, side);
-            if root != *survivor {
-                groups.insert(root, survivor.clone());
+            // Union by roots, so merges counted out of order never make a cycle.
+            let (root, target) = (find(&groups, side), find(&groups, survivor));
+            if root != target {
+                groups.insert(root, target);
             }
         }
     }
@@ -484,7 +522,11 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
             continue;
         };
         let mut until = u64::MAX;
-        for later in calls.iter().filter(|c| c.invoked > call.completed) {
+        // Any call not over before the claim began may come after it (agents share ids).
+        for later in calls
+            .iter()
+            .filter(|c| c.completed > call.invoked && !std::ptr::eq(*c, call))
+        {
             let ends = match (&later.op, &later.answer) {
                 (
                     Op::Release {
@@ -505,9 +547,8 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
                     t == tenant
                         && a == agent
                         // The ids may resolve alike at any moment of the call.
-                        && [later.invoked, later.completed + 1].iter().any(|at| {
-                            follow(merges, *t, c, *at) == follow(merges, *t, customer, *at)
-                        })
+                        && follow_possibly(merges, *t, c, later.completed, NONE)
+                            == follow_possibly(merges, *t, customer, later.completed, NONE)
                 }
                 (
                     Op::Merge {
@@ -517,15 +558,13 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
                     },
                     _,
                 ) if t == tenant => {
-                    // A merge touching this claim's customer with one another agent may hold:
-                    // one of the two claims survives.
-                    let mine = follow(merges, *t, customer, later.invoked);
-                    let sides = [customer_id(*x), customer_id(*y)]
-                        .map(|side| follow(merges, *t, &side, later.invoked));
-                    sides.contains(&mine)
-                        && sides.iter().any(|side| {
-                            *side != mine && possibly_held(calls, merges, *t, *agent, side, later)
-                        })
+                    // A merge that may touch this claim's customer while another agent may hold
+                    // a claim in the merged customer: one of the claims survives.
+                    let mine = follow_possibly(merges, *t, customer, later.completed, NONE);
+                    [x, y].iter().any(|side| {
+                        follow_possibly(merges, *t, &customer_id(**side), later.completed, NONE)
+                            == mine
+                    }) && possibly_held(calls, merges, *t, *agent, &mine, later)
                 }
                 _ => false,
             };
@@ -568,7 +607,7 @@ fn possibly_held(
         *t == tenant
             && *a != agent
             && claim.invoked < merge.completed
-            && follow(merges, tenant, claimed, merge.invoked) == side
+            && follow_possibly(merges, tenant, claimed, merge.completed, NONE) == side
             && !calls.iter().any(|release| {
                 matches!(&release.op, Op::Release { tenant: rt, agent: ra, customer }
                     if *rt == tenant && ra == a && release.invoked > claim.completed
@@ -722,7 +761,8 @@ fn check_durable(
                 matches!((&call.op, &call.answer), (Op::Merge { tenant: t, customer: x, other: y }, Answer::Merged { .. } | Answer::Failed)
                     if *t == tenant && (*x == customer || *y == customer))
             });
-            if merged || in_flight.contains(&group) {
+            // (GetCustomer answers NOT_FOUND for a customer with attributes but no event.)
+            if merged || in_flight.contains(&group) || answer.is_none() {
                 continue;
             }
             let mut applied: Vec<(u64, &Vec<(String, f64)>)> = calls
