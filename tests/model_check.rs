@@ -393,6 +393,45 @@ async fn run_call(channel: &Channel, op: &Op) -> Answer {
     }
 }
 
+/// The calls sent together with `op`: for an update, updates of the same customer with other
+/// versions and sizes (one setting many keys, one few).
+fn burst(op: Op, rng: &mut StdRng) -> Vec<Op> {
+    match op {
+        Op::Upsert {
+            tenant, customer, ..
+        } => {
+            let base = rng.gen_range(1..50u64);
+            (0..3u64)
+                .map(|k| Op::Upsert {
+                    tenant,
+                    customer,
+                    version: base + k,
+                    keys: (0..if k % 2 == 0 { 40 } else { 1 })
+                        .map(|key| (format!("k{key}"), (base * 10 + k) as f64))
+                        .collect(),
+                })
+                .collect()
+        }
+        _ => vec![op],
+    }
+}
+
+/// Runs one call, recording it in `history`; returns its answer.
+async fn record(channel: &Channel, history: &History, op: Op) -> Answer {
+    let invoked = history.tick();
+    let answer = tokio::time::timeout(Duration::from_secs(20), run_call(channel, &op))
+        .await
+        .unwrap_or(Answer::Failed);
+    let completed = history.tick();
+    history.calls.lock().unwrap().push(Call {
+        op,
+        invoked,
+        completed,
+        answer: answer.clone(),
+    });
+    answer
+}
+
 /// Runs `ops` generated calls per client, concurrently, recording each.
 async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
     let mut clients = Vec::new();
@@ -402,17 +441,37 @@ async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
             let mut rng = StdRng::seed_from_u64(seed ^ (client as u64 + 1) * 0x9e37_79b9);
             for _ in 0..ops {
                 let op = generate(&mut rng, client % AGENTS);
-                let invoked = history.tick();
-                let answer = tokio::time::timeout(Duration::from_secs(20), run_call(&channel, &op))
-                    .await
-                    .unwrap_or(Answer::Failed);
-                let completed = history.tick();
-                history.calls.lock().unwrap().push(Call {
-                    op,
-                    invoked,
-                    completed,
-                    answer,
-                });
+                // Half the updates come as a burst of calls sent together, and half the claims
+                // are released at once while another agent asks for work: the races a log must
+                // keep in apply order.
+                let bursting = rng.gen_bool(0.5);
+                let ops = if bursting {
+                    burst(op, &mut rng)
+                } else {
+                    vec![op]
+                };
+                let answers = futures::future::join_all(
+                    ops.iter().map(|op| record(&channel, &history, op.clone())),
+                )
+                .await;
+                if let (true, [Op::ClaimNext { tenant, agent }], [Answer::Claimed(Some(claimed))]) =
+                    (bursting, &ops[..], &answers[..])
+                {
+                    let release = Op::Release {
+                        tenant: *tenant,
+                        agent: *agent,
+                        customer: claimed.clone(),
+                    };
+                    let other = Op::ClaimNext {
+                        tenant: *tenant,
+                        agent: (agent + 1) % AGENTS,
+                    };
+                    futures::future::join(
+                        record(&channel, &history, release),
+                        record(&channel, &history, other),
+                    )
+                    .await;
+                }
             }
         }));
     }
