@@ -21,6 +21,9 @@
 //! - damage refuses the start naming a file of the data directory, or loses nothing (the answers
 //!   equal those before); a second process on a directory in use is refused and changes nothing.
 //!
+//! The server runs with `RAPPORT_BUGGIFY=1`: it pauses at random between applying a change and
+//! queueing its record, so the races the log's order must survive happen often.
+//!
 //! The seed is printed; `RAPPORT_CHECK_SEED`, `RAPPORT_CHECK_ROUNDS` and `RAPPORT_CHECK_OPS`
 //! replay or lengthen a run (`scripts/soak.sh SEED MINUTES`). Not covered: cluster mode, config
 //! reloads, identifier-carrying events and links, tenant isolation under load, damage to the
@@ -77,6 +80,7 @@ async fn serve(dir: &Path, config: &Path, logs: &Path) -> Result<Server, String>
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "warn")
+            .env("RAPPORT_BUGGIFY", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()

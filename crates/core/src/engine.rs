@@ -120,6 +120,7 @@ impl Engine {
             .as_deref()
             .map(crate::durability::Wal::admit_in_order);
         let outcome = carry_out();
+        crate::durability::buggify_pause();
         let durable = self
             .wal
             .as_ref()
@@ -350,6 +351,7 @@ impl Engine {
             }
         });
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
+        crate::durability::buggify_pause();
         // An event with identifiers is logged whatever became of it: resolving them may have
         // linked or merged customers, which replay must do again.
         let logged = matches!(applied, Applied::Accepted(_)) || !interaction.identifiers.is_empty();

@@ -575,6 +575,25 @@ pub struct Wal {
     _lock: File,
 }
 
+/// Fault injection for the model-based checker (FoundationDB's "buggify"): with
+/// `RAPPORT_BUGGIFY=1` in the environment, one call in three pauses for up to a millisecond
+/// between applying a change and queueing its record, so the races that the log's order must
+/// survive happen often under test. Without it: one load of a cached flag.
+pub fn buggify_pause() {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if !*ON.get_or_init(|| std::env::var_os("RAPPORT_BUGGIFY").is_some_and(|value| value == "1")) {
+        return;
+    }
+    let draw = DRAWS
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        >> 32;
+    if draw % 3 == 0 {
+        std::thread::sleep(Duration::from_micros(draw % 1_000));
+    }
+}
+
 /// The guard of [`Wal::admit_in_order`]: the change is admitted, and no other ordered change is
 /// applied until it is dropped (after the change's record is queued).
 pub struct AdmittedInOrder<'a> {
