@@ -1153,7 +1153,7 @@ async fn the_service_keeps_its_promises_under_generated_histories() {
             .unwrap()
             .as_nanos() as u64,
     );
-    let rounds = env_number("RAPPORT_CHECK_ROUNDS", 5);
+    let rounds = env_number("RAPPORT_CHECK_ROUNDS", 12);
     let ops = env_number("RAPPORT_CHECK_OPS", 60) as usize;
     eprintln!(
         "model_check seed {seed}, {rounds} rounds of {CLIENTS}x{ops} calls (replay: \
