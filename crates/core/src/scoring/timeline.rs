@@ -31,11 +31,10 @@ impl TimelineLimits {
         if self.snippet_bytes == 0 || self.snippets_per_customer == 0 || text.is_empty() {
             return None;
         }
-        let mut end = text.len().min(self.snippet_bytes);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        Some(&text[..end])
+        Some(crate::domain::prefix_at_char_boundary(
+            text,
+            self.snippet_bytes,
+        ))
     }
 }
 
