@@ -857,8 +857,7 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        let config: Config = toml::from_str(text).map_err(|error| parse_error(text, &error))?;
         config.validate()?;
         Ok(config)
     }
@@ -927,6 +926,35 @@ pub enum ConfigError {
         /// What is wrong with its value.
         message: String,
     },
+}
+
+/// Longest excerpt of the config text a parse error quotes, in bytes: an error names where it
+/// is, and quotes only so much of a line that may be any length.
+pub const CONFIG_ERROR_EXCERPT_BYTES: usize = 120;
+/// Longest parser message a parse error keeps, in bytes (it may quote a key of any length).
+pub const CONFIG_ERROR_MESSAGE_BYTES: usize = 512;
+
+/// A TOML error as [`ConfigError::Parse`]: the line and column, the parser's message, and a
+/// bounded excerpt of the offending line from the error's column on (toml's own rendering quotes
+/// the whole line, 32 KB of it for a 32 KB line).
+fn parse_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = crate::domain::bounded_text(error.message().trim(), CONFIG_ERROR_MESSAGE_BYTES);
+    let Some(span) = error.span() else {
+        return ConfigError::Parse(message.into_owned());
+    };
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let line_start = text[..start].rfind('\n').map_or(0, |at| at + 1);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let rest = &text[start..];
+    let rest = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    ConfigError::Parse(format!(
+        "line {line}, column {column}: {message} (at {:?})",
+        crate::domain::bounded_text(rest, CONFIG_ERROR_EXCERPT_BYTES)
+    ))
 }
 
 impl ConfigError {
