@@ -777,7 +777,10 @@ impl ScoringService for Arc<ScoringApi> {
         if let Err(error) = checked {
             return Err(ApiError::from(error).into());
         }
-        let (mut updates, registration) = self.store.watch(&tenant_id, min_priority);
+        let (mut updates, registration) = self
+            .store
+            .watch(&tenant_id, min_priority)
+            .map_err(|refused| Status::from(ApiError::ResourceExhausted(refused.to_string())))?;
         let store = Arc::clone(&self.store);
         let mut shutdown = self.shutdown.clone();
         let (sender, receiver) = mpsc::channel(64);
