@@ -521,3 +521,52 @@ async fn ids_ingest_refuses_are_refused_by_every_call() {
         }
     }
 }
+
+/// Issue 24 item 8: `IngestScored` named the id as sent: empty for an event carrying only
+/// identifiers, the merged-away id for an event sent under it. It now names the customer the
+/// event was applied to.
+#[tokio::test]
+async fn scored_answers_name_the_customer_the_event_was_applied_to() {
+    let t = start().await;
+    let ingest = t.ingest.clone();
+    let scored = |events: Vec<pb::Interaction>| {
+        let mut ingest = ingest.clone();
+        async move {
+            let mut replies = ingest
+                .ingest_scored(tokio_stream::iter(events))
+                .await
+                .expect("IngestScored")
+                .into_inner();
+            let mut ids = Vec::new();
+            while let Some(reply) = replies.message().await.expect("reply") {
+                assert_eq!(
+                    reply.outcome,
+                    pb::IngestOutcome::Accepted as i32,
+                    "{reply:?}"
+                );
+                ids.push(reply.score.expect("a score").customer_id);
+            }
+            ids
+        }
+    };
+    let mut identified = event("acme", "", "e1", T0_MS);
+    identified.identifiers = vec![identifier(pb::IdentifierType::Email, "Ann@Example.com")];
+    assert_eq!(scored(vec![identified]).await, ["~email:ann@example.com"]);
+    // The CRM merges the derived customer into its own id; an event sent under the merged-away
+    // id is applied to the survivor, and the answer says so.
+    IdentityServiceClient::new(t.channel.clone())
+        .merge_customers(pb::MergeCustomersRequest {
+            tenant_id: "acme".into(),
+            customer_id: "crm-7".into(),
+            other_customer_id: "~email:ann@example.com".into(),
+        })
+        .await
+        .expect("merged");
+    let sent_under_old_id = event("acme", "~email:ann@example.com", "e2", T0_MS + MINUTE_MS);
+    let mut identified_again = event("acme", "", "e3", T0_MS + 2 * MINUTE_MS);
+    identified_again.identifiers = vec![identifier(pb::IdentifierType::Email, "ann@example.com")];
+    assert_eq!(
+        scored(vec![sent_under_old_id, identified_again]).await,
+        ["crm-7", "crm-7"]
+    );
+}

@@ -288,10 +288,20 @@ impl IngestApi {
             (Ok(interaction), None) => {
                 let (sentiment, applied, durable) =
                     self.engine.ingest(&interaction, now, want_score);
+                // The answer names the customer the event was applied to: the owner of its
+                // identifiers (an event without a customer id), or the id it was merged into.
+                let customer_id = match &applied {
+                    Applied::Accepted(_) | Applied::Duplicate(_) if want_score => self
+                        .engine
+                        .store
+                        .resolve(&interaction)
+                        .unwrap_or(interaction.customer_id),
+                    _ => interaction.customer_id,
+                };
                 let processed = Processed::Applied {
                     event_id: interaction.event_id,
                     tenant_id: interaction.tenant_id,
-                    customer_id: interaction.customer_id,
+                    customer_id,
                     sentiment,
                     applied,
                 };
