@@ -38,6 +38,15 @@ impl TimelineLimits {
     }
 }
 
+/// A snippet as a timeline shows it: each control character (newlines, escapes, NUL) replaced by
+/// a space, so a snippet cannot drive a terminal or break a one-line view.
+pub fn printable(snippet: &str) -> String {
+    snippet
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// No interned string (an index that names none).
 const NONE: u16 = u16::MAX;
 
