@@ -410,8 +410,9 @@ pub struct ServerConfig {
     /// served) while HTTP/2 flow control slows its sender.
     pub max_ingest_in_flight: usize,
     /// Ingest calls (streams and batches) one tenant may have open at once (a call counts for the
-    /// tenant of its first event), so one tenant cannot take every slot from the others; more are
-    /// refused with RESOURCE_EXHAUSTED.
+    /// tenant its token grants; an admin token's call for the tenant of its first event), so one
+    /// tenant cannot take every slot from the others, nor another tenant's token any of its
+    /// slots; more are refused with RESOURCE_EXHAUSTED.
     pub max_ingest_in_flight_per_tenant: usize,
     /// `Ingest` and `IngestScored` streams open at once across all connections; more are refused
     /// at once with RESOURCE_EXHAUSTED. An open stream costs memory, not ingest capacity.
@@ -442,6 +443,13 @@ pub struct ServerConfig {
     /// Most tenants the server holds (0 = no cap). Beyond it, events for new tenants are rejected
     /// (naming `tenant_id` and this key); existing tenants keep being updated.
     pub max_tenants: usize,
+    /// A gRPC connection from which nothing is read for this long is closed: one that never sends
+    /// its HTTP/2 preface, or a client gone silent. The server pings every connection at a third
+    /// of this, so a live client (whose HTTP/2 stack acks pings) is never idle, streams included.
+    pub idle_connection_timeout_seconds: u64,
+    /// Most gRPC connections open at once (TLS handshakes included); a connection beyond it is
+    /// closed as soon as it is accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -468,6 +476,8 @@ impl Default for ServerConfig {
             tls_handshake_timeout_seconds: 10,
             ingest_idle_timeout_seconds: 60,
             max_tenants: 10_000,
+            idle_connection_timeout_seconds: 60,
+            max_connections: 10_000,
         }
     }
 }
@@ -820,6 +830,18 @@ impl ServerConfig {
                 86_400,
             ),
             ("server.max_tenants", self.max_tenants as u64, 0, 1_000_000),
+            (
+                "server.idle_connection_timeout_seconds",
+                self.idle_connection_timeout_seconds,
+                1,
+                86_400,
+            ),
+            (
+                "server.max_connections",
+                self.max_connections as u64,
+                1,
+                1_000_000,
+            ),
         ];
         for (key, value, smallest, largest) in ranges {
             check_range(key, value, smallest, largest)?;
