@@ -140,6 +140,18 @@ async fn tokens_grant_one_tenant_admin_all_and_no_token_touches_nothing() {
         summary.rejections[0].reason.starts_with("tenant_id:"),
         "{summary:?}"
     );
+    // RFC 7235: the scheme is case-insensitive (issue 24 item 16: `bearer` was refused).
+    for scheme in ["bearer", "BEARER"] {
+        let mut request = top_request("acme", None);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("{scheme} {ACME_TOKEN}").parse().unwrap(),
+        );
+        t.scoring
+            .top_customers(request)
+            .await
+            .unwrap_or_else(|status| panic!("{scheme}: {status}"));
+    }
     // It reads acme, and nothing of globex.
     let top = t
         .scoring

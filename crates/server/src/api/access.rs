@@ -150,10 +150,19 @@ impl Authenticator {
         if !self.is_enabled() {
             return Some(Grant::AllTenants);
         }
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let token = bearer_token(authorization?)?;
         let digest = format!("{:x}", Sha256::digest(token.as_bytes()));
         self.grants.get(&digest).cloned()
     }
+}
+
+/// The token of an `authorization` value `Bearer <token>`: the scheme's name is case-insensitive
+/// (RFC 7235: `bearer`, `BEARER` too), one or more spaces follow it, and surrounding whitespace
+/// is ignored. `None` for another scheme or no token.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl tonic::service::Interceptor for Authenticator {
@@ -202,6 +211,17 @@ mod tests {
         );
         assert_eq!(auth.grant_for(Some("Bearer root")), Some(Grant::AllTenants));
         assert_eq!(auth.grant_for(Some("Bearer wrong")), None);
+        // RFC 7235: the scheme is case-insensitive (issue 24 item 16).
+        for authorization in ["bearer s3cret", "BEARER s3cret", "Bearer  s3cret "] {
+            assert_eq!(
+                auth.grant_for(Some(authorization)),
+                Some(Grant::Tenant(Arc::from("acme"))),
+                "{authorization:?}"
+            );
+        }
+        assert_eq!(auth.grant_for(Some("Basic s3cret")), None);
+        assert_eq!(auth.grant_for(Some("Bearer ")), None);
+        assert_eq!(auth.grant_for(Some("Bearers3cret")), None);
         assert_eq!(auth.grant_for(Some("s3cret")), None);
         assert_eq!(auth.grant_for(None), None);
         assert!(Grant::Tenant(Arc::from("acme")).allows("acme"));
