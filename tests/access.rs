@@ -489,3 +489,65 @@ async fn another_tenants_token_cannot_take_a_tenants_ingest_share() {
     );
     drop(holders);
 }
+
+/// Issue 24 item 16: a token removed from the config file kept working after a reload that
+/// answered OK. A reload now puts the file's tokens in force (removed ones are refused from the
+/// next call on, new ones work), and refuses a file that removes every token.
+#[tokio::test]
+async fn a_reload_revokes_removed_tokens() {
+    use rapport::pb::admin_service_client::AdminServiceClient;
+    const NEW_TOKEN: &str = "acme-token-new-2222";
+    let tokens = |entries: &[(&str, &str)]| {
+        entries
+            .iter()
+            .map(|(tenant, secret)| {
+                format!(
+                    "[[access.tokens]]\ntenant = \"{tenant}\"\ntoken_sha256 = \"{}\"\n",
+                    token(tenant, secret).token_sha256
+                )
+            })
+            .collect::<String>()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rapport.toml");
+    std::fs::write(&file, tokens(&[("acme", ACME_TOKEN), ("*", ADMIN_TOKEN)])).unwrap();
+    let mut config = rapport::config::Config::from_file(&file).unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    let t = start_with(config).await;
+    let mut scoring = t.scoring.clone();
+    let mut admin = AdminServiceClient::new(t.channel.clone());
+    scoring
+        .top_customers(top_request("acme", Some(ACME_TOKEN)))
+        .await
+        .expect("acme's token works");
+    // acme's token is replaced.
+    std::fs::write(&file, tokens(&[("acme", NEW_TOKEN), ("*", ADMIN_TOKEN)])).unwrap();
+    admin
+        .reload_config(authed(pb::ReloadConfigRequest {}, Some(ADMIN_TOKEN)))
+        .await
+        .expect("reloaded");
+    let revoked = scoring
+        .top_customers(top_request("acme", Some(ACME_TOKEN)))
+        .await
+        .expect_err("the removed token is refused");
+    assert_eq!(revoked.code(), Code::Unauthenticated, "{revoked}");
+    scoring
+        .top_customers(top_request("acme", Some(NEW_TOKEN)))
+        .await
+        .expect("the new token works");
+    // Removing every token would open the server: refused, the tokens in force stay.
+    std::fs::write(&file, "").unwrap();
+    let refused = admin
+        .reload_config(authed(pb::ReloadConfigRequest {}, Some(ADMIN_TOKEN)))
+        .await
+        .expect_err("every token removed");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused}");
+    assert!(refused.message().contains("access.tokens"), "{refused}");
+    let still = scoring
+        .top_customers(top_request("acme", None))
+        .await
+        .expect_err("still authenticated");
+    assert_eq!(still.code(), Code::Unauthenticated, "{still}");
+}

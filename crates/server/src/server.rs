@@ -199,16 +199,21 @@ pub async fn start(
     let identity = Arc::new(
         IdentityApi::new(Arc::clone(&engine), limits.clone()).with_cluster(cluster.clone()),
     );
-    let admin = Arc::new(AdminApi::new(Arc::clone(&store), config.source.clone()));
-    spawn_reload_on_sighup(Arc::clone(&store), config.source.clone());
+    // Every service but health behind the bearer-token check; a config reload replaces the
+    // tokens in force.
+    let auth = Authenticator::new(&config.access);
+    let admin = Arc::new(AdminApi::new(
+        Arc::clone(&store),
+        auth.clone(),
+        config.source.clone(),
+    ));
+    spawn_reload_on_sighup(Arc::clone(&store), auth.clone(), config.source.clone());
     let classify = Arc::new(SentimentApi::new(
         Arc::clone(&engine),
         limits,
         server.max_classify_texts,
     ));
 
-    // Everything but health (probes) behind the bearer-token check.
-    let auth = Authenticator::new(&config.access);
     if !auth.is_enabled() {
         tracing::warn!(
             "no [access] tokens configured: every caller may read and write every tenant"
@@ -440,7 +445,11 @@ pub async fn shutdown_signal() {
 }
 
 /// Reloads the config file's segments and rules on SIGHUP (Unix), like `AdminService.ReloadConfig`.
-fn spawn_reload_on_sighup(store: Arc<Store>, config_file: Option<std::path::PathBuf>) {
+fn spawn_reload_on_sighup(
+    store: Arc<Store>,
+    auth: Authenticator,
+    config_file: Option<std::path::PathBuf>,
+) {
     #[cfg(unix)]
     {
         let mut hangups =
@@ -453,17 +462,17 @@ fn spawn_reload_on_sighup(store: Arc<Store>, config_file: Option<std::path::Path
             };
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                let (store, file) = (Arc::clone(&store), config_file.clone());
+                let (store, auth, file) = (Arc::clone(&store), auth.clone(), config_file.clone());
                 // The outcome is logged and counted by the reload itself.
                 let _ = tokio::task::spawn_blocking(move || {
-                    crate::api::admin::reload_config(&store, file.as_deref())
+                    crate::api::admin::reload_config(&store, &auth, file.as_deref())
                 })
                 .await;
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (store, config_file);
+    let _ = (store, auth, config_file);
 }
 
 /// Woken when a gRPC server ends without a shutdown asked for, so [`shutdown_signal`] returns and
