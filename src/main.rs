@@ -8,6 +8,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     match rapport::cli::main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `rapport top … | head`: the reader had what it wanted.
+        Err(error) if rapport::cli::is_stdout_closed(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE

@@ -140,6 +140,18 @@ async fn tokens_grant_one_tenant_admin_all_and_no_token_touches_nothing() {
         summary.rejections[0].reason.starts_with("tenant_id:"),
         "{summary:?}"
     );
+    // RFC 7235: the scheme is case-insensitive (issue 24 item 16: `bearer` was refused).
+    for scheme in ["bearer", "BEARER"] {
+        let mut request = top_request("acme", None);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("{scheme} {ACME_TOKEN}").parse().unwrap(),
+        );
+        t.scoring
+            .top_customers(request)
+            .await
+            .unwrap_or_else(|status| panic!("{scheme}: {status}"));
+    }
     // It reads acme, and nothing of globex.
     let top = t
         .scoring
@@ -390,4 +402,152 @@ async fn a_tls_connection_that_never_handshakes_is_closed() {
     .unwrap();
     assert!(closed, "the silent connection was closed by the server");
     server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Issue 24 item 4: the per-tenant ingest share was charged to the first event's tenant before the
+/// token was checked, so streams opened with acme's token whose first event named globex took
+/// globex's share and globex's own `IngestBatch` and `Ingest` were refused RESOURCE_EXHAUSTED. A
+/// one-tenant token now pays from its own tenant's share, whatever its events name (those naming
+/// another tenant are still rejected one by one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_token_cannot_take_a_tenants_ingest_share() {
+    use tokio_stream::wrappers::ReceiverStream;
+    const GLOBEX_TOKEN: &str = "globex-token-8901";
+    let mut config = loopback_config();
+    config.server.max_ingest_in_flight_per_tenant = 2;
+    config.access = AccessConfig {
+        tokens: vec![token("acme", ACME_TOKEN), token("globex", GLOBEX_TOKEN)],
+        tls: None,
+    };
+    let t = start_with(config).await;
+    // acme's token opens as many streams as a share holds, each first event naming globex.
+    let mut holders = Vec::new();
+    for i in 0..2 {
+        let (send, receive) = tokio::sync::mpsc::channel(4);
+        send.send(event("globex", &format!("g{i}"), &format!("x{i}"), T0_MS))
+            .await
+            .unwrap();
+        let mut replies = t
+            .ingest
+            .clone()
+            .ingest_scored(authed(ReceiverStream::new(receive), Some(ACME_TOKEN)))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        let first = replies.message().await.unwrap().expect("one reply");
+        assert_eq!(
+            first.outcome,
+            pb::IngestOutcome::Rejected as i32,
+            "{first:?}"
+        );
+        assert!(first.error.starts_with("tenant_id:"), "{first:?}");
+        holders.push((send, replies));
+    }
+    // globex is served on its own token, by batch and by stream.
+    let batch = t
+        .ingest
+        .clone()
+        .ingest_batch(authed(
+            pb::IngestBatchRequest {
+                interactions: vec![event("globex", "g1", "g1", T0_MS)],
+            },
+            Some(GLOBEX_TOKEN),
+        ))
+        .await
+        .expect("globex keeps its share")
+        .into_inner();
+    assert_eq!(batch.accepted, 1, "{batch:?}");
+    let stream = t
+        .ingest
+        .clone()
+        .ingest(authed(
+            tokio_stream::iter(vec![event("globex", "g2", "g2", T0_MS)]),
+            Some(GLOBEX_TOKEN),
+        ))
+        .await
+        .expect("globex keeps its share")
+        .into_inner();
+    assert_eq!(stream.accepted, 1, "{stream:?}");
+    // The streams were charged to acme: its own next call is over its share.
+    let refused = t
+        .ingest
+        .clone()
+        .ingest_batch(authed(
+            pb::IngestBatchRequest {
+                interactions: vec![event("acme", "c1", "a1", T0_MS)],
+            },
+            Some(ACME_TOKEN),
+        ))
+        .await
+        .expect_err("acme's share is held by its streams");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    assert!(
+        refused
+            .message()
+            .contains("max_ingest_in_flight_per_tenant"),
+        "{refused}"
+    );
+    drop(holders);
+}
+
+/// Issue 24 item 16: a token removed from the config file kept working after a reload that
+/// answered OK. A reload now puts the file's tokens in force (removed ones are refused from the
+/// next call on, new ones work), and refuses a file that removes every token.
+#[tokio::test]
+async fn a_reload_revokes_removed_tokens() {
+    use rapport::pb::admin_service_client::AdminServiceClient;
+    const NEW_TOKEN: &str = "acme-token-new-2222";
+    let tokens = |entries: &[(&str, &str)]| {
+        entries
+            .iter()
+            .map(|(tenant, secret)| {
+                format!(
+                    "[[access.tokens]]\ntenant = \"{tenant}\"\ntoken_sha256 = \"{}\"\n",
+                    token(tenant, secret).token_sha256
+                )
+            })
+            .collect::<String>()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rapport.toml");
+    std::fs::write(&file, tokens(&[("acme", ACME_TOKEN), ("*", ADMIN_TOKEN)])).unwrap();
+    let mut config = rapport::config::Config::from_file(&file).unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    let t = start_with(config).await;
+    let mut scoring = t.scoring.clone();
+    let mut admin = AdminServiceClient::new(t.channel.clone());
+    scoring
+        .top_customers(top_request("acme", Some(ACME_TOKEN)))
+        .await
+        .expect("acme's token works");
+    // acme's token is replaced.
+    std::fs::write(&file, tokens(&[("acme", NEW_TOKEN), ("*", ADMIN_TOKEN)])).unwrap();
+    admin
+        .reload_config(authed(pb::ReloadConfigRequest {}, Some(ADMIN_TOKEN)))
+        .await
+        .expect("reloaded");
+    let revoked = scoring
+        .top_customers(top_request("acme", Some(ACME_TOKEN)))
+        .await
+        .expect_err("the removed token is refused");
+    assert_eq!(revoked.code(), Code::Unauthenticated, "{revoked}");
+    scoring
+        .top_customers(top_request("acme", Some(NEW_TOKEN)))
+        .await
+        .expect("the new token works");
+    // Removing every token would open the server: refused, the tokens in force stay.
+    std::fs::write(&file, "").unwrap();
+    let refused = admin
+        .reload_config(authed(pb::ReloadConfigRequest {}, Some(ADMIN_TOKEN)))
+        .await
+        .expect_err("every token removed");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused}");
+    assert!(refused.message().contains("access.tokens"), "{refused}");
+    let still = scoring
+        .top_customers(top_request("acme", None))
+        .await
+        .expect_err("still authenticated");
+    assert_eq!(still.code(), Code::Unauthenticated, "{still}");
 }

@@ -192,6 +192,15 @@ async fn a_late_update_never_overwrites_a_newer_one_and_bad_attributes_are_named
             "attributes[Bad Key]",
         ),
         (upsert("ann", 0, vec![("tier", text("x"))]), "version:"),
+        // Issue 24 item 16: 2^64-1 froze the customer for good (no later version could follow).
+        (
+            upsert("ann", u64::MAX, vec![("tier", text("x"))]),
+            "version:",
+        ),
+        (
+            upsert("ann", i64::MAX as u64 + 1, vec![("tier", text("x"))]),
+            "version:",
+        ),
     ] {
         let status = crm.upsert_customer(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");

@@ -180,6 +180,42 @@ async fn an_answer_ends_a_claim_and_claims_renew_release_and_survive_restarts() 
     assert!(status.message().starts_with("ttl_seconds:"), "{status}");
 }
 
+/// Issue 24 item 16: ReleaseClaim refused a `ttl_seconds` it ignores; it is accepted and
+/// ignored (the release ends the claim whatever it says).
+#[tokio::test]
+async fn release_ignores_ttl_seconds() {
+    let mut t = start().await;
+    let mut complaint = with_text(
+        event("acme", "ann", "e1", T0_MS),
+        "You broke my account, this is awful",
+    );
+    complaint.author_followers = 20_000;
+    t.ingest_all(vec![complaint]).await;
+    let claimed = t
+        .scoring
+        .claim_next(claim_next("acme", "kim"))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .expect("ann is waiting");
+    let release = pb::ClaimRequest {
+        tenant_id: "acme".into(),
+        agent_id: "kim".into(),
+        customer_id: claimed.customer_id.clone(),
+        ttl_seconds: u32::MAX,
+    };
+    t.scoring
+        .release_claim(release.clone())
+        .await
+        .expect("released whatever ttl_seconds says");
+    assert_eq!(t.customer("acme", "ann", T0_MS).await.claimed_by, "");
+    // RenewClaim still checks it.
+    let refused = t.scoring.renew_claim(release).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+    assert!(refused.message().starts_with("ttl_seconds:"), "{refused}");
+}
+
 /// Issue 24 item 7: an agent claims a customer, the CRM merges that customer into another one:
 /// the claim follows the merge, so a second agent is not handed the merged customer while the
 /// first claim is live, and the first agent still holds it (its renew succeeds), also after a

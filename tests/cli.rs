@@ -575,3 +575,53 @@ fn help_fits_80_columns() {
         }
     }
 }
+
+/// Issue 24 item 16: `rapport top … | head` panicked on the broken pipe (exit 101). A reader that
+/// goes away ends the command quietly with exit 0.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let cwd = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&built_binary(), cwd.path(), &[]);
+    let file = cwd.path().join("events.jsonl");
+    let lines: Vec<String> = (0..20)
+        .map(|n| {
+            event_line(
+                &format!("e{n}"),
+                &format!("c{n}"),
+                "2020-01-01T08:00:00Z",
+                "lost my order AGAIN. Worst ever!!",
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let sent = client(
+        &server,
+        cwd.path(),
+        &["send", "--relative-to-now", file.to_str().unwrap()],
+    );
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    for args in [
+        &["top", "--tenant", "acme"][..],
+        &["top", "--tenant", "acme", "--json"][..],
+        &["customer", "--tenant", "acme", "c1"][..],
+    ] {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &server.grpc_addr]);
+        let mut child = rapport(&built_binary(), cwd.path(), &all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn_retrying()
+            .expect("rapport starts");
+        // The reader goes away before the command writes anything.
+        drop(child.stdout.take());
+        let output = wait_bounded(child, Duration::from_secs(60));
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?}\n{}",
+            output.status,
+            stderr(&output)
+        );
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
+}

@@ -467,3 +467,137 @@ mod never_panics {
         }
     }
 }
+
+/// Connects to `addr`, sends `bytes`, then nothing: whether the server closes the connection
+/// within `within` (a read ending with EOF or a reset).
+async fn closed_by_server_within(
+    addr: std::net::SocketAddr,
+    bytes: &'static [u8],
+    within: Duration,
+) -> bool {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut silent = std::net::TcpStream::connect(addr).unwrap();
+        silent.write_all(bytes).unwrap();
+        silent.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match silent.read(&mut buf) {
+                Ok(0) => return true,
+                // The server's own frames (SETTINGS after a preface): keep reading.
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue 24 item 5: idle connections were never closed (0 of 60 after 70 s, no request sent), so
+/// they could exhaust the descriptors. A connection from which nothing is read for
+/// `server.idle_connection_timeout_seconds` is now closed, whether it never sent a byte, stopped
+/// inside its HTTP/2 preface, or sent the preface and then nothing (it answers no ping); a live
+/// client answers the server's pings, so its idle stream stays open past the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_live_ones_stay() {
+    let mut config = loopback_config();
+    config.server.idle_connection_timeout_seconds = 1;
+    let mut t = start_with(config).await;
+    let addr = t.server.grpc_addr;
+    let mut watch = t
+        .scoring
+        .watch_priorities(pb::WatchPrioritiesRequest {
+            tenant_id: "acme".into(),
+            min_priority: 0.5,
+            segment: String::new(),
+            channel: 0,
+        })
+        .await
+        .expect("watching")
+        .into_inner();
+    let silent: [&'static [u8]; 3] = [
+        b"",
+        b"PRI * HTTP/2.0\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ];
+    let closes = silent.map(|bytes| closed_by_server_within(addr, bytes, Duration::from_secs(10)));
+    for (closed, bytes) in futures::future::join_all(closes)
+        .await
+        .into_iter()
+        .zip(silent)
+    {
+        assert!(closed, "a connection that sent {bytes:?} was left open");
+    }
+    // Well past the idle timeout, the watcher's connection is still open: its update arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = rapport::engine::now_ms() - MINUTE_MS;
+    let mut complaint = with_text(
+        event("acme", "loud", "m1", now),
+        "You broke my account, this is awful",
+    );
+    complaint.author_followers = 20_000;
+    t.ingest_all(vec![complaint]).await;
+    let update = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("update in time")
+        .expect("the watch's connection stayed open")
+        .expect("an update");
+    assert_eq!(update.event_id, "m1");
+    let metrics = t.scrape_metrics().await;
+    assert!(
+        metrics.contains("rapport_grpc_accept_errors_total{stage=\"idle\"}"),
+        "{metrics}"
+    );
+}
+
+/// Issue 24 item 5: connections were uncapped. Beyond `server.max_connections` a connection is
+/// closed as soon as it is accepted, while those admitted keep being served; a place frees when
+/// a connection ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    let mut config = loopback_config();
+    config.server.max_connections = 2;
+    // The harness's client holds the first place.
+    let mut t = start_with(config).await;
+    let addr = t.server.grpc_addr;
+    let held = std::net::TcpStream::connect(addr).unwrap();
+    // Give the server time to accept it before the next one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        closed_by_server_within(addr, b"", Duration::from_secs(2)).await,
+        "a third connection was admitted past the cap of two"
+    );
+    assert!(
+        t.top("acme", 10, T0_MS).await.is_empty(),
+        "admitted ones are served"
+    );
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let connected = async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .ok()?;
+            rapport::pb::scoring_service_client::ScoringServiceClient::new(channel)
+                .top_customers(pb::TopCustomersRequest {
+                    tenant_id: "acme".into(),
+                    limit: 1,
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        };
+        if connected.await.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place of the closed connection never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -341,3 +341,232 @@ async fn merges_survive_restarts_from_the_log_and_from_state() {
         t.server.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+/// Issue 24 item 14: a 252-byte e-mail made a derived customer id of 259 bytes, past
+/// `server.max_id_bytes` (256): TopCustomers listed it and ClaimNext handed it out, but
+/// GetCustomer, GetTimeline, UpsertCustomer, RenewClaim and ReleaseClaim refused it. One id rule
+/// now holds everywhere: an identifier whose derived id would be too long is refused where it
+/// enters (naming it), and every id the service hands out is accepted back by every call.
+#[tokio::test]
+async fn every_id_the_service_hands_out_is_accepted_back() {
+    let mut t = start().await;
+    // `bytes` long; not one repeated character (a placeholder).
+    let email = |bytes: usize| {
+        let local: String = (0..bytes - 12)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        format!("{local}@example.com")
+    };
+    let mut too_long = with_text(event("acme", "", "e1", T0_MS), "Where is my order?");
+    too_long.identifiers = vec![identifier(pb::IdentifierType::Email, &email(252))];
+    let mut longest = with_text(event("acme", "", "e2", T0_MS), "Where is my order?");
+    longest.identifiers = vec![identifier(pb::IdentifierType::Email, &email(249))];
+    let summary = t.ingest_all(vec![too_long, longest]).await;
+    assert_eq!((summary.accepted, summary.rejected), (1, 1), "{summary:?}");
+    let reason = &summary.rejections[0].reason;
+    assert!(
+        reason.starts_with("identifiers[0].value:") && reason.contains("server.max_id_bytes"),
+        "{reason}"
+    );
+    // The derived id is exactly at the limit; every call takes it back.
+    let top = t.top("acme", 10, T0_MS).await;
+    assert_eq!(top.len(), 1);
+    let id = top[0].customer_id.clone();
+    assert_eq!(id, format!("~email:{}", email(249)));
+    assert_eq!(id.len(), 256);
+    t.customer("acme", &id, T0_MS).await;
+    t.scoring
+        .get_timeline(pb::GetTimelineRequest {
+            tenant_id: "acme".into(),
+            customer_id: id.clone(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("GetTimeline takes the id back");
+    let claimed = t
+        .scoring
+        .claim_next(pb::ClaimNextRequest {
+            tenant_id: "acme".into(),
+            agent_id: "ann".into(),
+            ttl_seconds: 60,
+            ..Default::default()
+        })
+        .await
+        .expect("ClaimNext")
+        .into_inner()
+        .customer
+        .expect("the customer is waiting");
+    assert_eq!(claimed.customer_id, id);
+    let claim = pb::ClaimRequest {
+        tenant_id: "acme".into(),
+        agent_id: "ann".into(),
+        customer_id: id.clone(),
+        ttl_seconds: 60,
+    };
+    t.scoring
+        .renew_claim(claim.clone())
+        .await
+        .expect("RenewClaim takes the id back");
+    t.scoring
+        .release_claim(pb::ClaimRequest {
+            ttl_seconds: 0,
+            ..claim
+        })
+        .await
+        .expect("ReleaseClaim takes the id back");
+    let mut identity = IdentityServiceClient::new(t.channel.clone());
+    identity
+        .upsert_customer(pb::UpsertCustomerRequest {
+            tenant_id: "acme".into(),
+            customer_id: id.clone(),
+            attributes: Default::default(),
+            version: 1,
+        })
+        .await
+        .expect("UpsertCustomer takes the id back");
+}
+
+/// Issue 24 item 14: LinkIdentities, MergeCustomers, UpsertCustomer and the claim calls accepted
+/// ids that ingest refuses (zero-width characters, a right-to-left override, whitespace only);
+/// every call now checks ids by the one rule, INVALID_ARGUMENT naming the field.
+#[tokio::test]
+async fn ids_ingest_refuses_are_refused_by_every_call() {
+    let t = start().await;
+    let mut identity = IdentityServiceClient::new(t.channel.clone());
+    let mut scoring = t.scoring.clone();
+    let mut ingest = t.ingest.clone();
+    for bad in ["ann\u{200B}", "\u{202E}nna", "   "] {
+        let mut answers: Vec<(&str, tonic::Status)> = Vec::new();
+        let summary = ingest
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: vec![event("acme", bad, "x1", T0_MS)],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            summary.rejections[0].reason.starts_with("customer_id:"),
+            "{summary:?}"
+        );
+        answers.push((
+            "customer_id",
+            identity
+                .link_identities(pb::LinkIdentitiesRequest {
+                    tenant_id: "acme".into(),
+                    customer_id: bad.into(),
+                    identifiers: vec![identifier(pb::IdentifierType::Email, "ann@example.com")],
+                })
+                .await
+                .expect_err("LinkIdentities refuses"),
+        ));
+        answers.push((
+            "other_customer_id",
+            identity
+                .merge_customers(pb::MergeCustomersRequest {
+                    tenant_id: "acme".into(),
+                    customer_id: "ann".into(),
+                    other_customer_id: bad.into(),
+                })
+                .await
+                .expect_err("MergeCustomers refuses"),
+        ));
+        answers.push((
+            "customer_id",
+            identity
+                .upsert_customer(pb::UpsertCustomerRequest {
+                    tenant_id: "acme".into(),
+                    customer_id: bad.into(),
+                    attributes: Default::default(),
+                    version: 1,
+                })
+                .await
+                .expect_err("UpsertCustomer refuses"),
+        ));
+        answers.push((
+            "agent_id",
+            scoring
+                .claim_next(pb::ClaimNextRequest {
+                    tenant_id: "acme".into(),
+                    agent_id: bad.into(),
+                    ..Default::default()
+                })
+                .await
+                .expect_err("ClaimNext refuses"),
+        ));
+        for release in [false, true] {
+            let claim = pb::ClaimRequest {
+                tenant_id: "acme".into(),
+                agent_id: "ann".into(),
+                customer_id: bad.into(),
+                ttl_seconds: 0,
+            };
+            let answer = if release {
+                scoring.release_claim(claim).await
+            } else {
+                scoring.renew_claim(claim).await
+            };
+            answers.push(("customer_id", answer.expect_err("claim calls refuse")));
+        }
+        for (field, status) in answers {
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{bad:?}: {status}"
+            );
+            assert!(
+                status.message().starts_with(&format!("{field}:")),
+                "{bad:?}: {status}"
+            );
+        }
+    }
+}
+
+/// Issue 24 item 8: `IngestScored` named the id as sent: empty for an event carrying only
+/// identifiers, the merged-away id for an event sent under it. It now names the customer the
+/// event was applied to.
+#[tokio::test]
+async fn scored_answers_name_the_customer_the_event_was_applied_to() {
+    let t = start().await;
+    let ingest = t.ingest.clone();
+    let scored = |events: Vec<pb::Interaction>| {
+        let mut ingest = ingest.clone();
+        async move {
+            let mut replies = ingest
+                .ingest_scored(tokio_stream::iter(events))
+                .await
+                .expect("IngestScored")
+                .into_inner();
+            let mut ids = Vec::new();
+            while let Some(reply) = replies.message().await.expect("reply") {
+                assert_eq!(
+                    reply.outcome,
+                    pb::IngestOutcome::Accepted as i32,
+                    "{reply:?}"
+                );
+                ids.push(reply.score.expect("a score").customer_id);
+            }
+            ids
+        }
+    };
+    let mut identified = event("acme", "", "e1", T0_MS);
+    identified.identifiers = vec![identifier(pb::IdentifierType::Email, "Ann@Example.com")];
+    assert_eq!(scored(vec![identified]).await, ["~email:ann@example.com"]);
+    // The CRM merges the derived customer into its own id; an event sent under the merged-away
+    // id is applied to the survivor, and the answer says so.
+    IdentityServiceClient::new(t.channel.clone())
+        .merge_customers(pb::MergeCustomersRequest {
+            tenant_id: "acme".into(),
+            customer_id: "crm-7".into(),
+            other_customer_id: "~email:ann@example.com".into(),
+        })
+        .await
+        .expect("merged");
+    let sent_under_old_id = event("acme", "~email:ann@example.com", "e2", T0_MS + MINUTE_MS);
+    let mut identified_again = event("acme", "", "e3", T0_MS + 2 * MINUTE_MS);
+    identified_again.identifiers = vec![identifier(pb::IdentifierType::Email, "ann@example.com")];
+    assert_eq!(
+        scored(vec![sent_under_old_id, identified_again]).await,
+        ["crm-7", "crm-7"]
+    );
+}

@@ -462,3 +462,87 @@ async fn tenants_beyond_the_cap_are_refused_naming_it() {
         "{rejection:?}"
     );
 }
+
+/// Issue 24 item 10: WatchPriorities on an unknown tenant id created the tenant, so watches of
+/// made-up ids filled `server.max_tenants` (and memory) for good and a real new tenant's first
+/// event was refused at the cap. A watch now never creates a tenant: watches of tenants without
+/// events are capped by the same key and leave nothing behind once their watchers go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_of_unknown_tenants_create_no_tenant() {
+    let mut config = loopback_config();
+    config.server.max_tenants = 3;
+    let mut t = start_with(config).await;
+    let watch = |scoring: &mut pb::scoring_service_client::ScoringServiceClient<
+        tonic::transport::Channel,
+    >,
+                 tenant: String| {
+        let mut scoring = scoring.clone();
+        async move {
+            scoring
+                .watch_priorities(pb::WatchPrioritiesRequest {
+                    tenant_id: tenant,
+                    min_priority: 0.5,
+                    segment: String::new(),
+                    channel: 0,
+                })
+                .await
+        }
+    };
+    assert_eq!(
+        t.ingest_all(vec![event("t1", "c1", "e1", T0_MS)])
+            .await
+            .accepted,
+        1
+    );
+    // As many unknown tenants watched as tenants allowed; one more is refused naming the key.
+    let mut watchers = Vec::new();
+    for n in 0..3 {
+        watchers.push(
+            watch(&mut t.scoring, format!("ghost-{n}"))
+                .await
+                .expect("watched")
+                .into_inner(),
+        );
+    }
+    let refused = watch(&mut t.scoring, "ghost-9".into())
+        .await
+        .map(|_| ())
+        .expect_err("too many unknown tenants watched");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    assert!(
+        refused.message().contains("server.max_tenants"),
+        "{refused}"
+    );
+    // Watching an existing tenant is not capped.
+    let _existing = watch(&mut t.scoring, "t1".into()).await.expect("t1 exists");
+    // The watches created no tenant: two real new tenants still fit under the cap of three.
+    let summary = t
+        .ingest_all(vec![
+            event("t2", "c1", "e2", T0_MS),
+            event("t3", "c1", "e3", T0_MS),
+        ])
+        .await;
+    assert_eq!((summary.accepted, summary.rejected), (2, 0), "{summary:?}");
+    // Once the watchers go, their places are free again.
+    drop(watchers);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut again = Vec::new();
+    for n in 10..13 {
+        loop {
+            match watch(&mut t.scoring, format!("ghost-{n}")).await {
+                Ok(watcher) => {
+                    again.push(watcher.into_inner());
+                    break;
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the departed watchers' places were never freed"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}

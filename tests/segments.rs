@@ -385,3 +385,53 @@ action = "rescue"
     assert_eq!(cy.action, pb::Action::Respond as i32);
     assert!(ann.reasons.iter().all(|r| r.factor != "segment_rule"));
 }
+
+/// Issue 24 item 13: a config error quoting a 32 KB line went past gRPC's metadata limit, so
+/// ReloadConfig's answer turned into RESOURCE_EXHAUSTED "Stream removed"; the error now names the
+/// line and quotes a bounded excerpt, and every status message is bounded.
+#[tokio::test]
+async fn a_config_error_with_a_huge_line_is_answered_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rapport.toml");
+    std::fs::write(&file, SEGMENTS).unwrap();
+    let mut config = rapport::config::Config::from_file(&file).unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    let t = start_with(config).await;
+    let mut admin = AdminServiceClient::new(t.channel.clone());
+    for bad in [
+        // Not TOML: a 32 KB line of garbage.
+        format!("{SEGMENTS}\n{}\n", "x".repeat(32 * 1024)),
+        // TOML, but a 32 KB unknown key.
+        format!("[server]\n{} = 1\n{SEGMENTS}", "k".repeat(32 * 1024)),
+        // TOML, but a rule naming an unknown segment of 32 KB.
+        SEGMENTS.replace(
+            r#"segment = "sanctioned""#,
+            &format!("segment = \"{}\"", "é".repeat(16 * 1024)),
+        ),
+    ] {
+        std::fs::write(&file, bad).unwrap();
+        let refused = admin
+            .reload_config(pb::ReloadConfigRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+        assert!(
+            refused.message().len() <= 2048,
+            "{} bytes: {}",
+            refused.message().len(),
+            &refused.message()[..200]
+        );
+        assert!(
+            refused.message().starts_with("invalid config:"),
+            "{refused}"
+        );
+    }
+    // The old config still serves.
+    let mut scoring = t.scoring.clone();
+    scoring
+        .top_customers(top("vip"))
+        .await
+        .expect("vip still in force");
+}

@@ -173,3 +173,54 @@ async fn the_timeline_shows_every_channel_with_who_answered_and_survives_restart
         t.server.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+/// Issue 24 item 9: while the customer had an open message without a thread id, the timeline
+/// flagged their purchases and page views (also without a thread id) as unanswered. Only
+/// messages that ask for an answer are.
+#[tokio::test]
+async fn only_messages_that_ask_for_an_answer_are_unanswered() {
+    let mut t = start().await;
+    let question = with_text(
+        event("acme", "bo", "b1", T0_MS - 3 * HOUR_MS),
+        "Where is my parcel? Please call me back",
+    );
+    let mut purchase = kind(
+        event("acme", "bo", "b2", T0_MS - 2 * HOUR_MS),
+        pb::InteractionKind::Purchase,
+    );
+    purchase.value = 25.0;
+    let page_view = kind(
+        event("acme", "bo", "b3", T0_MS - HOUR_MS),
+        pb::InteractionKind::PageView,
+    );
+    let summary = t.ingest_all(vec![question, purchase, page_view]).await;
+    assert_eq!(summary.accepted, 3, "{summary:?}");
+    let answer = timeline(&mut t, "bo", 10, String::new()).await;
+    let flags: Vec<(i32, bool)> = answer
+        .touchpoints
+        .iter()
+        .map(|touchpoint| (touchpoint.kind, touchpoint.unanswered))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            (pb::InteractionKind::PageView as i32, false),
+            (pb::InteractionKind::Purchase as i32, false),
+            (pb::InteractionKind::Mention as i32, true)
+        ]
+    );
+}
+
+/// Issue 24 item 16: snippets kept the text's control characters (escapes, NUL, newlines); the
+/// timeline shows each as a space.
+#[tokio::test]
+async fn snippets_carry_no_control_characters() {
+    let mut t = start().await;
+    let text = "refund\u{1b}[2J now\u{0}\nplease\u{7}";
+    t.ingest_all(vec![with_text(event("acme", "cy", "c1", T0_MS), text)])
+        .await;
+    let answer = timeline(&mut t, "cy", 10, String::new()).await;
+    let snippet = &answer.touchpoints[0].snippet;
+    assert_eq!(snippet, "refund [2J now  please ");
+    assert!(!snippet.chars().any(char::is_control), "{snippet:?}");
+}

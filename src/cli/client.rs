@@ -225,7 +225,7 @@ pub(super) async fn send(args: SendArgs) -> anyhow::Result<()> {
         .map_err(|status| status_error(&address, "Ingest", &status))?
         .into_inner();
 
-    println!(
+    outln!(
         "accepted {}  duplicates {}  rejected {}{}",
         summary.accepted,
         summary.duplicates,
@@ -241,16 +241,17 @@ pub(super) async fn send(args: SendArgs) -> anyhow::Result<()> {
             .ok()
             .and_then(|index| line_numbers.get(index))
             .map_or_else(|| "?".to_string(), ToString::to_string);
-        println!(
+        outln!(
             "  line {line} ({}): {}",
-            rejection.event_id, rejection.reason
+            rejection.event_id,
+            rejection.reason
         );
     }
     let unlisted = summary
         .rejected
         .saturating_sub(summary.rejections.len() as u64);
     if unlisted > 0 {
-        println!("  … and {unlisted} more rejections (the server lists the first few)");
+        outln!("  … and {unlisted} more rejections (the server lists the first few)");
     }
     anyhow::ensure!(
         summary.rejected == 0 && malformed.is_empty(),
@@ -484,15 +485,15 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
     }
     if args.json {
         let scores: Vec<serde_json::Value> = customers.iter().map(score_json).collect();
-        println!("{}", serde_json::to_string_pretty(&scores)?);
+        outln!("{}", serde_json::to_string_pretty(&scores)?);
     } else if customers.is_empty() {
-        println!(
+        outln!(
             "no customer of tenant {:?} matches the filters (--action, --min-retention-risk)",
             args.tenant
         );
     } else {
         for score in &customers {
-            println!("{}", score_text(score));
+            outln!("{}", score_text(score));
         }
     }
     Ok(())
@@ -524,27 +525,27 @@ pub(super) async fn customer(args: CustomerArgs) -> anyhow::Result<()> {
         Err(status) => return Err(status_error(&address, "GetCustomer", &status)),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&score_json(&score))?);
+        outln!("{}", serde_json::to_string_pretty(&score_json(&score))?);
         return Ok(());
     }
-    println!("{}", score_text(&score));
+    outln!("{}", score_text(&score));
     let time = |timestamp: Option<&prost_types::Timestamp>| {
         rfc3339(timestamp)
             .as_str()
             .map_or_else(|| "-".to_string(), ToString::to_string)
     };
-    println!("  lifetime value {:.2}", score.lifetime_value);
-    println!(
+    outln!("  lifetime value {:.2}", score.lifetime_value);
+    outln!(
         "  last interaction {}",
         time(score.last_interaction_at.as_ref())
     );
     if score.unanswered_since.is_some() {
-        println!(
+        outln!(
             "  unanswered since {}",
             time(score.unanswered_since.as_ref())
         );
     }
-    println!("  as of {}", time(score.as_of.as_ref()));
+    outln!("  as of {}", time(score.as_of.as_ref()));
     Ok(())
 }
 
@@ -579,7 +580,7 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             }
         };
         if let Some(score) = &update.score {
-            println!(
+            outln!(
                 "event {}: {} -> {} (priority {:.3} -> {:.3})",
                 update.event_id,
                 action_name(update.previous_action),
@@ -587,7 +588,7 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                 update.previous_priority,
                 score.priority
             );
-            println!("{}", score_text(score));
+            outln!("{}", score_text(score));
         }
     }
 }

@@ -76,17 +76,17 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let recalls = confusion.recalls();
-    println!("file            {}", args.file.display());
-    println!("backend         {}", backend_name(args.model.sentiment));
-    println!("texts           {}", rows.len());
-    println!("macro-recall    {:.4}", confusion.macro_recall());
-    println!("accuracy        {:.4}", confusion.accuracy());
+    outln!("file            {}", args.file.display());
+    outln!("backend         {}", backend_name(args.model.sentiment));
+    outln!("texts           {}", rows.len());
+    outln!("macro-recall    {:.4}", confusion.macro_recall());
+    outln!("accuracy        {:.4}", confusion.accuracy());
     for (label, recall) in SentimentLabel::ALL.iter().zip(recalls) {
-        println!("recall {:<8} {recall:.4}", label.as_str());
+        outln!("recall {:<8} {recall:.4}", label.as_str());
     }
-    println!("confusion (rows gold, columns predicted: negative neutral positive)");
+    outln!("confusion (rows gold, columns predicted: negative neutral positive)");
     for (label, row) in SentimentLabel::ALL.iter().zip(&confusion.0) {
-        println!(
+        outln!(
             "  {:<8} {:>7} {:>7} {:>7}",
             label.as_str(),
             row[0],
@@ -94,7 +94,7 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
             row[2]
         );
     }
-    println!(
+    outln!(
         "texts/s         {:.0} ({}, {} texts in {})",
         rows.len() as f64 / seconds.max(1e-9),
         if model.name() == model.inline_name() {
@@ -148,7 +148,7 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
         seed: args.seed,
         ..linear::TrainConfig::default()
     };
-    println!(
+    outln!(
         "training on {} texts from {}{} ({config:?})",
         rows.len(),
         args.train.display(),
@@ -161,15 +161,16 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
             None => ", targets: gold labels".to_string(),
         }
     );
+    // Progress: a closed stdout does not stop the training (the model file is what counts).
     let report = |report: linear::EpochReport| {
-        println!(
+        let _ = crate::cli::write_line(format_args!(
             "epoch {}/{}  loss {:.4}  train accuracy {:.4}  {:.1} s",
             report.epoch,
             report.epochs,
             report.mean_loss,
             report.train_accuracy,
             report.elapsed.as_secs_f64()
-        );
+        ));
     };
     let model = match &args.teacher {
         None => {
@@ -215,7 +216,7 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
     for (gold, text) in read_labelled(&args.val)? {
         confusion.add(gold, classifier.classify(&text).label);
     }
-    println!(
+    outln!(
         "wrote {} ({} bytes); {}: macro-recall {:.4}, accuracy {:.4}",
         out.display(),
         bytes.len(),
@@ -223,7 +224,7 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
         confusion.macro_recall(),
         confusion.accuracy()
     );
-    println!(
+    outln!(
         "serve it with --models-dir (a folder holding fast/{}), or rebuild to build it in",
         out.file_name().unwrap_or_default().to_string_lossy()
     );

@@ -49,7 +49,7 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
         )
     })??;
     let name = ServingStatus::try_from(status).map_or("UNKNOWN", |s| s.as_str_name());
-    println!("{name}");
+    outln!("{name}");
     anyhow::ensure!(
         status == ServingStatus::Serving as i32,
         "not serving: {name}"

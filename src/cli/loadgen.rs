@@ -236,7 +236,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
                 })
                 .await?;
         }
-        println!(
+        outln!(
             "preload           {} customers in {:.1} s",
             args.tenants * args.customers,
             started.elapsed().as_secs_f64()
@@ -342,8 +342,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let events = sent.load(Ordering::Relaxed);
-    println!("server            {}", args.server);
-    println!(
+    outln!("server            {}", args.server);
+    outln!(
         "load              {} connections x {} in flight, batches of {}, {} tenants x {} customers, offered {}",
         args.connections,
         args.in_flight,
@@ -355,12 +355,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             rate => format!("{rate} events/s"),
         }
     );
-    println!("events/s          {:.0}", events as f64 / seconds);
-    println!(
+    outln!("events/s          {:.0}", events as f64 / seconds);
+    outln!(
         "events            {events} acknowledged, {} rejected, {errors} failed calls",
         rejected.load(Ordering::Relaxed)
     );
-    println!(
+    outln!(
         "ack latency ms    p50 {:.2}  p99 {:.2}  (per call of {} events)",
         latencies.value_at_quantile(0.5) as f64 / 1000.0,
         latencies.value_at_quantile(0.99) as f64 / 1000.0,
@@ -368,7 +368,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     );
     if let Some(top) = top {
         let top = top.await?;
-        println!(
+        outln!(
             "top100 latency ms p50 {:.2}  p99 {:.2}  ({} queries)",
             top.value_at_quantile(0.5) as f64 / 1000.0,
             top.value_at_quantile(0.99) as f64 / 1000.0,

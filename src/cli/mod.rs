@@ -1,5 +1,14 @@
 //! Command line: `serve` (the default), `classify`, `eval`, `send`, `top`, `customer`, `watch`, ….
 
+/// `println!` for a command's output: when stdout is closed (`rapport top … | head`) the command
+/// ends quietly with exit 0 (the error [`StdoutClosed`] propagates to `main`) instead of
+/// panicking. Used inside functions returning `anyhow::Result`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))?
+    };
+}
+
 pub mod client;
 mod distill;
 mod eval;
@@ -285,6 +294,34 @@ pub struct WatchArgs {
     /// Where the server is and how to authenticate.
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// The reader of the command's output went away (a broken pipe): not a failure of the command.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed by its reader")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes one line of a command's output (see `outln!`): [`StdoutClosed`] on a broken pipe.
+pub fn write_line(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}") {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(error) => Err(anyhow::Error::new(error).context("cannot write to stdout")),
+    }
+}
+
+/// Whether `error` only says the output's reader went away ([`StdoutClosed`]): exit 0.
+pub fn is_stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<StdoutClosed>())
 }
 
 /// Parses the command line and runs it.

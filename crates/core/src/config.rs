@@ -416,8 +416,9 @@ pub struct ServerConfig {
     /// served) while HTTP/2 flow control slows its sender.
     pub max_ingest_in_flight: usize,
     /// Ingest calls (streams and batches) one tenant may have open at once (a call counts for the
-    /// tenant of its first event), so one tenant cannot take every slot from the others; more are
-    /// refused with RESOURCE_EXHAUSTED.
+    /// tenant its token grants; an admin token's call for the tenant of its first event), so one
+    /// tenant cannot take every slot from the others, nor another tenant's token any of its
+    /// slots; more are refused with RESOURCE_EXHAUSTED.
     pub max_ingest_in_flight_per_tenant: usize,
     /// `Ingest` and `IngestScored` streams open at once across all connections; more are refused
     /// at once with RESOURCE_EXHAUSTED. An open stream costs memory, not ingest capacity.
@@ -448,6 +449,13 @@ pub struct ServerConfig {
     /// Most tenants the server holds (0 = no cap). Beyond it, events for new tenants are rejected
     /// (naming `tenant_id` and this key); existing tenants keep being updated.
     pub max_tenants: usize,
+    /// A gRPC connection from which nothing is read for this long is closed: one that never sends
+    /// its HTTP/2 preface, or a client gone silent. The server pings every connection at a third
+    /// of this, so a live client (whose HTTP/2 stack acks pings) is never idle, streams included.
+    pub idle_connection_timeout_seconds: u64,
+    /// Most gRPC connections open at once (TLS handshakes included); a connection beyond it is
+    /// closed as soon as it is accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -474,6 +482,8 @@ impl Default for ServerConfig {
             tls_handshake_timeout_seconds: 10,
             ingest_idle_timeout_seconds: 60,
             max_tenants: 10_000,
+            idle_connection_timeout_seconds: 60,
+            max_connections: 10_000,
         }
     }
 }
@@ -826,6 +836,18 @@ impl ServerConfig {
                 86_400,
             ),
             ("server.max_tenants", self.max_tenants as u64, 0, 1_000_000),
+            (
+                "server.idle_connection_timeout_seconds",
+                self.idle_connection_timeout_seconds,
+                1,
+                86_400,
+            ),
+            (
+                "server.max_connections",
+                self.max_connections as u64,
+                1,
+                1_000_000,
+            ),
         ];
         for (key, value, smallest, largest) in ranges {
             check_range(key, value, smallest, largest)?;
@@ -863,8 +885,7 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        let config: Config = toml::from_str(text).map_err(|error| parse_error(text, &error))?;
         config.validate()?;
         Ok(config)
     }
@@ -933,6 +954,35 @@ pub enum ConfigError {
         /// What is wrong with its value.
         message: String,
     },
+}
+
+/// Longest excerpt of the config text a parse error quotes, in bytes: an error names where it
+/// is, and quotes only so much of a line that may be any length.
+pub const CONFIG_ERROR_EXCERPT_BYTES: usize = 120;
+/// Longest parser message a parse error keeps, in bytes (it may quote a key of any length).
+pub const CONFIG_ERROR_MESSAGE_BYTES: usize = 512;
+
+/// A TOML error as [`ConfigError::Parse`]: the line and column, the parser's message, and a
+/// bounded excerpt of the offending line from the error's column on (toml's own rendering quotes
+/// the whole line, 32 KB of it for a 32 KB line).
+fn parse_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = crate::domain::bounded_text(error.message().trim(), CONFIG_ERROR_MESSAGE_BYTES);
+    let Some(span) = error.span() else {
+        return ConfigError::Parse(message.into_owned());
+    };
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let line_start = text[..start].rfind('\n').map_or(0, |at| at + 1);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let rest = &text[start..];
+    let rest = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    ConfigError::Parse(format!(
+        "line {line}, column {column}: {message} (at {:?})",
+        crate::domain::bounded_text(rest, CONFIG_ERROR_EXCERPT_BYTES)
+    ))
 }
 
 impl ConfigError {

@@ -266,3 +266,39 @@ impl Action {
         }
     }
 }
+
+/// The longest prefix of `text` of at most `max_bytes` bytes that ends on a character boundary.
+pub fn prefix_at_char_boundary(text: &str, max_bytes: usize) -> &str {
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// `text` when it is at most `max_bytes` bytes; otherwise its first bytes up to that limit (cut
+/// at a character boundary) followed by `… (N bytes cut)`. For messages that quote what a caller
+/// or a file sent, so an answer stays bounded whatever they sent.
+pub fn bounded_text(text: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let kept = prefix_at_char_boundary(text, max_bytes);
+    std::borrow::Cow::Owned(format!("{kept}… ({} bytes cut)", text.len() - kept.len()))
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn bounded_text_cuts_at_a_char_boundary_and_says_how_much() {
+        assert_eq!(bounded_text("short", 8), "short");
+        assert_eq!(prefix_at_char_boundary("aé", 2), "a");
+        assert_eq!(bounded_text("aéb", 2), "a… (3 bytes cut)");
+        let long = "x".repeat(32 * 1024);
+        let bounded = bounded_text(&long, 1024);
+        assert!(bounded.len() < 1100, "{}", bounded.len());
+        assert!(bounded.ends_with("… (31744 bytes cut)"), "{bounded}");
+    }
+}

@@ -255,6 +255,12 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
         (_, value) => vec![value],
     };
     for value in values {
+        // NaN compares with nothing, so such a condition would silently never match.
+        if let toml::Value::Float(number) = value {
+            if !number.is_finite() {
+                return Err(("value", format!("must be a finite number, got {number}")));
+            }
+        }
         match field {
             "action" => {
                 let known = value
@@ -458,6 +464,15 @@ mod tests {
             (
                 "[[segments]]\nname = \"a\"\nall = [{ field = \"action\", op = \"eq\", value = \"call\" }]",
                 "segments[0].all[0].value",
+            ),
+            // Issue 24 item 16: NaN was accepted and never matched.
+            (
+                "[[segments]]\nname = \"a\"\nall = [{ field = \"risk\", op = \"gt\", value = nan }]",
+                "segments[0].all[0].value must be a finite number",
+            ),
+            (
+                "[[segments]]\nname = \"a\"\nany = [{ field = \"attributes.score\", op = \"in\", value = [1.0, -inf] }]",
+                "segments[0].any[0].value must be a finite number",
             ),
             ("[[segments]]\nname = \"a\"", "segments[0]"),
             ("[[rules]]\nsegment = \"nope\"\nexclude = true", "rules[0].segment"),

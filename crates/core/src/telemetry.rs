@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// gRPC connections that failed before they could be served, by `stage` (`accept`: the accept
-/// call failed, e.g. EMFILE; `tls_handshake`; `tls_handshake_timeout`).
+/// call failed, e.g. EMFILE; `tls_handshake`; `tls_handshake_timeout`; `connection_cap`: closed
+/// at once, `server.max_connections` being open), or that a limit closed (`idle`: nothing read for
+/// `server.idle_connection_timeout_seconds`).
 pub const GRPC_ACCEPT_ERRORS_TOTAL: &str = "rapport_grpc_accept_errors_total";
 /// Events ingested, by channel, kind and outcome.
 pub const EVENTS_INGESTED_TOTAL: &str = "rapport_events_ingested_total";
@@ -253,7 +255,7 @@ fn describe() {
     );
     describe_counter!(
         GRPC_ACCEPT_ERRORS_TOTAL,
-        "gRPC connections that failed before they could be served, by stage."
+        "gRPC connections that failed before they could be served, or were closed idle, by stage."
     );
     describe_counter!(
         WATCH_UPDATES_DROPPED_TOTAL,
@@ -270,6 +272,10 @@ pub enum AcceptFailure {
     TlsHandshake,
     /// The TLS handshake took longer than the server's deadline.
     TlsHandshakeTimeout,
+    /// Closed at once: `server.max_connections` connections were open.
+    ConnectionCap,
+    /// Closed: nothing was read from it for `server.idle_connection_timeout_seconds`.
+    Idle,
 }
 
 /// Counts one gRPC connection that failed before it was served.
@@ -278,6 +284,8 @@ pub fn accept_failed(failure: AcceptFailure) {
         AcceptFailure::Accept => "accept",
         AcceptFailure::TlsHandshake => "tls_handshake",
         AcceptFailure::TlsHandshakeTimeout => "tls_handshake_timeout",
+        AcceptFailure::ConnectionCap => "connection_cap",
+        AcceptFailure::Idle => "idle",
     };
     counter!(GRPC_ACCEPT_ERRORS_TOTAL, "stage" => stage).increment(1);
 }

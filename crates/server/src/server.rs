@@ -203,16 +203,21 @@ pub async fn start(
     let identity = Arc::new(
         IdentityApi::new(Arc::clone(&engine), limits.clone()).with_cluster(cluster.clone()),
     );
-    let admin = Arc::new(AdminApi::new(Arc::clone(&store), config.source.clone()));
-    spawn_reload_on_sighup(Arc::clone(&store), config.source.clone());
+    // Every service but health behind the bearer-token check; a config reload replaces the
+    // tokens in force.
+    let auth = Authenticator::new(&config.access);
+    let admin = Arc::new(AdminApi::new(
+        Arc::clone(&store),
+        auth.clone(),
+        config.source.clone(),
+    ));
+    spawn_reload_on_sighup(Arc::clone(&store), auth.clone(), config.source.clone());
     let classify = Arc::new(SentimentApi::new(
         Arc::clone(&engine),
         limits,
         server.max_classify_texts,
     ));
 
-    // Everything but health (probes) behind the bearer-token check.
-    let auth = Authenticator::new(&config.access);
     if !auth.is_enabled() {
         tracing::warn!(
             "no [access] tokens configured: every caller may read and write every tenant"
@@ -220,10 +225,13 @@ pub async fn start(
     }
     let tls = crate::api::access::server_tls(&config.access)?;
     let mut stop_grpc = shutdown_rx.clone();
+    let connections = ConnectionLimits::new(server);
     let router = tonic::transport::Server::builder()
         .layer(crate::api::metrics_layer::GrpcMetricsLayer)
         .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
+        .http2_keepalive_interval(Some(connections.keepalive_interval()))
+        .http2_keepalive_timeout(Some(connections.keepalive_interval()))
         .concurrency_limit_per_connection(server.concurrency_per_connection)
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
@@ -260,12 +268,14 @@ pub async fn start(
                 grpc_listener,
                 acceptor,
                 Duration::from_secs(server.tls_handshake_timeout_seconds),
+                connections,
             ),
             stop_serving,
         )),
-        None => Box::pin(
-            router.serve_with_incoming_shutdown(plain_incoming(grpc_listener), stop_serving),
-        ),
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            plain_incoming(grpc_listener, connections),
+            stop_serving,
+        )),
     };
     let stopped_unasked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let grpc = tokio::spawn(supervise_grpc(
@@ -439,7 +449,11 @@ pub async fn shutdown_signal() {
 }
 
 /// Reloads the config file's segments and rules on SIGHUP (Unix), like `AdminService.ReloadConfig`.
-fn spawn_reload_on_sighup(store: Arc<Store>, config_file: Option<std::path::PathBuf>) {
+fn spawn_reload_on_sighup(
+    store: Arc<Store>,
+    auth: Authenticator,
+    config_file: Option<std::path::PathBuf>,
+) {
     #[cfg(unix)]
     {
         let mut hangups =
@@ -452,17 +466,17 @@ fn spawn_reload_on_sighup(store: Arc<Store>, config_file: Option<std::path::Path
             };
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                let (store, file) = (Arc::clone(&store), config_file.clone());
+                let (store, auth, file) = (Arc::clone(&store), auth.clone(), config_file.clone());
                 // The outcome is logged and counted by the reload itself.
                 let _ = tokio::task::spawn_blocking(move || {
-                    crate::api::admin::reload_config(&store, file.as_deref())
+                    crate::api::admin::reload_config(&store, &auth, file.as_deref())
                 })
                 .await;
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (store, config_file);
+    let _ = (store, auth, config_file);
 }
 
 /// Woken when a gRPC server ends without a shutdown asked for, so [`shutdown_signal`] returns and
@@ -554,27 +568,171 @@ where
     }
 }
 
+/// The limits every gRPC connection is held to (`server.max_connections`,
+/// `server.idle_connection_timeout_seconds`).
+#[derive(Clone)]
+struct ConnectionLimits {
+    /// One permit per open connection.
+    open: Arc<tokio::sync::Semaphore>,
+    /// A connection from which nothing is read for this long is closed.
+    idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    fn new(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            open: Arc::new(tokio::sync::Semaphore::new(server.max_connections)),
+            idle_timeout: Duration::from_secs(server.idle_connection_timeout_seconds),
+        }
+    }
+
+    /// How often the server pings each connection (and how long it waits for the ack): a third
+    /// of the idle timeout, so a live client always has sent something within it.
+    fn keepalive_interval(&self) -> Duration {
+        self.idle_timeout / 3
+    }
+
+    /// `stream` held to the limits, or `None` (the connection closed at once, counted) when
+    /// `server.max_connections` connections are open already.
+    fn admit<S>(&self, stream: S) -> Option<GuardedConnection<S>> {
+        let Ok(permit) = Arc::clone(&self.open).try_acquire_owned() else {
+            telemetry::accept_failed(telemetry::AcceptFailure::ConnectionCap);
+            tracing::debug!("server.max_connections reached: connection closed");
+            return None;
+        };
+        Some(GuardedConnection {
+            inner: stream,
+            idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
+            idle_timeout: self.idle_timeout,
+            _open: permit,
+        })
+    }
+}
+
+/// A connection that holds one of `server.max_connections` places while open and fails its
+/// reads (so the server closes it) once nothing was read from it for the idle timeout.
+struct GuardedConnection<S> {
+    inner: S,
+    /// Fires when nothing was read for `idle_timeout`; pushed back by each read.
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+    idle_timeout: Duration,
+    _open: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for GuardedConnection<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let next = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(next);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => match this.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    telemetry::accept_failed(telemetry::AcceptFailure::Idle);
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "server.idle_connection_timeout_seconds: nothing read; connection closed",
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for GuardedConnection<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
+    for GuardedConnection<S>
+{
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
 /// Plaintext gRPC connections from `listener`, with TCP_NODELAY (as tonic's own `serve` sets it:
-/// without it a small response waits for the client's delayed ACK behind Nagle's algorithm). The
-/// stream never ends and never yields an error (see [`accept_retrying`]).
+/// without it a small response waits for the client's delayed ACK behind Nagle's algorithm), held
+/// to `limits` (a connection beyond the cap is closed at once). The stream never ends and never
+/// yields an error (see [`accept_retrying`]).
 fn plain_incoming(
     listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(listener, |listener| async move {
-        let (stream, _peer) = accept_retrying(|| listener.accept()).await;
-        let _ = stream.set_nodelay(true);
-        Some((Ok(stream), listener))
+    limits: ConnectionLimits,
+) -> impl futures::Stream<Item = std::io::Result<GuardedConnection<tokio::net::TcpStream>>> {
+    futures::stream::unfold(listener, move |listener| {
+        let limits = limits.clone();
+        async move {
+            loop {
+                let (stream, _peer) = accept_retrying(|| listener.accept()).await;
+                let _ = stream.set_nodelay(true);
+                if let Some(connection) = limits.admit(stream) {
+                    return Some((Ok(connection), listener));
+                }
+            }
+        }
     })
 }
 
-/// TLS gRPC connections from `listener`: each handshake runs in its own task and is abandoned
-/// (connection closed, counted) when it fails or takes longer than `handshake_timeout`.
+/// TLS gRPC connections from `listener`, held to `limits` from their accept (handshakes count
+/// against the cap): each handshake runs in its own task and is abandoned (connection closed,
+/// counted) when it fails or takes longer than `handshake_timeout`.
 fn tls_incoming(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
-) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
-{
+    limits: ConnectionLimits,
+) -> impl futures::Stream<
+    Item = std::io::Result<
+        tokio_rustls::server::TlsStream<GuardedConnection<tokio::net::TcpStream>>,
+    >,
+> {
     let (handshaken, incoming) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -584,6 +742,9 @@ fn tls_incoming(
                 _ = handshaken.closed() => break,
             };
             let _ = stream.set_nodelay(true);
+            let Some(stream) = limits.admit(stream) else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             let handshaken = handshaken.clone();
             tokio::spawn(async move {

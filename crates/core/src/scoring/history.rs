@@ -521,7 +521,10 @@ impl CustomerHistory {
             .take(limit)
             .map(|record| {
                 let note = notes.map(|notes| notes.view(record)).unwrap_or_default();
+                // Only a message that asks for an answer waits for one: a purchase or a page
+                // view in the same (thread-less) conversation does not.
                 let unanswered = record.direction == Direction::Inbound
+                    && record.kind.expects_reply()
                     && record.reply_need != ReplyNeed::NotRequired
                     && self.summary.open_threads.iter().any(|open| {
                         open.thread_key == record.thread_key
@@ -539,7 +542,7 @@ impl CustomerHistory {
                         .has_sentiment
                         .then_some((record.sentiment_score, record.sentiment_confidence)),
                     unanswered,
-                    snippet: note.snippet.to_string(),
+                    snippet: crate::scoring::timeline::printable(note.snippet),
                     value: record.value,
                 }
             })

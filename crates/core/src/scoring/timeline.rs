@@ -31,12 +31,20 @@ impl TimelineLimits {
         if self.snippet_bytes == 0 || self.snippets_per_customer == 0 || text.is_empty() {
             return None;
         }
-        let mut end = text.len().min(self.snippet_bytes);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        Some(&text[..end])
+        Some(crate::domain::prefix_at_char_boundary(
+            text,
+            self.snippet_bytes,
+        ))
     }
+}
+
+/// A snippet as a timeline shows it: each control character (newlines, escapes, NUL) replaced by
+/// a space, so a snippet cannot drive a terminal or break a one-line view.
+pub fn printable(snippet: &str) -> String {
+    snippet
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// No interned string (an index that names none).

@@ -153,24 +153,103 @@ impl PriorityChange {
 
 /// A watcher's registration: its threshold counts for time-driven pushes until this is dropped.
 pub struct WatchRegistration {
-    tenant: Arc<Tenant>,
+    at: Watched,
     min_priority: f64,
+}
+
+/// Where a watcher's threshold is registered.
+enum Watched {
+    /// An existing tenant.
+    Tenant(Arc<Tenant>),
+    /// A tenant without state yet (see [`UnbornWatches`]).
+    Unborn {
+        registry: Arc<UnbornWatches>,
+        tenant_id: CompactString,
+        unborn: Arc<Unborn>,
+    },
+}
+
+/// Removes one `min_priority` from `thresholds` (one entry per watcher).
+fn remove_threshold(thresholds: &std::sync::Mutex<Vec<f64>>, min_priority: f64) {
+    let mut thresholds = thresholds.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(position) = thresholds
+        .iter()
+        .position(|threshold| threshold.to_bits() == min_priority.to_bits())
+    {
+        thresholds.swap_remove(position);
+    }
 }
 
 impl Drop for WatchRegistration {
     fn drop(&mut self) {
-        let mut thresholds = self
-            .tenant
-            .watch_thresholds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(position) = thresholds
-            .iter()
-            .position(|threshold| threshold.to_bits() == self.min_priority.to_bits())
-        {
-            thresholds.swap_remove(position);
+        match &self.at {
+            Watched::Tenant(tenant) => {
+                remove_threshold(&tenant.watch_thresholds, self.min_priority)
+            }
+            Watched::Unborn {
+                registry,
+                tenant_id,
+                unborn,
+            } => {
+                // Under the registry's lock, so the tenant is not being born meanwhile.
+                let mut waiting = registry.lock();
+                match unborn.born.get().and_then(std::sync::Weak::upgrade) {
+                    Some(tenant) => remove_threshold(&tenant.watch_thresholds, self.min_priority),
+                    None => {
+                        remove_threshold(&unborn.thresholds, self.min_priority);
+                        let empty = unborn
+                            .thresholds
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .is_empty();
+                        if empty
+                            && waiting
+                                .get(tenant_id)
+                                .is_some_and(|entry| Arc::ptr_eq(entry, unborn))
+                        {
+                            waiting.remove(tenant_id);
+                        }
+                    }
+                }
+            }
         }
     }
+}
+
+/// Watchers of a tenant that has no state yet: its channel and thresholds, handed to the tenant
+/// when its first event (or other write) creates it. A watch never creates a tenant, so watching
+/// unknown tenant ids neither counts against `server.max_tenants` nor leaves anything behind once
+/// the watchers leave (issue 24 item 10).
+pub struct Unborn {
+    /// The channel the tenant will publish on.
+    updates: broadcast::Sender<Arc<PriorityChange>>,
+    /// The waiting watchers' thresholds (one entry per watcher).
+    thresholds: std::sync::Mutex<Vec<f64>>,
+    /// The tenant once it was created with these watchers.
+    born: std::sync::OnceLock<std::sync::Weak<Tenant>>,
+}
+
+/// Unborn tenants being watched, by tenant id. Lock order: this before the tenant map's shards.
+#[derive(Default)]
+pub struct UnbornWatches(parking_lot::Mutex<std::collections::HashMap<CompactString, Arc<Unborn>>>);
+
+impl UnbornWatches {
+    fn lock(
+        &self,
+    ) -> parking_lot::MutexGuard<'_, std::collections::HashMap<CompactString, Arc<Unborn>>> {
+        self.0.lock()
+    }
+}
+
+/// A watch refused: too many unknown tenants are watched already.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tenant_id: {max_tenants} tenants without events are watched already (server.max_tenants); \
+     watch a tenant once it has events, or retry later"
+)]
+pub struct TooManyUnbornWatches {
+    /// The server's tenant limit (`server.max_tenants`), which also caps these.
+    pub max_tenants: usize,
 }
 
 /// A place in TopCustomers' answer order (priority, reply due, customer id): where a page ended.
@@ -451,6 +530,8 @@ pub struct Store {
     policy: parking_lot::RwLock<Arc<crate::segments::Policy>>,
     /// How much text timelines keep.
     timeline: crate::scoring::TimelineLimits,
+    /// Watchers of tenants not created yet.
+    unborn_watches: Arc<UnbornWatches>,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -483,6 +564,7 @@ impl Store {
             snapshots_in_progress: AtomicUsize::new(0),
             policy: parking_lot::RwLock::default(),
             timeline: crate::scoring::TimelineLimits::default(),
+            unborn_watches: Arc::default(),
         }
     }
 
@@ -686,14 +768,28 @@ impl Store {
         if let Some(tenant) = self.tenant(tenant_id) {
             return tenant;
         }
+        // Watchers waiting for the tenant get its channel and thresholds (lock order: the
+        // watchers' registry, then the map).
+        let mut waiting = self.unborn_watches.lock();
+        let unborn = waiting.remove(tenant_id);
         let tenant = self
             .tenants
             .entry(CompactString::from(tenant_id))
             .or_insert_with(|| {
+                let updates = std::sync::OnceLock::new();
+                let mut watch_thresholds = Vec::new();
+                if let Some(unborn) = &unborn {
+                    let _ = updates.set(unborn.updates.clone());
+                    watch_thresholds = unborn
+                        .thresholds
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                }
                 Arc::new(Tenant {
                     customers: CustomerMap::default(),
                     customer_count: AtomicUsize::new(0),
-                    updates: std::sync::OnceLock::new(),
+                    updates,
                     ranking: RwLock::default(),
                     model: RwLock::new(Arc::new(TenantModels::new(
                         &self.config,
@@ -712,14 +808,20 @@ impl Store {
                     id: CompactString::from(tenant_id),
                     fitted_at_ms: std::sync::atomic::AtomicI64::new(0),
                     customers_at_fit: std::sync::atomic::AtomicU64::new(0),
-                    watch_thresholds: std::sync::Mutex::new(Vec::new()),
+                    watch_thresholds: std::sync::Mutex::new(watch_thresholds),
                     identities: parking_lot::RwLock::default(),
                     retired: parking_lot::RwLock::default(),
                     claims: parking_lot::Mutex::default(),
                     attributes: std::sync::OnceLock::new(),
                 })
             });
-        Arc::clone(&tenant)
+        let tenant = Arc::clone(&tenant);
+        if let Some(unborn) = unborn {
+            // Its watchers' registrations now find their thresholds in the tenant.
+            let _ = unborn.born.set(Arc::downgrade(&tenant));
+        }
+        drop(waiting);
+        tenant
     }
 
     /// Applies a validated event with its sentiment (when it had text). With `want_score`, the
@@ -1802,25 +1904,60 @@ impl Store {
 
     /// [`Store::subscribe`] for a watcher at `min_priority`: while the registration lives, the
     /// ranking pass also pushes the customers whose priority crosses it through time alone.
+    ///
+    /// A tenant without state is not created: the watcher waits in a registry the tenant's
+    /// creation takes over (so it sees the first event), and leaves nothing behind when it goes.
+    /// At most `server.max_tenants` such tenants are watched at once.
     pub fn watch(
         &self,
         tenant_id: &str,
         min_priority: f64,
-    ) -> (broadcast::Receiver<Arc<PriorityChange>>, WatchRegistration) {
-        let tenant = self.tenant_or_create(tenant_id);
-        let receiver = tenant.updates(self.watch_buffer).subscribe();
-        tenant
-            .watch_thresholds
+    ) -> Result<(broadcast::Receiver<Arc<PriorityChange>>, WatchRegistration), TooManyUnbornWatches>
+    {
+        let mut waiting = self.unborn_watches.lock();
+        if let Some(tenant) = self.tenant(tenant_id) {
+            drop(waiting);
+            let receiver = tenant.updates(self.watch_buffer).subscribe();
+            tenant
+                .watch_thresholds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(min_priority);
+            let at = Watched::Tenant(tenant);
+            return Ok((receiver, WatchRegistration { at, min_priority }));
+        }
+        let max_tenants = self.max_tenants.load(Ordering::Relaxed);
+        if max_tenants != 0 && waiting.len() >= max_tenants && !waiting.contains_key(tenant_id) {
+            return Err(TooManyUnbornWatches { max_tenants });
+        }
+        let unborn = Arc::clone(
+            waiting
+                .entry(CompactString::from(tenant_id))
+                .or_insert_with(|| {
+                    Arc::new(Unborn {
+                        updates: broadcast::channel(self.watch_buffer).0,
+                        thresholds: std::sync::Mutex::new(Vec::new()),
+                        born: std::sync::OnceLock::new(),
+                    })
+                }),
+        );
+        let receiver = unborn.updates.subscribe();
+        unborn
+            .thresholds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(min_priority);
-        (
-            receiver,
-            WatchRegistration {
-                tenant,
-                min_priority,
-            },
-        )
+        let at = Watched::Unborn {
+            registry: Arc::clone(&self.unborn_watches),
+            tenant_id: CompactString::from(tenant_id),
+            unborn,
+        };
+        Ok((receiver, WatchRegistration { at, min_priority }))
+    }
+
+    /// How many tenants without state are watched now.
+    pub fn unborn_tenants_watched(&self) -> usize {
+        self.unborn_watches.lock().len()
     }
 
     /// The periodic pass: rebuilds every tenant's ranking index as of `now_ms` (see `ranking`);
@@ -2402,7 +2539,7 @@ mod tests {
                 assert_eq!(list.capacity(), list.len());
             }
         }
-        let (_updates, _registration) = store.watch("acme", 0.5);
+        let (_updates, _registration) = store.watch("acme", 0.5).unwrap();
         assert!(
             tenant.updates.get().is_some(),
             "the first watcher creates it"

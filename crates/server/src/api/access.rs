@@ -114,17 +114,28 @@ impl Grant {
     }
 }
 
-/// Checks the bearer token of every call and attaches its [`Grant`].
+/// Token SHA-256 (hex) → grant.
+type Grants = HashMap<String, Grant>;
+
+/// Checks the bearer token of every call and attaches its [`Grant`]. Clones share the tokens in
+/// force, which a config reload replaces ([`Authenticator::reload`]): a token removed from the
+/// file stops working at the reload that answers OK.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    /// Token SHA-256 (hex) → grant; empty = authentication off.
-    grants: Arc<HashMap<String, Grant>>,
+    /// The tokens in force; empty = authentication off.
+    grants: Arc<std::sync::RwLock<Arc<Grants>>>,
 }
 
 impl Authenticator {
     /// An authenticator for the configured tokens.
     pub fn new(config: &AccessConfig) -> Self {
-        let grants = config
+        Self {
+            grants: Arc::new(std::sync::RwLock::new(Arc::new(Self::grants_of(config)))),
+        }
+    }
+
+    fn grants_of(config: &AccessConfig) -> Grants {
+        config
             .tokens
             .iter()
             .map(|token| {
@@ -135,25 +146,57 @@ impl Authenticator {
                 };
                 (token.token_sha256.clone(), grant)
             })
-            .collect();
-        Self {
-            grants: Arc::new(grants),
-        }
+            .collect()
+    }
+
+    /// The tokens in force.
+    fn current(&self) -> Arc<Grants> {
+        Arc::clone(&self.grants.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Whether calls need a token.
     pub fn is_enabled(&self) -> bool {
-        !self.grants.is_empty()
+        !self.current().is_empty()
+    }
+
+    /// Why `config`'s tokens cannot replace those in force, if they cannot: a reload may add,
+    /// change and remove tokens, but not remove the last one (that would open every tenant to
+    /// every caller; run without tokens only by a restart, which logs a warning).
+    pub fn check_reload(&self, config: &AccessConfig) -> Result<(), String> {
+        if self.is_enabled() && config.tokens.is_empty() {
+            return Err(
+                "access.tokens: a reload cannot remove every token (that would let any \
+                        caller read and write every tenant); restart to run without tokens"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts `config`'s tokens in force (after [`Authenticator::check_reload`]): removed tokens
+    /// are refused from the next call on; calls in flight finish.
+    pub fn reload(&self, config: &AccessConfig) {
+        *self.grants.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Self::grants_of(config));
     }
 
     fn grant_for(&self, authorization: Option<&str>) -> Option<Grant> {
-        if !self.is_enabled() {
+        let grants = self.current();
+        if grants.is_empty() {
             return Some(Grant::AllTenants);
         }
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let token = bearer_token(authorization?)?;
         let digest = format!("{:x}", Sha256::digest(token.as_bytes()));
-        self.grants.get(&digest).cloned()
+        grants.get(&digest).cloned()
     }
+}
+
+/// The token of an `authorization` value `Bearer <token>`: the scheme's name is case-insensitive
+/// (RFC 7235: `bearer`, `BEARER` too), one or more spaces follow it, and surrounding whitespace
+/// is ignored. `None` for another scheme or no token.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl tonic::service::Interceptor for Authenticator {
@@ -202,6 +245,17 @@ mod tests {
         );
         assert_eq!(auth.grant_for(Some("Bearer root")), Some(Grant::AllTenants));
         assert_eq!(auth.grant_for(Some("Bearer wrong")), None);
+        // RFC 7235: the scheme is case-insensitive (issue 24 item 16).
+        for authorization in ["bearer s3cret", "BEARER s3cret", "Bearer  s3cret "] {
+            assert_eq!(
+                auth.grant_for(Some(authorization)),
+                Some(Grant::Tenant(Arc::from("acme"))),
+                "{authorization:?}"
+            );
+        }
+        assert_eq!(auth.grant_for(Some("Basic s3cret")), None);
+        assert_eq!(auth.grant_for(Some("Bearer ")), None);
+        assert_eq!(auth.grant_for(Some("Bearers3cret")), None);
         assert_eq!(auth.grant_for(Some("s3cret")), None);
         assert_eq!(auth.grant_for(None), None);
         assert!(Grant::Tenant(Arc::from("acme")).allows("acme"));

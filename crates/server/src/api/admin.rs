@@ -1,6 +1,6 @@
 //! AdminService: config reload (also on SIGHUP).
 
-use crate::api::access::Grant;
+use crate::api::access::{Authenticator, Grant};
 use crate::api::error::ApiError;
 use crate::pb;
 use crate::pb::admin_service_server::AdminService;
@@ -12,22 +12,30 @@ use tonic::{Request, Response, Status};
 /// The AdminService implementation.
 pub struct AdminApi {
     store: Arc<Store>,
+    /// The tokens in force (a reload replaces them).
+    auth: Authenticator,
     /// The config file the server started from, if any.
     config_file: Option<PathBuf>,
 }
 
 impl AdminApi {
-    /// A service reloading `config_file` into `store`.
-    pub fn new(store: Arc<Store>, config_file: Option<PathBuf>) -> Self {
-        Self { store, config_file }
+    /// A service reloading `config_file` into `store` and `auth`.
+    pub fn new(store: Arc<Store>, auth: Authenticator, config_file: Option<PathBuf>) -> Self {
+        Self {
+            store,
+            auth,
+            config_file,
+        }
     }
 }
 
-/// Reads `config_file` again and puts its segments and rules in force; on any error (unreadable,
-/// not TOML, a key out of range) the config in force stays and the error names the key. Logged
-/// and counted either way.
+/// Reads `config_file` again and puts its segments, rules and `[access]` tokens in force (a
+/// removed token is refused from the next call on); on any error (unreadable, not TOML, a key
+/// out of range, every token removed) the config in force stays and the error names the key.
+/// Other keys apply at the next start. Logged and counted either way.
 pub fn reload_config(
     store: &Store,
+    auth: &Authenticator,
     config_file: Option<&std::path::Path>,
 ) -> Result<rapport_core::segments::Policy, ApiError> {
     let Some(path) = config_file else {
@@ -36,16 +44,21 @@ pub fn reload_config(
             "the server was started without --config: there is no file to reload".into(),
         ));
     };
-    match rapport_core::config::Config::from_file(path) {
+    let loaded = rapport_core::config::Config::from_file(path)
+        .map_err(|error| error.to_string())
+        .and_then(|config| auth.check_reload(&config.access).map(|()| config));
+    match loaded {
         Ok(config) => {
             let policy = config.policy();
             store.set_policy(policy.clone());
+            auth.reload(&config.access);
             rapport_core::telemetry::config_reloaded(true);
             tracing::info!(
                 file = %path.display(),
                 segments = policy.segments.len(),
                 rules = policy.rules.len(),
-                "config reloaded: segments and rules in force (other keys apply at the next start)"
+                tokens = config.access.tokens.len(),
+                "config reloaded: segments, rules and tokens in force (other keys apply at the next start)"
             );
             Ok(policy)
         }
@@ -73,7 +86,7 @@ impl AdminService for Arc<AdminApi> {
         }
         let api = Arc::clone(self);
         let policy = tokio::task::spawn_blocking(move || {
-            reload_config(&api.store, api.config_file.as_deref())
+            reload_config(&api.store, &api.auth, api.config_file.as_deref())
         })
         .await
         .map_err(|error| ApiError::Internal(format!("reload failed: {error}")))??;

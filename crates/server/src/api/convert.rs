@@ -86,13 +86,28 @@ pub fn identifiers_from_pb(
                 (number, _) => channel_from_pb(number)
                     .map_err(|error| FieldError::new(at("channel"), error.message))?,
             };
-            identity::normalise(
+            let identifier = identity::normalise(
                 kind,
                 &identifier.value,
                 channel,
                 &limits.blocked_identifiers,
             )
-            .map_err(|error| FieldError::new(at("value"), error.to_string()))
+            .map_err(|error| FieldError::new(at("value"), error.to_string()))?;
+            // The id rapport would derive from it is an id like any other (see [`check_id`]).
+            let derived = identifier.derived_customer_id();
+            if derived.len() > limits.max_id_bytes {
+                return Err(FieldError::new(
+                    at("value"),
+                    format!(
+                        "makes a customer id of {} bytes ({:?}…), at most {} allowed \
+                         (server.max_id_bytes)",
+                        derived.len(),
+                        rapport_core::domain::prefix_at_char_boundary(&derived, 24),
+                        limits.max_id_bytes
+                    ),
+                ));
+            }
+            Ok(identifier)
         })
         .collect()
 }
@@ -128,7 +143,14 @@ impl FieldError {
     }
 }
 
-/// Checks an id: present (when required), not longer than the limit, no control characters.
+/// The one id rule: every tenant, customer, event, thread, agent or other customer id a request
+/// names, in every call (ingest, reads, claims, links, merges, upserts), is checked here and
+/// nowhere else. An id is present (when required), at most `server.max_id_bytes` bytes, free of
+/// control characters, bidirectional controls (RLO and kin) and zero-width characters, and not
+/// whitespace only. Ids rapport derives from identifiers (`~email:ann@example.com`) keep the same
+/// rule: an identifier whose derived id would be longer than the limit is refused where it enters
+/// (see [`identifiers_from_pb`]), so every id the service hands out (TopCustomers, ClaimNext) is
+/// one every call accepts back.
 pub fn check_id(
     field: &'static str,
     id: &str,
@@ -156,6 +178,15 @@ pub fn check_id(
         return Err(FieldError::new(
             field,
             "must not contain control characters",
+        ));
+    }
+    if id.chars().all(char::is_whitespace) {
+        return Err(FieldError::new(field, "must not be whitespace only"));
+    }
+    if id.chars().any(is_invisible_or_bidi) {
+        return Err(FieldError::new(
+            field,
+            "must not contain bidirectional controls or zero-width characters",
         ));
     }
     Ok(())
@@ -190,26 +221,9 @@ pub fn check_clustered_interaction(interaction: Interaction) -> Result<Interacti
 }
 
 /// Checks what only newly ingested events must satisfy (the write-ahead log replays events accepted
-/// under older rules without it): ids that are visible (not whitespace only, no bidirectional
-/// controls or zero-width characters) and a `value` of at most [`MAX_VALUE`].
+/// under older rules without it): a `value` of at most [`MAX_VALUE`]. Ids are checked by
+/// [`check_id`] in [`interaction_from_pb`].
 pub fn check_new_interaction(interaction: &Interaction) -> Result<(), FieldError> {
-    for (field, id) in [
-        ("event_id", interaction.event_id.as_str()),
-        ("tenant_id", interaction.tenant_id.as_str()),
-        ("customer_id", interaction.customer_id.as_str()),
-        ("thread_id", interaction.thread_id.as_str()),
-        ("agent_id", interaction.agent_id.as_str()),
-    ] {
-        if !id.is_empty() && id.chars().all(char::is_whitespace) {
-            return Err(FieldError::new(field, "must not be whitespace only"));
-        }
-        if id.chars().any(is_invisible_or_bidi) {
-            return Err(FieldError::new(
-                field,
-                "must not contain bidirectional controls or zero-width characters",
-            ));
-        }
-    }
     if interaction.value > MAX_VALUE {
         return Err(FieldError::new(
             "value",

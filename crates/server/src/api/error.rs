@@ -54,18 +54,55 @@ impl From<crate::engine::ClassifyError> for ApiError {
     }
 }
 
+/// Longest status message rapport answers with, in bytes (before the `… (N bytes cut)` note): a
+/// message travels in the `grpc-message` trailer, and one past the peer's metadata limit (a quoted
+/// 32 KB config line) made the whole answer fail with RESOURCE_EXHAUSTED "Stream removed".
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
-        match error {
-            ApiError::InvalidArgument(message) => Status::invalid_argument(message),
-            ApiError::NotFound(message) => Status::not_found(message),
-            ApiError::ResourceExhausted(message) => Status::resource_exhausted(message),
-            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
-            ApiError::PermissionDenied(message) => Status::permission_denied(message),
-            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
-            ApiError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
-            ApiError::Unavailable(message) => Status::unavailable(message),
-            ApiError::Internal(message) => Status::internal(message),
-        }
+        let (code, message) = match error {
+            ApiError::InvalidArgument(message) => (tonic::Code::InvalidArgument, message),
+            ApiError::NotFound(message) => (tonic::Code::NotFound, message),
+            ApiError::ResourceExhausted(message) => (tonic::Code::ResourceExhausted, message),
+            ApiError::Unauthenticated(message) => (tonic::Code::Unauthenticated, message),
+            ApiError::PermissionDenied(message) => (tonic::Code::PermissionDenied, message),
+            ApiError::FailedPrecondition(message) => (tonic::Code::FailedPrecondition, message),
+            ApiError::DeadlineExceeded(message) => (tonic::Code::DeadlineExceeded, message),
+            ApiError::Unavailable(message) => (tonic::Code::Unavailable, message),
+            ApiError::Internal(message) => (tonic::Code::Internal, message),
+        };
+        Status::new(
+            code,
+            rapport_core::domain::bounded_text(&message, MAX_STATUS_MESSAGE_BYTES),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 24 item 13: every status message is bounded, whatever it quotes.
+    #[test]
+    fn status_messages_are_bounded() {
+        let status = Status::from(ApiError::InvalidArgument(format!(
+            "customer_id: {}",
+            "é".repeat(20_000)
+        )));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("customer_id: é"));
+        assert!(
+            status.message().len() <= MAX_STATUS_MESSAGE_BYTES + 32,
+            "{}",
+            status.message().len()
+        );
+        assert!(
+            status.message().ends_with("bytes cut)"),
+            "{}",
+            status.message()
+        );
+        let short = Status::from(ApiError::NotFound("customer \"c1\"".into()));
+        assert_eq!(short.message(), "customer \"c1\"");
     }
 }

@@ -69,6 +69,9 @@ fn identity_to_pb(tenant_id: &str, customer_id: String, profile: Profile) -> pb:
     }
 }
 
+/// Largest `UpsertCustomer` version accepted (`i64::MAX`).
+pub const MAX_UPSERT_VERSION: u64 = i64::MAX as u64;
+
 #[tonic::async_trait]
 impl IdentityService for Arc<IdentityApi> {
     async fn link_identities(
@@ -122,10 +125,13 @@ impl IdentityService for Arc<IdentityApi> {
         } = request.into_inner();
         check_id("tenant_id", &tenant_id, true, &self.limits).map_err(ApiError::from)?;
         check_id("customer_id", &customer_id, true, &self.limits).map_err(ApiError::from)?;
-        if version == 0 {
-            return Err(ApiError::InvalidArgument(
-                "version: must be at least 1 (the update's version in the CRM)".into(),
-            )
+        // Above i64::MAX a version could never be followed by a newer one (and 2^64-1 froze the
+        // customer for good); CRM versions (modification times in ms) are far below it.
+        if version == 0 || version > MAX_UPSERT_VERSION {
+            return Err(ApiError::InvalidArgument(format!(
+                "version: must be 1 to {MAX_UPSERT_VERSION} (the update's version in the CRM), \
+                 got {version}"
+            ))
             .into());
         }
         let changes = convert::attribute_changes_from_pb(attributes).map_err(ApiError::from)?;

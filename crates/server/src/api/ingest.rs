@@ -107,9 +107,10 @@ impl Admission {
     }
 }
 
-/// Each tenant's share of the ingest calls in flight: a call is charged to the tenant of its first
-/// event and holds one of that tenant's slots until it ends, so a tenant with many open calls
-/// cannot take every global slot (`server.max_ingest_in_flight`) from the others.
+/// Each tenant's share of the ingest calls in flight: a call is charged to the tenant its token
+/// grants (an admin token's call: to the tenant of its first event, see `charged_tenant`) and
+/// holds one of that tenant's slots until it ends, so a tenant with many open calls cannot take
+/// every global slot (`server.max_ingest_in_flight`) from the others, nor any of another tenant's.
 pub struct TenantShares {
     limit: usize,
     /// Calls in flight per tenant; a tenant leaves the map when its last call ends.
@@ -143,6 +144,17 @@ impl TenantShares {
             shares: Arc::clone(self),
             tenant_id: tenant_id.to_string(),
         })
+    }
+}
+
+/// The tenant whose share a call of `grant` pays for when its first event names `first_tenant`:
+/// a one-tenant token always pays from its own tenant's share, whatever its events name (those
+/// naming another tenant are rejected one by one), so another tenant's token can never take a
+/// tenant's share (issue 24 item 4); an admin token pays from the first event's tenant.
+fn charged_tenant<'a>(grant: &'a Grant, first_tenant: &'a str) -> &'a str {
+    match grant {
+        Grant::Tenant(granted) => granted,
+        Grant::AllTenants => first_tenant,
     }
 }
 
@@ -276,10 +288,20 @@ impl IngestApi {
             (Ok(interaction), None) => {
                 let (sentiment, applied, durable) =
                     self.engine.ingest(&interaction, now, want_score);
+                // The answer names the customer the event was applied to: the owner of its
+                // identifiers (an event without a customer id), or the id it was merged into.
+                let customer_id = match &applied {
+                    Applied::Accepted(_) | Applied::Duplicate(_) if want_score => self
+                        .engine
+                        .store
+                        .resolve(&interaction)
+                        .unwrap_or(interaction.customer_id),
+                    _ => interaction.customer_id,
+                };
                 let processed = Processed::Applied {
                     event_id: interaction.event_id,
                     tenant_id: interaction.tenant_id,
-                    customer_id: interaction.customer_id,
+                    customer_id,
                     sentiment,
                     applied,
                 };
@@ -438,7 +460,10 @@ impl IngestService for Arc<IngestApi> {
                 Err(status) => break Err(status),
             };
             if slot.is_none() {
-                match self.tenant_shares.admit(&interaction.tenant_id) {
+                match self
+                    .tenant_shares
+                    .admit(charged_tenant(&grant, &interaction.tenant_id))
+                {
                     Ok(admitted) => slot = Some(admitted),
                     Err(status) => break Err(status),
                 }
@@ -492,7 +517,10 @@ impl IngestService for Arc<IngestApi> {
             loop {
                 let reply = match api.next_event(&mut stream).await {
                     Ok(Some(interaction)) if slot.is_none() => {
-                        match api.tenant_shares.admit(&interaction.tenant_id) {
+                        match api
+                            .tenant_shares
+                            .admit(charged_tenant(&grant, &interaction.tenant_id))
+                        {
                             Ok(admitted) => {
                                 slot = Some(admitted);
                                 api.reply_to(interaction, &grant, index).await
@@ -534,7 +562,10 @@ impl IngestService for Arc<IngestApi> {
         // Both held until the batch is answered.
         let _work = self.admission.work_now()?;
         let _slot = match interactions.first() {
-            Some(first) => Some(self.tenant_shares.admit(&first.tenant_id)?),
+            Some(first) => Some(
+                self.tenant_shares
+                    .admit(charged_tenant(&grant, &first.tenant_id))?,
+            ),
             None => None,
         };
         {

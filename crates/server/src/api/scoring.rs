@@ -479,7 +479,12 @@ impl ScoringApi {
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         check_id("agent_id", &agent_id, true, &self.limits)?;
         check_id("customer_id", &customer_id, true, &self.limits)?;
-        let ttl_ms = Self::claim_ttl_ms(ttl_seconds)?;
+        // A release ends the claim: its ttl_seconds means nothing and is ignored, not checked.
+        let ttl_ms = if release {
+            DEFAULT_CLAIM_TTL_SECONDS * 1000
+        } else {
+            Self::claim_ttl_ms(ttl_seconds)?
+        };
         let now = now_ms();
         let (updated, durable) =
             self.engine
@@ -777,7 +782,10 @@ impl ScoringService for Arc<ScoringApi> {
         if let Err(error) = checked {
             return Err(ApiError::from(error).into());
         }
-        let (mut updates, registration) = self.store.watch(&tenant_id, min_priority);
+        let (mut updates, registration) = self
+            .store
+            .watch(&tenant_id, min_priority)
+            .map_err(|refused| Status::from(ApiError::ResourceExhausted(refused.to_string())))?;
         let store = Arc::clone(&self.store);
         let mut shutdown = self.shutdown.clone();
         let (sender, receiver) = mpsc::channel(64);
