@@ -442,7 +442,7 @@ async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
     for client in 0..CLIENTS {
         let (channel, history) = (channel.clone(), Arc::clone(&history));
         clients.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed ^ (client as u64 + 1) * 0x9e37_79b9);
+            let mut rng = StdRng::seed_from_u64(seed ^ ((client as u64 + 1) * 0x9e37_79b9));
             for _ in 0..ops {
                 let op = generate(&mut rng, client % AGENTS);
                 // Half the updates come as a burst of calls sent together, and half the claims
@@ -484,14 +484,15 @@ async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
     }
 }
 
-/// The acknowledged merges of each tenant by completion: (invoked, completed, one side, the
-/// other side, survivor).
-struct Merges([Vec<(u64, u64, String, String, String)>; TENANTS.len()]);
+/// An acknowledged merge: (invoked, completed, one side, the other side, survivor).
+type Merge = (u64, u64, String, String, String);
+
+/// The acknowledged merges of each tenant, by completion.
+struct Merges([Vec<Merge>; TENANTS.len()]);
 
 impl Merges {
     fn of(calls: &[Call]) -> Self {
-        let mut merges: [Vec<(u64, u64, String, String, String)>; TENANTS.len()] =
-            Default::default();
+        let mut merges: [Vec<Merge>; TENANTS.len()] = Default::default();
         for call in calls {
             if let (
                 Op::Merge {
@@ -532,12 +533,7 @@ fn follow_possibly(merges: &Merges, tenant: usize, id: &str, before: u64, except
 }
 
 /// The customer `id` resolves to after the merges `counted` picks (in completion order).
-fn resolve(
-    merges: &Merges,
-    tenant: usize,
-    id: &str,
-    counted: impl Fn(&(u64, u64, String, String, String)) -> bool,
-) -> String {
+fn resolve(merges: &Merges, tenant: usize, id: &str, counted: impl Fn(&Merge) -> bool) -> String {
     let mut groups: HashMap<String, String> = HashMap::new();
     let find = |groups: &HashMap<String, String>, id: &str| -> String {
         let mut id = id.to_string();
@@ -721,11 +717,11 @@ fn check_exclusive(calls: &[Call], violations: &mut Vec<String>) {
 async fn answers(server: &Server) -> BTreeMap<(usize, usize), Option<pb::CustomerScore>> {
     let mut scoring = ScoringServiceClient::new(server.channel.clone());
     let mut out = BTreeMap::new();
-    for tenant in 0..TENANTS.len() {
+    for (tenant, tenant_id) in TENANTS.iter().enumerate() {
         for customer in 0..CUSTOMERS {
             let answer = scoring
                 .get_customer(pb::GetCustomerRequest {
-                    tenant_id: TENANTS[tenant].into(),
+                    tenant_id: (*tenant_id).into(),
                     customer_id: customer_id(customer),
                     as_of: Some(ts(AS_OF_MS)),
                 })
@@ -942,7 +938,7 @@ fn damage(dir: &Path, rng: &mut StdRng) -> String {
             format!("emptied {name}")
         }
         1 if !active => {
-            let at = rng.gen_range(0..data.len().min(8).max(1));
+            let at = rng.gen_range(0..data.len().clamp(1, 8));
             std::fs::write(&file, &data[..at]).unwrap();
             format!("cut {name} at byte {at} (in its header)")
         }

@@ -589,7 +589,7 @@ pub fn buggify_pause() {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
         >> 32;
-    if draw % 3 == 0 {
+    if draw.is_multiple_of(3) {
         std::thread::sleep(Duration::from_micros(draw % 1_000));
     }
 }
