@@ -570,3 +570,51 @@ async fn scored_answers_name_the_customer_the_event_was_applied_to() {
         ["crm-7", "crm-7"]
     );
 }
+
+/// Issue 24 item 12: lowering `identity.max_merges_per_customer` below what a merged customer
+/// holds undid acknowledged merges at the next restart, silently. A logged merge the rules in
+/// force refuse now refuses the start, naming the rule; with the rules it was made under the
+/// customer comes back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_merge_cap_never_undoes_acknowledged_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config();
+    config.durability.data_dir = Some(dir.path().to_path_buf());
+    let mut t = start_with(config.clone()).await;
+    t.ingest_all(
+        (0..5)
+            .map(|n| event("acme", &format!("m{n}"), &format!("e{n}"), T0_MS))
+            .collect(),
+    )
+    .await;
+    let mut identity = IdentityServiceClient::new(t.channel.clone());
+    for n in 1..5 {
+        identity
+            .merge_customers(pb::MergeCustomersRequest {
+                tenant_id: "acme".into(),
+                customer_id: "m0".into(),
+                other_customer_id: format!("m{n}"),
+            })
+            .await
+            .unwrap();
+    }
+    let before = t.customer("acme", "m0", T0_MS).await;
+    assert_eq!(before.merged_customer_ids.len(), 4, "{before:?}");
+    t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+    let mut lowered = config.clone();
+    lowered.identity.max_merges_per_customer = 2;
+    let model = rapport::sentiment::load(config.server.sentiment, &config.server.models_dir())
+        .expect("model loads");
+    let refused = rapport::server::start(&lowered, model)
+        .await
+        .err()
+        .expect("the start is refused")
+        .to_string();
+    assert!(
+        refused.contains("identity.max_merges_per_customer"),
+        "{refused}"
+    );
+    let mut t = start_with(config).await;
+    assert_eq!(t.customer("acme", "m0", T0_MS).await, before);
+    t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -102,7 +102,7 @@ fn read_back(dir: &Path) -> Vec<Logged> {
 fn recovered_store(dir: &Path) -> Store {
     let store = Store::new(Arc::new(ScoringConfig::default()), 16);
     Wal::open(&DurabilityConfig::default(), dir, |replayed| {
-        rapport::engine::recover(&store, replayed)
+        rapport::engine::recover(&store, replayed).unwrap()
     })
     .unwrap_or_else(|error| panic!("{}: {error:#}", dir.display()));
     store
@@ -171,7 +171,7 @@ fn every_format_version_reads_back() {
         let store = recovered_store(dir.path());
         assert_eq!(scores(&store), expected, "format 2, start {round}");
         let (wal, _) = Wal::open(&DurabilityConfig::default(), dir.path(), |replayed| {
-            rapport::engine::recover(&store, replayed)
+            rapport::engine::recover(&store, replayed).unwrap()
         })
         .unwrap();
         wal.snapshot(&store).unwrap();
@@ -351,7 +351,7 @@ fn format_3_reads_back_identities_attributes_claims_and_timelines() {
             "format 3, start {round}"
         );
         let (wal, _) = Wal::open(&DurabilityConfig::default(), dir.path(), |replayed| {
-            rapport::engine::recover(&store, replayed)
+            rapport::engine::recover(&store, replayed).unwrap()
         })
         .unwrap();
         wal.snapshot(&store).unwrap();

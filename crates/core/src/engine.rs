@@ -49,9 +49,32 @@ pub fn now_ms() -> TimestampMs {
         })
 }
 
+/// A logged identity request that the identity rules now in force refuse to carry out again:
+/// it was acknowledged under other rules (say a lower `identity.max_merges_per_customer`), and
+/// replaying it under these would silently undo it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the log holds an identity request for customer {customer_id:?} of tenant {tenant_id:?} \
+     that was carried out and acknowledged, but the identity rules now in force refuse it \
+     ({refusal}); an acknowledged merge or link is never undone by a rule change: start with \
+     the identity rules it was carried out under"
+)]
+pub struct ReplayRefused {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The customer the request is about.
+    pub customer_id: String,
+    /// Why the rules in force refuse it.
+    pub refusal: String,
+}
+
 /// Puts back what recovery reads, in order: a customer's state from a snapshot, a logged event,
-/// a refinement or an identity request (no classification, no logging).
-pub fn recover(store: &Store, replayed: crate::durability::Replayed<'_>) {
+/// a refinement or an identity request (no classification, no logging). A logged identity
+/// request the rules in force refuse is returned as [`ReplayRefused`] (nothing applied).
+pub fn recover(
+    store: &Store,
+    replayed: crate::durability::Replayed<'_>,
+) -> Result<(), ReplayRefused> {
     use crate::durability::Replayed;
     match replayed {
         Replayed::Event {
@@ -65,8 +88,23 @@ pub fn recover(store: &Store, replayed: crate::durability::Replayed<'_>) {
             claim,
         } => store.restore_claim(tenant_id, customer_id, claim),
         Replayed::Identity(request) => {
-            // Logged only once carried out: the same rules decide the same way again.
-            let _ = store.apply_identity(request, 0);
+            // Logged only once carried out: the same rules decide the same way again, and
+            // other rules must not undo it silently.
+            // (Only a configurable limit can refuse it now: the other refusals depend on the
+            // state alone, which replay rebuilds.)
+            if let Err(
+                refusal @ crate::store::IdentityRefusal::Rule(
+                    crate::identity::LinkRefusal::TooMany { .. }
+                    | crate::identity::LinkRefusal::TooManyMerges { .. },
+                ),
+            ) = store.apply_identity(request, 0)
+            {
+                return Err(ReplayRefused {
+                    tenant_id: request.tenant_id.clone(),
+                    customer_id: request.customer_id.clone(),
+                    refusal: refusal.to_string(),
+                });
+            }
         }
         Replayed::Customer {
             tenant_id,
@@ -85,6 +123,7 @@ pub fn recover(store: &Store, replayed: crate::durability::Replayed<'_>) {
             let _ = store.upsert_attributes(tenant_id, customer_id, version, changes, 0);
         }
     }
+    Ok(())
 }
 
 /// Re-applies a logged event, or a logged refinement of its sentiment, at recovery (no

@@ -902,7 +902,7 @@ impl Cluster {
                         &name,
                         |replayed| {
                             customers += 1;
-                            rapport_core::engine::recover(store, replayed)
+                            log_replay_refused(rapport_core::engine::recover(store, replayed));
                         },
                     ),
                 }
@@ -1025,7 +1025,15 @@ fn apply(store: &rapport_core::store::Store, replayed: Replayed<'_>) {
                 }
             }
         }
-        other => rapport_core::engine::recover(store, other),
+        other => log_replay_refused(rapport_core::engine::recover(store, other)),
+    }
+}
+
+/// A stream record the identity rules in force refuse to carry out again (they changed since it
+/// was acknowledged): logged, since a replica cannot refuse its partition's stream.
+fn log_replay_refused(outcome: Result<(), rapport_core::engine::ReplayRefused>) {
+    if let Err(refused) = outcome {
+        tracing::error!(error = %refused, "replayed identity request refused by the rules in force");
     }
 }
 

@@ -71,10 +71,18 @@ pub async fn start(
             let durability = config.durability.clone();
             let dir = dir.clone();
             let (wal, recovered) = tokio::task::spawn_blocking(move || {
+                // The first logged change the rules in force refuse stops the replay and the
+                // start (no snapshot is written, so nothing of it is lost).
+                let mut refused = None;
                 let (wal, recovered) =
                     crate::durability::Wal::open(&durability, &dir, |replayed| {
-                        crate::engine::recover(&store, replayed)
+                        if refused.is_none() {
+                            refused = crate::engine::recover(&store, replayed).err();
+                        }
                     })?;
+                if let Some(refused) = refused {
+                    anyhow::bail!("{refused}");
+                }
                 // A start folds what it replayed from logs (or an older format) into a state
                 // snapshot; one that only loaded a current state snapshot has nothing to fold.
                 if recovered.log_records > 0

@@ -1856,7 +1856,7 @@ mod tests {
         .unwrap();
         let restored = crate::store::Store::new(config, 16);
         let through = decode_partition_state(&bytes, "partition-0", |replayed| {
-            crate::engine::recover(&restored, replayed)
+            crate::engine::recover(&restored, replayed).unwrap()
         })
         .unwrap();
         assert_eq!(through, 41);
@@ -2068,7 +2068,7 @@ mod tests {
         let at = 1_767_225_600_000 + 4_000 * 60_000;
         let restarted = Store::new(Arc::clone(&config), 16);
         let (_, recovered) = Wal::open(&durability, dir.path(), |replayed| {
-            crate::engine::recover(&restarted, replayed)
+            crate::engine::recover(&restarted, replayed).unwrap()
         })
         .unwrap();
         assert_eq!(
