@@ -877,10 +877,7 @@ impl Config {
 
     /// The segments and rules this config puts in force.
     pub fn policy(&self) -> crate::segments::Policy {
-        crate::segments::Policy {
-            segments: self.segments.clone(),
-            rules: self.rules.clone(),
-        }
+        crate::segments::Policy::new(self.segments.clone(), self.rules.clone())
     }
 
     /// Parses and validates TOML text.

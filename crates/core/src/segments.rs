@@ -110,6 +110,10 @@ const OPS: [&str; 8] = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "exists"];
 
 /// Most rules (each treatment is a model a tenant keeps).
 pub const MAX_RULES: usize = 64;
+/// Most segments in a config (checked and looked up in time linear in their count).
+pub const MAX_SEGMENTS: usize = 10_000;
+/// Most conditions in one segment's `all` and `any` together.
+pub const MAX_CONDITIONS_PER_SEGMENT: usize = 64;
 
 /// Checks segments and rules, naming the key (`segments[0].all[1].field`); rule SLA targets are
 /// checked against `scoring`'s policies.
@@ -124,6 +128,14 @@ pub fn validate(
             format!("at most {MAX_RULES} rules, got {}", rules.len()),
         ));
     }
+    if segments.len() > MAX_SEGMENTS {
+        return Err(ConfigError::invalid(
+            "segments",
+            format!("at most {MAX_SEGMENTS} segments, got {}", segments.len()),
+        ));
+    }
+    let mut by_name: std::collections::HashMap<&str, &SegmentConfig> =
+        std::collections::HashMap::with_capacity(segments.len());
     for (index, segment) in segments.iter().enumerate() {
         if segment.name.is_empty() {
             return Err(ConfigError::invalid(
@@ -131,10 +143,19 @@ pub fn validate(
                 "must not be empty",
             ));
         }
-        if segments[..index].iter().any(|s| s.name == segment.name) {
+        if by_name.insert(&segment.name, segment).is_some() {
             return Err(ConfigError::invalid(
                 &format!("segments[{index}].name"),
                 format!("{:?} is defined twice", segment.name),
+            ));
+        }
+        if segment.all.len() + segment.any.len() > MAX_CONDITIONS_PER_SEGMENT {
+            return Err(ConfigError::invalid(
+                &format!("segments[{index}]"),
+                format!(
+                    "at most {MAX_CONDITIONS_PER_SEGMENT} conditions in all and any together, got {}",
+                    segment.all.len() + segment.any.len()
+                ),
             ));
         }
         if segment.all.is_empty() && segment.any.is_empty() {
@@ -152,7 +173,7 @@ pub fn validate(
         }
     }
     for (index, rule) in rules.iter().enumerate() {
-        let Some(segment) = segments.iter().find(|s| s.name == rule.segment) else {
+        let Some(segment) = by_name.get(rule.segment.as_str()) else {
             return Err(ConfigError::invalid(
                 &format!("rules[{index}].segment"),
                 format!("no segment is named {:?}", rule.segment),
@@ -298,16 +319,34 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
 /// Segments and rules in force (replaced whole on a config reload).
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
-    /// The segments by name.
+    /// The segments, as configured.
     pub segments: Vec<SegmentConfig>,
     /// The rules, in order.
     pub rules: Vec<RuleConfig>,
+    /// Each segment's position in `segments`, by name: lookups in constant time.
+    by_name: std::collections::HashMap<String, usize>,
 }
 
 impl Policy {
+    /// The policy of these (validated) segments and rules.
+    pub fn new(segments: Vec<SegmentConfig>, rules: Vec<RuleConfig>) -> Self {
+        let by_name = segments
+            .iter()
+            .enumerate()
+            .map(|(index, segment)| (segment.name.clone(), index))
+            .collect();
+        Self {
+            segments,
+            rules,
+            by_name,
+        }
+    }
+
     /// The segment named `name`.
     pub fn segment(&self, name: &str) -> Option<&SegmentConfig> {
-        self.segments.iter().find(|segment| segment.name == name)
+        self.by_name
+            .get(name)
+            .and_then(|&index| self.segments.get(index))
     }
 
     /// The customer's treatment: 0 for none, else 1 + the position of the first rule carrying a
@@ -571,5 +610,38 @@ mod tests {
             "first match wins"
         );
         assert_eq!(policy.treatment_of(Some(&with(&[("tier", "gold")]))), 0);
+    }
+
+    /// Issue 24 item 11: counts are capped in the config's ranges (naming the key), and a
+    /// rule's segment is found by name among many (validation and lookups no longer search the
+    /// list for every segment or evaluation).
+    #[test]
+    fn segment_counts_are_capped_and_found_by_name() {
+        let segment = |n: usize| {
+            format!(
+                "[[segments]]\nname = \"s{n}\"\nall = [{{ field = \"attributes.tier\", op = \"eq\", value = \"t{n}\" }}]\n"
+            )
+        };
+        let many: String = (0..MAX_SEGMENTS).map(segment).collect();
+        let rules = "[[rules]]\nsegment = \"s9999\"\naction = \"rescue\"\n";
+        let config = Config::from_toml(&format!("{many}{rules}")).expect("at the cap");
+        let policy = config.policy();
+        assert_eq!(
+            policy.segment("s9999").map(|s| s.name.as_str()),
+            Some("s9999")
+        );
+        assert!(policy.segment("s10000").is_none());
+        let over = format!("{many}{}", segment(MAX_SEGMENTS));
+        let refused = Config::from_toml(&over).unwrap_err().to_string();
+        assert!(refused.contains("segments at most"), "{refused}");
+        let conditions: Vec<String> = (0..=MAX_CONDITIONS_PER_SEGMENT)
+            .map(|n| format!("{{ field = \"attributes.k{n}\", op = \"exists\", value = true }}"))
+            .collect();
+        let wide = format!(
+            "[[segments]]\nname = \"wide\"\nany = [{}]\n",
+            conditions.join(", ")
+        );
+        let refused = Config::from_toml(&wide).unwrap_err().to_string();
+        assert!(refused.contains("segments[0] at most"), "{refused}");
     }
 }
