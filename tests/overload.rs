@@ -546,3 +546,82 @@ async fn watches_of_unknown_tenants_create_no_tenant() {
         }
     }
 }
+
+/// Issue 24 item 6: filtered live queries (a risk no customer reaches) scan every customer;
+/// they ran on the runtime's workers, unbounded, so one tenant's callers slowed every tenant.
+/// Now they run off the workers in their tenant's turn: a tenant with too many scans waiting is
+/// refused RESOURCE_EXHAUSTED naming `tenant_id`, and another tenant's query is answered among
+/// them, not after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_scans_wait_their_tenants_turn() {
+    let t = start().await;
+    let mut ingest = t.ingest.clone();
+    for chunk in 0..4 {
+        let events = (0..2_000)
+            .map(|n| {
+                let n = chunk * 2_000 + n;
+                event("busy", &format!("c{n}"), &format!("e{n}"), T0_MS)
+            })
+            .collect();
+        ingest
+            .ingest_batch(pb::IngestBatchRequest {
+                interactions: events,
+            })
+            .await
+            .unwrap();
+    }
+    ingest
+        .ingest_batch(pb::IngestBatchRequest {
+            interactions: vec![event("calm", "c0", "e0", T0_MS)],
+        })
+        .await
+        .unwrap();
+    let query = |tenant: &str| pb::TopCustomersRequest {
+        tenant_id: tenant.into(),
+        limit: 10,
+        action: 0,
+        min_retention_risk: 1.0,
+        as_of: None,
+        exclude_claimed: false,
+        page_token: String::new(),
+        segment: String::new(),
+        channel: 0,
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let busy: Vec<_> = (0..80)
+        .map(|_| {
+            let (mut scoring, request, done) = (t.scoring.clone(), query("busy"), done.clone());
+            tokio::spawn(async move {
+                let answer = scoring.top_customers(request).await;
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                answer
+            })
+        })
+        .collect();
+    // Wait until the busy tenant's scans are queued (some already refused or answered).
+    while done.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let calm = t.scoring.clone().top_customers(query("calm")).await;
+    let busy_done_when_calm_answered = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(calm.is_ok(), "{calm:?}");
+    let mut refused = 0;
+    for answer in busy {
+        match answer.await.unwrap() {
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+                assert!(status.message().starts_with("tenant_id:"), "{status}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "80 scans of one tenant at once were all queued"
+    );
+    assert!(
+        busy_done_when_calm_answered < 80,
+        "the calm tenant waited for every scan of the busy one"
+    );
+}

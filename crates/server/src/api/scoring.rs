@@ -27,9 +27,9 @@ pub struct ScoringApi {
     limits: Limits,
     /// Flips to true on shutdown: open watch streams end.
     shutdown: watch::Receiver<bool>,
-    /// Full scans (`as_of` queries evaluate every customer) run on the blocking pool, at most
-    /// this many at once; more wait their turn without holding a runtime worker.
-    full_scans: Arc<tokio::sync::Semaphore>,
+    /// Scans (`as_of` queries, later pages, filtered live queries and ClaimNext, which may
+    /// evaluate every customer) run on the blocking pool through this gate.
+    scans: Arc<ScanGate>,
     /// Cluster mode: queries are routed to the partitions' owners.
     cluster: Option<Arc<Cluster>>,
 }
@@ -40,6 +40,88 @@ fn full_scan_concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
+/// Scans one tenant may have waiting; beyond it a scan is refused RESOURCE_EXHAUSTED.
+const MAX_SCANS_WAITING_PER_TENANT: usize = 32;
+
+/// Where queries that may evaluate every customer of a tenant wait: off the runtime's workers
+/// (they run on the blocking pool), at most [`full_scan_concurrency`] at once, and fair per
+/// tenant: a tenant runs one scan at a time (its lane), and the shared permits are handed out
+/// first come first served, so one tenant's scans queue behind each other, never ahead of
+/// another tenant's. A tenant with [`MAX_SCANS_WAITING_PER_TENANT`] scans waiting is refused
+/// more. A lane exists only while its tenant has scans waiting or running.
+struct ScanGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Per tenant: its lane and the scans waiting for it or running.
+    lanes:
+        std::sync::Mutex<std::collections::HashMap<String, (Arc<tokio::sync::Semaphore>, usize)>>,
+}
+
+impl ScanGate {
+    fn new() -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(full_scan_concurrency())),
+            lanes: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Runs `scan` for `tenant_id` on the blocking pool once its turn comes.
+    async fn run<T: Send + 'static>(
+        &self,
+        tenant_id: &str,
+        scan: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let lane = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let (lane, users) = lanes
+                .entry(tenant_id.to_string())
+                .or_insert_with(|| (Arc::new(tokio::sync::Semaphore::new(1)), 0));
+            if *users > MAX_SCANS_WAITING_PER_TENANT {
+                return Err(ApiError::ResourceExhausted(format!(
+                    "tenant_id: {MAX_SCANS_WAITING_PER_TENANT} queries of this tenant are \
+                     already waiting to scan its customers; retry later"
+                )));
+            }
+            *users += 1;
+            Arc::clone(lane)
+        };
+        // Leaves the lane whatever happens to this call (a client gone while it waits too).
+        let _leave = LaneUser {
+            gate: self,
+            tenant_id,
+        };
+        let lane = lane.acquire_owned().await;
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        let (Ok(lane), Ok(permit)) = (lane, permit) else {
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
+        };
+        tokio::task::spawn_blocking(move || {
+            let answer = scan();
+            drop((lane, permit));
+            answer
+        })
+        .await
+        .map_err(|error| ApiError::Internal(format!("a scan failed: {error}")))
+    }
+}
+
+/// One scan's place in its tenant's lane, given up when dropped.
+struct LaneUser<'a> {
+    gate: &'a ScanGate,
+    tenant_id: &'a str,
+}
+
+impl Drop for LaneUser<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.gate.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, users)) = lanes.get_mut(self.tenant_id) {
+            *users -= 1;
+            if *users == 0 {
+                lanes.remove(self.tenant_id);
+            }
+        }
+    }
+}
+
 impl ScoringApi {
     /// A service over `engine`'s store; watch streams end when `shutdown` becomes true.
     pub fn new(engine: Arc<Engine>, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
@@ -48,7 +130,7 @@ impl ScoringApi {
             engine,
             limits,
             shutdown,
-            full_scans: Arc::new(tokio::sync::Semaphore::new(full_scan_concurrency())),
+            scans: Arc::new(ScanGate::new()),
             cluster: None,
         }
     }
@@ -449,9 +531,15 @@ impl ScoringApi {
             segment,
             channel,
         };
+        // It may pass over many claimed or filtered customers: a scan, in the tenant's turn.
+        let engine = Arc::clone(&self.engine);
+        let (tenant, agent) = (tenant_id.clone(), agent_id.clone());
         let (claimed, durable) = self
-            .engine
-            .claim_next(&tenant_id, &agent_id, &query, ttl_ms, now);
+            .scans
+            .run(&tenant_id, move || {
+                engine.claim_next(&tenant, &agent, &query, ttl_ms, now)
+            })
+            .await?;
         if let Some(durable) = durable {
             durable.wait().await;
         }
@@ -679,21 +767,24 @@ impl ScoringService for Arc<ScoringApi> {
             cluster.check_scattered(request.metadata())?;
         }
         let request = request.into_inner();
-        if request.as_of.is_none() && request.page_token.is_empty() {
-            // Live: answered from the ranking index in microseconds, on this worker.
+        let filtered = request.min_retention_risk > 0.0
+            || !request.segment.is_empty()
+            || request.channel != 0
+            || request.exclude_claimed;
+        if request.as_of.is_none() && request.page_token.is_empty() && !filtered {
+            // Live and unfiltered: answered from the ranking index in microseconds, on this
+            // worker (it stops after about `limit` candidates).
             return ScoringApi::top_customers(self, request)
                 .map(Response::new)
                 .map_err(Status::from);
         }
-        // As of a moment, or a later page: every customer is evaluated, off the runtime's workers.
-        let _permit = Arc::clone(&self.full_scans)
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+        // As of a moment, a later page, or a filter few customers may pass: possibly every
+        // customer is evaluated, off the runtime's workers, in the tenant's turn.
         let api = Arc::clone(self);
-        tokio::task::spawn_blocking(move || ScoringApi::top_customers(&api, request))
-            .await
-            .map_err(|error| ApiError::Internal(format!("TopCustomers failed: {error}")))?
+        let tenant_id = request.tenant_id.clone();
+        self.scans
+            .run(&tenant_id, move || ScoringApi::top_customers(&api, request))
+            .await?
             .map(Response::new)
             .map_err(Status::from)
     }
