@@ -45,6 +45,8 @@ pub struct Score {
     pub missed_threads: u32,
     /// The channels with an unanswered thread, one bit per channel (`1 << channel as u8`).
     pub waiting_channels: u16,
+    /// The fit of the activity model the retention risk came from (`None`: the prior).
+    pub model_fit: Option<crate::scoring::ModelFit>,
 }
 
 impl Score {
@@ -608,6 +610,7 @@ fn evaluate_with(
             .open_threads
             .iter()
             .fold(0, |bits, open| bits | (1 << open.channel as u8)),
+        model_fit: model.retention.fit,
     }
 }
 

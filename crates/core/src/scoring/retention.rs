@@ -48,6 +48,17 @@ pub struct RetentionModel {
     pub params: BtydParams,
     /// The recalibration learnt on the tenant's past (identity until there is enough of it).
     pub calibration: Calibration,
+    /// When and on how many customers it was fitted (`None`: the prior).
+    pub fit: Option<ModelFit>,
+}
+
+/// Which fit a tenant's activity model came from: what an answer names as the model it used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelFit {
+    /// When it was fitted (server clock, milliseconds since the epoch).
+    pub fitted_at_ms: TimestampMs,
+    /// Customers in the fit.
+    pub customers: u64,
 }
 
 /// Number of features of the recalibration, intercept included.
@@ -137,6 +148,7 @@ impl RetentionModel {
                 b: 3.0,
             },
             calibration: Calibration::IDENTITY,
+            fit: None,
         }
     }
 
@@ -272,6 +284,7 @@ impl FitSamples {
         Some(RetentionModel {
             params,
             calibration: Calibration::IDENTITY,
+            fit: None,
         })
     }
 }

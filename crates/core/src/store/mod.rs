@@ -370,6 +370,13 @@ struct Tenant {
     fitted_at_ms: std::sync::atomic::AtomicI64,
     /// Customers the tenant tracked at the last fit attempt (growth by a tenth triggers a refit).
     customers_at_fit: std::sync::atomic::AtomicU64,
+    /// Events accepted so far (any customer): what a refit is due after.
+    events_accepted: std::sync::atomic::AtomicU64,
+    /// `events_accepted` at the last fit attempt.
+    events_at_fit: std::sync::atomic::AtomicU64,
+    /// `events_accepted` at the previous ranking pass: none since means ingest is quiet (a
+    /// backfill has ended).
+    events_at_last_pass: std::sync::atomic::AtomicU64,
     /// Thresholds of the watchers connected (one entry per watcher).
     watch_thresholds: std::sync::Mutex<Vec<f64>>,
     /// Identifiers, merges and aliases. Lock order: this before the customer map's shards; an
@@ -807,6 +814,9 @@ impl Store {
                     ))),
                     id: CompactString::from(tenant_id),
                     fitted_at_ms: std::sync::atomic::AtomicI64::new(0),
+                    events_accepted: std::sync::atomic::AtomicU64::new(0),
+                    events_at_fit: std::sync::atomic::AtomicU64::new(0),
+                    events_at_last_pass: std::sync::atomic::AtomicU64::new(0),
                     customers_at_fit: std::sync::atomic::AtomicU64::new(0),
                     watch_thresholds: std::sync::Mutex::new(watch_thresholds),
                     identities: parking_lot::RwLock::default(),
@@ -961,6 +971,7 @@ impl Store {
                     want_score.then(|| evaluate(history.summary(), eval_at, &self.config, model)),
                 ),
                 InsertOutcome::Inserted => {
+                    tenant.events_accepted.fetch_add(1, Ordering::Relaxed);
                     let snippet = self.timeline.snippet(&interaction.text);
                     let agent_id = if interaction.direction == crate::domain::Direction::Outbound {
                         interaction.agent_id.as_str()
@@ -2074,12 +2085,21 @@ impl Store {
         // fit skips) must not make every pass look like growth.
         let at_last_attempt = tenant.customers_at_fit.load(Ordering::Relaxed);
         let grew = customers > at_last_attempt + at_last_attempt / 10;
-        let due = fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms || grew;
+        // New events since the fit, none during the last pass: a backfill (or a burst) has
+        // ended, and the model is refitted on all of it within one pass, so scores read after a
+        // backfill do not depend on when the background fit happened to run. Small changes (under
+        // one event in a hundred) wait for the interval.
+        let events = tenant.events_accepted.load(Ordering::Relaxed);
+        let events_at_fit = tenant.events_at_fit.load(Ordering::Relaxed);
+        let quiet = tenant.events_at_last_pass.swap(events, Ordering::Relaxed) == events;
+        let settled = quiet && (events - events_at_fit) * 100 > events_at_fit;
+        let due = fitted_at == 0 || now_ms.saturating_sub(fitted_at) >= refit_ms || grew || settled;
         if !due || customers < self.config.retention_min_customers_to_fit as u64 {
             return false;
         }
         tenant.fitted_at_ms.store(now_ms, Ordering::Relaxed);
         tenant.customers_at_fit.store(customers, Ordering::Relaxed);
+        tenant.events_at_fit.store(events, Ordering::Relaxed);
         let retired = tenant.retired();
         let (samples, backtest) = tenant.customers.with(|customers| {
             let (mut latest_ms, mut first_activity_ms) = (TimestampMs::MIN, TimestampMs::MAX);
@@ -2120,6 +2140,10 @@ impl Store {
         let Some(mut retention) = samples.fit() else {
             return false;
         };
+        retention.fit = Some(crate::scoring::ModelFit {
+            fitted_at_ms: now_ms,
+            customers: samples.customers(),
+        });
         let configured = configured_signal_weights(&self.config);
         if let Some(calibration) = backtest
             .as_ref()
@@ -2402,6 +2426,62 @@ mod tests {
     /// The activity model is fitted once the tenant is large enough, then not again until it
     /// grows by a tenth or the refit interval passes; customers without inbound activity (which
     /// the fit skips) do not count as growth. The fit changes retention risk.
+    /// Issue 24 item 15: a backfill of more history for the customers a tenant already has (no
+    /// new customers) was refitted only when the interval passed, so scores read after it
+    /// depended on when the background fit ran. Once the backfill ends (a pass with no new
+    /// event) the model is refitted on all of it, and the answer names the fit it used.
+    #[test]
+    fn a_backfill_is_refitted_on_all_of_it_once_it_ends() {
+        let store = Store::new(Arc::new(ScoringConfig::default()), 16);
+        let mut id = 0;
+        let mut add = |customer: u32, days_before: u16| {
+            apply_spec(
+                &store,
+                id,
+                &(customer, 9, true, 0, 0, days_before),
+                T0_MS,
+                0,
+            );
+            id += 1;
+        };
+        let mut unit = unit_draws(0x9E37_79B9_7F4A_7C15);
+        let mut buyer = |customer: u32, from_days: f64, add: &mut dyn FnMut(u32, u16)| {
+            let rate_per_day = 0.02 + 0.2 * unit();
+            let mut days_before = from_days + 100.0 * unit();
+            while days_before > from_days - 100.0 && days_before > 0.0 {
+                add(customer, (days_before * 4.0) as u16);
+                days_before -= -unit().ln() / rate_per_day;
+            }
+        };
+        for customer in 0..300u32 {
+            buyer(customer, 150.0, &mut add);
+        }
+        assert_eq!(store.ranking_pass(T0_MS).models_fitted, 1);
+        let first = store.customer("acme", "c5", T0_MS).unwrap().model_fit;
+        assert_eq!(first.map(|fit| fit.fitted_at_ms), Some(T0_MS));
+        // The older half of their history arrives: the same customers, more events.
+        for customer in 0..300u32 {
+            buyer(customer, 400.0, &mut add);
+        }
+        assert_eq!(
+            store.ranking_pass(T0_MS + 1000).models_fitted,
+            0,
+            "still arriving at this pass"
+        );
+        assert_eq!(
+            store.ranking_pass(T0_MS + 2000).models_fitted,
+            1,
+            "the backfill ended: refitted at the next pass"
+        );
+        let refitted = store.customer("acme", "c5", T0_MS).unwrap().model_fit;
+        assert_eq!(refitted.map(|fit| fit.fitted_at_ms), Some(T0_MS + 2000));
+        assert!(
+            refitted.is_some_and(|fit| fit.customers >= 200),
+            "{refitted:?}"
+        );
+        assert_eq!(store.ranking_pass(T0_MS + 3000).models_fitted, 0);
+    }
+
     #[test]
     fn activity_model_refits_on_growth_not_every_pass() {
         let store = Store::new(Arc::new(ScoringConfig::default()), 16);

@@ -634,6 +634,8 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
             .filter(|(_, channel)| score.waits_on(**channel))
             .map(|(index, _)| index as i32 + 1)
             .collect(),
+        model_fitted_at: score.model_fit.map(|fit| to_timestamp(fit.fitted_at_ms)),
+        model_fit_customers: score.model_fit.map_or(0, |fit| fit.customers),
         tenant_id: tenant_id.to_string(),
         customer_id: customer_id.to_string(),
         engagement: score.engagement,
