@@ -10,12 +10,12 @@ cd "$(dirname "$0")/.."
 seed="${1:-$(date +%s)}"
 minutes="${2:-10}"
 ops="${3:-80}"
-cargo test --locked --release --test model_check --no-run
+cargo test --locked --test model_check --no-run
 deadline=$(( $(date +%s) + minutes * 60 ))
 runs=0
 while [ "$(date +%s)" -lt "$deadline" ]; do
   if ! RAPPORT_CHECK_SEED="$seed" RAPPORT_CHECK_ROUNDS=4 RAPPORT_CHECK_OPS="$ops" \
-      cargo test --locked --release --test model_check -- --nocapture >"/tmp/soak-$seed.log" 2>&1; then
+      cargo test --locked --test model_check -- --nocapture >"/tmp/soak-$seed.log" 2>&1; then
     echo "FAILED: seed $seed (log /tmp/soak-$seed.log)"
     grep -A30 "violation" "/tmp/soak-$seed.log" | head -60 || true
     exit 1

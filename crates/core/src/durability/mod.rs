@@ -850,7 +850,14 @@ impl<'a> FramedFile<'a> {
                 self.header_bytes
             ))?,
         }
-        if sealed {
+        // The active log may end with its closing mark: a seal stopped by a crash before the
+        // rename (its successor, `wal.next`, is written again at this start).
+        let closed = !sealed
+            && records
+                .last()
+                .and_then(|last| segment_mark(last))
+                .is_some_and(|mark| mark.sealed);
+        if sealed || closed {
             let closing = records.split_last().and_then(|(last, rest)| {
                 let mark = segment_mark(last)?;
                 mark.sealed.then_some((mark, rest))
@@ -1295,7 +1302,13 @@ impl Wal {
                 .write(true)
                 .open(&log_path)
                 .with_context(|| format!("cannot open {}", log_path.display()))?;
-            file.set_len((log.header_bytes + log.valid_bytes) as u64)?;
+            // Without a closing mark a stopped seal may have left (it is written again).
+            let closing_bytes = log
+                .payloads
+                .last()
+                .filter(|last| segment_mark(last).is_some_and(|mark| mark.sealed))
+                .map_or(0, |last| 8 + last.len());
+            file.set_len((log.header_bytes + log.valid_bytes - closing_bytes) as u64)?;
             if log.version >= MARKED_FORMAT_VERSION {
                 use std::io::Seek;
                 file.seek(std::io::SeekFrom::End(0))?;
@@ -2277,5 +2290,26 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(WAL_FILE)).unwrap(), before);
         drop(first);
         assert!(Wal::open(&config, dir.path(), |_| {}).is_ok());
+    }
+
+    /// Found by the model checker (kill -9 during a snapshot): a seal stopped after it wrote the
+    /// active log's closing mark and its successor, before the renames, is a crash's state, not
+    /// damage: the start reads it whole, seals it once, and the next start reads it again.
+    #[test]
+    fn a_seal_stopped_before_its_renames_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let logged = busy_directory(dir.path());
+        let log = dir.path().join(WAL_FILE);
+        let mut active = OpenOptions::new().append(true).open(&log).unwrap();
+        active.write_all(&seal_mark(4, 10)).unwrap();
+        prepare_log(dir.path(), 5).unwrap();
+        assert_eq!(
+            recover_ids(dir.path(), false).map(|ids| ids.len()),
+            Ok(logged.len())
+        );
+        assert_eq!(
+            recover_ids(dir.path(), false).map(|ids| ids.len()),
+            Ok(logged.len())
+        );
     }
 }
