@@ -588,7 +588,7 @@ async fn filtered_scans_wait_their_tenants_turn() {
         channel: 0,
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let busy: Vec<_> = (0..80)
+    let busy: Vec<_> = (0..160)
         .map(|_| {
             let (mut scoring, request, done) = (t.scoring.clone(), query("busy"), done.clone());
             tokio::spawn(async move {
@@ -618,10 +618,10 @@ async fn filtered_scans_wait_their_tenants_turn() {
     }
     assert!(
         refused > 0,
-        "80 scans of one tenant at once were all queued"
+        "160 scans of one tenant at once were all queued"
     );
     assert!(
-        busy_done_when_calm_answered < 80,
+        busy_done_when_calm_answered < 160,
         "the calm tenant waited for every scan of the busy one"
     );
 }
