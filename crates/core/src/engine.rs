@@ -31,12 +31,6 @@ pub struct Engine {
     pub wal: Option<Arc<crate::durability::Wal>>,
 }
 
-/// How an event is admitted to the log (see [`Engine::ingest`]).
-enum Admission<'a> {
-    InOrder(#[allow(dead_code)] crate::durability::AdmittedInOrder<'a>),
-    Unordered(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>),
-}
-
 /// An applied attribute update: the customer, its attributes after it, whether it changed them.
 pub type Upserted = (String, crate::attributes::Attributes, bool);
 
@@ -154,10 +148,7 @@ impl Engine {
         carry_out: impl FnOnce() -> T,
         record: impl FnOnce(&T) -> Option<crate::durability::WalRecord>,
     ) -> (T, Option<Durable>) {
-        let admitted = self
-            .wal
-            .as_deref()
-            .map(crate::durability::Wal::admit_in_order);
+        let admitted = self.wal.as_deref().map(|wal| wal.admit_in_order(true));
         let outcome = carry_out();
         crate::durability::buggify_pause();
         let durable = self
@@ -382,13 +373,7 @@ impl Engine {
         let ordered = !interaction.identifiers.is_empty()
             || (interaction.direction == crate::domain::Direction::Outbound
                 && !interaction.thread_id.is_empty());
-        let admitted = self.wal.as_deref().map(|wal| {
-            if ordered {
-                Admission::InOrder(wal.admit_in_order())
-            } else {
-                Admission::Unordered(wal.admit())
-            }
-        });
+        let admitted = self.wal.as_deref().map(|wal| wal.admit_in_order(ordered));
         let applied = self.store.apply(interaction, sentiment, now_ms, want_score);
         crate::durability::buggify_pause();
         // An event with identifiers is logged whatever became of it: resolving them may have

@@ -368,22 +368,23 @@ pub fn read_frames(data: &[u8]) -> anyhow::Result<(Vec<&[u8]>, usize)> {
     Ok((payloads, offset))
 }
 
+/// The payload of the whole, non-empty record with a matching checksum that `data` starts with,
+/// if it starts with one.
+fn whole_frame(data: &[u8]) -> Option<&[u8]> {
+    let header = data.get(..8)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let payload = data.get(8..8usize.checked_add(len as usize)?)?;
+    (len > 0 && len <= MAX_RECORD_BYTES && crc32fast::hash(payload) == crc).then_some(payload)
+}
+
 /// The records of `data` up to the first damaged one (`--drop-damaged`), and their length.
 fn read_valid_prefix(data: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut payloads = Vec::new();
     let mut offset = 0usize;
-    while let Some(rest) = data.get(offset..).filter(|rest| rest.len() >= 8) {
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        let end = 8usize.saturating_add(len as usize);
-        if len == 0 || len > MAX_RECORD_BYTES || end > rest.len() {
-            break;
-        }
-        if crc32fast::hash(&rest[8..end]) != crc {
-            break;
-        }
-        payloads.push(&rest[8..end]);
-        offset += end;
+    while let Some(payload) = whole_frame(&data[offset..]) {
+        payloads.push(payload);
+        offset += 8 + payload.len();
     }
     (payloads, offset)
 }
@@ -391,15 +392,7 @@ fn read_valid_prefix(data: &[u8]) -> (Vec<&[u8]>, usize) {
 /// The offset of the first position in `data` where a whole, non-empty record with a matching
 /// checksum starts, if any: evidence that damage before it is not a torn tail. Only run on damage.
 fn find_valid_frame(data: &[u8]) -> Option<usize> {
-    (0..data.len().saturating_sub(8)).find(|&start| {
-        let rest = &data[start..];
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        len > 0
-            && len <= MAX_RECORD_BYTES as usize
-            && 8 + len <= rest.len()
-            && crc32fast::hash(&rest[8..8 + len]) == crc
-    })
+    (0..data.len().saturating_sub(8)).find(|&start| whole_frame(&data[start..]).is_some())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -594,11 +587,11 @@ pub fn buggify_pause() {
     }
 }
 
-/// The guard of [`Wal::admit_in_order`]: the change is admitted, and no other ordered change is
-/// applied until it is dropped (after the change's record is queued).
+/// The guard of [`Wal::admit_in_order`]: the change is admitted and, when it was admitted in
+/// order, no other ordered change is applied until it is dropped (after its record is queued).
 pub struct AdmittedInOrder<'a> {
     _admitted: std::sync::RwLockReadGuard<'a, ()>,
-    _order: std::sync::MutexGuard<'a, ()>,
+    _order: Option<std::sync::MutexGuard<'a, ()>>,
 }
 
 /// What start-up recovered.
@@ -895,14 +888,22 @@ impl<'a> FramedFile<'a> {
     /// The file, or an error naming it and the byte where it is damaged when it has a torn tail:
     /// for files that are only ever written whole (`why`).
     fn whole(self, path: &Path, why: &str) -> anyhow::Result<Self> {
-        if self.torn_bytes() > 0 {
-            anyhow::bail!(
+        if let Some(torn) = self.torn(path, why) {
+            anyhow::bail!(torn);
+        }
+        Ok(self)
+    }
+
+    /// What is wrong with a file only ever written whole (`why`) that has a torn tail, naming
+    /// it and the byte; `None` when it has none.
+    fn torn(&self, path: &Path, why: &str) -> Option<String> {
+        (self.torn_bytes() > 0).then(|| {
+            format!(
                 "{} is damaged at byte {} ({why})",
                 path.display(),
                 self.header_bytes + self.valid_bytes
-            );
-        }
-        Ok(self)
+            )
+        })
     }
 }
 
@@ -1075,12 +1076,9 @@ impl Wal {
         let snapshot_file = read_file(&snapshot_path)?;
         let snapshot_exists = snapshot_path.exists();
         let snapshot = FramedFile::read(&snapshot_file, &snapshot_path, &damage)?;
-        if snapshot.torn_bytes() > 0 {
-            damage.found(format!(
-                "{} is damaged at byte {} (snapshots are written whole, by rename)",
-                snapshot_path.display(),
-                snapshot.header_bytes + snapshot.valid_bytes
-            ))?;
+        if let Some(torn) = snapshot.torn(&snapshot_path, "snapshots are written whole, by rename")
+        {
+            damage.found(torn)?;
         }
         // Snapshots are written whole and renamed into place: never empty, never without their
         // header record.
@@ -1232,12 +1230,10 @@ impl Wal {
             }
             let data = read_file(&path)?;
             let segment = FramedFile::read(&data, &path, &damage)?;
-            if segment.torn_bytes() > 0 {
-                damage.found(format!(
-                    "{} is damaged at byte {} (segments are fsynced whole before they are sealed)",
-                    path.display(),
-                    segment.header_bytes + segment.valid_bytes
-                ))?;
+            if let Some(torn) =
+                segment.torn(&path, "segments are fsynced whole before they are sealed")
+            {
+                damage.found(torn)?;
             }
             let records = if segment.version >= MARKED_FORMAT_VERSION || data.is_empty() {
                 segment.marked_records(&path, number, true, &damage)?
@@ -1383,12 +1379,13 @@ impl Wal {
         self.admissions.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`Wal::admit`] for a change whose replay depends on its order among other such changes
-    /// (the version rule of attribute updates, a claim released and taken by another agent, a
-    /// merge moving a claim): hold the guard from applying it to the store until it is queued,
-    /// so that such changes reach the log in the order they were applied.
-    pub fn admit_in_order(&self) -> AdmittedInOrder<'_> {
-        let order = self.ordered.lock().unwrap_or_else(|e| e.into_inner());
+    /// [`Wal::admit`], and with `in_order` for a change whose replay depends on its order among
+    /// other such changes (the version rule of attribute updates, a claim released and taken by
+    /// another agent, a merge moving a claim) also the ordering lock: hold the guard from
+    /// applying the change to the store until it is queued, so that such changes reach the log
+    /// in the order they were applied.
+    pub fn admit_in_order(&self, in_order: bool) -> AdmittedInOrder<'_> {
+        let order = in_order.then(|| self.ordered.lock().unwrap_or_else(|e| e.into_inner()));
         AdmittedInOrder {
             _admitted: self.admit(),
             _order: order,
@@ -1480,10 +1477,17 @@ fn prepare_log(dir: &Path, number: u64) -> anyhow::Result<()> {
 /// Renames the prepared `wal.next` to `wal.log` and fsyncs the directory; returns the new log
 /// open for appending and its (device, inode).
 fn install_log(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
     let path = dir.join(WAL_FILE);
     std::fs::rename(dir.join(NEXT_WAL_FILE), &path)
         .with_context(|| format!("cannot put {} in place", path.display()))?;
-    install_opened(dir)
+    sync_dir(dir)?;
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let metadata = file.metadata()?;
+    Ok((file, (metadata.dev(), metadata.ino())))
 }
 
 /// Creates the active log for segment `number` whole (header and opening mark, by rename, so it
@@ -1657,9 +1661,8 @@ impl LogFiles {
             .and_then(|()| {
                 std::fs::rename(self.dir.join(WAL_FILE), segment_path(&self.dir, sealed))
             })
-            .and_then(|()| std::fs::rename(self.dir.join(NEXT_WAL_FILE), self.dir.join(WAL_FILE)))
             .map_err(anyhow::Error::from)
-            .and_then(|()| install_opened(&self.dir));
+            .and_then(|()| install_log(&self.dir));
         let (file, identity) = match closed {
             Ok(opened) => opened,
             Err(error) => {
@@ -1675,19 +1678,6 @@ impl LogFiles {
         writer.next_segment = sealed + 1;
         Ok(sealed)
     }
-}
-
-/// Opens the `wal.log` that a seal just renamed into place, after fsyncing the directory.
-fn install_opened(dir: &Path) -> anyhow::Result<(File, (u64, u64))> {
-    use std::os::unix::fs::MetadataExt;
-    let path = dir.join(WAL_FILE);
-    sync_dir(dir)?;
-    let file = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let metadata = file.metadata()?;
-    Ok((file, (metadata.dev(), metadata.ino())))
 }
 
 /// Fails when `wal.log` in `dir` is not the file with this (device, inode).
