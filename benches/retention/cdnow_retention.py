@@ -54,11 +54,12 @@ CHUNK = 5000  # events per streaming Ingest call
 # tenth since its last fit: a fit made late in the ingest, on >= 91 % of the customers, would
 # otherwise stay). The fit is as of the tenant's latest event, so repeated fits on the same data
 # give the same model; the script waits for two fits that end after the ingest (see wait_for_fit).
-SERVER_CONFIG = f"""[server]
+def server_config(horizon_days):
+    return f"""[server]
 ranking_pass_seconds = 1
 
 [scoring]
-retention_horizon_seconds = {HOLDOUT_DAYS * 86400}
+retention_horizon_seconds = {horizon_days * 86400}
 retention_refit_seconds = 1
 """
 
@@ -116,13 +117,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(binary, models_dir, ready_timeout=60.0):
+def start_server(binary, models_dir, horizon_days, ready_timeout=60.0):
     port, mport = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="rapport-retention-", suffix=".log", delete=False)
     confdir = tempfile.mkdtemp(prefix="rapport-retention-conf-")
     config = os.path.join(confdir, "rapport.toml")
     with open(config, "w") as f:
-        f.write(SERVER_CONFIG)
+        f.write(server_config(horizon_days))
     atexit.register(lambda: (os.unlink(config), os.rmdir(confdir)))
     proc = subprocess.Popen(
         [binary, "serve", "--config", config, "--grpc-addr", f"127.0.0.1:{port}",
@@ -203,7 +204,7 @@ def scrape(mport):
         return r.read().decode()
 
 
-def rapport_scores(pb, channel, mport, tenant, cal, customers):
+def rapport_scores(pb, channel, mport, tenant, cal, customers, as_of_time):
     """Streams `cal` (one event per row) as tenant `tenant`, then reads every customer's score."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -245,7 +246,7 @@ def rapport_scores(pb, channel, mport, tenant, cal, customers):
           f"(rapport_retention_model_fits_total = {fits:g})", flush=True)
 
     as_of = Timestamp()
-    as_of.FromDatetime(AS_OF)
+    as_of.FromDatetime(as_of_time)
     t0 = time.monotonic()
     risk = np.empty(len(customers))
     reasons = {}
@@ -303,6 +304,52 @@ def calibration_table(p, positive, bins=10):
     return rows
 
 
+BTYD_FIT_TIMEOUT_S = 120
+_btyd_fits = {}
+
+
+def fit_btyd(fitter, x, t_x, big_t, key):
+    """lifetimes' fit of `fitter` as {parameter: value}, in a forked child bounded by
+    BTYD_FIT_TIMEOUT_S (its Pareto/NBD optimiser can wander for many minutes on short histories);
+    None when it does not end in time. Cached by `key` (the same cut's fit serves both horizons)."""
+    import multiprocessing as mp
+
+    if key in _btyd_fits:
+        return _btyd_fits[key]
+    # BTYD_CACHE=DIR keeps fits across runs (they depend only on the data and the cut).
+    cache = os.environ.get("BTYD_CACHE")
+    cache_file = cache and os.path.join(cache, "-".join(key).replace("/", "") + ".json")
+    if cache_file and os.path.exists(cache_file):
+        import json
+
+        with open(cache_file) as f:
+            _btyd_fits[key] = json.load(f)
+        return _btyd_fits[key]
+
+    def child(queue):
+        fitter.fit(x, t_x, big_t)
+        queue.put({k: float(v) for k, v in fitter.params_.items()})
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=child, args=(queue,))
+    proc.start()
+    try:
+        fitted = queue.get(timeout=BTYD_FIT_TIMEOUT_S)
+    except Exception:
+        fitted = None
+    proc.kill() if proc.is_alive() else None
+    proc.join()
+    _btyd_fits[key] = fitted
+    if cache_file:
+        import json
+
+        os.makedirs(cache, exist_ok=True)
+        with open(cache_file, "w") as f:
+            json.dump(fitted, f)
+    return fitted
+
+
 def p_none_gamma(p_alive, r, alpha, x, big_t, h):
     """P(no purchase in (T, T+h]) for BG/NBD and MBG/NBD: dead now, or alive (death only at a
     purchase, so alive throughout) with no purchase; given alive, lambda ~ Gamma(r + x, alpha + T):
@@ -327,6 +374,10 @@ def logistic_cv(features, positive, folds=5, seed=7):
     return out, np.mean(coefs, axis=0)
 
 
+GRID_CUTS = ["1997-01-31", "1997-02-28", "1997-03-31", "1997-06-30", "1997-09-30"]
+DEFAULT_HORIZON_DAYS = 90  # rapport's default scoring.retention_horizon_seconds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rapport", help="path to the rapport binary")
@@ -334,20 +385,85 @@ def main():
     parser.add_argument("--models-dir", default=os.path.join(REPO, "models"))
     parser.add_argument("--stubs", default=None, help="directory for generated stubs (default: a temp dir)")
     parser.add_argument("--bootstrap", type=int, default=200, help="paired bootstrap resamples")
+    parser.add_argument("--cut", default=CAL_END,
+                        help="end of the history rapport and the models see (default: the standard 1997-09-30)")
+    parser.add_argument("--horizon-days", type=int, default=None,
+                        help="horizon and label window, days after the cut (default: to 1998-06-30, "
+                             "273 days for the standard cut)")
+    parser.add_argument("--grid", action="store_true",
+                        help="every cut of GRID_CUTS, each with the horizon matched (to 1998-06-30) and "
+                             "at rapport's default (90 days): one summary table, no bootstrap")
     args = parser.parse_args()
     if not args.rapport and not args.no_rapport:
         parser.error("--rapport PATH is required (or --no-rapport)")
     wall0 = time.monotonic()
-
-    from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
-    from lifetimes.utils import calibration_and_holdout_data
-
     path, df = load_cdnow()
     print(f"CDNOW: {path}\n  {len(df)} purchase rows, {df.customer_id.nunique()} customers, "
           f"{df.date.min().date()} .. {df.date.max().date()}")
+    pb = None
+    if not args.no_rapport:
+        pb = generate_stubs(args.stubs)
+    if not args.grid:
+        evaluate(args, df, pb, args.cut, args.horizon_days or matched_horizon_days(args.cut), verbose=True)
+        print(f"\nwall time {time.monotonic() - wall0:.1f} s")
+        return
+    results = []
+    for cut in GRID_CUTS:
+        for horizon in (matched_horizon_days(cut), DEFAULT_HORIZON_DAYS):
+            print(f"\n=== cut {cut}, horizon {horizon} d ===", flush=True)
+            results.append(evaluate(args, df, pb, cut, horizon, verbose=False))
+    print_grid(results)
+    print(f"\nwall time {time.monotonic() - wall0:.1f} s")
+
+
+def matched_horizon_days(cut):
+    """The horizon that ends where the data end (273 days for the standard cut)."""
+    return int((pd.Timestamp(OBS_END) - pd.Timestamp(cut)).days)
+
+
+def max_decile_gap(p, positive):
+    return max(abs(ob - mp) for _, _, _, _, mp, ob in calibration_table(p, positive))
+
+
+def print_grid(results):
+    """One row per (cut, horizon): counts, base rate, and AUC / Brier / largest decile gap of each
+    probability; rapport's row is checked against the issue's bar (Brier at most the base rate's
+    and every BTYD's, AUC at least the best BTYD P(none)'s - 0.005)."""
+    print("\nsummary: AUC / Brier / largest decile gap (|observed - predicted|)")
+    names = [n for n, _ in results[0]["probs"]]
+    short = {"rapport retention_risk": "rapport", "logistic (5-fold CV)": "logistic (CV, on labels)"}
+    header = f"{'cut':10s} {'h d':>4s} {'customers':>9s} {'leave':>6s} {'base Brier':>10s}"
+    for n in names:
+        header += f" | {short.get(n, n.split(' P(')[0]):^22s}"
+    print(header + " | bar met")
+    for r in results:
+        line = f"{r['cut']:10s} {r['horizon']:4d} {r['customers']:9d} {r['rate']:6.3f} {r['base_brier']:10.4f}"
+        for n, p in r["probs"]:
+            line += f" | {auc(p, r['leaver']):.3f} {brier(p, r['leaver']):.4f} {max_decile_gap(p, r['leaver']):.3f}"
+        if "rapport retention_risk" in dict(r["probs"]):
+            rp = dict(r["probs"])["rapport retention_risk"]
+            btyd = [p for n, p in r["probs"] if "NBD" in n]
+            ok = (brier(rp, r["leaver"]) <= min([r["base_brier"]] + [brier(p, r["leaver"]) for p in btyd])
+                  and auc(rp, r["leaver"]) >= max(auc(p, r["leaver"]) for p in btyd) - 0.005)
+            line += f" | {'yes' if ok else 'NO'}"
+        print(line)
+
+
+def evaluate(args, df, pb, cut, horizon_days, verbose):
+    """Everything for one cut and horizon: rapport and the baselines on the customers seen by
+    `cut`, labelled by a purchase in (cut, cut + horizon_days]."""
+    from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
+    from lifetimes.utils import calibration_and_holdout_data
+
+    CAL_END = cut
+    HOLDOUT_DAYS = horizon_days
+    OBS_END = str((pd.Timestamp(cut) + pd.Timedelta(days=horizon_days)).date())
+    if pd.Timestamp(OBS_END) > df.date.max():
+        sys.exit(f"cut {cut} + {horizon_days} d ends after the data ({df.date.max().date()})")
+    AS_OF = dt.datetime.combine(pd.Timestamp(cut).date(), dt.time(23, 59, 59), tzinfo=dt.timezone.utc)
     cal = df[df.date <= CAL_END]
     hold = df[(df.date > CAL_END) & (df.date <= OBS_END)]
-    customers = np.sort(df.customer_id.unique())
+    customers = np.sort(cal.customer_id.unique())
     print(f"  calibration rows {len(cal)}, holdout rows {len(hold)}")
 
     # Labels.
@@ -355,7 +471,7 @@ def main():
     print(f"  leavers {leaver.sum()}, stayers {(~leaver).sum()} (leaver rate {leaver.mean():.3f})")
 
     # BTYD.
-    summ = calibration_and_holdout_data(df, "customer_id", "date", calibration_period_end=CAL_END,
+    summ = calibration_and_holdout_data(df[df.date <= OBS_END], "customer_id", "date", calibration_period_end=CAL_END,
                                         observation_period_end=OBS_END, freq="D")
     summ = summ.reindex(customers)
     assert summ.notna().all().all(), "a customer is missing from the calibration summary"
@@ -366,13 +482,20 @@ def main():
                           ("MBG/NBD", ModifiedBetaGeoFitter(penalizer_coef=0.0)),
                           ("Pareto/NBD", ParetoNBDFitter(penalizer_coef=0.0))]:
         t0 = time.monotonic()
-        fitter.fit(x, t_x, big_t)
-        params[label] = {k: float(v) for k, v in fitter.params_.items()}
+        fitted = fit_btyd(fitter, x, t_x, big_t, key=(label, cut))
+        if fitted is None:
+            print(f"  {label}: lifetimes' fit did not end within {BTYD_FIT_TIMEOUT_S} s; left out of this case")
+            continue
+        fitter.params_ = pd.Series(fitted)
+        params[label] = fitted
         print(f"{label} fit in {time.monotonic() - t0:.1f} s: "
               f"params {dict((k, round(v, 4)) for k, v in params[label].items())}")
         eb = np.asarray(fitter.conditional_expected_number_of_purchases_up_to_time(
             HOLDOUT_DAYS, x, t_x, big_t), dtype=float)
-        if label == "Pareto/NBD":
+        if label == "Pareto/NBD" and not verbose:
+            p0 = np.asarray(fitter.conditional_probability_of_n_purchases_up_to_time(
+                0, HOLDOUT_DAYS, x, t_x, big_t), dtype=float)
+        elif label == "Pareto/NBD":
             # lifetimes 0.11.3: eq. (16) of Fader & Hardie, "Deriving the Conditional PMF of the
             # Pareto/NBD Model" (2014), P(X(T, T+t) = n | x, t_x, T), here with n = 0.
             p0 = np.asarray(fitter.conditional_probability_of_n_purchases_up_to_time(
@@ -390,8 +513,12 @@ def main():
             pr = params[label]
             p0 = p_none_gamma(pa, pr["r"], pr["alpha"], x, big_t, HOLDOUT_DAYS)
         if not (np.isfinite(p0).all() and np.isfinite(eb).all()):
-            sys.exit(f"{label}: non-finite predictions")
-        btyd_prob.append((f"{label} P(no purchase in 273 d)", p0))
+            # lifetimes' optimiser can end on a degenerate optimum on short histories (BG/NBD at the
+            # two-month cut with a 487-day horizon): reported and left out rather than guessed.
+            print(f"  {label}: non-finite predictions ({np.mean(~np.isfinite(p0)):.1%} of P(none)); "
+                  f"left out of this case")
+            continue
+        btyd_prob.append((f"{label} P(no purchase in {HOLDOUT_DAYS} d)", p0))
         btyd_rank.append((f"{label} -E[holdout purchases]", -eb))
 
     # Recency and the logistic model (features from calibration rows, not purchase days).
@@ -415,13 +542,12 @@ def main():
     if not args.no_rapport:
         import grpc
 
-        pb = generate_stubs(args.stubs)
-        proc, port, mport, stop, log_name = start_server(args.rapport, args.models_dir)
+        proc, port, mport, stop, log_name = start_server(args.rapport, args.models_dir, horizon_days)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=10)
         # The protocol: every calibration purchase row is one event.
         risk, reasons, totals, ingest_s, query_s, fit_wait_s = rapport_scores(
-            pb, channel, mport, TENANT, cal, customers)
+            pb, channel, mport, TENANT, cal, customers, AS_OF)
         channel.close()
         stop()
         os.unlink(log_name)  # kept (and named) only when the server fails to start
@@ -440,6 +566,15 @@ def main():
               f"{len(np.unique(np.round(s, 12))):9d}")
     print(f"(top-decile lift can be at most {1 / leaver.mean():.3f} here: 1 / leaver rate)")
 
+    result = {"cut": cut, "horizon": horizon_days, "customers": len(customers), "rate": leaver.mean(),
+              "base_brier": brier(np.full(len(leaver), leaver.mean()), leaver), "leaver": leaver,
+              "probs": probs}
+    if not args.no_rapport:
+        print(f"rapport: mean risk {risk.mean():.3f}, risk >= 0.6 (RESCUE) {(risk >= 0.6).mean():.1%}; "
+              f"decile predicted / observed: " + ", ".join(
+                  f"{mp:.2f}/{ob:.2f}" for _, _, _, _, mp, ob in calibration_table(risk, leaver)))
+    if not verbose:
+        return result
     ref_name, ref = scores[0]
     t0 = time.monotonic()
     print(f"\npaired bootstrap, AUC({ref_name}) - AUC(other), {args.bootstrap} resamples: "
@@ -469,7 +604,7 @@ def main():
             print(f"    {factor:22s} {contrib[leaver].mean():+.4f} / {contrib[~leaver].mean():+.4f}"
                   f"   (non-zero for {(contrib != 0).mean():.1%}){tag}")
         one = rows_cal == 1
-        bg_p0 = btyd_prob[0][1]
+        bg_p0 = dict(btyd_prob).get("BG/NBD P(no purchase in {} d)".format(HOLDOUT_DAYS), np.full(len(risk), np.nan))
         print(f"  customers with one calibration purchase row: {one.sum()} ({one.mean():.1%}), leaver "
               f"rate {leaver[one].mean():.3f}; mean risk {risk[one].mean():.3f}; AUC within them: rapport "
               f"{auc(risk[one], leaver[one]):.4f}, recency {auc(days_silent[one], leaver[one]):.4f}")
@@ -477,11 +612,12 @@ def main():
         print(f"  customers with >= 2 rows: {many.sum()}, leaver rate {leaver[many].mean():.3f}; mean risk "
               f"{risk[many].mean():.3f}; AUC within them: rapport {auc(risk[many], leaver[many]):.4f}, "
               f"BG/NBD P(none) {auc(bg_p0[many], leaver[many]):.4f}, "
-              f"Pareto/NBD -E {auc(btyd_rank[2][1][many], leaver[many]):.4f}")
-        print(f"\nwall time {time.monotonic() - wall0:.1f} s (rapport ingest {ingest_s:.1f} s, fit wait "
-              f"{fit_wait_s:.1f} s, GetCustomer {query_s:.1f} s, bootstrap {boot_s:.1f} s)")
-    else:
-        print(f"\nwall time {time.monotonic() - wall0:.1f} s (bootstrap {boot_s:.1f} s)")
+              f"Pareto/NBD -E {auc(btyd_rank[-1][1][many], leaver[many]):.4f}")
+        print(f"\ntimes: rapport ingest {ingest_s:.1f} s, fit wait {fit_wait_s:.1f} s, GetCustomer "
+              f"{query_s:.1f} s, bootstrap {boot_s:.1f} s")
+    return result
+
+
 
 
 if __name__ == "__main__":

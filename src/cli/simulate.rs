@@ -366,7 +366,8 @@ impl Simulation {
     }
 
     /// History: each customer at its own cadence over `days` days before now; churning customers
-    /// slow down and sour towards the end.
+    /// slow down and sour, then go quiet for good somewhere between half and four fifths of the
+    /// way (a customer drifting to churn: busy, then slower and sourer, then gone).
     fn backfill(&mut self, days: u32, now: i64) -> Vec<pb::Interaction> {
         let span_ms = i64::from(days) * 86_400_000;
         let start = now - span_ms;
@@ -375,14 +376,15 @@ impl Simulation {
             // Mean gap: 1 to 10 days, shorter for more active customers.
             let gap_ms = (86_400_000.0 * 2.0 / self.customers[index].activity) as i64;
             let mut at = start + (self.rng.unit() * gap_ms as f64) as i64;
+            let quiet_from = 0.5 + 0.3 * self.rng.unit();
             while at < now - 60_000 {
                 let churn = ((at - start) as f64 / span_ms.max(1) as f64).clamp(0.0, 1.0);
                 let persona = self.customers[index].persona;
-                if persona == Persona::Churning && churn > 0.6 && self.rng.chance(0.8) {
-                    // Gone quiet: skip most of the last part of the history.
-                } else {
-                    events.push(self.inbound(index, at, churn));
+                if persona == Persona::Churning && churn >= quiet_from {
+                    // Gone quiet: nothing more from this customer in the history.
+                    break;
                 }
+                events.push(self.inbound(index, at, churn));
                 let slow = if persona == Persona::Churning {
                     1.0 + 3.0 * churn
                 } else {
@@ -476,9 +478,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         if deadline.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
-        // A churning customer's drift is measured over the run (a minute with no duration).
+        // A churning customer's drift is measured over the run (a minute with no duration); after
+        // a backfill it has already happened: churners stay (mostly) quiet and sour.
         let horizon = deadline.unwrap_or(Duration::from_secs(60)).as_secs_f64();
-        let churn = (started.elapsed().as_secs_f64() / horizon.max(1.0)).min(1.0);
+        let churn = if args.backfill_days > 0 {
+            1.0
+        } else {
+            (started.elapsed().as_secs_f64() / horizon.max(1.0)).min(1.0)
+        };
         owed += args.rate * tick.as_secs_f64();
         let now = now_ms();
         let mut batch = Vec::new();

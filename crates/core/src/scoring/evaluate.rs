@@ -257,7 +257,9 @@ fn retention_risk(
 ) -> f64 {
     let signals = risk_signals_with(summary, levels, config);
     let configured = configured_signal_weights(config);
-    let signal_weights = model.retention.signal_weights(&configured);
+    let signal_weights = model
+        .retention
+        .signal_weights(&configured, config.retention_horizon_seconds);
     let contributions: [f64; RISK_SIGNALS] =
         std::array::from_fn(|i| signal_weights[i] * signals.values[i]);
     let signal_log_odds: f64 = contributions.iter().sum();
@@ -281,6 +283,7 @@ fn retention_risk(
                     0.0
                 },
                 horizon_seconds: config.retention_horizon_seconds,
+                basis: model.retention.basis(config.retention_horizon_seconds),
             },
             contribution: activity_log_odds,
         });

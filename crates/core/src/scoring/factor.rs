@@ -34,6 +34,8 @@ pub enum FactorKind {
         silent_seconds: f64,
         /// The retention horizon, in seconds.
         horizon_seconds: f64,
+        /// Where the probability comes from: the prior, a fit, or a backtested fit.
+        basis: crate::scoring::RiskBasis,
     },
     /// Risk: recent engagement rate as a fraction of the long-run rate.
     EngagementDrop {

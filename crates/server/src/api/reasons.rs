@@ -2,7 +2,37 @@
 //! scoring only computes the figures (`rapport_core::scoring::FactorKind`); the wording lives here,
 //! at the edge that shows it.
 
-use rapport_core::scoring::{Factor, FactorKind};
+use rapport_core::scoring::{Factor, FactorKind, RiskBasis};
+
+/// Where an activity term comes from, in words: how much history stands behind it.
+fn basis_words(basis: RiskBasis, horizon_seconds: f64) -> String {
+    match basis {
+        RiskBasis::Prior => {
+            "from the prior: too few customers yet to fit this tenant's model".to_string()
+        }
+        RiskBasis::Fitted { customers } => format!(
+            "fitted on {customers} customers; history too short to check it against outcomes"
+        ),
+        RiskBasis::Backtested {
+            customers,
+            backtest_days,
+            trust,
+        } if trust < 0.995 => format!(
+            "fitted on {customers} customers; thin backtest ({} against a {} horizon): its correction applied at {:.0}%",
+            format_duration(backtest_days * 86_400.0),
+            format_duration(horizon_seconds),
+            trust * 100.0
+        ),
+        RiskBasis::Backtested {
+            customers,
+            backtest_days,
+            ..
+        } => format!(
+            "fitted on {customers} customers, calibrated on a {} backtest",
+            format_duration(backtest_days * 86_400.0)
+        ),
+    }
+}
 
 /// Human-readable detail, e.g. "unanswered negative mention on twitter for 42 min, 51k
 /// followers; reply due in 18 min".
@@ -13,11 +43,13 @@ pub fn detail(factor: &Factor) -> String {
             active_days,
             silent_seconds,
             horizon_seconds,
+            basis,
         } => format!(
-            "{:.0}% chance of no activity in the next {}; active on {active_days} day(s), last {} ago",
+            "{:.0}% chance of no activity in the next {}; active on {active_days} day(s), last {} ago; {}",
             p_no_activity * 100.0,
             format_duration(horizon_seconds),
-            format_duration(silent_seconds)
+            format_duration(silent_seconds),
+            basis_words(basis, horizon_seconds)
         ),
         FactorKind::EngagementDrop { rate_ratio } => format!(
             "engagement at {:.0}% of its long-run rate",
