@@ -304,7 +304,7 @@ def calibration_table(p, positive, bins=10):
     return rows
 
 
-BTYD_FIT_TIMEOUT_S = 120
+BTYD_FIT_TIMEOUT_S = int(os.environ.get("BTYD_FIT_TIMEOUT_S", "120"))
 _btyd_fits = {}
 
 
@@ -341,7 +341,7 @@ def fit_btyd(fitter, x, t_x, big_t, key):
     proc.kill() if proc.is_alive() else None
     proc.join()
     _btyd_fits[key] = fitted
-    if cache_file:
+    if cache_file and fitted is not None:
         import json
 
         os.makedirs(cache, exist_ok=True)

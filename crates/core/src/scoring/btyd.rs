@@ -281,6 +281,17 @@ impl BtydParams {
         }
     }
 
+    /// The median customer's mean gap between active days while alive, in days: α / m where m
+    /// is the median of Gamma(r, 1), the median rate times α. (The mean rate's reciprocal, α / r,
+    /// is set by the fastest customers; with r ≤ 1 the mean gap is infinite.) NaN for invalid
+    /// parameters.
+    pub fn typical_gap_days(&self) -> f64 {
+        if !self.is_valid() {
+            return f64::NAN;
+        }
+        self.alpha_days / gamma_median(self.r)
+    }
+
     /// Expected repeat transactions in `(T, T + horizon_days]` given the history (NaN for
     /// invalid input or a negative / non-finite horizon).
     pub fn expected_transactions(&self, horizon_days: f64, s: &ActivitySample) -> f64 {
@@ -495,6 +506,41 @@ struct Prepared {
     /// Distinct time values (both `t_x` and `T`), sorted.
     times: Vec<f64>,
     total_weight: f64,
+}
+
+/// The regularised lower incomplete gamma function P(r, x), by its power series
+/// x^r e^−x / Γ(r + 1) · Σₙ xⁿ / ((r + 1)…(r + n)) (converges for every x ≥ 0; used near the
+/// median, where x is of the order of r, so a few hundred terms at most).
+fn gamma_p(r: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    let (mut term, mut sum) = (1.0, 1.0);
+    for n in 1..10_000 {
+        term *= x / (r + f64::from(n));
+        sum += term;
+        if term < sum * 1e-16 {
+            break;
+        }
+    }
+    (r * x.ln() - x - ln_gamma(r + 1.0) + sum.ln()).exp().min(1.0)
+}
+
+/// The median of Gamma(r, 1), by bisection on [`gamma_p`] (to 1e-12 relative).
+fn gamma_median(r: f64) -> f64 {
+    let (mut low, mut high) = (0.0, r + 10.0);
+    for _ in 0..200 {
+        let middle = 0.5 * (low + high);
+        if gamma_p(r, middle) < 0.5 {
+            low = middle;
+        } else {
+            high = middle;
+        }
+        if high - low <= high * 1e-12 {
+            break;
+        }
+    }
+    0.5 * (low + high)
 }
 
 /// Total order used for canonical sample order.
@@ -1518,6 +1564,20 @@ mod tests {
                 p.model
             );
             assert!((predicted - mean).abs() < 4.0 * sd / n.sqrt());
+        }
+    }
+
+    /// Medians of Gamma(r, 1): ln 2 for the exponential (r = 1), and reference values
+    /// (scipy.stats.gamma(r).median()) for r = 0.5 (0.227468), 2 (1.678347), 10 (9.668715).
+    #[test]
+    fn gamma_median_matches_reference_values() {
+        for (r, median) in [
+            (1.0, std::f64::consts::LN_2),
+            (0.5, 0.227_468_211_559_786),
+            (2.0, 1.678_346_990_016_661),
+            (10.0, 9.668_714_614_714_116),
+        ] {
+            assert!(rel(gamma_median(r), median) < 1e-9, "r {r}: {}", gamma_median(r));
         }
     }
 

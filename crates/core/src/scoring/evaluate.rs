@@ -247,6 +247,9 @@ pub fn risk_signals(
     risk_signals_with(summary, &levels(summary, at, config), config).values
 }
 
+/// Risk signals contributing less than this (log-odds) get no reason of their own.
+const REASON_MIN_LOG_ODDS: f64 = 1e-6;
+
 fn retention_risk(
     summary: &Summary,
     at: TimestampMs,
@@ -269,8 +272,12 @@ fn retention_risk(
         config.retention_horizon_seconds,
         signal_log_odds,
     );
-    // What the activity model says is the rest: the factors sum to the risk's log-odds.
-    let activity_log_odds = model_log_odds - signal_log_odds;
+    // What the activity model says is the rest: the factors sum to the risk's log-odds. A signal
+    // too small to be worth a reason (under 1e-6) is counted in the activity term instead, so the
+    // reasons still add up exactly.
+    let reported = |contribution: &f64| contribution.abs() > REASON_MIN_LOG_ODDS;
+    let reported_log_odds: f64 = contributions.iter().filter(|c| reported(c)).sum();
+    let activity_log_odds = model_log_odds - reported_log_odds;
     let p_no_activity = sigmoid(activity_log_odds);
     if let Some(factors) = factors.as_deref_mut() {
         factors.push(Factor {
@@ -303,7 +310,7 @@ fn retention_risk(
             FactorKind::PositiveContact,
         ];
         for (kind, contribution) in kinds.into_iter().zip(contributions) {
-            if contribution.abs() > 1e-6 {
+            if reported(&contribution) {
                 factors.push(Factor { kind, contribution });
             }
         }

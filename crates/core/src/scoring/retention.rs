@@ -208,11 +208,11 @@ impl RetentionModel {
     ///   h'), so it is trusted in full up to a horizon of 2h' and in proportion beyond (a 90-day
     ///   horizon on a 15-day backtest: 2 · 15 / 90 = 1/3);
     /// - **the backtest's length against customers' pace**: a backtest shorter than the typical
-    ///   gap between active days (α / r, the reciprocal of the mean rate) sees too few returns to
-    ///   tell a slow customer from one who left, and its customers were younger at the cut than
-    ///   the ones it is applied to (on CDNOW cut after one month, the cut's model over-predicted
-    ///   15-day silence by 0.024 while the final model was exact, so a full correction made
-    ///   every risk too low).
+    ///   customer's gap between active days ([`BtydParams::typical_gap_days`]: the median
+    ///   customer's) sees too few returns to tell a slow customer from one who left, and its
+    ///   customers were younger at the cut than the ones it is applied to (on CDNOW cut after one
+    ///   month, the cut's model over-predicted 15-day silence by 0.024 while the final model was
+    ///   exact, so a full correction made every risk too low).
     ///
     /// A tenant with a mature history (a backtest at least as long as the typical gap and half the
     /// horizon) gets the recalibration in full.
@@ -223,7 +223,7 @@ impl RetentionModel {
             return 0.0;
         }
         let extension = (2.0 * backtest_days / horizon_days).min(1.0);
-        let typical_gap_days = self.params.alpha_days / self.params.r;
+        let typical_gap_days = self.params.typical_gap_days();
         let pace = if typical_gap_days.is_finite() && typical_gap_days > 0.0 {
             (backtest_days / typical_gap_days).min(1.0)
         } else {
@@ -661,14 +661,13 @@ mod tests {
         assert!(solve([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0]).is_none());
     }
 
-    /// A backtest half as long as the typical gap and a sixth of the horizon's extension is
-    /// trusted at 1/6: however far its correction extrapolates (here −20 log-odds), the risk moves
+    /// A backtest a third of the typical gap and a sixth of the horizon is trusted at a ninth: however far its correction extrapolates (here −20 log-odds), the risk moves
     /// from the activity model's by at most that share of the way, in probability. A backtest
     /// as long as the gap and half the horizon is applied in full.
     #[test]
     fn a_thin_backtest_moves_the_risk_by_at_most_its_trust() {
         const DAY: i64 = 86_400_000;
-        let mut model = RetentionModel::prior(); // typical gap α / r = 30 days
+        let mut model = RetentionModel::prior(); // typical gap 30 / ln 2 ≈ 43 days
         model.fit = Some(ModelFit {
             fitted_at_ms: 0,
             customers: 1_000,
@@ -681,7 +680,9 @@ mod tests {
         };
         let horizon_seconds = 90.0 * 86_400.0;
         let trust = model.trust(horizon_seconds);
-        assert!((trust - (2.0 * 15.0 / 90.0) * (15.0 / 30.0)).abs() < 1e-12);
+        let gap = 30.0 / std::f64::consts::LN_2;
+        assert!((model.params.typical_gap_days() - gap).abs() < 1e-9);
+        assert!((trust - (2.0 * 15.0 / 90.0) * (15.0 / gap)).abs() < 1e-9);
         let summary = Summary {
             activity_total: 5,
             active_days: 5,
@@ -699,7 +700,7 @@ mod tests {
         );
         // The learnt signal weights are blended the same way.
         let weights = model.signal_weights(&[1.0; RISK_SIGNALS], horizon_seconds);
-        assert!((weights[0] - (1.0 + trust * 4.0)).abs() < 1e-12);
+        assert!((weights[0] - (1.0 + trust * 4.0)).abs() < 1e-9);
         assert_eq!(
             model.basis(horizon_seconds),
             RiskBasis::Backtested {
@@ -708,7 +709,7 @@ mod tests {
                 trust
             }
         );
-        // Mature: a 45-day backtest for a 90-day horizon, customers active every 30 days.
+        // Mature: a 45-day backtest for a 90-day horizon, the typical customer active every 43 days.
         model.calibration.horizon_days = 45.0;
         assert_eq!(model.trust(horizon_seconds), 1.0);
         assert_eq!(

@@ -7,18 +7,16 @@ use rapport_core::scoring::{Factor, FactorKind, RiskBasis};
 /// Where an activity term comes from, in words: how much history stands behind it.
 fn basis_words(basis: RiskBasis, horizon_seconds: f64) -> String {
     match basis {
-        RiskBasis::Prior => {
-            "from the prior: too few customers yet to fit this tenant's model".to_string()
+        RiskBasis::Prior => "prior: tenant not fitted yet".to_string(),
+        RiskBasis::Fitted { customers } => {
+            format!("fit on {customers} customers, not yet backtested")
         }
-        RiskBasis::Fitted { customers } => format!(
-            "fitted on {customers} customers; history too short to check it against outcomes"
-        ),
         RiskBasis::Backtested {
             customers,
             backtest_days,
             trust,
         } if trust < 0.995 => format!(
-            "fitted on {customers} customers; thin backtest ({} against a {} horizon): its correction applied at {:.0}%",
+            "fit on {customers} customers, thin backtest ({} for a {} horizon) applied at {:.0}%",
             format_duration(backtest_days * 86_400.0),
             format_duration(horizon_seconds),
             trust * 100.0
@@ -28,7 +26,7 @@ fn basis_words(basis: RiskBasis, horizon_seconds: f64) -> String {
             backtest_days,
             ..
         } => format!(
-            "fitted on {customers} customers, calibrated on a {} backtest",
+            "fit on {customers} customers, backtested over {}",
             format_duration(backtest_days * 86_400.0)
         ),
     }
