@@ -430,7 +430,9 @@ def print_grid(results):
     probability; rapport's row is checked against the issue's bar (Brier at most the base rate's
     and every BTYD's, AUC at least the best BTYD P(none)'s - 0.005)."""
     print("\nsummary: AUC / Brier / largest decile gap (|observed - predicted|)")
-    names = [n for n, _ in results[0]["probs"]]
+    names = []
+    for r in results:
+        names += [n.split(" P(")[0] for n, _ in r["probs"] if n.split(" P(")[0] not in names]
     short = {"rapport retention_risk": "rapport", "logistic (5-fold CV)": "logistic (CV, on labels)"}
     header = f"{'cut':10s} {'h d':>4s} {'customers':>9s} {'leave':>6s} {'base Brier':>10s}"
     for n in names:
@@ -438,8 +440,11 @@ def print_grid(results):
     print(header + " | bar met")
     for r in results:
         line = f"{r['cut']:10s} {r['horizon']:4d} {r['customers']:9d} {r['rate']:6.3f} {r['base_brier']:10.4f}"
-        for n, p in r["probs"]:
-            line += f" | {auc(p, r['leaver']):.3f} {brier(p, r['leaver']):.4f} {max_decile_gap(p, r['leaver']):.3f}"
+        by_name = {n.split(" P(")[0]: p for n, p in r["probs"]}
+        for n in names:
+            p = by_name.get(n)
+            line += (f" | {'n/a (no fit)':^22s}" if p is None else
+                     f" | {auc(p, r['leaver']):.3f} {brier(p, r['leaver']):.4f} {max_decile_gap(p, r['leaver']):.3f}")
         if "rapport retention_risk" in dict(r["probs"]):
             rp = dict(r["probs"])["rapport retention_risk"]
             btyd = [p for n, p in r["probs"] if "NBD" in n]

@@ -523,7 +523,9 @@ fn gamma_p(r: f64, x: f64) -> f64 {
             break;
         }
     }
-    (r * x.ln() - x - ln_gamma(r + 1.0) + sum.ln()).exp().min(1.0)
+    (r * x.ln() - x - ln_gamma(r + 1.0) + sum.ln())
+        .exp()
+        .min(1.0)
 }
 
 /// The median of Gamma(r, 1), by bisection on [`gamma_p`] (to 1e-12 relative).
@@ -1577,7 +1579,11 @@ mod tests {
             (2.0, 1.678_346_990_016_661),
             (10.0, 9.668_714_614_714_116),
         ] {
-            assert!(rel(gamma_median(r), median) < 1e-9, "r {r}: {}", gamma_median(r));
+            assert!(
+                rel(gamma_median(r), median) < 1e-9,
+                "r {r}: {}",
+                gamma_median(r)
+            );
         }
     }
 
