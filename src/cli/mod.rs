@@ -44,7 +44,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),
-    /// Classify texts, one per line on stdin; prints `label<TAB>score<TAB>confidence` per line.
+    /// Classify texts, one per line on stdin; prints
+    /// `label<TAB>score<TAB>confidence<TAB>language<TAB>language confidence` per line (language
+    /// ISO 639-1, `-` when none was found).
     Classify(ModelArgs),
     /// Evaluate a backend on a `label<TAB>text` file with a header: macro-recall, accuracy,
     /// per-class recall, confusion matrix, texts/s.
@@ -432,9 +434,12 @@ fn classify(args: ModelArgs) -> anyhow::Result<()> {
     for line in stdin.lines() {
         let line = line.context("cannot read stdin")?;
         let sentiment = model.classify(&line);
+        // Then the language (`-` when none was found) and the detector's confidence.
+        let (language, language_confidence) = crate::sentiment::language::detect(&line)
+            .map_or(("-", 0.0), |language| (language.code, language.confidence));
         writeln!(
             stdout,
-            "{}\t{:.4}\t{:.4}",
+            "{}\t{:.4}\t{:.4}\t{language}\t{language_confidence:.4}",
             sentiment.label.as_str(),
             sentiment.score,
             sentiment.confidence
