@@ -101,9 +101,24 @@ pub struct TrainFastArgs {
     /// Training data, `label<TAB>text` with a header.
     #[arg(long, default_value = "../shared/data/sentiment/train.tsv")]
     pub train: PathBuf,
-    /// Validation data, reported after training.
+    /// Validation data, reported after training; repeat it for several files (e.g. UMSAB's
+    /// per-language val splits), each reported on its own line. Rows of `--add` files whose text
+    /// is in one of them are left out of training.
     #[arg(long, default_value = "../shared/data/sentiment/val.tsv")]
-    pub val: PathBuf,
+    pub val: Vec<PathBuf>,
+    /// More gold-labelled training data (`label<TAB>text`), added to `--train`'s rows whatever
+    /// the targets of those (e.g. UMSAB's per-language train splits); repeatable.
+    #[arg(long)]
+    pub add: Vec<PathBuf>,
+    /// How many times each `--add` row is seen per epoch: the weight of small added sets (a few
+    /// thousand tweets per language) against `--train`'s 47,745.
+    #[arg(long, default_value_t = 1)]
+    pub add_repeat: usize,
+    /// Distil from a fast model file instead of the transformer's logits: its class
+    /// probabilities over `--train` are the targets (e.g. the previous distilled model, itself
+    /// trained on the transformer's logits, when those are not at hand).
+    #[arg(long, conflicts_with = "teacher")]
+    pub teacher_model: Option<PathBuf>,
     /// Where to write the model [default: models/fast/sentiment-gold.bin in the crate, or
     /// sentiment-distilled.bin with --teacher].
     #[arg(long)]
