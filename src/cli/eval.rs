@@ -152,6 +152,8 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
     let added = added_rows(args, &vals)?;
     let config = linear::TrainConfig {
         seed: args.seed,
+        buckets_log2: args.buckets_log2,
+        epochs: usize::from(args.epochs),
         ..linear::TrainConfig::default()
     };
     outln!(

@@ -119,6 +119,12 @@ pub struct TrainFastArgs {
     /// trained on the transformer's logits, when those are not at hand).
     #[arg(long, conflicts_with = "teacher")]
     pub teacher_model: Option<PathBuf>,
+    /// log2 of the number of hash buckets (the file holds 3 bytes per bucket: 20 → 3 MiB).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(8..=26))]
+    pub buckets_log2: u8,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub epochs: u16,
     /// Where to write the model [default: models/fast/sentiment-gold.bin in the crate, or
     /// sentiment-distilled.bin with --teacher].
     #[arg(long)]
