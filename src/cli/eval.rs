@@ -174,18 +174,21 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
     );
     if !args.add.is_empty() {
         outln!(
-            "added {} gold-labelled texts from {} file(s), each seen {} time(s) per epoch",
+            "added {} gold-labelled texts from {} file(s), each seen {} time(s) per epoch (--train's \
+             rows {} time(s))",
             added.len(),
             args.add.len(),
-            args.add_repeat
+            args.add_repeat,
+            args.train_repeat
         );
     }
+    let train_repeat = usize::from(args.train_repeat);
     let one_hot = |label: SentimentLabel| -> [f32; 3] {
         std::array::from_fn(|class| if class == label.index() { 1.0 } else { 0.0 })
     };
     let added_targets = || {
         added.iter().flat_map(|(label, text)| {
-            std::iter::repeat_n((text.clone(), one_hot(*label)), args.add_repeat)
+            std::iter::repeat_n((text.clone(), one_hot(*label)), usize::from(args.add_repeat))
         })
     };
     // Progress: a closed stdout does not stop the training (the model file is what counts).
@@ -204,6 +207,7 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
             let examples: Vec<(String, [f32; 3])> = rows
                 .into_iter()
                 .map(|(label, text)| (text, one_hot(label)))
+                .flat_map(|example| std::iter::repeat_n(example, train_repeat))
                 .chain(added_targets())
                 .collect();
             linear::LinearModel::train_soft(&examples, &config, report)
@@ -216,6 +220,7 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
                     let probabilities = teacher.probabilities(&text);
                     (text, probabilities)
                 })
+                .flat_map(|example| std::iter::repeat_n(example, train_repeat))
                 .chain(added_targets())
                 .collect();
             linear::LinearModel::train_soft(&examples, &config, report)
@@ -240,6 +245,7 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
                 .map(|((_, text), logits)| {
                     (text, super::distill::soft_targets(logits, args.temperature))
                 })
+                .flat_map(|example| std::iter::repeat_n(example, train_repeat))
                 .chain(added_targets())
                 .collect();
             linear::LinearModel::train_soft(&examples, &config, report)

@@ -101,19 +101,22 @@ pub struct TrainFastArgs {
     /// Training data, `label<TAB>text` with a header.
     #[arg(long, default_value = "../shared/data/sentiment/train.tsv")]
     pub train: PathBuf,
-    /// Validation data, reported after training; repeat it for several files (e.g. UMSAB's
+    /// Validation data, reported after training; several files (e.g. UMSAB's
     /// per-language val splits), each reported on its own line. Rows of `--add` files whose text
     /// is in one of them are left out of training.
-    #[arg(long, default_value = "../shared/data/sentiment/val.tsv")]
+    #[arg(long, num_args = 1.., default_value = "../shared/data/sentiment/val.tsv")]
     pub val: Vec<PathBuf>,
     /// More gold-labelled training data (`label<TAB>text`), added to `--train`'s rows whatever
-    /// the targets of those (e.g. UMSAB's per-language train splits); repeatable.
-    #[arg(long)]
+    /// the targets of those (e.g. UMSAB's per-language train splits); takes several files.
+    #[arg(long, num_args = 1..)]
     pub add: Vec<PathBuf>,
     /// How many times each `--add` row is seen per epoch: the weight of small added sets (a few
     /// thousand tweets per language) against `--train`'s 47,745.
-    #[arg(long, default_value_t = 1)]
-    pub add_repeat: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub add_repeat: u16,
+    /// How many times each `--train` row is seen per epoch (its weight against `--add`'s rows).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub train_repeat: u16,
     /// Distil from a fast model file instead of the transformer's logits: its class
     /// probabilities over `--train` are the targets (e.g. the previous distilled model, itself
     /// trained on the transformer's logits, when those are not at hand).
