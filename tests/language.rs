@@ -140,3 +140,44 @@ fn classify_command_prints_the_language_as_its_fourth_column() {
     assert!(confidence > 0.0 && confidence <= 1.0, "{stdout}");
     assert_eq!(rows[2][4], "0.0000");
 }
+
+/// `[language] candidates`: the detector chooses only among the tenant base's languages; an
+/// unknown code stops the config naming its key.
+#[tokio::test]
+async fn candidates_in_the_config_restrict_the_languages_named() {
+    let portuguese = "Encomendei um telefone na semana passada e ainda não chegou em casa";
+    let mut everything = start().await;
+    let answer = everything
+        .sentiment
+        .classify(pb::ClassifyRequest {
+            texts: vec![portuguese.into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.results[0].language, "pt");
+
+    let mut config = loopback_config();
+    config.language =
+        rapport::config::Config::from_toml("[language]\ncandidates = [\"fr\", \"es\"]")
+            .unwrap()
+            .language;
+    let mut restricted = start_with(config).await;
+    let answer = restricted
+        .sentiment
+        .classify(pb::ClassifyRequest {
+            texts: vec![portuguese.into(), FRENCH.into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let portuguese_as = answer.results[0].language.as_str();
+    assert!(matches!(portuguese_as, "fr" | "es"), "{portuguese_as:?}");
+    assert_eq!(answer.results[1].language, "fr");
+
+    let error = rapport::config::Config::from_toml("[language]\ncandidates = [\"en\", \"xx\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("language.candidates[1]"), "{error}");
+    assert!(error.contains("\"xx\""), "{error}");
+}

@@ -188,7 +188,10 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
     };
     let added_targets = || {
         added.iter().flat_map(|(label, text)| {
-            std::iter::repeat_n((text.clone(), one_hot(*label)), usize::from(args.add_repeat))
+            std::iter::repeat_n(
+                (text.clone(), one_hot(*label)),
+                usize::from(args.add_repeat),
+            )
         })
     };
     // Progress: a closed stdout does not stop the training (the model file is what counts).

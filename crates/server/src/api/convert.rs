@@ -458,7 +458,10 @@ pub fn attributes_to_pb(
 
 /// A timeline touchpoint → proto (the sentiment's label from its polarity's sign; its language
 /// detected from the kept snippet, as the event's full text is not kept).
-pub fn touchpoint_to_pb(touchpoint: &crate::scoring::Touchpoint) -> pb::Touchpoint {
+pub fn touchpoint_to_pb(
+    touchpoint: &crate::scoring::Touchpoint,
+    languages: &crate::sentiment::language::LanguageDetector,
+) -> pb::Touchpoint {
     let number = |position: Option<usize>| position.map_or(0, |index| index as i32 + 1);
     pb::Touchpoint {
         occurred_at: Some(to_timestamp(touchpoint.occurred_at_ms)),
@@ -483,7 +486,7 @@ pub fn touchpoint_to_pb(touchpoint: &crate::scoring::Touchpoint) -> pb::Touchpoi
                     score,
                     confidence,
                 },
-                crate::sentiment::language::detect(&touchpoint.snippet),
+                languages.detect(&touchpoint.snippet),
             )
         }),
         agent_id: touchpoint.agent_id.clone(),

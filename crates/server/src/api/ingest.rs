@@ -289,7 +289,7 @@ impl IngestApi {
         // Only a scored answer shows the language: Ingest and IngestBatch pay nothing for it.
         let language = |interaction: &rapport_core::domain::Interaction| {
             want_score
-                .then(|| crate::sentiment::language::detect(&interaction.text))
+                .then(|| self.engine.language.detect(&interaction.text))
                 .flatten()
         };
         match (converted, &self.cluster) {

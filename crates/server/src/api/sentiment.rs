@@ -52,7 +52,7 @@ impl SentimentApi {
             .iter()
             .zip(&texts)
             .map(|(sentiment, text)| {
-                convert::sentiment_to_pb(sentiment, crate::sentiment::language::detect(text))
+                convert::sentiment_to_pb(sentiment, self.engine.language.detect(text))
             })
             .collect();
         Ok(pb::ClassifyResponse { results })
