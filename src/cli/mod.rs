@@ -44,7 +44,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),
-    /// Classify texts, one per line on stdin; prints `label<TAB>score<TAB>confidence` per line.
+    /// Classify texts, one per line on stdin; prints
+    /// `label<TAB>score<TAB>confidence<TAB>language<TAB>language confidence` per line (language
+    /// ISO 639-1, `-` when none was found).
     Classify(ModelArgs),
     /// Evaluate a backend on a `label<TAB>text` file with a header: macro-recall, accuracy,
     /// per-class recall, confusion matrix, texts/s.
@@ -99,9 +101,33 @@ pub struct TrainFastArgs {
     /// Training data, `label<TAB>text` with a header.
     #[arg(long, default_value = "../shared/data/sentiment/train.tsv")]
     pub train: PathBuf,
-    /// Validation data, reported after training.
-    #[arg(long, default_value = "../shared/data/sentiment/val.tsv")]
-    pub val: PathBuf,
+    /// Validation data, reported after training; several files (e.g. UMSAB's
+    /// per-language val splits), each reported on its own line. Rows of `--add` files whose text
+    /// is in one of them are left out of training.
+    #[arg(long, num_args = 1.., default_value = "../shared/data/sentiment/val.tsv")]
+    pub val: Vec<PathBuf>,
+    /// More gold-labelled training data (`label<TAB>text`), added to `--train`'s rows whatever
+    /// the targets of those (e.g. UMSAB's per-language train splits); takes several files.
+    #[arg(long, num_args = 1..)]
+    pub add: Vec<PathBuf>,
+    /// How many times each `--add` row is seen per epoch: the weight of small added sets (a few
+    /// thousand tweets per language) against `--train`'s 47,745.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub add_repeat: u16,
+    /// How many times each `--train` row is seen per epoch (its weight against `--add`'s rows).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub train_repeat: u16,
+    /// Distil from a fast model file instead of the transformer's logits: its class
+    /// probabilities over `--train` are the targets (e.g. the previous distilled model, itself
+    /// trained on the transformer's logits, when those are not at hand).
+    #[arg(long, conflicts_with = "teacher")]
+    pub teacher_model: Option<PathBuf>,
+    /// log2 of the number of hash buckets (the file holds 3 bytes per bucket: 20 → 3 MiB).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(8..=26))]
+    pub buckets_log2: u8,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub epochs: u16,
     /// Where to write the model [default: models/fast/sentiment-gold.bin in the crate, or
     /// sentiment-distilled.bin with --teacher].
     #[arg(long)]
@@ -432,9 +458,12 @@ fn classify(args: ModelArgs) -> anyhow::Result<()> {
     for line in stdin.lines() {
         let line = line.context("cannot read stdin")?;
         let sentiment = model.classify(&line);
+        // Then the language (`-` when none was found) and the detector's confidence.
+        let (language, language_confidence) = crate::sentiment::language::detect(&line)
+            .map_or(("-", 0.0), |language| (language.code, language.confidence));
         writeln!(
             stdout,
-            "{}\t{:.4}\t{:.4}",
+            "{}\t{:.4}\t{:.4}\t{language}\t{language_confidence:.4}",
             sentiment.label.as_str(),
             sentiment.score,
             sentiment.confidence

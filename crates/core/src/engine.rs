@@ -29,6 +29,8 @@ pub struct Engine {
     pub sentiment: Arc<dyn SentimentModel>,
     /// The write-ahead log, when the server has a data directory.
     pub wal: Option<Arc<crate::durability::Wal>>,
+    /// Names the language of the texts answers show (`[language]` in the config).
+    pub language: crate::sentiment::language::LanguageDetector,
 }
 
 /// An applied attribute update: the customer, its attributes after it, whether it changed them.
@@ -433,6 +435,7 @@ mod tests {
             )
             .unwrap(),
             wal: Some(Arc::clone(&wal)),
+            language: Default::default(),
         });
         let event = Interaction {
             event_id: "e1".into(),

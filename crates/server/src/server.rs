@@ -116,6 +116,7 @@ pub async fn start(
         store: Arc::clone(&store),
         sentiment,
         wal: wal.clone(),
+        language: config.language.detector()?,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let durability_tasks = wal.map_or_else(Vec::new, |wal| {

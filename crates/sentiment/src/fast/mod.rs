@@ -71,6 +71,12 @@ impl FastModel {
     pub fn new(model: linear::LinearModel) -> Self {
         Self { model }
     }
+
+    /// The class probabilities of `text` (negative, neutral, positive): what `train fast
+    /// --teacher-model` trains a new model towards.
+    pub fn probabilities(&self, text: &str) -> [f32; 3] {
+        self.model.predict(text).probabilities
+    }
 }
 
 /// Class probabilities → label (most probable), score (P(positive) − P(negative)) and

@@ -4,6 +4,7 @@
 use crate::domain::{Action, Channel, Direction, Interaction, Kind, ReplyNeed, TimestampMs};
 use crate::pb;
 use crate::scoring::{FactorGroup, Score};
+use crate::sentiment::language::Language;
 use crate::sentiment::{Sentiment, SentimentLabel};
 use rapport_core::attributes::AttributeValue;
 use rapport_core::identity::{self, Identifier, IdentifierKind};
@@ -455,8 +456,12 @@ pub fn attributes_to_pb(
         .collect()
 }
 
-/// A timeline touchpoint → proto (the sentiment's label from its polarity's sign).
-pub fn touchpoint_to_pb(touchpoint: &crate::scoring::Touchpoint) -> pb::Touchpoint {
+/// A timeline touchpoint → proto (the sentiment's label from its polarity's sign; its language
+/// detected from the kept snippet, as the event's full text is not kept).
+pub fn touchpoint_to_pb(
+    touchpoint: &crate::scoring::Touchpoint,
+    languages: &crate::sentiment::language::LanguageDetector,
+) -> pb::Touchpoint {
     let number = |position: Option<usize>| position.map_or(0, |index| index as i32 + 1);
     pb::Touchpoint {
         occurred_at: Some(to_timestamp(touchpoint.occurred_at_ms)),
@@ -475,11 +480,14 @@ pub fn touchpoint_to_pb(touchpoint: &crate::scoring::Touchpoint) -> pb::Touchpoi
             } else {
                 SentimentLabel::Neutral
             };
-            sentiment_to_pb(&Sentiment {
-                label,
-                score,
-                confidence,
-            })
+            sentiment_to_pb(
+                &Sentiment {
+                    label,
+                    score,
+                    confidence,
+                },
+                languages.detect(&touchpoint.snippet),
+            )
         }),
         agent_id: touchpoint.agent_id.clone(),
         unanswered: touchpoint.unanswered,
@@ -607,9 +615,11 @@ pub fn action_to_pb(action: Action) -> pb::Action {
     }
 }
 
-/// Sentiment → proto.
-pub fn sentiment_to_pb(sentiment: &Sentiment) -> pb::SentimentResult {
+/// Sentiment and the text's language (`None`: no language found) → proto.
+pub fn sentiment_to_pb(sentiment: &Sentiment, language: Option<Language>) -> pb::SentimentResult {
     pb::SentimentResult {
+        language: language.map_or_else(String::new, |language| language.code.to_string()),
+        language_confidence: language.map_or(0.0, |language| f64::from(language.confidence)),
         label: match sentiment.label {
             SentimentLabel::Negative => pb::SentimentLabel::Negative,
             SentimentLabel::Neutral => pb::SentimentLabel::Neutral,

@@ -7,6 +7,7 @@ use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::ingest_service_server::IngestService;
 use crate::scoring::Score;
+use crate::sentiment::language::Language;
 use crate::sentiment::Sentiment;
 use crate::store::Applied;
 use crate::telemetry::{self, IngestOutcome};
@@ -181,12 +182,17 @@ impl Drop for TenantSlot {
 }
 
 /// What became of one event.
+// One per event, consumed at once (never collected): boxing the large variant would only add an
+// allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Processed {
     Applied {
         event_id: String,
         tenant_id: String,
         customer_id: String,
         sentiment: Option<Sentiment>,
+        /// The text's language: detected only for `IngestScored`'s answers (`want_score`).
+        language: Option<Language>,
         applied: Applied,
     },
     Rejected {
@@ -283,9 +289,19 @@ impl IngestApi {
             Some(_) => convert::check_clustered_interaction(interaction),
             None => Ok(interaction),
         });
+        // Only a scored answer shows the language: Ingest and IngestBatch pay nothing for it.
+        let language = |interaction: &rapport_core::domain::Interaction| {
+            want_score
+                .then(|| self.engine.language.detect(&interaction.text))
+                .flatten()
+        };
         match (converted, &self.cluster) {
-            (Ok(interaction), Some(cluster)) => self.publish(cluster, interaction),
+            (Ok(interaction), Some(cluster)) => {
+                let language = language(&interaction);
+                self.publish(cluster, interaction, language)
+            }
             (Ok(interaction), None) => {
+                let language = language(&interaction);
                 let (sentiment, applied, durable) =
                     self.engine.ingest(&interaction, now, want_score);
                 // The answer names the customer the event was applied to: the owner of its
@@ -303,6 +319,7 @@ impl IngestApi {
                     tenant_id: interaction.tenant_id,
                     customer_id,
                     sentiment,
+                    language,
                     applied,
                 };
                 Ok((processed, durable))
@@ -325,6 +342,7 @@ impl IngestApi {
         &self,
         cluster: &crate::cluster::Cluster,
         interaction: rapport_core::domain::Interaction,
+        language: Option<Language>,
     ) -> Result<(Processed, Option<Durable>), ApiError> {
         let sentiment = self.engine.classify_event(&interaction);
         let durable = cluster.publish(&interaction, sentiment)?;
@@ -338,6 +356,7 @@ impl IngestApi {
             tenant_id: interaction.tenant_id,
             customer_id: interaction.customer_id,
             sentiment,
+            language,
             applied: Applied::Accepted(None),
         };
         Ok((processed, Some(durable)))
@@ -407,6 +426,7 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
             tenant_id,
             customer_id,
             sentiment,
+            language,
             applied,
         } => {
             let (outcome, score): (pb::IngestOutcome, Option<&Score>) = match &applied {
@@ -417,7 +437,9 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
             pb::ScoredInteraction {
                 event_id,
                 outcome: outcome as i32,
-                sentiment: sentiment.as_ref().map(convert::sentiment_to_pb),
+                sentiment: sentiment
+                    .as_ref()
+                    .map(|sentiment| convert::sentiment_to_pb(sentiment, language)),
                 score: score.map(|score| convert::score_to_pb(&tenant_id, &customer_id, score)),
                 error: String::new(),
             }

@@ -484,7 +484,10 @@ impl ScoringApi {
         };
         Ok(pb::GetTimelineResponse {
             customer_id,
-            touchpoints: touchpoints.iter().map(convert::touchpoint_to_pb).collect(),
+            touchpoints: touchpoints
+                .iter()
+                .map(|touchpoint| convert::touchpoint_to_pb(touchpoint, &self.engine.language))
+                .collect(),
             next_page_token,
         })
     }

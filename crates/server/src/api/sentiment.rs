@@ -50,7 +50,10 @@ impl SentimentApi {
             .classify(&texts)
             .await?
             .iter()
-            .map(convert::sentiment_to_pb)
+            .zip(&texts)
+            .map(|(sentiment, text)| {
+                convert::sentiment_to_pb(sentiment, self.engine.language.detect(text))
+            })
             .collect();
         Ok(pb::ClassifyResponse { results })
     }

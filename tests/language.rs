@@ -1,0 +1,183 @@
+//! Issue 26 item 1: the language of every text (ISO 639-1 and a confidence) on the sentiment
+//! results of `Classify`, `IngestScored` and the timeline, and in `rapport classify`'s output.
+
+mod common;
+
+use common::*;
+use rapport::pb;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const FRENCH: &str =
+    "@acme ma commande n'est toujours pas arrivée, c'est la troisième fois que je \
+                      vous écris et personne ne me répond";
+const GERMAN: &str = "Ich warte seit zwei Wochen auf meine Bestellung und niemand antwortet mir";
+const ENGLISH: &str = "I have been waiting two weeks for my order and nobody answers me";
+
+fn language_of(result: &pb::SentimentResult) -> (&str, f64) {
+    (result.language.as_str(), result.language_confidence)
+}
+
+#[tokio::test]
+async fn classify_names_the_language_of_each_text() {
+    let mut t = start().await;
+    let response = t
+        .sentiment
+        .classify(pb::ClassifyRequest {
+            texts: vec![
+                FRENCH.into(),
+                GERMAN.into(),
+                ENGLISH.into(),
+                "@acme https://t.co/x 42".into(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let languages: Vec<&str> = response.results.iter().map(|r| language_of(r).0).collect();
+    assert_eq!(languages, ["fr", "de", "en", ""]);
+    for result in &response.results[..3] {
+        let confidence = result.language_confidence;
+        assert!(confidence > 0.0 && confidence <= 1.0, "{result:?}");
+    }
+    // Nothing in a mention, a link and a number is a language: no code, no confidence.
+    assert_eq!(response.results[3].language_confidence, 0.0);
+}
+
+#[tokio::test]
+async fn ingest_scored_answers_carry_the_language() {
+    let mut t = start().await;
+    let events = vec![
+        with_text(event("acme", "ann", "l1", T0_MS), FRENCH),
+        with_text(event("acme", "bob", "l2", T0_MS + 1), GERMAN),
+        // No text: no sentiment, hence no language either.
+        event("acme", "cid", "l3", T0_MS + 2),
+    ];
+    let answers: Vec<pb::ScoredInteraction> = {
+        use futures::StreamExt;
+        t.ingest
+            .ingest_scored(tokio_stream::iter(events))
+            .await
+            .unwrap()
+            .into_inner()
+            .map(|answer| answer.unwrap())
+            .collect()
+            .await
+    };
+    assert_eq!(answers.len(), 3);
+    let first = answers[0].sentiment.as_ref().expect("text: sentiment");
+    assert_eq!(first.language, "fr");
+    assert!(first.language_confidence > 0.0);
+    let second = answers[1].sentiment.as_ref().expect("text: sentiment");
+    assert_eq!(second.language, "de");
+    assert!(answers[2].sentiment.is_none());
+}
+
+#[tokio::test]
+async fn the_timeline_names_the_language_of_each_kept_snippet() {
+    let mut t = start().await;
+    let mut french = with_text(event("acme", "ann", "t1", T0_MS - 2 * HOUR_MS), FRENCH);
+    french.channel = pb::Channel::Twitter as i32;
+    let english = with_text(event("acme", "ann", "t2", T0_MS - HOUR_MS), ENGLISH);
+    let summary = t.ingest_all(vec![french, english]).await;
+    assert_eq!(summary.accepted, 2, "{summary:?}");
+    let timeline = t
+        .scoring
+        .get_timeline(pb::GetTimelineRequest {
+            tenant_id: "acme".into(),
+            customer_id: "ann".into(),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let languages: Vec<&str> = timeline
+        .touchpoints
+        .iter()
+        .map(|touchpoint| touchpoint.sentiment.as_ref().unwrap().language.as_str())
+        .collect();
+    // Newest first.
+    assert_eq!(languages, ["en", "fr"]);
+}
+
+#[test]
+fn classify_command_prints_the_language_as_its_fourth_column() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .arg("classify")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{FRENCH}\n{ENGLISH}\n12345\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|line| line.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            5,
+            "label, score, confidence, language, its confidence: {row:?}"
+        );
+    }
+    assert_eq!((rows[0][3], rows[1][3], rows[2][3]), ("fr", "en", "-"));
+    let confidence: f64 = rows[0][4].parse().unwrap();
+    assert!(confidence > 0.0 && confidence <= 1.0, "{stdout}");
+    assert_eq!(rows[2][4], "0.0000");
+}
+
+/// `[language] candidates`: the detector chooses only among the tenant base's languages; an
+/// unknown code stops the config naming its key.
+#[tokio::test]
+async fn candidates_in_the_config_restrict_the_languages_named() {
+    let portuguese = "Encomendei um telefone na semana passada e ainda não chegou em casa";
+    let mut everything = start().await;
+    let answer = everything
+        .sentiment
+        .classify(pb::ClassifyRequest {
+            texts: vec![portuguese.into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.results[0].language, "pt");
+
+    let mut config = loopback_config();
+    config.language =
+        rapport::config::Config::from_toml("[language]\ncandidates = [\"fr\", \"es\"]")
+            .unwrap()
+            .language;
+    let mut restricted = start_with(config).await;
+    let answer = restricted
+        .sentiment
+        .classify(pb::ClassifyRequest {
+            texts: vec![portuguese.into(), FRENCH.into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let portuguese_as = answer.results[0].language.as_str();
+    assert!(matches!(portuguese_as, "fr" | "es"), "{portuguese_as:?}");
+    assert_eq!(answer.results[1].language, "fr");
+
+    let error = rapport::config::Config::from_toml("[language]\ncandidates = [\"en\", \"xx\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("language.candidates[1]"), "{error}");
+    assert!(error.contains("\"xx\""), "{error}");
+}
