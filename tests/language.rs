@@ -181,3 +181,85 @@ async fn candidates_in_the_config_restrict_the_languages_named() {
     assert!(error.contains("language.candidates[1]"), "{error}");
     assert!(error.contains("\"xx\""), "{error}");
 }
+
+/// Issue 26 item 2: `train fast --add` leaves out the added rows whose text is in a `--val` file
+/// (UMSAB's English train split holds most of TweetEval's val tweets), and reports each val file.
+#[test]
+fn train_fast_keeps_validation_texts_out_of_added_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, rows: &[(&str, &str)]| {
+        let path = dir.path().join(name);
+        let mut text = String::from("label\ttext\n");
+        for (label, body) in rows {
+            text.push_str(&format!("{label}\t{body}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let train = write(
+        "train.tsv",
+        &[
+            ("positive", "love it"),
+            ("negative", "hate it"),
+            ("neutral", "it is tuesday"),
+        ],
+    );
+    let val = write(
+        "val.tsv",
+        &[("positive", "j'adore"), ("negative", "je déteste")],
+    );
+    let other_val = write("other_val.tsv", &[("neutral", "c'est mardi")]);
+    let added = write(
+        "added.tsv",
+        &[
+            ("positive", "j'adore"),
+            ("positive", "génial"),
+            ("negative", "nul"),
+            ("neutral", "c'est mardi"),
+        ],
+    );
+    let out = dir.path().join("model.bin");
+    let output = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args([
+            "train",
+            "fast",
+            "--epochs",
+            "1",
+            "--buckets-log2",
+            "10",
+            "--add-repeat",
+            "2",
+        ])
+        .arg("--train")
+        .arg(&train)
+        .arg("--add")
+        .arg(&added)
+        .arg("--val")
+        .arg(&val)
+        .arg(&other_val)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("2 of 4 texts left out (they are in a --val file)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("added 2 gold-labelled texts from 1 file(s), each seen 2 time(s)"),
+        "{stdout}"
+    );
+    for val in [&val, &other_val] {
+        assert!(
+            stdout.contains(&format!("{}: macro-recall", val.display())),
+            "{stdout}"
+        );
+    }
+    assert!(out.exists());
+}

@@ -1180,6 +1180,7 @@ mod example_file {
     fn example_config_matches_defaults() {
         let text = include_str!("../../../rapport.example.toml");
         let parsed = Config::from_toml(text).expect("example parses");
+        assert_eq!(parsed.language, LanguageConfig::default());
         let defaults = ScoringConfig::default();
         assert_eq!(parsed.scoring.reply_sla_seconds, defaults.reply_sla_seconds);
         assert_eq!(
