@@ -1587,24 +1587,18 @@ mod tests {
         }
     }
 
-    /// A weak prior on the log-parameters (the shape of the one retention fits use).
-    const WEAK_PRIOR: ParamPrior = ParamPrior {
-        centre: BtydParams {
-            model: BtydModel::MbgNbd,
-            r: 1.0,
-            alpha_days: 30.0,
-            a: 1.0,
-            b: 1.0,
-        },
-        sd_log: 0.5,
-    };
-
     /// Over 23,570 customers and 39 weeks the prior moves no parameter by more than 2 %.
     #[test]
     fn a_prior_leaves_a_mature_fit_where_the_data_put_it() {
         let samples = cdnow_samples();
         let plain = fit(BtydModel::MbgNbd, &samples, None, None).unwrap();
-        let map = fit(BtydModel::MbgNbd, &samples, None, Some(&WEAK_PRIOR)).unwrap();
+        let map = fit(
+            BtydModel::MbgNbd,
+            &samples,
+            None,
+            Some(&crate::scoring::FIT_PRIOR),
+        )
+        .unwrap();
         eprintln!("MLE {plain:?}\nMAP {map:?}");
         assert!(rel(map.r, plain.r) < 0.02);
         assert!(rel(map.alpha_days, plain.alpha_days) < 0.02);
@@ -1622,7 +1616,13 @@ mod tests {
         let sim = simulate_with_holdout(&LIFETIMES_MBG, 8_000, 0.0..30.0, h, 13);
         let samples: Vec<(ActivitySample, u32)> = sim.iter().map(|(s, _)| (*s, 1)).collect();
         let plain = fit(BtydModel::MbgNbd, &samples, None, None).unwrap();
-        let map = fit(BtydModel::MbgNbd, &samples, None, Some(&WEAK_PRIOR)).unwrap();
+        let map = fit(
+            BtydModel::MbgNbd,
+            &samples,
+            None,
+            Some(&crate::scoring::FIT_PRIOR),
+        )
+        .unwrap();
         let score = |p: &BtydParams| {
             let n = sim.len() as f64;
             let (mut brier, mut mean, mut observed) = (0.0, 0.0, 0.0);

@@ -107,6 +107,20 @@ pub struct Calibration {
     pub extension_weights: [f64; CALIBRATION_FEATURES],
     /// The risk signals' weights learnt on the tenant's past; `None`: the configured ones.
     pub signal_weights: Option<[f64; RISK_SIGNALS]>,
+    /// The backtest's length against the fitted model's typical gap ([`pace_share`]), computed
+    /// once when fitted: every evaluation reads it.
+    pub pace: f64,
+}
+
+/// The backtest's length against customers' pace, in [0, 1]: h' over the typical customer's gap
+/// between active days ([`BtydParams::typical_gap_days`]), capped at 1; 1 when the gap is not a
+/// positive number.
+pub fn pace_share(backtest_days: f64, typical_gap_days: f64) -> f64 {
+    if typical_gap_days.is_finite() && typical_gap_days > 0.0 {
+        (backtest_days / typical_gap_days).min(1.0)
+    } else {
+        1.0
+    }
 }
 
 impl Calibration {
@@ -116,6 +130,7 @@ impl Calibration {
         horizon_days: 0.0,
         extension_weights: [0.0, 1.0, 0.0, 0.0, 0.0],
         signal_weights: None,
+        pace: 0.0,
     };
 
     /// Calibrated log-odds for one customer's features.
@@ -223,13 +238,7 @@ impl RetentionModel {
             return 0.0;
         }
         let extension = (2.0 * backtest_days / horizon_days).min(1.0);
-        let typical_gap_days = self.params.typical_gap_days();
-        let pace = if typical_gap_days.is_finite() && typical_gap_days > 0.0 {
-            (backtest_days / typical_gap_days).min(1.0)
-        } else {
-            1.0
-        };
-        (extension * pace).clamp(0.0, 1.0)
+        (extension * self.calibration.pace).clamp(0.0, 1.0)
     }
 
     /// Where a risk's activity term comes from, for its reason.
@@ -499,8 +508,13 @@ impl Backtest {
     /// Fits the recalibration: the activity model on the cut's state, then a ridge-penalised
     /// logistic regression of the outcome on the features and the risk signals, the signals'
     /// prior being their `configured` weights. `None` when either fit fails or one outcome is too
-    /// rare to learn from (fewer than 20 customers).
-    pub fn fit(&self, configured: &[f64; RISK_SIGNALS]) -> Option<Calibration> {
+    /// rare to learn from (fewer than 20 customers). `typical_gap_days` is the fitted model's
+    /// ([`BtydParams::typical_gap_days`]), for [`Calibration::pace`].
+    pub fn fit(
+        &self,
+        configured: &[f64; RISK_SIGNALS],
+        typical_gap_days: f64,
+    ) -> Option<Calibration> {
         let stayed_away = self.rows.iter().filter(|row| row.stayed_away).count();
         if stayed_away < 20 || self.rows.len() - stayed_away < 20 {
             return None;
@@ -561,6 +575,7 @@ impl Backtest {
             horizon_days: self.horizon_days,
             extension_weights,
             signal_weights: Some(signal_weights),
+            pace: pace_share(self.horizon_days, typical_gap_days),
         })
     }
 }
@@ -677,6 +692,7 @@ mod tests {
             horizon_days: 15.0,
             extension_weights: Calibration::IDENTITY.extension_weights,
             signal_weights: Some([5.0; RISK_SIGNALS]),
+            pace: pace_share(15.0, RetentionModel::prior().params.typical_gap_days()),
         };
         let horizon_seconds = 90.0 * 86_400.0;
         let trust = model.trust(horizon_seconds);
@@ -711,6 +727,7 @@ mod tests {
         );
         // Mature: a 45-day backtest for a 90-day horizon, the typical customer active every 43 days.
         model.calibration.horizon_days = 45.0;
+        model.calibration.pace = pace_share(45.0, model.params.typical_gap_days());
         assert_eq!(model.trust(horizon_seconds), 1.0);
         assert_eq!(
             RetentionModel::prior().basis(horizon_seconds),

@@ -2147,7 +2147,7 @@ impl Store {
         let configured = configured_signal_weights(&self.config);
         if let Some(calibration) = backtest
             .as_ref()
-            .and_then(|backtest| backtest.fit(&configured))
+            .and_then(|backtest| backtest.fit(&configured, retention.params.typical_gap_days()))
         {
             retention.calibration = calibration;
         }
