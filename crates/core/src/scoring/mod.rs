@@ -29,8 +29,8 @@ pub use history::{
     Summary, SARCASTIC_CLOSURE_SENTIMENT,
 };
 pub use retention::{
-    activity_sample, Backtest, Calibration, FitSamples, ModelFit, RetentionModel, RiskBasis,
-    FIT_PRIOR, RISK_SIGNALS,
+    activity_sample, pace_share, Backtest, Calibration, FitSamples, ModelFit, RetentionModel,
+    RiskBasis, FIT_PRIOR, RISK_SIGNALS,
 };
 pub use sla::{check_sla_rows, ChannelTargets, SlaPolicy, ThreadSla};
 pub use timeline::{TimelineLimits, Touchpoint};
