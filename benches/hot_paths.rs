@@ -69,6 +69,7 @@ fn apply(c: &mut Criterion) {
                 author_followers: 10,
                 thread_id: String::new(),
                 reply_need: rapport::domain::ReplyNeed::Unclear,
+                urgency_cues: Default::default(),
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -101,6 +102,7 @@ fn bench_event(n: u64, at_ms: i64) -> Interaction {
         author_followers: n * 7919 % 100_000,
         thread_id: String::new(),
         reply_need: rapport::domain::ReplyNeed::Unclear,
+        urgency_cues: Default::default(),
         identifiers: Vec::new(),
         agent_id: String::new(),
     }

@@ -88,6 +88,7 @@ impl Events {
                 String::new()
             },
             reply_need: rapport::domain::ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             identifiers: Vec::new(),
             agent_id: String::new(),
         };

@@ -102,7 +102,7 @@ async fn the_timeline_names_the_language_of_each_kept_snippet() {
 }
 
 #[test]
-fn classify_command_prints_the_language_as_its_fourth_column() {
+fn classify_command_prints_the_language_as_its_fourth_column_and_the_cues_as_its_sixth() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
         .arg("classify")
         .stdin(Stdio::piped())
@@ -114,7 +114,10 @@ fn classify_command_prints_the_language_as_its_fourth_column() {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{FRENCH}\n{ENGLISH}\n12345\n").as_bytes())
+        .write_all(
+            format!("{FRENCH}\n{ENGLISH}\n12345\nJe vais résilier, troisième fois que j'écris\n")
+                .as_bytes(),
+        )
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
@@ -127,14 +130,19 @@ fn classify_command_prints_the_language_as_its_fourth_column() {
         .lines()
         .map(|line| line.split('\t').collect())
         .collect();
-    assert_eq!(rows.len(), 3, "{stdout}");
+    assert_eq!(rows.len(), 4, "{stdout}");
     for row in &rows {
         assert_eq!(
             row.len(),
-            5,
-            "label, score, confidence, language, its confidence: {row:?}"
+            6,
+            "label, score, confidence, language, its confidence, cues: {row:?}"
         );
     }
+    assert_eq!(
+        (rows[2][5], rows[3][5]),
+        ("-", "cancel_threat,repeat_contact"),
+        "{stdout}"
+    );
     assert_eq!((rows[0][3], rows[1][3], rows[2][3]), ("fr", "en", "-"));
     let confidence: f64 = rows[0][4].parse().unwrap();
     assert!(confidence > 0.0 && confidence <= 1.0, "{stdout}");

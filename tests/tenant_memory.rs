@@ -50,6 +50,7 @@ fn message(tenant: &str, customer: &str, event: &str) -> Interaction {
         author_followers: 0,
         thread_id: "t-1".to_string(),
         reply_need: ReplyNeed::Unclear,
+        urgency_cues: Default::default(),
         identifiers: Vec::new(),
         agent_id: String::new(),
     }

@@ -8,7 +8,7 @@
 //! --ignored write_fixture`, and add it to `every_format_version_reads_back`.
 
 use rapport::config::ScoringConfig;
-use rapport::domain::{Channel, Direction, Interaction, Kind, ReplyNeed};
+use rapport::domain::{Channel, Direction, Interaction, Kind, ReplyNeed, UrgencyCues};
 use rapport::durability::{DurabilityConfig, Replayed, Wal, WalRecord};
 use rapport::sentiment::{Sentiment, SentimentLabel};
 use rapport::store::Store;
@@ -57,6 +57,7 @@ fn fixture_records() -> Vec<Logged> {
                     String::new()
                 },
                 reply_need: needs[index % 3],
+                urgency_cues: UrgencyCues::NONE,
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -239,6 +240,7 @@ fn apply_format_3(store: &Store, wal: Option<&Wal>, snapshot_at: usize) {
             author_followers: 10,
             thread_id: format!("thread-{channel:?}"),
             reply_need: ReplyNeed::Required,
+            urgency_cues: UrgencyCues::NONE,
             identifiers: vec![identifier.clone()],
             agent_id: if direction == Direction::Outbound {
                 "agent-kim".into()

@@ -45,8 +45,8 @@ pub enum Command {
     /// Run the gRPC server (the default).
     Serve(ServeArgs),
     /// Classify texts, one per line on stdin; prints
-    /// `label<TAB>score<TAB>confidence<TAB>language<TAB>language confidence` per line (language
-    /// ISO 639-1, `-` when none was found).
+    /// `label<TAB>score<TAB>confidence<TAB>language<TAB>language confidence<TAB>urgency cues` per
+    /// line (language ISO 639-1, `-` when none was found; cues comma-separated, `-` when none).
     Classify(ModelArgs),
     /// Evaluate a backend on a `label<TAB>text` file with a header: macro-recall, accuracy,
     /// per-class recall, confusion matrix, texts/s.
@@ -458,12 +458,22 @@ fn classify(args: ModelArgs) -> anyhow::Result<()> {
     for line in stdin.lines() {
         let line = line.context("cannot read stdin")?;
         let sentiment = model.classify(&line);
-        // Then the language (`-` when none was found) and the detector's confidence.
+        // Then the language (`-` when none was found) and the detector's confidence, and the
+        // urgency cues (comma-separated, `-` when none).
         let (language, language_confidence) = crate::sentiment::language::detect(&line)
             .map_or(("-", 0.0), |language| (language.code, language.confidence));
+        let cues: Vec<&str> = crate::sentiment::infer_urgency_cues(&line)
+            .iter()
+            .map(|cue| cue.as_str())
+            .collect();
+        let cues = if cues.is_empty() {
+            "-".to_string()
+        } else {
+            cues.join(",")
+        };
         writeln!(
             stdout,
-            "{}\t{:.4}\t{:.4}\t{language}\t{language_confidence:.4}",
+            "{}\t{:.4}\t{:.4}\t{language}\t{language_confidence:.4}\t{cues}",
             sentiment.label.as_str(),
             sentiment.score,
             sentiment.confidence

@@ -618,6 +618,30 @@ pub struct RespondWeights {
     /// Past missed_after_seconds, the wait term stops climbing and falls by this per unit of
     /// ln(waited / missed_after_seconds), so a stale backlog sinks below fresh messages.
     pub staleness: f64,
+    /// When an unanswered message threatens to cancel or go to a competitor.
+    pub cancel_threat: f64,
+    /// When it mentions a lawyer, a lawsuit, a regulator or a consumer body.
+    pub legal_threat: f64,
+    /// When it asks for a manager or an escalation.
+    pub manager_request: f64,
+    /// When it says the customer asked before, or the customer waits on several channels at once.
+    pub repeat_contact: f64,
+    /// When someone may be hurt (fire, injury, poisoning, electric shock).
+    pub safety: f64,
+}
+
+impl RespondWeights {
+    /// The urgency a cue adds to its thread.
+    pub fn cue(&self, cue: crate::domain::UrgencyCue) -> f64 {
+        use crate::domain::UrgencyCue;
+        match cue {
+            UrgencyCue::CancelThreat => self.cancel_threat,
+            UrgencyCue::LegalThreat => self.legal_threat,
+            UrgencyCue::ManagerRequest => self.manager_request,
+            UrgencyCue::RepeatContact => self.repeat_contact,
+            UrgencyCue::Safety => self.safety,
+        }
+    }
 }
 
 /// A channel's reply targets; unset values fall back to the `[scoring]` defaults.
@@ -717,6 +741,11 @@ impl Default for RespondWeights {
             customer_value: 0.3,
             retention_risk: 1.0,
             staleness: 0.5,
+            cancel_threat: 1.5,
+            legal_threat: 2.0,
+            manager_request: 1.0,
+            repeat_contact: 1.0,
+            safety: 3.0,
         }
     }
 }

@@ -192,7 +192,7 @@ impl Direction {
     }
 }
 
-pub use rapport_sentiment::ReplyNeed;
+pub use rapport_sentiment::{ReplyNeed, UrgencyCue, UrgencyCues};
 
 /// A validated interaction: every field has passed `api::convert`'s checks.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,6 +222,9 @@ pub struct Interaction {
     /// Whether an inbound message asks for an answer (resolved at validation: the client's word,
     /// else read from the text).
     pub reply_need: ReplyNeed,
+    /// Urgency cues read from an inbound text at validation (threats to leave, legal threats, …);
+    /// none on outbound events.
+    pub urgency_cues: UrgencyCues,
     /// Typed identifiers of the person, normalised (see [`crate::identity`]); the store resolves
     /// them to one customer. Empty for most events.
     pub identifiers: Vec<crate::identity::Identifier>,

@@ -403,7 +403,10 @@ impl Engine {
             self.request_refinement(interaction, inline);
         }
         let outcome = match applied {
-            Applied::Accepted(_) => IngestOutcome::Accepted,
+            Applied::Accepted(_) => {
+                telemetry::urgency_cues_heard(interaction.urgency_cues);
+                IngestOutcome::Accepted
+            }
             Applied::Duplicate(_) => IngestOutcome::Duplicate,
             Applied::Refused(_) => IngestOutcome::Rejected,
         };
@@ -450,6 +453,7 @@ mod tests {
             author_followers: 0,
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             identifiers: Vec::new(),
             agent_id: String::new(),
         };

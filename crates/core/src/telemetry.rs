@@ -17,6 +17,9 @@ use std::time::Duration;
 pub const GRPC_ACCEPT_ERRORS_TOTAL: &str = "rapport_grpc_accept_errors_total";
 /// Events ingested, by channel, kind and outcome.
 pub const EVENTS_INGESTED_TOTAL: &str = "rapport_events_ingested_total";
+/// Accepted inbound events whose text carries an urgency cue, by cue (one event may count under
+/// several cues).
+pub const URGENCY_CUES_TOTAL: &str = "rapport_urgency_cues_total";
 /// Texts classified, by backend and label.
 pub const CLASSIFICATIONS_TOTAL: &str = "rapport_classifications_total";
 /// Time to classify one text, by backend.
@@ -130,6 +133,10 @@ fn describe() {
     describe_counter!(
         EVENTS_INGESTED_TOTAL,
         "Events ingested, by channel, kind and outcome."
+    );
+    describe_counter!(
+        URGENCY_CUES_TOTAL,
+        "Accepted inbound events whose text carries an urgency cue, by cue."
     );
     describe_counter!(
         CLASSIFICATIONS_TOTAL,
@@ -349,6 +356,23 @@ pub fn event_ingested(channel: Option<Channel>, kind: Option<Kind>, outcome: Ing
     let kind_index = kind.map_or(KINDS - 1, |kind| kind as usize);
     let index = (channel_index * KINDS + kind_index) * OUTCOMES.len() + outcome as usize;
     counters[index].increment(1);
+}
+
+/// Counts the urgency cues of one accepted event.
+pub fn urgency_cues_heard(cues: crate::domain::UrgencyCues) {
+    use crate::domain::UrgencyCue;
+    static COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
+    if cues.is_empty() {
+        return;
+    }
+    let counters = COUNTERS.get_or_init(|| {
+        UrgencyCue::ALL
+            .map(|cue| counter!(URGENCY_CUES_TOTAL, "cue" => cue.as_str()))
+            .into()
+    });
+    for cue in cues.iter() {
+        counters[cue as usize].increment(1);
+    }
 }
 
 /// Records one classification.

@@ -12,9 +12,11 @@ mod reply_need;
 pub mod telemetry;
 #[cfg(feature = "transformer")]
 pub mod transformer;
+mod urgency;
 pub mod vader;
 
 pub use reply_need::{infer_reply_need, MAX_CLOSURE_WORDS};
+pub use urgency::{infer_urgency_cues, UrgencyCue, UrgencyCues};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;

@@ -67,7 +67,10 @@ pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
 /// identity profile.
 /// 4: every log file opens with a mark naming its segment number and a sealed one closes with a
 /// mark counting its records; a state snapshot ends with a record counting its customers.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: logged events carry their urgency cues, and so do state records and open threads.
+pub const FORMAT_VERSION: u32 = 5;
+/// The first format whose events and state carry urgency cues.
+const CUES_FORMAT_VERSION: u32 = 5;
 /// The first format whose log files carry segment marks and whose snapshots end with a count.
 const MARKED_FORMAT_VERSION: u32 = 4;
 /// The first format whose state records carry the customer's identity profile.
@@ -1168,19 +1171,22 @@ impl Wal {
                         snapshot_path.display()
                     )
                 };
+                let decode_current = || state_encoding().deserialize(payload);
                 let (tenant_id, customer_id, history, profile, attributes): CustomerRecord =
-                    if snapshot.version >= PROFILE_FORMAT_VERSION {
-                        state_encoding()
-                            .deserialize(payload)
+                    if snapshot.version >= CUES_FORMAT_VERSION {
+                        decode_current().with_context(undecodable)?
+                    } else if snapshot.version >= PROFILE_FORMAT_VERSION {
+                        crate::scoring::decode_state_without_cues(decode_current)
                             .with_context(undecodable)?
                     } else {
                         let (tenant_id, customer_id, history): (
                             String,
                             String,
                             crate::scoring::CustomerHistoryV2,
-                        ) = state_encoding()
-                            .deserialize(payload)
-                            .with_context(undecodable)?;
+                        ) = crate::scoring::decode_state_without_cues(|| {
+                            state_encoding().deserialize(payload)
+                        })
+                        .with_context(undecodable)?;
                         (tenant_id, customer_id, history.into(), None, None)
                     };
                 apply_customer(
@@ -1831,6 +1837,7 @@ mod tests {
             author_followers: 0,
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             identifiers: Vec::new(),
             agent_id: String::new(),
         }

@@ -54,6 +54,9 @@ pub struct LoggedInteraction {
     /// Who answered, on outbound events (format 3).
     #[prost(string, tag = "14")]
     pub agent_id: String,
+    /// Urgency cue bits ([`crate::domain::UrgencyCues::bits`]; format 5, absent before).
+    #[prost(uint32, tag = "15")]
+    pub urgency_cues: u32,
 }
 
 /// A normalised identifier as the log stores it.
@@ -378,6 +381,7 @@ impl LoggedInteraction {
                 ReplyNeed::Required => 1,
                 ReplyNeed::NotRequired => 2,
             },
+            urgency_cues: interaction.urgency_cues.bits(),
             identifiers: interaction
                 .identifiers
                 .iter()
@@ -435,6 +439,7 @@ impl LoggedInteraction {
             author_followers: self.author_followers,
             thread_id: self.thread_id,
             reply_need,
+            urgency_cues: crate::domain::UrgencyCues::from_bits(self.urgency_cues),
             identifiers: self
                 .identifiers
                 .into_iter()
@@ -473,6 +478,7 @@ mod tests {
                     ReplyNeed::Required,
                     ReplyNeed::NotRequired,
                 ][index % 3],
+                urgency_cues: crate::domain::UrgencyCues::from_bits(index as u32),
                 identifiers: vec![Identifier {
                     kind: IdentifierKind::ALL[index % 4],
                     value: format!("v{index}"),

@@ -2,7 +2,7 @@
 //! the factors behind them. The human-readable wording of factors lives in `factor.rs`.
 
 use crate::config::ScoringConfig;
-use crate::domain::{Action, ReplyNeed, TimestampMs};
+use crate::domain::{Action, ReplyNeed, TimestampMs, UrgencyCue, UrgencyCues};
 use crate::scoring::sla::ThreadSla;
 use crate::scoring::{decayed, logit, sigmoid, OpenThread, Summary, TenantModel, RISK_SIGNALS};
 
@@ -328,6 +328,10 @@ struct ThreadUrgency {
     reach: f64,
     public_channel: f64,
     messages: f64,
+    /// The thread's urgency cues, with the one the customer's other open channels add.
+    cues: UrgencyCues,
+    /// Their urgency, in [`UrgencyCue::ALL`] order.
+    cue_urgency: [f64; UrgencyCue::ALL.len()],
 }
 
 impl ThreadUrgency {
@@ -338,16 +342,34 @@ impl ThreadUrgency {
             + self.reach
             + self.public_channel
             + self.messages
+            + self.cue_urgency.iter().sum::<f64>()
     }
 }
 
+/// Distinct channels among the customer's open threads.
+fn open_channels(summary: &Summary) -> u32 {
+    summary
+        .open_threads
+        .iter()
+        .fold(0u16, |channels, open| channels | (1 << open.channel as u8))
+        .count_ones()
+}
+
+/// `open_channels`: distinct channels with an open thread of the customer; more than one adds
+/// [`UrgencyCue::RepeatContact`] (the customer is asking again elsewhere).
 fn thread_urgency(
     open: &OpenThread,
+    open_channels: u32,
     at: TimestampMs,
     config: &ScoringConfig,
     model: &TenantModel,
 ) -> ThreadUrgency {
     let weights = &config.respond;
+    let cues = if open_channels > 1 {
+        open.cues.with(UrgencyCue::RepeatContact)
+    } else {
+        open.cues
+    };
     let sla = model.sla.thread_state(open, at);
     let wait = if sla.missed {
         let plateau = model.sla.business_seconds_at_miss(open, &sla) / sla.target_seconds;
@@ -372,6 +394,14 @@ fn thread_urgency(
             0.0
         },
         messages: weights.messages * f64::from(open.messages.max(1)).ln(),
+        cues,
+        cue_urgency: UrgencyCue::ALL.map(|cue| {
+            if cues.contains(cue) {
+                weights.cue(cue)
+            } else {
+                0.0
+            }
+        }),
     }
 }
 
@@ -385,8 +415,9 @@ fn most_urgent_thread<'a>(
 ) -> (Option<(ThreadUrgency, &'a OpenThread)>, u32) {
     let mut missed_threads = 0u32;
     let mut most_urgent: Option<(ThreadUrgency, &OpenThread)> = None;
+    let channels = open_channels(summary);
     for open in &summary.open_threads {
-        let urgency = thread_urgency(open, at, config, model);
+        let urgency = thread_urgency(open, channels, at, config, model);
         missed_threads += u32::from(urgency.sla.missed);
         let better = most_urgent.as_ref().is_none_or(|(best, _)| {
             urgency
@@ -473,7 +504,13 @@ fn respond_urgency(
             ),
             (FactorKind::AtRiskCustomer { retention_risk }, at_risk),
         ];
-        for (kind, part) in parts {
+        let channels = open_channels(summary);
+        let cues = UrgencyCue::ALL
+            .into_iter()
+            .zip(thread.cue_urgency)
+            .filter(|(cue, _)| thread.cues.contains(*cue))
+            .map(|(cue, part)| (FactorKind::UrgencyCue { cue, channels }, part));
+        for (kind, part) in parts.into_iter().chain(cues) {
             if part.abs() > 1e-6 {
                 factors.push(Factor {
                     kind,
@@ -629,7 +666,7 @@ mod tests {
     use super::*;
     use crate::domain::{Channel, Direction, Kind};
     use crate::scoring::TenantModel;
-    use crate::scoring::{CustomerHistory, EventRecord, InsertOutcome, RefineOutcome};
+    use crate::scoring::{CustomerHistory, EventRecord, FactorGroup, InsertOutcome, RefineOutcome};
     use proptest::prelude::*;
 
     const DAY_MS: i64 = 86_400_000;
@@ -648,6 +685,7 @@ mod tests {
             direction: Direction::Inbound,
             has_sentiment: false,
             reply_need: ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             note: Default::default(),
         }
     }
@@ -763,6 +801,7 @@ mod tests {
             messages: 1,
             need: crate::domain::ReplyNeed::Required,
             follow_up: false,
+            cues: UrgencyCues::NONE,
         });
         let at = 1_000 + 1_800_000;
         let plain = evaluate(&summary, at, &config, &base);
@@ -864,6 +903,85 @@ mod tests {
             .iter()
             .find(|f| f.name() == name)
             .map_or(0.0, |f| f.contribution)
+    }
+
+    #[test]
+    fn urgency_cues_raise_their_thread_by_their_weight_with_one_reason_each() {
+        let config = ScoringConfig::default();
+        let model = TenantModel::new(&config, None);
+        let t = 400 * DAY_MS;
+        let message = |key: u64, channel: Channel, cues: UrgencyCues| EventRecord {
+            urgency_cues: cues,
+            thread_key: key,
+            ..said(
+                t - 3_600_000,
+                key,
+                Kind::Message,
+                channel,
+                -0.5,
+                100,
+                ReplyNeed::Required,
+            )
+        };
+        let score_of = |records: &[EventRecord]| {
+            let mut history = CustomerHistory::default();
+            for record in records {
+                history.insert(*record, &config);
+            }
+            evaluate(history.summary(), t, &config, &model)
+        };
+        let plain = score_of(&[message(1, Channel::Email, UrgencyCues::NONE)]);
+        let threats: UrgencyCues = [UrgencyCue::LegalThreat, UrgencyCue::CancelThreat]
+            .into_iter()
+            .collect();
+        let threatened = score_of(&[message(1, Channel::Email, threats)]);
+        assert_eq!(threatened.action, Action::Respond);
+        assert!(threatened.priority > plain.priority);
+        let added = contribution(&threatened, "unanswered") - contribution(&plain, "unanswered");
+        let weights = &config.respond;
+        assert!(
+            (added - weights.legal_threat - weights.cancel_threat).abs() < 1e-9,
+            "{added}"
+        );
+        assert_eq!(
+            contribution(&threatened, "legal_threat"),
+            weights.legal_threat
+        );
+        assert_eq!(
+            contribution(&threatened, "cancel_threat"),
+            weights.cancel_threat
+        );
+        assert_eq!(contribution(&threatened, "safety"), 0.0);
+        // The parts of the priority still sum to the whole.
+        let parts: f64 = threatened
+            .factors
+            .iter()
+            .filter(|f| f.group() == FactorGroup::Priority && f.name() != "unanswered")
+            .map(|f| f.contribution)
+            .sum();
+        assert!((parts - contribution(&threatened, "unanswered")).abs() < 1e-9);
+
+        // Waiting on two channels at once is a repeat contact, without any phrase.
+        let two_channels = score_of(&[
+            message(1, Channel::Email, UrgencyCues::NONE),
+            message(2, Channel::Chat, UrgencyCues::NONE),
+        ]);
+        let repeat = two_channels
+            .factors
+            .iter()
+            .find(|f| f.name() == "repeat_contact")
+            .expect("a repeat-contact reason");
+        assert_eq!(repeat.contribution, weights.repeat_contact);
+        assert!(matches!(
+            repeat.kind,
+            FactorKind::UrgencyCue { channels: 2, .. }
+        ));
+        // Two threads on one channel are not.
+        let one_channel = score_of(&[
+            message(1, Channel::Email, UrgencyCues::NONE),
+            message(2, Channel::Email, UrgencyCues::NONE),
+        ]);
+        assert_eq!(contribution(&one_channel, "repeat_contact"), 0.0);
     }
 
     /// The worked examples of docs/scoring.md, one per action, under the default config and
@@ -991,9 +1109,10 @@ mod tests {
             0u32..2_000_000,
             0.0f64..500.0,
             0usize..3,
+            0u32..32,
         )
             .prop_map(
-                |(at, key, thread, kind, inbound, sentiment, followers, value, need)| EventRecord {
+                |(at, key, thread, kind, inbound, sentiment, followers, value, need, cues)| EventRecord {
                     occurred_at_ms: at,
                     event_key: key,
                     thread_key: thread,
@@ -1014,6 +1133,7 @@ mod tests {
                         ReplyNeed::Required,
                         ReplyNeed::NotRequired,
                     ][need],
+                    urgency_cues: UrgencyCues::from_bits(if inbound { cues } else { 0 }),
                     note: Default::default(),
                 },
             )

@@ -1,7 +1,7 @@
 //! The factors behind a score: what each is, with the figures that explain it. Scoring computes
 //! them; their wording for people is the transport's (rapport-server's `api::reasons`).
 
-use crate::domain::{Channel, Kind};
+use crate::domain::{Channel, Kind, UrgencyCue};
 
 /// One signed contribution to a score.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -110,6 +110,15 @@ pub enum FactorKind {
         /// Unanswered messages in the thread.
         messages: u32,
     },
+    /// RESPOND: an urgency cue of the unanswered messages (a threat to leave, a lawyer, a
+    /// manager, asking again, a danger).
+    UrgencyCue {
+        /// Which cue.
+        cue: UrgencyCue,
+        /// Distinct channels on which the customer waits for an answer (more than one is a
+        /// repeat contact by itself).
+        channels: u32,
+    },
     /// RESPOND: what the customer has spent.
     CustomerValue {
         /// Sum of the customer's purchase values (money).
@@ -170,6 +179,7 @@ impl Factor {
             FactorKind::Reach { .. } => "reach",
             FactorKind::PublicChannel { .. } => "public_channel",
             FactorKind::ThreadMessages { .. } => "thread_messages",
+            FactorKind::UrgencyCue { cue, .. } => cue.as_str(),
             FactorKind::CustomerValue { .. } => "customer_value",
             FactorKind::AtRiskCustomer { .. } => "at_risk_customer",
             FactorKind::HighRisk { .. } => "high_risk",

@@ -1,7 +1,7 @@
 //! A customer's events, kept sorted, and their in-order fold into a [`Summary`].
 
 use crate::config::ScoringConfig;
-use crate::domain::{Channel, Direction, Kind, ReplyNeed, TimestampMs};
+use crate::domain::{Channel, Direction, Kind, ReplyNeed, TimestampMs, UrgencyCues};
 use crate::scoring::decay_factor;
 use crate::scoring::timeline::{NoteIds, Notes, NotesWire, TimelineLimits, Touchpoint};
 use std::borrow::Cow;
@@ -33,6 +33,9 @@ pub struct EventRecord {
     pub has_sentiment: bool,
     /// Whether an inbound message asks for an answer.
     pub reply_need: ReplyNeed,
+    /// Urgency cues of an inbound message's text (absent from state of formats before 5).
+    #[serde(deserialize_with = "cues_in_state")]
+    pub urgency_cues: UrgencyCues,
     /// The timeline's thread and agent ids of the event, as indexes into its customer's notes.
     /// In the record's padding (the record stays 56 bytes); not serialized: state snapshots hold
     /// the notes' own list (see `CustomerHistory`'s serialization).
@@ -103,6 +106,39 @@ pub struct OpenThread {
     /// The brand had already answered in this thread (or, for thread-less messages, reached the
     /// customer) before: the next-response target applies instead of the first-response one.
     pub follow_up: bool,
+    /// Urgency cues of the unanswered messages, all together (absent from state of formats
+    /// before 5).
+    #[serde(deserialize_with = "cues_in_state")]
+    pub cues: UrgencyCues,
+}
+
+thread_local! {
+    /// Set while state written before urgency cues existed is decoded.
+    static STATE_WITHOUT_CUES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Decodes, with `decode`, state written before records and open threads carried urgency cues
+/// (snapshot formats 2 to 4): their cue fields read nothing and are empty. The state encoding is
+/// positional (bincode), so the field must be skipped, not defaulted.
+pub fn decode_state_without_cues<T>(decode: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STATE_WITHOUT_CUES.set(self.0);
+        }
+    }
+    let _restore = Restore(STATE_WITHOUT_CUES.replace(true));
+    decode()
+}
+
+fn cues_in_state<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<UrgencyCues, D::Error> {
+    if STATE_WITHOUT_CUES.get() {
+        Ok(UrgencyCues::NONE)
+    } else {
+        serde::Deserialize::deserialize(deserializer)
+    }
 }
 
 /// Everything scores are computed from: an in-order fold of a customer's events. Decayed sums are
@@ -250,6 +286,7 @@ impl Summary {
                     open.messages += 1;
                     open.worst_sentiment = open.worst_sentiment.min(worst);
                     open.author_followers = open.author_followers.max(record.author_followers);
+                    open.cues = open.cues.union(record.urgency_cues);
                     if need == ReplyNeed::Required {
                         open.need = ReplyNeed::Required;
                     }
@@ -267,6 +304,7 @@ impl Summary {
                     follow_up: self.events_total > self.activity_total
                         && (record.thread_key == 0
                             || record.thread_key == self.last_outbound_thread_key),
+                    cues: record.urgency_cues,
                 }),
             }
         }
@@ -544,6 +582,7 @@ impl CustomerHistory {
                     unanswered,
                     snippet: crate::scoring::timeline::printable(note.snippet),
                     value: record.value,
+                    urgency_cues: record.urgency_cues,
                 }
             })
             .collect()

@@ -274,6 +274,8 @@ pub struct Touchpoint {
     pub snippet: String,
     /// Money, for purchases.
     pub value: f64,
+    /// Urgency cues of an inbound text.
+    pub urgency_cues: crate::domain::UrgencyCues,
 }
 
 #[cfg(test)]
@@ -327,6 +329,7 @@ mod tests {
             },
             has_sentiment: false,
             reply_need: crate::domain::ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             note: NoteIds::default(),
         }
     }

@@ -139,6 +139,23 @@ impl ScoringConfig {
                     self.respond.staleness,
                 ),
                 (
+                    "scoring.respond.cancel_threat".to_string(),
+                    self.respond.cancel_threat,
+                ),
+                (
+                    "scoring.respond.legal_threat".to_string(),
+                    self.respond.legal_threat,
+                ),
+                (
+                    "scoring.respond.manager_request".to_string(),
+                    self.respond.manager_request,
+                ),
+                (
+                    "scoring.respond.repeat_contact".to_string(),
+                    self.respond.repeat_contact,
+                ),
+                ("scoring.respond.safety".to_string(), self.respond.safety),
+                (
                     "scoring.actions.advocate_min_engagement".to_string(),
                     self.actions.advocate_min_engagement,
                 ),

@@ -861,6 +861,7 @@ impl Store {
             direction: interaction.direction,
             has_sentiment: sentiment.is_some(),
             reply_need: interaction.reply_need,
+            urgency_cues: interaction.urgency_cues,
             note: Default::default(),
         };
         let tenant = match self.admitted_tenant(&interaction.tenant_id) {
@@ -2248,6 +2249,7 @@ mod tests {
             author_followers: u64::from(followers),
             thread_id: format!("t{}", customer % 3),
             reply_need: ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             identifiers: Vec::new(),
             agent_id: String::new(),
         };
@@ -2347,6 +2349,7 @@ mod tests {
                 author_followers: 50_000,
                 thread_id: "t".into(),
                 reply_need: ReplyNeed::Unclear,
+                urgency_cues: Default::default(),
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -2383,6 +2386,7 @@ mod tests {
             author_followers: 0,
             thread_id: String::new(),
             reply_need: ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             identifiers: Vec::new(),
             agent_id: String::new(),
         };
@@ -2562,6 +2566,7 @@ mod tests {
                         author_followers: 0,
                         thread_id: String::new(),
                         reply_need: ReplyNeed::NotRequired,
+                        urgency_cues: Default::default(),
                         identifiers: Vec::new(),
                         agent_id: String::new(),
                     };
@@ -2847,6 +2852,7 @@ mod tests {
             author_followers: u64::from(followers),
             thread_id: format!("t{person}-{slot}"),
             reply_need: ReplyNeed::Unclear,
+            urgency_cues: Default::default(),
             identifiers: if as_one_id { Vec::new() } else { identifiers },
             agent_id: String::new(),
         };

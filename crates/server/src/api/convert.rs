@@ -349,6 +349,11 @@ pub fn interaction_from_pb(
             format!("must be a finite amount >= 0, got {value}"),
         ));
     }
+    let urgency_cues = if direction == Direction::Inbound {
+        crate::sentiment::infer_urgency_cues(&text)
+    } else {
+        crate::domain::UrgencyCues::NONE
+    };
     Ok(Interaction {
         event_id,
         tenant_id,
@@ -362,6 +367,7 @@ pub fn interaction_from_pb(
         author_followers,
         thread_id,
         reply_need,
+        urgency_cues,
         identifiers,
         agent_id,
     })
@@ -486,7 +492,10 @@ pub fn touchpoint_to_pb(
                     score,
                     confidence,
                 },
-                languages.detect(&touchpoint.snippet),
+                TextReading {
+                    language: languages.detect(&touchpoint.snippet),
+                    urgency_cues: touchpoint.urgency_cues,
+                },
             )
         }),
         agent_id: touchpoint.agent_id.clone(),
@@ -615,11 +624,40 @@ pub fn action_to_pb(action: Action) -> pb::Action {
     }
 }
 
-/// Sentiment and the text's language (`None`: no language found) → proto.
-pub fn sentiment_to_pb(sentiment: &Sentiment, language: Option<Language>) -> pb::SentimentResult {
+/// What the API shows of a text beside its sentiment.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TextReading {
+    /// The text's language (`None`: no language found, or not asked for).
+    pub language: Option<Language>,
+    /// Its urgency cues (none for outbound events).
+    pub urgency_cues: crate::domain::UrgencyCues,
+}
+
+/// An urgency cue → proto.
+pub fn urgency_cue_to_pb(cue: crate::domain::UrgencyCue) -> pb::UrgencyCue {
+    use crate::domain::UrgencyCue;
+    match cue {
+        UrgencyCue::CancelThreat => pb::UrgencyCue::CancelThreat,
+        UrgencyCue::LegalThreat => pb::UrgencyCue::LegalThreat,
+        UrgencyCue::ManagerRequest => pb::UrgencyCue::ManagerRequest,
+        UrgencyCue::RepeatContact => pb::UrgencyCue::RepeatContact,
+        UrgencyCue::Safety => pb::UrgencyCue::Safety,
+    }
+}
+
+/// Sentiment, with what else the text holds → proto.
+pub fn sentiment_to_pb(sentiment: &Sentiment, reading: TextReading) -> pb::SentimentResult {
+    let TextReading {
+        language,
+        urgency_cues,
+    } = reading;
     pb::SentimentResult {
         language: language.map_or_else(String::new, |language| language.code.to_string()),
         language_confidence: language.map_or(0.0, |language| f64::from(language.confidence)),
+        urgency_cues: urgency_cues
+            .iter()
+            .map(|cue| urgency_cue_to_pb(cue) as i32)
+            .collect(),
         label: match sentiment.label {
             SentimentLabel::Negative => pb::SentimentLabel::Negative,
             SentimentLabel::Neutral => pb::SentimentLabel::Neutral,

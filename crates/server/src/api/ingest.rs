@@ -7,7 +7,6 @@ use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::ingest_service_server::IngestService;
 use crate::scoring::Score;
-use crate::sentiment::language::Language;
 use crate::sentiment::Sentiment;
 use crate::store::Applied;
 use crate::telemetry::{self, IngestOutcome};
@@ -191,8 +190,9 @@ enum Processed {
         tenant_id: String,
         customer_id: String,
         sentiment: Option<Sentiment>,
-        /// The text's language: detected only for `IngestScored`'s answers (`want_score`).
-        language: Option<Language>,
+        /// The text's language (detected only for `IngestScored`'s answers, `want_score`) and
+        /// urgency cues.
+        reading: convert::TextReading,
         applied: Applied,
     },
     Rejected {
@@ -290,18 +290,19 @@ impl IngestApi {
             None => Ok(interaction),
         });
         // Only a scored answer shows the language: Ingest and IngestBatch pay nothing for it.
-        let language = |interaction: &rapport_core::domain::Interaction| {
-            want_score
+        let reading = |interaction: &rapport_core::domain::Interaction| convert::TextReading {
+            language: want_score
                 .then(|| self.engine.language.detect(&interaction.text))
-                .flatten()
+                .flatten(),
+            urgency_cues: interaction.urgency_cues,
         };
         match (converted, &self.cluster) {
             (Ok(interaction), Some(cluster)) => {
-                let language = language(&interaction);
-                self.publish(cluster, interaction, language)
+                let reading = reading(&interaction);
+                self.publish(cluster, interaction, reading)
             }
             (Ok(interaction), None) => {
-                let language = language(&interaction);
+                let reading = reading(&interaction);
                 let (sentiment, applied, durable) =
                     self.engine.ingest(&interaction, now, want_score);
                 // The answer names the customer the event was applied to: the owner of its
@@ -319,7 +320,7 @@ impl IngestApi {
                     tenant_id: interaction.tenant_id,
                     customer_id,
                     sentiment,
-                    language,
+                    reading,
                     applied,
                 };
                 Ok((processed, durable))
@@ -342,7 +343,7 @@ impl IngestApi {
         &self,
         cluster: &crate::cluster::Cluster,
         interaction: rapport_core::domain::Interaction,
-        language: Option<Language>,
+        reading: convert::TextReading,
     ) -> Result<(Processed, Option<Durable>), ApiError> {
         let sentiment = self.engine.classify_event(&interaction);
         let durable = cluster.publish(&interaction, sentiment)?;
@@ -356,7 +357,7 @@ impl IngestApi {
             tenant_id: interaction.tenant_id,
             customer_id: interaction.customer_id,
             sentiment,
-            language,
+            reading,
             applied: Applied::Accepted(None),
         };
         Ok((processed, Some(durable)))
@@ -426,7 +427,7 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
             tenant_id,
             customer_id,
             sentiment,
-            language,
+            reading,
             applied,
         } => {
             let (outcome, score): (pb::IngestOutcome, Option<&Score>) = match &applied {
@@ -439,7 +440,7 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
                 outcome: outcome as i32,
                 sentiment: sentiment
                     .as_ref()
-                    .map(|sentiment| convert::sentiment_to_pb(sentiment, language)),
+                    .map(|sentiment| convert::sentiment_to_pb(sentiment, reading)),
                 score: score.map(|score| convert::score_to_pb(&tenant_id, &customer_id, score)),
                 error: String::new(),
             }

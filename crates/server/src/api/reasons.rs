@@ -2,6 +2,7 @@
 //! scoring only computes the figures (`rapport_core::scoring::FactorKind`); the wording lives here,
 //! at the edge that shows it.
 
+use rapport_core::domain::UrgencyCue;
 use rapport_core::scoring::{Factor, FactorKind, RiskBasis};
 
 /// Where an activity term comes from, in words: how much history stands behind it.
@@ -121,6 +122,16 @@ pub fn detail(factor: &Factor) -> String {
         FactorKind::ThreadMessages { messages } => {
             format!("{messages} unanswered messages in the thread")
         }
+        FactorKind::UrgencyCue { cue, channels } => match cue {
+            UrgencyCue::CancelThreat => "threatens to cancel or leave".to_string(),
+            UrgencyCue::LegalThreat => "mentions a lawyer, legal action or a regulator".to_string(),
+            UrgencyCue::ManagerRequest => "asks for a manager or an escalation".to_string(),
+            UrgencyCue::RepeatContact if channels > 1 => {
+                format!("waiting for an answer on {channels} channels at once")
+            }
+            UrgencyCue::RepeatContact => "says they have asked before".to_string(),
+            UrgencyCue::Safety => "someone may be hurt (a safety issue)".to_string(),
+        },
         FactorKind::CustomerValue { lifetime_value } => {
             format!("lifetime value {lifetime_value:.0}")
         }

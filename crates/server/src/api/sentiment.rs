@@ -52,7 +52,13 @@ impl SentimentApi {
             .iter()
             .zip(&texts)
             .map(|(sentiment, text)| {
-                convert::sentiment_to_pb(sentiment, self.engine.language.detect(text))
+                convert::sentiment_to_pb(
+                    sentiment,
+                    convert::TextReading {
+                        language: self.engine.language.detect(text),
+                        urgency_cues: crate::sentiment::infer_urgency_cues(text),
+                    },
+                )
             })
             .collect();
         Ok(pb::ClassifyResponse { results })
