@@ -1,5 +1,5 @@
 //! Criterion benches of the in-process hot paths: classifying a tweet (fast, its gold-label twin,
-//! VADER), applying an event to the store, and TopCustomers over 1M customers.
+//! VADER) and reading its urgency cues and reply need, applying an event to the store, and TopCustomers over 1M customers.
 //! Run: `cargo bench --bench hot_paths`. (Load runs over gRPC and their baselines: BENCHMARKS.md.)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -47,6 +47,21 @@ fn classify(c: &mut Criterion) {
             })
         });
     }
+    // What validation reads from every inbound text beside its sentiment, against the same texts.
+    group.bench_function("urgency_cues/val.tsv", |b| {
+        b.iter(|| {
+            for text in &texts {
+                black_box(sentiment::infer_urgency_cues(black_box(text)));
+            }
+        })
+    });
+    group.bench_function("reply_need/val.tsv", |b| {
+        b.iter(|| {
+            for text in &texts {
+                black_box(sentiment::infer_reply_need(black_box(text)));
+            }
+        })
+    });
     group.finish();
 }
 

@@ -267,6 +267,9 @@ fn event_of(tenant: usize, customer: usize, n: usize) -> pb::Interaction {
         "this is terrible, I want a refund",
         "love it, thanks!",
         "",
+        // Urgency cues: answers across restarts compare their reasons, so a cue lost by the log
+        // or a snapshot shows.
+        "third time I ask: cancel my subscription or my lawyer calls you",
     ];
     let mut interaction = with_text(
         event(TENANTS[tenant], &id, &format!("{id}-e{n}"), at_ms),

@@ -5,7 +5,8 @@
 //!
 //! The cases state principles, not tuned examples: content at equal wait, wait at equal content,
 //! reach, value, staleness, needs-reply against closure, answered against waiting, lapsed loyal
-//! against lapsed casual, souring against steady.
+//! against lapsed casual, souring against steady, urgency cues (a lawyer, a threat to cancel, a
+//! danger, asking on several channels) against the same message without them.
 
 mod common;
 
@@ -294,6 +295,57 @@ fn cases() -> Vec<Case> {
                 message("first", "hello??", 90 * MINUTE_MS).thread("t"),
                 message("first", "anyone there?", HOUR_MS).thread("t"),
                 message("second", complaint, 2 * HOUR_MS).thread("t"),
+            ],
+        },
+        Case {
+            name: "a legal threat over the same complaint without one",
+            because: "a customer talking to a lawyer is about to cost more than an apology",
+            events: vec![
+                message(
+                    "first",
+                    "my order arrived broken. I am talking to my lawyer",
+                    HOUR_MS,
+                ),
+                message("second", "my order arrived broken", HOUR_MS),
+            ],
+        },
+        Case {
+            name: "a threat to cancel over a longer wait",
+            because: "a customer about to leave comes before one who waited a little longer",
+            events: vec![
+                message(
+                    "first",
+                    "the app logs me out every day, I will cancel my subscription",
+                    HOUR_MS,
+                ),
+                message("second", "the app logs me out every day", 90 * MINUTE_MS),
+            ],
+        },
+        Case {
+            name: "safety over a longer wait",
+            because: "someone may be hurt",
+            events: vec![
+                message(
+                    "first",
+                    "the charger you sold me caught fire",
+                    20 * MINUTE_MS,
+                ),
+                message(
+                    "second",
+                    "the charger you sold me stopped working",
+                    2 * HOUR_MS,
+                ),
+            ],
+        },
+        Case {
+            name: "asking on two channels over one",
+            because: "a customer who asks again on chat is still waiting on e-mail",
+            events: vec![
+                message("first", question, 2 * HOUR_MS).thread("mail"),
+                message("first", question, HOUR_MS)
+                    .thread("chat")
+                    .channel(pb::Channel::Chat),
+                message("second", question, 2 * HOUR_MS).thread("mail"),
             ],
         },
         Case {

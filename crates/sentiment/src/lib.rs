@@ -16,10 +16,10 @@ mod urgency;
 pub mod vader;
 
 pub use reply_need::{infer_reply_need, MAX_CLOSURE_WORDS};
-pub use urgency::{infer_urgency_cues, UrgencyCue, UrgencyCues};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
+pub use urgency::{infer_urgency_cues, UrgencyCue, UrgencyCues};
 
 /// Polarity class of a text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -204,7 +204,11 @@ const CANCEL_THREAT: &[&str] = &[
     "lost me as a customer",
     "losing a customer",
     // French
-    "resili*",
+    "resilier",
+    "resilie",
+    "resilies",
+    "resilierai",
+    "resiliation",
     "vais annuler",
     "changer d operateur",
     "changer de fournisseur",
@@ -215,7 +219,9 @@ const CANCEL_THREAT: &[&str] = &[
     "plus jamais chez vous",
     "perdu un client",
     // German
-    "kundig*",
+    "kundige",
+    "kundigen",
+    "kundigung*",
     "gekundigt",
     "zur konkurrenz",
     "anbieter wechseln",
@@ -290,7 +296,11 @@ const LEGAL_THREAT: &[&str] = &[
     "legal action",
     "legal advice",
     "take legal",
-    "sue",
+    "i will sue",
+    "i ll sue",
+    "going to sue",
+    "gonna sue",
+    "sue them",
     "sue you",
     "suing",
     "lawsuit*",
@@ -304,7 +314,6 @@ const LEGAL_THREAT: &[&str] = &[
     "trading standards",
     "consumer protection",
     "better business bureau",
-    "bbb",
     "ftc",
     "fcc",
     "cfpb",
@@ -396,9 +405,15 @@ const LEGAL_THREAT: &[&str] = &[
 /// Phrases asking for someone above the agent.
 const MANAGER_REQUEST: &[&str] = &[
     // English
-    "manager",
+    "a manager",
+    "the manager",
+    "your manager",
+    "to manager",
     "supervisor",
-    "escalat*",
+    "escalate",
+    "escalated",
+    "escalating",
+    "escalation",
     "your boss",
     "someone in charge",
     "someone senior",
@@ -436,17 +451,16 @@ const MANAGER_REQUEST: &[&str] = &[
     "un responsabile",
     "col responsabile",
     "al responsabile",
-    "il direttore",
     "un superiore",
     // Portuguese
     "ouvidoria",
+    "مع المدير",
+    "مع مدير",
+    "مع المسؤول",
     "o responsavel",
     "um responsavel",
     "com o responsavel",
     // Arabic
-    "المدير",
-    "مدير",
-    "المسؤول",
     // Hindi
     "senior se baat",
     "manager se baat",
@@ -512,8 +526,11 @@ const REPEAT_CONTACT: &[&str] = &[
     "deja contacte",
     "deja appele",
     "deja ecrit",
-    "toujours pas",
-    "toujours rien",
+    "toujours pas recu*",
+    "toujours pas arriv*",
+    "toujours pas de reponse",
+    "toujours rien recu",
+    "toujours aucune",
     "toujours en attente",
     "j attends toujours",
     "aucune reponse",
@@ -523,7 +540,8 @@ const REPEAT_CONTACT: &[&str] = &[
     "zum dritten mal",
     "zum zweiten mal",
     "zum wiederholten*",
-    "schon wieder",
+    "schon wieder kein*",
+    "schon wieder nicht",
     "wie oft noch",
     "schon mehrfach",
     "bereits mehrfach",
@@ -543,9 +561,11 @@ const REPEAT_CONTACT: &[&str] = &[
     "cuantas veces",
     "ya les dije",
     "ya os dije",
-    "todavia no",
-    "aun no",
     "sigo esperando",
+    "aun no me",
+    "todavia no me",
+    "aun no llega",
+    "todavia no llega",
     "sin respuesta",
     "ninguna respuesta",
     // Italian
@@ -561,8 +581,11 @@ const REPEAT_CONTACT: &[&str] = &[
     // Portuguese
     "terceira vez",
     "quantas vezes",
-    "ainda nao",
     "ainda estou esperando",
+    "ainda nao recebi",
+    "ainda nao chegou",
+    "ainda nao responderam",
+    "ainda nao resolveram",
     "continuo esperando",
     "sem resposta",
     "nenhuma resposta",
@@ -582,9 +605,10 @@ const REPEAT_CONTACT: &[&str] = &[
     "kitni bar",
     "kai baar",
     "kai bar",
+    "abhi tak nahi",
+    "ab tak nahi",
     "teesri baar",
     "dusri baar",
-    "abhi tak",
     "कितनी बार",
     "कई बार",
     "अभी तक",
@@ -618,7 +642,7 @@ const SAFETY: &[&str] = &[
     "electric shock",
     "electrocut*",
     "overheat*",
-    "sparks",
+    "sparking",
     "gas leak",
     "carbon monoxide",
     "unsafe",
@@ -663,8 +687,6 @@ const SAFETY: &[&str] = &[
     "me quemo",
     "exploto",
     "explosion",
-    "herido",
-    "herida",
     "lesion",
     "hospital",
     "peligroso",
@@ -823,20 +845,29 @@ mod tests {
     use super::*;
 
     fn cues(text: &str) -> Vec<&'static str> {
-        infer_urgency_cues(text).iter().map(UrgencyCue::as_str).collect()
+        infer_urgency_cues(text)
+            .iter()
+            .map(UrgencyCue::as_str)
+            .collect()
     }
 
     #[test]
     fn each_cue_is_heard_in_every_language_it_lists() {
         let cases: &[(&str, UrgencyCue)] = &[
-            ("I will cancel my subscription if this isn't fixed", UrgencyCue::CancelThreat),
+            (
+                "I will cancel my subscription if this isn't fixed",
+                UrgencyCue::CancelThreat,
+            ),
             ("Je vais résilier mon abonnement", UrgencyCue::CancelThreat),
             ("Ich kündige meinen Vertrag!", UrgencyCue::CancelThreat),
             ("Me voy a dar de baja", UrgencyCue::CancelThreat),
             ("Voglio la disdetta del contratto", UrgencyCue::CancelThreat),
             ("Vou cancelar minha assinatura", UrgencyCue::CancelThreat),
             ("أريد إلغاء الاشتراك فورا", UrgencyCue::CancelThreat),
-            ("main connection cancel karwa dunga", UrgencyCue::CancelThreat),
+            (
+                "main connection cancel karwa dunga",
+                UrgencyCue::CancelThreat,
+            ),
             ("My lawyer will hear about this", UrgencyCue::LegalThreat),
             ("Je vais porter plainte", UrgencyCue::LegalThreat),
             ("Ich gehe zum Anwalt", UrgencyCue::LegalThreat),
@@ -846,10 +877,19 @@ mod tests {
             ("سأرفع دعوى ضدكم", UrgencyCue::LegalThreat),
             ("consumer court jaunga", UrgencyCue::LegalThreat),
             ("Let me speak to a manager", UrgencyCue::ManagerRequest),
-            ("Je veux parler à un responsable", UrgencyCue::ManagerRequest),
-            ("Ich will Ihren Vorgesetzten sprechen", UrgencyCue::ManagerRequest),
+            (
+                "Je veux parler à un responsable",
+                UrgencyCue::ManagerRequest,
+            ),
+            (
+                "Ich will Ihren Vorgesetzten sprechen",
+                UrgencyCue::ManagerRequest,
+            ),
             ("Quiero hablar con el gerente", UrgencyCue::ManagerRequest),
-            ("Voglio parlare con il responsabile", UrgencyCue::ManagerRequest),
+            (
+                "Voglio parlare con il responsabile",
+                UrgencyCue::ManagerRequest,
+            ),
             ("Quero falar com o responsável", UrgencyCue::ManagerRequest),
             ("This is the third time I ask", UrgencyCue::RepeatContact),
             ("Toujours pas de réponse", UrgencyCue::RepeatContact),
@@ -890,6 +930,15 @@ mod tests {
             "Mi pedido llegó tarde",
             "I went to the store again",
             "this song is fire",
+            // False alarms found on tweets (benches/urgency_cues.sh), kept out since.
+            "Plus de 200 villes renforcent leur résilience",
+            "Plan B kündigt neue EP an",
+            "Non conosco le sue idee",
+            "No huge escalators for sure",
+            "Bolton Wanderers have sacked their manager",
+            "Thaíse não me faz lembrar de BBB agora",
+            "schon wieder Hunger",
+            "books by Nicholas Sparks",
         ] {
             assert!(cues(text).is_empty(), "{text:?}: {:?}", cues(text));
         }

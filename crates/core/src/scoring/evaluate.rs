@@ -1112,29 +1112,31 @@ mod tests {
             0u32..32,
         )
             .prop_map(
-                |(at, key, thread, kind, inbound, sentiment, followers, value, need, cues)| EventRecord {
-                    occurred_at_ms: at,
-                    event_key: key,
-                    thread_key: thread,
-                    value,
-                    author_followers: followers,
-                    sentiment_score: sentiment.map_or(0.0, |s| s.0),
-                    sentiment_confidence: sentiment.map_or(0.0, |s| s.1),
-                    channel: Channel::ALL[kind % Channel::ALL.len()],
-                    kind: Kind::ALL[kind],
-                    direction: if inbound {
-                        Direction::Inbound
-                    } else {
-                        Direction::Outbound
-                    },
-                    has_sentiment: sentiment.is_some(),
-                    reply_need: [
-                        ReplyNeed::Unclear,
-                        ReplyNeed::Required,
-                        ReplyNeed::NotRequired,
-                    ][need],
-                    urgency_cues: UrgencyCues::from_bits(if inbound { cues } else { 0 }),
-                    note: Default::default(),
+                |(at, key, thread, kind, inbound, sentiment, followers, value, need, cues)| {
+                    EventRecord {
+                        occurred_at_ms: at,
+                        event_key: key,
+                        thread_key: thread,
+                        value,
+                        author_followers: followers,
+                        sentiment_score: sentiment.map_or(0.0, |s| s.0),
+                        sentiment_confidence: sentiment.map_or(0.0, |s| s.1),
+                        channel: Channel::ALL[kind % Channel::ALL.len()],
+                        kind: Kind::ALL[kind],
+                        direction: if inbound {
+                            Direction::Inbound
+                        } else {
+                            Direction::Outbound
+                        },
+                        has_sentiment: sentiment.is_some(),
+                        reply_need: [
+                            ReplyNeed::Unclear,
+                            ReplyNeed::Required,
+                            ReplyNeed::NotRequired,
+                        ][need],
+                        urgency_cues: UrgencyCues::from_bits(if inbound { cues } else { 0 }),
+                        note: Default::default(),
+                    }
                 },
             )
     }

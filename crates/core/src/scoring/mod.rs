@@ -25,8 +25,8 @@ pub use evaluate::{
 };
 pub use factor::{Factor, FactorGroup, FactorKind};
 pub use history::{
-    decode_state_without_cues, CustomerHistory, CustomerHistoryV2, EventRecord, InsertOutcome, OpenThread, RefineOutcome,
-    Summary, SARCASTIC_CLOSURE_SENTIMENT,
+    decode_state_without_cues, CustomerHistory, CustomerHistoryV2, EventRecord, InsertOutcome,
+    OpenThread, RefineOutcome, Summary, SARCASTIC_CLOSURE_SENTIMENT,
 };
 pub use retention::{
     activity_sample, pace_share, Backtest, Calibration, FitSamples, ModelFit, RetentionModel,
