@@ -85,6 +85,7 @@ fn apply(c: &mut Criterion) {
                 thread_id: String::new(),
                 reply_need: rapport::domain::ReplyNeed::Unclear,
                 urgency_cues: Default::default(),
+                intent: None,
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -118,6 +119,7 @@ fn bench_event(n: u64, at_ms: i64) -> Interaction {
         thread_id: String::new(),
         reply_need: rapport::domain::ReplyNeed::Unclear,
         urgency_cues: Default::default(),
+        intent: None,
         identifiers: Vec::new(),
         agent_id: String::new(),
     }

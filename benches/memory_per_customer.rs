@@ -89,6 +89,7 @@ impl Events {
             },
             reply_need: rapport::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };

@@ -51,6 +51,7 @@ fn message(tenant: &str, customer: &str, event: &str) -> Interaction {
         thread_id: "t-1".to_string(),
         reply_need: ReplyNeed::Unclear,
         urgency_cues: Default::default(),
+        intent: None,
         identifiers: Vec::new(),
         agent_id: String::new(),
     }

@@ -58,6 +58,7 @@ fn fixture_records() -> Vec<Logged> {
                 },
                 reply_need: needs[index % 3],
                 urgency_cues: UrgencyCues::NONE,
+                intent: None,
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -241,6 +242,7 @@ fn apply_format_3(store: &Store, wal: Option<&Wal>, snapshot_at: usize) {
             thread_id: format!("thread-{channel:?}"),
             reply_need: ReplyNeed::Required,
             urgency_cues: UrgencyCues::NONE,
+            intent: None,
             identifiers: vec![identifier.clone()],
             agent_id: if direction == Direction::Outbound {
                 "agent-kim".into()

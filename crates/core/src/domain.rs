@@ -225,11 +225,23 @@ pub struct Interaction {
     /// Urgency cues read from an inbound text at validation (threats to leave, legal threats, …);
     /// none on outbound events.
     pub urgency_cues: UrgencyCues,
+    /// The tenant's intent the text was read as at ingest (`None`: none fits, no text, outbound,
+    /// or the tenant has no intents).
+    pub intent: Option<ReadIntent>,
     /// Typed identifiers of the person, normalised (see [`crate::identity`]); the store resolves
     /// them to one customer. Empty for most events.
     pub identifiers: Vec<crate::identity::Identifier>,
     /// Who answered, on outbound events (empty when not said): shown in the timeline.
     pub agent_id: String,
+}
+
+/// The intent, from its tenant's list, an inbound text was read as.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadIntent {
+    /// The intent's name.
+    pub name: std::sync::Arc<str>,
+    /// How sure, in (0, 1].
+    pub confidence: f32,
 }
 
 /// What to do about a customer now, most urgent first in declaration order.

@@ -109,6 +109,22 @@ pub fn recover(
             profile,
             attributes,
         } => store.restore_customer(tenant_id, customer_id, history, profile, attributes),
+        Replayed::IntentList {
+            tenant_id,
+            definitions,
+        } => {
+            // Logged only once put in force: it validated then, and only a stricter build refuses
+            // it now; the tenant then keeps the list before it.
+            if let Err(error) = store.intents().set(tenant_id, definitions, true) {
+                tracing::warn!(tenant_id, %error, "a logged intent list no longer validates; the tenant keeps the list before it");
+            }
+        }
+        Replayed::Intents(saved) => {
+            let tenant_id = saved.0.clone();
+            if let Err(error) = store.restore_intents(saved) {
+                tracing::warn!(%tenant_id, %error, "a snapshot's intent list no longer validates; its names are kept");
+            }
+        }
         Replayed::Upsert {
             tenant_id,
             customer_id,
@@ -336,6 +352,7 @@ impl Engine {
             text: String::new(),
             identifiers: interaction.identifiers.clone(),
             agent_id: interaction.agent_id.clone(),
+            intent: interaction.intent.clone(),
             ..*interaction
         };
         runtime.spawn(async move {
@@ -454,6 +471,7 @@ mod tests {
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };

@@ -67,7 +67,9 @@ pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
 /// identity profile.
 /// 4: every log file opens with a mark naming its segment number and a sealed one closes with a
 /// mark counting its records; a state snapshot ends with a record counting its customers.
-/// 5: logged events carry their urgency cues, and so do state records and open threads.
+/// 5: logged events carry their urgency cues and intent, and so do state records and open
+/// threads; the log holds tenants' intent lists, and a state snapshot's end record every tenant's
+/// intents and table of intent names.
 pub const FORMAT_VERSION: u32 = 5;
 /// The first format whose events and state carry urgency cues.
 const CUES_FORMAT_VERSION: u32 = 5;
@@ -162,6 +164,9 @@ pub struct WalRecord {
     /// Set instead of everything else: the log file's opening or closing mark (format 4).
     #[prost(message, optional, tag = "10")]
     pub segment: Option<record::SegmentMark>,
+    /// Set instead of `interaction`: a tenant's intents set over the API (format 5).
+    #[prost(message, optional, tag = "11")]
+    pub intents: Option<record::LoggedIntents>,
 }
 
 /// What recovery hands back, in log order.
@@ -200,6 +205,16 @@ pub enum Replayed<'a> {
         /// Its CRM attributes (formats before 3: none).
         attributes: Option<Attributes>,
     },
+    /// A tenant's intents set over the API (`SetIntents`), from the log.
+    IntentList {
+        /// The tenant.
+        tenant_id: &'a str,
+        /// The list (empty: removed).
+        definitions: Vec<crate::sentiment::intent::IntentDefinition>,
+    },
+    /// A tenant's intents from a state snapshot: the list set over the API and the table of
+    /// intent names its customers' records refer to. Comes before the snapshot's customers.
+    Intents(crate::store::intents::SavedIntents),
     /// A logged attribute update (`UpsertCustomer`).
     Upsert {
         /// The tenant.
@@ -231,6 +246,17 @@ impl WalRecord {
                 agent_id: claim.map(|c| c.agent_id.clone()).unwrap_or_default(),
                 expires_at_ms: claim.map_or(0, |c| c.expires_at_ms),
             }),
+            ..Self::default()
+        }
+    }
+
+    /// The record of a tenant's intents set over the API.
+    pub fn intents(
+        tenant_id: &str,
+        definitions: &[crate::sentiment::intent::IntentDefinition],
+    ) -> Self {
+        Self {
+            intents: Some(record::LoggedIntents::new(tenant_id, definitions)),
             ..Self::default()
         }
     }
@@ -271,6 +297,7 @@ impl WalRecord {
             claim: None,
             upsert: None,
             segment: None,
+            intents: None,
         }
     }
 
@@ -637,11 +664,24 @@ const SNAPSHOT_END: [u8; 4] = *b"END4";
 
 /// The last record of a state snapshot (format 4): the customer records before it.
 #[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotEndV4 {
+    /// [`SNAPSHOT_END`].
+    end: [u8; 4],
+    /// Customer records in the snapshot.
+    customers: u64,
+}
+
+/// The last record of a state snapshot (format 5): the customer records before it, and every
+/// tenant's intents as they stood once the customers were written (so the table of intent names
+/// holds every id a customer record refers to). Read before the customers are restored.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotEnd {
     /// [`SNAPSHOT_END`].
     end: [u8; 4],
     /// Customer records in the snapshot.
     customers: u64,
+    /// Each tenant's list set over the API and its table of intent names.
+    intents: Vec<crate::store::intents::SavedIntents>,
 }
 
 /// What recovery does with damage that no crash leaves (anything but a torn tail of the active
@@ -1002,6 +1042,14 @@ fn replay_events(payloads: &[&[u8]], apply: &mut impl FnMut(Replayed<'_>)) -> an
             });
             continue;
         }
+        if let Some(intents) = record.intents.take() {
+            let (tenant_id, definitions) = intents.into_parts();
+            apply(Replayed::IntentList {
+                tenant_id: &tenant_id,
+                definitions,
+            });
+            continue;
+        }
         if let Some(claim) = record.claim.take() {
             apply(Replayed::Claim {
                 tenant_id: &claim.tenant_id,
@@ -1105,24 +1153,38 @@ impl Wal {
         let mut covered = 0u64;
         if snapshot.version >= STATE_FORMAT_VERSION {
             let mut payloads = &snapshot.payloads[..];
+            let mut saved_intents = Vec::new();
             if snapshot.version >= MARKED_FORMAT_VERSION && !payloads.is_empty() {
                 // The last record counts the customer records: a snapshot cut at a record
                 // boundary lacks it, or counts more than it holds.
                 let counted = payloads.split_last().and_then(|(end, rest)| {
-                    let end: SnapshotEnd = state_encoding().deserialize(end).ok()?;
-                    (end.end == SNAPSHOT_END).then_some((end.customers, rest))
+                    let end: SnapshotEnd = if snapshot.version >= CUES_FORMAT_VERSION {
+                        state_encoding().deserialize(end).ok()?
+                    } else {
+                        let end: SnapshotEndV4 = state_encoding().deserialize(end).ok()?;
+                        SnapshotEnd {
+                            end: end.end,
+                            customers: end.customers,
+                            intents: Vec::new(),
+                        }
+                    };
+                    (end.end == SNAPSHOT_END).then_some((end.customers, end.intents, rest))
                 });
                 match counted {
-                    Some((customers, rest)) if customers == rest.len().saturating_sub(1) as u64 => {
+                    Some((customers, intents, rest))
+                        if customers == rest.len().saturating_sub(1) as u64 =>
+                    {
                         payloads = rest;
+                        saved_intents = intents;
                     }
-                    Some((customers, rest)) => {
+                    Some((customers, intents, rest)) => {
                         damage.found(format!(
                             "{} counts {customers} customers but holds {}",
                             snapshot_path.display(),
                             rest.len().saturating_sub(1)
                         ))?;
                         payloads = rest;
+                        saved_intents = intents;
                     }
                     None => damage.found(format!(
                         "{} is cut at byte {}: its last record is not the end record (a \
@@ -1164,6 +1226,10 @@ impl Wal {
                     claim: Some(claim),
                 });
             }
+            // The tables of intent names the customers' records refer to, before them.
+            for saved in saved_intents {
+                apply(Replayed::Intents(saved));
+            }
             for payload in customers {
                 let undecodable = || {
                     format!(
@@ -1176,14 +1242,14 @@ impl Wal {
                     if snapshot.version >= CUES_FORMAT_VERSION {
                         decode_current().with_context(undecodable)?
                     } else if snapshot.version >= PROFILE_FORMAT_VERSION {
-                        crate::scoring::decode_state_without_cues(decode_current)
+                        crate::scoring::decode_state_before_format_5(decode_current)
                             .with_context(undecodable)?
                     } else {
                         let (tenant_id, customer_id, history): (
                             String,
                             String,
                             crate::scoring::CustomerHistoryV2,
-                        ) = crate::scoring::decode_state_without_cues(|| {
+                        ) = crate::scoring::decode_state_before_format_5(|| {
                             state_encoding().deserialize(payload)
                         })
                         .with_context(undecodable)?;
@@ -1295,7 +1361,7 @@ impl Wal {
         }
         // A fresh directory: an empty state snapshot first, so a log never exists without one.
         if !snapshot_exists {
-            write_state_file(dir, 0, Vec::new(), |_| Ok(()))?;
+            write_state_file(dir, 0, Vec::new(), |_| Ok(()), Vec::new)?;
         }
         // What the active log holds becomes a sealed segment (cut to its valid records, its
         // closing mark added); the next snapshot folds it in.
@@ -1438,11 +1504,18 @@ impl Wal {
     fn write_snapshot_of(&self, store: &Store) -> anyhow::Result<u64> {
         let covers = self.files.seal()?;
         // Claims as of now (after the seal): a change since the seal is in the log too.
-        let size = write_state_file(&self.files.dir, covers, store.all_claims(), |visit| {
-            store.for_each_customer(|tenant_id, customer_id, history, profile, attributes| {
-                visit(tenant_id, customer_id, history, profile, attributes)
-            })
-        })?;
+        let size = write_state_file(
+            &self.files.dir,
+            covers,
+            store.all_claims(),
+            |visit| {
+                store.for_each_customer(|tenant_id, customer_id, history, profile, attributes| {
+                    visit(tenant_id, customer_id, history, profile, attributes)
+                })
+            },
+            // Taken once every customer is written: the tables hold every id they refer to.
+            || store.intents().saved(),
+        )?;
         for (number, path) in sealed_segments(&self.files.dir)? {
             if number <= covers {
                 remove_if_present(&path)?;
@@ -1532,6 +1605,7 @@ fn write_state_file(
     covers_segment: u64,
     claims: Vec<(String, String, Claim)>,
     visit_all: impl FnOnce(&mut CustomerVisit<'_>) -> std::io::Result<()>,
+    intents: impl FnOnce() -> Vec<crate::store::intents::SavedIntents>,
 ) -> anyhow::Result<u64> {
     let tmp = dir.join(SNAPSHOT_TMP);
     let written = (|| -> std::io::Result<u64> {
@@ -1565,6 +1639,7 @@ fn write_state_file(
             .serialize(&SnapshotEnd {
                 end: SNAPSHOT_END,
                 customers,
+                intents: intents(),
             })
             .map_err(std::io::Error::other)?;
         put(&mut out, &frame(&end))?;
@@ -1838,6 +1913,7 @@ mod tests {
             thread_id: String::new(),
             reply_need: crate::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         }
@@ -2102,7 +2178,7 @@ mod tests {
         std::fs::write(dir.path().join(SNAPSHOT_FILE).join("x"), b"x").unwrap();
         let error = format!(
             "{:#}",
-            write_state_file(dir.path(), 0, Vec::new(), |_| Ok(())).unwrap_err()
+            write_state_file(dir.path(), 0, Vec::new(), |_| Ok(()), Vec::new).unwrap_err()
         );
         assert!(error.contains("os error"), "{error}");
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());

@@ -57,6 +57,63 @@ pub struct LoggedInteraction {
     /// Urgency cue bits ([`crate::domain::UrgencyCues::bits`]; format 5, absent before).
     #[prost(uint32, tag = "15")]
     pub urgency_cues: u32,
+    /// The tenant's intent the text was read as (format 5; empty: none).
+    #[prost(string, tag = "16")]
+    pub intent: String,
+    /// How sure the intent is, in (0, 1] (0 without one).
+    #[prost(float, tag = "17")]
+    pub intent_confidence: f32,
+}
+
+/// A tenant's intents set over the API, as the log stores them (format 5).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedIntents {
+    /// The tenant.
+    #[prost(string, tag = "1")]
+    pub tenant_id: String,
+    /// The list, in order (empty: the tenant's intents removed).
+    #[prost(message, repeated, tag = "2")]
+    pub intents: Vec<LoggedIntent>,
+}
+
+/// One intent of a [`LoggedIntents`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedIntent {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Its examples.
+    #[prost(string, repeated, tag = "2")]
+    pub examples: Vec<String>,
+}
+
+impl LoggedIntents {
+    /// The stored form of a tenant's list.
+    pub fn new(tenant_id: &str, definitions: &[crate::sentiment::intent::IntentDefinition]) -> Self {
+        Self {
+            tenant_id: tenant_id.to_string(),
+            intents: definitions
+                .iter()
+                .map(|definition| LoggedIntent {
+                    name: definition.name.clone(),
+                    examples: definition.examples.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Back to the tenant and its list.
+    pub fn into_parts(self) -> (String, Vec<crate::sentiment::intent::IntentDefinition>) {
+        let definitions = self
+            .intents
+            .into_iter()
+            .map(|intent| crate::sentiment::intent::IntentDefinition {
+                name: intent.name,
+                examples: intent.examples,
+            })
+            .collect();
+        (self.tenant_id, definitions)
+    }
 }
 
 /// A normalised identifier as the log stores it.
@@ -382,6 +439,14 @@ impl LoggedInteraction {
                 ReplyNeed::NotRequired => 2,
             },
             urgency_cues: interaction.urgency_cues.bits(),
+            intent: interaction
+                .intent
+                .as_ref()
+                .map_or_else(String::new, |intent| intent.name.to_string()),
+            intent_confidence: interaction
+                .intent
+                .as_ref()
+                .map_or(0.0, |intent| intent.confidence),
             identifiers: interaction
                 .identifiers
                 .iter()
@@ -440,6 +505,10 @@ impl LoggedInteraction {
             thread_id: self.thread_id,
             reply_need,
             urgency_cues: crate::domain::UrgencyCues::from_bits(self.urgency_cues),
+            intent: (!self.intent.is_empty()).then(|| crate::domain::ReadIntent {
+                name: self.intent.as_str().into(),
+                confidence: self.intent_confidence,
+            }),
             identifiers: self
                 .identifiers
                 .into_iter()
@@ -479,6 +548,10 @@ mod tests {
                     ReplyNeed::NotRequired,
                 ][index % 3],
                 urgency_cues: crate::domain::UrgencyCues::from_bits(index as u32),
+                intent: (index % 2 == 0).then(|| crate::domain::ReadIntent {
+                    name: format!("intent-{index}").into(),
+                    confidence: 0.5,
+                }),
                 identifiers: vec![Identifier {
                     kind: IdentifierKind::ALL[index % 4],
                     value: format!("v{index}"),

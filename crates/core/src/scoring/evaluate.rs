@@ -686,6 +686,7 @@ mod tests {
             has_sentiment: false,
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: 0,
             note: Default::default(),
         }
     }
@@ -802,6 +803,7 @@ mod tests {
             need: crate::domain::ReplyNeed::Required,
             follow_up: false,
             cues: UrgencyCues::NONE,
+            intent: 0,
         });
         let at = 1_000 + 1_800_000;
         let plain = evaluate(&summary, at, &config, &base);
@@ -1135,6 +1137,7 @@ mod tests {
                             ReplyNeed::NotRequired,
                         ][need],
                         urgency_cues: UrgencyCues::from_bits(if inbound { cues } else { 0 }),
+                        intent: 0,
                         note: Default::default(),
                     }
                 },

@@ -34,8 +34,12 @@ pub struct EventRecord {
     /// Whether an inbound message asks for an answer.
     pub reply_need: ReplyNeed,
     /// Urgency cues of an inbound message's text (absent from state of formats before 5).
-    #[serde(deserialize_with = "cues_in_state")]
+    #[serde(deserialize_with = "new_in_format_5")]
     pub urgency_cues: UrgencyCues,
+    /// The tenant's intent the text was read as: its id in the tenant's table of intent names
+    /// (0: none; absent from state of formats before 5).
+    #[serde(deserialize_with = "new_in_format_5")]
+    pub intent: u16,
     /// The timeline's thread and agent ids of the event, as indexes into its customer's notes.
     /// In the record's padding (the record stays 56 bytes); not serialized: state snapshots hold
     /// the notes' own list (see `CustomerHistory`'s serialization).
@@ -108,36 +112,43 @@ pub struct OpenThread {
     pub follow_up: bool,
     /// Urgency cues of the unanswered messages, all together (absent from state of formats
     /// before 5).
-    #[serde(deserialize_with = "cues_in_state")]
+    #[serde(deserialize_with = "new_in_format_5")]
     pub cues: UrgencyCues,
+    /// The intent of the latest unanswered message that had one (0: none; absent from state of
+    /// formats before 5).
+    #[serde(deserialize_with = "new_in_format_5")]
+    pub intent: u16,
 }
 
 thread_local! {
-    /// Set while state written before urgency cues existed is decoded.
-    static STATE_WITHOUT_CUES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while state written before format 5 (urgency cues, intents) is decoded.
+    static STATE_BEFORE_FORMAT_5: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Decodes, with `decode`, state written before records and open threads carried urgency cues
-/// (snapshot formats 2 to 4): their cue fields read nothing and are empty. The state encoding is
+/// Decodes, with `decode`, state written before records and open threads carried urgency cues and
+/// intents (snapshot formats 2 to 4): those fields read nothing and are empty. The state encoding is
 /// positional (bincode), so the field must be skipped, not defaulted.
-pub fn decode_state_without_cues<T>(decode: impl FnOnce() -> T) -> T {
+pub fn decode_state_before_format_5<T>(decode: impl FnOnce() -> T) -> T {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
-            STATE_WITHOUT_CUES.set(self.0);
+            STATE_BEFORE_FORMAT_5.set(self.0);
         }
     }
-    let _restore = Restore(STATE_WITHOUT_CUES.replace(true));
+    let _restore = Restore(STATE_BEFORE_FORMAT_5.replace(true));
     decode()
 }
 
-fn cues_in_state<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<UrgencyCues, D::Error> {
-    if STATE_WITHOUT_CUES.get() {
-        Ok(UrgencyCues::NONE)
+/// A field that state before format 5 lacks: read as its default there.
+fn new_in_format_5<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    if STATE_BEFORE_FORMAT_5.get() {
+        Ok(T::default())
     } else {
-        serde::Deserialize::deserialize(deserializer)
+        T::deserialize(deserializer)
     }
 }
 
@@ -287,6 +298,9 @@ impl Summary {
                     open.worst_sentiment = open.worst_sentiment.min(worst);
                     open.author_followers = open.author_followers.max(record.author_followers);
                     open.cues = open.cues.union(record.urgency_cues);
+                    if record.intent != 0 {
+                        open.intent = record.intent;
+                    }
                     if need == ReplyNeed::Required {
                         open.need = ReplyNeed::Required;
                     }
@@ -305,6 +319,7 @@ impl Summary {
                         && (record.thread_key == 0
                             || record.thread_key == self.last_outbound_thread_key),
                     cues: record.urgency_cues,
+                    intent: record.intent,
                 }),
             }
         }
@@ -519,6 +534,22 @@ impl CustomerHistory {
             let kept: std::collections::HashSet<u64> =
                 self.records.iter().map(|r| r.event_key).collect();
             notes.retain_snippets(|key| kept.contains(&key));
+        }
+    }
+
+    /// Rewrites the intent ids of the records and open threads through `translation` (index: old
+    /// id; an id beyond it becomes 0): a history restored under another table of intent names.
+    pub fn translate_intents(&mut self, translation: &[u16]) {
+        let to = |id: u16| translation.get(usize::from(id)).copied().unwrap_or(0);
+        for record in &mut self.records {
+            record.intent = to(record.intent);
+        }
+        let summaries = std::iter::once(&mut self.summary)
+            .chain(self.base.as_deref_mut().map(|base| &mut base.summary));
+        for summary in summaries {
+            for open in &mut summary.open_threads {
+                open.intent = to(open.intent);
+            }
         }
     }
 

@@ -25,7 +25,7 @@ pub use evaluate::{
 };
 pub use factor::{Factor, FactorGroup, FactorKind};
 pub use history::{
-    decode_state_without_cues, CustomerHistory, CustomerHistoryV2, EventRecord, InsertOutcome,
+    decode_state_before_format_5, CustomerHistory, CustomerHistoryV2, EventRecord, InsertOutcome,
     OpenThread, RefineOutcome, Summary, SARCASTIC_CLOSURE_SENTIMENT,
 };
 pub use retention::{

@@ -330,6 +330,7 @@ mod tests {
             has_sentiment: false,
             reply_need: crate::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: 0,
             note: NoteIds::default(),
         }
     }

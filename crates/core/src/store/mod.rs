@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 
 mod customers;
 mod identities;
+pub mod intents;
 mod models;
 mod ranking;
 
@@ -539,6 +540,11 @@ pub struct Store {
     timeline: crate::scoring::TimelineLimits,
     /// Watchers of tenants not created yet.
     unborn_watches: Arc<UnbornWatches>,
+    /// Tenants' intents and the tables of intent names records hold.
+    intents: intents::IntentRegistry,
+    /// Per tenant, how the intent ids of the state snapshot being restored translate to the
+    /// table in force (set from the snapshot's first record, read as its customers come).
+    restoring_intents: parking_lot::Mutex<std::collections::HashMap<String, Vec<u16>>>,
 }
 
 /// Stable 64-bit key of an id (xxh3); 0 is reserved for "none".
@@ -572,7 +578,35 @@ impl Store {
             policy: parking_lot::RwLock::default(),
             timeline: crate::scoring::TimelineLimits::default(),
             unborn_watches: Arc::default(),
+            intents: intents::IntentRegistry::default(),
+            restoring_intents: parking_lot::Mutex::default(),
         }
+    }
+
+    /// Tenants' intents: their lists, models and name tables.
+    pub fn intents(&self) -> &intents::IntentRegistry {
+        &self.intents
+    }
+
+    /// Restores one tenant's intents from a state snapshot's first record; the snapshot's
+    /// customers restored after it have their intent ids translated to the table in force.
+    pub fn restore_intents(
+        &self,
+        saved: intents::SavedIntents,
+    ) -> Result<(), crate::sentiment::intent::IntentError> {
+        let tenant_id = saved.0.clone();
+        let (translation, set) = self.intents.restore(saved);
+        let identity = translation
+            .iter()
+            .enumerate()
+            .all(|(from, to)| usize::from(*to) == from);
+        let mut restoring = self.restoring_intents.lock();
+        if identity {
+            restoring.remove(&tenant_id);
+        } else {
+            restoring.insert(tenant_id, translation);
+        }
+        set
     }
 
     /// The same store keeping timeline text within `limits` (set before recovery).
@@ -862,6 +896,9 @@ impl Store {
             has_sentiment: sentiment.is_some(),
             reply_need: interaction.reply_need,
             urgency_cues: interaction.urgency_cues,
+            intent: interaction.intent.as_ref().map_or(0, |intent| {
+                self.intents.intern(&interaction.tenant_id, &intent.name)
+            }),
             note: Default::default(),
         };
         let tenant = match self.admitted_tenant(&interaction.tenant_id) {
@@ -1865,7 +1902,10 @@ impl Store {
             }
         }
         let mut added = 0isize;
-        let history: Box<CustomerHistory> = history.into();
+        let mut history: Box<CustomerHistory> = history.into();
+        if let Some(translation) = self.restoring_intents.lock().get(tenant_id) {
+            history.translate_intents(translation);
+        }
         tenant.customers.with(|customers| {
             match customers.get_mut(target.as_str()) {
                 Some(mut existing) => existing.absorb(&history, &self.config, &self.timeline),
@@ -2250,6 +2290,7 @@ mod tests {
             thread_id: format!("t{}", customer % 3),
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };
@@ -2350,6 +2391,7 @@ mod tests {
                 thread_id: "t".into(),
                 reply_need: ReplyNeed::Unclear,
                 urgency_cues: Default::default(),
+                intent: None,
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -2387,6 +2429,7 @@ mod tests {
             thread_id: String::new(),
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };
@@ -2567,6 +2610,7 @@ mod tests {
                         thread_id: String::new(),
                         reply_need: ReplyNeed::NotRequired,
                         urgency_cues: Default::default(),
+                        intent: None,
                         identifiers: Vec::new(),
                         agent_id: String::new(),
                     };
@@ -2853,6 +2897,7 @@ mod tests {
             thread_id: format!("t{person}-{slot}"),
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
+            intent: None,
             identifiers: if as_one_id { Vec::new() } else { identifiers },
             agent_id: String::new(),
         };

@@ -368,6 +368,7 @@ pub fn interaction_from_pb(
         thread_id,
         reply_need,
         urgency_cues,
+        intent: None,
         identifiers,
         agent_id,
     })
