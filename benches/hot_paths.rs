@@ -146,6 +146,7 @@ fn top_customers(c: &mut Criterion) {
         live: true,
         segment: None,
         channel: None,
+        intent: None,
     };
     assert_eq!(
         store.top("bench", &query).len(),

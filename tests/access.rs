@@ -176,6 +176,7 @@ async fn tokens_grant_one_tenant_admin_all_and_no_token_touches_nothing() {
                     min_priority: 0.5,
                     segment: String::new(),
                     channel: 0,
+                    intent: String::new(),
                 },
                 Some(ACME_TOKEN),
             ))

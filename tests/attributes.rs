@@ -75,6 +75,7 @@ async fn a_do_not_contact_customer_is_never_reached() {
             min_priority: 0.0,
             segment: String::new(),
             channel: 0,
+            intent: String::new(),
         })
         .await
         .unwrap()

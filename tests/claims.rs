@@ -36,6 +36,7 @@ fn claim_next(tenant: &str, agent: &str) -> pb::ClaimNextRequest {
         ttl_seconds: 600,
         segment: String::new(),
         channel: 0,
+        intent: String::new(),
     }
 }
 

@@ -513,6 +513,7 @@ async fn silent_connections_are_closed_and_live_ones_stay() {
             min_priority: 0.5,
             segment: String::new(),
             channel: 0,
+            intent: String::new(),
         })
         .await
         .expect("watching")

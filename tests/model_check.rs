@@ -348,6 +348,7 @@ async fn run_call(channel: &Channel, op: &Op) -> Answer {
                 ttl_seconds: CLAIM_TTL_SECONDS,
                 segment: String::new(),
                 channel: 0,
+                intent: String::new(),
             })
             .await
         {

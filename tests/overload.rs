@@ -484,6 +484,7 @@ async fn watches_of_unknown_tenants_create_no_tenant() {
                     min_priority: 0.5,
                     segment: String::new(),
                     channel: 0,
+                    intent: String::new(),
                 })
                 .await
         }
@@ -586,6 +587,7 @@ async fn filtered_scans_wait_their_tenants_turn() {
         page_token: String::new(),
         segment: String::new(),
         channel: 0,
+        intent: String::new(),
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let busy: Vec<_> = (0..160)

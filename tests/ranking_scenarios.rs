@@ -533,6 +533,7 @@ async fn time_alone_pushes_to_watchers() {
             min_priority,
             segment: String::new(),
             channel: 0,
+            intent: String::new(),
         })
         .await
         .unwrap()

@@ -215,6 +215,7 @@ async fn watcher_receives_update_when_threshold_crossed() {
             min_priority: 0.5,
             segment: String::new(),
             channel: 0,
+            intent: String::new(),
         })
         .await
         .unwrap()

@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../../proto/rapport/v1/sentiment.proto",
         "../../proto/rapport/v1/identity.proto",
         "../../proto/rapport/v1/admin.proto",
+        "../../proto/rapport/v1/intent.proto",
     ];
     println!("cargo:rerun-if-changed=../../proto");
     let descriptors = protox::compile(files, ["../../proto"])?;

@@ -447,8 +447,9 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         page_token: String::new(),
         segment: String::new(),
         channel: 0,
+        intent: args.intent.clone(),
     };
-    let filtered = action.is_some() || args.min_retention_risk > 0.0;
+    let filtered = action.is_some() || args.min_retention_risk > 0.0 || !args.intent.is_empty();
     let customers = client
         .top_customers(request.clone())
         .await
@@ -558,6 +559,7 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             min_priority: args.min_priority,
             segment: String::new(),
             channel: 0,
+            intent: args.intent.clone(),
         })
         .await
         .map_err(|status| status_error(&address, "WatchPriorities", &status))?

@@ -281,6 +281,9 @@ pub struct TopArgs {
     /// Rank as of this time (RFC 3339, e.g. 2026-11-23T08:00:00Z) [default: now].
     #[arg(long)]
     pub as_of: Option<String>,
+    /// Only customers waiting for an answer about this intent (the tenant's intents).
+    #[arg(long, default_value = "")]
+    pub intent: String,
     /// Print a JSON array of scores instead of text.
     #[arg(long)]
     pub json: bool,
@@ -317,6 +320,9 @@ pub struct WatchArgs {
     /// Report customers crossing this priority.
     #[arg(long, default_value_t = 0.5)]
     pub min_priority: f64,
+    /// Only customers waiting for an answer about this intent (the tenant's intents).
+    #[arg(long, default_value = "")]
+    pub intent: String,
     /// Where the server is and how to authenticate.
     #[command(flatten)]
     pub server: ServerArgs,

@@ -152,6 +152,7 @@ impl TestServer {
                 page_token: String::new(),
                 segment: String::new(),
                 channel: 0,
+                intent: String::new(),
             })
             .await
             .expect("TopCustomers succeeds")

@@ -38,11 +38,71 @@ pub struct Config {
     pub segments: Vec<crate::segments::SegmentConfig>,
     /// `[[rules]]`: first match wins; a segment mapped to exclusion or a treatment.
     pub rules: Vec<crate::segments::RuleConfig>,
+    /// `[[intents]]`: tenants' intents, each a name and example messages (README "Intents"); a
+    /// tenant's list set over the API (IntentService) wins over these.
+    pub intents: Vec<IntentConfig>,
     /// The `[cluster]` table: replicas sharing partitions over NATS JetStream (off by default).
     pub cluster: ClusterConfig,
     /// The file this config was read from (not a key): what a reload reads again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// One `[[intents]]` entry: an intent of a tenant.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntentConfig {
+    /// The tenant.
+    pub tenant: String,
+    /// The intent's name (a-z, 0-9, `_`, `-`).
+    pub name: String,
+    /// Messages customers send with this intent.
+    pub examples: Vec<String>,
+}
+
+impl Config {
+    /// The `[[intents]]` grouped by tenant, in the file's order.
+    pub fn intents_by_tenant(
+        &self,
+    ) -> BTreeMap<String, Vec<crate::sentiment::intent::IntentDefinition>> {
+        let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for intent in &self.intents {
+            by_tenant.entry(intent.tenant.clone()).or_default().push(
+                crate::sentiment::intent::IntentDefinition {
+                    name: intent.name.clone(),
+                    examples: intent.examples.clone(),
+                },
+            );
+        }
+        by_tenant
+    }
+
+    /// Checks `[[intents]]`: each tenant's list must build a model; the error names the entry.
+    fn validate_intents(&self) -> Result<(), ConfigError> {
+        for (tenant, definitions) in self.intents_by_tenant() {
+            if let Err(error) = crate::sentiment::intent::validate(&definitions) {
+                // The error indexes the tenant's list: point at the entry in the file.
+                let positions: Vec<usize> = self
+                    .intents
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, intent)| intent.tenant == tenant)
+                    .map(|(index, _)| index)
+                    .collect();
+                let key = error
+                    .field
+                    .strip_prefix("intents[")
+                    .and_then(|rest| rest.split_once(']'))
+                    .and_then(|(index, rest)| {
+                        let index: usize = index.parse().ok()?;
+                        Some(format!("intents[{}]{rest}", positions.get(index)?))
+                    })
+                    .unwrap_or_else(|| format!("intents (tenant {tenant:?})"));
+                return Err(ConfigError::invalid(&key, error.message));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `[cluster]` table (issue 17, docs/scaling.md): with `nats_url` set, the server runs as one
@@ -970,6 +1030,7 @@ impl Config {
             10_000,
         )?;
         self.scoring.validate()?;
+        self.validate_intents()?;
         crate::segments::validate(&self.segments, &self.rules, &self.scoring)
     }
 }

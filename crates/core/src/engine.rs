@@ -177,6 +177,48 @@ impl Engine {
         (outcome, durable)
     }
 
+    /// Puts `definitions` in force as `tenant_id`'s intents (set over the API: logged, and a
+    /// config list no longer replaces it); acknowledged once the returned wait ends. A bad list
+    /// changes nothing.
+    pub fn set_intents(
+        &self,
+        tenant_id: &str,
+        definitions: Vec<crate::sentiment::intent::IntentDefinition>,
+    ) -> (
+        Result<(), crate::sentiment::intent::IntentError>,
+        Option<Durable>,
+    ) {
+        let (outcome, durable) = self.logged(
+            || {
+                let logged = crate::durability::WalRecord::intents(tenant_id, &definitions);
+                self.store
+                    .intents()
+                    .set(tenant_id, definitions, true)
+                    .map(|()| logged)
+            },
+            |outcome| outcome.as_ref().ok().cloned(),
+        );
+        (outcome.map(|_| ()), durable)
+    }
+
+    /// Reads an inbound event's text as one of its tenant's intents (none for outbound events,
+    /// texts without words, or a tenant without intents), counting it.
+    pub fn read_intent(&self, interaction: &Interaction) -> Option<crate::domain::ReadIntent> {
+        if interaction.direction != crate::domain::Direction::Inbound || interaction.text.is_empty()
+        {
+            return None;
+        }
+        let read = self
+            .store
+            .intents()
+            .read(&interaction.tenant_id, &interaction.text)?;
+        telemetry::intent_read(
+            &interaction.tenant_id,
+            read.as_ref().map(|intent| &*intent.name),
+        );
+        read
+    }
+
     /// [`Store::upsert_attributes`], logged when it changed anything; acknowledged once the
     /// returned wait ends.
     pub fn upsert_attributes(

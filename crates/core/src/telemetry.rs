@@ -20,6 +20,9 @@ pub const EVENTS_INGESTED_TOTAL: &str = "rapport_events_ingested_total";
 /// Accepted inbound events whose text carries an urgency cue, by cue (one event may count under
 /// several cues).
 pub const URGENCY_CUES_TOTAL: &str = "rapport_urgency_cues_total";
+/// Inbound texts of tenants with intents, by tenant and the intent they were read as (`other`
+/// when none fits): a sudden rise of one intent is an incident (deploy/prometheus/alerts.yml).
+pub const INTENTS_READ_TOTAL: &str = "rapport_intents_read_total";
 /// Texts classified, by backend and label.
 pub const CLASSIFICATIONS_TOTAL: &str = "rapport_classifications_total";
 /// Time to classify one text, by backend.
@@ -137,6 +140,10 @@ fn describe() {
     describe_counter!(
         URGENCY_CUES_TOTAL,
         "Accepted inbound events whose text carries an urgency cue, by cue."
+    );
+    describe_counter!(
+        INTENTS_READ_TOTAL,
+        "Inbound texts of tenants with intents, by tenant and the intent they were read as (other: none fits)."
     );
     describe_counter!(
         CLASSIFICATIONS_TOTAL,
@@ -356,6 +363,16 @@ pub fn event_ingested(channel: Option<Channel>, kind: Option<Kind>, outcome: Ing
     let kind_index = kind.map_or(KINDS - 1, |kind| kind as usize);
     let index = (channel_index * KINDS + kind_index) * OUTCOMES.len() + outcome as usize;
     counters[index].increment(1);
+}
+
+/// Counts one inbound text read against its tenant's intents (`None`: none fits).
+pub fn intent_read(tenant_id: &str, intent: Option<&str>) {
+    counter!(
+        INTENTS_READ_TOTAL,
+        "tenant" => tenant_id.to_string(),
+        "intent" => intent.unwrap_or(crate::sentiment::intent::OTHER).to_string(),
+    )
+    .increment(1);
 }
 
 /// Counts the urgency cues of one accepted event.

@@ -109,6 +109,10 @@ pub async fn start(
         None => None,
     };
     telemetry::durability_enabled(wal.is_some());
+    // After recovery: a tenant whose list was set over the API (and logged) keeps it.
+    for (tenant_id, definitions) in config.intents_by_tenant() {
+        store.intents().set(&tenant_id, definitions, false)?;
+    }
     // After recovery: a cap lowered since the last run never drops logged events.
     store.set_max_customers_per_tenant(server.max_customers_per_tenant);
     store.set_max_tenants(server.max_tenants);
@@ -212,6 +216,10 @@ pub async fn start(
     let identity = Arc::new(
         IdentityApi::new(Arc::clone(&engine), limits.clone()).with_cluster(cluster.clone()),
     );
+    let intents = Arc::new(
+        crate::api::IntentApi::new(Arc::clone(&engine), limits.clone())
+            .with_cluster(cluster.clone()),
+    );
     // Every service but health behind the bearer-token check; a config reload replaces the
     // tokens in force.
     let auth = Authenticator::new(&config.access);
@@ -262,6 +270,9 @@ pub async fn start(
         )
         .add_service(
             pb::admin_service_server::AdminServiceServer::with_interceptor(admin, auth.clone()),
+        )
+        .add_service(
+            pb::intent_service_server::IntentServiceServer::with_interceptor(intents, auth.clone()),
         )
         .add_service(
             pb::sentiment_service_server::SentimentServiceServer::with_interceptor(classify, auth),

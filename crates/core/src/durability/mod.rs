@@ -1955,6 +1955,7 @@ mod tests {
             live: false,
             segment: None,
             channel: None,
+            intent: None,
         };
         let ids = |top: Vec<(String, crate::scoring::Score)>| {
             top.into_iter()

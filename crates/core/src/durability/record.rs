@@ -89,7 +89,10 @@ pub struct LoggedIntent {
 
 impl LoggedIntents {
     /// The stored form of a tenant's list.
-    pub fn new(tenant_id: &str, definitions: &[crate::sentiment::intent::IntentDefinition]) -> Self {
+    pub fn new(
+        tenant_id: &str,
+        definitions: &[crate::sentiment::intent::IntentDefinition],
+    ) -> Self {
         Self {
             tenant_id: tenant_id.to_string(),
             intents: definitions

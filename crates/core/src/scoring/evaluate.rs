@@ -45,6 +45,9 @@ pub struct Score {
     pub missed_threads: u32,
     /// The channels with an unanswered thread, one bit per channel (`1 << channel as u8`).
     pub waiting_channels: u16,
+    /// The intents of the unanswered threads (ids in the tenant's table of intent names),
+    /// ascending; empty when none has one.
+    pub waiting_intents: Vec<u16>,
     /// The fit of the activity model the retention risk came from (`None`: the prior).
     pub model_fit: Option<crate::scoring::ModelFit>,
 }
@@ -53,6 +56,12 @@ impl Score {
     /// Whether the customer waits for an answer on `channel`.
     pub fn waits_on(&self, channel: crate::domain::Channel) -> bool {
         self.waiting_channels & (1 << channel as u8) != 0
+    }
+
+    /// Whether the customer waits for an answer about intent `intent` (an id in the tenant's
+    /// table of intent names).
+    pub fn waits_about(&self, intent: u16) -> bool {
+        self.waiting_intents.binary_search(&intent).is_ok()
     }
 }
 
@@ -459,6 +468,7 @@ fn respond_urgency(
                 messages: open.messages,
                 due_in_seconds: (thread.sla.due_at_ms.saturating_sub(at)) as f64 / 1000.0,
                 missed: thread.sla.missed,
+                intent: open.intent,
             },
             contribution: urgency,
         });
@@ -657,6 +667,17 @@ fn evaluate_with(
             .open_threads
             .iter()
             .fold(0, |bits, open| bits | (1 << open.channel as u8)),
+        waiting_intents: {
+            let mut intents: Vec<u16> = summary
+                .open_threads
+                .iter()
+                .map(|open| open.intent)
+                .filter(|intent| *intent != 0)
+                .collect();
+            intents.sort_unstable();
+            intents.dedup();
+            intents
+        },
         model_fit: model.retention.fit,
     }
 }

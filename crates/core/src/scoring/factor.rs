@@ -78,6 +78,8 @@ pub enum FactorKind {
         due_in_seconds: f64,
         /// The thread is past its channel's missed horizon.
         missed: bool,
+        /// The thread's intent, an id in the tenant's table of intent names (0: none).
+        intent: u16,
     },
     /// RESPOND: business time waited against the SLA target.
     ReplyWait {

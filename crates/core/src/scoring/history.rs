@@ -614,6 +614,7 @@ impl CustomerHistory {
                     snippet: crate::scoring::timeline::printable(note.snippet),
                     value: record.value,
                     urgency_cues: record.urgency_cues,
+                    intent: record.intent,
                 }
             })
             .collect()

@@ -276,6 +276,9 @@ pub struct Touchpoint {
     pub value: f64,
     /// Urgency cues of an inbound text.
     pub urgency_cues: crate::domain::UrgencyCues,
+    /// The intent an inbound text was read as (an id in the tenant's table of intent names; 0:
+    /// none).
+    pub intent: u16,
 }
 
 #[cfg(test)]

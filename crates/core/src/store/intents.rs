@@ -107,15 +107,14 @@ impl IntentRegistry {
         self.tenants.read().get(tenant_id)?.current.clone()
     }
 
-    /// The intent `text` reads as among `tenant_id`'s intents (`None`: none fits, or the tenant
-    /// has none).
-    pub fn read(&self, tenant_id: &str, text: &str) -> Option<ReadIntent> {
+    /// The intent `text` reads as among `tenant_id`'s intents: `None` when the tenant has none,
+    /// `Some(None)` when none fits ("other").
+    pub fn read(&self, tenant_id: &str, text: &str) -> Option<Option<ReadIntent>> {
         let intents = self.of(tenant_id)?;
-        let found = intents.model.classify(text)?;
-        Some(ReadIntent {
+        Some(intents.model.classify(text).map(|found| ReadIntent {
             name: intents.definitions[found.index].name.as_str().into(),
             confidence: found.confidence,
-        })
+        }))
     }
 
     /// The id of `name` in `tenant_id`'s table, added when new (what an applied event records).
@@ -176,16 +175,19 @@ impl IntentRegistry {
         &self,
         (tenant_id, definitions, names): SavedIntents,
     ) -> (Vec<u16>, Result<(), IntentError>) {
+        // The table first, in its order: restored into an empty registry, ids stay as they were.
+        let translation = {
+            let mut tenants = self.tenants.write();
+            let state = tenants.entry(tenant_id.clone()).or_default();
+            std::iter::once(0)
+                .chain(names.iter().map(|name| state.intern(name)))
+                .collect()
+        };
         let set = if definitions.is_empty() {
             Ok(())
         } else {
             self.set(&tenant_id, definitions, true)
         };
-        let mut tenants = self.tenants.write();
-        let state = tenants.entry(tenant_id).or_default();
-        let translation = std::iter::once(0)
-            .chain(names.iter().map(|name| state.intern(name)))
-            .collect();
         (translation, set)
     }
 
@@ -194,5 +196,58 @@ impl IntentRegistry {
         self.of(tenant_id)
             .map(|intents| intents.ids.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(names: &[&str]) -> Vec<IntentDefinition> {
+        names
+            .iter()
+            .map(|name| IntentDefinition {
+                name: name.to_string(),
+                examples: vec![format!("about {name}"), format!("{name} please")],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_keep_their_ids_and_a_snapshot_table_translates_to_the_one_in_force() {
+        let registry = IntentRegistry::default();
+        registry
+            .set("acme", list(&["refund", "login"]), true)
+            .unwrap();
+        registry
+            .set("acme", list(&["billing", "refund"]), true)
+            .unwrap();
+        // Ids only grow: "login" keeps 2 though it left the list; "billing" is 3.
+        assert_eq!(registry.id("acme", "refund"), Some(1));
+        assert_eq!(registry.id("acme", "login"), Some(2));
+        assert_eq!(registry.id("acme", "billing"), Some(3));
+        assert_eq!(registry.ids_in_force("acme"), [3, 1]);
+        assert_eq!(&**registry.names("acme").name(2).unwrap(), "login");
+        assert!(registry.names("acme").name(0).is_none());
+        // A config list does not replace one set over the API.
+        registry.set("acme", list(&["other_thing"]), false).unwrap();
+        assert_eq!(registry.ids_in_force("acme"), [3, 1]);
+
+        // Restored into a registry whose table already holds another name, the snapshot's ids
+        // move: translation[snapshot id] = id in force.
+        let saved = registry.saved();
+        let restored = IntentRegistry::default();
+        restored.intern("acme", "shipping");
+        let (translation, set) = restored.restore(saved[0].clone());
+        set.unwrap();
+        assert_eq!(translation, [0, 2, 3, 4]);
+        assert_eq!(restored.id("acme", "login"), Some(3));
+        // Into an empty registry: the same ids.
+        let fresh = IntentRegistry::default();
+        assert_eq!(fresh.restore(saved[0].clone()).0, [0, 1, 2, 3]);
+        assert_eq!(
+            restored.of("acme").unwrap().definitions,
+            list(&["billing", "refund"])
+        );
     }
 }

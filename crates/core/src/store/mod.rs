@@ -320,6 +320,9 @@ pub struct TopQuery {
     pub segment: Option<Arc<crate::segments::SegmentConfig>>,
     /// Only customers waiting for an answer on this channel.
     pub channel: Option<crate::domain::Channel>,
+    /// Only customers waiting for an answer about this intent (an id in the tenant's table of
+    /// intent names).
+    pub intent: Option<u16>,
 }
 
 impl TopQuery {
@@ -328,6 +331,7 @@ impl TopQuery {
         !self.action.is_some_and(|action| action != score.action)
             && score.retention_risk >= self.min_retention_risk
             && self.channel.is_none_or(|channel| score.waits_on(channel))
+            && self.intent.is_none_or(|intent| score.waits_about(intent))
     }
 }
 
@@ -2349,6 +2353,7 @@ mod tests {
                 let query = TopQuery { limit, action, min_retention_risk, as_of_ms: T0_MS, live,
                 segment: None,
                 channel: None,
+                intent: None,
                 };
                 let tenant = store.tenant("acme").expect("tenant");
                 let answered = store.top_from_index(&tenant, &query);
@@ -2461,6 +2466,7 @@ mod tests {
                 live,
                 segment: None,
                 channel: None,
+                intent: None,
             };
             let top = store.top("acme", &query);
             assert_eq!(top[0].0, "angry", "live {live}");
@@ -2684,6 +2690,7 @@ mod tests {
             live: true,
             segment: None,
             channel: None,
+            intent: None,
         }
     }
 
@@ -2969,6 +2976,7 @@ mod tests {
             let query = TopQuery { limit: 10, action: None, min_retention_risk: 0.0, as_of_ms: T0_MS + DAY_MS, live: false,
             segment: None,
             channel: None,
+            intent: None,
             };
             let ids = |top: Vec<(String, Score)>| top.into_iter().map(|(id, score)| format!("{id} {score:?}")).collect::<Vec<_>>();
             prop_assert_eq!(ids(merged.top_exact("acme", &query)), ids(one_id.top_exact("acme", &query)));
@@ -3081,6 +3089,7 @@ mod tests {
             live: false,
             segment: None,
             channel: None,
+            intent: None,
         };
         let ids: Vec<String> = store
             .top_exact("acme", &query)

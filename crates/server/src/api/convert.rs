@@ -8,6 +8,7 @@ use crate::sentiment::language::Language;
 use crate::sentiment::{Sentiment, SentimentLabel};
 use rapport_core::attributes::AttributeValue;
 use rapport_core::identity::{self, Identifier, IdentifierKind};
+use rapport_core::store::intents::IntentNames;
 
 /// Input limits from the server config.
 #[derive(Clone, Debug)]
@@ -468,6 +469,7 @@ pub fn attributes_to_pb(
 pub fn touchpoint_to_pb(
     touchpoint: &crate::scoring::Touchpoint,
     languages: &crate::sentiment::language::LanguageDetector,
+    intents: &IntentNames,
 ) -> pb::Touchpoint {
     let number = |position: Option<usize>| position.map_or(0, |index| index as i32 + 1);
     pb::Touchpoint {
@@ -496,6 +498,12 @@ pub fn touchpoint_to_pb(
                 TextReading {
                     language: languages.detect(&touchpoint.snippet),
                     urgency_cues: touchpoint.urgency_cues,
+                    intent: intents
+                        .name(touchpoint.intent)
+                        .map(|name| crate::domain::ReadIntent {
+                            name: std::sync::Arc::clone(name),
+                            confidence: 0.0,
+                        }),
                 },
             )
         }),
@@ -626,12 +634,14 @@ pub fn action_to_pb(action: Action) -> pb::Action {
 }
 
 /// What the API shows of a text beside its sentiment.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TextReading {
     /// The text's language (`None`: no language found, or not asked for).
     pub language: Option<Language>,
     /// Its urgency cues (none for outbound events).
     pub urgency_cues: crate::domain::UrgencyCues,
+    /// The tenant's intent it was read as (`None`: none, or not read).
+    pub intent: Option<crate::domain::ReadIntent>,
 }
 
 /// An urgency cue → proto.
@@ -651,6 +661,7 @@ pub fn sentiment_to_pb(sentiment: &Sentiment, reading: TextReading) -> pb::Senti
     let TextReading {
         language,
         urgency_cues,
+        intent,
     } = reading;
     pb::SentimentResult {
         language: language.map_or_else(String::new, |language| language.code.to_string()),
@@ -659,6 +670,10 @@ pub fn sentiment_to_pb(sentiment: &Sentiment, reading: TextReading) -> pb::Senti
             .iter()
             .map(|cue| urgency_cue_to_pb(cue) as i32)
             .collect(),
+        intent_confidence: intent
+            .as_ref()
+            .map_or(0.0, |intent| f64::from(intent.confidence)),
+        intent: intent.map_or_else(String::new, |intent| intent.name.to_string()),
         label: match sentiment.label {
             SentimentLabel::Negative => pb::SentimentLabel::Negative,
             SentimentLabel::Neutral => pb::SentimentLabel::Neutral,
@@ -669,9 +684,19 @@ pub fn sentiment_to_pb(sentiment: &Sentiment, reading: TextReading) -> pb::Senti
     }
 }
 
-/// Score → proto, with each factor as a reason.
-pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::CustomerScore {
+/// Score → proto, with each factor as a reason; `intents` names the tenant's intent ids.
+pub fn score_to_pb(
+    tenant_id: &str,
+    customer_id: &str,
+    score: &Score,
+    intents: &IntentNames,
+) -> pb::CustomerScore {
     pb::CustomerScore {
+        waiting_intents: score
+            .waiting_intents
+            .iter()
+            .filter_map(|id| intents.name(*id).map(|name| name.to_string()))
+            .collect(),
         identifiers: Vec::new(),
         merged_customer_ids: Vec::new(),
         claimed_by: String::new(),
@@ -700,7 +725,7 @@ pub fn score_to_pb(tenant_id: &str, customer_id: &str, score: &Score) -> pb::Cus
             .map(|factor| pb::Reason {
                 factor: factor.name().to_string(),
                 contribution: factor.contribution,
-                detail: super::reasons::detail(factor),
+                detail: super::reasons::detail(factor, intents),
                 group: match factor.group() {
                     FactorGroup::Risk => pb::ReasonGroup::Risk,
                     FactorGroup::Priority => pb::ReasonGroup::Priority,

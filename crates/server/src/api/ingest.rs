@@ -295,13 +295,16 @@ impl IngestApi {
                 .then(|| self.engine.language.detect(&interaction.text))
                 .flatten(),
             urgency_cues: interaction.urgency_cues,
+            intent: interaction.intent.clone(),
         };
         match (converted, &self.cluster) {
             (Ok(interaction), Some(cluster)) => {
                 let reading = reading(&interaction);
                 self.publish(cluster, interaction, reading)
             }
-            (Ok(interaction), None) => {
+            (Ok(mut interaction), None) => {
+                // Read before it is applied and logged: replay keeps the intent it was read as.
+                interaction.intent = self.engine.read_intent(&interaction);
                 let reading = reading(&interaction);
                 let (sentiment, applied, durable) =
                     self.engine.ingest(&interaction, now, want_score);
@@ -377,7 +380,7 @@ impl IngestApi {
         if let Some(durable) = durable {
             durable.confirmed().await.map_err(unconfirmed)?;
         }
-        Ok(scored(processed))
+        Ok(scored(processed, &self.engine.store))
     }
 
     fn tally(&self, summary: &mut pb::IngestSummary, index: u64, processed: &Processed) {
@@ -413,7 +416,7 @@ impl IngestApi {
     }
 }
 
-fn scored(processed: Processed) -> pb::ScoredInteraction {
+fn scored(processed: Processed, store: &rapport_core::store::Store) -> pb::ScoredInteraction {
     let rejected = |event_id: String, error: String| pb::ScoredInteraction {
         event_id,
         outcome: pb::IngestOutcome::Rejected as i32,
@@ -441,7 +444,14 @@ fn scored(processed: Processed) -> pb::ScoredInteraction {
                 sentiment: sentiment
                     .as_ref()
                     .map(|sentiment| convert::sentiment_to_pb(sentiment, reading)),
-                score: score.map(|score| convert::score_to_pb(&tenant_id, &customer_id, score)),
+                score: score.map(|score| {
+                    convert::score_to_pb(
+                        &tenant_id,
+                        &customer_id,
+                        score,
+                        &store.intents().names(&tenant_id),
+                    )
+                }),
                 error: String::new(),
             }
         }

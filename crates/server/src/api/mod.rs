@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 mod identity;
 mod ingest;
+mod intent;
 pub mod metrics_layer;
 pub mod reasons;
 mod scoring;
@@ -15,6 +16,7 @@ mod sentiment;
 pub use admin::AdminApi;
 pub use identity::IdentityApi;
 pub use ingest::{Admission, IngestApi};
+pub use intent::IntentApi;
 pub use scoring::ScoringApi;
 pub use sentiment::SentimentApi;
 

@@ -4,6 +4,7 @@
 
 use rapport_core::domain::UrgencyCue;
 use rapport_core::scoring::{Factor, FactorKind, RiskBasis};
+use rapport_core::store::intents::IntentNames;
 
 /// Where an activity term comes from, in words: how much history stands behind it.
 fn basis_words(basis: RiskBasis, horizon_seconds: f64) -> String {
@@ -35,7 +36,7 @@ fn basis_words(basis: RiskBasis, horizon_seconds: f64) -> String {
 
 /// Human-readable detail, e.g. "unanswered negative mention on twitter for 42 min, 51k
 /// followers; reply due in 18 min".
-pub fn detail(factor: &Factor) -> String {
+pub fn detail(factor: &Factor, intents: &IntentNames) -> String {
     match factor.kind {
         FactorKind::Activity {
             p_no_activity,
@@ -73,8 +74,12 @@ pub fn detail(factor: &Factor) -> String {
             messages,
             due_in_seconds,
             missed,
+            intent,
         } => {
             let tone = sentiment_word(worst_sentiment);
+            let about = intents
+                .name(intent)
+                .map_or_else(String::new, |name| format!(" about {name}"));
             let more = if messages > 1 {
                 format!(" ({messages} messages)")
             } else {
@@ -88,7 +93,7 @@ pub fn detail(factor: &Factor) -> String {
                 format!("reply overdue by {}", format_duration(-due_in_seconds))
             };
             format!(
-                "unanswered {tone}{} on {} for {}{more}, {} followers; {due}",
+                "unanswered {tone}{}{about} on {} for {}{more}, {} followers; {due}",
                 kind.as_str().replace('_', " "),
                 channel.as_str().replace('_', " "),
                 format_duration(waiting_seconds),

@@ -252,6 +252,7 @@ impl ScoringApi {
             action: request.action,
             min_retention_risk: request.min_retention_risk,
             exclude_claimed: request.exclude_claimed,
+            intent: &request.intent,
         };
         let as_of_ms = if request.page_token.is_empty() {
             convert::as_of_ms(request.as_of.as_ref(), now_ms())?
@@ -292,7 +293,12 @@ impl ScoringApi {
             .store
             .identity_of(&tenant_id, &customer_id)
             .unwrap_or_else(|| (customer_id.clone(), Default::default()));
-        let mut answer = convert::score_to_pb(&tenant_id, &canonical, &score);
+        let mut answer = convert::score_to_pb(
+            &tenant_id,
+            &canonical,
+            &score,
+            &self.store.intents().names(&tenant_id),
+        );
         answer.identifiers = profile
             .identifiers
             .iter()
@@ -320,10 +326,12 @@ impl ScoringApi {
             page_token,
             segment,
             channel,
+            intent,
         } = request;
         let segment = self.segment(&segment)?;
         let channel_filter = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
+        let intent_filter = self.intent_filter(&tenant_id, &intent)?;
         let limit = top_limit(limit)?;
         check_unit_interval("min_retention_risk", min_retention_risk)?;
         let mut query = TopQuery {
@@ -334,6 +342,7 @@ impl ScoringApi {
             live: as_of.is_none(),
             segment: segment.clone(),
             channel: channel_filter,
+            intent: intent_filter,
         };
         let filters = PageFilters {
             segment: segment.as_ref().map_or("", |segment| segment.name.as_str()),
@@ -343,6 +352,7 @@ impl ScoringApi {
             action,
             min_retention_risk,
             exclude_claimed,
+            intent: &intent,
         };
         let after = if page_token.is_empty() {
             None
@@ -392,11 +402,12 @@ impl ScoringApi {
             .encode(&filters),
             _ => String::new(),
         };
+        let intent_names = self.store.intents().names(&tenant_id);
         let customers = top
             .iter()
             .map(|(customer_id, score)| {
                 with_claim(
-                    convert::score_to_pb(&tenant_id, customer_id, score),
+                    convert::score_to_pb(&tenant_id, customer_id, score, &intent_names),
                     claimed.get(customer_id),
                 )
             })
@@ -408,6 +419,22 @@ impl ScoringApi {
     }
 
     /// The segment a request names (`None` for none), or INVALID_ARGUMENT naming `segment`.
+    /// The intent filter `name` names among `tenant_id`'s intents (`None` when empty); an intent
+    /// the tenant never had is refused, naming the field.
+    fn intent_filter(&self, tenant_id: &str, name: &str) -> Result<Option<u16>, ApiError> {
+        if name.is_empty() {
+            return Ok(None);
+        }
+        match self.store.intents().id(tenant_id, name) {
+            Some(id) => Ok(Some(id)),
+            None => Err(FieldError::new(
+                "intent",
+                format!("tenant {tenant_id:?} has no intent named {name:?} (IntentService)"),
+            )
+            .into()),
+        }
+    }
+
     fn segment(
         &self,
         name: &str,
@@ -482,11 +509,14 @@ impl ScoringApi {
             }
             _ => String::new(),
         };
+        let intents = self.store.intents().names(&tenant_id);
         Ok(pb::GetTimelineResponse {
             customer_id,
             touchpoints: touchpoints
                 .iter()
-                .map(|touchpoint| convert::touchpoint_to_pb(touchpoint, &self.engine.language))
+                .map(|touchpoint| {
+                    convert::touchpoint_to_pb(touchpoint, &self.engine.language, &intents)
+                })
                 .collect(),
             next_page_token,
         })
@@ -517,10 +547,12 @@ impl ScoringApi {
             ttl_seconds,
             segment,
             channel,
+            intent,
         } = request;
         let segment = self.segment(&segment)?;
         let channel = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
+        let intent = self.intent_filter(&tenant_id, &intent)?;
         check_id("agent_id", &agent_id, true, &self.limits)?;
         check_unit_interval("min_retention_risk", min_retention_risk)?;
         let ttl_ms = Self::claim_ttl_ms(ttl_seconds)?;
@@ -533,6 +565,7 @@ impl ScoringApi {
             live: true,
             segment,
             channel,
+            intent,
         };
         // It may pass over many claimed or filtered customers: a scan, in the tenant's turn.
         let engine = Arc::clone(&self.engine);
@@ -549,7 +582,12 @@ impl ScoringApi {
         Ok(pb::ClaimResponse {
             customer: claimed.map(|(customer_id, score, claim)| {
                 with_claim(
-                    convert::score_to_pb(&tenant_id, &customer_id, &score),
+                    convert::score_to_pb(
+                        &tenant_id,
+                        &customer_id,
+                        &score,
+                        &self.store.intents().names(&tenant_id),
+                    ),
                     Some(&claim),
                 )
             }),
@@ -588,7 +626,12 @@ impl ScoringApi {
         let customer = claim.and_then(|claim| {
             let score = self.store.customer(&tenant_id, &canonical, now)?;
             Some(with_claim(
-                convert::score_to_pb(&tenant_id, &canonical, &score),
+                convert::score_to_pb(
+                    &tenant_id,
+                    &canonical,
+                    &score,
+                    &self.store.intents().names(&tenant_id),
+                ),
                 Some(&claim),
             ))
         });
@@ -605,20 +648,22 @@ struct PageFilters<'a> {
     action: i32,
     min_retention_risk: f64,
     exclude_claimed: bool,
+    intent: &'a str,
 }
 
 impl PageFilters<'_> {
     /// A stable digest of the filters (xxh3 of their text).
     fn digest(&self) -> u64 {
         let text = format!(
-            "{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}",
             self.tenant_id,
             self.segment,
             self.channel,
             self.limit,
             self.action,
             self.min_retention_risk.to_bits(),
-            self.exclude_claimed
+            self.exclude_claimed,
+            self.intent
         );
         crate::store::id_key(&text)
     }
@@ -867,6 +912,7 @@ impl ScoringService for Arc<ScoringApi> {
             min_priority,
             segment,
             channel,
+            intent,
         } = request.into_inner();
         let segment = self.segment(&segment).map_err(Status::from)?;
         let channel = convert::channel_filter_from_pb(channel)
@@ -876,6 +922,7 @@ impl ScoringService for Arc<ScoringApi> {
         if let Err(error) = checked {
             return Err(ApiError::from(error).into());
         }
+        let intent = self.intent_filter(&tenant_id, &intent)?;
         let (mut updates, registration) = self
             .store
             .watch(&tenant_id, min_priority)
@@ -919,6 +966,7 @@ impl ScoringService for Arc<ScoringApi> {
                     Ok(change)
                         if change.concerns(min_priority)
                             && channel.is_none_or(|channel| change.score.waits_on(channel))
+                            && intent.is_none_or(|intent| change.score.waits_about(intent))
                             && segment.as_ref().is_none_or(|segment| {
                                 store.in_segment(
                                     &tenant_id,
@@ -933,6 +981,7 @@ impl ScoringService for Arc<ScoringApi> {
                                 &tenant_id,
                                 &change.customer_id,
                                 &change.score,
+                                &store.intents().names(&tenant_id),
                             )),
                             previous_priority: change.previous_priority,
                             previous_action: convert::action_to_pb(change.previous_action) as i32,

@@ -56,6 +56,7 @@ impl SentimentApi {
                     sentiment,
                     convert::TextReading {
                         language: self.engine.language.detect(text),
+                        intent: None,
                         urgency_cues: crate::sentiment::infer_urgency_cues(text),
                     },
                 )
