@@ -1,7 +1,9 @@
 //! Few-shot intent accuracy on CLINC150 (Larson et al., 2019: 150 intents plus out-of-scope
 //! queries; CC BY 3.0, github.com/clinc/oos-eval, `data/data_full.json`): 10 examples per intent
 //! drawn from its train split (5 draws), read with [`IntentModel`], scored on the val or test split
-//! with its out-of-scope queries. The test split is for reporting only; choose on val.
+//! with its out-of-scope queries. The test split is for reporting only; choose on val. Any data
+//! set in the same JSON shape works (Banking77 converted: `train` and `test` lists of
+//! `[text, intent]`, an empty `oos_test`).
 //!
 //!     cargo run --release -p rapport-sentiment --example intents_clinc -- data_full.json val
 //!     cargo run --release -p rapport-sentiment --example intents_clinc -- data_full.json test
@@ -16,6 +18,13 @@ use std::collections::BTreeMap;
 const SHOTS: usize = 10;
 /// Draws of the examples, averaged.
 const DRAWS: u64 = 5;
+
+/// A data set's label as an intent name (lowercase, `_` for anything but letters and digits).
+fn intent_name(label: &str) -> String {
+    label
+        .to_lowercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -47,15 +56,12 @@ fn main() {
                     examples.push(pool.swap_remove(next(pool.len())).to_string());
                 }
                 IntentDefinition {
-                    name: name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                    name: intent_name(name),
                     examples,
                 }
             })
             .collect();
-        let names: Vec<String> = by_intent
-            .keys()
-            .map(|name| name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
-            .collect();
+        let names: Vec<String> = by_intent.keys().map(|name| intent_name(name)).collect();
         let model = IntentModel::new(&definitions).expect("a valid list");
         let started = std::time::Instant::now();
         let mut in_right = 0usize;
@@ -95,7 +101,7 @@ fn main() {
         }
     }
     println!(
-        "CLINC150 {split}, {SHOTS} examples per intent, mean of {DRAWS} draws: in-scope accuracy \
+        "{path} {split}, {SHOTS} examples per intent, mean of {DRAWS} draws: in-scope accuracy \
          {:.4}, out-of-scope recall {:.4}, precision {:.4}, overall {:.4}, {:.0} texts/s",
         totals[0], totals[1], totals[2], totals[3], totals[4]
     );
