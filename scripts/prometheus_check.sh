@@ -30,11 +30,27 @@ wait_http() { # url, seconds
 GRPC=$(free_port); METRICS=$(free_port); PROM=$(free_port)
 SERVER=http://127.0.0.1:$GRPC
 
-# Durability on, with snapshots every 5 s, so the log and snapshot panels have data.
+# Durability on, with snapshots every 5 s, so the log and snapshot panels have data; intents for
+# the simulated tenant, so the intents panel has data.
 cat >"$WORK/rapport.toml" <<TOML
 [durability]
 data_dir = "$WORK/rapport-data"
 snapshot_interval_seconds = 5
+
+[[intents]]
+tenant = "acme"
+name = "order_problem"
+examples = ["my order arrived broken", "lost my package", "still waiting for my refund", "the item is damaged", "wrong size delivered"]
+
+[[intents]]
+tenant = "acme"
+name = "shipping"
+examples = ["do you ship to Canada?", "I changed my delivery address", "how long does delivery take", "can you ship abroad", "update my shipping address"]
+
+[[intents]]
+tenant = "acme"
+name = "store_info"
+examples = ["what are your opening hours", "when does the sale start", "can I pay with a gift card", "is the shop open on Sunday", "do you have this in size M"]
 TOML
 "$RAPPORT" serve --config "$WORK/rapport.toml" --grpc-addr 127.0.0.1:$GRPC \
   --metrics-addr 127.0.0.1:$METRICS 2>"$WORK/rapport.log" &

@@ -6,7 +6,8 @@
 //! second, so seals and snapshots run under the load), and several concurrent clients send
 //! generated operations over gRPC: events (late, duplicated, for customers that get merged),
 //! conflicting `UpsertCustomer` versions, `ClaimNext` / `RenewClaim` / `ReleaseClaim` by several
-//! agents, and `MergeCustomers`. Every call is recorded with its invocation and completion on one
+//! agents, `MergeCustomers`, and `SetIntents` switching between intent lists (the events' texts
+//! read as those intents, so scores carry intent ids). Every call is recorded with its invocation and completion on one
 //! logical clock and its answer. The round ends with one of: SIGTERM, kill -9 at rest, kill -9
 //! under load, file damage from a catalogue (after a kill -9 at rest), or a second process on
 //! the same data directory under load. Then these are checked:
@@ -15,7 +16,8 @@
 //!   move claims);
 //! - acknowledged means durable: after the restart every acknowledged event is counted, every
 //!   claim certainly held is still held by its agent, every customer untouched by an in-flight
-//!   call holds the attributes of its applied updates folded in version order;
+//!   call holds the attributes of its applied updates folded in version order, and each tenant's
+//!   intents are a list SetIntents may have left last;
 //! - a restart at rest changes no answer: every customer's full answer (scores at a pinned
 //!   `as_of`, attributes, claim, identity) equals the one before the stop;
 //! - damage refuses the start naming a file of the data directory, or loses nothing (the answers
@@ -38,6 +40,7 @@ use rand::{Rng, SeedableRng};
 use rapport::pb;
 use rapport::pb::identity_service_client::IdentityServiceClient;
 use rapport::pb::ingest_service_client::IngestServiceClient;
+use rapport::pb::intent_service_client::IntentServiceClient;
 use rapport::pb::scoring_service_client::ScoringServiceClient;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -184,6 +187,53 @@ enum Op {
         customer: usize,
         other: usize,
     },
+    /// Sets the tenant's intents to list `list` of [`intent_list`].
+    SetIntents {
+        tenant: usize,
+        list: usize,
+    },
+}
+
+/// The intent lists rounds switch between: the same names in other orders, one dropped, one
+/// added, and none (so ids must survive every change, restarts and snapshots).
+fn intent_list(list: usize) -> Vec<pb::Intent> {
+    let intent = |name: &str, examples: &[&str]| pb::Intent {
+        name: name.into(),
+        examples: examples.iter().map(|e| e.to_string()).collect(),
+    };
+    let order = intent(
+        "where_is_my_order",
+        &[
+            "where is my order",
+            "my order has not arrived",
+            "order status please",
+            "has my order shipped",
+        ],
+    );
+    let refund = intent(
+        "refund",
+        &[
+            "I want a refund",
+            "please refund me",
+            "money back please",
+            "refund my purchase",
+        ],
+    );
+    let praise = intent(
+        "praise",
+        &[
+            "love it, thanks",
+            "great service, thank you",
+            "so happy with it",
+            "thanks, love it",
+        ],
+    );
+    match list % 4 {
+        0 => vec![order, refund],
+        1 => vec![refund, praise, order],
+        2 => vec![praise],
+        _ => Vec::new(),
+    }
 }
 
 /// What a call answered (`Failed`: no acknowledgement, so its effect is unknown).
@@ -248,6 +298,10 @@ fn generate(rng: &mut StdRng, agents_of_client: usize) -> Op {
             tenant,
             agent: agents_of_client,
             customer: customer_id(customer),
+        },
+        95..97 => Op::SetIntents {
+            tenant,
+            list: rng.gen_range(0..4),
         },
         _ => Op::Merge {
             tenant,
@@ -398,6 +452,77 @@ async fn run_call(channel: &Channel, op: &Op) -> Answer {
             },
             Err(status) => refused_or_failed(status),
         },
+        Op::SetIntents { tenant, list } => match IntentServiceClient::new(channel.clone())
+            .set_intents(pb::SetIntentsRequest {
+                tenant_id: TENANTS[*tenant].into(),
+                intents: intent_list(*list),
+            })
+            .await
+        {
+            Ok(_) => Answer::Ok,
+            Err(status) => refused_or_failed(status),
+        },
+    }
+}
+
+/// Each tenant's intents as GetIntents answers them.
+async fn intents_in_force(server: &Server) -> Vec<Vec<pb::Intent>> {
+    let mut client = IntentServiceClient::new(server.channel.clone());
+    let mut out = Vec::new();
+    for tenant_id in TENANTS {
+        let answer = client
+            .get_intents(pb::GetIntentsRequest {
+                tenant_id: tenant_id.into(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("GetIntents failed: {status}"));
+        out.push(answer.into_inner().intents);
+    }
+    out
+}
+
+/// Acknowledged intent lists are durable: after the restart each tenant's list is one that a
+/// SetIntents call may have left last: an acknowledged one no acknowledged call certainly
+/// followed (invoked after it completed), or one whose answer was lost or came after the stop
+/// and no acknowledged call certainly followed; none when no call was acknowledged.
+fn check_intents(
+    calls: &[Call],
+    cut: u64,
+    after: &[Vec<pb::Intent>],
+    violations: &mut Vec<String>,
+) {
+    for (tenant, got) in after.iter().enumerate() {
+        let sets: Vec<(&Call, usize)> = calls
+            .iter()
+            .filter_map(|call| match call.op {
+                Op::SetIntents { tenant: t, list } if t == tenant => Some((call, list)),
+                _ => None,
+            })
+            .collect();
+        let acked = |call: &Call| matches!(call.answer, Answer::Ok) && call.completed <= cut;
+        let followed = |call: &Call| {
+            sets.iter()
+                .any(|(later, _)| acked(later) && later.invoked > call.completed)
+        };
+        let mut possible: Vec<Vec<pb::Intent>> = sets
+            .iter()
+            .filter(|(call, _)| !matches!(call.answer, Answer::Refused) && !followed(call))
+            .map(|(_, list)| intent_list(*list))
+            .collect();
+        if !sets.iter().any(|(call, _)| acked(call)) {
+            possible.push(Vec::new());
+        }
+        if !possible.contains(got) {
+            let names =
+                |list: &[pb::Intent]| list.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+            violations.push(format!(
+                "{}: intents after the restart are {:?}, none of the lists SetIntents may have \
+                 left last ({:?})",
+                TENANTS[tenant],
+                names(got),
+                possible.iter().map(|list| names(list)).collect::<Vec<_>>()
+            ));
+        }
     }
 }
 
@@ -1093,6 +1218,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
         .await
         .expect("the directory restarts");
     let after = answers(&server).await;
+    let intents_after = intents_in_force(&server).await;
     server.kill9();
     let calls = history.calls.lock().unwrap().clone();
     let count = |matches: fn(&Call) -> bool| calls.iter().filter(|call| matches(call)).count();
@@ -1107,6 +1233,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
     );
     check_exclusive(&calls, &mut violations);
     check_durable(&calls, cut, &after, &mut violations);
+    check_intents(&calls, cut, &intents_after, &mut violations);
     if let Some(before) = before {
         for (key, answer) in &before {
             if after.get(key) != Some(answer) {
