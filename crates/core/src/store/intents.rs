@@ -5,7 +5,7 @@
 //! an older list still name their intent. Ids are assigned in the order lists are set and logged
 //! events replayed, so a restart rebuilds the same table; a state snapshot carries the table it was
 //! written under, and its customers' ids are translated to the table in force when they are
-//! restored (see [`IntentRegistry::translation`]).
+//! restored (see [`IntentRegistry::restore`]).
 
 use crate::domain::ReadIntent;
 use crate::sentiment::intent::{IntentDefinition, IntentError, IntentModel};
