@@ -110,7 +110,7 @@ impl IntentRegistry {
     /// The intent `text` reads as among `tenant_id`'s intents: `None` when the tenant has none,
     /// `Some(None)` when none fits ("other").
     pub fn read(&self, tenant_id: &str, text: &str) -> Option<Option<ReadIntent>> {
-        let intents = self.of(tenant_id)?;
+        let intents = self.of(tenant_id).filter(|i| !i.definitions.is_empty())?;
         Some(intents.model.classify(text).map(|found| ReadIntent {
             name: intents.definitions[found.index].name.as_str().into(),
             confidence: found.confidence,
