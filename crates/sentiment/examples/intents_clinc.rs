@@ -7,6 +7,7 @@
 //!
 //!     cargo run --release -p rapport-sentiment --example intents_clinc -- data_full.json val
 //!     cargo run --release -p rapport-sentiment --example intents_clinc -- data_full.json test
+//!     cargo run --release -p rapport-sentiment --example intents_clinc -- data_full.json val 20
 //!
 //! Prints in-scope accuracy ("other" counts as wrong), out-of-scope recall and precision, accuracy
 //! over everything (out-of-scope right when "other"), and the texts read per second.
@@ -30,13 +31,24 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("path to CLINC150's data_full.json");
     let split = args.next().unwrap_or_else(|| "val".to_string());
+    // Optionally the first N intents only (a smaller tenant; their out-of-scope queries stay).
+    let max_intents: usize = args
+        .next()
+        .map_or(usize::MAX, |n| n.parse().expect("a count"));
     let data: BTreeMap<String, Vec<(String, String)>> =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("readable")).expect("JSON");
     let mut by_intent: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (text, intent) in &data["train"] {
         by_intent.entry(intent).or_default().push(text);
     }
-    let in_scope = &data[split.as_str()];
+    let kept: Vec<&str> = by_intent.keys().copied().take(max_intents).collect();
+    by_intent.retain(|intent, _| kept.contains(intent));
+    let in_scope: Vec<(String, String)> = data[split.as_str()]
+        .iter()
+        .filter(|(_, intent)| kept.contains(&intent.as_str()))
+        .cloned()
+        .collect();
+    let in_scope = &in_scope;
     let out_of_scope = &data[&format!("oos_{split}")];
     let mut totals = [0.0f64; 5];
     for draw in 0..DRAWS {

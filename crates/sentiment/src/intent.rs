@@ -194,8 +194,21 @@ fn fold(c: char) -> char {
 /// A text's feature hashes with their counts: character n-grams and words (word features hash a
 /// tag byte first, so the two never meet).
 struct Features {
-    grams: ByHash<u32>,
-    words: ByHash<u32>,
+    grams: Vec<(u64, u32)>,
+    words: Vec<(u64, u32)>,
+}
+
+/// Hashes with their counts (sorted, each once).
+fn counted(mut hashes: Vec<u64>) -> Vec<(u64, u32)> {
+    hashes.sort_unstable();
+    let mut out: Vec<(u64, u32)> = Vec::with_capacity(hashes.len());
+    for hash in hashes {
+        match out.last_mut() {
+            Some((last, count)) if *last == hash => *count += 1,
+            _ => out.push((hash, 1)),
+        }
+    }
+    out
 }
 
 impl Features {
@@ -209,8 +222,8 @@ impl Features {
             .split(|c: char| !c.is_alphanumeric())
             .filter(|word| !word.is_empty())
             .collect();
-        let mut grams: ByHash<u32> = ByHash::default();
-        let mut word_features: ByHash<u32> = ByHash::default();
+        let mut grams: Vec<u64> = Vec::with_capacity(lower.len() * 3);
+        let mut word_features: Vec<u64> = Vec::with_capacity(words.len() * 2);
         let mut padded = String::new();
         let mut tagged = Vec::new();
         let mut bounds: Vec<usize> = Vec::new();
@@ -225,7 +238,7 @@ impl Features {
             for n in 2..=4 {
                 for start in 0..bounds.len().saturating_sub(n) {
                     let gram = &padded.as_bytes()[bounds[start]..bounds[start + n]];
-                    *grams.entry(xxh3_64(gram)).or_default() += 1;
+                    grams.push(xxh3_64(gram));
                 }
             }
             let mut add_word = |parts: &[&str]| {
@@ -237,7 +250,7 @@ impl Features {
                     }
                     tagged.extend_from_slice(part.as_bytes());
                 }
-                *word_features.entry(xxh3_64(&tagged)).or_default() += 1;
+                word_features.push(xxh3_64(&tagged));
             };
             add_word(&[word]);
             if let Some(next) = words.get(position + 1) {
@@ -245,8 +258,8 @@ impl Features {
             }
         }
         Self {
-            grams,
-            words: word_features,
+            grams: counted(grams),
+            words: counted(word_features),
         }
     }
 }
@@ -281,8 +294,19 @@ fn top_mean(similarities: &mut [f32]) -> f32 {
     if k == 0 {
         return 0.0;
     }
-    similarities.sort_unstable_by(|a, b| b.total_cmp(a));
-    similarities[..k].iter().sum::<f32>() / k as f32
+    // The k largest, kept in descending order in `best` (k is 3: one pass, no sort).
+    let mut best = [f32::NEG_INFINITY; TOP_EXAMPLES];
+    for similarity in similarities.iter() {
+        if *similarity > best[k - 1] {
+            let mut at = k - 1;
+            while at > 0 && *similarity > best[at - 1] {
+                best[at] = best[at - 1];
+                at -= 1;
+            }
+            best[at] = *similarity;
+        }
+    }
+    best[..k].iter().sum::<f32>() / k as f32
 }
 
 impl IntentModel {
@@ -394,6 +418,13 @@ impl IntentModel {
     /// A unit vector from two blocks of (feature id, count), each with the summed squares of its
     /// features unknown to the vocabulary.
     fn vector(&self, blocks: [(Vec<(u32, u32)>, f32); 2]) -> Vector {
+        let mut vector = self.unsorted_vector(blocks);
+        vector.sort_unstable_by_key(|(id, _)| *id);
+        vector
+    }
+
+    /// [`IntentModel::vector`] in no particular order (what postings need).
+    fn unsorted_vector(&self, blocks: [(Vec<(u32, u32)>, f32); 2]) -> Vector {
         let mut vector = Vector::new();
         for ((features, unknown_squares), block_weight) in
             blocks.into_iter().zip([1.0, WORD_WEIGHT])
@@ -411,7 +442,6 @@ impl IntentModel {
                     .map(|(id, weight)| (id, weight / length * block_weight)),
             );
         }
-        vector.sort_unstable_by_key(|(id, _)| *id);
         // Unknown features had their share of each block's length; the total length of the two
         // unit blocks (one weighted) is fixed.
         let total = (1.0 + WORD_WEIGHT * WORD_WEIGHT).sqrt();
@@ -446,7 +476,7 @@ impl IntentModel {
         if blocks.iter().all(|(known, _)| known.is_empty()) {
             return None;
         }
-        let vector = self.vector(blocks);
+        let vector = self.unsorted_vector(blocks);
         let mut centroid = vec![0.0f32; intents];
         let mut example = vec![0.0f32; self.example_intent.len()];
         for (id, weight) in &vector {
