@@ -4,8 +4,8 @@
 //!
 //! The model is built from the examples alone, in microseconds, so a tenant can change its list at
 //! any time and any language works for which it gives examples:
-//! - a text's features are the character 2- to 4-grams of each word (padded with a space at both
-//!   ends) and its words and word pairs, lowercased with Latin accents folded; each weighted
+//! - a text's features are the character trigrams of each word (padded with a space at both ends)
+//!   and its words and word pairs, lowercased with Latin accents folded; each weighted
 //!   1 + ln(count) times its inverse document frequency over the tenant's examples (a feature no
 //!   example has gets the highest and still counts in the text's length);
 //! - the n-gram block and the word block are each scaled to unit length, the word block weighted
@@ -18,7 +18,9 @@
 //!   scores): relative to the tenant's examples, so the rule holds for terse and wordy lists alike.
 //!
 //! The confidence is the winning score over that typical score, capped at 1. The constants were
-//! chosen on CLINC150's validation split (its test split only reported).
+//! chosen on CLINC150's validation split (its test split only reported): trigrams alone score as
+//! 2- to 4-grams did (mean of in-scope accuracy and out-of-scope recall 0.791 against 0.790, with
+//! the "other" ratio re-chosen: 0.71 against 0.68) at two to three times the texts per second.
 //!
 //! Measured with 10 examples per intent on CLINC150 (150 intents and out-of-scope queries) and
 //! Banking77: `crates/sentiment/examples/intents_clinc.rs`, README "Intents".
@@ -51,7 +53,9 @@ type ByHash<V> = HashMap<u64, V, BuildHasherDefault<HashedKey>>;
 /// How much the block of words and word pairs counts against the block of character n-grams.
 pub const WORD_WEIGHT: f32 = 0.75;
 /// A text is "other" below this share of the typical score of the tenant's own examples.
-pub const OTHER_RATIO: f32 = 0.68;
+pub const OTHER_RATIO: f32 = 0.71;
+/// Characters per n-gram of a word (padded with a space at both ends).
+const GRAM_CHARS: usize = 3;
 /// Best example similarities averaged into an intent's score.
 const TOP_EXAMPLES: usize = 3;
 /// Most intents per tenant.
@@ -235,11 +239,9 @@ impl Features {
             bounds.clear();
             bounds.extend(padded.char_indices().map(|(at, _)| at));
             bounds.push(padded.len());
-            for n in 2..=4 {
-                for start in 0..bounds.len().saturating_sub(n) {
-                    let gram = &padded.as_bytes()[bounds[start]..bounds[start + n]];
-                    grams.push(xxh3_64(gram));
-                }
+            for start in 0..bounds.len().saturating_sub(GRAM_CHARS) {
+                let gram = &padded.as_bytes()[bounds[start]..bounds[start + GRAM_CHARS]];
+                grams.push(xxh3_64(gram));
             }
             let mut add_word = |parts: &[&str]| {
                 tagged.clear();
