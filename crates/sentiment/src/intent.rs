@@ -5,9 +5,9 @@
 //! The model is built from the examples alone, in microseconds, so a tenant can change its list at
 //! any time and any language works for which it gives examples:
 //! - a text's features are the character trigrams of each word (padded with a space at both ends)
-//!   and its words and word pairs, lowercased with Latin accents folded; each weighted
-//!   1 + ln(count) times its inverse document frequency over the tenant's examples (a feature no
-//!   example has gets the highest and still counts in the text's length);
+//!   and its words and word pairs, lowercased, Latin accents and Arabic letter forms folded; each
+//!   weighted 1 + ln(count) times its inverse document frequency over the tenant's examples (a
+//!   feature no example has gets the highest and still counts in the text's length);
 //! - the n-gram block and the word block are each scaled to unit length, the word block weighted
 //!   [`WORD_WEIGHT`], and the whole scaled to unit length again;
 //! - a text's score for an intent is half its cosine similarity to the intent's centroid (the
@@ -181,20 +181,6 @@ pub fn validate(definitions: &[IntentDefinition]) -> Result<(), IntentError> {
     Ok(())
 }
 
-/// Latin accents folded.
-fn fold(c: char) -> char {
-    match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
-        'ç' => 'c',
-        'è' | 'é' | 'ê' | 'ë' => 'e',
-        'ì' | 'í' | 'î' | 'ï' => 'i',
-        'ñ' => 'n',
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
-        'ù' | 'ú' | 'û' | 'ü' => 'u',
-        other => other,
-    }
-}
-
 /// A text's feature hashes with their counts: character n-grams and words (word features hash a
 /// tag byte first, so the two never meet).
 struct Features {
@@ -220,7 +206,7 @@ impl Features {
         let lower: String = text
             .chars()
             .flat_map(char::to_lowercase)
-            .map(fold)
+            .map(crate::fold_letter)
             .collect();
         let words: Vec<&str> = lower
             .split(|c: char| !c.is_alphanumeric())

@@ -383,3 +383,24 @@ pub fn load_with(
 pub fn default_models_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
 }
+
+/// One character with its Latin accent or Arabic letter variant folded away (what the urgency cues
+/// and the intent model compare texts by).
+pub(crate) fn fold_letter(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+        'ç' => 'c',
+        'è' | 'é' | 'ê' | 'ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' => 'i',
+        'ñ' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' => 'u',
+        'ý' | 'ÿ' => 'y',
+        'ß' => 's',
+        // Arabic: hamza-carrying alefs to bare alef, teh marbuta to heh, alef maksura to yeh.
+        'أ' | 'إ' | 'آ' => 'ا',
+        'ة' => 'ه',
+        'ى' => 'ي',
+        other => other,
+    }
+}

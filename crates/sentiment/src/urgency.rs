@@ -787,7 +787,7 @@ fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push(' ');
     for c in text.chars().flat_map(char::to_lowercase) {
-        let folded = fold(c);
+        let folded = crate::fold_letter(c);
         if folded.is_alphanumeric() || is_combining_mark(folded) {
             out.push(folded);
         } else if !out.ends_with(' ') {
@@ -804,26 +804,6 @@ fn normalize(text: &str) -> String {
 /// belong to their word.
 fn is_combining_mark(c: char) -> bool {
     matches!(c, '\u{0900}'..='\u{0903}' | '\u{093A}'..='\u{094F}' | '\u{0951}'..='\u{0957}' | '\u{0962}'..='\u{0963}')
-}
-
-/// One character with its Latin accent or Arabic letter variant folded away.
-fn fold(c: char) -> char {
-    match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
-        'ç' => 'c',
-        'è' | 'é' | 'ê' | 'ë' => 'e',
-        'ì' | 'í' | 'î' | 'ï' => 'i',
-        'ñ' => 'n',
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
-        'ù' | 'ú' | 'û' | 'ü' => 'u',
-        'ý' | 'ÿ' => 'y',
-        'ß' => 's',
-        // Arabic: hamza-carrying alefs to bare alef, teh marbuta to heh, alef maksura to yeh.
-        'أ' | 'إ' | 'آ' => 'ا',
-        'ة' => 'ه',
-        'ى' => 'ي',
-        other => other,
-    }
 }
 
 /// The urgency cues of an inbound message's text (see the module doc).
