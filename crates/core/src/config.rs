@@ -89,15 +89,10 @@ impl Config {
                     .filter(|(_, intent)| intent.tenant == tenant)
                     .map(|(index, _)| index)
                     .collect();
-                let key = error
-                    .field
-                    .strip_prefix("intents[")
-                    .and_then(|rest| rest.split_once(']'))
-                    .and_then(|(index, rest)| {
-                        let index: usize = index.parse().ok()?;
-                        Some(format!("intents[{}]{rest}", positions.get(index)?))
-                    })
-                    .unwrap_or_else(|| format!("intents (tenant {tenant:?})"));
+                let key = match error.intent.and_then(|index| positions.get(index)) {
+                    Some(position) => format!("intents[{position}]{}", error.part),
+                    None => format!("intents (tenant {tenant:?})"),
+                };
                 return Err(ConfigError::invalid(&key, error.message));
             }
         }

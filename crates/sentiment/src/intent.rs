@@ -87,15 +87,27 @@ pub struct IntentMatch {
     pub confidence: f32,
 }
 
-/// A list of intents a model cannot be built from; `field` names the offending entry
-/// (`intents[2].name`, `intents[0].examples[3]`).
+/// A list of intents a model cannot be built from; [`IntentError::field`] names the offending
+/// entry (`intents[2].name`, `intents[0].examples[3]`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+#[error("{}: {message}", self.field())]
 pub struct IntentError {
-    /// The offending field, indexed.
-    pub field: String,
+    /// The offending intent's position in the list (`None`: the list as a whole).
+    pub intent: Option<usize>,
+    /// The field of that intent, as it follows `intents[i]` (`.name`, `.examples[3]`).
+    pub part: String,
     /// What is wrong with it.
     pub message: String,
+}
+
+impl IntentError {
+    /// The offending field as the API names it (`intents[2].name`; `intents` for the list).
+    pub fn field(&self) -> String {
+        match self.intent {
+            Some(index) => format!("intents[{index}]{}", self.part),
+            None => "intents".to_string(),
+        }
+    }
 }
 
 /// Sparse vector: (feature id, weight), sorted by id.
@@ -114,8 +126,6 @@ pub struct IntentModel {
     centroid_postings: Vec<Vec<(u32, f32)>>,
     /// Per feature id: (example, weight in its unit vector).
     example_postings: Vec<Vec<(u32, f32)>>,
-    /// The intent of each example.
-    example_intent: Vec<u32>,
     /// Where each intent's examples start in the example numbering (and the end, last).
     intent_examples: Vec<usize>,
     /// Median left-out score of the examples against their own intent.
@@ -124,20 +134,22 @@ pub struct IntentModel {
 
 /// Checks a tenant's list; the error names the first offending field.
 pub fn validate(definitions: &[IntentDefinition]) -> Result<(), IntentError> {
-    let error = |field: String, message: &str| IntentError {
-        field,
-        message: message.to_string(),
-    };
     if definitions.len() > MAX_INTENTS {
-        return Err(error(
-            "intents".into(),
-            &format!("at most {MAX_INTENTS} intents per tenant"),
-        ));
+        return Err(IntentError {
+            intent: None,
+            part: String::new(),
+            message: format!("at most {MAX_INTENTS} intents per tenant"),
+        });
     }
     let mut seen = std::collections::HashSet::new();
     for (index, definition) in definitions.iter().enumerate() {
+        let error = |part: String, message: &str| IntentError {
+            intent: Some(index),
+            part,
+            message: message.to_string(),
+        };
         let name = &definition.name;
-        let field = format!("intents[{index}].name");
+        let field = ".name".to_string();
         if name.is_empty() || name.len() > MAX_NAME_BYTES {
             return Err(error(
                 field,
@@ -161,12 +173,12 @@ pub fn validate(definitions: &[IntentDefinition]) -> Result<(), IntentError> {
         }
         if definition.examples.is_empty() || definition.examples.len() > MAX_EXAMPLES_PER_INTENT {
             return Err(error(
-                format!("intents[{index}].examples"),
+                ".examples".to_string(),
                 &format!("needs 1 to {MAX_EXAMPLES_PER_INTENT} examples"),
             ));
         }
         for (position, example) in definition.examples.iter().enumerate() {
-            let field = format!("intents[{index}].examples[{position}]");
+            let field = format!(".examples[{position}]");
             if example.len() > MAX_EXAMPLE_BYTES {
                 return Err(error(
                     field,
@@ -252,6 +264,33 @@ impl Features {
     }
 }
 
+/// A unit vector, in no particular order, from two blocks of (feature id, count), each with the
+/// summed squares of its features unknown to the vocabulary.
+fn unit_vector(idf: &[f32], blocks: [(Vec<(u32, u32)>, f32); 2]) -> Vector {
+    let mut vector = Vector::new();
+    for ((features, unknown_squares), block_weight) in blocks.into_iter().zip([1.0, WORD_WEIGHT]) {
+        let weighted: Vec<(u32, f32)> = features
+            .into_iter()
+            .map(|(id, count)| (id, term_weight(count) * idf[id as usize]))
+            .collect();
+        let length = (weighted.iter().map(|(_, w)| w * w).sum::<f32>() + unknown_squares)
+            .sqrt()
+            .max(f32::EPSILON);
+        vector.extend(
+            weighted
+                .into_iter()
+                .map(|(id, weight)| (id, weight / length * block_weight)),
+        );
+    }
+    // Unknown features had their share of each block's length; the total length of the two unit
+    // blocks (one weighted) is fixed.
+    let total = (1.0 + WORD_WEIGHT * WORD_WEIGHT).sqrt();
+    for (_, weight) in &mut vector {
+        *weight /= total;
+    }
+    vector
+}
+
 fn term_weight(count: u32) -> f32 {
     1.0 + (count as f32).ln()
 }
@@ -304,10 +343,9 @@ impl IntentModel {
         let mut vocabulary: ByHash<u32> = ByHash::default();
         let mut document_frequency: Vec<u32> = Vec::new();
         let mut intent_examples = vec![0];
-        let mut example_intent = Vec::new();
         // Per example: (grams, words) as (feature id, count).
         let mut counted: Vec<[Vec<(u32, u32)>; 2]> = Vec::new();
-        for (intent, definition) in definitions.iter().enumerate() {
+        for definition in definitions {
             for example in &definition.examples {
                 let features = Features::of(example);
                 let mut blocks: [Vec<(u32, u32)>; 2] = [Vec::new(), Vec::new()];
@@ -323,7 +361,6 @@ impl IntentModel {
                     }
                 }
                 counted.push(blocks);
-                example_intent.push(intent as u32);
             }
             intent_examples.push(counted.len());
         }
@@ -332,27 +369,19 @@ impl IntentModel {
             .iter()
             .map(|df| ((1.0 + documents) / (1.0 + *df as f32)).ln() + 1.0)
             .collect();
-        let model_shell = Self {
-            vocabulary,
-            idf,
-            unseen_idf: (1.0 + documents).ln() + 1.0,
-            centroid_postings: Vec::new(),
-            example_postings: Vec::new(),
-            example_intent,
-            intent_examples,
-            typical_score: 1.0,
-        };
         let examples: Vec<Vector> = counted
             .into_iter()
-            .map(|blocks| model_shell.vector(blocks.map(|block| (block, 0.0))))
+            .map(|blocks| {
+                let mut vector = unit_vector(&idf, blocks.map(|block| (block, 0.0)));
+                vector.sort_unstable_by_key(|(id, _)| *id);
+                vector
+            })
             .collect();
-        let features = model_shell.idf.len();
-        let mut model = model_shell;
         let mut sums: Vec<Vector> = Vec::with_capacity(definitions.len());
-        let mut centroid_postings = vec![Vec::new(); features];
-        let mut example_postings = vec![Vec::new(); features];
+        let mut centroid_postings = vec![Vec::new(); idf.len()];
+        let mut example_postings = vec![Vec::new(); idf.len()];
         for intent in 0..definitions.len() {
-            let range = model.intent_examples[intent]..model.intent_examples[intent + 1];
+            let range = intent_examples[intent]..intent_examples[intent + 1];
             let mut sum: HashMap<u32, f32> = HashMap::new();
             for example in range.clone() {
                 for (id, weight) in &examples[example] {
@@ -371,7 +400,7 @@ impl IntentModel {
         // Each example scored against its own intent without it.
         let mut left_out: Vec<f32> = Vec::new();
         for (intent, sum) in sums.iter().enumerate() {
-            let range = model.intent_examples[intent]..model.intent_examples[intent + 1];
+            let range = intent_examples[intent]..intent_examples[intent + 1];
             if range.len() < 2 {
                 continue;
             }
@@ -393,50 +422,20 @@ impl IntentModel {
             }
         }
         left_out.sort_unstable_by(f32::total_cmp);
-        model.typical_score = left_out
+        let typical_score = left_out
             .get(left_out.len() / 2)
             .copied()
             .unwrap_or(1.0)
             .max(f32::EPSILON);
-        model.centroid_postings = centroid_postings;
-        model.example_postings = example_postings;
-        Ok(model)
-    }
-
-    /// A unit vector from two blocks of (feature id, count), each with the summed squares of its
-    /// features unknown to the vocabulary.
-    fn vector(&self, blocks: [(Vec<(u32, u32)>, f32); 2]) -> Vector {
-        let mut vector = self.unsorted_vector(blocks);
-        vector.sort_unstable_by_key(|(id, _)| *id);
-        vector
-    }
-
-    /// [`IntentModel::vector`] in no particular order (what postings need).
-    fn unsorted_vector(&self, blocks: [(Vec<(u32, u32)>, f32); 2]) -> Vector {
-        let mut vector = Vector::new();
-        for ((features, unknown_squares), block_weight) in
-            blocks.into_iter().zip([1.0, WORD_WEIGHT])
-        {
-            let weighted: Vec<(u32, f32)> = features
-                .into_iter()
-                .map(|(id, count)| (id, term_weight(count) * self.idf[id as usize]))
-                .collect();
-            let length = (weighted.iter().map(|(_, w)| w * w).sum::<f32>() + unknown_squares)
-                .sqrt()
-                .max(f32::EPSILON);
-            vector.extend(
-                weighted
-                    .into_iter()
-                    .map(|(id, weight)| (id, weight / length * block_weight)),
-            );
-        }
-        // Unknown features had their share of each block's length; the total length of the two
-        // unit blocks (one weighted) is fixed.
-        let total = (1.0 + WORD_WEIGHT * WORD_WEIGHT).sqrt();
-        for (_, weight) in &mut vector {
-            *weight /= total;
-        }
-        vector
+        Ok(Self {
+            vocabulary,
+            idf,
+            unseen_idf: (1.0 + documents).ln() + 1.0,
+            centroid_postings,
+            example_postings,
+            intent_examples,
+            typical_score,
+        })
     }
 
     /// The score an example of an intent typically has against it (what the confidence is
@@ -464,9 +463,9 @@ impl IntentModel {
         if blocks.iter().all(|(known, _)| known.is_empty()) {
             return None;
         }
-        let vector = self.unsorted_vector(blocks);
+        let vector = unit_vector(&self.idf, blocks);
         let mut centroid = vec![0.0f32; intents];
-        let mut example = vec![0.0f32; self.example_intent.len()];
+        let mut example = vec![0.0f32; self.intent_examples[intents]];
         for (id, weight) in &vector {
             for (intent, w) in &self.centroid_postings[*id as usize] {
                 centroid[*intent as usize] += weight * w;
@@ -556,19 +555,22 @@ mod tests {
     fn bad_lists_are_refused_naming_the_field() {
         let mut list = intents();
         list[1].name = "Lost Parcel".into();
-        assert_eq!(validate(&list).unwrap_err().field, "intents[1].name");
+        assert_eq!(validate(&list).unwrap_err().field(), "intents[1].name");
         let mut list = intents();
         list[2].name = "refund".into();
         assert!(validate(&list).unwrap_err().message.contains("twice"));
         let mut list = intents();
         list[0].name = OTHER.into();
-        assert_eq!(validate(&list).unwrap_err().field, "intents[0].name");
+        assert_eq!(validate(&list).unwrap_err().field(), "intents[0].name");
         let mut list = intents();
         list[0].examples.clear();
-        assert_eq!(validate(&list).unwrap_err().field, "intents[0].examples");
+        assert_eq!(validate(&list).unwrap_err().field(), "intents[0].examples");
         let mut list = intents();
         list[0].examples[2] = "!!!".into();
-        assert_eq!(validate(&list).unwrap_err().field, "intents[0].examples[2]");
+        assert_eq!(
+            validate(&list).unwrap_err().field(),
+            "intents[0].examples[2]"
+        );
         assert!(IntentModel::new(&[]).is_ok());
     }
 }

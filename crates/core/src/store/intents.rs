@@ -31,8 +31,9 @@ pub struct TenantIntents {
 #[derive(Debug, Default)]
 struct TenantState {
     current: Option<Arc<TenantIntents>>,
-    /// Names by id − 1.
-    names: Vec<Arc<str>>,
+    /// Names by id − 1, shared with the [`IntentNames`] handed out (copied only when a name is
+    /// added while one is held).
+    names: Arc<Vec<Arc<str>>>,
     ids: HashMap<Arc<str>, u16>,
 }
 
@@ -46,7 +47,7 @@ impl TenantState {
             return 0;
         }
         let name: Arc<str> = name.into();
-        self.names.push(Arc::clone(&name));
+        Arc::make_mut(&mut self.names).push(Arc::clone(&name));
         let id = self.names.len() as u16;
         self.ids.insert(name, id);
         id
@@ -55,7 +56,7 @@ impl TenantState {
 
 /// A tenant's intent names, by id, as of one moment (cheap to clone).
 #[derive(Clone, Debug, Default)]
-pub struct IntentNames(Arc<[Arc<str>]>);
+pub struct IntentNames(Arc<Vec<Arc<str>>>);
 
 impl IntentNames {
     /// The name of `id`; `None` for 0 or an id the table does not hold.
@@ -144,7 +145,7 @@ impl IntentRegistry {
         self.tenants
             .read()
             .get(tenant_id)
-            .map(|state| IntentNames(state.names.clone().into()))
+            .map(|state| IntentNames(Arc::clone(&state.names)))
             .unwrap_or_default()
     }
 
