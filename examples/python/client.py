@@ -37,7 +37,7 @@ def main():
     services = sorted(s.name for r in replies for s in r.list_services_response.service)
     print("services:", ", ".join(services))
     for wanted in ["rapport.v1.IngestService", "rapport.v1.ScoringService", "rapport.v1.SentimentService",
-                   "rapport.v1.IdentityService", "grpc.health.v1.Health"]:
+                   "rapport.v1.IdentityService", "rapport.v1.IntentService", "grpc.health.v1.Health"]:
         assert wanted in services, (wanted, services)
 
     # Stream interactions: an angry public mention, a happy purchaser, one invalid event.
@@ -130,6 +130,45 @@ def main():
     scoring.ReleaseClaim(scp.ClaimRequest(tenant_id=args.tenant, agent_id="py-agent",
                                           customer_id=claimed.customer.customer_id), timeout=5)
     print(f"claims: py-agent took and released {claimed.customer.customer_id}")
+
+    # Intents and urgency cues: the tenant's list, then a stream of IngestScored replies that read
+    # each text as one of its intents (or none) with its cues; a bad list is refused naming the
+    # field, and TopCustomers filters by intent.
+    inpb, intents = pb["intent_pb2"], pb["intent_pb2_grpc"].IntentServiceStub(channel)
+    shop = [
+        inpb.Intent(name="refund", examples=["I want my money back", "please refund my order",
+                                             "refund me now", "je veux être remboursé"]),
+        inpb.Intent(name="lost_parcel", examples=["my parcel never arrived", "where is my package",
+                                                  "the delivery is lost", "mon colis n'est jamais arrivé"]),
+    ]
+    intents.SetIntents(inpb.SetIntentsRequest(tenant_id=args.tenant, intents=shop), timeout=5)
+    got = intents.GetIntents(inpb.GetIntentsRequest(tenant_id=args.tenant), timeout=5)
+    assert [i.name for i in got.intents] == ["refund", "lost_parcel"], got
+    try:
+        intents.SetIntents(inpb.SetIntentsRequest(tenant_id=args.tenant, intents=[
+            inpb.Intent(name="Refund!", examples=["x y"])]), timeout=5)
+        raise AssertionError("a bad intent name was accepted")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+        assert error.details().startswith("intents[0].name"), error.details()
+    texts = [("py-6", "refund-rita", "please refund my order or I call my lawyer"),
+             ("py-7", "parcel-pia", "mon colis n'est toujours pas arrivé, troisième fois que j'écris"),
+             ("py-8", "sunny-sam", "what a lovely sunny day at the beach")]
+    scored = [ipb.Interaction(event_id=e, tenant_id=args.tenant, customer_id=c, channel=ipb.CHANNEL_EMAIL,
+                              kind=ipb.INTERACTION_KIND_MESSAGE, direction=ipb.DIRECTION_INBOUND,
+                              occurred_at=ts(10), text=t) for e, c, t in texts]
+    replies = list(ing.IngestServiceStub(channel).IngestScored(iter(scored), timeout=10))
+    read = [(r.sentiment.intent, sorted(ipb.UrgencyCue.Name(c) for c in r.sentiment.urgency_cues))
+            for r in replies]
+    print("intents and cues:", read)
+    assert read == [("refund", ["URGENCY_CUE_LEGAL_THREAT"]),
+                    ("lost_parcel", ["URGENCY_CUE_REPEAT_CONTACT"]),
+                    ("", [])], read
+    assert 0 < replies[0].sentiment.intent_confidence <= 1, replies[0].sentiment
+    assert list(replies[0].score.waiting_intents) == ["refund"], replies[0].score
+    about_refund = scoring.TopCustomers(scp.TopCustomersRequest(tenant_id=args.tenant, limit=10,
+                                                                intent="refund"), timeout=5)
+    assert [c.customer_id for c in about_refund.customers] == ["refund-rita"], about_refund
     print("python client: all checks passed")
 
 

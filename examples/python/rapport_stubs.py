@@ -10,7 +10,8 @@ from grpc_tools import protoc
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO_ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
 MODULES = ["interaction_pb2", "ingest_pb2", "ingest_pb2_grpc", "scoring_pb2", "scoring_pb2_grpc",
-           "identity_pb2", "identity_pb2_grpc", "admin_pb2", "admin_pb2_grpc"]
+           "identity_pb2", "identity_pb2_grpc", "admin_pb2", "admin_pb2_grpc", "intent_pb2",
+           "intent_pb2_grpc"]
 
 
 def generate_stubs(out_dir=None):
