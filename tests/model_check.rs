@@ -17,7 +17,8 @@
 //! - acknowledged means durable: after the restart every acknowledged event is counted, every
 //!   claim certainly held is still held by its agent, every customer untouched by an in-flight
 //!   call holds the attributes of its applied updates folded in version order, and each tenant's
-//!   intents are a list SetIntents may have left last;
+//!   intents are a list SetIntents may have left last; TopCustomers by each intent lists exactly
+//!   the customers whose answer waits about it;
 //! - a restart at rest changes no answer: every customer's full answer (scores at a pinned
 //!   `as_of`, attributes, claim, identity) equals the one before the stop;
 //! - damage refuses the start naming a file of the data directory, or loses nothing (the answers
@@ -479,6 +480,74 @@ async fn intents_in_force(server: &Server) -> Vec<Vec<pb::Intent>> {
         out.push(answer.into_inner().intents);
     }
     out
+}
+
+/// TopCustomers filtered by each intent any list names, per tenant, at the pinned time (`None`:
+/// refused, the tenant never had the intent).
+async fn filtered_by_intent(server: &Server) -> BTreeMap<(usize, String), Option<Vec<String>>> {
+    let mut scoring = ScoringServiceClient::new(server.channel.clone());
+    let names: std::collections::BTreeSet<String> = (0..4)
+        .flat_map(intent_list)
+        .map(|intent| intent.name)
+        .collect();
+    let mut out = BTreeMap::new();
+    for (tenant, tenant_id) in TENANTS.iter().enumerate() {
+        for name in &names {
+            let answer = scoring
+                .top_customers(pb::TopCustomersRequest {
+                    tenant_id: (*tenant_id).into(),
+                    limit: 1000,
+                    as_of: Some(ts(AS_OF_MS)),
+                    intent: name.clone(),
+                    ..Default::default()
+                })
+                .await;
+            let ids = match answer {
+                Ok(top) => Some(
+                    top.into_inner()
+                        .customers
+                        .into_iter()
+                        .map(|customer| customer.customer_id)
+                        .collect(),
+                ),
+                Err(status) if status.code() == tonic::Code::InvalidArgument => None,
+                Err(status) => panic!("TopCustomers by intent failed: {status}"),
+            };
+            out.insert((tenant, name.clone()), ids);
+        }
+    }
+    out
+}
+
+/// Filters agree with the scores after the restart: TopCustomers by an intent lists exactly the
+/// customers whose answer waits about it (ids restored from the log or a snapshot name the same
+/// intents in both), and an intent the tenant never had is refused only when no customer waits
+/// about it.
+fn check_intent_filters(
+    after: &BTreeMap<(usize, usize), Option<pb::CustomerScore>>,
+    by_intent: &BTreeMap<(usize, String), Option<Vec<String>>>,
+    violations: &mut Vec<String>,
+) {
+    for ((tenant, name), listed) in by_intent {
+        let mut waiting: Vec<String> = after
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .filter_map(|(_, score)| score.as_ref())
+            .filter(|score| score.waiting_intents.contains(name))
+            .map(|score| score.customer_id.clone())
+            .collect();
+        waiting.sort();
+        waiting.dedup();
+        let mut listed_sorted = listed.clone().unwrap_or_default();
+        listed_sorted.sort();
+        if listed_sorted != waiting {
+            violations.push(format!(
+                "{}: TopCustomers(intent {name:?}) lists {listed:?}, but the customers waiting \
+                 about it are {waiting:?}",
+                TENANTS[*tenant]
+            ));
+        }
+    }
 }
 
 /// Acknowledged intent lists are durable: after the restart each tenant's list is one that a
@@ -1219,6 +1288,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
         .expect("the directory restarts");
     let after = answers(&server).await;
     let intents_after = intents_in_force(&server).await;
+    let by_intent = filtered_by_intent(&server).await;
     server.kill9();
     let calls = history.calls.lock().unwrap().clone();
     let count = |matches: fn(&Call) -> bool| calls.iter().filter(|call| matches(call)).count();
@@ -1234,6 +1304,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
     check_exclusive(&calls, &mut violations);
     check_durable(&calls, cut, &after, &mut violations);
     check_intents(&calls, cut, &intents_after, &mut violations);
+    check_intent_filters(&after, &by_intent, &mut violations);
     if let Some(before) = before {
         for (key, answer) in &before {
             if after.get(key) != Some(answer) {
