@@ -627,6 +627,35 @@ pub struct ScoringConfig {
     pub respond: RespondWeights,
     /// The `[scoring.actions]` table: when each action applies.
     pub actions: ActionThresholds,
+    /// The `[scoring.noise]` table: copies of the same text, floods and cross-posts.
+    pub noise: NoiseConfig,
+}
+
+/// When copies of the same text are one matter, and when they are a flood (docs/scoring.md,
+/// "Noise"). A text's copies are its repeats by the same customer, on any channel, with the same
+/// words (case, handles, links, digits and punctuation aside) and at least 20 letters.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoiseConfig {
+    /// A copy within this long of the latest copy of a waiting message joins its matter instead
+    /// of opening another: it is answered with it, and adds no thread, channel or urgency (1 day).
+    pub cross_post_window_seconds: f64,
+    /// Copies at most this far apart form a burst (1 hour).
+    pub flood_window_seconds: f64,
+    /// From this many copies in a burst, a text that carries no grievance (not negative, no
+    /// urgency cue) is a flood: its matter is kept out of RESPOND and its copies add no
+    /// engagement or sentiment (5).
+    pub flood_copies: u32,
+}
+
+impl Default for NoiseConfig {
+    fn default() -> Self {
+        Self {
+            cross_post_window_seconds: DAY_SECONDS,
+            flood_window_seconds: 3600.0,
+            flood_copies: 5,
+        }
+    }
 }
 
 /// The logistic layer of retention risk: log-odds added to the activity model's own log-odds
@@ -767,6 +796,7 @@ impl Default for ScoringConfig {
             risk: RiskWeights::default(),
             respond: RespondWeights::default(),
             actions: ActionThresholds::default(),
+            noise: NoiseConfig::default(),
         }
     }
 }

@@ -70,7 +70,9 @@ pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
 /// 5: logged events carry their urgency cues and intent, and so do state records and open
 /// threads; the log holds tenants' intent lists, and a state snapshot's end record every tenant's
 /// intents and table of intent names.
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: state records carry their text's key and open threads what noise detection keeps (copies,
+/// floods, cross-posts); summaries the customer's recent texts.
+pub const FORMAT_VERSION: u32 = 6;
 /// The first format whose events and state carry urgency cues.
 const CUES_FORMAT_VERSION: u32 = 5;
 /// The first format whose log files carry segment marks and whose snapshots end with a count.
@@ -1239,17 +1241,15 @@ impl Wal {
                 };
                 let decode_current = || state_encoding().deserialize(payload);
                 let (tenant_id, customer_id, history, profile, attributes): CustomerRecord =
-                    if snapshot.version >= CUES_FORMAT_VERSION {
-                        decode_current().with_context(undecodable)?
-                    } else if snapshot.version >= PROFILE_FORMAT_VERSION {
-                        crate::scoring::decode_state_before_format_5(decode_current)
+                    if snapshot.version >= PROFILE_FORMAT_VERSION {
+                        crate::scoring::decode_state_of_format(snapshot.version, decode_current)
                             .with_context(undecodable)?
                     } else {
                         let (tenant_id, customer_id, history): (
                             String,
                             String,
                             crate::scoring::CustomerHistoryV2,
-                        ) = crate::scoring::decode_state_before_format_5(|| {
+                        ) = crate::scoring::decode_state_of_format(snapshot.version, || {
                             state_encoding().deserialize(payload)
                         })
                         .with_context(undecodable)?;

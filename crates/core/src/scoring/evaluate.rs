@@ -231,7 +231,7 @@ fn risk_signals_with(summary: &Summary, levels: &Levels, config: &ScoringConfig)
     let complaints = summary
         .open_threads
         .iter()
-        .filter(|open| open.worst_sentiment <= -0.05)
+        .filter(|open| open.waits() && open.worst_sentiment <= -0.05)
         .count() as u32;
     RiskSignals {
         values: [
@@ -357,11 +357,16 @@ impl ThreadUrgency {
 
 /// Distinct channels among the customer's open threads.
 fn open_channels(summary: &Summary) -> u32 {
+    waiting_channels(summary).count_ones()
+}
+
+/// The channels with a thread that waits for an answer, one bit per channel.
+fn waiting_channels(summary: &Summary) -> u16 {
     summary
         .open_threads
         .iter()
+        .filter(|open| open.waits())
         .fold(0u16, |channels, open| channels | (1 << open.channel as u8))
-        .count_ones()
 }
 
 /// `open_channels`: distinct channels with an open thread of the customer; more than one adds
@@ -425,7 +430,7 @@ fn most_urgent_thread<'a>(
     let mut missed_threads = 0u32;
     let mut most_urgent: Option<(ThreadUrgency, &OpenThread)> = None;
     let channels = open_channels(summary);
-    for open in &summary.open_threads {
+    for open in summary.open_threads.iter().filter(|open| open.waits()) {
         let urgency = thread_urgency(open, channels, at, config, model);
         missed_threads += u32::from(urgency.sla.missed);
         let better = most_urgent.as_ref().is_none_or(|(best, _)| {
@@ -528,6 +533,15 @@ fn respond_urgency(
                 });
             }
         }
+        if open.copies > 0 {
+            factors.push(Factor {
+                kind: FactorKind::CopiesJoined {
+                    copies: open.copies,
+                    channels: open.copy_channels,
+                },
+                contribution: 0.0,
+            });
+        }
     }
     urgency
 }
@@ -537,6 +551,7 @@ fn respond_urgency(
 /// are kept.
 fn quiet_action(
     summary: &Summary,
+    at: TimestampMs,
     levels: &Levels,
     retention_risk: f64,
     config: &ScoringConfig,
@@ -563,7 +578,8 @@ fn quiet_action(
             }
         }
         (Action::Rescue, risk_part + value_part)
-    } else if levels.sentiment >= thresholds.advocate_min_sentiment
+    } else if !flooded_lately(summary, at, config)
+        && levels.sentiment >= thresholds.advocate_min_sentiment
         && levels.engagement >= thresholds.advocate_min_engagement
         && u64::from(summary.author_followers) >= thresholds.advocate_min_followers
     {
@@ -603,6 +619,34 @@ fn quiet_action(
     }
 }
 
+/// Whether the customer's latest flood copy is less than an engagement half-life old: such an
+/// account is no advocate (its engagement is its own flood's).
+fn flooded_lately(summary: &Summary, at: TimestampMs, config: &ScoringConfig) -> bool {
+    summary.last_flood_ms != 0
+        && elapsed_seconds(summary.last_flood_ms, at) < config.engagement_half_life_seconds
+}
+
+/// The reason of a customer whose only unanswered messages are floods: the flood with the most
+/// copies, from the customer's recent texts (`None`: no flood waits).
+fn largest_flood(summary: &Summary) -> Option<FactorKind> {
+    summary
+        .open_threads
+        .iter()
+        .filter(|open| open.flood)
+        .filter_map(|open| {
+            summary
+                .recent_texts
+                .iter()
+                .find(|seen| seen.text_key == open.text_key)
+        })
+        .max_by_key(|burst| (burst.copies, burst.last_ms))
+        .map(|burst| FactorKind::Flood {
+            copies: burst.copies,
+            span_seconds: elapsed_seconds(burst.first_ms, burst.last_ms),
+            channels: burst.channels,
+        })
+}
+
 fn evaluate_with(
     summary: &Summary,
     as_of_ms: TimestampMs,
@@ -625,7 +669,18 @@ fn evaluate_with(
             Action::Respond,
             respond_urgency(summary, at, (&thread, open), retention_risk, config, sink),
         ),
-        None => quiet_action(summary, &levels, retention_risk, config, sink),
+        None => {
+            let quiet = quiet_action(summary, at, &levels, retention_risk, config, sink);
+            if keep_reasons {
+                if let Some(flood) = largest_flood(summary) {
+                    factors.push(Factor {
+                        kind: flood,
+                        contribution: 0.0,
+                    });
+                }
+            }
+            quiet
+        }
     };
     // A rule's treatment: its action replaces any but `none`; its weight multiplies the odds of
     // the priority inside the band (σ((u − c)/s + ln w)).
@@ -657,20 +712,27 @@ fn evaluate_with(
         action,
         factors,
         last_interaction_at_ms: summary.last_event_at_ms,
-        unanswered_since_ms: summary.open_threads.iter().map(|open| open.since_ms).min(),
+        unanswered_since_ms: summary
+            .open_threads
+            .iter()
+            .filter(|open| open.waits())
+            .map(|open| open.since_ms)
+            .min(),
         interactions_total: summary.events_total,
         lifetime_value: summary.lifetime_value,
         reply_due_at_ms: most_urgent.map(|(thread, _)| thread.sla.due_at_ms),
-        open_threads: summary.open_threads.len() as u32,
-        missed_threads,
-        waiting_channels: summary
+        open_threads: summary
             .open_threads
             .iter()
-            .fold(0, |bits, open| bits | (1 << open.channel as u8)),
+            .filter(|open| open.waits())
+            .count() as u32,
+        missed_threads,
+        waiting_channels: waiting_channels(summary),
         waiting_intents: {
             let mut intents: Vec<u16> = summary
                 .open_threads
                 .iter()
+                .filter(|open| open.waits())
                 .map(|open| open.intent)
                 .filter(|intent| *intent != 0)
                 .collect();
@@ -708,6 +770,7 @@ mod tests {
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: 0,
+            text_key: 0,
             note: Default::default(),
         }
     }
@@ -825,6 +888,12 @@ mod tests {
             follow_up: false,
             cues: UrgencyCues::NONE,
             intent: 0,
+            text_key: 0,
+            copies: 0,
+            copy_channels: 0,
+            last_copy_ms: 1_000,
+            copy_thread_keys: [0; 2],
+            flood: false,
         });
         let at = 1_000 + 1_800_000;
         let plain = evaluate(&summary, at, &config, &base);
@@ -926,6 +995,163 @@ mod tests {
             .iter()
             .find(|f| f.name() == name)
             .map_or(0.0, |f| f.contribution)
+    }
+
+    /// The flood: an account with 5k followers posting the same promotional text 30 times
+    /// in an hour sits outside RESPOND with a `flood` reason; the same copies as a complaint are
+    /// one matter that waits for an answer.
+    #[test]
+    fn a_flood_is_kept_out_of_respond_and_a_repeated_complaint_is_one_matter() {
+        let config = ScoringConfig::default();
+        let model = TenantModel::new(&config, None);
+        let t = 400 * DAY_MS;
+        let copies = |sentiment: f32| -> Vec<EventRecord> {
+            (0..30u64)
+                .map(|i| EventRecord {
+                    thread_key: 100 + i,
+                    text_key: 42,
+                    ..said(
+                        t - 3_600_000 + i as i64 * 120_000,
+                        i + 1,
+                        Kind::Mention,
+                        Channel::Twitter,
+                        sentiment,
+                        5_000,
+                        ReplyNeed::Unclear,
+                    )
+                })
+                .collect()
+        };
+        let score_of = |records: &[EventRecord]| {
+            let mut history = CustomerHistory::default();
+            for record in records {
+                history.insert(*record, &config);
+            }
+            evaluate(history.summary(), t, &config, &model)
+        };
+        let promo = score_of(&copies(0.6));
+        assert_ne!(promo.action, Action::Respond, "{promo:?}");
+        assert!(promo.priority < 0.5);
+        assert_eq!(promo.open_threads, 0);
+        assert_eq!(promo.unanswered_since_ms, None);
+        let flood = promo.factors.iter().find(|f| f.name() == "flood").unwrap();
+        assert_eq!(
+            flood.kind,
+            FactorKind::Flood {
+                copies: 30,
+                span_seconds: 29.0 * 120.0,
+                channels: 1 << Channel::Twitter as u8,
+            }
+        );
+        // Only the copies before the flood count as engagement: it is not an advocate's.
+        assert_ne!(promo.action, Action::Advocate);
+
+        let complaint = score_of(&copies(-0.6));
+        assert_eq!(complaint.action, Action::Respond);
+        assert_eq!(complaint.open_threads, 1);
+        assert!(complaint.factors.iter().all(|f| f.name() != "flood"));
+        let joined = complaint
+            .factors
+            .iter()
+            .find(|f| f.name() == "copies_joined")
+            .unwrap();
+        assert_eq!(joined.contribution, 0.0);
+        assert!(matches!(
+            joined.kind,
+            FactorKind::CopiesJoined { copies: 29, .. }
+        ));
+
+        // A different message after the flood waits for an answer as usual.
+        let mut records = copies(0.6);
+        records.push(EventRecord {
+            thread_key: 7,
+            text_key: 43,
+            ..said(
+                t - 60_000,
+                99,
+                Kind::Message,
+                Channel::Email,
+                -0.2,
+                5_000,
+                ReplyNeed::Required,
+            )
+        });
+        let after = score_of(&records);
+        assert_eq!(after.action, Action::Respond);
+        assert_eq!(after.open_threads, 1);
+        assert!(after.waits_on(Channel::Email) && !after.waits_on(Channel::Twitter));
+    }
+
+    /// The same question on three channels is one matter: one open thread, no repeat-contact cue
+    /// from its copies, a reason that names the channels, and an answer in any copy's thread
+    /// answers it.
+    #[test]
+    fn a_cross_post_is_one_matter_answered_anywhere() {
+        let config = ScoringConfig::default();
+        let model = TenantModel::new(&config, None);
+        let t = 400 * DAY_MS;
+        let asked = |key: u64, channel: Channel, minutes: i64| EventRecord {
+            thread_key: key,
+            text_key: 42,
+            ..said(
+                t - 3_600_000 + minutes * 60_000,
+                key,
+                Kind::Message,
+                channel,
+                -0.3,
+                100,
+                ReplyNeed::Required,
+            )
+        };
+        let posts = [
+            asked(1, Channel::Email, 0),
+            asked(2, Channel::Twitter, 5),
+            asked(3, Channel::Facebook, 9),
+        ];
+        let mut history = CustomerHistory::default();
+        for record in &posts {
+            history.insert(*record, &config);
+        }
+        let score = evaluate(history.summary(), t, &config, &model);
+        assert_eq!(score.action, Action::Respond);
+        assert_eq!(score.open_threads, 1);
+        assert_eq!(score.waiting_channels, 1 << Channel::Email as u8);
+        assert!(score
+            .factors
+            .iter()
+            .all(|f| !matches!(f.kind, FactorKind::UrgencyCue { .. })));
+        assert!(score.factors.iter().any(|f| f.kind
+            == FactorKind::CopiesJoined {
+                copies: 2,
+                channels: (1 << Channel::Twitter as u8) | (1 << Channel::Facebook as u8),
+            }));
+        // The brand answers on Twitter, in the second copy's thread: the matter is answered.
+        let answer = EventRecord {
+            thread_key: 2,
+            direction: Direction::Outbound,
+            ..record(t - 60_000, 50)
+        };
+        history.insert(answer, &config);
+        let answered = evaluate(history.summary(), t, &config, &model);
+        assert_ne!(answered.action, Action::Respond);
+        assert_eq!(answered.open_threads, 0);
+
+        // Two different questions on two channels are two matters, and a repeat contact.
+        let mut two = CustomerHistory::default();
+        two.insert(asked(1, Channel::Email, 0), &config);
+        two.insert(
+            EventRecord {
+                text_key: 43,
+                ..asked(2, Channel::Twitter, 5)
+            },
+            &config,
+        );
+        let score = evaluate(two.summary(), t, &config, &model);
+        assert_eq!(score.open_threads, 2);
+        assert!(score
+            .factors
+            .iter()
+            .any(|f| matches!(f.kind, FactorKind::UrgencyCue { channels: 2, .. })));
     }
 
     #[test]
@@ -1133,9 +1359,22 @@ mod tests {
             0.0f64..500.0,
             0usize..3,
             0u32..32,
+            0u32..3,
         )
             .prop_map(
-                |(at, key, thread, kind, inbound, sentiment, followers, value, need, cues)| {
+                |(
+                    at,
+                    key,
+                    thread,
+                    kind,
+                    inbound,
+                    sentiment,
+                    followers,
+                    value,
+                    need,
+                    cues,
+                    text,
+                )| {
                     EventRecord {
                         occurred_at_ms: at,
                         event_key: key,
@@ -1159,6 +1398,7 @@ mod tests {
                         ][need],
                         urgency_cues: UrgencyCues::from_bits(if inbound { cues } else { 0 }),
                         intent: 0,
+                        text_key: if inbound { text } else { 0 },
                         note: Default::default(),
                     }
                 },

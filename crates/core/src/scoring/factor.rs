@@ -155,6 +155,24 @@ pub enum FactorKind {
         /// Engagement, 0 to 100.
         engagement: f64,
     },
+    /// RESPOND: copies of the waiting message came on other threads or channels (a cross-post):
+    /// one matter, answered once; the copies add no urgency (contribution 0).
+    CopiesJoined {
+        /// Copies folded into the matter.
+        copies: u32,
+        /// The channels they came on, one bit per channel (`1 << channel as u8`).
+        channels: u16,
+    },
+    /// Kept out of RESPOND: the customer's only waiting messages are a flood, copies of one text
+    /// without a grievance (contribution 0; the action is what the customer would get without them).
+    Flood {
+        /// Copies of the text in its latest burst.
+        copies: u32,
+        /// From the burst's first copy to its latest, in seconds.
+        span_seconds: f64,
+        /// The channels of the burst's copies, one bit per channel (`1 << channel as u8`).
+        channels: u16,
+    },
     /// A rule for the customer's segment: its urgency weight and whether it set the action.
     SegmentRule {
         /// The odds multiplier inside the band (1: none).
@@ -188,6 +206,8 @@ impl Factor {
             FactorKind::ValueAtRisk { .. } => "value_at_risk",
             FactorKind::Advocacy { .. } => "advocacy",
             FactorKind::EngagedWithoutPurchase { .. } => "engaged_without_purchase",
+            FactorKind::CopiesJoined { .. } => "copies_joined",
+            FactorKind::Flood { .. } => "flood",
             FactorKind::SegmentRule { .. } => "segment_rule",
         }
     }

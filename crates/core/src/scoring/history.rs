@@ -6,7 +6,7 @@ use crate::scoring::decay_factor;
 use crate::scoring::timeline::{NoteIds, Notes, NotesWire, TimelineLimits, Touchpoint};
 use std::borrow::Cow;
 
-/// One event, reduced to what scoring reads (56 bytes).
+/// One event, reduced to what scoring reads (64 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EventRecord {
     /// When the event happened, in milliseconds since the Unix epoch.
@@ -40,6 +40,10 @@ pub struct EventRecord {
     /// (0: none; absent from state of formats before 5).
     #[serde(deserialize_with = "new_in_format_5")]
     pub intent: u16,
+    /// The key of an inbound text ([`crate::scoring::noise::text_key`]; 0: none, too short, or
+    /// state of formats before 6): what copies of the same text share.
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub text_key: u32,
     /// The timeline's thread and agent ids of the event, as indexes into its customer's notes.
     /// In the record's padding (the record stays 56 bytes); not serialized: state snapshots hold
     /// the notes' own list (see `CustomerHistory`'s serialization).
@@ -118,38 +122,92 @@ pub struct OpenThread {
     /// formats before 5).
     #[serde(deserialize_with = "new_in_format_5")]
     pub intent: u16,
+    /// The key of the thread's first keyed message (0: none): later copies of it, on any channel,
+    /// join this thread (absent from state of formats before 6, like the fields below).
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub text_key: u32,
+    /// Copies of that message folded into the thread from other threads or channels (cross-posts
+    /// and repeats; the thread's own messages are `messages`).
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub copies: u32,
+    /// The channels those copies came on, one bit per channel (`1 << channel as u8`).
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub copy_channels: u16,
+    /// When the latest copy (or the first message) came, in milliseconds since the Unix epoch.
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub last_copy_ms: TimestampMs,
+    /// The threads of the first two copies from other threads: an answer there answers this one.
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub copy_thread_keys: [u64; 2],
+    /// The thread's text came in a flood (copies without a grievance): noise, kept out of RESPOND.
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub flood: bool,
+}
+
+impl OpenThread {
+    /// Whether the thread waits for an answer (it is not a flood).
+    pub fn waits(&self) -> bool {
+        !self.flood
+    }
+
+    /// Whether an outbound message in thread `thread_key` answers this thread: its own thread, or
+    /// one a copy of its message came in.
+    fn answered_by(&self, thread_key: u64) -> bool {
+        self.thread_key == thread_key || self.copy_thread_keys.contains(&thread_key)
+    }
 }
 
 thread_local! {
-    /// Set while state written before format 5 (urgency cues, intents) is decoded.
-    static STATE_BEFORE_FORMAT_5: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The format of the state being decoded ([`crate::durability::FORMAT_VERSION`] unless
+    /// [`decode_state_of_format`] says otherwise).
+    static STATE_FORMAT: std::cell::Cell<u32> =
+        const { std::cell::Cell::new(crate::durability::FORMAT_VERSION) };
 }
 
-/// Decodes, with `decode`, state written before records and open threads carried urgency cues and
-/// intents (snapshot formats 2 to 4): those fields read nothing and are empty. The state encoding is
-/// positional (bincode), so the field must be skipped, not defaulted.
-pub fn decode_state_before_format_5<T>(decode: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
+/// Decodes, with `decode`, state written in snapshot format `version` (2 or later): fields that
+/// format lacks (urgency cues and intents before 5, text keys and noise before 6) read nothing and
+/// are empty. The state encoding is positional (bincode), so such a field must be skipped, not
+/// defaulted.
+pub fn decode_state_of_format<T>(version: u32, decode: impl FnOnce() -> T) -> T {
+    struct Restore(u32);
     impl Drop for Restore {
         fn drop(&mut self) {
-            STATE_BEFORE_FORMAT_5.set(self.0);
+            STATE_FORMAT.set(self.0);
         }
     }
-    let _restore = Restore(STATE_BEFORE_FORMAT_5.replace(true));
+    let _restore = Restore(STATE_FORMAT.replace(version));
     decode()
 }
 
-/// A field that state before format 5 lacks: read as its default there.
+/// A field new in format `SINCE`: read as its default from state of an older format.
+fn new_in_format<'de, const SINCE: u32, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    if STATE_FORMAT.get() < SINCE {
+        Ok(T::default())
+    } else {
+        T::deserialize(deserializer)
+    }
+}
+
+/// A field new in format 5 (urgency cues, intents).
 fn new_in_format_5<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::Deserialize<'de> + Default,
 {
-    if STATE_BEFORE_FORMAT_5.get() {
-        Ok(T::default())
-    } else {
-        T::deserialize(deserializer)
-    }
+    new_in_format::<5, D, T>(deserializer)
+}
+
+/// A field new in format 6 (text keys, noise).
+fn new_in_format_6<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    new_in_format::<6, D, T>(deserializer)
 }
 
 /// Everything scores are computed from: an in-order fold of a customer's events. Decayed sums are
@@ -194,6 +252,14 @@ pub struct Summary {
     pub author_followers: u32,
     /// Unanswered inbound messages, one entry per thread.
     pub open_threads: Vec<OpenThread>,
+    /// The customer's most recently seen texts, at most
+    /// [`crate::scoring::noise::MAX_RECENT_TEXTS`] (absent from state of formats before 6).
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub recent_texts: Vec<crate::scoring::noise::TextBurst>,
+    /// When the customer's latest flood copy came (0: never), in milliseconds since the Unix
+    /// epoch: an account that floods is no advocate for a while.
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub last_flood_ms: TimestampMs,
 }
 
 impl Summary {
@@ -244,11 +310,20 @@ impl Summary {
         self.last_activity_at_ms = at;
         self.author_followers = record.author_followers;
 
-        let weight = config.engagement_weight(record.kind, record.channel);
-        self.engagement_recent += weight;
-        self.engagement_baseline += weight;
+        let seen = (record.text_key != 0)
+            .then(|| crate::scoring::noise::note_text(&mut self.recent_texts, record, config));
+        let flood = seen.is_some_and(|seen| seen.flood);
+        if flood {
+            self.last_flood_ms = at;
+        }
 
-        if record.has_sentiment {
+        // A flood's copies are not engagement, and what they say is not the customer's mood.
+        if !flood {
+            let weight = config.engagement_weight(record.kind, record.channel);
+            self.engagement_recent += weight;
+            self.engagement_baseline += weight;
+        }
+        if record.has_sentiment && !flood {
             let confidence = f64::from(record.sentiment_confidence);
             let score = f64::from(record.sentiment_score);
             self.sentiment_recent_sum += confidence * score;
@@ -265,63 +340,106 @@ impl Summary {
             self.lifetime_value += record.value;
         }
         if record.kind.expects_reply() {
-            let worst = if record.has_sentiment {
-                record.sentiment_score
-            } else {
-                0.0
-            };
-            let need = match record.reply_need {
-                ReplyNeed::NotRequired if worst <= SARCASTIC_CLOSURE_SENTIMENT => {
-                    ReplyNeed::Required
-                }
-                need => need,
-            };
-            let existing = self
-                .open_threads
-                .iter()
-                .position(|open| open.thread_key == record.thread_key);
-            if need == ReplyNeed::NotRequired {
-                // The customer closed the conversation ("thanks, solved"): nothing to answer.
-                if let Some(position) = existing {
-                    self.open_threads.swap_remove(position);
+            self.open_or_join_thread(record, flood, config);
+        }
+    }
+
+    /// An inbound message that expects a reply: it closes its thread ("thanks, solved"), joins
+    /// its thread, joins the matter a copy of its text waits in (on another thread or channel),
+    /// or opens a thread.
+    fn open_or_join_thread(&mut self, record: &EventRecord, flood: bool, config: &ScoringConfig) {
+        let at = record.occurred_at_ms;
+        let worst = if record.has_sentiment {
+            record.sentiment_score
+        } else {
+            0.0
+        };
+        let need = match record.reply_need {
+            ReplyNeed::NotRequired if worst <= SARCASTIC_CLOSURE_SENTIMENT => ReplyNeed::Required,
+            need => need,
+        };
+        let existing = self
+            .open_threads
+            .iter()
+            .position(|open| open.thread_key == record.thread_key);
+        if need == ReplyNeed::NotRequired {
+            // The customer closed the conversation ("thanks, solved"): nothing to answer.
+            if let Some(position) = existing {
+                self.open_threads.swap_remove(position);
+            }
+            return;
+        }
+        let keyed = record.text_key != 0;
+        if existing.is_none() && keyed {
+            // A copy of a waiting message elsewhere: the same matter.
+            let matter = self.open_threads.iter_mut().find(|open| {
+                open.text_key == record.text_key
+                    && crate::scoring::noise::same_matter(open.last_copy_ms, at, config)
+            });
+            if let Some(open) = matter {
+                open.copies = open.copies.saturating_add(1);
+                open.copy_channels |= crate::scoring::noise::channel_bit(record.channel);
+                open.last_copy_ms = at;
+                open.flood |= flood;
+                if !open.copy_thread_keys.contains(&record.thread_key) {
+                    if let Some(free) = open.copy_thread_keys.iter_mut().find(|key| **key == 0) {
+                        *free = record.thread_key;
+                    }
                 }
                 return;
             }
-            if self.open_threads.capacity() == 0 {
-                // Usually one open thread: room for exactly one (a plain push reserves four).
-                self.open_threads.reserve_exact(1);
-            }
-            match existing {
-                Some(position) => {
-                    let open = &mut self.open_threads[position];
-                    open.messages += 1;
-                    open.worst_sentiment = open.worst_sentiment.min(worst);
-                    open.author_followers = open.author_followers.max(record.author_followers);
-                    open.cues = open.cues.union(record.urgency_cues);
-                    if record.intent != 0 {
-                        open.intent = record.intent;
-                    }
-                    if need == ReplyNeed::Required {
-                        open.need = ReplyNeed::Required;
+        }
+        if self.open_threads.capacity() == 0 {
+            // Usually one open thread: room for exactly one (a plain push reserves four).
+            self.open_threads.reserve_exact(1);
+        }
+        match existing {
+            Some(position) => {
+                let open = &mut self.open_threads[position];
+                open.messages += 1;
+                open.worst_sentiment = open.worst_sentiment.min(worst);
+                open.author_followers = open.author_followers.max(record.author_followers);
+                open.cues = open.cues.union(record.urgency_cues);
+                if record.intent != 0 {
+                    open.intent = record.intent;
+                }
+                if need == ReplyNeed::Required {
+                    open.need = ReplyNeed::Required;
+                }
+                if keyed && open.text_key == record.text_key {
+                    open.last_copy_ms = at;
+                    open.flood |= flood;
+                } else {
+                    // Another message in the thread: it waits unless it is a flood's copy itself.
+                    open.flood = flood;
+                    if keyed && open.text_key == 0 {
+                        open.text_key = record.text_key;
+                        open.last_copy_ms = at;
                     }
                 }
-                None => self.open_threads.push(OpenThread {
-                    thread_key: record.thread_key,
-                    since_ms: at,
-                    worst_sentiment: worst,
-                    author_followers: record.author_followers,
-                    channel: record.channel,
-                    kind: record.kind,
-                    messages: 1,
-                    need,
-                    // Outbound events so far: every event folded but the inbound ones.
-                    follow_up: self.events_total > self.activity_total
-                        && (record.thread_key == 0
-                            || record.thread_key == self.last_outbound_thread_key),
-                    cues: record.urgency_cues,
-                    intent: record.intent,
-                }),
             }
+            None => self.open_threads.push(OpenThread {
+                thread_key: record.thread_key,
+                since_ms: at,
+                worst_sentiment: worst,
+                author_followers: record.author_followers,
+                channel: record.channel,
+                kind: record.kind,
+                messages: 1,
+                need,
+                // Outbound events so far: every event folded but the inbound ones.
+                follow_up: self.events_total > self.activity_total
+                    && (record.thread_key == 0
+                        || record.thread_key == self.last_outbound_thread_key),
+                cues: record.urgency_cues,
+                intent: record.intent,
+                text_key: record.text_key,
+                copies: 0,
+                copy_channels: 0,
+                last_copy_ms: at,
+                copy_thread_keys: [0; 2],
+                flood,
+            }),
         }
     }
 
@@ -332,7 +450,7 @@ impl Summary {
             self.open_threads.clear();
         } else {
             self.open_threads
-                .retain(|open| open.thread_key != record.thread_key && open.thread_key != 0);
+                .retain(|open| !open.answered_by(record.thread_key) && open.thread_key != 0);
         }
     }
 }

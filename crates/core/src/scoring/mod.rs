@@ -12,6 +12,7 @@ mod decay;
 mod evaluate;
 mod factor;
 mod history;
+pub mod noise;
 mod retention;
 mod sla;
 mod timeline;
@@ -25,7 +26,7 @@ pub use evaluate::{
 };
 pub use factor::{Factor, FactorGroup, FactorKind};
 pub use history::{
-    decode_state_before_format_5, CustomerHistory, CustomerHistoryV2, EventRecord, InsertOutcome,
+    decode_state_of_format, CustomerHistory, CustomerHistoryV2, EventRecord, InsertOutcome,
     OpenThread, RefineOutcome, Summary, SARCASTIC_CLOSURE_SENTIMENT,
 };
 pub use retention::{

@@ -286,10 +286,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_touchpoint_costs_its_56_byte_record_and_the_most_recent_snippets_are_kept() {
+    fn a_touchpoint_costs_its_64_byte_record_and_the_most_recent_snippets_are_kept() {
         // A touchpoint is the event kept for scoring, whose padding holds its note
         // (BENCHMARKS.md, "Timeline").
-        assert_eq!(std::mem::size_of::<crate::scoring::EventRecord>(), 56);
+        assert_eq!(std::mem::size_of::<crate::scoring::EventRecord>(), 64);
         assert_eq!(std::mem::size_of::<NoteIds>(), 4);
         let limits = TimelineLimits {
             snippet_bytes: 5,
@@ -334,6 +334,7 @@ mod tests {
             reply_need: crate::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: 0,
+            text_key: 0,
             note: NoteIds::default(),
         }
     }

@@ -50,6 +50,14 @@ impl ScoringConfig {
                 "scoring.retention_refit_seconds",
                 self.retention_refit_seconds,
             ),
+            (
+                "scoring.noise.cross_post_window_seconds",
+                self.noise.cross_post_window_seconds,
+            ),
+            (
+                "scoring.noise.flood_window_seconds",
+                self.noise.flood_window_seconds,
+            ),
         ];
         for (key, value) in positive {
             if !(value.is_finite() && value > 0.0) {
@@ -59,6 +67,12 @@ impl ScoringConfig {
                 ));
             }
         }
+        check_range(
+            "scoring.noise.flood_copies",
+            u64::from(self.noise.flood_copies),
+            2,
+            1_000_000,
+        )?;
         check_range(
             "scoring.max_events_per_customer",
             self.max_events_per_customer as u64,

@@ -903,6 +903,11 @@ impl Store {
             intent: interaction.intent.as_ref().map_or(0, |intent| {
                 self.intents.intern(&interaction.tenant_id, &intent.name)
             }),
+            text_key: if interaction.direction == crate::domain::Direction::Inbound {
+                crate::scoring::noise::text_key(&interaction.text)
+            } else {
+                0
+            },
             note: Default::default(),
         };
         let tenant = match self.admitted_tenant(&interaction.tenant_id) {

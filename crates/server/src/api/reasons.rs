@@ -160,6 +160,19 @@ pub fn detail(factor: &Factor, intents: &IntentNames) -> String {
         FactorKind::EngagedWithoutPurchase { engagement } => {
             format!("engagement {engagement:.0} and no purchase yet")
         }
+        FactorKind::CopiesJoined { copies, channels } => format!(
+            "also posted {copies} time(s) on {}: one matter",
+            channel_list(channels)
+        ),
+        FactorKind::Flood {
+            copies,
+            span_seconds,
+            channels,
+        } => format!(
+            "the same text {copies} times in {} on {}: a flood, not answered first",
+            format_duration(span_seconds),
+            channel_list(channels)
+        ),
         FactorKind::SegmentRule {
             urgency_weight,
             action_set,
@@ -172,6 +185,20 @@ pub fn detail(factor: &Factor, intents: &IntentNames) -> String {
                 format!("a rule for the customer's segment weighs urgency x{urgency_weight}")
             }
         },
+    }
+}
+
+/// "twitter and facebook", "email, chat and twitter" from a set of channel bits.
+fn channel_list(channels: u16) -> String {
+    let names: Vec<String> = rapport_core::domain::Channel::ALL
+        .iter()
+        .filter(|channel| channels & (1 << **channel as u8) != 0)
+        .map(|channel| channel.as_str().replace('_', " "))
+        .collect();
+    match names.as_slice() {
+        [] => "no channel".to_string(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 
