@@ -86,6 +86,7 @@ fn apply(c: &mut Criterion) {
                 reply_need: rapport::domain::ReplyNeed::Unclear,
                 urgency_cues: Default::default(),
                 intent: None,
+                language: None,
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -120,6 +121,7 @@ fn bench_event(n: u64, at_ms: i64) -> Interaction {
         reply_need: rapport::domain::ReplyNeed::Unclear,
         urgency_cues: Default::default(),
         intent: None,
+        language: None,
         identifiers: Vec::new(),
         agent_id: String::new(),
     }
@@ -147,6 +149,7 @@ fn top_customers(c: &mut Criterion) {
         segment: None,
         channel: None,
         intent: None,
+        language: None,
     };
     assert_eq!(
         store.top("bench", &query).len(),

@@ -90,6 +90,7 @@ impl Events {
             reply_need: rapport::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: None,
+            language: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };

@@ -177,6 +177,7 @@ async fn tokens_grant_one_tenant_admin_all_and_no_token_touches_nothing() {
                     segment: String::new(),
                     channel: 0,
                     intent: String::new(),
+                    language: String::new(),
                 },
                 Some(ACME_TOKEN),
             ))

@@ -76,6 +76,7 @@ async fn a_do_not_contact_customer_is_never_reached() {
             segment: String::new(),
             channel: 0,
             intent: String::new(),
+            language: String::new(),
         })
         .await
         .unwrap()

@@ -37,6 +37,7 @@ fn claim_next(tenant: &str, agent: &str) -> pb::ClaimNextRequest {
         segment: String::new(),
         channel: 0,
         intent: String::new(),
+        language: String::new(),
     }
 }
 

@@ -514,6 +514,7 @@ async fn silent_connections_are_closed_and_live_ones_stay() {
             segment: String::new(),
             channel: 0,
             intent: String::new(),
+            language: String::new(),
         })
         .await
         .expect("watching")

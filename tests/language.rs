@@ -149,6 +149,126 @@ fn classify_command_prints_the_language_as_its_fourth_column_and_the_cues_as_its
     assert_eq!(rows[2][4], "0.0000");
 }
 
+/// The language of every inbound text is read at ingest and kept: GetCustomer lists the
+/// languages a customer waits for an answer in; TopCustomers, ClaimNext, WatchPriorities and a
+/// segment's `language` condition filter on it; a code the detector does not name is refused,
+/// naming the field; all of it the same after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_are_filtered_by_the_language_they_wait_in() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rapport::config::Config::from_toml(
+        "[[segments]]\nname = \"francophone\"\nall = [{ field = \"language\", op = \"in\", value = [\"fr\"] }]",
+    )
+    .unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    config.durability.data_dir = Some(dir.path().to_path_buf());
+    let mut t = start_with(config.clone()).await;
+    let now = rapport::engine::now_ms() - MINUTE_MS;
+    let asks = |customer: &str, id: &str, text: &str| {
+        let mut question = with_text(event("acme", customer, id, now - MINUTE_MS), text);
+        question.channel = pb::Channel::Email as i32;
+        question.thread_id = format!("t-{id}");
+        question
+    };
+    // A watcher of French messages, before the events.
+    let mut watch = t
+        .scoring
+        .watch_priorities(pb::WatchPrioritiesRequest {
+            tenant_id: "acme".into(),
+            min_priority: 0.0,
+            language: "fr".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    t.ingest_all(vec![
+        asks("amelie", "1", FRENCH),
+        asks("bernd", "2", GERMAN),
+        asks("carol", "3", ENGLISH),
+        // Answered: no longer waiting, so not French-waiting any more.
+        asks(
+            "denise",
+            "4",
+            "Bonjour, je n'arrive pas à me connecter à mon compte depuis hier soir",
+        ),
+    ])
+    .await;
+    let mut answer = outbound(event("acme", "denise", "5", now));
+    answer.channel = pb::Channel::Email as i32;
+    answer.thread_id = "t-4".into();
+    t.ingest_all(vec![answer]).await;
+
+    let heard = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a French update")
+        .unwrap()
+        .unwrap();
+    assert_eq!(heard.score.unwrap().customer_id, "amelie");
+
+    let top_in = |language: &str, segment: &str| pb::TopCustomersRequest {
+        tenant_id: "acme".into(),
+        limit: 10,
+        language: language.into(),
+        segment: segment.into(),
+        ..Default::default()
+    };
+    for round in 0..2 {
+        let amelie = t.customer("acme", "amelie", now).await;
+        assert_eq!(amelie.waiting_languages, ["fr"], "round {round}");
+        let bernd = t.customer("acme", "bernd", now).await;
+        assert_eq!(bernd.waiting_languages, ["de"]);
+        let denise = t.customer("acme", "denise", now).await;
+        assert!(denise.waiting_languages.is_empty(), "{denise:?}");
+        for (language, segment, expected) in [
+            ("fr", "", vec!["amelie"]),
+            ("de", "", vec!["bernd"]),
+            ("en", "", vec!["carol"]),
+            ("it", "", vec![]),
+            ("", "francophone", vec!["amelie"]),
+        ] {
+            let customers = t
+                .scoring
+                .top_customers(top_in(language, segment))
+                .await
+                .unwrap()
+                .into_inner()
+                .customers;
+            let ids: Vec<&str> = customers.iter().map(|c| c.customer_id.as_str()).collect();
+            assert_eq!(ids, expected, "{language:?} {segment:?}, round {round}");
+        }
+        let refused = t
+            .scoring
+            .top_customers(top_in("klingon", ""))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refused.message().starts_with("language"),
+            "{}",
+            refused.message()
+        );
+        t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+        t = start_with(config.clone()).await;
+    }
+    let claimed = t
+        .scoring
+        .claim_next(pb::ClaimNextRequest {
+            tenant_id: "acme".into(),
+            agent_id: "hans".into(),
+            language: "de".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(claimed.customer.unwrap().customer_id, "bernd");
+    t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
 /// `[language] candidates`: the detector chooses only among the tenant base's languages; an
 /// unknown code stops the config naming its key.
 #[tokio::test]

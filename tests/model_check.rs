@@ -17,8 +17,8 @@
 //! - acknowledged means durable: after the restart every acknowledged event is counted, every
 //!   claim certainly held is still held by its agent, every customer untouched by an in-flight
 //!   call holds the attributes of its applied updates folded in version order, and each tenant's
-//!   intents are a list SetIntents may have left last; TopCustomers by each intent lists exactly
-//!   the customers whose answer waits about it;
+//!   intents are a list SetIntents may have left last; TopCustomers by each intent (and by each
+//!   of three languages) lists exactly the customers whose answer waits about it (in it);
 //! - a restart at rest changes no answer: every customer's full answer (scores at a pinned
 //!   `as_of`, attributes, claim, identity) equals the one before the stop;
 //! - damage refuses the start naming a file of the data directory, or loses nothing (the answers
@@ -325,11 +325,33 @@ fn event_of(tenant: usize, customer: usize, n: usize) -> pb::Interaction {
         // Urgency cues: answers across restarts compare their reasons, so a cue lost by the log
         // or a snapshot shows.
         "third time I ask: cancel my subscription or my lawyer calls you",
+        // Languages: the language read at ingest is stored with the event and filtered on, so a
+        // language lost by the log or a snapshot shows in the answers and the filters.
+        "ma commande n'est toujours pas arrivée, pouvez-vous m'aider s'il vous plaît",
+        "Meine Bestellung ist immer noch nicht angekommen, können Sie mir bitte helfen",
     ];
+    // Noise: even customers post the same promotion again and again within an hour (a flood once
+    // five copies land), on three channels and threads (copies join one matter): the noise state
+    // must survive the log and snapshots like every other, so answers after a restart show it.
+    let promotion = n % 5 == 2 && customer.is_multiple_of(2);
+    let (text, at_ms) = if promotion {
+        (
+            "Flash sale: half price on every sneaker today only at our shop",
+            T0_MS - (customer * 1_000 + (n % 20) * 3) as i64 * MINUTE_MS,
+        )
+    } else {
+        (texts[(n + customer) % texts.len()], at_ms)
+    };
     let mut interaction = with_text(
         event(TENANTS[tenant], &id, &format!("{id}-e{n}"), at_ms),
-        texts[(n + customer) % texts.len()],
+        text,
     );
+    interaction.channel = [
+        pb::Channel::Twitter,
+        pb::Channel::Email,
+        pb::Channel::Facebook,
+    ][n % 3] as i32;
+    interaction.thread_id = format!("{id}-t{}", n % 3);
     if n % 5 == 4 {
         interaction = kind(interaction, pb::InteractionKind::Purchase);
         interaction.value = 10.0 + n as f64;
@@ -404,6 +426,7 @@ async fn run_call(channel: &Channel, op: &Op) -> Answer {
                 segment: String::new(),
                 channel: 0,
                 intent: String::new(),
+                language: String::new(),
             })
             .await
         {
@@ -517,6 +540,66 @@ async fn filtered_by_intent(server: &Server) -> BTreeMap<(usize, String), Option
         }
     }
     out
+}
+
+/// The languages the language filters are checked on.
+const FILTERED_LANGUAGES: [&str; 3] = ["en", "fr", "de"];
+
+/// TopCustomers filtered by each of [`FILTERED_LANGUAGES`], per tenant, at the pinned time.
+async fn filtered_by_language(server: &Server) -> BTreeMap<(usize, String), Vec<String>> {
+    let mut scoring = ScoringServiceClient::new(server.channel.clone());
+    let mut out = BTreeMap::new();
+    for (tenant, tenant_id) in TENANTS.iter().enumerate() {
+        for language in FILTERED_LANGUAGES {
+            let top = scoring
+                .top_customers(pb::TopCustomersRequest {
+                    tenant_id: (*tenant_id).into(),
+                    limit: 1000,
+                    as_of: Some(ts(AS_OF_MS)),
+                    language: language.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|status| panic!("TopCustomers by language failed: {status}"));
+            let ids = top
+                .into_inner()
+                .customers
+                .into_iter()
+                .map(|customer| customer.customer_id)
+                .collect();
+            out.insert((tenant, language.to_string()), ids);
+        }
+    }
+    out
+}
+
+/// TopCustomers by a language lists exactly the customers whose answer after the restart waits
+/// in it (the language each event was read in comes back from the log or a snapshot).
+fn check_language_filters(
+    after: &BTreeMap<(usize, usize), Option<pb::CustomerScore>>,
+    by_language: &BTreeMap<(usize, String), Vec<String>>,
+    violations: &mut Vec<String>,
+) {
+    for ((tenant, language), listed) in by_language {
+        let mut waiting: Vec<String> = after
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .filter_map(|(_, score)| score.as_ref())
+            .filter(|score| score.waiting_languages.contains(language))
+            .map(|score| score.customer_id.clone())
+            .collect();
+        waiting.sort();
+        waiting.dedup();
+        let mut listed_sorted = listed.clone();
+        listed_sorted.sort();
+        if listed_sorted != waiting {
+            violations.push(format!(
+                "{}: TopCustomers(language {language:?}) lists {listed:?}, but the customers \
+                 waiting in it are {waiting:?}",
+                TENANTS[*tenant]
+            ));
+        }
+    }
 }
 
 /// Filters agree with the scores after the restart: TopCustomers by an intent lists exactly the
@@ -1289,6 +1372,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
     let after = answers(&server).await;
     let intents_after = intents_in_force(&server).await;
     let by_intent = filtered_by_intent(&server).await;
+    let by_language = filtered_by_language(&server).await;
     server.kill9();
     let calls = history.calls.lock().unwrap().clone();
     let count = |matches: fn(&Call) -> bool| calls.iter().filter(|call| matches(call)).count();
@@ -1305,6 +1389,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
     check_durable(&calls, cut, &after, &mut violations);
     check_intents(&calls, cut, &intents_after, &mut violations);
     check_intent_filters(&after, &by_intent, &mut violations);
+    check_language_filters(&after, &by_language, &mut violations);
     if let Some(before) = before {
         for (key, answer) in &before {
             if after.get(key) != Some(answer) {

@@ -485,6 +485,7 @@ async fn watches_of_unknown_tenants_create_no_tenant() {
                     segment: String::new(),
                     channel: 0,
                     intent: String::new(),
+                    language: String::new(),
                 })
                 .await
         }
@@ -588,6 +589,7 @@ async fn filtered_scans_wait_their_tenants_turn() {
         segment: String::new(),
         channel: 0,
         intent: String::new(),
+        language: String::new(),
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let busy: Vec<_> = (0..160)

@@ -534,6 +534,7 @@ async fn time_alone_pushes_to_watchers() {
             segment: String::new(),
             channel: 0,
             intent: String::new(),
+            language: String::new(),
         })
         .await
         .unwrap()

@@ -216,6 +216,7 @@ async fn watcher_receives_update_when_threshold_crossed() {
             segment: String::new(),
             channel: 0,
             intent: String::new(),
+            language: String::new(),
         })
         .await
         .unwrap()

@@ -52,6 +52,7 @@ fn message(tenant: &str, customer: &str, event: &str) -> Interaction {
         reply_need: ReplyNeed::Unclear,
         urgency_cues: Default::default(),
         intent: None,
+        language: None,
         identifiers: Vec::new(),
         agent_id: String::new(),
     }

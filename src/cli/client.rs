@@ -448,8 +448,12 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         segment: String::new(),
         channel: 0,
         intent: args.intent.clone(),
+        language: args.language.clone(),
     };
-    let filtered = action.is_some() || args.min_retention_risk > 0.0 || !args.intent.is_empty();
+    let filtered = action.is_some()
+        || args.min_retention_risk > 0.0
+        || !args.intent.is_empty()
+        || !args.language.is_empty();
     let customers = client
         .top_customers(request.clone())
         .await
@@ -560,6 +564,7 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             segment: String::new(),
             channel: 0,
             intent: args.intent.clone(),
+            language: args.language.clone(),
         })
         .await
         .map_err(|status| status_error(&address, "WatchPriorities", &status))?

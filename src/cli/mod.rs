@@ -284,6 +284,9 @@ pub struct TopArgs {
     /// Only customers waiting for an answer about this intent (the tenant's intents).
     #[arg(long, default_value = "")]
     pub intent: String,
+    /// Only customers waiting for an answer to a message in this language (ISO 639-1: fr, de…).
+    #[arg(long, default_value = "")]
+    pub language: String,
     /// Print a JSON array of scores instead of text.
     #[arg(long)]
     pub json: bool,
@@ -323,6 +326,9 @@ pub struct WatchArgs {
     /// Only customers waiting for an answer about this intent (the tenant's intents).
     #[arg(long, default_value = "")]
     pub intent: String,
+    /// Only customers waiting for an answer to a message in this language (ISO 639-1: fr, de…).
+    #[arg(long, default_value = "")]
+    pub language: String,
     /// Where the server is and how to authenticate.
     #[command(flatten)]
     pub server: ServerArgs,

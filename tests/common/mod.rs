@@ -153,6 +153,7 @@ impl TestServer {
                 segment: String::new(),
                 channel: 0,
                 intent: String::new(),
+                language: String::new(),
             })
             .await
             .expect("TopCustomers succeeds")

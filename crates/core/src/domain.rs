@@ -194,6 +194,32 @@ impl Direction {
 
 pub use rapport_sentiment::{ReplyNeed, UrgencyCue, UrgencyCues};
 
+/// The languages state records can name, ISO 639-1 (the language detector's 69); a record holds
+/// a language as its place in this list plus one (0: none). Append only: the places are stored.
+pub const LANGUAGE_CODES: [&str; 69] = [
+    "af", "ak", "am", "ar", "az", "be", "bn", "bg", "ca", "cs", "zh", "da", "de", "el", "en", "eo",
+    "et", "fi", "fr", "gu", "he", "hi", "hr", "hu", "hy", "id", "it", "jv", "ja", "kn", "ka", "km",
+    "ko", "la", "lv", "lt", "ml", "mr", "mk", "my", "ne", "nl", "nb", "or", "pa", "fa", "pl", "pt",
+    "ro", "ru", "si", "sk", "sl", "sn", "es", "sr", "sv", "ta", "te", "tl", "tr", "th", "tk", "uk",
+    "ur", "uz", "vi", "yi", "zu",
+];
+
+/// A language's id in state records: its place in [`LANGUAGE_CODES`] plus one; 0 for a code not
+/// in the list (or none).
+pub fn language_id(code: &str) -> u8 {
+    LANGUAGE_CODES
+        .iter()
+        .position(|known| *known == code)
+        .map_or(0, |place| place as u8 + 1)
+}
+
+/// The ISO 639-1 code of a language id (`None` for 0 or an id past the list).
+pub fn language_code(id: u8) -> Option<&'static str> {
+    usize::from(id)
+        .checked_sub(1)
+        .and_then(|place| LANGUAGE_CODES.get(place).copied())
+}
+
 /// A validated interaction: every field has passed `api::convert`'s checks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Interaction {
@@ -228,6 +254,9 @@ pub struct Interaction {
     /// The tenant's intent the text was read as at ingest (`None`: none fits, no text, outbound,
     /// or the tenant has no intents).
     pub intent: Option<ReadIntent>,
+    /// The language of an inbound text as read at ingest (`None`: outbound, no text, or nothing
+    /// in it belongs to a language).
+    pub language: Option<crate::sentiment::language::Language>,
     /// Typed identifiers of the person, normalised (see [`crate::identity`]); the store resolves
     /// them to one customer. Empty for most events.
     pub identifiers: Vec<crate::identity::Identifier>,

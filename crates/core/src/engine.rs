@@ -219,6 +219,20 @@ impl Engine {
         read
     }
 
+    /// Reads an inbound event's text for its language (none for outbound events, texts without
+    /// words, or texts nothing in which belongs to a language): stored with the event, shown in
+    /// answers, and filtered on.
+    pub fn read_language(
+        &self,
+        interaction: &Interaction,
+    ) -> Option<crate::sentiment::language::Language> {
+        if interaction.direction != crate::domain::Direction::Inbound || interaction.text.is_empty()
+        {
+            return None;
+        }
+        self.language.detect(&interaction.text)
+    }
+
     /// [`Store::upsert_attributes`], logged when it changed anything; acknowledged once the
     /// returned wait ends.
     pub fn upsert_attributes(
@@ -514,6 +528,7 @@ mod tests {
             reply_need: crate::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: None,
+            language: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };

@@ -34,7 +34,8 @@ pub struct SegmentConfig {
 pub struct Condition {
     /// A score (`risk`, `sentiment`, `sentiment_trend`, `engagement`, `value`, `priority`,
     /// `open_threads`, `action`), `channel` (a channel the customer waits for an answer on: `eq`,
-    /// `ne`, `in`) or an attribute (`attributes.<key>`).
+    /// `ne`, `in`), `language` (the ISO 639-1 language of a message the customer waits for an
+    /// answer to: `eq`, `ne`, `in`) or an attribute (`attributes.<key>`).
     pub field: String,
     /// `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `in` (value: a list), `exists` (value: true/false).
     pub op: String,
@@ -233,9 +234,9 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
     }
     let field = condition.field.as_str();
     let attribute = field.strip_prefix("attributes.");
-    if field == "channel" {
+    if field == "channel" || field == "language" {
         if !["eq", "ne", "in"].contains(&condition.op.as_str()) {
-            return Err(("op", "must be eq, ne or in for channel".into()));
+            return Err(("op", format!("must be eq, ne or in for {field}")));
         }
         let names: Vec<&toml::Value> = match &condition.value {
             toml::Value::Array(values) if !values.is_empty() => values.iter().collect(),
@@ -243,13 +244,24 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
         };
         let known = |value: &toml::Value| {
             value.as_str().is_some_and(|name| {
-                crate::domain::Channel::ALL
-                    .iter()
-                    .any(|c| c.as_str() == name)
+                if field == "channel" {
+                    crate::domain::Channel::ALL
+                        .iter()
+                        .any(|c| c.as_str() == name)
+                } else {
+                    crate::domain::language_id(name) != 0
+                }
             })
         };
         if !names.into_iter().all(known) {
-            return Err(("value", "must name channels (twitter, email, ...)".into()));
+            return Err((
+                "value",
+                if field == "channel" {
+                    "must name channels (twitter, email, ...)".into()
+                } else {
+                    "must name languages by ISO 639-1 code (en, fr, de, ...)".into()
+                },
+            ));
         }
         return Ok(());
     }
@@ -257,7 +269,7 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
         return Err((
             "field",
             format!(
-                "must be one of {}, action, channel or attributes.<key>",
+                "must be one of {}, action, channel, language or attributes.<key>",
                 NUMERIC_FIELDS.join(", ")
             ),
         ));
@@ -442,6 +454,18 @@ impl Condition {
                     .iter()
                     .find(|c| Some(c.as_str()) == value.as_str())
                     .is_some_and(|channel| score.waits_on(*channel))
+            };
+            return match (self.op.as_str(), &self.value) {
+                ("in", toml::Value::Array(values)) => values.iter().any(waits),
+                ("ne", value) => !waits(value),
+                (_, value) => waits(value),
+            };
+        }
+        if self.field == "language" {
+            let waits = |value: &toml::Value| {
+                value
+                    .as_str()
+                    .is_some_and(|code| score.waits_in(crate::domain::language_id(code)))
             };
             return match (self.op.as_str(), &self.value) {
                 ("in", toml::Value::Array(values)) => values.iter().any(waits),

@@ -1914,6 +1914,7 @@ mod tests {
             reply_need: crate::domain::ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: None,
+            language: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         }
@@ -1956,6 +1957,7 @@ mod tests {
             segment: None,
             channel: None,
             intent: None,
+            language: None,
         };
         let ids = |top: Vec<(String, crate::scoring::Score)>| {
             top.into_iter()

@@ -63,6 +63,12 @@ pub struct LoggedInteraction {
     /// How sure the intent is, in (0, 1] (0 without one).
     #[prost(float, tag = "17")]
     pub intent_confidence: f32,
+    /// The language its text was read in at ingest, ISO 639-1 (empty: none; logs before format 6).
+    #[prost(string, tag = "18")]
+    pub language: String,
+    /// How sure the detector was, in [0, 1].
+    #[prost(float, tag = "19")]
+    pub language_confidence: f32,
 }
 
 /// A tenant's intents set over the API, as the log stores them (format 5).
@@ -450,6 +456,12 @@ impl LoggedInteraction {
                 .intent
                 .as_ref()
                 .map_or(0.0, |intent| intent.confidence),
+            language: interaction
+                .language
+                .map_or_else(String::new, |language| language.code.to_string()),
+            language_confidence: interaction
+                .language
+                .map_or(0.0, |language| language.confidence),
             identifiers: interaction
                 .identifiers
                 .iter()
@@ -512,6 +524,12 @@ impl LoggedInteraction {
                 name: self.intent.as_str().into(),
                 confidence: self.intent_confidence,
             }),
+            language: crate::domain::language_code(crate::domain::language_id(&self.language)).map(
+                |code| crate::sentiment::language::Language {
+                    code,
+                    confidence: self.language_confidence,
+                },
+            ),
             identifiers: self
                 .identifiers
                 .into_iter()
@@ -554,6 +572,10 @@ mod tests {
                 intent: (index % 2 == 0).then(|| crate::domain::ReadIntent {
                     name: format!("intent-{index}").into(),
                     confidence: 0.5,
+                }),
+                language: (index % 3 != 2).then(|| crate::sentiment::language::Language {
+                    code: crate::domain::LANGUAGE_CODES[index % 69],
+                    confidence: 0.25,
                 }),
                 identifiers: vec![Identifier {
                     kind: IdentifierKind::ALL[index % 4],

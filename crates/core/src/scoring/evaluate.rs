@@ -48,6 +48,9 @@ pub struct Score {
     /// The intents of the unanswered threads (ids in the tenant's table of intent names),
     /// ascending; empty when none has one.
     pub waiting_intents: Vec<u16>,
+    /// The languages of the unanswered threads ([`crate::domain::language_id`]s), ascending;
+    /// empty when none has one.
+    pub waiting_languages: Vec<u8>,
     /// The fit of the activity model the retention risk came from (`None`: the prior).
     pub model_fit: Option<crate::scoring::ModelFit>,
 }
@@ -62,6 +65,12 @@ impl Score {
     /// table of intent names).
     pub fn waits_about(&self, intent: u16) -> bool {
         self.waiting_intents.binary_search(&intent).is_ok()
+    }
+
+    /// Whether the customer waits for an answer to a message in `language` (a
+    /// [`crate::domain::language_id`]).
+    pub fn waits_in(&self, language: u8) -> bool {
+        self.waiting_languages.binary_search(&language).is_ok()
     }
 }
 
@@ -357,16 +366,24 @@ impl ThreadUrgency {
 
 /// Distinct channels among the customer's open threads.
 fn open_channels(summary: &Summary) -> u32 {
-    waiting_channels(summary).count_ones()
-}
-
-/// The channels with a thread that waits for an answer, one bit per channel.
-fn waiting_channels(summary: &Summary) -> u16 {
     summary
         .open_threads
         .iter()
         .filter(|open| open.waits())
         .fold(0u16, |channels, open| channels | (1 << open.channel as u8))
+        .count_ones()
+}
+
+/// The channels with a thread that waits for an answer, or a copy of its message (an answer
+/// there answers it), one bit per channel.
+fn waiting_channels(summary: &Summary) -> u16 {
+    summary
+        .open_threads
+        .iter()
+        .filter(|open| open.waits())
+        .fold(0u16, |channels, open| {
+            channels | (1 << open.channel as u8) | open.copy_channels
+        })
 }
 
 /// `open_channels`: distinct channels with an open thread of the customer; more than one adds
@@ -740,6 +757,17 @@ fn evaluate_with(
             intents.dedup();
             intents
         },
+        waiting_languages: {
+            let mut languages: Vec<u8> = summary
+                .open_threads
+                .iter()
+                .filter(|open| open.waits() && open.language != 0)
+                .map(|open| open.language)
+                .collect();
+            languages.sort_unstable();
+            languages.dedup();
+            languages
+        },
         model_fit: model.retention.fit,
     }
 }
@@ -771,6 +799,7 @@ mod tests {
             urgency_cues: Default::default(),
             intent: 0,
             text_key: 0,
+            language: 0,
             note: Default::default(),
         }
     }
@@ -894,6 +923,7 @@ mod tests {
             last_copy_ms: 1_000,
             copy_thread_keys: [0; 2],
             flood: false,
+            language: 0,
         });
         let at = 1_000 + 1_800_000;
         let plain = evaluate(&summary, at, &config, &base);
@@ -1115,7 +1145,11 @@ mod tests {
         let score = evaluate(history.summary(), t, &config, &model);
         assert_eq!(score.action, Action::Respond);
         assert_eq!(score.open_threads, 1);
-        assert_eq!(score.waiting_channels, 1 << Channel::Email as u8);
+        assert!(
+            score.waits_on(Channel::Email)
+                && score.waits_on(Channel::Twitter)
+                && score.waits_on(Channel::Facebook)
+        );
         assert!(score
             .factors
             .iter()
@@ -1399,6 +1433,7 @@ mod tests {
                         urgency_cues: UrgencyCues::from_bits(if inbound { cues } else { 0 }),
                         intent: 0,
                         text_key: if inbound { text } else { 0 },
+                        language: if inbound { text as u8 } else { 0 },
                         note: Default::default(),
                     }
                 },

@@ -44,6 +44,10 @@ pub struct EventRecord {
     /// state of formats before 6): what copies of the same text share.
     #[serde(deserialize_with = "new_in_format_6")]
     pub text_key: u32,
+    /// The language of an inbound text as read at ingest ([`crate::domain::language_id`]; 0: none,
+    /// or state of formats before 6).
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub language: u8,
     /// The timeline's thread and agent ids of the event, as indexes into its customer's notes.
     /// In the record's padding (the record stays 56 bytes); not serialized: state snapshots hold
     /// the notes' own list (see `CustomerHistory`'s serialization).
@@ -142,6 +146,10 @@ pub struct OpenThread {
     /// The thread's text came in a flood (copies without a grievance): noise, kept out of RESPOND.
     #[serde(deserialize_with = "new_in_format_6")]
     pub flood: bool,
+    /// The language of the latest unanswered message that had one ([`crate::domain::language_id`];
+    /// 0: none).
+    #[serde(deserialize_with = "new_in_format_6")]
+    pub language: u8,
 }
 
 impl OpenThread {
@@ -403,6 +411,9 @@ impl Summary {
                 if record.intent != 0 {
                     open.intent = record.intent;
                 }
+                if record.language != 0 {
+                    open.language = record.language;
+                }
                 if need == ReplyNeed::Required {
                     open.need = ReplyNeed::Required;
                 }
@@ -439,6 +450,7 @@ impl Summary {
                 last_copy_ms: at,
                 copy_thread_keys: [0; 2],
                 flood,
+                language: record.language,
             }),
         }
     }

@@ -208,6 +208,7 @@ mod tests {
             urgency_cues: Default::default(),
             intent: 0,
             text_key: 7,
+            language: 0,
             note: Default::default(),
         }
     }

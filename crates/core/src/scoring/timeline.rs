@@ -335,6 +335,7 @@ mod tests {
             urgency_cues: Default::default(),
             intent: 0,
             text_key: 0,
+            language: 0,
             note: NoteIds::default(),
         }
     }

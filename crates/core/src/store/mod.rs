@@ -323,6 +323,9 @@ pub struct TopQuery {
     /// Only customers waiting for an answer about this intent (an id in the tenant's table of
     /// intent names).
     pub intent: Option<u16>,
+    /// Only customers waiting for an answer to a message in this language (a
+    /// [`crate::domain::language_id`]).
+    pub language: Option<u8>,
 }
 
 impl TopQuery {
@@ -332,6 +335,9 @@ impl TopQuery {
             && score.retention_risk >= self.min_retention_risk
             && self.channel.is_none_or(|channel| score.waits_on(channel))
             && self.intent.is_none_or(|intent| score.waits_about(intent))
+            && self
+                .language
+                .is_none_or(|language| score.waits_in(language))
     }
 }
 
@@ -908,6 +914,9 @@ impl Store {
             } else {
                 0
             },
+            language: interaction
+                .language
+                .map_or(0, |language| crate::domain::language_id(language.code)),
             note: Default::default(),
         };
         let tenant = match self.admitted_tenant(&interaction.tenant_id) {
@@ -2300,6 +2309,7 @@ mod tests {
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: None,
+            language: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };
@@ -2359,6 +2369,7 @@ mod tests {
                 segment: None,
                 channel: None,
                 intent: None,
+                language: None,
                 };
                 let tenant = store.tenant("acme").expect("tenant");
                 let answered = store.top_from_index(&tenant, &query);
@@ -2402,6 +2413,7 @@ mod tests {
                 reply_need: ReplyNeed::Unclear,
                 urgency_cues: Default::default(),
                 intent: None,
+                language: None,
                 identifiers: Vec::new(),
                 agent_id: String::new(),
             };
@@ -2440,6 +2452,7 @@ mod tests {
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: None,
+            language: None,
             identifiers: Vec::new(),
             agent_id: String::new(),
         };
@@ -2472,6 +2485,7 @@ mod tests {
                 segment: None,
                 channel: None,
                 intent: None,
+                language: None,
             };
             let top = store.top("acme", &query);
             assert_eq!(top[0].0, "angry", "live {live}");
@@ -2622,6 +2636,7 @@ mod tests {
                         reply_need: ReplyNeed::NotRequired,
                         urgency_cues: Default::default(),
                         intent: None,
+                        language: None,
                         identifiers: Vec::new(),
                         agent_id: String::new(),
                     };
@@ -2696,6 +2711,7 @@ mod tests {
             segment: None,
             channel: None,
             intent: None,
+            language: None,
         }
     }
 
@@ -2910,6 +2926,7 @@ mod tests {
             reply_need: ReplyNeed::Unclear,
             urgency_cues: Default::default(),
             intent: None,
+            language: None,
             identifiers: if as_one_id { Vec::new() } else { identifiers },
             agent_id: String::new(),
         };
@@ -2982,6 +2999,7 @@ mod tests {
             segment: None,
             channel: None,
             intent: None,
+            language: None,
             };
             let ids = |top: Vec<(String, Score)>| top.into_iter().map(|(id, score)| format!("{id} {score:?}")).collect::<Vec<_>>();
             prop_assert_eq!(ids(merged.top_exact("acme", &query)), ids(one_id.top_exact("acme", &query)));
@@ -3095,6 +3113,7 @@ mod tests {
             segment: None,
             channel: None,
             intent: None,
+            language: None,
         };
         let ids: Vec<String> = store
             .top_exact("acme", &query)

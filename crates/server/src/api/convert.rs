@@ -370,6 +370,7 @@ pub fn interaction_from_pb(
         reply_need,
         urgency_cues,
         intent: None,
+        language: None,
         identifiers,
         agent_id,
     })
@@ -697,6 +698,11 @@ pub fn score_to_pb(
             .iter()
             .filter_map(|id| intents.name(*id).map(|name| name.to_string()))
             .collect(),
+        waiting_languages: score
+            .waiting_languages
+            .iter()
+            .filter_map(|id| rapport_core::domain::language_code(*id).map(str::to_string))
+            .collect(),
         identifiers: Vec::new(),
         merged_customer_ids: Vec::new(),
         claimed_by: String::new(),
@@ -744,6 +750,23 @@ pub fn score_to_pb(
             .map(to_timestamp),
         missed_threads: score.missed_threads,
         open_threads: score.open_threads,
+    }
+}
+
+/// A `language` filter: `None` when empty, else the language's id in state records; a code that
+/// is not one of the detector's languages is refused, naming the field.
+pub fn language_filter(code: &str) -> Result<Option<u8>, FieldError> {
+    if code.is_empty() {
+        return Ok(None);
+    }
+    match rapport_core::domain::language_id(code) {
+        0 => Err(FieldError::new(
+            "language",
+            format!(
+                "{code:?} is not an ISO 639-1 code of a language the detector names (en, fr, de, es, pt, it, ar, hi, …)"
+            ),
+        )),
+        id => Ok(Some(id)),
     }
 }
 

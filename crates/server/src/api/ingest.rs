@@ -190,8 +190,7 @@ enum Processed {
         tenant_id: String,
         customer_id: String,
         sentiment: Option<Sentiment>,
-        /// The text's language (detected only for `IngestScored`'s answers, `want_score`) and
-        /// urgency cues.
+        /// The text's language and urgency cues.
         reading: convert::TextReading,
         applied: Applied,
     },
@@ -289,11 +288,18 @@ impl IngestApi {
             Some(_) => convert::check_clustered_interaction(interaction),
             None => Ok(interaction),
         });
-        // Only a scored answer shows the language: Ingest and IngestBatch pay nothing for it.
+        // An inbound text's language is read at ingest (it is stored and filtered on); a scored
+        // answer shows an outbound text's too.
+        let converted = converted.map(|mut interaction| {
+            interaction.language = self.engine.read_language(&interaction);
+            interaction
+        });
         let reading = |interaction: &rapport_core::domain::Interaction| convert::TextReading {
-            language: want_score
-                .then(|| self.engine.language.detect(&interaction.text))
-                .flatten(),
+            language: interaction.language.or_else(|| {
+                want_score
+                    .then(|| self.engine.language.detect(&interaction.text))
+                    .flatten()
+            }),
             urgency_cues: interaction.urgency_cues,
             intent: interaction.intent.clone(),
         };

@@ -253,6 +253,7 @@ impl ScoringApi {
             min_retention_risk: request.min_retention_risk,
             exclude_claimed: request.exclude_claimed,
             intent: &request.intent,
+            language: &request.language,
         };
         let as_of_ms = if request.page_token.is_empty() {
             convert::as_of_ms(request.as_of.as_ref(), now_ms())?
@@ -327,11 +328,13 @@ impl ScoringApi {
             segment,
             channel,
             intent,
+            language,
         } = request;
         let segment = self.segment(&segment)?;
         let channel_filter = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         let intent_filter = self.intent_filter(&tenant_id, &intent)?;
+        let language_filter = convert::language_filter(&language)?;
         let limit = top_limit(limit)?;
         check_unit_interval("min_retention_risk", min_retention_risk)?;
         let mut query = TopQuery {
@@ -343,6 +346,7 @@ impl ScoringApi {
             segment: segment.clone(),
             channel: channel_filter,
             intent: intent_filter,
+            language: language_filter,
         };
         let filters = PageFilters {
             segment: segment.as_ref().map_or("", |segment| segment.name.as_str()),
@@ -353,6 +357,7 @@ impl ScoringApi {
             min_retention_risk,
             exclude_claimed,
             intent: &intent,
+            language: &language,
         };
         let after = if page_token.is_empty() {
             None
@@ -418,7 +423,6 @@ impl ScoringApi {
         })
     }
 
-    /// The segment a request names (`None` for none), or INVALID_ARGUMENT naming `segment`.
     /// The intent filter `name` names among `tenant_id`'s intents (`None` when empty); an intent
     /// the tenant never had is refused, naming the field.
     fn intent_filter(&self, tenant_id: &str, name: &str) -> Result<Option<u16>, ApiError> {
@@ -548,11 +552,13 @@ impl ScoringApi {
             segment,
             channel,
             intent,
+            language,
         } = request;
         let segment = self.segment(&segment)?;
         let channel = convert::channel_filter_from_pb(channel)?;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         let intent = self.intent_filter(&tenant_id, &intent)?;
+        let language = convert::language_filter(&language)?;
         check_id("agent_id", &agent_id, true, &self.limits)?;
         check_unit_interval("min_retention_risk", min_retention_risk)?;
         let ttl_ms = Self::claim_ttl_ms(ttl_seconds)?;
@@ -566,6 +572,7 @@ impl ScoringApi {
             segment,
             channel,
             intent,
+            language,
         };
         // It may pass over many claimed or filtered customers: a scan, in the tenant's turn.
         let engine = Arc::clone(&self.engine);
@@ -649,13 +656,14 @@ struct PageFilters<'a> {
     min_retention_risk: f64,
     exclude_claimed: bool,
     intent: &'a str,
+    language: &'a str,
 }
 
 impl PageFilters<'_> {
     /// A stable digest of the filters (xxh3 of their text).
     fn digest(&self) -> u64 {
         let text = format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
             self.tenant_id,
             self.segment,
             self.channel,
@@ -663,7 +671,8 @@ impl PageFilters<'_> {
             self.action,
             self.min_retention_risk.to_bits(),
             self.exclude_claimed,
-            self.intent
+            self.intent,
+            self.language
         );
         crate::store::id_key(&text)
     }
@@ -913,6 +922,7 @@ impl ScoringService for Arc<ScoringApi> {
             segment,
             channel,
             intent,
+            language,
         } = request.into_inner();
         let segment = self.segment(&segment).map_err(Status::from)?;
         let channel = convert::channel_filter_from_pb(channel)
@@ -923,6 +933,8 @@ impl ScoringService for Arc<ScoringApi> {
             return Err(ApiError::from(error).into());
         }
         let intent = self.intent_filter(&tenant_id, &intent)?;
+        let language = convert::language_filter(&language)
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         let (mut updates, registration) = self
             .store
             .watch(&tenant_id, min_priority)
@@ -967,6 +979,7 @@ impl ScoringService for Arc<ScoringApi> {
                         if change.concerns(min_priority)
                             && channel.is_none_or(|channel| change.score.waits_on(channel))
                             && intent.is_none_or(|intent| change.score.waits_about(intent))
+                            && language.is_none_or(|language| change.score.waits_in(language))
                             && segment.as_ref().is_none_or(|segment| {
                                 store.in_segment(
                                     &tenant_id,
