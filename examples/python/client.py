@@ -169,6 +169,49 @@ def main():
     about_refund = scoring.TopCustomers(scp.TopCustomersRequest(tenant_id=args.tenant, limit=10,
                                                                 intent="refund"), timeout=5)
     assert [c.customer_id for c in about_refund.customers] == ["refund-rita"], about_refund
+
+    # Languages: each inbound text's language is read at ingest; TopCustomers and ClaimNext filter
+    # by it, and a code that is no language is refused naming the field.
+    assert list(replies[1].score.waiting_languages) == ["fr"], replies[1].score
+    in_french = scoring.TopCustomers(scp.TopCustomersRequest(tenant_id=args.tenant, limit=10,
+                                                             language="fr"), timeout=5)
+    assert [c.customer_id for c in in_french.customers] == ["parcel-pia"], in_french
+    try:
+        scoring.TopCustomers(scp.TopCustomersRequest(tenant_id=args.tenant, limit=10,
+                                                     language="xx"), timeout=5)
+        raise AssertionError("an unknown language was accepted")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+        assert error.details().startswith("language"), error.details()
+    french_claim = scoring.ClaimNext(scp.ClaimNextRequest(tenant_id=args.tenant, agent_id="py-fr",
+                                                          language="fr"), timeout=5)
+    assert french_claim.customer.customer_id == "parcel-pia", french_claim
+
+    # Noise: the same promotion ten times in twenty minutes is a flood, kept out of RESPOND with
+    # its reason; the same question on e-mail and Twitter is one matter.
+    promo = "Flash sale today only: half price on every sneaker in our online shop"
+    flood = [ipb.Interaction(event_id=f"py-promo-{i}", tenant_id=args.tenant, customer_id="promo-bot",
+                             channel=ipb.CHANNEL_TWITTER, kind=ipb.INTERACTION_KIND_MENTION,
+                             direction=ipb.DIRECTION_INBOUND, occurred_at=ts(30 - 2 * i),
+                             thread_id=f"promo-{i}", author_followers=5000, text=promo)
+             for i in range(10)]
+    question = "I was charged twice for my last order, can you refund one of them please?"
+    flood += [ipb.Interaction(event_id=f"py-cross-{n}", tenant_id=args.tenant, customer_id="cross-cleo",
+                              channel=channel_, kind=ipb.INTERACTION_KIND_MESSAGE,
+                              direction=ipb.DIRECTION_INBOUND, occurred_at=ts(20 - n),
+                              thread_id=f"cross-{n}", text=question)
+              for n, channel_ in enumerate([ipb.CHANNEL_EMAIL, ipb.CHANNEL_TWITTER])]
+    summary = ing.IngestServiceStub(channel).Ingest(iter(flood), timeout=10)
+    assert summary.accepted == len(flood), summary
+    bot = scoring.GetCustomer(scp.GetCustomerRequest(tenant_id=args.tenant, customer_id="promo-bot"),
+                              timeout=5)
+    assert bot.priority < 0.5 and bot.open_threads == 0, bot
+    assert any(r.factor == "flood" for r in bot.reasons), bot.reasons
+    cleo = scoring.GetCustomer(scp.GetCustomerRequest(tenant_id=args.tenant, customer_id="cross-cleo"),
+                               timeout=5)
+    assert cleo.open_threads == 1, cleo
+    assert any(r.factor == "copies_joined" for r in cleo.reasons), cleo.reasons
+    print("noise:", [r.detail for r in bot.reasons if r.factor == "flood"])
     print("python client: all checks passed")
 
 
