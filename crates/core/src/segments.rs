@@ -35,7 +35,8 @@ pub struct Condition {
     /// A score (`risk`, `sentiment`, `sentiment_trend`, `engagement`, `value`, `priority`,
     /// `open_threads`, `action`), `channel` (a channel the customer waits for an answer on: `eq`,
     /// `ne`, `in`), `language` (the ISO 639-1 language of a message the customer waits for an
-    /// answer to: `eq`, `ne`, `in`) or an attribute (`attributes.<key>`).
+    /// answer to: `eq`, `ne`, `in`), `intent` (the tenant's intent, by name, of a thread the
+    /// customer waits for an answer in: `eq`, `ne`, `in`) or an attribute (`attributes.<key>`).
     pub field: String,
     /// `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `in` (value: a list), `exists` (value: true/false).
     pub op: String,
@@ -234,6 +235,22 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
     }
     let field = condition.field.as_str();
     let attribute = field.strip_prefix("attributes.");
+    if field == "intent" {
+        if !["eq", "ne", "in"].contains(&condition.op.as_str()) {
+            return Err(("op", "must be eq, ne or in for intent".into()));
+        }
+        let names: Vec<&toml::Value> = match &condition.value {
+            toml::Value::Array(values) if !values.is_empty() => values.iter().collect(),
+            value => vec![value],
+        };
+        if !names
+            .into_iter()
+            .all(|value| value.as_str().is_some_and(|name| !name.is_empty()))
+        {
+            return Err(("value", "must name intents (IntentService)".into()));
+        }
+        return Ok(());
+    }
     if field == "channel" || field == "language" {
         if !["eq", "ne", "in"].contains(&condition.op.as_str()) {
             return Err(("op", format!("must be eq, ne or in for {field}")));
@@ -269,7 +286,7 @@ fn check_condition(condition: &Condition) -> Result<(), (&'static str, String)> 
         return Err((
             "field",
             format!(
-                "must be one of {}, action, channel, language or attributes.<key>",
+                "must be one of {}, action, channel, language, intent or attributes.<key>",
                 NUMERIC_FIELDS.join(", ")
             ),
         ));
@@ -378,7 +395,12 @@ impl Policy {
     }
 
     /// Whether the first rule whose segment matches excludes the customer.
-    pub fn excludes(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
+    pub fn excludes(
+        &self,
+        score: &Score,
+        attributes: Option<&Attributes>,
+        intents: &dyn IntentNamesOf,
+    ) -> bool {
         if self.rules.is_empty() {
             return false;
         }
@@ -386,17 +408,46 @@ impl Policy {
             .iter()
             .find(|rule| {
                 self.segment(&rule.segment)
-                    .is_some_and(|segment| segment.matches(score, attributes))
+                    .is_some_and(|segment| segment.matches_in(score, attributes, intents))
             })
             .is_some_and(|rule| rule.exclude)
     }
 }
 
+/// The names of a tenant's intent ids, for `intent` conditions (fetched only when a condition
+/// reads them).
+pub trait IntentNamesOf {
+    /// Whether intent id `id` is named `name` in the tenant's table.
+    fn is_named(&self, id: u16, name: &str) -> bool;
+}
+
+/// No intent names: an `intent` condition holds for no intent.
+pub struct NoIntents;
+
+impl IntentNamesOf for NoIntents {
+    fn is_named(&self, _id: u16, _name: &str) -> bool {
+        false
+    }
+}
+
 impl SegmentConfig {
-    /// Whether a customer with `score` and `attributes` is in the segment.
+    /// Whether a customer with `score` and `attributes` is in the segment, with no intent names
+    /// (an `intent` condition holds for no intent).
     pub fn matches(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
-        self.all.iter().all(|c| c.holds(score, attributes))
-            && (self.any.is_empty() || self.any.iter().any(|c| c.holds(score, attributes)))
+        self.matches_in(score, attributes, &NoIntents)
+    }
+
+    /// Whether a customer with `score` and `attributes` is in the segment, `intents` naming the
+    /// tenant's intent ids.
+    pub fn matches_in(
+        &self,
+        score: &Score,
+        attributes: Option<&Attributes>,
+        intents: &dyn IntentNamesOf,
+    ) -> bool {
+        self.all.iter().all(|c| c.holds(score, attributes, intents))
+            && (self.any.is_empty()
+                || self.any.iter().any(|c| c.holds(score, attributes, intents)))
     }
 
     /// Whether a customer with `attributes` is in a segment over attributes only (validation
@@ -447,7 +498,27 @@ impl Condition {
     }
 
     /// Whether the condition holds; a missing attribute satisfies only `ne` and `exists = false`.
-    pub fn holds(&self, score: &Score, attributes: Option<&Attributes>) -> bool {
+    pub fn holds(
+        &self,
+        score: &Score,
+        attributes: Option<&Attributes>,
+        intents: &dyn IntentNamesOf,
+    ) -> bool {
+        if self.field == "intent" {
+            let waits = |value: &toml::Value| {
+                value.as_str().is_some_and(|name| {
+                    score
+                        .waiting_intents
+                        .iter()
+                        .any(|id| intents.is_named(*id, name))
+                })
+            };
+            return match (self.op.as_str(), &self.value) {
+                ("in", toml::Value::Array(values)) => values.iter().any(waits),
+                ("ne", value) => !waits(value),
+                (_, value) => waits(value),
+            };
+        }
         if self.field == "channel" {
             let waits = |value: &toml::Value| {
                 crate::domain::Channel::ALL
@@ -597,10 +668,10 @@ mod tests {
             "a missing attribute is not eq"
         );
         assert!(
-            policy.excludes(&score, None),
+            policy.excludes(&score, None, &NoIntents),
             "no tier: excluded by the rule"
         );
-        assert!(!policy.excludes(&score, Some(&vip)));
+        assert!(!policy.excludes(&score, Some(&vip), &NoIntents));
     }
 
     #[test]

@@ -65,6 +65,39 @@ impl IntentNames {
     }
 }
 
+impl crate::segments::IntentNamesOf for IntentNames {
+    fn is_named(&self, id: u16, name: &str) -> bool {
+        self.name(id).is_some_and(|named| &**named == name)
+    }
+}
+
+/// A tenant's intent names, fetched from the registry the first time a segment condition reads
+/// them (most queries' segments read none).
+pub struct LazyIntentNames<'a> {
+    registry: &'a IntentRegistry,
+    tenant_id: &'a str,
+    names: std::cell::OnceCell<IntentNames>,
+}
+
+impl<'a> LazyIntentNames<'a> {
+    /// `tenant_id`'s names in `registry`, not fetched yet.
+    pub fn new(registry: &'a IntentRegistry, tenant_id: &'a str) -> Self {
+        Self {
+            registry,
+            tenant_id,
+            names: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl crate::segments::IntentNamesOf for LazyIntentNames<'_> {
+    fn is_named(&self, id: u16, name: &str) -> bool {
+        self.names
+            .get_or_init(|| self.registry.names(self.tenant_id))
+            .is_named(id, name)
+    }
+}
+
 /// Every tenant's intents.
 #[derive(Debug, Default)]
 pub struct IntentRegistry {

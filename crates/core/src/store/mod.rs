@@ -688,13 +688,17 @@ impl Store {
         segment: &crate::segments::SegmentConfig,
     ) -> bool {
         self.tenant(tenant_id).is_some_and(|tenant| {
-            tenant.with_attributes(customer_id, |attributes| segment.matches(score, attributes))
+            let intents = intents::LazyIntentNames::new(&self.intents, tenant_id);
+            tenant.with_attributes(customer_id, |attributes| {
+                segment.matches_in(score, attributes, &intents)
+            })
         })
     }
 
     /// Whether a customer may be offered (TopCustomers, ClaimNext, watchers) and is in the
     /// query's segment: not `do_not_contact`, not excluded by the first matching rule.
     fn offered(
+        &self,
         tenant: &Tenant,
         policy: &crate::segments::Policy,
         segment: Option<&crate::segments::SegmentConfig>,
@@ -704,10 +708,11 @@ impl Store {
         if policy.rules.is_empty() && segment.is_none() && tenant.attributes.get().is_none() {
             return true;
         }
+        let intents = intents::LazyIntentNames::new(&self.intents, &tenant.id);
         tenant.with_attributes(customer_id, |attributes| {
             !attributes.is_some_and(Attributes::do_not_contact)
-                && !policy.excludes(score, attributes)
-                && segment.is_none_or(|segment| segment.matches(score, attributes))
+                && !policy.excludes(score, attributes, &intents)
+                && segment.is_none_or(|segment| segment.matches_in(score, attributes, &intents))
         })
     }
 
@@ -1558,7 +1563,7 @@ impl Store {
         }
         drop(history);
         let reachable = change.score.as_ref().is_some_and(|score| {
-            Self::offered(tenant, &self.policy(), None, change.customer_id, score)
+            self.offered(tenant, &self.policy(), None, change.customer_id, score)
         });
         if let (true, true, Some(score)) = (watched, reachable, &change.score) {
             let (previous_priority, previous_action) = change
@@ -1657,7 +1662,7 @@ impl Store {
                 if query.matches(&score)
                     && after_it
                     && best.admits(score.priority, reply_due_at_ms, entry.key())
-                    && Self::offered(
+                    && self.offered(
                         tenant,
                         &policy,
                         query.segment.as_deref(),
@@ -1739,7 +1744,7 @@ impl Store {
                 let reply_due_at_ms = ranking::reply_due_key(&score);
                 if query.matches(&score)
                     && best.admits(score.priority, reply_due_at_ms, customer_id)
-                    && Self::offered(
+                    && self.offered(
                         tenant,
                         &policy,
                         query.segment.as_deref(),
@@ -2101,7 +2106,7 @@ impl Store {
                             let crossed = thresholds.iter().any(|&min_priority| {
                                 crosses(before.priority, before.action, &score, min_priority)
                             });
-                            if crossed && Self::offered(&tenant, &policy, None, entry.key(), &score)
+                            if crossed && self.offered(&tenant, &policy, None, entry.key(), &score)
                             {
                                 let full = evaluate(&summary, now_ms, &self.config, model);
                                 tenant.publish(Arc::new(PriorityChange {
