@@ -5,26 +5,26 @@
 //!     CARGO_TARGET_DIR=/tmp/lang-target cargo run --release -p rapport-sentiment \
 //!         --example train_language -- --out models/language/lid-head.bin
 //!
-//! Training data: UMSAB's train splits of its languages but Hindi (`--umsab`; `--romanised-hindi`
-//! adds UMSAB's romanised, code-mixed Hindi tweets as Hindi: on val it names 81 % of them but it
-//! then reads plain English customer messages such as "where is my order" or "I love this :)" as
-//! Hindi, so it is off),
-//! TweetEval's English train.tsv (`--english`), and the first 60 % of lingua's test sentences
-//! (1,000 a language; Japanese 412, Chinese 729) and word pairs (1,000) of each of its 75 languages (`--lingua`, cargo's registry source directory): those of the
-//! head's languages under their language, two thirds of the others as `other` (every third
-//! outside language in alphabetical order is never trained on: it measures unseen languages).
-//! Classes are weighted equally.
+//! Training data: UMSAB's train splits of its languages but Hindi (`--umsab`), TweetEval's
+//! English train.tsv (`--english`), and the first 60 % of lingua's test sentences (1,000 a
+//! language; Japanese 412, Chinese 729) and word pairs (1,000) of each of its 75 languages
+//! (`--lingua`, cargo's registry source directory): those of the head's languages under their
+//! language, two thirds of the others as `other` (every third outside language in alphabetical
+//! order is never trained on: it measures unseen languages). Classes are weighted equally.
+//! `--romanised-hindi` adds UMSAB's romanised, code-mixed Hindi tweets as Hindi: on val it names
+//! 81 % of them, but it then reads plain English customer messages such as "where is my order"
+//! or "I love this :)" as Hindi, so it is off.
 //!
-//! Selection, on validation data only: UMSAB's val splits and the next 20 % of lingua's sentences and
-//! word pairs. The
-//! head's threshold (`min_confidence`, stored in the model) is the one of a fixed grid that
-//! sends at most 1 % of UMSAB's val tweets (but Hindi's) to whatlang (the cost bound) and maximises the mean of
-//! (a) the accuracy over UMSAB's 8 val splits, (b) the accuracy on the head languages' lingua val
-//! sentences and (c) the share of outside languages' val sentences not named as a head language,
-//! all with whatlang answering below the
-//! threshold and whatlang among the other languages when the head is that sure of `other`, as
-//! `LanguageDetector` does; ties go to the lower (cheaper) threshold.
-//! `--min-confidence X` sets it instead. Prints the grid.
+//! Selection, on validation data only: UMSAB's val splits and the next 20 % of lingua's
+//! sentences and word pairs. The thresholds (`min_confidence`, `min_other_confidence`, stored in
+//! the model) are those of a fixed grid that send at most 1 % of UMSAB's val tweets (but Hindi's)
+//! to whatlang (the cost bound) and maximise the mean of (a) the accuracy over UMSAB's 8 val
+//! splits, (b) the accuracy on the head languages' lingua val texts and (c) the share of outside
+//! languages' val texts not named as a head language, all with the answers `LanguageDetector`
+//! gives: the head's when it is that sure of one of its languages, whatlang among the other
+//! languages when it is that sure of `other`, whatlang otherwise. Ties go to the first in grid
+//! order (the lower, cheaper threshold). `--thresholds HEAD,OTHER` sets them instead. Prints the
+//! grid.
 
 #[path = "common/lang_data.rs"]
 mod lang_data;
