@@ -1,14 +1,38 @@
-//! Which language a text is written in: an ISO 639-1 code and a confidence, from the `whatlang`
-//! detector (trigram and script statistics of 69 languages, no model files, no allocation beyond
-//! its own) after the parts of a social post that belong to no language are taken out.
+//! Which language a text is written in: an ISO 639-1 code and a confidence, after the parts of
+//! a social post that belong to no language are taken out.
+//!
+//! Two stages: a fast [`head`] (hashed character n-grams and words, int8 weights, about the cost
+//! of the fast sentiment model) that knows a few languages and "none of them", and the `whatlang`
+//! detector (trigram and script statistics of 69 languages, no model files, 30–120 µs a tweet),
+//! asked only when the head is unsure or the text is in another language ([`LanguageDetector`]).
 //!
 //! Tweets are the hard case: `@mentions`, URLs, hashtags and emoji are letters without a
-//! language, and a 60-character text gives the trigram statistics little to go on. [`detect`]
-//! drops mentions, URLs, the `#` of hashtags (the word stays: it is usually in the writer's
-//! language), `RT` and digits before detecting; BENCHMARKS.md ("Language identification") has
-//! what each step gains on UMSAB's tweets and what `lingua` would have given instead.
+//! language, and a 60-character text gives the statistics little to go on. [`detect`] drops
+//! mentions, URLs, the `#` of hashtags (the word stays: it is usually in the writer's language),
+//! `RT` and digits before detecting; BENCHMARKS.md ("Language identification on tweets", "Fast
+//! language identification") has what each step gains on UMSAB's tweets and what `lingua` would
+//! have given instead.
+
+pub mod head;
 
 use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+
+use head::{LanguageHead, OTHER};
+
+/// `models/language/lid-head.bin`, built into the binary.
+static EMBEDDED_HEAD: &[u8] = include_bytes!("../../../models/language/lid-head.bin");
+
+/// The embedded head, parsed on first use.
+pub fn embedded_head() -> &'static Arc<LanguageHead> {
+    static HEAD: OnceLock<Arc<LanguageHead>> = OnceLock::new();
+    HEAD.get_or_init(|| {
+        Arc::new(
+            LanguageHead::from_bytes(EMBEDDED_HEAD)
+                .expect("models/language/lid-head.bin is a language head"),
+        )
+    })
+}
 
 /// The language of a text.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,30 +56,107 @@ thread_local! {
 
 /// The language of `text` among all the languages whatlang knows, or `None` when nothing in it
 /// belongs to a language (empty, only mentions, links, digits or emoji) or the detector cannot
-/// tell.
+/// tell. The fast head answers when it is sure, whatlang otherwise (see [`LanguageDetector`]).
 pub fn detect(text: &str) -> Option<Language> {
-    detect_with(text, None)
+    with_cleaned(text, |cleaned| {
+        detect_cleaned_with_head(cleaned, &DEFAULT_DETECTOR)
+    })
 }
 
-/// Detects `text` as it is, without [`clean_for_detection`] (what the detector alone does; for
+/// What [`detect`] answered before the fast head: whatlang alone on the cleaned text (for
 /// measurements).
+pub fn detect_whatlang(text: &str) -> Option<Language> {
+    with_cleaned(text, |cleaned| {
+        if !cleaned.chars().any(char::is_alphabetic) {
+            return None;
+        }
+        detect_cleaned(cleaned, None)
+    })
+}
+
+/// Detects `text` as it is with whatlang alone, without [`clean_for_detection`] (what the
+/// detector alone does; for measurements).
 pub fn detect_raw(text: &str) -> Option<Language> {
     detect_cleaned(text, None)
 }
 
+static DEFAULT_DETECTOR: LanguageDetector = LanguageDetector {
+    only: None,
+    codes: Vec::new(),
+    head_allowed: u16::MAX,
+    head: None,
+    outside: Outside::Unknown,
+};
+
 /// A language detector, over every language whatlang knows or only some (`[language]
 /// candidates` in the config: a tenant base that writes in a few known languages is read more
-/// accurately and about 4× faster, BENCHMARKS.md).
-#[derive(Clone, Default)]
+/// accurately, BENCHMARKS.md).
+///
+/// Two stages: the fast head ([`head`], a hashed character n-gram model of a few languages plus
+/// "none of them", ~1–3 µs per tweet) answers when its best class is one of its languages, one
+/// of the candidates, with a probability of at least [`LanguageHead::min_confidence`];
+/// otherwise whatlang (69 languages, restricted to the candidates when there are some, 30–120 µs
+/// per tweet) decides. Every answer is therefore one of the candidates.
+#[derive(Clone)]
 pub struct LanguageDetector {
     /// `None`: every language.
     only: Option<whatlang::Detector>,
+    /// The candidates' codes (empty: every language).
+    codes: Vec<&'static str>,
+    /// Bit k set: the head's class k may be answered by the head.
+    head_allowed: u16,
+    /// `None`: the embedded head.
+    head: Option<Arc<LanguageHead>>,
+    /// Who names a text the head is sure is none of its languages.
+    outside: Outside,
+}
+
+/// whatlang among the candidates that are not the head's languages.
+#[derive(Clone)]
+enum Outside {
+    /// Not computed yet: the default detector, whose candidates are every whatlang language
+    /// (built on first use, [`outside_detector`]).
+    Unknown,
+    /// Every candidate is one of the head's languages: whatlang among the candidates.
+    Candidates,
+    /// whatlang among the candidates outside the head's languages.
+    Detector(Arc<whatlang::Detector>),
+}
+
+/// whatlang's languages other than `head`'s, restricted to `codes` (every language when empty);
+/// `None` when no language is left.
+fn outside_detector(head: &LanguageHead, codes: &[&'static str]) -> Option<whatlang::Detector> {
+    let langs: Vec<whatlang::Lang> = whatlang::Lang::all()
+        .iter()
+        .copied()
+        .filter(|lang| {
+            let code = iso_639_1(*lang);
+            !head.labels().contains(&code) && (codes.is_empty() || codes.contains(&code))
+        })
+        .collect();
+    (!langs.is_empty()).then(|| whatlang::Detector::with_allowlist(langs))
+}
+
+/// [`outside_detector`] of the embedded head over every language.
+fn default_outside() -> &'static whatlang::Detector {
+    static OUTSIDE: OnceLock<whatlang::Detector> = OnceLock::new();
+    OUTSIDE.get_or_init(|| {
+        outside_detector(embedded_head(), &[]).expect("whatlang knows more than the head")
+    })
+}
+
+impl Default for LanguageDetector {
+    fn default() -> Self {
+        DEFAULT_DETECTOR.clone()
+    }
 }
 
 impl std::fmt::Debug for LanguageDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LanguageDetector")
             .field("restricted", &self.only.is_some())
+            .field("head_allowed", &format_args!("{:#06x}", self.head_allowed))
+            .field("embedded_head", &self.head.is_none())
             .finish()
     }
 }
@@ -94,28 +195,107 @@ impl LanguageDetector {
                 })?;
             langs.push(lang);
         }
-        Ok(Self {
+        let mut detector = Self {
+            codes: langs.iter().map(|lang| iso_639_1(*lang)).collect(),
             only: Some(whatlang::Detector::with_allowlist(langs)),
-        })
+            head_allowed: 0,
+            head: None,
+            outside: Outside::Candidates,
+        };
+        detector.set_head_dependents();
+        Ok(detector)
+    }
+
+    /// The same detector with another head than the embedded one (to evaluate a head being
+    /// trained).
+    pub fn with_head(mut self, head: Arc<LanguageHead>) -> Self {
+        self.head = Some(head);
+        self.set_head_dependents();
+        self
+    }
+
+    /// Recomputes what depends on the head: the classes it may answer and who names the texts
+    /// it says are none of its languages.
+    fn set_head_dependents(&mut self) {
+        self.head_allowed = self.allowed_classes();
+        self.outside = match outside_detector(self.head(), &self.codes) {
+            Some(detector) => Outside::Detector(Arc::new(detector)),
+            None => Outside::Candidates,
+        };
+    }
+
+    /// The head this detector uses.
+    pub fn head(&self) -> &LanguageHead {
+        self.head.as_deref().unwrap_or_else(|| embedded_head())
+    }
+
+    /// The head's classes the head may answer: every language when unrestricted, else those
+    /// among `codes`; never [`OTHER`].
+    fn allowed_classes(&self) -> u16 {
+        let mut mask = 0u16;
+        for (k, label) in self.head().labels().iter().enumerate() {
+            let listed = self.only.is_none() || self.codes.contains(label);
+            if *label != OTHER && listed {
+                mask |= 1 << k;
+            }
+        }
+        mask
     }
 
     /// The language of `text` (see [`detect`]), among this detector's languages.
     pub fn detect(&self, text: &str) -> Option<Language> {
-        detect_with(text, self.only.as_ref())
+        with_cleaned(text, |cleaned| detect_cleaned_with_head(cleaned, self))
     }
 }
 
-fn detect_with(text: &str, only: Option<&whatlang::Detector>) -> Option<Language> {
-    CLEANED.with(|cleaned| {
-        let mut cleaned = cleaned.borrow_mut();
-        clean_for_detection(text, &mut cleaned);
-        if !cleaned.chars().any(char::is_alphabetic) {
-            return None;
+/// Runs `f` on `text` through [`clean_for_detection`], in a reused thread-local buffer.
+fn with_cleaned<R>(text: &str, f: impl FnOnce(&str) -> R) -> R {
+    CLEANED.with(|cleaned| match cleaned.try_borrow_mut() {
+        Ok(mut cleaned) => {
+            clean_for_detection(text, &mut cleaned);
+            let out = f(&cleaned);
+            if cleaned.capacity() > 4 * MAX_DETECTED_BYTES {
+                *cleaned = String::new();
+            }
+            out
         }
-        detect_cleaned(&cleaned, only)
+        Err(_) => {
+            let mut cleaned = String::new();
+            clean_for_detection(text, &mut cleaned);
+            f(&cleaned)
+        }
     })
 }
 
+fn detect_cleaned_with_head(cleaned: &str, detector: &LanguageDetector) -> Option<Language> {
+    let head = detector.head();
+    let scores = head.scores(cleaned);
+    if scores.features == 0 {
+        // No letters: nothing here is a language.
+        return None;
+    }
+    let label = head.labels()[scores.best];
+    let sure = scores.probability >= head.min_confidence();
+    if label != OTHER && detector.head_allowed & (1 << scores.best) != 0 && sure {
+        return Some(Language {
+            code: label,
+            confidence: scores.probability,
+        });
+    }
+    if label == OTHER && scores.probability >= head.min_other_confidence() {
+        // None of the head's languages: whatlang among the others (the candidates outside the
+        // head's languages), so that a language the head does not know is not named as one it
+        // does (whatlang names Albanian, Irish or Welsh as Italian, English or French).
+        match &detector.outside {
+            Outside::Unknown => return detect_cleaned(cleaned, Some(default_outside())),
+            Outside::Detector(outside) => return detect_cleaned(cleaned, Some(outside)),
+            Outside::Candidates => {}
+        }
+    }
+    detect_cleaned(cleaned, detector.only.as_ref())
+}
+
+/// whatlang's answer on `text`, among `only`'s languages when given.
 fn detect_cleaned(text: &str, only: Option<&whatlang::Detector>) -> Option<Language> {
     let info = match only {
         None => whatlang::detect(text)?,
@@ -340,6 +520,129 @@ mod tests {
         );
         // Two letters, but not a language whatlang knows (Welsh).
         assert_eq!(LanguageDetector::only(&["cy"]).unwrap_err().index, 0);
+    }
+
+    /// A typical customer message in each of the head's languages.
+    const HEAD_SENTENCES: [(&str, &str); 8] = [
+        (
+            "@acme where is my order, it was supposed to arrive yesterday",
+            "en",
+        ),
+        (
+            "@acme ma commande n'est toujours pas arrivée, c'est inadmissible",
+            "fr",
+        ),
+        (
+            "@acme meine Bestellung ist immer noch nicht da, das ist eine Frechheit",
+            "de",
+        ),
+        (
+            "@acme mi pedido todavía no ha llegado, es una vergüenza",
+            "es",
+        ),
+        (
+            "@acme il mio ordine non è ancora arrivato, è una vergogna",
+            "it",
+        ),
+        ("@acme meu pedido ainda não chegou, que vergonha", "pt"),
+        ("@acme طلبي لم يصل بعد، هذا أمر مخجل", "ar"),
+        ("@acme मेरा ऑर्डर अभी तक नहीं आया, बहुत बुरी सेवा है", "hi"),
+    ];
+
+    /// Sentences in languages outside the head (none of them its training data).
+    const OUTSIDE_SENTENCES: [(&str, &str); 8] = [
+        (
+            "@acme mijn bestelling is nog steeds niet aangekomen, wat een schande",
+            "nl",
+        ),
+        (
+            "@acme pesanan saya belum juga sampai, sangat mengecewakan",
+            "id",
+        ),
+        ("@acme siparişim hâlâ gelmedi, bu tam bir rezalet", "tr"),
+        ("@acme moje zamówienie wciąż nie dotarło, to skandal", "pl"),
+        (
+            "@acme min beställning har fortfarande inte kommit, vilken skandal",
+            "sv",
+        ),
+        ("@acme porosia ime ende nuk ka mbërritur, është turp", "sq"),
+        (
+            "@acme mae fy archeb yn dal heb gyrraedd, mae hyn yn warthus",
+            "cy",
+        ),
+        ("@acme мой заказ до сих пор не пришёл, это позор", "ru"),
+    ];
+
+    #[test]
+    fn the_head_answers_its_languages_itself() {
+        let head = embedded_head();
+        let mut cleaned = String::new();
+        for (text, code) in HEAD_SENTENCES {
+            clean_for_detection(text, &mut cleaned);
+            let scores = head.scores(&cleaned);
+            assert_eq!(head.labels()[scores.best], code, "{text:?}");
+            assert!(
+                scores.probability >= head.min_confidence(),
+                "{text:?}: {scores:?}"
+            );
+        }
+        for (text, code) in HEAD_SENTENCES {
+            let language = detect(text).unwrap_or_else(|| panic!("{text:?}: no language"));
+            assert_eq!(language.code, code, "{text:?}");
+            assert!((0.0..=1.0).contains(&language.confidence), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn outside_languages_are_not_named_as_a_head_language() {
+        let head = embedded_head();
+        for (text, code) in OUTSIDE_SENTENCES {
+            let answer = detect(text).map(|l| l.code);
+            assert!(
+                answer.is_none_or(|a| a == OTHER || !head.labels().contains(&a)),
+                "{code}: {text:?} named {answer:?}"
+            );
+        }
+        // Dutch, Indonesian, Turkish, Polish and Russian are whatlang languages: named right
+        // (whatlang names this Swedish sentence Danish).
+        for (text, code) in OUTSIDE_SENTENCES {
+            if matches!(code, "nl" | "id" | "tr" | "pl" | "ru") {
+                assert_eq!(detect(text).map(|l| l.code), Some(code), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_answer_is_a_candidate() {
+        let lists: [&[&str]; 6] = [
+            &["en"],
+            &["fr", "es"],
+            &["de", "nl"],
+            &["nl", "tr"],
+            &["pt", "it", "ar", "ru"],
+            &["tr", "en"],
+        ];
+        for list in lists {
+            let detector = LanguageDetector::only(list).unwrap();
+            for (text, _) in HEAD_SENTENCES.iter().chain(&OUTSIDE_SENTENCES) {
+                if let Some(language) = detector.detect(text) {
+                    assert!(
+                        list.contains(&language.code),
+                        "{list:?} {text:?}: {language:?}"
+                    );
+                }
+            }
+        }
+        // A listed language is found by the head or by whatlang.
+        let detector = LanguageDetector::only(&["de", "nl"]).unwrap();
+        assert_eq!(
+            detector.detect(OUTSIDE_SENTENCES[0].0).map(|l| l.code),
+            Some("nl")
+        );
+        assert_eq!(
+            detector.detect(HEAD_SENTENCES[2].0).map(|l| l.code),
+            Some("de")
+        );
     }
 
     #[test]
