@@ -294,3 +294,60 @@ examples = ["I cannot log in", "forgot my password", "my account is locked"]
     assert!(error.contains("intents[1].name"), "{error}");
     t.server.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A segment's `intent` condition holds for the customers waiting about that intent, by name:
+/// TopCustomers by the segment lists exactly them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_selects_customers_by_the_intent_they_wait_about() {
+    let mut config = rapport::config::Config::from_toml(
+        "[[segments]]\nname = \"refunds\"\nall = [{ field = \"intent\", op = \"in\", value = [\"refund\"] }]\n\
+         [[segments]]\nname = \"not_refunds\"\nall = [{ field = \"intent\", op = \"ne\", value = \"refund\" }]",
+    )
+    .expect("valid config");
+    config.server.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    config.server.metrics_addr = "127.0.0.1:0".parse().unwrap();
+    let mut t = start_with(config).await;
+    set_intents(&t, shop_intents()).await.unwrap();
+    t.ingest_all(vec![
+        message(
+            "rita",
+            "r1",
+            30,
+            "please refund my order, the item is broken",
+        ),
+        message(
+            "pia",
+            "p1",
+            20,
+            "my parcel never arrived and tracking says nothing",
+        ),
+    ])
+    .await;
+    let in_segment = |segment: &str| pb::TopCustomersRequest {
+        tenant_id: "acme".into(),
+        limit: 10,
+        as_of: Some(ts(NOW_MS)),
+        segment: segment.into(),
+        ..Default::default()
+    };
+    for (segment, expected) in [("refunds", vec!["rita"]), ("not_refunds", vec!["pia"])] {
+        let ids: Vec<String> = t
+            .scoring
+            .top_customers(in_segment(segment))
+            .await
+            .unwrap()
+            .into_inner()
+            .customers
+            .into_iter()
+            .map(|customer| customer.customer_id)
+            .collect();
+        assert_eq!(ids, expected, "{segment}");
+    }
+    let error = rapport::config::Config::from_toml(
+        "[[segments]]\nname = \"x\"\nall = [{ field = \"intent\", op = \"gt\", value = \"refund\" }]",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("segments[0].all[0].op"), "{error}");
+    t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -446,8 +446,7 @@ impl SegmentConfig {
         intents: &dyn IntentNamesOf,
     ) -> bool {
         self.all.iter().all(|c| c.holds(score, attributes, intents))
-            && (self.any.is_empty()
-                || self.any.iter().any(|c| c.holds(score, attributes, intents)))
+            && (self.any.is_empty() || self.any.iter().any(|c| c.holds(score, attributes, intents)))
     }
 
     /// Whether a customer with `attributes` is in a segment over attributes only (validation
