@@ -2,7 +2,7 @@
 MBG/NBD fitted by MAP, backtest calibration (features, ridge-Newton logistic, extension), trust
 mixing, engagement-drop signal. Times in integer milliseconds from 1997-01-01T00:00Z."""
 import sys, os
-sys.path.insert(0, '/work/main/benches/retention')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np, pandas as pd
 from scipy.special import gammaln, expit
 from scipy.optimize import minimize
