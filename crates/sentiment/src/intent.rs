@@ -193,43 +193,68 @@ pub fn validate(definitions: &[IntentDefinition]) -> Result<(), IntentError> {
     Ok(())
 }
 
-/// A text's feature hashes with their counts: character n-grams and words (word features hash a
-/// tag byte first, so the two never meet).
-struct Features {
-    grams: Vec<(u64, u32)>,
-    words: Vec<(u64, u32)>,
-}
-
-/// Hashes with their counts (sorted, each once).
-fn counted(mut hashes: Vec<u64>) -> Vec<(u64, u32)> {
+/// Sorts `hashes` and writes each once with its count into `out`.
+fn count_into(hashes: &mut [u64], out: &mut Vec<(u64, u32)>) {
     hashes.sort_unstable();
-    let mut out: Vec<(u64, u32)> = Vec::with_capacity(hashes.len());
-    for hash in hashes {
+    out.clear();
+    for hash in hashes.iter() {
         match out.last_mut() {
-            Some((last, count)) if *last == hash => *count += 1,
-            _ => out.push((hash, 1)),
+            Some((last, count)) if *last == *hash => *count += 1,
+            _ => out.push((*hash, 1)),
         }
     }
-    out
 }
 
-impl Features {
-    fn of(text: &str) -> Self {
-        let lower: String = text
-            .chars()
-            .flat_map(char::to_lowercase)
-            .map(crate::fold_letter)
-            .collect();
-        let words: Vec<&str> = lower
+/// The buffers reading a text uses, kept per thread so that a warm reader allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    lower: String,
+    padded: String,
+    bounds: Vec<usize>,
+    tagged: Vec<u8>,
+    gram_hashes: Vec<u64>,
+    word_hashes: Vec<u64>,
+    /// The text's features: n-grams and words, as (hash, count).
+    grams: Vec<(u64, u32)>,
+    words: Vec<(u64, u32)>,
+    /// Known features as (id, count), and the summed squares of the unknown ones, per block.
+    blocks: [(Vec<(u32, u32)>, f32); 2],
+    vector: Vector,
+    centroid: Vec<f32>,
+    example: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+impl Scratch {
+    /// Reads `text`'s features into `grams` and `words`.
+    fn read(&mut self, text: &str) {
+        let Scratch {
+            lower,
+            padded,
+            bounds,
+            tagged,
+            gram_hashes,
+            word_hashes,
+            grams,
+            words,
+            ..
+        } = self;
+        lower.clear();
+        lower.extend(
+            text.chars()
+                .flat_map(char::to_lowercase)
+                .map(crate::fold_letter),
+        );
+        gram_hashes.clear();
+        word_hashes.clear();
+        let mut split = lower
             .split(|c: char| !c.is_alphanumeric())
             .filter(|word| !word.is_empty())
-            .collect();
-        let mut grams: Vec<u64> = Vec::with_capacity(lower.len() * 3);
-        let mut word_features: Vec<u64> = Vec::with_capacity(words.len() * 2);
-        let mut padded = String::new();
-        let mut tagged = Vec::new();
-        let mut bounds: Vec<usize> = Vec::new();
-        for (position, word) in words.iter().enumerate() {
+            .peekable();
+        while let Some(word) = split.next() {
             padded.clear();
             padded.push(' ');
             padded.push_str(word);
@@ -239,7 +264,7 @@ impl Features {
             bounds.push(padded.len());
             for start in 0..bounds.len().saturating_sub(GRAM_CHARS) {
                 let gram = &padded.as_bytes()[bounds[start]..bounds[start + GRAM_CHARS]];
-                grams.push(xxh3_64(gram));
+                gram_hashes.push(xxh3_64(gram));
             }
             let mut add_word = |parts: &[&str]| {
                 tagged.clear();
@@ -250,16 +275,32 @@ impl Features {
                     }
                     tagged.extend_from_slice(part.as_bytes());
                 }
-                word_features.push(xxh3_64(&tagged));
+                word_hashes.push(xxh3_64(tagged));
             };
             add_word(&[word]);
-            if let Some(next) = words.get(position + 1) {
+            if let Some(next) = split.peek() {
                 add_word(&[word, next]);
             }
         }
+        count_into(gram_hashes, grams);
+        count_into(word_hashes, words);
+    }
+}
+
+/// A text's feature hashes with their counts: character n-grams and words (word features hash a
+/// tag byte first, so the two never meet).
+struct Features {
+    grams: Vec<(u64, u32)>,
+    words: Vec<(u64, u32)>,
+}
+
+impl Features {
+    fn of(text: &str) -> Self {
+        let mut scratch = Scratch::default();
+        scratch.read(text);
         Self {
-            grams: counted(grams),
-            words: counted(word_features),
+            grams: scratch.grams,
+            words: scratch.words,
         }
     }
 }
@@ -268,27 +309,33 @@ impl Features {
 /// summed squares of its features unknown to the vocabulary.
 fn unit_vector(idf: &[f32], blocks: [(Vec<(u32, u32)>, f32); 2]) -> Vector {
     let mut vector = Vector::new();
-    for ((features, unknown_squares), block_weight) in blocks.into_iter().zip([1.0, WORD_WEIGHT]) {
-        let weighted: Vec<(u32, f32)> = features
-            .into_iter()
-            .map(|(id, count)| (id, term_weight(count) * idf[id as usize]))
-            .collect();
-        let length = (weighted.iter().map(|(_, w)| w * w).sum::<f32>() + unknown_squares)
+    unit_vector_into(idf, &blocks, &mut vector);
+    vector
+}
+
+/// [`unit_vector`], written into `vector`.
+fn unit_vector_into(idf: &[f32], blocks: &[(Vec<(u32, u32)>, f32); 2], vector: &mut Vector) {
+    vector.clear();
+    for ((features, unknown_squares), block_weight) in blocks.iter().zip([1.0, WORD_WEIGHT]) {
+        let from = vector.len();
+        vector.extend(
+            features
+                .iter()
+                .map(|(id, count)| (*id, term_weight(*count) * idf[*id as usize])),
+        );
+        let length = (vector[from..].iter().map(|(_, w)| w * w).sum::<f32>() + unknown_squares)
             .sqrt()
             .max(f32::EPSILON);
-        vector.extend(
-            weighted
-                .into_iter()
-                .map(|(id, weight)| (id, weight / length * block_weight)),
-        );
+        for (_, weight) in &mut vector[from..] {
+            *weight = *weight / length * block_weight;
+        }
     }
     // Unknown features had their share of each block's length; the total length of the two unit
     // blocks (one weighted) is fixed.
     let total = (1.0 + WORD_WEIGHT * WORD_WEIGHT).sqrt();
-    for (_, weight) in &mut vector {
+    for (_, weight) in vector.iter_mut() {
         *weight /= total;
     }
-    vector
 }
 
 fn term_weight(count: u32) -> f32 {
@@ -450,23 +497,45 @@ impl IntentModel {
         if intents == 0 {
             return None;
         }
-        let features = Features::of(text);
-        let mut blocks: [(Vec<(u32, u32)>, f32); 2] = [(Vec::new(), 0.0), (Vec::new(), 0.0)];
-        for (block, map) in [features.grams, features.words].into_iter().enumerate() {
+        SCRATCH.with(|scratch| {
+            let scratch = &mut *scratch.borrow_mut();
+            scratch.read(text);
+            self.score_read(scratch, intents)
+        })
+    }
+
+    /// Scores the text `scratch` has read against each of the `intents` intents.
+    fn score_read(&self, scratch: &mut Scratch, intents: usize) -> Option<IntentMatch> {
+        let Scratch {
+            grams,
+            words,
+            blocks,
+            vector,
+            centroid,
+            example,
+            ..
+        } = scratch;
+        for (known, unknown) in blocks.iter_mut() {
+            known.clear();
+            *unknown = 0.0;
+        }
+        for (block, map) in [&*grams, &*words].into_iter().enumerate() {
             for (hash, count) in map {
-                match self.vocabulary.get(&hash) {
-                    Some(id) => blocks[block].0.push((*id, count)),
-                    None => blocks[block].1 += (term_weight(count) * self.unseen_idf).powi(2),
+                match self.vocabulary.get(hash) {
+                    Some(id) => blocks[block].0.push((*id, *count)),
+                    None => blocks[block].1 += (term_weight(*count) * self.unseen_idf).powi(2),
                 }
             }
         }
         if blocks.iter().all(|(known, _)| known.is_empty()) {
             return None;
         }
-        let vector = unit_vector(&self.idf, blocks);
-        let mut centroid = vec![0.0f32; intents];
-        let mut example = vec![0.0f32; self.intent_examples[intents]];
-        for (id, weight) in &vector {
+        unit_vector_into(&self.idf, blocks, vector);
+        centroid.clear();
+        centroid.resize(intents, 0.0);
+        example.clear();
+        example.resize(self.intent_examples[intents], 0.0);
+        for (id, weight) in vector.iter() {
             for (intent, w) in &self.centroid_postings[*id as usize] {
                 centroid[*intent as usize] += weight * w;
             }
