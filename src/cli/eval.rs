@@ -205,28 +205,14 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
             report.elapsed.as_secs_f64()
         ));
     };
-    let model = match (&args.teacher, &args.teacher_model) {
-        (None, None) => {
-            let examples: Vec<(String, [f32; 3])> = rows
-                .into_iter()
-                .map(|(label, text)| (text, one_hot(label)))
-                .flat_map(|example| std::iter::repeat_n(example, train_repeat))
-                .chain(added_targets())
-                .collect();
-            linear::LinearModel::train_soft(&examples, &config, report)
-        }
+    // Every --train row's target, by the route asked for.
+    let targets: Vec<[f32; 3]> = match (&args.teacher, &args.teacher_model) {
+        (None, None) => rows.iter().map(|(label, _)| one_hot(*label)).collect(),
         (None, Some(teacher)) => {
             let teacher = FastModel::load_file(teacher)?;
-            let examples: Vec<(String, [f32; 3])> = rows
-                .into_iter()
-                .map(|(_, text)| {
-                    let probabilities = teacher.probabilities(&text);
-                    (text, probabilities)
-                })
-                .flat_map(|example| std::iter::repeat_n(example, train_repeat))
-                .chain(added_targets())
-                .collect();
-            linear::LinearModel::train_soft(&examples, &config, report)
+            rows.iter()
+                .map(|(_, text)| teacher.probabilities(text))
+                .collect()
         }
         (Some(teacher), _) => {
             anyhow::ensure!(
@@ -242,16 +228,104 @@ pub(super) fn train_fast(args: &crate::cli::TrainFastArgs) -> anyhow::Result<()>
                 args.train.display(),
                 rows.len()
             );
-            let examples: Vec<(String, [f32; 3])> = rows
+            logits
                 .into_iter()
-                .zip(logits)
-                .map(|((_, text), logits)| {
-                    (text, super::distill::soft_targets(logits, args.temperature))
-                })
-                .flat_map(|example| std::iter::repeat_n(example, train_repeat))
-                .chain(added_targets())
-                .collect();
-            linear::LinearModel::train_soft(&examples, &config, report)
+                .map(|logits| super::distill::soft_targets(logits, args.temperature))
+                .collect()
+        }
+    };
+    // (text, target, gold label) of every --train row; the held-out slice is split off here,
+    // before any example is built, so none of its rows is trained on.
+    let labelled: Vec<(String, [f32; 3], SentimentLabel)> = rows
+        .into_iter()
+        .zip(targets)
+        .map(|((label, text), target)| (text, target, label))
+        .collect();
+    let (kept, held) = if args.holdout_fraction > 0.0 {
+        linear::split_holdout(
+            &labelled,
+            |(_, _, label)| label.index(),
+            args.holdout_fraction,
+            args.holdout_seed,
+        )
+    } else {
+        (labelled.clone(), Vec::new())
+    };
+    let examples_of = |rows: &[(String, [f32; 3], SentimentLabel)]| -> Vec<(String, [f32; 3])> {
+        rows.iter()
+            .map(|(text, target, _)| (text.clone(), *target))
+            .flat_map(|example| std::iter::repeat_n(example, train_repeat))
+            .chain(added_targets())
+            .collect()
+    };
+    let selection = linear::Selection {
+        seeds: usize::from(args.seeds),
+        checkpoint_average: args.checkpoint_average,
+    };
+    let model = if held.is_empty() && selection == linear::Selection::default() {
+        linear::LinearModel::train_soft(&examples_of(&kept), &config, report)
+    } else {
+        let holdout: Vec<(String, usize)> = held
+            .iter()
+            .map(|(text, _, label)| (text.clone(), label.index()))
+            .collect();
+        if !holdout.is_empty() {
+            outln!(
+                "held out {} of {} --train texts (stratified, seed {}): not trained on, the \
+                 epoch count is chosen on them",
+                holdout.len(),
+                kept.len() + holdout.len(),
+                args.holdout_seed
+            );
+        }
+        let progress = |seed: u64, epoch: linear::EpochReport| {
+            let _ = crate::cli::write_line(format_args!(
+                "seed {seed}  epoch {}/{}  loss {:.4}  train accuracy {:.4}  {:.1} s",
+                epoch.epoch,
+                epoch.epochs,
+                epoch.mean_loss,
+                epoch.train_accuracy,
+                epoch.elapsed.as_secs_f64()
+            ));
+        };
+        let (model, chosen) = linear::LinearModel::train_selected(
+            &examples_of(&kept),
+            &holdout,
+            &config,
+            &selection,
+            progress,
+        );
+        for (epoch, score) in chosen.holdout_macro_recall.iter().enumerate() {
+            outln!(
+                "{} epoch(s): held-out macro-recall {score:.4}{}",
+                epoch + 1,
+                if epoch + 1 == chosen.epochs {
+                    "  (kept)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if args.refit && !held.is_empty() {
+            outln!(
+                "refit: {} epoch(s) on all {} --train texts",
+                chosen.epochs,
+                kept.len() + held.len()
+            );
+            let refit_config = linear::TrainConfig {
+                epochs: chosen.epochs,
+                ..config.clone()
+            };
+            linear::LinearModel::train_selected(
+                &examples_of(&labelled),
+                &[],
+                &refit_config,
+                &selection,
+                progress,
+            )
+            .0
+        } else {
+            model
         }
     };
     let bytes = model.to_bytes();

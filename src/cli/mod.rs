@@ -145,6 +145,38 @@ pub struct TrainFastArgs {
     /// Overwrite `--out` when it exists (by default the shipped model in models/fast/).
     #[arg(long)]
     pub force: bool,
+    /// Hold this fraction of `--train`'s rows out of training (stratified by their gold label,
+    /// seeded by `--holdout-seed`; `--add` rows are all trained on) and keep, of 1..=`--epochs`
+    /// epochs, the count whose model has the best macro-recall on them against their gold labels
+    /// (early stopping on the training pool, not on `--val`). 0: train `--epochs` epochs on
+    /// everything.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub holdout_fraction: f64,
+    /// Seed of the held-out slice (the same slice whatever `--seed`, so runs compare).
+    #[arg(long, default_value_t = 42)]
+    pub holdout_seed: u64,
+    /// Train this many seeds (`--seed` and the next ones) and write the mean of their weights:
+    /// the ensemble that averages their logits, at one model's size and cost.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub seeds: u16,
+    /// Average each run's weights over the second half of its epochs (checkpoint averaging)
+    /// instead of keeping the last epoch's.
+    #[arg(long)]
+    pub checkpoint_average: bool,
+    /// With `--holdout-fraction`: once the epoch count is chosen, train again on all of
+    /// `--train`'s rows (the held-out slice included) for that many epochs and write that model.
+    #[arg(long, requires = "holdout_fraction")]
+    pub refit: bool,
+}
+
+/// A fraction in [0, 1).
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not in [0, 1)"))
+    }
 }
 
 /// Options of `serve`; each overrides the config file.

@@ -1003,6 +1003,110 @@ fn extract_all(f: &Features, texts: &[&str]) -> (Vec<usize>, Vec<u32>) {
     (offsets, idx)
 }
 
+/// Rows to hold out of training for selection (early stopping, averaging): `fraction` of each
+/// class's rows (`labels[i]` is row i's class, below 3; rounded per class), picked by a seeded
+/// shuffle, so the slice is stratified and the same for the same labels, fraction and seed
+/// whatever the training seed. `true` marks a held-out row.
+pub fn stratified_holdout(labels: &[usize], fraction: f64, seed: u64) -> Vec<bool> {
+    let fraction = if fraction.is_finite() {
+        fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mut held = vec![false; labels.len()];
+    let mut rng = SplitMix64(seed ^ 0x686f_6c64_6f75_7421);
+    for class in 0..NUM_CLASSES {
+        let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        for i in (1..rows.len()).rev() {
+            let j = rng.below(i + 1);
+            rows.swap(i, j);
+        }
+        let take = (rows.len() as f64 * fraction).round() as usize;
+        for &i in rows.iter().take(take) {
+            held[i] = true;
+        }
+    }
+    held
+}
+
+/// Splits `rows` into (trained on, held out) by [`stratified_holdout`]; `label` gives a row's
+/// class. Both keep the rows' order.
+pub fn split_holdout<T: Clone>(
+    rows: &[T],
+    label: impl Fn(&T) -> usize,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<T>, Vec<T>) {
+    let labels: Vec<usize> = rows.iter().map(label).collect();
+    let held = stratified_holdout(&labels, fraction, seed);
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut out = Vec::new();
+    for (row, h) in rows.iter().zip(held) {
+        if h {
+            out.push(row.clone());
+        } else {
+            kept.push(row.clone());
+        }
+    }
+    (kept, out)
+}
+
+/// Macro-recall (mean of the per-class recalls, a class with no rows counting 0) of `model` on
+/// `(text, class)` rows.
+pub fn macro_recall(model: &LinearModel, rows: &[(String, usize)]) -> f64 {
+    let mut hits = [0usize; 3];
+    let mut totals = [0usize; 3];
+    for (text, class) in rows {
+        if *class < NUM_CLASSES {
+            totals[*class] += 1;
+            if model.predict(text).class_index() == *class {
+                hits[*class] += 1;
+            }
+        }
+    }
+    (0..NUM_CLASSES)
+        .map(|c| {
+            if totals[c] > 0 {
+                hits[c] as f64 / totals[c] as f64
+            } else {
+                0.0
+            }
+        })
+        .sum::<f64>()
+        / NUM_CLASSES as f64
+}
+
+/// How [`LinearModel::train_selected`] builds and picks its model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selection {
+    /// Seeds trained, `config.seed` and the next ones; their weights are averaged (the ensemble
+    /// that averages their logits, at one model's size). At least 1.
+    pub seeds: usize,
+    /// Average each run's weights over the second half of its epochs (epochs ⌈e/2⌉..=e for a
+    /// candidate of e epochs) instead of taking the last epoch's.
+    pub checkpoint_average: bool,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            seeds: 1,
+            checkpoint_average: false,
+        }
+    }
+}
+
+/// What [`LinearModel::train_selected`] measured and chose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelectionReport {
+    /// Held-out macro-recall of the candidate of each epoch count (1..=`config.epochs`), of the
+    /// model as stored (after quantisation); empty without held-out rows.
+    pub holdout_macro_recall: Vec<f64>,
+    /// The epoch count kept: the best held-out macro-recall (the fewest epochs on a tie), or
+    /// `config.epochs` without held-out rows.
+    pub epochs: usize,
+}
+
 impl LinearModel {
     /// Trains on `(text, class index)` pairs with AdaGrad-scaled SGD and lazy L2.
     ///
@@ -1047,10 +1151,174 @@ impl LinearModel {
         Self::train_on_targets(&soft, config, progress)
     }
 
+    /// [`LinearModel::train_soft`] that also hands every epoch's weights to `checkpoint`, as a
+    /// model with `f32` weights (the state after that epoch; training goes on unchanged), for
+    /// early stopping on held-out rows and for checkpoint averaging
+    /// ([`LinearModel::average`]). Returns the last epoch's model, as `train_soft` does.
+    pub fn train_soft_checkpoints(
+        examples: &[(String, [f32; 3])],
+        config: &TrainConfig,
+        mut checkpoint: impl FnMut(EpochReport, LinearModel),
+    ) -> Self {
+        let soft: Vec<(&str, [f32; 3])> = examples
+            .iter()
+            .filter(|(_, t)| {
+                t.iter().all(|p| p.is_finite() && *p >= 0.0) && t.iter().sum::<f32>() > 0.0
+            })
+            .map(|(text, t)| {
+                let sum: f32 = t.iter().sum();
+                (text.as_str(), t.map(|p| p / sum))
+            })
+            .collect();
+        Self::train_inner(
+            &soft,
+            config,
+            |report, snapshot| {
+                if let Some((features, bias, w)) = snapshot {
+                    checkpoint(
+                        report,
+                        LinearModel {
+                            features,
+                            bias,
+                            weights: Weights::F32(w.to_vec()),
+                        },
+                    );
+                }
+            },
+            true,
+        )
+    }
+
+    /// Trains `selection.seeds` runs of up to `config.epochs` epochs on `examples` (as
+    /// [`LinearModel::train_soft`]) and keeps, of the candidates of 1..=`config.epochs` epochs
+    /// (the seeds' weights after that many epochs, or their checkpoint averages, averaged over
+    /// the seeds), the one with the best macro-recall on `holdout` — rows left out of
+    /// `examples` ([`split_holdout`]): early stopping without looking at a validation or test
+    /// set. Without held-out rows the candidate of `config.epochs` is kept. With one seed, no
+    /// averaging and `config.epochs` kept, the model is byte for byte `train_soft`'s.
+    /// `progress` is called after every epoch of every run, with the run's seed.
+    pub fn train_selected(
+        examples: &[(String, [f32; 3])],
+        holdout: &[(String, usize)],
+        config: &TrainConfig,
+        selection: &Selection,
+        mut progress: impl FnMut(u64, EpochReport),
+    ) -> (Self, SelectionReport) {
+        let epochs = config.epochs.max(1);
+        let mut runs: Vec<Vec<LinearModel>> = Vec::new();
+        for k in 0..selection.seeds.max(1) {
+            let seed = config.seed.wrapping_add(k as u64);
+            let run_config = TrainConfig {
+                seed,
+                epochs,
+                ..config.clone()
+            };
+            let mut checkpoints = Vec::with_capacity(epochs);
+            Self::train_soft_checkpoints(examples, &run_config, |report, model| {
+                progress(seed, report);
+                checkpoints.push(model);
+            });
+            runs.push(checkpoints);
+        }
+        let candidate = |e: usize| -> LinearModel {
+            let per_run: Vec<LinearModel> = runs
+                .iter()
+                .map(|run| {
+                    if selection.checkpoint_average {
+                        let tail: Vec<&LinearModel> = run[e.div_ceil(2) - 1..e].iter().collect();
+                        Self::average(&tail, Quantization::F32)
+                            .unwrap_or_else(|| run[e - 1].clone())
+                    } else {
+                        run[e - 1].clone()
+                    }
+                })
+                .collect();
+            let refs: Vec<&LinearModel> = per_run.iter().collect();
+            Self::average(&refs, config.quantization)
+                .unwrap_or_else(|| per_run[0].quantized(config.quantization))
+        };
+        if holdout.is_empty() {
+            return (
+                candidate(epochs),
+                SelectionReport {
+                    holdout_macro_recall: Vec::new(),
+                    epochs,
+                },
+            );
+        }
+        let mut scores = Vec::with_capacity(epochs);
+        let mut best: Option<(f64, usize, LinearModel)> = None;
+        for e in 1..=epochs {
+            let model = candidate(e);
+            let score = macro_recall(&model, holdout);
+            scores.push(score);
+            if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+                best = Some((score, e, model));
+            }
+        }
+        let (_, chosen, model) = best.unwrap_or_else(|| (0.0, epochs, candidate(epochs)));
+        (
+            model,
+            SelectionReport {
+                holdout_macro_recall: scores,
+                epochs: chosen,
+            },
+        )
+    }
+
+    /// The mean of models with the same features: weights and biases averaged, stored as `q`.
+    /// A linear model's logits are linear in its weights, so this is exactly the ensemble that
+    /// averages the models' logits, at the cost of one model (checkpoint or seed averaging).
+    /// `None` when `models` is empty or their features or sizes differ.
+    pub fn average(models: &[&LinearModel], q: Quantization) -> Option<LinearModel> {
+        let first = models.first()?;
+        if models.len() == 1 {
+            return Some(first.quantized(q));
+        }
+        if models
+            .iter()
+            .any(|m| m.features != first.features || m.weights.len() != first.weights.len())
+        {
+            return None;
+        }
+        let k = models.len() as f32;
+        let mut rows = vec![[0f32; 3]; first.weights.len()];
+        let mut bias = [0f32; 3];
+        for m in models {
+            for (sum, i) in rows.iter_mut().zip(0..) {
+                let r = m.weights.row(i);
+                for c in 0..NUM_CLASSES {
+                    sum[c] += r[c];
+                }
+            }
+            for (sum, b) in bias.iter_mut().zip(m.bias) {
+                *sum += b;
+            }
+        }
+        for r in &mut rows {
+            *r = r.map(|v| v / k);
+        }
+        Some(LinearModel {
+            features: first.features,
+            bias: bias.map(|v| v / k),
+            weights: Weights::from_f32(&rows, q),
+        })
+    }
+
     fn train_on_targets(
         examples: &[(&str, [f32; 3])],
         config: &TrainConfig,
         mut progress: impl FnMut(EpochReport),
+    ) -> Self {
+        Self::train_inner(examples, config, |report, _| progress(report), false)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn train_inner(
+        examples: &[(&str, [f32; 3])],
+        config: &TrainConfig,
+        mut progress: impl FnMut(EpochReport, Option<(Features, [f32; 3], &[[f32; 3]])>),
+        snapshots: bool,
     ) -> Self {
         let start = Instant::now();
         let features = Features::from_config(config);
@@ -1141,21 +1409,24 @@ impl LinearModel {
                     }
                 }
             }
-            progress(EpochReport {
-                epoch: epoch + 1,
-                epochs: config.epochs,
-                mean_loss: if weight_sum > 0.0 {
-                    loss / weight_sum
-                } else {
-                    0.0
+            progress(
+                EpochReport {
+                    epoch: epoch + 1,
+                    epochs: config.epochs,
+                    mean_loss: if weight_sum > 0.0 {
+                        loss / weight_sum
+                    } else {
+                        0.0
+                    },
+                    train_accuracy: if order.is_empty() {
+                        0.0
+                    } else {
+                        correct as f64 / order.len() as f64
+                    },
+                    elapsed: start.elapsed(),
                 },
-                train_accuracy: if order.is_empty() {
-                    0.0
-                } else {
-                    correct as f64 / order.len() as f64
-                },
-                elapsed: start.elapsed(),
-            });
+                snapshots.then_some((features, bias, w.as_slice())),
+            );
         }
 
         LinearModel {
@@ -1569,6 +1840,155 @@ mod tests {
         }
         assert_eq!(model.predict("i love this").label(), "positive");
         assert_eq!(model.predict("i hate this").label(), "negative");
+    }
+
+    /// The toy rows with distinct texts (a row number appended) as soft one-hot examples.
+    fn toy_soft() -> Vec<(String, [f32; 3], usize)> {
+        toy()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (text, y))| {
+                let target = std::array::from_fn(|c| if c == y { 1.0 } else { 0.0 });
+                (format!("{text} r{i}"), target, y)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn holdout_is_stratified_seeded_and_disjoint() {
+        let rows = toy_soft();
+        let (kept, held) = split_holdout(&rows, |r| r.2, 0.25, 7);
+        assert_eq!(kept.len() + held.len(), rows.len());
+        for class in 0..3 {
+            // 20 rows per class, a quarter held out of each.
+            assert_eq!(held.iter().filter(|r| r.2 == class).count(), 5);
+        }
+        let held_texts: std::collections::HashSet<&str> =
+            held.iter().map(|r| r.0.as_str()).collect();
+        assert!(kept.iter().all(|r| !held_texts.contains(r.0.as_str())));
+        assert_eq!(
+            split_holdout(&rows, |r| r.2, 0.25, 7),
+            (kept.clone(), held.clone())
+        );
+        assert_ne!(split_holdout(&rows, |r| r.2, 0.25, 8).1, held);
+        assert!(split_holdout(&rows, |r| r.2, 0.0, 7).1.is_empty());
+    }
+
+    #[test]
+    fn held_out_rows_are_not_trained_on() {
+        let rows = toy_soft();
+        let (kept, held) = split_holdout(&rows, |r| r.2, 0.25, 42);
+        let examples: Vec<(String, [f32; 3])> = kept
+            .iter()
+            .map(|(t, target, _)| (t.clone(), *target))
+            .collect();
+        let holdout: Vec<(String, usize)> = held.iter().map(|(t, _, y)| (t.clone(), *y)).collect();
+        let config = TrainConfig {
+            epochs: 1,
+            ..small_config()
+        };
+        // One epoch: selection has one candidate, so the model is exactly the one trained on the
+        // kept rows alone, and differs from one trained on every row.
+        let (selected, report) = LinearModel::train_selected(
+            &examples,
+            &holdout,
+            &config,
+            &Selection::default(),
+            |_, _| {},
+        );
+        assert_eq!(report.epochs, 1);
+        assert_eq!(report.holdout_macro_recall.len(), 1);
+        let alone = LinearModel::train_soft(&examples, &config, |_| {});
+        assert_eq!(selected.to_bytes(), alone.to_bytes());
+        let all: Vec<(String, [f32; 3])> = rows
+            .iter()
+            .map(|(t, target, _)| (t.clone(), *target))
+            .collect();
+        assert_ne!(
+            selected.to_bytes(),
+            LinearModel::train_soft(&all, &config, |_| {}).to_bytes()
+        );
+    }
+
+    #[test]
+    fn selection_is_deterministic_and_picks_the_best_epoch() {
+        let rows = toy_soft();
+        let (kept, held) = split_holdout(&rows, |r| r.2, 0.25, 42);
+        let examples: Vec<(String, [f32; 3])> = kept
+            .iter()
+            .map(|(t, target, _)| (t.clone(), *target))
+            .collect();
+        let holdout: Vec<(String, usize)> = held.iter().map(|(t, _, y)| (t.clone(), *y)).collect();
+        let config = TrainConfig {
+            epochs: 6,
+            quantization: Quantization::I8,
+            ..small_config()
+        };
+        let selection = Selection {
+            seeds: 3,
+            checkpoint_average: true,
+        };
+        let mut runs = 0;
+        let (a, report) =
+            LinearModel::train_selected(&examples, &holdout, &config, &selection, |_, r| {
+                runs += usize::from(r.epoch == 1)
+            });
+        assert_eq!(runs, 3);
+        let (b, again) =
+            LinearModel::train_selected(&examples, &holdout, &config, &selection, |_, _| {});
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert_eq!(report, again);
+        assert_eq!(report.holdout_macro_recall.len(), 6);
+        let best = report
+            .holdout_macro_recall
+            .iter()
+            .cloned()
+            .fold(f64::MIN, f64::max);
+        assert_eq!(report.holdout_macro_recall[report.epochs - 1], best);
+        assert!(report.holdout_macro_recall[..report.epochs - 1]
+            .iter()
+            .all(|&s| s < best));
+        assert_eq!(macro_recall(&a, &holdout), best);
+    }
+
+    #[test]
+    fn averaging_weights_averages_logits() {
+        let data: Vec<(String, [f32; 3])> = toy_soft()
+            .into_iter()
+            .map(|(t, target, _)| (t, target))
+            .collect();
+        let a = LinearModel::train_soft(&data, &small_config(), |_| {});
+        let b = LinearModel::train_soft(
+            &data,
+            &TrainConfig {
+                seed: 7,
+                epochs: 3,
+                ..small_config()
+            },
+            |_| {},
+        );
+        let one = LinearModel::average(&[&a], Quantization::F32).unwrap();
+        assert_eq!(one.to_bytes(), a.to_bytes());
+        let mean = LinearModel::average(&[&a, &b], Quantization::F32).unwrap();
+        let logits = |m: &LinearModel, t: &str| m.predict(t).probabilities.map(|p| p.ln());
+        for text in ["i love this", "so bad", "the table"] {
+            let (la, lb, lm) = (logits(&a, text), logits(&b, text), logits(&mean, text));
+            // Log-probabilities are logits up to a per-text constant.
+            let d: [f32; 3] = std::array::from_fn(|c| lm[c] - (la[c] + lb[c]) / 2.0);
+            assert!(
+                (d[0] - d[1]).abs() < 1e-4 && (d[1] - d[2]).abs() < 1e-4,
+                "{d:?}"
+            );
+        }
+        let other = LinearModel::train_soft(
+            &data,
+            &TrainConfig {
+                buckets_log2: 12,
+                ..small_config()
+            },
+            |_| {},
+        );
+        assert!(LinearModel::average(&[&a, &other], Quantization::F32).is_none());
     }
 
     #[test]
