@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod fast;
+mod hashing;
 pub mod intent;
 pub mod language;
 mod reply_need;

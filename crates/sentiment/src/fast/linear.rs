@@ -24,6 +24,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::hashing::{chain, fmix64, salted, CHAIN_K};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// Sentiment classes in fixed order; class indices used throughout refer to this array.
@@ -342,30 +343,9 @@ const SALT_WORD_NEG: u64 = 0x02;
 const SALT_BIGRAM: u64 = 0x03;
 const SALT_TRIGRAM: u64 = 0x04;
 const SALT_CHAR: u64 = 0x05;
-const CHAIN_K: u64 = 0x517c_c1b7_2722_0a95;
 /// Set on the indices of character n-gram features (bucket indices stay below 2^26).
 const CHAR_BIT: u32 = 1 << 31;
 const INDEX_MASK: u32 = !CHAR_BIT;
-
-/// Murmur3 64-bit finaliser.
-#[inline(always)]
-fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^= k >> 33;
-    k
-}
-
-#[inline(always)]
-fn chain(h: u64, c: u32) -> u64 {
-    (h.rotate_left(5) ^ c as u64).wrapping_mul(CHAIN_K)
-}
-
-fn salted(seed: u64, salt: u64) -> u64 {
-    fmix64(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
 
 /// Reusable per-thread buffers for feature extraction.
 #[derive(Default)]

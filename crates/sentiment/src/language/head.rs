@@ -19,6 +19,7 @@
 //! Prediction allocates nothing: features are hashed on the fly and their rows summed into a
 //! stack array of 16 `i32`.
 
+use crate::hashing::{chain, fmix64, salted};
 use std::fmt;
 
 /// Magic bytes at the start of every serialised head.
@@ -34,7 +35,6 @@ pub const OTHER: &str = "other";
 pub const MAX_CHAR_N: u8 = 5;
 /// Default hash seed ("RAPPORT!" in ASCII).
 const DEFAULT_HASH_SEED: u64 = 0x5241_5050_4f52_5421;
-const CHAIN_K: u64 = 0x517c_c1b7_2722_0a95;
 const SALT_WORD: u64 = 0x11;
 const SALT_CHAR: u64 = 0x12;
 
@@ -42,26 +42,6 @@ const SALT_CHAR: u64 = 0x12;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, align(16))]
 struct Row([i8; MAX_CLASSES]);
-
-/// Murmur3 64-bit finaliser.
-#[inline(always)]
-fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^= k >> 33;
-    k
-}
-
-#[inline(always)]
-fn chain(h: u64, c: u32) -> u64 {
-    (h.rotate_left(5) ^ c as u64).wrapping_mul(CHAIN_K)
-}
-
-fn salted(seed: u64, salt: u64) -> u64 {
-    fmix64(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
 
 /// Lower-cases one character as `char::to_lowercase` (its first character) does, with fast paths
 /// for ASCII, Latin-1 and caseless scripts (Hebrew to Myanmar, kana and CJK, Hangul).
