@@ -93,6 +93,11 @@ struct Outgoing {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// The replica's ownership generation at an owner's check of a scattered query (see
+/// [`Cluster::confirm_scattered`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnershipGeneration(u64);
+
 /// This replica's part in the cluster.
 pub struct Cluster {
     config: ClusterConfig,
@@ -378,8 +383,15 @@ impl Cluster {
     }
 
     /// An owner's check of a scattered query: UNAVAILABLE unless this replica holds exactly the
-    /// partitions the query names, each caught up (else ownership moved since it was sent).
-    pub fn check_scattered(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), ApiError> {
+    /// partitions the query names, each caught up (else ownership moved since it was sent). The
+    /// ownership generation it checked at goes back to [`Cluster::confirm_scattered`] once the
+    /// answer is ready, so that an answer that overlapped a handover is never sent short.
+    pub fn check_scattered(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<OwnershipGeneration, ApiError> {
+        // Read before the check: a change after it shows in the confirmation.
+        let generation = OwnershipGeneration(*self.ownership.borrow());
         let listed = metadata
             .get(PARTITIONS_HEADER)
             .and_then(|value| value.to_str().ok())
@@ -396,10 +408,23 @@ impl Cluster {
             })
             .collect::<Result<BTreeSet<u32>, ApiError>>()?;
         if self.serves_exactly(&expected) {
-            Ok(())
+            Ok(generation)
         } else {
             Err(ApiError::Unavailable(
                 "partition ownership moved since the query was sent; retry shortly".into(),
+            ))
+        }
+    }
+
+    /// The fence after a scattered query's answer: UNAVAILABLE when this replica took or dropped
+    /// a partition since [`Cluster::check_scattered`] (a partition is marked dropped before its
+    /// customers go, so an answer that overlapped the drop sees it here).
+    pub fn confirm_scattered(&self, checked: OwnershipGeneration) -> Result<(), ApiError> {
+        if *self.ownership.borrow() == checked.0 {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable(
+                "partition ownership moved while the query ran; retry shortly".into(),
             ))
         }
     }

@@ -817,12 +817,20 @@ impl ScoringService for Arc<ScoringApi> {
         request: Request<pb::TopCustomersRequest>,
     ) -> Result<Response<pb::TopCustomersResponse>, Status> {
         Grant::check(&request, &request.get_ref().tenant_id)?;
+        let mut fence = None;
         if let Some(cluster) = &self.cluster {
             if !request.metadata().contains_key(cluster::HOP_HEADER) {
                 return self.scatter_top(cluster, request).await.map(Response::new);
             }
-            cluster.check_scattered(request.metadata())?;
+            fence = Some((cluster, cluster.check_scattered(request.metadata())?));
         }
+        // An owner's part is sent only if ownership held through the whole of it.
+        let confirmed = |answer: pb::TopCustomersResponse| {
+            if let Some((cluster, checked)) = fence {
+                cluster.confirm_scattered(checked)?;
+            }
+            Ok::<_, ApiError>(Response::new(answer))
+        };
         let request = request.into_inner();
         let filtered = request.min_retention_risk > 0.0
             || !request.segment.is_empty()
@@ -832,7 +840,7 @@ impl ScoringService for Arc<ScoringApi> {
             // Live and unfiltered: answered from the ranking index in microseconds, on this
             // worker (it stops after about `limit` candidates).
             return ScoringApi::top_customers(self, request)
-                .map(Response::new)
+                .and_then(confirmed)
                 .map_err(Status::from);
         }
         // As of a moment, a later page, or a filter few customers may pass: possibly every
@@ -842,7 +850,7 @@ impl ScoringService for Arc<ScoringApi> {
         self.scans
             .run(&tenant_id, move || ScoringApi::top_customers(&api, request))
             .await?
-            .map(Response::new)
+            .and_then(confirmed)
             .map_err(Status::from)
     }
 
@@ -913,6 +921,7 @@ impl ScoringService for Arc<ScoringApi> {
             }
             // An owner's part: its partitions' changes, until it takes or drops one.
             let changes = cluster.ownership_changes();
+            // A watch ends at any ownership change (below): no fence needed after this check.
             cluster.check_scattered(request.metadata())?;
             ownership = Some(changes);
         }
