@@ -192,7 +192,6 @@ impl Cluster {
             }
         })
         .await
-        .map_err(anyhow::Error::msg)
         .with_context(|| format!("cannot open the snapshot bucket {}", config.snapshot_bucket))?;
         let leases = jetstream
             .get_key_value(bucket.as_str())
@@ -1137,18 +1136,38 @@ async fn publish_one(
 /// first; requests before that time out).
 const START_RETRY: Duration = Duration::from_secs(60);
 
-/// Runs `attempt` until it succeeds or [`START_RETRY`] has passed (then its last error).
+/// What to do about a JetStream API error that means the NATS server runs without JetStream
+/// (empty when the error says something else).
+fn jetstream_hint(error: &str) -> &'static str {
+    let error = error.to_ascii_lowercase();
+    if error.contains("jetstream unavailable")
+        || error.contains("jetstream not enabled")
+        || error.contains("no responders")
+    {
+        " (the NATS server answers without JetStream: start nats-server with -js and a store \
+         directory, -sd DIR; Debian's packaged service on port 4222 runs without it)"
+    } else {
+        ""
+    }
+}
+
+/// Runs `attempt` until it succeeds or [`START_RETRY`] has passed (then its last error, with
+/// [`jetstream_hint`]'s advice when it applies).
 async fn retrying<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
     what: &str,
     mut attempt: impl FnMut() -> F,
-) -> Result<T, E> {
+) -> anyhow::Result<T> {
     let started = tokio::time::Instant::now();
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(error) if started.elapsed() >= START_RETRY => return Err(error),
+            Err(error) if started.elapsed() >= START_RETRY => {
+                let error = error.to_string();
+                return Err(anyhow::anyhow!("{error}{}", jetstream_hint(&error)));
+            }
             Err(error) => {
-                tracing::warn!(%error, "{what} failed; retrying");
+                let hint = jetstream_hint(&error.to_string());
+                tracing::warn!(%error, "{what} failed; retrying{hint}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -1249,6 +1268,14 @@ pub fn rank_key(score: &pb::CustomerScore) -> RankKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_without_jetstream_is_named_with_what_to_do() {
+        assert!(jetstream_hint("jetstream unavailable").contains("-js"));
+        assert!(jetstream_hint("JetStream not enabled for account").contains("-js"));
+        assert!(jetstream_hint("no responders").contains("-js"));
+        assert_eq!(jetstream_hint("timed out"), "");
+    }
 
     #[test]
     fn partitions_are_fnv1a_of_tenant_and_customer() {

@@ -388,7 +388,9 @@ pub async fn start(
         sentiment = engine.sentiment.name(),
         durable = config.durability.data_dir.is_some(),
         "{}",
-        if config.durability.data_dir.is_some() {
+        if config.cluster.nats_url.is_some() {
+            "rapport serving (cluster mode: accepted events are stored in the JetStream stream before they are answered; a restart takes its partitions back from it)"
+        } else if config.durability.data_dir.is_some() {
             "rapport serving (accepted events are logged to the data directory before they are answered)"
         } else {
             "rapport serving (state in memory only: a restart starts empty; --data-dir keeps it)"
