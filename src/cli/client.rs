@@ -454,12 +454,20 @@ pub(super) async fn top(args: TopArgs) -> anyhow::Result<()> {
         || args.min_retention_risk > 0.0
         || !args.intent.is_empty()
         || !args.language.is_empty();
-    let customers = client
-        .top_customers(request.clone())
-        .await
-        .map_err(|status| status_error(&address, "TopCustomers", &status))?
-        .into_inner()
-        .customers;
+    // A server that answers UNAVAILABLE itself (a cluster moving a partition between replicas)
+    // is asked again for a while before the error is shown.
+    let mut backoff = Duration::from_millis(250);
+    let started = std::time::Instant::now();
+    let customers = loop {
+        match client.top_customers(request.clone()).await {
+            Ok(answer) => break answer.into_inner().customers,
+            Err(status) if server_unavailable(&status) && started.elapsed() < TOP_RETRY => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(status) => return Err(status_error(&address, "TopCustomers", &status)),
+        }
+    };
     if customers.is_empty() {
         // Nobody matched: an unknown tenant, or filters that leave no one?
         let tenant_exists = filtered
@@ -627,11 +635,26 @@ fn status_reason(status: &tonic::Status) -> String {
     }
 }
 
+/// How long `top` asks again a server that answers UNAVAILABLE itself.
+const TOP_RETRY: Duration = Duration::from_secs(30);
+
+/// An UNAVAILABLE the server itself sent (it is up, but cannot answer yet: a cluster partition
+/// changing hands, catching up), rather than a connection that failed.
+fn server_unavailable(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    status.code() == tonic::Code::Unavailable
+        && status.source().is_none()
+        && !status.message().is_empty()
+}
+
 /// One line for a failed call: what went wrong, at which server, and what to try.
 pub fn status_error(address: &str, call: &str, status: &tonic::Status) -> anyhow::Error {
     use tonic::Code;
     let reason = status_reason(status);
     match status.code() {
+        Code::Unavailable if server_unavailable(status) => {
+            anyhow::anyhow!("{address} cannot answer {call} yet ({reason}): retry in a moment")
+        }
         Code::Unavailable => anyhow::anyhow!(
             "cannot reach {address} ({reason}): is `rapport serve` running? (--server)"
         ),
@@ -761,6 +784,25 @@ fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cluster's "partition changing hands" is the server speaking: retried, and not worded as a
+    /// server that is down; a connection that failed is.
+    #[test]
+    fn an_unavailable_server_is_told_apart_from_an_unreachable_one() {
+        let handover =
+            tonic::Status::unavailable("partition 3 has no owner (handover in progress)");
+        assert!(server_unavailable(&handover));
+        let said = status_error("r:1", "TopCustomers", &handover).to_string();
+        assert!(said.contains("cannot answer TopCustomers yet"), "{said}");
+        let mut refused = tonic::Status::unavailable("error trying to connect");
+        refused.set_source(std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        )));
+        assert!(!server_unavailable(&refused));
+        let said = status_error("r:1", "TopCustomers", &refused).to_string();
+        assert!(said.contains("is `rapport serve` running?"), "{said}");
+    }
 
     #[test]
     fn addresses_take_host_port_or_a_url() {
