@@ -565,18 +565,15 @@ pub(super) async fn customer(args: CustomerArgs) -> anyhow::Result<()> {
 pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let address = args.server.address();
     let mut client = ScoringServiceClient::new(args.server.connect().await?);
-    let mut updates = client
-        .watch_priorities(pb::WatchPrioritiesRequest {
-            tenant_id: args.tenant.clone(),
-            min_priority: args.min_priority,
-            segment: String::new(),
-            channel: 0,
-            intent: args.intent.clone(),
-            language: args.language.clone(),
-        })
-        .await
-        .map_err(|status| status_error(&address, "WatchPriorities", &status))?
-        .into_inner();
+    let request = pb::WatchPrioritiesRequest {
+        tenant_id: args.tenant.clone(),
+        min_priority: args.min_priority,
+        segment: String::new(),
+        channel: 0,
+        intent: args.intent.clone(),
+        language: args.language.clone(),
+    };
+    let mut updates = subscribe(&mut client, &request, &address).await?;
     eprintln!(
         "watching tenant {:?} at {address}: priorities crossing {} (Ctrl-C to stop)",
         args.tenant, args.min_priority
@@ -587,6 +584,12 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             Ok(None) => anyhow::bail!(
                 "the server at {address} ended the watch (it is shutting down or restarting)"
             ),
+            Err(status) if server_unavailable(&status) => {
+                // A cluster moved a partition: the merged watch ends; watch again.
+                eprintln!("{address}: {}; watching again", status_reason(&status));
+                updates = subscribe(&mut client, &request, &address).await?;
+                continue;
+            }
             Err(status) => {
                 anyhow::bail!(
                     "lost the server at {address} ({}): the watch stopped",
@@ -604,6 +607,27 @@ pub(super) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                 score.priority
             );
             outln!("{}", score_text(score));
+        }
+    }
+}
+
+/// Opens a watch, asking again for up to [`TOP_RETRY`] while the server answers UNAVAILABLE
+/// itself (a partition changing hands).
+async fn subscribe(
+    client: &mut ScoringServiceClient<Connection>,
+    request: &pb::WatchPrioritiesRequest,
+    address: &str,
+) -> anyhow::Result<tonic::Streaming<pb::PriorityUpdate>> {
+    let mut backoff = Duration::from_millis(250);
+    let started = std::time::Instant::now();
+    loop {
+        match client.watch_priorities(request.clone()).await {
+            Ok(stream) => return Ok(stream.into_inner()),
+            Err(status) if server_unavailable(&status) && started.elapsed() < TOP_RETRY => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(status) => return Err(status_error(address, "WatchPriorities", &status)),
         }
     }
 }
