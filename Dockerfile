@@ -11,14 +11,15 @@
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
-# Only what the build needs (see .dockerignore). The fast models and the VADER lexicons are built
-# into the binary; the transformer is not needed.
+# Only what the build needs (see .dockerignore). The fast models, the language head and the VADER
+# lexicons are built into the binary; the transformer is not needed.
 COPY Cargo.toml Cargo.lock ./
 COPY proto ./proto
 COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY models/fast ./models/fast
+COPY models/language ./models/language
 COPY models/vader ./models/vader
 # No debug info in the image's binary (Cargo.toml keeps line tables for local profiling).
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=debuginfo
