@@ -644,23 +644,33 @@ fn flooded_lately(summary: &Summary, at: TimestampMs, config: &ScoringConfig) ->
 }
 
 /// The reason of a customer whose only unanswered messages are floods: the flood with the most
-/// copies, from the customer's recent texts (`None`: no flood waits).
+/// copies, as the customer's recent texts saw its latest burst, or (a text since pushed out of
+/// them by newer ones) as its thread gathered it (`None`: no flood waits).
 fn largest_flood(summary: &Summary) -> Option<FactorKind> {
     summary
         .open_threads
         .iter()
         .filter(|open| open.flood)
-        .filter_map(|open| {
-            summary
+        .map(|open| {
+            match summary
                 .recent_texts
                 .iter()
                 .find(|seen| seen.text_key == open.text_key)
+            {
+                Some(burst) => (burst.copies, burst.first_ms, burst.last_ms, burst.channels),
+                None => (
+                    open.messages.saturating_add(open.copies),
+                    open.since_ms,
+                    open.last_copy_ms,
+                    (1 << open.channel as u8) | open.copy_channels,
+                ),
+            }
         })
-        .max_by_key(|burst| (burst.copies, burst.last_ms))
-        .map(|burst| FactorKind::Flood {
-            copies: burst.copies,
-            span_seconds: elapsed_seconds(burst.first_ms, burst.last_ms),
-            channels: burst.channels,
+        .max_by_key(|(copies, _, last_ms, _)| (*copies, *last_ms))
+        .map(|(copies, first_ms, last_ms, channels)| FactorKind::Flood {
+            copies,
+            span_seconds: elapsed_seconds(first_ms, last_ms),
+            channels,
         })
 }
 
@@ -1075,6 +1085,34 @@ mod tests {
         );
         // Only the copies before the flood count as engagement: it is not an advocate's.
         assert_ne!(promo.action, Action::Advocate);
+        // Newer texts push the flood's out of the recent ones: its thread still says what it was.
+        let mut pushed = copies(0.6);
+        for i in 0..crate::scoring::noise::MAX_RECENT_TEXTS as u64 {
+            pushed.push(EventRecord {
+                thread_key: 500 + i,
+                text_key: 1_000 + i as u32,
+                kind: Kind::Like,
+                ..said(
+                    t - 1_000,
+                    900 + i,
+                    Kind::Like,
+                    Channel::Twitter,
+                    0.1,
+                    5_000,
+                    ReplyNeed::Unclear,
+                )
+            });
+        }
+        let later = score_of(&pushed);
+        assert_ne!(later.action, Action::Respond, "{later:?}");
+        assert!(matches!(
+            later
+                .factors
+                .iter()
+                .find(|f| f.name() == "flood")
+                .map(|f| f.kind),
+            Some(FactorKind::Flood { copies: 30, .. })
+        ));
 
         let complaint = score_of(&copies(-0.6));
         assert_eq!(complaint.action, Action::Respond);
