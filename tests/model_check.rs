@@ -110,11 +110,11 @@ async fn serve(dir: &Path, config: &Path, logs: &Path) -> Result<Server, String>
                 });
                 if let Ok(answered) = tokio::time::timeout(Duration::from_millis(500), probe).await
                 {
+                    // Only an answer of the service counts: the probe customer is unknown
+                    // (NOT_FOUND). A connection torn down by a process that refused its data
+                    // directory reads as other codes (Internal, Cancelled), not as serving.
                     if answered.is_ok()
-                        || !matches!(
-                            answered.as_ref().unwrap_err().code(),
-                            tonic::Code::Unavailable | tonic::Code::Unknown
-                        )
+                        || answered.as_ref().unwrap_err().code() == tonic::Code::NotFound
                     {
                         return Ok(Server {
                             child,
