@@ -25,3 +25,19 @@ pub(crate) fn chain(h: u64, c: u32) -> u64 {
 pub(crate) fn salted(seed: u64, salt: u64) -> u64 {
     fmix64(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
+
+/// SplitMix64: a tiny, fixed PRNG so that shuffles do not depend on any crate's version.
+pub(crate) struct SplitMix64(pub(crate) u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        fmix64(self.0)
+    }
+
+    /// Uniform integer in `0..n` (n > 0), by multiply-shift.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}

@@ -24,7 +24,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::hashing::{chain, fmix64, salted, CHAIN_K};
+use crate::hashing::{chain, fmix64, salted, SplitMix64, CHAIN_K};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// Sentiment classes in fixed order; class indices used throughout refer to this array.
@@ -895,19 +895,19 @@ impl Tok {
 // Model
 // ---------------------------------------------------------------------------------------------
 
-/// SplitMix64: a tiny, fixed PRNG so that shuffles do not depend on any crate's version.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        fmix64(self.0)
-    }
-
-    /// Uniform integer in `0..n` (n > 0), by multiply-shift.
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
-    }
+/// Soft targets that are probabilities (finite, non-negative, summing to more than 0), each scaled
+/// to sum to 1; other examples are dropped.
+fn normalized_targets(examples: &[(String, [f32; 3])]) -> Vec<(&str, [f32; 3])> {
+    examples
+        .iter()
+        .filter(|(_, t)| {
+            t.iter().all(|p| p.is_finite() && *p >= 0.0) && t.iter().sum::<f32>() > 0.0
+        })
+        .map(|(text, t)| {
+            let sum: f32 = t.iter().sum();
+            (text.as_str(), t.map(|p| p / sum))
+        })
+        .collect()
 }
 
 /// Adds one batch's class sums to the per-group accumulators.
@@ -1118,16 +1118,7 @@ impl LinearModel {
         config: &TrainConfig,
         progress: impl FnMut(EpochReport),
     ) -> Self {
-        let soft: Vec<(&str, [f32; 3])> = examples
-            .iter()
-            .filter(|(_, t)| {
-                t.iter().all(|p| p.is_finite() && *p >= 0.0) && t.iter().sum::<f32>() > 0.0
-            })
-            .map(|(text, t)| {
-                let sum: f32 = t.iter().sum();
-                (text.as_str(), t.map(|p| p / sum))
-            })
-            .collect();
+        let soft = normalized_targets(examples);
         Self::train_on_targets(&soft, config, progress)
     }
 
@@ -1140,16 +1131,7 @@ impl LinearModel {
         config: &TrainConfig,
         mut checkpoint: impl FnMut(EpochReport, LinearModel),
     ) -> Self {
-        let soft: Vec<(&str, [f32; 3])> = examples
-            .iter()
-            .filter(|(_, t)| {
-                t.iter().all(|p| p.is_finite() && *p >= 0.0) && t.iter().sum::<f32>() > 0.0
-            })
-            .map(|(text, t)| {
-                let sum: f32 = t.iter().sum();
-                (text.as_str(), t.map(|p| p / sum))
-            })
-            .collect();
+        let soft = normalized_targets(examples);
         Self::train_inner(
             &soft,
             config,

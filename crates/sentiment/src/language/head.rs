@@ -19,7 +19,7 @@
 //! Prediction allocates nothing: features are hashed on the fly and their rows summed into a
 //! stack array of 16 `i32`.
 
-use crate::hashing::{chain, fmix64, salted};
+use crate::hashing::{chain, fmix64, salted, SplitMix64};
 use std::fmt;
 
 /// Magic bytes at the start of every serialised head.
@@ -515,20 +515,6 @@ impl Default for HeadTrainConfig {
             min_confidence: 0.5,
             min_other_confidence: 0.9,
         }
-    }
-}
-
-/// SplitMix64: a tiny, fixed PRNG so that shuffles do not depend on any crate's version.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        fmix64(self.0)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
 }
 
