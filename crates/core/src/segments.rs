@@ -503,47 +503,42 @@ impl Condition {
         attributes: Option<&Attributes>,
         intents: &dyn IntentNamesOf,
     ) -> bool {
-        if self.field == "intent" {
-            let waits = |value: &toml::Value| {
-                value.as_str().is_some_and(|name| {
+        // The set-valued fields: whether the customer waits on a channel, in a language, about an
+        // intent the condition names.
+        match self.field.as_str() {
+            "intent" => {
+                return self.holds_for_names(|name| {
                     score
                         .waiting_intents
                         .iter()
                         .any(|id| intents.is_named(*id, name))
                 })
-            };
-            return match (self.op.as_str(), &self.value) {
-                ("in", toml::Value::Array(values)) => values.iter().any(waits),
-                ("ne", value) => !waits(value),
-                (_, value) => waits(value),
-            };
-        }
-        if self.field == "channel" {
-            let waits = |value: &toml::Value| {
-                crate::domain::Channel::ALL
-                    .iter()
-                    .find(|c| Some(c.as_str()) == value.as_str())
-                    .is_some_and(|channel| score.waits_on(*channel))
-            };
-            return match (self.op.as_str(), &self.value) {
-                ("in", toml::Value::Array(values)) => values.iter().any(waits),
-                ("ne", value) => !waits(value),
-                (_, value) => waits(value),
-            };
-        }
-        if self.field == "language" {
-            let waits = |value: &toml::Value| {
-                value
-                    .as_str()
-                    .is_some_and(|code| score.waits_in(crate::domain::language_id(code)))
-            };
-            return match (self.op.as_str(), &self.value) {
-                ("in", toml::Value::Array(values)) => values.iter().any(waits),
-                ("ne", value) => !waits(value),
-                (_, value) => waits(value),
-            };
+            }
+            "channel" => {
+                return self.holds_for_names(|name| {
+                    crate::domain::Channel::ALL
+                        .iter()
+                        .find(|c| c.as_str() == name)
+                        .is_some_and(|channel| score.waits_on(*channel))
+                })
+            }
+            "language" => {
+                return self
+                    .holds_for_names(|code| score.waits_in(crate::domain::language_id(code)))
+            }
+            _ => {}
         }
         self.holds_on(self.field_of(score, attributes))
+    }
+
+    /// `eq`, `ne` or `in` over names, `waits` saying whether the customer waits on one.
+    fn holds_for_names(&self, waits: impl Fn(&str) -> bool) -> bool {
+        let waits = |value: &toml::Value| value.as_str().is_some_and(&waits);
+        match (self.op.as_str(), &self.value) {
+            ("in", toml::Value::Array(values)) => values.iter().any(waits),
+            ("ne", value) => !waits(value),
+            (_, value) => waits(value),
+        }
     }
 
     fn holds_on(&self, field: Field<'_>) -> bool {
