@@ -131,6 +131,7 @@ async fn an_answer_ends_a_claim_and_claims_renew_release_and_survive_restarts() 
         agent_id: agent.into(),
         customer_id: bobs.customer_id.clone(),
         ttl_seconds: 900,
+        ..Default::default()
     };
     let refused = t.scoring.renew_claim(request("ann")).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
@@ -206,6 +207,7 @@ async fn release_ignores_ttl_seconds() {
         agent_id: "kim".into(),
         customer_id: claimed.customer_id.clone(),
         ttl_seconds: u32::MAX,
+        ..Default::default()
     };
     t.scoring
         .release_claim(release.clone())
@@ -266,6 +268,7 @@ async fn a_claim_follows_its_customer_through_a_merge() {
         agent_id: "ann".into(),
         customer_id: merged.customer_id.clone(),
         ttl_seconds: 600,
+        ..Default::default()
     };
     t.scoring.renew_claim(renew.clone()).await.unwrap();
     t.server.shutdown(Duration::from_secs(5)).await.unwrap();

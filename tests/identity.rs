@@ -403,6 +403,7 @@ async fn every_id_the_service_hands_out_is_accepted_back() {
         agent_id: "ann".into(),
         customer_id: id.clone(),
         ttl_seconds: 60,
+        ..Default::default()
     };
     t.scoring
         .renew_claim(claim.clone())
@@ -500,6 +501,7 @@ async fn ids_ingest_refuses_are_refused_by_every_call() {
                 agent_id: "ann".into(),
                 customer_id: bad.into(),
                 ttl_seconds: 0,
+                ..Default::default()
             };
             let answer = if release {
                 scoring.release_claim(claim).await

@@ -448,6 +448,7 @@ async fn run_call(channel: &Channel, op: &Op) -> Answer {
                 agent_id: agent(a),
                 customer_id: customer.clone(),
                 ttl_seconds: CLAIM_TTL_SECONDS,
+                ..Default::default()
             };
             let answer = if matches!(op, Op::Renew { .. }) {
                 scoring.renew_claim(request).await

@@ -319,10 +319,11 @@ fn apply_format_3(store: &Store, wal: Option<&Wal>, snapshot_at: usize) {
     let claim = rapport::store::Claim {
         agent_id: "agent-kim".into(),
         expires_at_ms: 4_102_444_800_000,
+        work: rapport::store::Work::Customer,
     };
     steps.push(Box::new(move |store: &Store| {
-        store.restore_claim("acme", "crm-42", Some(claim.clone()));
-        Some(WalRecord::claim("acme", "crm-42", Some(&claim)))
+        store.restore_claim("acme", "crm-42", claim.work, Some(claim.clone()));
+        Some(WalRecord::claim("acme", "crm-42", claim.work, Some(&claim)))
     }));
     for (index, step) in steps.iter().enumerate() {
         if let (Some(wal), true) = (wal, index == snapshot_at) {
@@ -342,7 +343,7 @@ fn format_3_answers(store: &Store) -> Vec<String> {
         format!("{:?}", store.customer("acme", "~email:ann@example.com", at)),
         format!("{:?}", store.identity_of("acme", "~handle:twitter:ann_b")),
         format!("{:?}", store.attributes_of("acme", "crm-42")),
-        format!("{:?}", store.claim_of("acme", "crm-42", at)),
+        format!("{:?}", store.claims_of("acme", "crm-42", at)),
         format!("{:?}", store.timeline("acme", "crm-42", None, 10)),
     ]
 }

@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../../proto/rapport/v1/identity.proto",
         "../../proto/rapport/v1/admin.proto",
         "../../proto/rapport/v1/intent.proto",
+        "../../proto/rapport/v1/routing.proto",
     ];
     println!("cargo:rerun-if-changed=../../proto");
     let descriptors = protox::compile(files, ["../../proto"])?;

@@ -43,9 +43,73 @@ pub struct Config {
     pub intents: Vec<IntentConfig>,
     /// The `[cluster]` table: replicas sharing partitions over NATS JetStream (off by default).
     pub cluster: ClusterConfig,
+    /// The `[routing]` table: how agents' skills are matched (README "Routing").
+    pub routing: RoutingConfig,
     /// The file this config was read from (not a key): what a reload reads again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// The `[routing]` table: how conversations are matched to agents' skills (README "Routing").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Segments (`[[segments]]` names) that are skills: a customer in one is only for agents
+    /// that list it (a "vip" tier), until the optional-skill wait when "segment" is optional.
+    pub skill_segments: Vec<String>,
+    /// Which skills stop being required once a conversation has waited
+    /// `optional_skills_after_seconds`: any of "language", "intent", "segment". A channel is
+    /// always required (capacity is per channel).
+    pub optional_skills: Vec<String>,
+    /// How long a conversation waits (since its oldest unanswered message) before its optional
+    /// skills are dropped, so nothing starves for want of a specialist.
+    pub optional_skills_after_seconds: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            skill_segments: Vec::new(),
+            optional_skills: vec!["intent".into(), "segment".into()],
+            optional_skills_after_seconds: 300,
+        }
+    }
+}
+
+/// The skills `routing.optional_skills` may name.
+pub const OPTIONAL_SKILL_KINDS: [&str; 3] = ["language", "intent", "segment"];
+
+impl RoutingConfig {
+    /// Whether the skill kind `kind` ("language", "intent", "segment") is optional.
+    pub fn is_optional(&self, kind: &str) -> bool {
+        self.optional_skills.iter().any(|optional| optional == kind)
+    }
+
+    /// Checks the names against the configured segments.
+    fn validate(&self, segments: &[crate::segments::SegmentConfig]) -> Result<(), ConfigError> {
+        for (index, name) in self.skill_segments.iter().enumerate() {
+            if !segments.iter().any(|segment| &segment.name == name) {
+                return Err(ConfigError::invalid(
+                    &format!("routing.skill_segments[{index}]"),
+                    format!("no [[segments]] entry is named {name:?}"),
+                ));
+            }
+        }
+        for (index, kind) in self.optional_skills.iter().enumerate() {
+            if !OPTIONAL_SKILL_KINDS.contains(&kind.as_str()) {
+                return Err(ConfigError::invalid(
+                    &format!("routing.optional_skills[{index}]"),
+                    format!("must be one of {OPTIONAL_SKILL_KINDS:?}, got {kind:?}"),
+                ));
+            }
+        }
+        check_range(
+            "routing.optional_skills_after_seconds",
+            self.optional_skills_after_seconds,
+            0,
+            30 * 86_400,
+        )
+    }
 }
 
 /// One `[[intents]]` entry: an intent of a tenant.
@@ -1018,6 +1082,7 @@ impl Config {
     /// The segments and rules this config puts in force.
     pub fn policy(&self) -> crate::segments::Policy {
         crate::segments::Policy::new(self.segments.clone(), self.rules.clone())
+            .with_routing(self.routing.clone())
     }
 
     /// Parses and validates TOML text.
@@ -1056,6 +1121,7 @@ impl Config {
         )?;
         self.scoring.validate()?;
         self.validate_intents()?;
+        self.routing.validate(&self.segments)?;
         crate::segments::validate(&self.segments, &self.rules, &self.scoring)
     }
 }

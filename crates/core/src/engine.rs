@@ -81,8 +81,14 @@ pub fn recover(
         Replayed::Claim {
             tenant_id,
             customer_id,
+            work,
             claim,
-        } => store.restore_claim(tenant_id, customer_id, claim),
+        } => store.restore_claim(tenant_id, customer_id, work, claim),
+        Replayed::Agent {
+            tenant_id,
+            agent_id,
+            agent,
+        } => store.restore_agent(tenant_id, agent_id, agent),
         Replayed::Identity(request) => {
             // Logged only once carried out: the same rules decide the same way again, and
             // other rules must not undo it silently.
@@ -161,18 +167,21 @@ impl Engine {
     /// while the change is admitted in order ([`crate::durability::Wal::admit_in_order`]), so
     /// that the log holds such changes in the order they were applied and a wait for everything
     /// admitted covers it. The change is acknowledged once the returned wait ends.
-    fn logged<T>(
+    fn logged<T, Records: IntoIterator<Item = crate::durability::WalRecord>>(
         &self,
         carry_out: impl FnOnce() -> T,
-        record: impl FnOnce(&T) -> Option<crate::durability::WalRecord>,
+        record: impl FnOnce(&T) -> Records,
     ) -> (T, Option<Durable>) {
         let admitted = self.wal.as_deref().map(|wal| wal.admit_in_order(true));
         let outcome = carry_out();
         crate::durability::buggify_pause();
-        let durable = self
-            .wal
-            .as_ref()
-            .and_then(|wal| record(&outcome).map(|record| wal.enqueue(&record)));
+        // Records are appended in order: the last one durable, all are.
+        let durable = self.wal.as_ref().and_then(|wal| {
+            record(&outcome)
+                .into_iter()
+                .map(|record| wal.enqueue(&record))
+                .last()
+        });
         drop(admitted);
         (outcome, durable)
     }
@@ -273,7 +282,7 @@ impl Engine {
         ttl_ms: i64,
         now_ms: TimestampMs,
     ) -> (
-        Option<(String, crate::scoring::Score, crate::store::Claim)>,
+        Result<Option<crate::store::Claimed>, crate::store::ClaimRefusal>,
         Option<Durable>,
     ) {
         self.logged(
@@ -282,43 +291,104 @@ impl Engine {
                     .claim_next(tenant_id, agent_id, query, ttl_ms, now_ms)
             },
             |claimed| {
-                let (customer_id, _, claim) = claimed.as_ref()?;
+                let claimed = claimed.as_ref().ok()?.as_ref()?;
                 Some(crate::durability::WalRecord::claim(
                     tenant_id,
-                    customer_id,
-                    Some(claim),
+                    &claimed.customer_id,
+                    claimed.claim.work,
+                    Some(&claimed.claim),
                 ))
             },
         )
     }
 
     /// [`Store::update_claim`] (renew, or release), logged like [`Engine::claim_next`]; the
-    /// customer the id resolves to, and the claim after it.
-    #[allow(clippy::type_complexity)]
+    /// customer the id resolves to, and each claim changed after the change.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     pub fn update_claim(
         &self,
         tenant_id: &str,
         customer_id: &str,
         agent_id: &str,
+        thread_id: Option<&str>,
         release: bool,
         ttl_ms: i64,
         now_ms: TimestampMs,
     ) -> (
-        Result<(String, Option<crate::store::Claim>), crate::store::ClaimRefusal>,
+        Result<
+            (String, Vec<(crate::store::Work, Option<crate::store::Claim>)>),
+            crate::store::ClaimRefusal,
+        >,
         Option<Durable>,
     ) {
         self.logged(
             || {
-                self.store
-                    .update_claim(tenant_id, customer_id, agent_id, release, ttl_ms, now_ms)
+                self.store.update_claim(
+                    tenant_id,
+                    customer_id,
+                    agent_id,
+                    thread_id,
+                    release,
+                    ttl_ms,
+                    now_ms,
+                )
             },
             |updated| {
-                let (canonical, claim) = updated.as_ref().ok()?;
-                Some(crate::durability::WalRecord::claim(
-                    tenant_id,
-                    canonical,
-                    claim.as_ref(),
-                ))
+                updated
+                    .as_ref()
+                    .map(|(canonical, changed)| {
+                        changed
+                            .iter()
+                            .map(|(work, claim)| {
+                                crate::durability::WalRecord::claim(
+                                    tenant_id,
+                                    canonical,
+                                    *work,
+                                    claim.as_ref(),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            },
+        )
+    }
+
+    /// Registers or replaces an agent ([`Store::put_agent`]), logged; acknowledged once the
+    /// returned wait ends.
+    pub fn put_agent(&self, tenant_id: &str, agent: crate::store::Agent) -> Option<Durable> {
+        let logged = crate::durability::WalRecord::agent(tenant_id, &agent.agent_id, Some(&agent));
+        self.logged(|| self.store.put_agent(tenant_id, agent), |()| Some(logged))
+            .1
+    }
+
+    /// [`Store::set_agent_status`], logged; `None` (nothing logged) for an unknown agent.
+    pub fn set_agent_status(
+        &self,
+        tenant_id: &str,
+        agent_id: &str,
+        status: crate::store::AgentStatus,
+        now_ms: TimestampMs,
+    ) -> (Option<crate::store::Agent>, Option<Durable>) {
+        self.logged(
+            || {
+                self.store
+                    .set_agent_status(tenant_id, agent_id, status, now_ms)
+            },
+            |agent| {
+                agent.as_ref().map(|agent| {
+                    crate::durability::WalRecord::agent(tenant_id, agent_id, Some(agent))
+                })
+            },
+        )
+    }
+
+    /// [`Store::remove_agent`], logged; `false` (nothing logged) for an unknown agent.
+    pub fn remove_agent(&self, tenant_id: &str, agent_id: &str) -> (bool, Option<Durable>) {
+        self.logged(
+            || self.store.remove_agent(tenant_id, agent_id),
+            |removed| {
+                removed.then(|| crate::durability::WalRecord::agent(tenant_id, agent_id, None))
             },
         )
     }

@@ -354,6 +354,8 @@ pub struct Policy {
     pub rules: Vec<RuleConfig>,
     /// Each segment's position in `segments`, by name: lookups in constant time.
     by_name: std::collections::HashMap<String, usize>,
+    /// How agents' skills are matched (the `[routing]` table).
+    pub routing: crate::config::RoutingConfig,
 }
 
 impl Policy {
@@ -368,7 +370,14 @@ impl Policy {
             segments,
             rules,
             by_name,
+            routing: crate::config::RoutingConfig::default(),
         }
+    }
+
+    /// The same policy with routing rules `routing`.
+    pub fn with_routing(mut self, routing: crate::config::RoutingConfig) -> Self {
+        self.routing = routing;
+        self
     }
 
     /// The segment named `name`.

@@ -47,6 +47,15 @@ pub const TIME_DRIVEN_PUSHES_TOTAL: &str = "rapport_time_driven_pushes_total";
 pub const RETENTION_MODEL_FITS_TOTAL: &str = "rapport_retention_model_fits_total";
 /// Customers merged into another (identity resolution).
 pub const CUSTOMERS_MERGED_TOTAL: &str = "rapport_customers_merged_total";
+/// Claims taken (`ClaimNext`), by what they hold (`customer`, `conversation`) and the
+/// conversation's channel (`none` for a whole customer).
+pub const CLAIMS_TAKEN_TOTAL: &str = "rapport_claims_taken_total";
+/// How long a conversation had waited (since its oldest unanswered message) when an agent
+/// claimed it, by channel: time waiting for an agent.
+pub const CLAIM_WAIT_SECONDS: &str = "rapport_claim_wait_seconds";
+/// Claims that a merge of two customers ended because another agent's claim on the same work
+/// stayed.
+pub const CLAIMS_ENDED_BY_MERGE_TOTAL: &str = "rapport_claims_ended_by_merge_total";
 /// Identifier links or merges the identity rules refused.
 pub const IDENTITY_LINKS_REFUSED_TOTAL: &str = "rapport_identity_links_refused_total";
 /// Config reloads (SIGHUP or `AdminService.ReloadConfig`), by outcome (`ok`, `refused`).
@@ -88,6 +97,11 @@ pub const SNAPSHOT_SIZE_BYTES: &str = "rapport_snapshot_size_bytes";
 pub const SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
     "rapport_snapshot_last_success_timestamp_seconds";
 
+/// Buckets of waits for an agent: a minute to a week.
+const WAIT_BUCKETS_SECONDS: [f64; 10] = [
+    60.0, 300.0, 900.0, 1_800.0, 3_600.0, 7_200.0, 14_400.0, 28_800.0, 86_400.0, 604_800.0,
+];
+
 const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
     1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
@@ -119,6 +133,12 @@ pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
                     builder.set_buckets_for_metric(
                         Matcher::Full(SNAPSHOT_DURATION_SECONDS.to_string()),
                         &LATENCY_BUCKETS_SECONDS,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(CLAIM_WAIT_SECONDS.to_string()),
+                        &WAIT_BUCKETS_SECONDS,
                     )
                 })
                 .map_err(|error| error.to_string())?
@@ -194,6 +214,19 @@ fn describe() {
     describe_counter!(
         CUSTOMERS_MERGED_TOTAL,
         "Customers merged into another because they share an identifier or a CRM said so."
+    );
+    describe_counter!(
+        CLAIMS_TAKEN_TOTAL,
+        "Claims taken by ClaimNext, by what they hold (customer, conversation) and channel."
+    );
+    describe_histogram!(
+        CLAIM_WAIT_SECONDS,
+        Unit::Seconds,
+        "How long a conversation had waited for an answer when an agent claimed it, by channel."
+    );
+    describe_counter!(
+        CLAIMS_ENDED_BY_MERGE_TOTAL,
+        "Claims ended by a merge of two customers: another agent's claim on the same work stayed."
     );
     describe_counter!(
         IDENTITY_LINKS_REFUSED_TOTAL,
@@ -509,6 +542,31 @@ pub fn config_reloaded(ok: bool) {
 /// A customer was merged into another.
 pub fn customer_merged() {
     counter!(CUSTOMERS_MERGED_TOTAL).increment(1);
+}
+
+/// A merge ended `agent_id`'s claim on (what is now) `customer_id`: another holder stayed.
+pub fn claim_ended_by_merge(tenant_id: &str, customer_id: &str, agent_id: &str) {
+    counter!(CLAIMS_ENDED_BY_MERGE_TOTAL).increment(1);
+    tracing::info!(
+        tenant_id,
+        customer_id,
+        agent_id,
+        "a merge ended this agent's claim: another agent holds the merged customer's work"
+    );
+}
+
+/// A claim was taken: on a whole customer (`None`), or on a conversation on `channel` that had
+/// waited `waited_seconds`.
+pub fn claim_taken(conversation: Option<(Channel, f64)>) {
+    match conversation {
+        None => counter!(CLAIMS_TAKEN_TOTAL, "work" => "customer", "channel" => "none")
+            .increment(1),
+        Some((channel, waited_seconds)) => {
+            counter!(CLAIMS_TAKEN_TOTAL, "work" => "conversation", "channel" => channel.as_str())
+                .increment(1);
+            histogram!(CLAIM_WAIT_SECONDS, "channel" => channel.as_str()).record(waited_seconds);
+        }
+    }
 }
 
 /// The identity rules refused a link or a merge.

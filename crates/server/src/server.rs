@@ -220,6 +220,10 @@ pub async fn start(
         crate::api::IntentApi::new(Arc::clone(&engine), limits.clone())
             .with_cluster(cluster.clone()),
     );
+    let routing = Arc::new(
+        crate::api::RoutingApi::new(Arc::clone(&engine), limits.clone())
+            .with_cluster(cluster.clone()),
+    );
     // Every service but health behind the bearer-token check; a config reload replaces the
     // tokens in force.
     let auth = Authenticator::new(&config.access);
@@ -273,6 +277,12 @@ pub async fn start(
         )
         .add_service(
             pb::intent_service_server::IntentServiceServer::with_interceptor(intents, auth.clone()),
+        )
+        .add_service(
+            pb::routing_service_server::RoutingServiceServer::with_interceptor(
+                routing,
+                auth.clone(),
+            ),
         )
         .add_service(
             pb::sentiment_service_server::SentimentServiceServer::with_interceptor(classify, auth),

@@ -41,7 +41,7 @@ use crate::domain::Interaction;
 use crate::identity::IdentityRequest;
 use crate::scoring::CustomerHistory;
 use crate::sentiment::{Sentiment, SentimentLabel};
-use crate::store::{Claim, Profile, Store};
+use crate::store::{Agent, Claim, Profile, Store, Work};
 use crate::telemetry;
 use anyhow::Context;
 use bincode::Options as _;
@@ -72,7 +72,12 @@ pub const FORMAT_MAGIC: [u8; 4] = *b"RPWL";
 /// intents and table of intent names.
 /// 6: state records carry their text's key and open threads what noise detection keeps (copies,
 /// floods, cross-posts); summaries the customer's recent texts.
-pub const FORMAT_VERSION: u32 = 6;
+/// 7: claims hold a whole customer or one conversation (logged claims say which; a snapshot's
+/// first record holds the claims so, and the agents registered for routing); the log holds
+/// agents put, set and removed.
+pub const FORMAT_VERSION: u32 = 7;
+/// The first format whose snapshots hold conversation claims and agents.
+const ROUTING_FORMAT_VERSION: u32 = 7;
 /// The first format whose events and state carry urgency cues.
 const CUES_FORMAT_VERSION: u32 = 5;
 /// The first format whose log files carry segment marks and whose snapshots end with a count.
@@ -169,6 +174,9 @@ pub struct WalRecord {
     /// Set instead of `interaction`: a tenant's intents set over the API (format 5).
     #[prost(message, optional, tag = "11")]
     pub intents: Option<record::LoggedIntents>,
+    /// Set instead of `interaction`: an agent put, its status set, or removed (format 7).
+    #[prost(message, optional, tag = "12")]
+    pub agent: Option<record::LoggedAgent>,
 }
 
 /// What recovery hands back, in log order.
@@ -191,8 +199,19 @@ pub enum Replayed<'a> {
         tenant_id: &'a str,
         /// The customer.
         customer_id: &'a str,
+        /// What it holds.
+        work: Work,
         /// The claim, or `None` when it ended.
         claim: Option<Claim>,
+    },
+    /// An agent put or changed (`Some`) or removed (`None`), from the log or a snapshot.
+    Agent {
+        /// The tenant.
+        tenant_id: &'a str,
+        /// The agent's id.
+        agent_id: &'a str,
+        /// The agent, or `None` when it was removed.
+        agent: Option<Agent>,
     },
     /// A customer's state from a state snapshot.
     Customer {
@@ -239,15 +258,18 @@ impl WalRecord {
         }
     }
 
-    /// The record of a claim taken or renewed (`Some`) or ended (`None`).
-    pub fn claim(tenant_id: &str, customer_id: &str, claim: Option<&Claim>) -> Self {
+    /// The record of a claim on `work` taken or renewed (`Some`) or ended (`None`).
+    pub fn claim(tenant_id: &str, customer_id: &str, work: Work, claim: Option<&Claim>) -> Self {
         Self {
-            claim: Some(record::LoggedClaim {
-                tenant_id: tenant_id.to_string(),
-                customer_id: customer_id.to_string(),
-                agent_id: claim.map(|c| c.agent_id.clone()).unwrap_or_default(),
-                expires_at_ms: claim.map_or(0, |c| c.expires_at_ms),
-            }),
+            claim: Some(record::LoggedClaim::new(tenant_id, customer_id, work, claim)),
+            ..Self::default()
+        }
+    }
+
+    /// The record of an agent put or changed (`Some`) or removed (`None`).
+    pub fn agent(tenant_id: &str, agent_id: &str, agent: Option<&Agent>) -> Self {
+        Self {
+            agent: Some(record::LoggedAgent::new(tenant_id, agent_id, agent)),
             ..Self::default()
         }
     }
@@ -300,6 +322,7 @@ impl WalRecord {
             upsert: None,
             segment: None,
             intents: None,
+            agent: None,
         }
     }
 
@@ -652,13 +675,31 @@ fn state_encoding() -> impl bincode::Options {
         .with_limit(u64::from(MAX_RECORD_BYTES))
 }
 
-/// The first record of a state snapshot: the log it covers, and (format 3) the claims.
+/// The first record of a state snapshot: the log it covers, the claims (format 3) and the agents
+/// (format 7).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotMeta {
     /// Every sealed log segment up to this number is in the state (0: none).
     covers_segment: u64,
     /// Every claim when the snapshot began: tenant, customer, claim.
     claims: Vec<(String, String, Claim)>,
+    /// Every agent registered when the snapshot began, as the log records it
+    /// ([`record::LoggedAgent`], prost-encoded).
+    agents: Vec<Vec<u8>>,
+}
+
+/// The first record of a state snapshot of formats 3 to 6: claims held whole customers.
+#[derive(serde::Deserialize)]
+struct SnapshotMetaV6 {
+    covers_segment: u64,
+    claims: Vec<(String, String, ClaimV6)>,
+}
+
+/// A claim in a snapshot of formats 3 to 6 (on a whole customer).
+#[derive(serde::Deserialize)]
+struct ClaimV6 {
+    agent_id: String,
+    expires_at_ms: i64,
 }
 
 /// What the last record of a state snapshot (format 4) starts with.
@@ -1053,13 +1094,29 @@ fn replay_events(payloads: &[&[u8]], apply: &mut impl FnMut(Replayed<'_>)) -> an
             continue;
         }
         if let Some(claim) = record.claim.take() {
+            let work = claim
+                .work()
+                .map_err(|error| anyhow::anyhow!("invalid logged claim: {error}"))?;
             apply(Replayed::Claim {
                 tenant_id: &claim.tenant_id,
                 customer_id: &claim.customer_id,
+                work,
                 claim: (claim.expires_at_ms != 0).then(|| Claim {
                     agent_id: claim.agent_id.clone(),
                     expires_at_ms: claim.expires_at_ms,
+                    work,
                 }),
+            });
+            continue;
+        }
+        if let Some(agent) = record.agent.take() {
+            let restored = agent
+                .agent()
+                .map_err(|error| anyhow::anyhow!("invalid logged agent: {error}"))?;
+            apply(Replayed::Agent {
+                tenant_id: &agent.tenant_id,
+                agent_id: &agent.agent_id,
+                agent: restored,
             });
             continue;
         }
@@ -1206,10 +1263,32 @@ impl Wal {
                 None => SnapshotMeta {
                     covers_segment: 0,
                     claims: Vec::new(),
+                    agents: Vec::new(),
                 },
-                Some(meta) if snapshot.version >= PROFILE_FORMAT_VERSION => state_encoding()
+                Some(meta) if snapshot.version >= ROUTING_FORMAT_VERSION => state_encoding()
                     .deserialize(meta)
                     .with_context(undecodable)?,
+                Some(meta) if snapshot.version >= PROFILE_FORMAT_VERSION => {
+                    let meta: SnapshotMetaV6 = state_encoding()
+                        .deserialize(meta)
+                        .with_context(undecodable)?;
+                    SnapshotMeta {
+                        covers_segment: meta.covers_segment,
+                        claims: meta
+                            .claims
+                            .into_iter()
+                            .map(|(tenant_id, customer_id, claim)| {
+                                let claim = Claim {
+                                    agent_id: claim.agent_id,
+                                    expires_at_ms: claim.expires_at_ms,
+                                    work: Work::Customer,
+                                };
+                                (tenant_id, customer_id, claim)
+                            })
+                            .collect(),
+                        agents: Vec::new(),
+                    }
+                }
                 Some(meta) => {
                     let meta: SnapshotMetaV2 = state_encoding()
                         .deserialize(meta)
@@ -1217,6 +1296,7 @@ impl Wal {
                     SnapshotMeta {
                         covers_segment: meta.covers_segment,
                         claims: Vec::new(),
+                        agents: Vec::new(),
                     }
                 }
             };
@@ -1225,7 +1305,20 @@ impl Wal {
                 apply(Replayed::Claim {
                     tenant_id: &tenant_id,
                     customer_id: &customer_id,
+                    work: claim.work,
                     claim: Some(claim),
+                });
+            }
+            for bytes in meta.agents {
+                let logged = <record::LoggedAgent as prost::Message>::decode(bytes.as_slice())
+                    .with_context(undecodable)?;
+                let agent = logged
+                    .agent()
+                    .map_err(|error| anyhow::anyhow!("{}: {error}", undecodable()))?;
+                apply(Replayed::Agent {
+                    tenant_id: &logged.tenant_id,
+                    agent_id: &logged.agent_id,
+                    agent,
                 });
             }
             // The tables of intent names the customers' records refer to, before them.
@@ -1361,7 +1454,7 @@ impl Wal {
         }
         // A fresh directory: an empty state snapshot first, so a log never exists without one.
         if !snapshot_exists {
-            write_state_file(dir, 0, Vec::new(), |_| Ok(()), Vec::new)?;
+            write_state_file(dir, 0, Vec::new(), Vec::new(), |_| Ok(()), Vec::new)?;
         }
         // What the active log holds becomes a sealed segment (cut to its valid records, its
         // closing mark added); the next snapshot folds it in.
@@ -1508,6 +1601,7 @@ impl Wal {
             &self.files.dir,
             covers,
             store.all_claims(),
+            store.all_agents(),
             |visit| {
                 store.for_each_customer(|tenant_id, customer_id, history, profile, attributes| {
                     visit(tenant_id, customer_id, history, profile, attributes)
@@ -1604,6 +1698,7 @@ fn write_state_file(
     dir: &Path,
     covers_segment: u64,
     claims: Vec<(String, String, Claim)>,
+    agents: Vec<(String, Agent)>,
     visit_all: impl FnOnce(&mut CustomerVisit<'_>) -> std::io::Result<()>,
     intents: impl FnOnce() -> Vec<crate::store::intents::SavedIntents>,
 ) -> anyhow::Result<u64> {
@@ -1623,6 +1718,16 @@ fn write_state_file(
             .serialize(&SnapshotMeta {
                 covers_segment,
                 claims,
+                agents: agents
+                    .iter()
+                    .map(|(tenant_id, agent)| {
+                        prost::Message::encode_to_vec(&record::LoggedAgent::new(
+                            tenant_id,
+                            &agent.agent_id,
+                            Some(agent),
+                        ))
+                    })
+                    .collect(),
             })
             .map_err(std::io::Error::other)?;
         put(&mut out, &frame(&meta))?;
@@ -2181,7 +2286,7 @@ mod tests {
         std::fs::write(dir.path().join(SNAPSHOT_FILE).join("x"), b"x").unwrap();
         let error = format!(
             "{:#}",
-            write_state_file(dir.path(), 0, Vec::new(), |_| Ok(()), Vec::new).unwrap_err()
+            write_state_file(dir.path(), 0, Vec::new(), Vec::new(), |_| Ok(()), Vec::new).unwrap_err()
         );
         assert!(error.contains("os error"), "{error}");
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());

@@ -215,6 +215,173 @@ pub struct LoggedClaim {
     /// When it ends, in milliseconds since the epoch (0: it ended).
     #[prost(int64, tag = "4")]
     pub expires_at_ms: i64,
+    /// It holds one conversation (thread `thread_key` on `channel`), not the whole customer
+    /// (format 7; absent before: whole customers).
+    #[prost(bool, tag = "5")]
+    pub conversation: bool,
+    /// The conversation's thread key.
+    #[prost(uint64, tag = "6")]
+    pub thread_key: u64,
+    /// The conversation's channel ([`channel_code`]).
+    #[prost(int32, tag = "7")]
+    pub channel: i32,
+}
+
+impl LoggedClaim {
+    /// The record of a claim on `work` taken or renewed (`Some`) or ended (`None`).
+    pub fn new(
+        tenant_id: &str,
+        customer_id: &str,
+        work: crate::store::Work,
+        claim: Option<&crate::store::Claim>,
+    ) -> Self {
+        let (conversation, thread_key, channel) = match work {
+            crate::store::Work::Customer => (false, 0, 0),
+            crate::store::Work::Conversation {
+                thread_key,
+                channel,
+            } => (true, thread_key, channel_code(channel)),
+        };
+        Self {
+            tenant_id: tenant_id.to_string(),
+            customer_id: customer_id.to_string(),
+            agent_id: claim.map(|c| c.agent_id.clone()).unwrap_or_default(),
+            expires_at_ms: claim.map_or(0, |c| c.expires_at_ms),
+            conversation,
+            thread_key,
+            channel,
+        }
+    }
+
+    /// What the claim holds.
+    pub fn work(&self) -> Result<crate::store::Work, String> {
+        if !self.conversation {
+            return Ok(crate::store::Work::Customer);
+        }
+        Ok(crate::store::Work::Conversation {
+            thread_key: self.thread_key,
+            channel: channel_of_code(self.channel)?,
+        })
+    }
+}
+
+/// An agent put or changed, or removed, as the log (and a snapshot's first record) stores it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedAgent {
+    /// The tenant.
+    #[prost(string, tag = "1")]
+    pub tenant_id: String,
+    /// The agent's id.
+    #[prost(string, tag = "2")]
+    pub agent_id: String,
+    /// It was removed (nothing else is set).
+    #[prost(bool, tag = "3")]
+    pub removed: bool,
+    /// 0 available, 1 away, 2 offline.
+    #[prost(int32, tag = "4")]
+    pub status: i32,
+    /// Languages (ISO 639-1 codes).
+    #[prost(string, repeated, tag = "5")]
+    pub languages: Vec<String>,
+    /// Intent names.
+    #[prost(string, repeated, tag = "6")]
+    pub intents: Vec<String>,
+    /// Skill segments.
+    #[prost(string, repeated, tag = "7")]
+    pub segments: Vec<String>,
+    /// The channels it has capacity on ([`channel_code`]s), with `capacity_max` in step.
+    #[prost(int32, repeated, tag = "8")]
+    pub capacity_channels: Vec<i32>,
+    /// The capacity on each of `capacity_channels`.
+    #[prost(uint32, repeated, tag = "9")]
+    pub capacity_max: Vec<u32>,
+    /// Whole customers (outreach) it holds at once.
+    #[prost(uint32, tag = "10")]
+    pub outreach_capacity: u32,
+    /// When it was put or its status set, in milliseconds since the epoch.
+    #[prost(int64, tag = "11")]
+    pub updated_at_ms: i64,
+}
+
+impl LoggedAgent {
+    /// The record of `agent` (`None`: removed).
+    pub fn new(tenant_id: &str, agent_id: &str, agent: Option<&crate::store::Agent>) -> Self {
+        let Some(agent) = agent else {
+            return Self {
+                tenant_id: tenant_id.to_string(),
+                agent_id: agent_id.to_string(),
+                removed: true,
+                ..Self::default()
+            };
+        };
+        Self {
+            tenant_id: tenant_id.to_string(),
+            agent_id: agent_id.to_string(),
+            removed: false,
+            status: match agent.status {
+                crate::store::AgentStatus::Available => 0,
+                crate::store::AgentStatus::Away => 1,
+                crate::store::AgentStatus::Offline => 2,
+            },
+            languages: agent
+                .languages
+                .iter()
+                .filter_map(|id| crate::domain::language_code(*id))
+                .map(str::to_string)
+                .collect(),
+            intents: agent.intents.clone(),
+            segments: agent.segments.clone(),
+            capacity_channels: agent.capacity.iter().map(|(c, _)| channel_code(*c)).collect(),
+            capacity_max: agent.capacity.iter().map(|(_, max)| *max).collect(),
+            outreach_capacity: agent.outreach_capacity,
+            updated_at_ms: agent.updated_at_ms,
+        }
+    }
+
+    /// The agent it records (`None`: removed).
+    pub fn agent(&self) -> Result<Option<crate::store::Agent>, String> {
+        if self.removed {
+            return Ok(None);
+        }
+        let status = match self.status {
+            0 => crate::store::AgentStatus::Available,
+            1 => crate::store::AgentStatus::Away,
+            2 => crate::store::AgentStatus::Offline,
+            other => return Err(format!("status: unknown code {other}")),
+        };
+        if self.capacity_channels.len() != self.capacity_max.len() {
+            return Err("capacity: channels and maxima differ in number".into());
+        }
+        let capacity = self
+            .capacity_channels
+            .iter()
+            .zip(&self.capacity_max)
+            .map(|(code, max)| Ok((channel_of_code(*code)?, *max)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Some(crate::store::Agent {
+            agent_id: self.agent_id.clone(),
+            status,
+            languages: self
+                .languages
+                .iter()
+                .map(|code| crate::domain::language_id(code))
+                .filter(|id| *id != 0)
+                .collect(),
+            intents: self.intents.clone(),
+            segments: self.segments.clone(),
+            capacity,
+            outreach_capacity: self.outreach_capacity,
+            updated_at_ms: self.updated_at_ms,
+        }))
+    }
+}
+
+/// The channel of a stored code.
+fn channel_of_code(code: i32) -> Result<Channel, String> {
+    Channel::ALL
+        .into_iter()
+        .find(|c| channel_code(*c) == code)
+        .ok_or_else(|| format!("channel: unknown code {code}"))
 }
 
 /// A log file's own bookkeeping (format 4): the first record of every log file names the segment
@@ -472,10 +639,7 @@ impl LoggedInteraction {
 
     /// Back to a domain interaction; the error names the field that holds an unknown code.
     pub fn into_interaction(self) -> Result<Interaction, String> {
-        let channel = Channel::ALL
-            .into_iter()
-            .find(|c| channel_code(*c) == self.channel)
-            .ok_or_else(|| format!("channel: unknown code {}", self.channel))?;
+        let channel = channel_of_code(self.channel)?;
         let kind = Kind::ALL
             .into_iter()
             .find(|k| kind_code(*k) == self.kind)

@@ -464,6 +464,60 @@ fn most_urgent_thread<'a>(
     (most_urgent, missed_threads)
 }
 
+/// One thread waiting for an answer, as routing sees it (see [`waiting_threads`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WaitingThread {
+    /// The thread's key (0: the customer's thread-less messages).
+    pub thread_key: u64,
+    /// Channel of its oldest unanswered message.
+    pub channel: crate::domain::Channel,
+    /// Its language ([`crate::domain::language_id`]; 0: none read).
+    pub language: u8,
+    /// Its intent (an id in the tenant's table of intent names; 0: none).
+    pub intent: u16,
+    /// Its oldest unanswered message, in milliseconds since the Unix epoch.
+    pub since_ms: TimestampMs,
+    /// When its answer is due (business hours counted).
+    pub due_at_ms: TimestampMs,
+    /// Its own urgency (urgency units): the order routing offers a customer's threads in.
+    pub urgency: f64,
+}
+
+/// The customer's threads waiting for an answer at `at` (floods left out), most urgent first
+/// (ties: due first, then thread key).
+pub fn waiting_threads(
+    summary: &Summary,
+    at: TimestampMs,
+    config: &ScoringConfig,
+    model: &TenantModel,
+) -> Vec<WaitingThread> {
+    let channels = open_channels(summary);
+    let mut threads: Vec<WaitingThread> = summary
+        .open_threads
+        .iter()
+        .filter(|open| open.waits())
+        .map(|open| {
+            let urgency = thread_urgency(open, channels, at, config, model);
+            WaitingThread {
+                thread_key: open.thread_key,
+                channel: open.channel,
+                language: open.language,
+                intent: open.intent,
+                since_ms: open.since_ms,
+                due_at_ms: urgency.sla.due_at_ms,
+                urgency: urgency.total(),
+            }
+        })
+        .collect();
+    threads.sort_by(|a, b| {
+        b.urgency
+            .total_cmp(&a.urgency)
+            .then_with(|| a.due_at_ms.cmp(&b.due_at_ms))
+            .then_with(|| a.thread_key.cmp(&b.thread_key))
+    });
+    threads
+}
+
 /// RESPOND's urgency: the most urgent thread's own urgency plus the customer's value and retention
 /// risk. Its factors go to `factors` when reasons are kept.
 fn respond_urgency(

@@ -707,6 +707,21 @@ impl CustomerHistory {
         }
     }
 
+    /// The id of thread `thread_key` as the latest kept event of it said (`None`: the key is 0,
+    /// or no kept event of the thread noted its id).
+    pub fn thread_id_of(&self, thread_key: u64) -> Option<&str> {
+        let notes = self.notes.as_deref()?;
+        if thread_key == 0 {
+            return None;
+        }
+        self.records
+            .iter()
+            .rev()
+            .filter(|record| record.thread_key == thread_key)
+            .map(|record| notes.view(record).thread_id)
+            .find(|thread_id| !thread_id.is_empty())
+    }
+
     /// The most recent touchpoints, newest first, strictly before `before` (a page's end:
     /// occurred at, event key), at most `limit`; "unanswered" as the fold stands now.
     pub fn touchpoints(&self, before: Option<(TimestampMs, u64)>, limit: usize) -> Vec<Touchpoint> {

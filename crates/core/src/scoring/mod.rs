@@ -22,7 +22,7 @@ pub use crate::calendar::{BusinessCalendar, BusinessHoursConfig, CalendarError};
 pub use decay::{decay_factor, decayed};
 pub use evaluate::{
     band, configured_signal_weights, evaluate, evaluate_for_ranking, priority_in_band,
-    risk_signals, Score,
+    risk_signals, waiting_threads, Score, WaitingThread,
 };
 pub use factor::{Factor, FactorGroup, FactorKind};
 pub use history::{

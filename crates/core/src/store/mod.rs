@@ -29,6 +29,7 @@ mod identities;
 pub mod intents;
 mod models;
 mod ranking;
+pub mod routing;
 
 use customers::{CustomerMap, GROW_AT_CUSTOMERS};
 pub use identities::Profile;
@@ -36,6 +37,7 @@ use identities::{Identities, Plan};
 use models::TenantModels;
 
 pub use ranking::RANKING_LIST_LEN;
+pub use routing::{Agent, AgentStatus, Claim, Load, Work};
 
 /// What applying one event did, with the customer's score after it when it was asked for.
 #[derive(Clone, Debug)]
@@ -397,28 +399,15 @@ struct Tenant {
     /// holds their events whichever side of the merge it read) but skipped by queries and the
     /// ranking pass, and removed once the snapshot is done.
     retired: parking_lot::RwLock<std::collections::HashSet<CompactString, ahash::RandomState>>,
-    /// Agents' claims on customers (`ClaimNext`), live or expired (dropped as claims are taken).
-    /// Lock order: never taken while a customer's shard lock is held.
-    claims: parking_lot::Mutex<std::collections::HashMap<CompactString, Claim, ahash::RandomState>>,
+    /// Agents' claims on customers and conversations (`ClaimNext`), live or expired (dropped as
+    /// claims are taken). Lock order: never taken while a customer's shard lock is held.
+    claims: parking_lot::Mutex<routing::Claims>,
+    /// Agents registered by a routing engine (RoutingService), by id. Lock order: before
+    /// `claims`.
+    agents: parking_lot::Mutex<std::collections::HashMap<CompactString, AgentEntry, ahash::RandomState>>,
     /// CRM attributes by customer (`UpsertCustomer`), created by the first. Lock order: after the
     /// identities lock and the customer map's shards, never held while waiting for either.
     attributes: std::sync::OnceLock<Map<Attributes>>,
-}
-
-/// An agent's claim on a customer, until `expires_at_ms` unless renewed or ended by an answer.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Claim {
-    /// The agent holding it.
-    pub agent_id: String,
-    /// When it ends, in milliseconds since the epoch.
-    pub expires_at_ms: TimestampMs,
-}
-
-impl Claim {
-    /// Whether it still holds at `now_ms`.
-    pub fn is_live(&self, now_ms: TimestampMs) -> bool {
-        self.expires_at_ms > now_ms
-    }
 }
 
 /// Why a claim could not be renewed or released.
@@ -435,6 +424,67 @@ pub enum ClaimRefusal {
         /// The customer.
         customer_id: String,
     },
+    /// The agent is registered and not available (ClaimNext).
+    #[error(
+        "agent_id: agent {agent_id:?} is {status:?}, not available: it takes no new work until \
+         RoutingService.SetAgentStatus makes it available"
+    )]
+    NotAvailable {
+        /// The agent.
+        agent_id: String,
+        /// Its status.
+        status: AgentStatus,
+    },
+}
+
+/// A registered agent as the store keeps it.
+#[derive(Clone, Debug)]
+struct AgentEntry {
+    agent: Agent,
+    /// When it last took work (not logged: a restart forgets it).
+    last_claimed_ms: Option<TimestampMs>,
+}
+
+/// An agent with its load.
+#[derive(Clone, Debug)]
+pub struct AgentView {
+    /// The agent as registered.
+    pub agent: Agent,
+    /// Its live claims, counted.
+    pub load: Load,
+    /// When it last took work, if it did since the process started.
+    pub last_claimed_ms: Option<TimestampMs>,
+}
+
+/// The conversation a claim holds, as the agent needs it to answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversation {
+    /// The thread's id as the customer's latest kept message in it said (`None`: thread-less
+    /// messages, or no kept message named it).
+    pub thread_id: Option<String>,
+    /// Channel of its oldest unanswered message.
+    pub channel: crate::domain::Channel,
+    /// Its language ([`crate::domain::language_id`]; 0: none read).
+    pub language: u8,
+    /// Its intent's name, if it has one.
+    pub intent: Option<String>,
+    /// Its oldest unanswered message, in milliseconds since the Unix epoch.
+    pub since_ms: TimestampMs,
+    /// When its answer is due.
+    pub due_at_ms: TimestampMs,
+}
+
+/// What ClaimNext took.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The customer.
+    pub customer_id: String,
+    /// Its score.
+    pub score: Score,
+    /// The claim.
+    pub claim: Claim,
+    /// The conversation it holds (`None`: the whole customer).
+    pub conversation: Option<Conversation>,
 }
 
 impl Tenant {
@@ -871,6 +921,7 @@ impl Store {
                     identities: parking_lot::RwLock::default(),
                     retired: parking_lot::RwLock::default(),
                     claims: parking_lot::Mutex::default(),
+                    agents: parking_lot::Mutex::default(),
                     attributes: std::sync::OnceLock::new(),
                 })
             });
@@ -977,15 +1028,29 @@ impl Store {
                 (plan.customer, applied)
             }
         };
-        // An answer in one of the customer's threads ends any claim on them (replay does the
-        // same, in log order).
+        // An answer in one of the customer's threads ends a claim on the whole customer, and
+        // the claims on conversations that no longer wait (replay does the same, in log order).
         if interaction.direction == crate::domain::Direction::Outbound
             && !interaction.thread_id.is_empty()
             && matches!(applied, Applied::Accepted(_))
         {
             let mut claims = tenant.claims.lock();
-            if !claims.is_empty() {
-                claims.remove(customer_id.as_str());
+            if claims.holds_any(customer_id.as_str()) {
+                let waiting: Vec<u64> = tenant.customers.with(|customers| {
+                    customers
+                        .get(customer_id.as_str())
+                        .map(|history| {
+                            history
+                                .summary()
+                                .open_threads
+                                .iter()
+                                .filter(|open| open.waits())
+                                .map(|open| open.thread_key)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                });
+                claims.end_answered(customer_id.as_str(), |key| waiting.contains(&key));
             }
         }
         applied
@@ -1162,20 +1227,14 @@ impl Store {
         changed
     }
 
-    /// Claims follow a merge: the merged customer keeps one claim, the one that lasts longer
-    /// (so a live claim on either side stays live; the same choice at replay, whatever the
-    /// clock). The other holder learns it at its next renew (not held).
+    /// Claims follow a merge: where the two customers' claims overlap (the same thread, or a
+    /// whole customer), the one that lasts longer stays (so a live claim on either side stays
+    /// live; the same choice at replay, whatever the clock). The other holder learns it at its
+    /// next renew (not held) and from the log line and metric.
     fn merge_claims(tenant: &Tenant, survivor: &str, absorbed: &str) {
-        let mut claims = tenant.claims.lock();
-        let Some(taken) = claims.remove(absorbed) else {
-            return;
-        };
-        match claims.get_mut(survivor) {
-            Some(kept) if kept.expires_at_ms >= taken.expires_at_ms => {}
-            Some(kept) => *kept = taken,
-            None => {
-                claims.insert(CompactString::from(survivor), taken);
-            }
+        let ended = tenant.claims.lock().merge(survivor, absorbed);
+        for claim in ended {
+            crate::telemetry::claim_ended_by_merge(&tenant.id, survivor, &claim.agent_id);
         }
     }
 
@@ -1285,11 +1344,16 @@ impl Store {
         })
     }
 
-    /// Claims for `agent_id` the highest-priority customer of the tenant matching `query` that
-    /// nobody holds a live claim on (the agent's own claims included: it asks for more work;
-    /// [`Store::update_claim`] renews), until `now_ms + ttl_ms`; `None` when no such customer is
-    /// among the top [`RANKING_LIST_LEN`].
-    /// Claimers of a tenant take turns, so two agents never get the same customer.
+    /// Claims work for `agent_id` among the tenant's customers matching `query`, highest
+    /// priority first (the agent's own claims count as held: it asks for more work;
+    /// [`Store::update_claim`] renews), until `now_ms + ttl_ms`; `None` when nothing free and fit
+    /// is among the top [`RANKING_LIST_LEN`].
+    ///
+    /// An agent registered with [`Store::put_agent`] gets one conversation (a thread waiting for
+    /// an answer, most urgent of its customer first) that fits its skills and capacity, or a
+    /// whole customer with nothing waiting within its outreach capacity; it must be available.
+    /// An agent never registered gets a whole customer nobody holds anything of.
+    /// Claimers of a tenant take turns, so two agents never get the same work.
     pub fn claim_next(
         &self,
         tenant_id: &str,
@@ -1297,12 +1361,27 @@ impl Store {
         query: &TopQuery,
         ttl_ms: i64,
         now_ms: TimestampMs,
-    ) -> Option<(String, Score, Claim)> {
-        let tenant = self.tenant(tenant_id)?;
+    ) -> Result<Option<Claimed>, ClaimRefusal> {
+        let Some(tenant) = self.tenant(tenant_id) else {
+            return Ok(None);
+        };
+        let mut agents = tenant.agents.lock();
+        let agent = match agents.get(agent_id) {
+            Some(entry) if entry.agent.status != AgentStatus::Available => {
+                return Err(ClaimRefusal::NotAvailable {
+                    agent_id: agent_id.to_string(),
+                    status: entry.agent.status,
+                });
+            }
+            Some(entry) => Some(entry.agent.clone()),
+            None => None,
+        };
         let mut claims = tenant.claims.lock();
-        claims.retain(|_, claim| claim.is_live(now_ms));
-        let free = |customer_id: &str| !claims.contains_key(customer_id);
+        claims.retain_live(now_ms);
+        let load = agent.as_ref().map(|_| claims.load_of(agent_id, now_ms));
+        let policy = self.policy();
         let mut limit = query.limit.max(1);
+        let mut looked_at = 0;
         let chosen = loop {
             let page = TopQuery {
                 limit,
@@ -1310,108 +1389,328 @@ impl Store {
             };
             let top = self.top(tenant_id, &page);
             let exhausted = top.len() < limit || limit >= RANKING_LIST_LEN;
-            if let Some(found) = top.into_iter().find(|(customer_id, _)| free(customer_id)) {
+            let found = top.into_iter().skip(looked_at).find_map(|(customer_id, score)| {
+                let work = match (&agent, &load) {
+                    (Some(agent), Some(load)) => self.fitting_work(
+                        &tenant, &policy, &claims, agent, load, query, &customer_id, &score,
+                        now_ms,
+                    )?,
+                    _ => claims
+                        .is_free(&customer_id)
+                        .then_some((Work::Customer, None))?,
+                };
+                Some((customer_id, score, work))
+            });
+            if let Some(found) = found {
                 break Some(found);
             }
             if exhausted {
                 break None;
             }
+            looked_at = limit;
             limit = (limit * 4).min(RANKING_LIST_LEN);
         };
-        let (customer_id, score) = chosen?;
+        let Some((customer_id, score, (work, conversation))) = chosen else {
+            return Ok(None);
+        };
         let claim = Claim {
             agent_id: agent_id.to_string(),
             expires_at_ms: now_ms.saturating_add(ttl_ms),
+            work,
         };
-        claims.insert(CompactString::from(customer_id.as_str()), claim.clone());
-        Some((customer_id, score, claim))
+        claims.insert(&customer_id, claim.clone());
+        if let Some(entry) = agents.get_mut(agent_id) {
+            entry.last_claimed_ms = Some(now_ms);
+        }
+        crate::telemetry::claim_taken(conversation.as_ref().map(|conversation| {
+            (
+                conversation.channel,
+                now_ms.saturating_sub(conversation.since_ms).max(0) as f64 / 1000.0,
+            )
+        }));
+        Ok(Some(Claimed {
+            customer_id,
+            score,
+            claim,
+            conversation,
+        }))
     }
 
-    /// Extends (`ttl_ms` from `now_ms`) or, with `release`, ends a live claim `agent_id` holds on
-    /// the customer `customer_id` resolves to; returns that customer and the claim after it.
+    /// The work of `customer_id` (ranked with `score`) that `agent` may claim now: its most
+    /// urgent waiting thread that is free, passes the query's filters and fits the agent, or
+    /// with nothing waiting the whole customer for outreach.
+    #[allow(clippy::too_many_arguments)]
+    fn fitting_work(
+        &self,
+        tenant: &Tenant,
+        policy: &crate::segments::Policy,
+        claims: &routing::Claims,
+        agent: &Agent,
+        load: &Load,
+        query: &TopQuery,
+        customer_id: &str,
+        score: &Score,
+        now_ms: TimestampMs,
+    ) -> Option<(Work, Option<Conversation>)> {
+        if claims.holds_customer(customer_id) {
+            return None;
+        }
+        let skill_segments: Vec<&str> = {
+            let intents = intents::LazyIntentNames::new(&self.intents, &tenant.id);
+            policy
+                .routing
+                .skill_segments
+                .iter()
+                .filter(|name| {
+                    policy.segment(name).is_some_and(|segment| {
+                        tenant.with_attributes(customer_id, |attributes| {
+                            segment.matches_in(score, attributes, &intents)
+                        })
+                    })
+                })
+                .map(String::as_str)
+                .collect()
+        };
+        let names = self.intents.names(&tenant.id);
+        let models = self.models(tenant);
+        let model = tenant.model_of(&models, customer_id);
+        let (threads, thread_ids) = tenant.customers.with(|customers| {
+            let history = customers.get(customer_id)?;
+            let summary = history.summary_as_of(query.as_of_ms, &self.config)?;
+            let threads =
+                crate::scoring::waiting_threads(&summary, query.as_of_ms, &self.config, model);
+            drop(summary);
+            let thread_ids: Vec<Option<String>> = threads
+                .iter()
+                .map(|thread| history.thread_id_of(thread.thread_key).map(str::to_string))
+                .collect();
+            Some((threads, thread_ids))
+        })?;
+        if threads.is_empty() {
+            let facts = routing::ConversationFacts {
+                channel: None,
+                language: 0,
+                intent: None,
+                waited_ms: 0,
+            };
+            let fits = score.action != Action::None
+                && claims.is_free(customer_id)
+                && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing)
+                    .is_none();
+            return fits.then_some((Work::Customer, None));
+        }
+        threads
+            .into_iter()
+            .zip(thread_ids)
+            .find_map(|(thread, thread_id)| {
+                let work = Work::Conversation {
+                    thread_key: thread.thread_key,
+                    channel: thread.channel,
+                };
+                let intent = names.name(thread.intent).map(|name| &**name);
+                let facts = routing::ConversationFacts {
+                    channel: Some(thread.channel),
+                    language: thread.language,
+                    intent,
+                    waited_ms: now_ms.saturating_sub(thread.since_ms),
+                };
+                let passes = query.channel.is_none_or(|channel| channel == thread.channel)
+                    && query.intent.is_none_or(|intent| intent == thread.intent)
+                    && query.language.is_none_or(|language| language == thread.language);
+                let fits = passes
+                    && claims.is_work_free(customer_id, &work)
+                    && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing)
+                        .is_none();
+                fits.then(|| {
+                    (
+                        work,
+                        Some(Conversation {
+                            thread_id,
+                            channel: thread.channel,
+                            language: thread.language,
+                            intent: intent.map(str::to_string),
+                            since_ms: thread.since_ms,
+                            due_at_ms: thread.due_at_ms,
+                        }),
+                    )
+                })
+            })
+    }
+
+    /// Extends (`ttl_ms` from `now_ms`) or, with `release`, ends the live claims `agent_id` holds
+    /// on the customer `customer_id` resolves to (only the conversation in thread `thread_id`
+    /// when one is named); returns that customer and each claim changed, after the change.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     pub fn update_claim(
         &self,
         tenant_id: &str,
         customer_id: &str,
         agent_id: &str,
+        thread_id: Option<&str>,
         release: bool,
         ttl_ms: i64,
         now_ms: TimestampMs,
-    ) -> Result<(String, Option<Claim>), ClaimRefusal> {
+    ) -> Result<(String, Vec<(Work, Option<Claim>)>), ClaimRefusal> {
         let not_held = || ClaimRefusal::NotHeld {
             agent_id: agent_id.to_string(),
             customer_id: customer_id.to_string(),
         };
         let tenant = self.tenant(tenant_id).ok_or_else(not_held)?;
         let customer_id = CompactString::from(tenant.identities.read().canonical(customer_id));
+        let thread_key = thread_id.map(id_key);
         let mut claims = tenant.claims.lock();
-        match claims.get_mut(customer_id.as_str()) {
-            Some(claim) if claim.agent_id == agent_id && claim.is_live(now_ms) => {
-                if release {
-                    claims.remove(customer_id.as_str());
-                    Ok((customer_id.to_string(), None))
-                } else {
+        let changed = claims
+            .update_held(
+                customer_id.as_str(),
+                agent_id,
+                now_ms,
+                |work| match (thread_key, work) {
+                    (None, _) => true,
+                    (Some(key), Work::Conversation { thread_key, .. }) => *thread_key == key,
+                    (Some(_), Work::Customer) => false,
+                },
+                |claim| {
                     claim.expires_at_ms = now_ms.saturating_add(ttl_ms);
-                    Ok((customer_id.to_string(), Some(claim.clone())))
-                }
-            }
-            _ => Err(not_held()),
-        }
+                    !release
+                },
+            )
+            .ok_or_else(not_held)?;
+        Ok((customer_id.to_string(), changed))
     }
 
-    /// The live claim on a customer at `now_ms`, if any.
-    pub fn claim_of(
-        &self,
-        tenant_id: &str,
-        customer_id: &str,
-        now_ms: TimestampMs,
-    ) -> Option<Claim> {
-        let tenant = self.tenant(tenant_id)?;
+    /// The live claims on a customer at `now_ms` (a whole-customer claim first).
+    pub fn claims_of(&self, tenant_id: &str, customer_id: &str, now_ms: TimestampMs) -> Vec<Claim> {
+        let Some(tenant) = self.tenant(tenant_id) else {
+            return Vec::new();
+        };
         let customer_id = CompactString::from(tenant.identities.read().canonical(customer_id));
-        let claims = tenant.claims.lock();
-        claims
-            .get(customer_id.as_str())
-            .filter(|claim| claim.is_live(now_ms))
-            .cloned()
+        let held = tenant.claims.lock().of(customer_id.as_str(), now_ms);
+        held
     }
 
-    /// The customers with a live claim at `now_ms` (for TopCustomers' `exclude_claimed`).
+    /// The live claims at `now_ms`, by customer (for TopCustomers' `exclude_claimed`).
     pub fn claimed(&self, tenant_id: &str, now_ms: TimestampMs) -> Vec<(String, Claim)> {
         let Some(tenant) = self.tenant(tenant_id) else {
             return Vec::new();
         };
         let claims = tenant.claims.lock();
-        claims
-            .iter()
-            .filter(|(_, claim)| claim.is_live(now_ms))
-            .map(|(customer_id, claim)| (customer_id.to_string(), claim.clone()))
-            .collect()
+        claims.live(now_ms)
     }
 
-    /// Sets (or with `None` removes) a claim as recovery reads it from the log or a snapshot.
-    pub fn restore_claim(&self, tenant_id: &str, customer_id: &str, claim: Option<Claim>) {
+    /// Sets (or with `None` removes) the claim on `work` of a customer as recovery reads it from
+    /// the log or a snapshot.
+    pub fn restore_claim(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        work: Work,
+        claim: Option<Claim>,
+    ) {
         let tenant = self.tenant_or_create(tenant_id);
-        let mut claims = tenant.claims.lock();
-        match claim {
-            Some(claim) => {
-                claims.insert(CompactString::from(customer_id), claim);
-            }
-            None => {
-                claims.remove(customer_id);
-            }
-        }
+        tenant.claims.lock().restore(customer_id, work, claim);
     }
 
     /// Every claim of every tenant, for a state snapshot (expired ones included: harmless).
     pub fn all_claims(&self) -> Vec<(String, String, Claim)> {
         let mut all = Vec::new();
         for tenant in self.tenants.iter() {
-            for (customer_id, claim) in tenant.claims.lock().iter() {
+            for (customer_id, claim) in tenant.claims.lock().all() {
                 all.push((
                     tenant.key().to_string(),
                     customer_id.to_string(),
                     claim.clone(),
                 ));
+            }
+        }
+        all
+    }
+
+    /// Registers `agent` with `tenant_id` or replaces it whole.
+    pub fn put_agent(&self, tenant_id: &str, agent: Agent) {
+        let tenant = self.tenant_or_create(tenant_id);
+        let mut agents = tenant.agents.lock();
+        let last_claimed_ms = agents
+            .get(agent.agent_id.as_str())
+            .and_then(|entry| entry.last_claimed_ms);
+        agents.insert(
+            CompactString::from(agent.agent_id.as_str()),
+            AgentEntry {
+                agent,
+                last_claimed_ms,
+            },
+        );
+    }
+
+    /// Sets an agent's status; the agent after it, `None` when it is not registered.
+    pub fn set_agent_status(
+        &self,
+        tenant_id: &str,
+        agent_id: &str,
+        status: AgentStatus,
+        now_ms: TimestampMs,
+    ) -> Option<Agent> {
+        let tenant = self.tenant(tenant_id)?;
+        let mut agents = tenant.agents.lock();
+        let entry = agents.get_mut(agent_id)?;
+        entry.agent.status = status;
+        entry.agent.updated_at_ms = now_ms;
+        Some(entry.agent.clone())
+    }
+
+    /// Forgets an agent; whether it was registered. Its live claims stay until they end.
+    pub fn remove_agent(&self, tenant_id: &str, agent_id: &str) -> bool {
+        self.tenant(tenant_id)
+            .is_some_and(|tenant| tenant.agents.lock().remove(agent_id).is_some())
+    }
+
+    /// Sets (`Some`) or forgets (`None`) an agent as recovery reads it.
+    pub fn restore_agent(&self, tenant_id: &str, agent_id: &str, agent: Option<Agent>) {
+        match agent {
+            Some(agent) => self.put_agent(tenant_id, agent),
+            None => {
+                self.remove_agent(tenant_id, agent_id);
+            }
+        }
+    }
+
+    /// An agent with its load at `now_ms`.
+    pub fn agent(&self, tenant_id: &str, agent_id: &str, now_ms: TimestampMs) -> Option<AgentView> {
+        let tenant = self.tenant(tenant_id)?;
+        let agents = tenant.agents.lock();
+        let entry = agents.get(agent_id)?;
+        let load = tenant.claims.lock().load_of(agent_id, now_ms);
+        Some(AgentView {
+            agent: entry.agent.clone(),
+            load,
+            last_claimed_ms: entry.last_claimed_ms,
+        })
+    }
+
+    /// Every agent of the tenant with its load at `now_ms`, by agent id.
+    pub fn agents(&self, tenant_id: &str, now_ms: TimestampMs) -> Vec<AgentView> {
+        let Some(tenant) = self.tenant(tenant_id) else {
+            return Vec::new();
+        };
+        let agents = tenant.agents.lock();
+        let claims = tenant.claims.lock();
+        let mut views: Vec<AgentView> = agents
+            .values()
+            .map(|entry| AgentView {
+                agent: entry.agent.clone(),
+                load: claims.load_of(&entry.agent.agent_id, now_ms),
+                last_claimed_ms: entry.last_claimed_ms,
+            })
+            .collect();
+        views.sort_by(|a, b| a.agent.agent_id.cmp(&b.agent.agent_id));
+        views
+    }
+
+    /// Every agent of every tenant, for a state snapshot.
+    pub fn all_agents(&self) -> Vec<(String, Agent)> {
+        let mut all = Vec::new();
+        for tenant in self.tenants.iter() {
+            for entry in tenant.agents.lock().values() {
+                all.push((tenant.key().to_string(), entry.agent.clone()));
             }
         }
         all
@@ -1895,7 +2194,7 @@ impl Store {
             }
             let mut claims = tenant.claims.lock();
             for customer_id in &gone {
-                claims.remove(customer_id.as_str());
+                claims.remove_customer(customer_id.as_str());
             }
             dropped += gone.len();
         }

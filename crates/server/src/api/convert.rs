@@ -709,10 +709,9 @@ pub fn score_to_pb(
         claim_expires_at: None,
         attributes: Default::default(),
         waiting_channels: Channel::ALL
-            .iter()
-            .enumerate()
-            .filter(|(_, channel)| score.waits_on(**channel))
-            .map(|(index, _)| index as i32 + 1)
+            .into_iter()
+            .filter(|channel| score.waits_on(*channel))
+            .map(channel_to_pb)
             .collect(),
         model_fitted_at: score.model_fit.map(|fit| to_timestamp(fit.fitted_at_ms)),
         model_fit_customers: score.model_fit.map_or(0, |fit| fit.customers),
@@ -750,6 +749,26 @@ pub fn score_to_pb(
             .map(to_timestamp),
         missed_threads: score.missed_threads,
         open_threads: score.open_threads,
+    }
+}
+
+/// Channel → proto channel number.
+pub fn channel_to_pb(channel: Channel) -> i32 {
+    // `Channel` is declared in proto order, from 0 where the proto starts at 1.
+    channel as i32 + 1
+}
+
+/// A claimed conversation → proto.
+pub fn conversation_to_pb(conversation: &rapport_core::store::Conversation) -> pb::Conversation {
+    pb::Conversation {
+        thread_id: conversation.thread_id.clone().unwrap_or_default(),
+        channel: channel_to_pb(conversation.channel),
+        language: rapport_core::domain::language_code(conversation.language)
+            .unwrap_or_default()
+            .to_string(),
+        intent: conversation.intent.clone().unwrap_or_default(),
+        waiting_since: Some(to_timestamp(conversation.since_ms)),
+        reply_due_at: Some(to_timestamp(conversation.due_at_ms)),
     }
 }
 

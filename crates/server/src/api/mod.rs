@@ -10,6 +10,7 @@ mod ingest;
 mod intent;
 pub mod metrics_layer;
 pub mod reasons;
+mod routing;
 mod scoring;
 mod sentiment;
 
@@ -17,6 +18,7 @@ pub use admin::AdminApi;
 pub use identity::IdentityApi;
 pub use ingest::{Admission, IngestApi};
 pub use intent::IntentApi;
+pub use routing::RoutingApi;
 pub use scoring::ScoringApi;
 pub use sentiment::SentimentApi;
 

@@ -309,8 +309,8 @@ impl ScoringApi {
         if let Some(attributes) = self.store.attributes_of(&tenant_id, &canonical) {
             answer.attributes = convert::attributes_to_pb(&attributes);
         }
-        let claim = self.store.claim_of(&tenant_id, &canonical, now_ms());
-        Ok(with_claim(answer, claim.as_ref()))
+        let claims = self.store.claims_of(&tenant_id, &canonical, now_ms());
+        Ok(with_claim(answer, claims.first()))
     }
 
     fn top_customers(
@@ -374,11 +374,11 @@ impl ScoringApi {
             query.live = false;
             Some(token.after)
         };
-        let claimed: std::collections::HashMap<String, Claim> = self
-            .store
-            .claimed(&tenant_id, now_ms())
-            .into_iter()
-            .collect();
+        // Each customer's first claim (a whole-customer claim before its conversations).
+        let mut claimed: std::collections::HashMap<String, Claim> = Default::default();
+        for (customer_id, claim) in self.store.claimed(&tenant_id, now_ms()) {
+            claimed.entry(customer_id).or_insert(claim);
+        }
         let top = if exclude_claimed && !claimed.is_empty() {
             // The `limit` best after leaving out at most `claimed.len()` customers.
             let widened = TopQuery {
@@ -586,18 +586,22 @@ impl ScoringApi {
         if let Some(durable) = durable {
             durable.wait().await;
         }
+        let claimed = claimed.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string()))?;
+        let Some(claimed) = claimed else {
+            return Ok(pb::ClaimResponse::default());
+        };
+        let intent_names = self.store.intents().names(&tenant_id);
         Ok(pb::ClaimResponse {
-            customer: claimed.map(|(customer_id, score, claim)| {
-                with_claim(
-                    convert::score_to_pb(
-                        &tenant_id,
-                        &customer_id,
-                        &score,
-                        &self.store.intents().names(&tenant_id),
-                    ),
-                    Some(&claim),
-                )
-            }),
+            customer: Some(with_claim(
+                convert::score_to_pb(
+                    &tenant_id,
+                    &claimed.customer_id,
+                    &claimed.score,
+                    &intent_names,
+                ),
+                Some(&claimed.claim),
+            )),
+            conversation: claimed.conversation.as_ref().map(convert::conversation_to_pb),
         })
     }
 
@@ -611,10 +615,12 @@ impl ScoringApi {
             agent_id,
             customer_id,
             ttl_seconds,
+            thread_id,
         } = request;
         check_id("tenant_id", &tenant_id, true, &self.limits)?;
         check_id("agent_id", &agent_id, true, &self.limits)?;
         check_id("customer_id", &customer_id, true, &self.limits)?;
+        check_id("thread_id", &thread_id, false, &self.limits)?;
         // A release ends the claim: its ttl_seconds means nothing and is ignored, not checked.
         let ttl_ms = if release {
             DEFAULT_CLAIM_TTL_SECONDS * 1000
@@ -622,15 +628,27 @@ impl ScoringApi {
             Self::claim_ttl_ms(ttl_seconds)?
         };
         let now = now_ms();
-        let (updated, durable) =
-            self.engine
-                .update_claim(&tenant_id, &customer_id, &agent_id, release, ttl_ms, now);
-        let (canonical, claim) =
+        let thread_id = (!thread_id.is_empty()).then_some(thread_id.as_str());
+        let (updated, durable) = self.engine.update_claim(
+            &tenant_id,
+            &customer_id,
+            &agent_id,
+            thread_id,
+            release,
+            ttl_ms,
+            now,
+        );
+        let (canonical, changed) =
             updated.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string()))?;
         if let Some(durable) = durable {
             durable.wait().await;
         }
-        let customer = claim.and_then(|claim| {
+        // The claim renewed (the one ending first when several were).
+        let renewed = changed
+            .iter()
+            .filter_map(|(_, claim)| claim.as_ref())
+            .min_by_key(|claim| claim.expires_at_ms);
+        let customer = renewed.and_then(|claim| {
             let score = self.store.customer(&tenant_id, &canonical, now)?;
             Some(with_claim(
                 convert::score_to_pb(
@@ -639,10 +657,13 @@ impl ScoringApi {
                     &score,
                     &self.store.intents().names(&tenant_id),
                 ),
-                Some(&claim),
+                Some(claim),
             ))
         });
-        Ok(pb::ClaimResponse { customer })
+        Ok(pb::ClaimResponse {
+            customer,
+            conversation: None,
+        })
     }
 }
 
