@@ -316,7 +316,10 @@ impl Engine {
         now_ms: TimestampMs,
     ) -> (
         Result<
-            (String, Vec<(crate::store::Work, Option<crate::store::Claim>)>),
+            (
+                String,
+                Vec<(crate::store::Work, Option<crate::store::Claim>)>,
+            ),
             crate::store::ClaimRefusal,
         >,
         Option<Durable>,

@@ -559,8 +559,9 @@ pub fn claim_ended_by_merge(tenant_id: &str, customer_id: &str, agent_id: &str) 
 /// waited `waited_seconds`.
 pub fn claim_taken(conversation: Option<(Channel, f64)>) {
     match conversation {
-        None => counter!(CLAIMS_TAKEN_TOTAL, "work" => "customer", "channel" => "none")
-            .increment(1),
+        None => {
+            counter!(CLAIMS_TAKEN_TOTAL, "work" => "customer", "channel" => "none").increment(1)
+        }
         Some((channel, waited_seconds)) => {
             counter!(CLAIMS_TAKEN_TOTAL, "work" => "conversation", "channel" => channel.as_str())
                 .increment(1);

@@ -261,7 +261,12 @@ impl WalRecord {
     /// The record of a claim on `work` taken or renewed (`Some`) or ended (`None`).
     pub fn claim(tenant_id: &str, customer_id: &str, work: Work, claim: Option<&Claim>) -> Self {
         Self {
-            claim: Some(record::LoggedClaim::new(tenant_id, customer_id, work, claim)),
+            claim: Some(record::LoggedClaim::new(
+                tenant_id,
+                customer_id,
+                work,
+                claim,
+            )),
             ..Self::default()
         }
     }
@@ -2286,7 +2291,8 @@ mod tests {
         std::fs::write(dir.path().join(SNAPSHOT_FILE).join("x"), b"x").unwrap();
         let error = format!(
             "{:#}",
-            write_state_file(dir.path(), 0, Vec::new(), Vec::new(), |_| Ok(()), Vec::new).unwrap_err()
+            write_state_file(dir.path(), 0, Vec::new(), Vec::new(), |_| Ok(()), Vec::new)
+                .unwrap_err()
         );
         assert!(error.contains("os error"), "{error}");
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());

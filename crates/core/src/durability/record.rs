@@ -331,7 +331,11 @@ impl LoggedAgent {
                 .collect(),
             intents: agent.intents.clone(),
             segments: agent.segments.clone(),
-            capacity_channels: agent.capacity.iter().map(|(c, _)| channel_code(*c)).collect(),
+            capacity_channels: agent
+                .capacity
+                .iter()
+                .map(|(c, _)| channel_code(*c))
+                .collect(),
             capacity_max: agent.capacity.iter().map(|(_, max)| *max).collect(),
             outreach_capacity: agent.outreach_capacity,
             updated_at_ms: agent.updated_at_ms,

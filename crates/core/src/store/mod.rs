@@ -404,7 +404,9 @@ struct Tenant {
     claims: parking_lot::Mutex<routing::Claims>,
     /// Agents registered by a routing engine (RoutingService), by id. Lock order: before
     /// `claims`.
-    agents: parking_lot::Mutex<std::collections::HashMap<CompactString, AgentEntry, ahash::RandomState>>,
+    agents: parking_lot::Mutex<
+        std::collections::HashMap<CompactString, AgentEntry, ahash::RandomState>,
+    >,
     /// CRM attributes by customer (`UpsertCustomer`), created by the first. Lock order: after the
     /// identities lock and the customer map's shards, never held while waiting for either.
     attributes: std::sync::OnceLock<Map<Attributes>>,
@@ -1389,18 +1391,28 @@ impl Store {
             };
             let top = self.top(tenant_id, &page);
             let exhausted = top.len() < limit || limit >= RANKING_LIST_LEN;
-            let found = top.into_iter().skip(looked_at).find_map(|(customer_id, score)| {
-                let work = match (&agent, &load) {
-                    (Some(agent), Some(load)) => self.fitting_work(
-                        &tenant, &policy, &claims, agent, load, query, &customer_id, &score,
-                        now_ms,
-                    )?,
-                    _ => claims
-                        .is_free(&customer_id)
-                        .then_some((Work::Customer, None))?,
-                };
-                Some((customer_id, score, work))
-            });
+            let found = top
+                .into_iter()
+                .skip(looked_at)
+                .find_map(|(customer_id, score)| {
+                    let work = match (&agent, &load) {
+                        (Some(agent), Some(load)) => self.fitting_work(
+                            &tenant,
+                            &policy,
+                            &claims,
+                            agent,
+                            load,
+                            query,
+                            &customer_id,
+                            &score,
+                            now_ms,
+                        )?,
+                        _ => claims
+                            .is_free(&customer_id)
+                            .then_some((Work::Customer, None))?,
+                    };
+                    Some((customer_id, score, work))
+                });
             if let Some(found) = found {
                 break Some(found);
             }
@@ -1495,8 +1507,7 @@ impl Store {
             };
             let fits = score.action != Action::None
                 && claims.is_free(customer_id)
-                && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing)
-                    .is_none();
+                && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing).is_none();
             return fits.then_some((Work::Customer, None));
         }
         threads
@@ -1514,9 +1525,13 @@ impl Store {
                     intent,
                     waited_ms: now_ms.saturating_sub(thread.since_ms),
                 };
-                let passes = query.channel.is_none_or(|channel| channel == thread.channel)
+                let passes = query
+                    .channel
+                    .is_none_or(|channel| channel == thread.channel)
                     && query.intent.is_none_or(|intent| intent == thread.intent)
-                    && query.language.is_none_or(|language| language == thread.language);
+                    && query
+                        .language
+                        .is_none_or(|language| language == thread.language);
                 let fits = passes
                     && claims.is_work_free(customer_id, &work)
                     && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing)

@@ -430,18 +430,39 @@ mod tests {
             intent,
             waited_ms,
         };
-        assert_eq!(misfit(&agent, &load, &facts("en", Some("billing"), 0), &[], &routing), None);
+        assert_eq!(
+            misfit(
+                &agent,
+                &load,
+                &facts("en", Some("billing"), 0),
+                &[],
+                &routing
+            ),
+            None
+        );
         assert_eq!(
             misfit(&agent, &load, &facts("fr", None, 10_000_000), &[], &routing),
             Some(Misfit::Language),
             "language is required unless configured optional"
         );
         assert_eq!(
-            misfit(&agent, &load, &facts("en", Some("refund"), 0), &[], &routing),
+            misfit(
+                &agent,
+                &load,
+                &facts("en", Some("refund"), 0),
+                &[],
+                &routing
+            ),
             Some(Misfit::Intent)
         );
         assert_eq!(
-            misfit(&agent, &load, &facts("en", Some("refund"), 300_000), &[], &routing),
+            misfit(
+                &agent,
+                &load,
+                &facts("en", Some("refund"), 300_000),
+                &[],
+                &routing
+            ),
             None,
             "an optional skill lapses after the wait"
         );
@@ -453,7 +474,10 @@ mod tests {
             channel: Some(Channel::Chat),
             ..facts("en", None, 0)
         };
-        assert_eq!(misfit(&agent, &load, &chat, &[], &routing), Some(Misfit::Capacity));
+        assert_eq!(
+            misfit(&agent, &load, &chat, &[], &routing),
+            Some(Misfit::Capacity)
+        );
         load.per_channel[Channel::Email as usize] = 2;
         assert_eq!(
             misfit(&agent, &load, &facts("en", None, 0), &[], &routing),
@@ -471,7 +495,11 @@ mod tests {
         claims.insert("c", claim("b", 10, thread(2)));
         assert_eq!(claims.load_of("a", 0).on(Channel::Email), 1);
         claims.end_answered("c", |key| key == 2);
-        assert_eq!(claims.of("c", 0).len(), 1, "the answered thread's claim ends");
+        assert_eq!(
+            claims.of("c", 0).len(),
+            1,
+            "the answered thread's claim ends"
+        );
         claims.retain_live(10);
         assert!(claims.is_free("c"));
     }
@@ -489,7 +517,11 @@ mod tests {
         assert_eq!(claims.of("x", 0).len(), 2);
         claims.insert("z", claim("c", 40, Work::Customer));
         let ended = claims.merge("x", "z");
-        assert_eq!(ended.len(), 2, "a whole customer held longer ends both conversations");
+        assert_eq!(
+            ended.len(),
+            2,
+            "a whole customer held longer ends both conversations"
+        );
         assert_eq!(claims.of("x", 0), vec![claim("c", 40, Work::Customer)]);
     }
 }

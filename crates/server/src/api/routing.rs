@@ -40,15 +40,15 @@ impl RoutingApi {
     }
 
     /// The tenant and agent ids of a call, checked.
-    fn ids(&self, tenant_id: &str, agent_id: &str, method: &str) -> Result<(), Status> {
+    fn ids(&self, tenant_id: &str, agent_id: &str, method: &str) -> Result<(), ApiError> {
         crate::cluster::single_process_only(self.cluster.as_deref(), method)?;
-        check_id("tenant_id", tenant_id, true, &self.limits).map_err(ApiError::from)?;
-        check_id("agent_id", agent_id, true, &self.limits).map_err(ApiError::from)?;
+        check_id("tenant_id", tenant_id, true, &self.limits)?;
+        check_id("agent_id", agent_id, true, &self.limits)?;
         Ok(())
     }
 
     /// An agent's state now, or NOT_FOUND.
-    fn state(&self, tenant_id: &str, agent_id: &str) -> Result<pb::AgentState, Status> {
+    fn state(&self, tenant_id: &str, agent_id: &str) -> Result<pb::AgentState, ApiError> {
         self.engine
             .store
             .agent(tenant_id, agent_id, now_ms())
@@ -58,11 +58,10 @@ impl RoutingApi {
 }
 
 /// NOT_FOUND for an agent never registered (or removed).
-fn not_found(tenant_id: &str, agent_id: &str) -> Status {
+fn not_found(tenant_id: &str, agent_id: &str) -> ApiError {
     ApiError::NotFound(format!(
         "agent_id: tenant {tenant_id:?} has no agent {agent_id:?} (RoutingService.PutAgent)"
     ))
-    .into()
 }
 
 /// Proto status → status; unspecified and unknown values name `field`.
@@ -286,7 +285,7 @@ impl RoutingService for Arc<RoutingApi> {
             durable.wait().await;
         }
         if agent.is_none() {
-            return Err(not_found(&tenant_id, &agent_id));
+            return Err(not_found(&tenant_id, &agent_id).into());
         }
         Ok(Response::new(self.state(&tenant_id, &agent_id)?))
     }
@@ -337,7 +336,7 @@ impl RoutingService for Arc<RoutingApi> {
             durable.wait().await;
         }
         if !removed {
-            return Err(not_found(&tenant_id, &agent_id));
+            return Err(not_found(&tenant_id, &agent_id).into());
         }
         Ok(Response::new(pb::RemoveAgentResponse {}))
     }
@@ -394,10 +393,22 @@ mod tests {
         };
         assert_eq!(field(|a| a.agent_id.clear()), "agent.agent_id");
         assert_eq!(field(|a| a.status = 0), "agent.status");
-        assert_eq!(field(|a| a.languages[1] = "xx".into()), "agent.languages[1]");
-        assert_eq!(field(|a| a.intents[0] = "Billing!".into()), "agent.intents[0]");
-        assert_eq!(field(|a| a.segments[0] = "gold".into()), "agent.segments[0]");
-        assert_eq!(field(|a| a.capacity[0].channel = 0), "agent.capacity[0].channel");
+        assert_eq!(
+            field(|a| a.languages[1] = "xx".into()),
+            "agent.languages[1]"
+        );
+        assert_eq!(
+            field(|a| a.intents[0] = "Billing!".into()),
+            "agent.intents[0]"
+        );
+        assert_eq!(
+            field(|a| a.segments[0] = "gold".into()),
+            "agent.segments[0]"
+        );
+        assert_eq!(
+            field(|a| a.capacity[0].channel = 0),
+            "agent.capacity[0].channel"
+        );
         assert_eq!(
             field(|a| a.capacity[0].max_conversations = 0),
             "agent.capacity[0].max_conversations"

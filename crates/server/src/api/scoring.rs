@@ -586,7 +586,8 @@ impl ScoringApi {
         if let Some(durable) = durable {
             durable.wait().await;
         }
-        let claimed = claimed.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string()))?;
+        let claimed =
+            claimed.map_err(|refusal| ApiError::FailedPrecondition(refusal.to_string()))?;
         let Some(claimed) = claimed else {
             return Ok(pb::ClaimResponse::default());
         };
@@ -601,7 +602,10 @@ impl ScoringApi {
                 ),
                 Some(&claimed.claim),
             )),
-            conversation: claimed.conversation.as_ref().map(convert::conversation_to_pb),
+            conversation: claimed
+                .conversation
+                .as_ref()
+                .map(convert::conversation_to_pb),
         })
     }
 

@@ -1,0 +1,551 @@
+//! Issue 27, routing engines: agents with skills and capacity over RoutingService, and ClaimNext
+//! handing each the conversations it can answer. Several agents claim concurrently; no agent
+//! ends above its capacity on any channel, none gets work it lacks a required skill for, no
+//! conversation is held by two agents at once, two matters of one customer go to two agents,
+//! answers free capacity, agents and load survive a restart, and every conversation some agent
+//! can take is claimed before its reply is due.
+
+mod common;
+
+use common::*;
+use rapport::pb;
+use rapport::pb::identity_service_client::IdentityServiceClient;
+use rapport::pb::routing_service_client::RoutingServiceClient;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+const ENGLISH: &str = "I have been waiting two weeks for my order and nobody answers me";
+const FRENCH: &str = "Bonjour, je n'arrive pas à me connecter à mon compte depuis hier soir";
+const GERMAN: &str = "Ich warte seit zwei Wochen auf meine Bestellung und niemand antwortet mir";
+/// Another matter in English (a copy of the same text on another thread would be one matter).
+const ENGLISH_BILLING: &str =
+    "You charged my card twice this month, please refund the second payment";
+const PORTUGUESE: &str = "Encomendei um telefone na semana passada e ainda não chegou em casa";
+
+/// One waiting conversation of the scenario: customer, thread, channel, text.
+struct Waiting {
+    customer: &'static str,
+    thread: &'static str,
+    channel: pb::Channel,
+    text: &'static str,
+}
+
+fn scenario() -> Vec<Waiting> {
+    use pb::Channel::{Chat, Email, Twitter};
+    let w = |customer, thread, channel, text| Waiting {
+        customer,
+        thread,
+        channel,
+        text,
+    };
+    vec![
+        w("en1", "t-en1", Email, ENGLISH),
+        w("en2", "t-en2", Chat, ENGLISH),
+        w("en3", "t-en3", Email, ENGLISH),
+        w("fr1", "t-fr1", Email, FRENCH),
+        w("fr2", "t-fr2", Chat, FRENCH),
+        w("de1", "t-de1", Email, GERMAN),
+        w("de2", "t-de2", Twitter, GERMAN),
+        // One customer, two matters on two channels.
+        w("multi", "t-multi-chat", Chat, ENGLISH),
+        w("multi", "t-multi-tw", Twitter, ENGLISH_BILLING),
+        // In the "vip" skill segment.
+        w("vip1", "t-vip1", Email, ENGLISH),
+        // Nobody but an any-language agent answers Portuguese.
+        w("pt1", "t-pt1", Email, PORTUGUESE),
+        // Do not contact: never offered.
+        w("dnc", "t-dnc", Email, ENGLISH),
+    ]
+}
+
+fn capacity(channel: pb::Channel, max: u32) -> pb::ChannelCapacity {
+    pb::ChannelCapacity {
+        channel: channel as i32,
+        max_conversations: max,
+    }
+}
+
+fn agents() -> Vec<pb::Agent> {
+    use pb::Channel::{Chat, Email, Twitter};
+    let agent = |id: &str, languages: &[&str], segments: &[&str], caps, status: pb::AgentStatus| {
+        pb::Agent {
+            agent_id: id.into(),
+            status: status as i32,
+            languages: languages.iter().map(|l| l.to_string()).collect(),
+            intents: Vec::new(),
+            segments: segments.iter().map(|s| s.to_string()).collect(),
+            capacity: caps,
+            outreach_capacity: 0,
+        }
+    };
+    use pb::AgentStatus::{Available, Away};
+    vec![
+        agent(
+            "ann",
+            &["en", "fr"],
+            &[],
+            vec![capacity(Chat, 1), capacity(Email, 2)],
+            Available,
+        ),
+        agent(
+            "bob",
+            &["de"],
+            &[],
+            vec![capacity(Email, 1), capacity(Twitter, 1)],
+            Available,
+        ),
+        agent(
+            "cy",
+            &["en"],
+            &["vip"],
+            vec![capacity(Twitter, 1), capacity(Email, 1)],
+            Available,
+        ),
+        agent("dee", &[], &[], vec![capacity(Email, 3)], Away),
+    ]
+}
+
+/// One claim an agent got: (agent, customer, thread, channel, language).
+type Taken = (String, String, String, i32, String);
+
+/// `agent` claims until it gets nothing; every claim is checked against the agent's skills and
+/// the conversation's due time as it comes.
+async fn claim_all(
+    mut scoring: rapport::pb::scoring_service_client::ScoringServiceClient<
+        tonic::transport::Channel,
+    >,
+    agent: pb::Agent,
+) -> Result<Vec<Taken>, tonic::Status> {
+    let mut taken = Vec::new();
+    // Bounded: nobody holds more than a handful at once.
+    for _ in 0..20 {
+        let answer = scoring
+            .claim_next(pb::ClaimNextRequest {
+                tenant_id: "acme".into(),
+                agent_id: agent.agent_id.clone(),
+                ttl_seconds: 600,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let Some(customer) = answer.customer else {
+            return Ok(taken);
+        };
+        let conversation = answer
+            .conversation
+            .expect("a registered agent gets a conversation");
+        assert_eq!(customer.claimed_by, agent.agent_id);
+        assert!(
+            agent.languages.is_empty() || agent.languages.contains(&conversation.language),
+            "{} got a conversation in {:?}",
+            agent.agent_id,
+            conversation.language
+        );
+        let due = conversation.reply_due_at.expect("due time");
+        let due_ms = due.seconds * 1000 + i64::from(due.nanos) / 1_000_000;
+        assert!(
+            due_ms > rapport::engine::now_ms(),
+            "{} claimed {} after its reply was due",
+            agent.agent_id,
+            conversation.thread_id
+        );
+        taken.push((
+            agent.agent_id.clone(),
+            customer.customer_id,
+            conversation.thread_id,
+            conversation.channel,
+            conversation.language,
+        ));
+    }
+    panic!("{} kept getting work", agent.agent_id);
+}
+
+/// Every agent claims concurrently; returns what each got, and dee's refusal if it was away.
+async fn round(t: &TestServer, agents: &[pb::Agent]) -> Vec<Result<Vec<Taken>, tonic::Status>> {
+    let claims: Vec<_> = agents
+        .iter()
+        .map(|agent| tokio::spawn(claim_all(t.scoring.clone(), agent.clone())))
+        .collect();
+    let mut answers = Vec::new();
+    for claim in claims {
+        answers.push(claim.await.unwrap());
+    }
+    answers
+}
+
+/// Each agent's load per channel as RoutingService reports it.
+async fn loads(
+    routing: &mut RoutingServiceClient<tonic::transport::Channel>,
+) -> BTreeMap<String, BTreeMap<i32, u32>> {
+    routing
+        .list_agents(pb::ListAgentsRequest {
+            tenant_id: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agents
+        .into_iter()
+        .map(|state| {
+            let agent = state.agent.unwrap();
+            let load = state
+                .load
+                .iter()
+                .map(|l| (l.channel, l.max_conversations))
+                .collect();
+            (agent.agent_id, load)
+        })
+        .collect()
+}
+
+/// Checks a round's claims: capacity, the vip skill, nobody twice. Returns the claims.
+fn check_round(
+    answers: Vec<Result<Vec<Taken>, tonic::Status>>,
+    agents: &[pb::Agent],
+    held_before: &BTreeMap<String, BTreeMap<i32, u32>>,
+) -> Vec<Taken> {
+    let mut all = Vec::new();
+    for (agent, answer) in agents.iter().zip(answers) {
+        match answer {
+            Ok(taken) => all.extend(taken),
+            Err(status) => {
+                assert_eq!(agent.status, pb::AgentStatus::Away as i32, "{status}");
+                assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+                assert!(status.message().starts_with("agent_id:"), "{status}");
+            }
+        }
+    }
+    let mut per_agent: HashMap<(&str, i32), u32> = HashMap::new();
+    for (agent, customer, _, channel, _) in &all {
+        *per_agent.entry((agent, *channel)).or_default() += 1;
+        if customer == "vip1" {
+            assert_eq!(agent, "cy", "only an agent with the vip skill takes a vip");
+        }
+        assert_ne!(
+            customer, "dnc",
+            "a do-not-contact customer is never offered"
+        );
+    }
+    for agent in agents {
+        for cap in &agent.capacity {
+            let held = held_before
+                .get(&agent.agent_id)
+                .and_then(|load| load.get(&cap.channel))
+                .copied()
+                .unwrap_or(0);
+            let now = per_agent
+                .get(&(agent.agent_id.as_str(), cap.channel))
+                .copied()
+                .unwrap_or(0);
+            assert!(
+                held + now <= cap.max_conversations,
+                "{} holds {} on channel {} (capacity {})",
+                agent.agent_id,
+                held + now,
+                cap.channel,
+                cap.max_conversations
+            );
+        }
+    }
+    let distinct: BTreeSet<(&str, &str)> = all
+        .iter()
+        .map(|(_, customer, thread, _, _)| (customer.as_str(), thread.as_str()))
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "a conversation held twice: {all:?}"
+    );
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_get_only_work_they_can_do_within_capacity_and_every_fit_conversation_is_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rapport::config::Config::from_toml(
+        "[[segments]]\nname = \"vip\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n\
+         [routing]\nskill_segments = [\"vip\"]\noptional_skills = [\"intent\"]\n",
+    )
+    .unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    config.durability.data_dir = Some(dir.path().to_path_buf());
+    let mut t = start_with(config.clone()).await;
+    let mut crm = IdentityServiceClient::new(t.channel.clone());
+    for (customer, key, value) in [("vip1", "tier", "vip"), ("dnc", "do_not_contact", "")] {
+        let value = if key == "tier" {
+            pb::attribute_value::Value::Text(value.into())
+        } else {
+            pb::attribute_value::Value::Flag(true)
+        };
+        crm.upsert_customer(pb::UpsertCustomerRequest {
+            tenant_id: "acme".into(),
+            customer_id: customer.into(),
+            attributes: HashMap::from([(
+                key.to_string(),
+                pb::AttributeValue { value: Some(value) },
+            )]),
+            version: 1,
+        })
+        .await
+        .unwrap();
+    }
+    let now = rapport::engine::now_ms() - 2 * MINUTE_MS;
+    let scenario = scenario();
+    t.ingest_all(
+        scenario
+            .iter()
+            .enumerate()
+            .map(|(n, waiting)| {
+                let mut message = with_text(
+                    event("acme", waiting.customer, &format!("m{n}"), now + n as i64),
+                    waiting.text,
+                );
+                message.channel = waiting.channel as i32;
+                message.kind = pb::InteractionKind::Message as i32;
+                message.thread_id = waiting.thread.into();
+                message
+            })
+            .collect(),
+    )
+    .await;
+    let mut routing = RoutingServiceClient::new(t.channel.clone());
+    // Bad agents are refused naming the field; an unknown agent is NOT_FOUND.
+    let mut bad = agents()[0].clone();
+    bad.languages[1] = "klingon".into();
+    let status = routing
+        .put_agent(pb::PutAgentRequest {
+            tenant_id: "acme".into(),
+            agent: Some(bad),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("agent.languages[1]:"),
+        "{status}"
+    );
+    let status = routing
+        .get_agent(pb::GetAgentRequest {
+            tenant_id: "acme".into(),
+            agent_id: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status}");
+    let mut agents = agents();
+    for agent in &agents {
+        routing
+            .put_agent(pb::PutAgentRequest {
+                tenant_id: "acme".into(),
+                agent: Some(agent.clone()),
+            })
+            .await
+            .unwrap();
+    }
+
+    // Round one: everybody claims at once.
+    let no_load = BTreeMap::new();
+    let first = check_round(round(&t, &agents).await, &agents, &no_load);
+    let by_thread: HashMap<&str, &Taken> = first.iter().map(|c| (c.2.as_str(), c)).collect();
+    let (chat, tw) = (by_thread.get("t-multi-chat"), by_thread.get("t-multi-tw"));
+    if let (Some(chat), Some(tw)) = (chat, tw) {
+        assert_ne!(
+            chat.0, tw.0,
+            "one agent cannot answer both (capacity and channels)"
+        );
+    }
+    let held = loads(&mut routing).await;
+    let mut counted: BTreeMap<String, BTreeMap<i32, u32>> = BTreeMap::new();
+    for (agent, _, _, channel, _) in &first {
+        *counted
+            .entry(agent.clone())
+            .or_default()
+            .entry(*channel)
+            .or_default() += 1;
+    }
+    for agent in &agents {
+        counted.entry(agent.agent_id.clone()).or_default();
+    }
+    assert_eq!(held, counted, "RoutingService reports the load claimed");
+
+    // A restart: agents and their load come back from the log.
+    t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+    let mut t = start_with(config.clone()).await;
+    let mut routing = RoutingServiceClient::new(t.channel.clone());
+    assert_eq!(loads(&mut routing).await, held, "after a restart");
+
+    // Dee comes back; everyone answers what they hold and claims again until nothing is left.
+    routing
+        .set_agent_status(pb::SetAgentStatusRequest {
+            tenant_id: "acme".into(),
+            agent_id: "dee".into(),
+            status: pb::AgentStatus::Available as i32,
+        })
+        .await
+        .unwrap();
+    agents[3].status = pb::AgentStatus::Available as i32;
+    let mut claimed = first.clone();
+    let mut holding = first;
+    for answers in 0.. {
+        assert!(answers < 10, "claims never ran out");
+        let replies: Vec<pb::Interaction> = holding
+            .iter()
+            .enumerate()
+            .map(|(n, (agent, customer, thread, channel, _))| {
+                let mut reply = outbound(event(
+                    "acme",
+                    customer,
+                    &format!("r{answers}-{n}"),
+                    rapport::engine::now_ms() - 1000,
+                ));
+                reply.thread_id = thread.clone();
+                reply.channel = *channel;
+                reply.agent_id = agent.clone();
+                reply
+            })
+            .collect();
+        if !replies.is_empty() {
+            t.ingest_all(replies).await;
+        }
+        let load = loads(&mut routing).await;
+        assert!(
+            load.values().all(BTreeMap::is_empty),
+            "answers free every agent's capacity: {load:?}"
+        );
+        holding = check_round(round(&t, &agents).await, &agents, &load);
+        if holding.is_empty() {
+            break;
+        }
+        claimed.extend(holding.iter().cloned());
+    }
+    let threads: BTreeSet<&str> = claimed.iter().map(|c| c.2.as_str()).collect();
+    let expected: BTreeSet<&str> = scenario
+        .iter()
+        .filter(|w| w.customer != "dnc")
+        .map(|w| w.thread)
+        .collect();
+    assert_eq!(
+        threads, expected,
+        "every conversation some agent can take is claimed"
+    );
+    assert_eq!(threads.len(), claimed.len(), "each once: {claimed:?}");
+    let pt = claimed.iter().find(|c| c.1 == "pt1").unwrap();
+    assert_eq!((pt.0.as_str(), pt.4.as_str()), ("dee", "pt"));
+    let multi: BTreeSet<&str> = claimed
+        .iter()
+        .filter(|c| c.1 == "multi")
+        .map(|c| c.0.as_str())
+        .collect();
+    assert_eq!(multi.len(), 2, "two matters, two agents: {multi:?}");
+    let metrics = t.scrape_metrics().await;
+    assert!(
+        metrics.contains(r#"rapport_claims_taken_total{work="conversation",channel="email"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rapport_claim_wait_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+/// An agent away takes nothing; RenewClaim and ReleaseClaim name one conversation by its thread;
+/// removing an agent forgets it.
+#[tokio::test]
+async fn status_thread_scoped_release_and_removal() {
+    let mut t = start().await;
+    let now = rapport::engine::now_ms() - MINUTE_MS;
+    let mut messages = Vec::new();
+    for (n, (thread, text)) in [("t-a", ENGLISH), ("t-b", ENGLISH_BILLING)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut message = with_text(event("acme", "kim", &format!("m{n}"), now + n as i64), text);
+        message.channel = pb::Channel::Email as i32;
+        message.kind = pb::InteractionKind::Message as i32;
+        message.thread_id = thread.into();
+        messages.push(message);
+    }
+    t.ingest_all(messages).await;
+    let mut routing = RoutingServiceClient::new(t.channel.clone());
+    let mut ann = agents()[0].clone();
+    ann.capacity = vec![capacity(pb::Channel::Email, 2)];
+    routing
+        .put_agent(pb::PutAgentRequest {
+            tenant_id: "acme".into(),
+            agent: Some(ann),
+        })
+        .await
+        .unwrap();
+    let claim = || pb::ClaimNextRequest {
+        tenant_id: "acme".into(),
+        agent_id: "ann".into(),
+        ttl_seconds: 600,
+        ..Default::default()
+    };
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let answer = t.scoring.claim_next(claim()).await.unwrap().into_inner();
+        threads.push(answer.conversation.unwrap().thread_id);
+    }
+    threads.sort();
+    assert_eq!(
+        threads,
+        ["t-a", "t-b"],
+        "both of kim's threads, one claim each"
+    );
+    let release = |thread: &str| pb::ClaimRequest {
+        tenant_id: "acme".into(),
+        agent_id: "ann".into(),
+        customer_id: "kim".into(),
+        thread_id: thread.into(),
+        ..Default::default()
+    };
+    t.scoring.release_claim(release("t-a")).await.unwrap();
+    let state = routing
+        .get_agent(pb::GetAgentRequest {
+            tenant_id: "acme".into(),
+            agent_id: "ann".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        state.load[0].max_conversations, 1,
+        "one released: {state:?}"
+    );
+    let status = t.scoring.release_claim(release("t-a")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    routing
+        .set_agent_status(pb::SetAgentStatusRequest {
+            tenant_id: "acme".into(),
+            agent_id: "ann".into(),
+            status: pb::AgentStatus::Offline as i32,
+        })
+        .await
+        .unwrap();
+    let status = t.scoring.claim_next(claim()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    routing
+        .remove_agent(pb::GetAgentRequest {
+            tenant_id: "acme".into(),
+            agent_id: "ann".into(),
+        })
+        .await
+        .unwrap();
+    // Forgotten: ann is an unregistered agent again, and kim's t-b claim still stands.
+    let whole = t.scoring.claim_next(claim()).await.unwrap().into_inner();
+    assert!(
+        whole.customer.is_none(),
+        "kim is partly held: no whole claim"
+    );
+    let status = routing
+        .remove_agent(pb::GetAgentRequest {
+            tenant_id: "acme".into(),
+            agent_id: "ann".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status}");
+}
