@@ -58,6 +58,11 @@ pub struct LoadgenArgs {
     /// Also query TopCustomers (limit 100, first tenant) this many times per second while loading.
     #[arg(long, default_value_t = 0)]
     pub top_queries_per_second: u32,
+    /// Also call ClaimNext this many times per second while loading, for an agent registered
+    /// (RoutingService) on the first tenant with room on every channel; each claim is released
+    /// at once (the release is not timed).
+    #[arg(long, default_value_t = 0)]
+    pub claim_queries_per_second: u32,
     /// Seed of the random events and of their ids.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -301,21 +306,13 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
 
     // Queries get their own connection, so their latency is not queued behind ingest batches on
     // a shared HTTP/2 connection.
-    let top_channel = if args.top_queries_per_second > 0 {
-        Some(connect(&args.server).await?)
-    } else {
-        None
-    };
-    let top = top_channel.map(|channel| {
-        let mut client = ScoringServiceClient::new(channel);
-        let stop = Arc::clone(&stop);
-        let period = Duration::from_secs_f64(1.0 / f64::from(args.top_queries_per_second));
-        tokio::spawn(async move {
-            let mut latencies = histogram();
-            let mut ticks = tokio::time::interval(period);
-            while !stop.load(Ordering::Relaxed) {
-                ticks.tick().await;
-                let call_started = Instant::now();
+    let top = if args.top_queries_per_second > 0 {
+        let client = ScoringServiceClient::new(connect(&args.server).await?);
+        Some(paced(
+            args.top_queries_per_second,
+            Arc::clone(&stop),
+            client,
+            |mut client| async move {
                 let answer = client
                     .top_customers(pb::TopCustomersRequest {
                         tenant_id: "tenant-0".to_string(),
@@ -323,13 +320,45 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
                         ..Default::default()
                     })
                     .await;
-                if answer.is_ok() {
-                    let _ = latencies.record((call_started.elapsed().as_micros() as u64).max(1));
-                }
-            }
-            latencies
-        })
-    });
+                (client, answer.is_ok(), None)
+            },
+        ))
+    } else {
+        None
+    };
+    let claims = if args.claim_queries_per_second > 0 {
+        let channel = connect(&args.server).await?;
+        register_load_agent(channel.clone()).await?;
+        Some(paced(
+            args.claim_queries_per_second,
+            Arc::clone(&stop),
+            ScoringServiceClient::new(channel),
+            |mut client| async move {
+                let answer = client
+                    .claim_next(pb::ClaimNextRequest {
+                        tenant_id: "tenant-0".to_string(),
+                        agent_id: LOAD_AGENT.to_string(),
+                        ttl_seconds: 60,
+                        ..Default::default()
+                    })
+                    .await;
+                let ok = answer.is_ok();
+                let release = answer.ok().and_then(|answer| {
+                    let answer = answer.into_inner();
+                    Some(pb::ClaimRequest {
+                        tenant_id: "tenant-0".to_string(),
+                        agent_id: LOAD_AGENT.to_string(),
+                        customer_id: answer.customer?.customer_id,
+                        thread_id: answer.conversation?.thread_id,
+                        ..Default::default()
+                    })
+                });
+                (client, ok, release)
+            },
+        ))
+    } else {
+        None
+    };
 
     tokio::time::sleep(Duration::from_secs(args.duration_seconds)).await;
     stop.store(true, Ordering::Relaxed);
@@ -366,16 +395,84 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         latencies.value_at_quantile(0.99) as f64 / 1000.0,
         args.batch
     );
-    if let Some(top) = top {
-        let top = top.await?;
-        outln!(
-            "top100 latency ms p50 {:.2}  p99 {:.2}  ({} queries)",
-            top.value_at_quantile(0.5) as f64 / 1000.0,
-            top.value_at_quantile(0.99) as f64 / 1000.0,
-            top.len()
-        );
+    for (name, queries) in [("top100", top), ("claim_next", claims)] {
+        if let Some(queries) = queries {
+            let latencies = queries.await?;
+            outln!(
+                "{name:<10} latency ms p50 {:.2}  p99 {:.2}  ({} queries)",
+                latencies.value_at_quantile(0.5) as f64 / 1000.0,
+                latencies.value_at_quantile(0.99) as f64 / 1000.0,
+                latencies.len()
+            );
+        }
     }
     Ok(())
+}
+
+/// The agent `--claim-queries-per-second` claims as.
+const LOAD_AGENT: &str = "loadgen-agent";
+
+/// Registers [`LOAD_AGENT`] on the first tenant: any language, room for 1000 conversations on
+/// every channel and 1000 outreach customers.
+async fn register_load_agent(channel: Channel) -> anyhow::Result<()> {
+    let mut routing = crate::pb::routing_service_client::RoutingServiceClient::new(channel);
+    routing
+        .put_agent(pb::PutAgentRequest {
+            tenant_id: "tenant-0".to_string(),
+            agent: Some(pb::Agent {
+                agent_id: LOAD_AGENT.to_string(),
+                status: pb::AgentStatus::Available as i32,
+                capacity: (1..=12)
+                    .map(|channel| pb::ChannelCapacity {
+                        channel,
+                        max_conversations: 1000,
+                    })
+                    .collect(),
+                outreach_capacity: 1000,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Calls `query` `per_second` times per second until `stop`, timing each call; `query` hands the
+/// client back, whether the call succeeded, and a claim to release (untimed) after it.
+fn paced<F, Fut>(
+    per_second: u32,
+    stop: Arc<AtomicBool>,
+    client: ScoringServiceClient<Channel>,
+    query: F,
+) -> tokio::task::JoinHandle<Histogram<u64>>
+where
+    F: Fn(ScoringServiceClient<Channel>) -> Fut + Send + 'static,
+    Fut: std::future::Future<
+            Output = (
+                ScoringServiceClient<Channel>,
+                bool,
+                Option<pb::ClaimRequest>,
+            ),
+        > + Send,
+{
+    let period = Duration::from_secs_f64(1.0 / f64::from(per_second));
+    tokio::spawn(async move {
+        let mut latencies = histogram();
+        let mut ticks = tokio::time::interval(period);
+        let mut client = Some(client);
+        while !stop.load(Ordering::Relaxed) {
+            ticks.tick().await;
+            let call_started = Instant::now();
+            let (mut back, ok, release) = query(client.take().expect("client handed back")).await;
+            if ok {
+                let _ = latencies.record((call_started.elapsed().as_micros() as u64).max(1));
+            }
+            if let Some(release) = release {
+                let _ = back.release_claim(release).await;
+            }
+            client = Some(back);
+        }
+        latencies
+    })
 }
 
 /// The baseline: IngestService that accepts everything and does nothing.
