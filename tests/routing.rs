@@ -448,6 +448,52 @@ async fn agents_get_only_work_they_can_do_within_capacity_and_every_fit_conversa
         metrics.contains("rapport_claim_wait_seconds_bucket"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(
+            r#"rapport_replies_total{tenant="acme",channel="email",response="first",outcome="within_target"}"#
+        ),
+        "{metrics}"
+    );
+
+    // What leads see: every answer above was a first response within its target; only the
+    // do-not-contact customer's e-mail still waits.
+    let levels = routing
+        .get_service_levels(pb::GetServiceLevelsRequest {
+            tenant_id: "acme".into(),
+            since: None,
+            until: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .levels;
+    let replies: u64 = levels.iter().map(|l| l.first_replies).sum();
+    let within: u64 = levels.iter().map(|l| l.first_replies_within_target).sum();
+    assert_eq!(replies, claimed.len() as u64, "{levels:?}");
+    assert_eq!(within, replies, "{levels:?}");
+    assert!(levels
+        .iter()
+        .all(|l| l.next_replies == 0 && l.attainment == 1.0));
+    let waiting: Vec<(i32, u64)> = levels
+        .iter()
+        .filter(|l| l.waiting_now > 0)
+        .map(|l| (l.channel, l.waiting_now))
+        .collect();
+    assert_eq!(waiting, [(pb::Channel::Email as i32, 1)], "{levels:?}");
+    let email = levels
+        .iter()
+        .find(|l| l.channel == pb::Channel::Email as i32)
+        .unwrap();
+    assert!(email.median_reply_wait_seconds > 60.0, "{email:?}");
+    let status = routing
+        .get_service_levels(pb::GetServiceLevelsRequest {
+            tenant_id: "acme".into(),
+            since: Some(ts(T0_MS + DAY_MS)),
+            until: Some(ts(T0_MS)),
+        })
+        .await
+        .unwrap_err();
+    assert!(status.message().starts_with("since:"), "{status}");
 }
 
 /// An agent away takes nothing; RenewClaim and ReleaseClaim name one conversation by its thread;

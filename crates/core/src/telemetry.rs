@@ -56,6 +56,12 @@ pub const CLAIM_WAIT_SECONDS: &str = "rapport_claim_wait_seconds";
 /// Claims that a merge of two customers ended because another agent's claim on the same work
 /// stayed.
 pub const CLAIMS_ENDED_BY_MERGE_TOTAL: &str = "rapport_claims_ended_by_merge_total";
+/// Live answers to threads waiting for one, by tenant, channel, `response` (`first`, `next`)
+/// and `outcome` (`within_target`, `late`): reply-SLA attainment. Replayed and late (backfilled)
+/// answers are not counted; RoutingService.GetServiceLevels reads any window from the histories.
+pub const REPLIES_TOTAL: &str = "rapport_replies_total";
+/// The same answers by tenant, intent (`none` without one) and outcome.
+pub const REPLIES_BY_INTENT_TOTAL: &str = "rapport_replies_by_intent_total";
 /// Identifier links or merges the identity rules refused.
 pub const IDENTITY_LINKS_REFUSED_TOTAL: &str = "rapport_identity_links_refused_total";
 /// Config reloads (SIGHUP or `AdminService.ReloadConfig`), by outcome (`ok`, `refused`).
@@ -214,6 +220,15 @@ fn describe() {
     describe_counter!(
         CUSTOMERS_MERGED_TOTAL,
         "Customers merged into another because they share an identifier or a CRM said so."
+    );
+    describe_counter!(
+        REPLIES_TOTAL,
+        "Live answers to waiting threads by tenant, channel, response (first, next) and outcome \
+         (within_target, late): reply-SLA attainment."
+    );
+    describe_counter!(
+        REPLIES_BY_INTENT_TOTAL,
+        "Live answers to waiting threads by tenant, intent and outcome (within_target, late)."
     );
     describe_counter!(
         CLAIMS_TAKEN_TOTAL,
@@ -553,6 +568,37 @@ pub fn claim_ended_by_merge(tenant_id: &str, customer_id: &str, agent_id: &str) 
         agent_id,
         "a merge ended this agent's claim: another agent holds the merged customer's work"
     );
+}
+
+/// A live answer closed a thread waiting on `channel` about `intent`: a first response unless
+/// `follow_up`, within its reply target or late.
+pub fn reply_answered(
+    tenant_id: &str,
+    channel: Channel,
+    intent: Option<&str>,
+    follow_up: bool,
+    within_target: bool,
+) {
+    let outcome = if within_target {
+        "within_target"
+    } else {
+        "late"
+    };
+    counter!(
+        REPLIES_TOTAL,
+        "tenant" => tenant_id.to_string(),
+        "channel" => channel.as_str(),
+        "response" => if follow_up { "next" } else { "first" },
+        "outcome" => outcome
+    )
+    .increment(1);
+    counter!(
+        REPLIES_BY_INTENT_TOTAL,
+        "tenant" => tenant_id.to_string(),
+        "intent" => intent.unwrap_or("none").to_string(),
+        "outcome" => outcome
+    )
+    .increment(1);
 }
 
 /// A claim was taken: on a whole customer (`None`), or on a conversation on `channel` that had

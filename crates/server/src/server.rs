@@ -209,9 +209,15 @@ pub async fn start(
         ))
         .with_cluster(cluster.clone()),
     );
+    let scans = Arc::new(crate::api::scan_gate::ScanGate::default());
     let scoring = Arc::new(
-        ScoringApi::new(Arc::clone(&engine), limits.clone(), shutdown_rx.clone())
-            .with_cluster(cluster.clone()),
+        ScoringApi::new(
+            Arc::clone(&engine),
+            limits.clone(),
+            shutdown_rx.clone(),
+            Arc::clone(&scans),
+        )
+        .with_cluster(cluster.clone()),
     );
     let identity = Arc::new(
         IdentityApi::new(Arc::clone(&engine), limits.clone()).with_cluster(cluster.clone()),
@@ -221,7 +227,7 @@ pub async fn start(
             .with_cluster(cluster.clone()),
     );
     let routing = Arc::new(
-        crate::api::RoutingApi::new(Arc::clone(&engine), limits.clone())
+        crate::api::RoutingApi::new(Arc::clone(&engine), limits.clone(), scans)
             .with_cluster(cluster.clone()),
     );
     // Every service but health behind the bearer-token check; a config reload replaces the

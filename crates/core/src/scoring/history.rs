@@ -163,6 +163,13 @@ impl OpenThread {
     fn answered_by(&self, thread_key: u64) -> bool {
         self.thread_key == thread_key || self.copy_thread_keys.contains(&thread_key)
     }
+
+    /// Whether an outbound message in thread `thread_key` closes this thread: one without a
+    /// thread closes every thread; one in a thread closes the threads it answers and the
+    /// thread-less messages.
+    pub fn closed_by(&self, thread_key: u64) -> bool {
+        thread_key == 0 || self.thread_key == 0 || self.answered_by(thread_key)
+    }
 }
 
 thread_local! {
@@ -458,12 +465,8 @@ impl Summary {
     /// An outbound event answers its thread; one without a thread reaches the customer directly
     /// and answers everything open.
     fn apply_outbound(&mut self, record: &EventRecord) {
-        if record.thread_key == 0 {
-            self.open_threads.clear();
-        } else {
-            self.open_threads
-                .retain(|open| !open.answered_by(record.thread_key) && open.thread_key != 0);
-        }
+        self.open_threads
+            .retain(|open| !open.closed_by(record.thread_key));
     }
 }
 
@@ -704,6 +707,31 @@ impl CustomerHistory {
         }
         if let Some(snippet) = snippet {
             notes.add_snippet(order, snippet, limits);
+        }
+    }
+
+    /// Walks the kept events in order and hands over each answer: an outbound event with every
+    /// thread waiting for an answer that it closes, as the fold stood just before it (floods
+    /// left out). Answers folded into the base before the kept events are not seen.
+    pub fn for_each_answer(
+        &self,
+        config: &ScoringConfig,
+        mut visit: impl FnMut(&EventRecord, &OpenThread),
+    ) {
+        let mut summary = self
+            .base
+            .as_ref()
+            .map(|base| base.summary.clone())
+            .unwrap_or_default();
+        for record in &self.records {
+            if record.direction == Direction::Outbound {
+                for open in &summary.open_threads {
+                    if open.waits() && open.closed_by(record.thread_key) {
+                        visit(record, open);
+                    }
+                }
+            }
+            summary.apply(record, config);
         }
     }
 

@@ -37,7 +37,7 @@ use identities::{Identities, Plan};
 use models::TenantModels;
 
 pub use ranking::RANKING_LIST_LEN;
-pub use routing::{Agent, AgentStatus, Claim, Load, Work};
+pub use routing::{Agent, AgentStatus, Claim, Load, ServiceLevel, Work};
 
 /// What applying one event did, with the customer's score after it when it was asked for.
 #[derive(Clone, Debug)]
@@ -1090,6 +1090,33 @@ impl Store {
                 .max(record.occurred_at_ms);
             let previous = (watched && history.summary().events_total > 0)
                 .then(|| evaluate(history.summary(), eval_at, &self.config, model));
+            // A live answer in order (not replay, not a backfill's late one) is counted against
+            // the reply targets of the threads it closes.
+            let answered: Vec<(crate::domain::Channel, bool, u16, bool)> = if now_ms > 0
+                && record.direction == crate::domain::Direction::Outbound
+                && record.occurred_at_ms >= history.summary().last_event_at_ms
+            {
+                history
+                    .summary()
+                    .open_threads
+                    .iter()
+                    .filter(|open| open.waits() && open.closed_by(record.thread_key))
+                    .map(|open| {
+                        let due = model
+                            .sla
+                            .thread_state(open, record.occurred_at_ms)
+                            .due_at_ms;
+                        (
+                            open.channel,
+                            open.follow_up,
+                            open.intent,
+                            record.occurred_at_ms <= due,
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             match history.insert(record, &self.config) {
                 InsertOutcome::BeforeRetained => Applied::Refused(Refusal::BeforeRetained {
                     max_events: self.config.max_events_per_customer,
@@ -1100,6 +1127,18 @@ impl Store {
                 ),
                 InsertOutcome::Inserted => {
                     tenant.events_accepted.fetch_add(1, Ordering::Relaxed);
+                    if !answered.is_empty() {
+                        let names = self.intents.names(&tenant.id);
+                        for (channel, follow_up, intent, within) in answered {
+                            crate::telemetry::reply_answered(
+                                &tenant.id,
+                                channel,
+                                names.name(intent).map(|name| &**name),
+                                follow_up,
+                                within,
+                            );
+                        }
+                    }
                     let snippet = self.timeline.snippet(&interaction.text);
                     let agent_id = if interaction.direction == crate::domain::Direction::Outbound {
                         interaction.agent_id.as_str()
@@ -1718,6 +1757,57 @@ impl Store {
             .collect();
         views.sort_by(|a, b| a.agent.agent_id.cmp(&b.agent.agent_id));
         views
+    }
+
+    /// The tenant's reply-SLA figures by channel and intent: the answers given from `from_ms`
+    /// (inclusive) to `to_ms` (exclusive) as the customers' kept events show them (the same
+    /// whatever order the events arrived in), and the threads waiting at `now_ms`.
+    pub fn service_levels(
+        &self,
+        tenant_id: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+        now_ms: TimestampMs,
+    ) -> Vec<routing::ServiceLevel> {
+        let Some(tenant) = self.tenant(tenant_id) else {
+            return Vec::new();
+        };
+        let models = self.models(&tenant);
+        let retired = tenant.retired.read().clone();
+        let mut levels = routing::ServiceLevels::default();
+        tenant.customers.with(|customers| {
+            for entry in customers.iter() {
+                if retired.contains(entry.key()) {
+                    continue;
+                }
+                let model = tenant.model_of(&models, entry.key());
+                let history = entry.value();
+                history.for_each_answer(&self.config, |answer, open| {
+                    if (from_ms..to_ms).contains(&answer.occurred_at_ms) {
+                        let sla = model.sla.thread_state(open, answer.occurred_at_ms);
+                        levels.answered(
+                            open.channel,
+                            open.intent,
+                            open.follow_up,
+                            answer.occurred_at_ms <= sla.due_at_ms,
+                            sla.waited_seconds,
+                        );
+                    }
+                });
+                for thread in
+                    crate::scoring::waiting_threads(history.summary(), now_ms, &self.config, model)
+                {
+                    levels.waiting(
+                        thread.channel,
+                        thread.intent,
+                        thread.due_at_ms < now_ms,
+                        now_ms.saturating_sub(thread.since_ms).max(0) as f64 / 1000.0,
+                    );
+                }
+            }
+        });
+        let names = self.intents.names(tenant_id);
+        levels.finish(|intent| names.name(intent).map(|name| name.to_string()))
     }
 
     /// Every agent of every tenant, for a state snapshot.

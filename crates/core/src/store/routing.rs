@@ -313,6 +313,92 @@ impl Claims {
     }
 }
 
+/// Reply-SLA figures of one channel and intent: answers in a window, and what waits now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceLevel {
+    /// The threads' channel (of their oldest unanswered message).
+    pub channel: Option<Channel>,
+    /// The threads' intent (`None`: none).
+    pub intent: Option<String>,
+    /// First responses in the window, and how many came within their target.
+    pub first_replies: u64,
+    /// First responses within their target.
+    pub first_replies_within_target: u64,
+    /// Next responses (the brand had answered in the thread before) in the window.
+    pub next_replies: u64,
+    /// Next responses within their target.
+    pub next_replies_within_target: u64,
+    /// Median wall-clock wait of those answers, in seconds (0 without answers).
+    pub median_reply_wait_seconds: f64,
+    /// The 90th percentile of that wait, in seconds.
+    pub p90_reply_wait_seconds: f64,
+    /// Threads waiting for an answer now.
+    pub waiting_now: u64,
+    /// Of those, the threads past their due time.
+    pub overdue_now: u64,
+    /// The longest wait among them, in seconds.
+    pub oldest_wait_seconds: f64,
+}
+
+/// Accumulates [`ServiceLevel`]s by channel and intent.
+#[derive(Debug, Default)]
+pub struct ServiceLevels {
+    rows: std::collections::BTreeMap<(Channel, u16), (ServiceLevel, Vec<f64>)>,
+}
+
+impl ServiceLevels {
+    /// An answer to a thread on `channel` about `intent` after `waited_seconds`: a next response
+    /// when `follow_up`, within its target or not.
+    pub fn answered(
+        &mut self,
+        channel: Channel,
+        intent: u16,
+        follow_up: bool,
+        within_target: bool,
+        waited_seconds: f64,
+    ) {
+        let (row, waits) = self.rows.entry((channel, intent)).or_default();
+        if follow_up {
+            row.next_replies += 1;
+            row.next_replies_within_target += u64::from(within_target);
+        } else {
+            row.first_replies += 1;
+            row.first_replies_within_target += u64::from(within_target);
+        }
+        waits.push(waited_seconds);
+    }
+
+    /// A thread on `channel` about `intent` waiting now, for `waited_seconds`, overdue or not.
+    pub fn waiting(&mut self, channel: Channel, intent: u16, overdue: bool, waited_seconds: f64) {
+        let (row, _) = self.rows.entry((channel, intent)).or_default();
+        row.waiting_now += 1;
+        row.overdue_now += u64::from(overdue);
+        row.oldest_wait_seconds = row.oldest_wait_seconds.max(waited_seconds);
+    }
+
+    /// The rows by channel then intent, intents named by `name`.
+    pub fn finish(self, name: impl Fn(u16) -> Option<String>) -> Vec<ServiceLevel> {
+        self.rows
+            .into_iter()
+            .map(|((channel, intent), (mut row, mut waits))| {
+                waits.sort_by(f64::total_cmp);
+                let quantile = |q: f64| {
+                    if waits.is_empty() {
+                        0.0
+                    } else {
+                        waits[((waits.len() - 1) as f64 * q).round() as usize]
+                    }
+                };
+                row.median_reply_wait_seconds = quantile(0.5);
+                row.p90_reply_wait_seconds = quantile(0.9);
+                row.channel = Some(channel);
+                row.intent = name(intent);
+                row
+            })
+            .collect()
+    }
+}
+
 /// What routing knows of one conversation when it matches it to an agent.
 #[derive(Clone, Copy, Debug)]
 pub struct ConversationFacts<'a> {

@@ -11,6 +11,7 @@ mod intent;
 pub mod metrics_layer;
 pub mod reasons;
 mod routing;
+pub mod scan_gate;
 mod scoring;
 mod sentiment;
 

@@ -3,12 +3,16 @@
 use crate::api::access::Grant;
 use crate::api::convert::{self, check_id, FieldError, Limits};
 use crate::api::error::ApiError;
+use crate::api::scan_gate::ScanGate;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::routing_service_server::RoutingService;
 use crate::store::{Agent, AgentStatus, AgentView};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
+
+/// The window GetServiceLevels reads when `since` is unset: a week before `until`.
+const DEFAULT_SERVICE_LEVEL_WINDOW_MS: i64 = 7 * 86_400_000;
 
 /// Most entries in an agent's `languages`, `intents` or `segments`, and most conversations
 /// (or outreach customers) it may hold at once on one channel.
@@ -19,16 +23,19 @@ const MAX_CAPACITY: u32 = 1_000;
 pub struct RoutingApi {
     engine: Arc<Engine>,
     limits: Limits,
+    /// GetServiceLevels scans the tenant's customers through this gate.
+    scans: Arc<ScanGate>,
     /// Cluster mode: agents are not shared across replicas yet (FAILED_PRECONDITION).
     cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl RoutingApi {
-    /// A service over `engine` with the server's input limits.
-    pub fn new(engine: Arc<Engine>, limits: Limits) -> Self {
+    /// A service over `engine` with the server's input limits; scans wait at `scans`.
+    pub fn new(engine: Arc<Engine>, limits: Limits, scans: Arc<ScanGate>) -> Self {
         Self {
             engine,
             limits,
+            scans,
             cluster: None,
         }
     }
@@ -339,6 +346,67 @@ impl RoutingService for Arc<RoutingApi> {
             return Err(not_found(&tenant_id, &agent_id).into());
         }
         Ok(Response::new(pb::RemoveAgentResponse {}))
+    }
+
+    async fn get_service_levels(
+        &self,
+        request: Request<pb::GetServiceLevelsRequest>,
+    ) -> Result<Response<pb::GetServiceLevelsResponse>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        crate::cluster::single_process_only(self.cluster.as_deref(), "GetServiceLevels")?;
+        let pb::GetServiceLevelsRequest {
+            tenant_id,
+            since,
+            until,
+        } = request.into_inner();
+        check_id("tenant_id", &tenant_id, true, &self.limits).map_err(ApiError::from)?;
+        let now = now_ms();
+        let until_ms = match until {
+            Some(until) => convert::timestamp_ms("until", &until).map_err(ApiError::from)?,
+            None => now,
+        };
+        let since_ms = match since {
+            Some(since) => convert::timestamp_ms("since", &since).map_err(ApiError::from)?,
+            None => until_ms.saturating_sub(DEFAULT_SERVICE_LEVEL_WINDOW_MS),
+        };
+        if since_ms > until_ms {
+            return Err(ApiError::from(FieldError::new("since", "is after until")).into());
+        }
+        let store = Arc::clone(&self.engine.store);
+        let tenant = tenant_id.clone();
+        let levels = self
+            .scans
+            .run(&tenant_id, move || {
+                store.service_levels(&tenant, since_ms, until_ms, now)
+            })
+            .await?;
+        Ok(Response::new(pb::GetServiceLevelsResponse {
+            levels: levels.iter().map(service_level_to_pb).collect(),
+        }))
+    }
+}
+
+/// One channel's and intent's reply-SLA figures → proto.
+fn service_level_to_pb(level: &rapport_core::store::ServiceLevel) -> pb::ServiceLevel {
+    let replies = level.first_replies + level.next_replies;
+    let within = level.first_replies_within_target + level.next_replies_within_target;
+    pb::ServiceLevel {
+        channel: level.channel.map_or(0, convert::channel_to_pb),
+        intent: level.intent.clone().unwrap_or_default(),
+        first_replies: level.first_replies,
+        first_replies_within_target: level.first_replies_within_target,
+        next_replies: level.next_replies,
+        next_replies_within_target: level.next_replies_within_target,
+        attainment: if replies == 0 {
+            1.0
+        } else {
+            within as f64 / replies as f64
+        },
+        median_reply_wait_seconds: level.median_reply_wait_seconds,
+        p90_reply_wait_seconds: level.p90_reply_wait_seconds,
+        waiting_now: level.waiting_now,
+        overdue_now: level.overdue_now,
+        oldest_wait_seconds: level.oldest_wait_seconds,
     }
 }
 
