@@ -2,7 +2,8 @@
 # Load runs for BENCHMARKS.md, each against its baseline in the same run:
 #   1. gRPC ingest: `rapport loadgen` against `rapport noop-serve` (same proto, no work) and against
 #      `rapport serve`, ROUNDS times each, interleaved; events/s and ack latency p50/p99.
-#   2. TopCustomers(limit 100) over CUSTOMERS customers in one tenant while ingest runs (at full
+#   2. TopCustomers(limit 100) and ClaimNext (an agent registered with room on every channel, each
+#      claim released at once) over CUSTOMERS customers in one tenant while ingest runs (at full
 #      speed, then paced at PACED_RATES events/s), and the server's RSS growth per tracked customer.
 #   3. Time from process start until `rapport health` reports SERVING (polled every 10 ms).
 # Usage: benches/ingest_load.sh [path/to/rapport]   (default: target/release/rapport, built first)
@@ -15,6 +16,7 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CUSTOMERS=${CUSTOMERS:-1000000}
 TOP_SECONDS=${TOP_SECONDS:-20}
 TOP_QPS=${TOP_QPS:-10}
+CLAIM_QPS=${CLAIM_QPS:-10}
 PACED_RATES=${PACED_RATES:-100000 1000}
 PIN=${PIN:-}            # e.g. "taskset -c 0,1" to confine everything to two cores
 GRPC=127.0.0.1:50091
@@ -49,7 +51,7 @@ for round in $(seq 1 "$ROUNDS"); do
   kill "$server"; wait "$server" 2>/dev/null || true
 done
 
-echo "### TopCustomers over $CUSTOMERS customers in one tenant, while ingest runs"
+echo "### TopCustomers and ClaimNext over $CUSTOMERS customers in one tenant, while ingest runs"
 RUST_LOG=warn $PIN "$BIN" serve --models-dir models --grpc-addr "$GRPC" --metrics-addr "$METRICS" & pids+=($!); server=$!
 wait_ready "$(date +%s%N)" >/dev/null
 before=$(rss_kb "$server")
@@ -58,12 +60,13 @@ after=$(rss_kb "$server")
 echo "rss before ${before} kB, after preload ${after} kB: $(( (after - before) * 1024 / CUSTOMERS )) bytes per customer (1 event each)"
 # Steady state: let the ranking pass (every ranking_pass_seconds, default 5) index the preloaded tenant.
 sleep 7
-# TopCustomers(limit 100) TOP_QPS times a second for TOP_SECONDS, first while ingest runs as fast as
-# it is acknowledged, then with ingest paced at each of PACED_RATES events/s (below saturation).
+# TopCustomers(limit 100) TOP_QPS and ClaimNext CLAIM_QPS times a second for TOP_SECONDS, first while
+# ingest runs as fast as it is acknowledged, then with ingest paced at each of PACED_RATES events/s
+# (below saturation).
 for rate in 0 $PACED_RATES; do
   echo "#### ingest offered: $([ "$rate" = 0 ] && echo 'as fast as acknowledged' || echo "$rate events/s")"
   $PIN "$BIN" loadgen --server "http://$GRPC" --tenants 1 --customers "$CUSTOMERS" --connections 2 --in-flight 2 \
-    --duration-seconds "$TOP_SECONDS" --top-queries-per-second "$TOP_QPS" --events-per-second "$rate" \
+    --duration-seconds "$TOP_SECONDS" --top-queries-per-second "$TOP_QPS" --claim-queries-per-second "$CLAIM_QPS" --events-per-second "$rate" \
     | grep -E "events/s|latency"
 done
 kill "$server"; wait "$server" 2>/dev/null || true

@@ -1,6 +1,7 @@
 """rapport from Python: stubs generated from ../../proto at run time with grpcio-tools (no
 hand-written protocol). Streams interactions, reads TopCustomers, checks health, lists services
-through reflection, and asserts on the answers (exit status 1 on any mismatch).
+through reflection, routes conversations to agents with skills and capacity (RoutingService and
+ClaimNext), and asserts on the answers (exit status 1 on any mismatch).
 
     pip install grpcio grpcio-tools grpcio-health-checking grpcio-reflection
     python examples/python/client.py --server 127.0.0.1:50051
@@ -37,7 +38,8 @@ def main():
     services = sorted(s.name for r in replies for s in r.list_services_response.service)
     print("services:", ", ".join(services))
     for wanted in ["rapport.v1.IngestService", "rapport.v1.ScoringService", "rapport.v1.SentimentService",
-                   "rapport.v1.IdentityService", "rapport.v1.IntentService", "grpc.health.v1.Health"]:
+                   "rapport.v1.IdentityService", "rapport.v1.IntentService", "rapport.v1.RoutingService",
+                   "grpc.health.v1.Health"]:
         assert wanted in services, (wanted, services)
 
     # Stream interactions: an angry public mention, a happy purchaser, one invalid event.
@@ -212,7 +214,167 @@ def main():
     assert cleo.open_threads == 1, cleo
     assert any(r.factor == "copies_joined" for r in cleo.reasons), cleo.reasons
     print("noise:", [r.detail for r in bot.reasons if r.factor == "flood"])
+
+    check_routing(pb, channel, f"{args.tenant}-routing", ts)
     print("python client: all checks passed")
+
+
+def check_routing(pb, channel, tenant, ts):
+    """Routing engine: agents with skills and per-channel capacity claim one conversation at a
+    time (a customer and the thread to answer) that fits them; an answer in the thread frees the
+    capacity; an AWAY agent takes nothing new. In a tenant of its own, so the agents above that
+    claimed whole customers stay apart."""
+    from rapport.v1 import routing_pb2 as rpb, routing_pb2_grpc
+
+    ipb, scp = pb["interaction_pb2"], pb["scoring_pb2"]
+    ingest = pb["ingest_pb2_grpc"].IngestServiceStub(channel)
+    scoring = pb["scoring_pb2_grpc"].ScoringServiceStub(channel)
+    routing = routing_pb2_grpc.RoutingServiceStub(channel)
+    english = "I have been waiting two weeks for my order and nobody answers me"
+    billing = "You charged my card twice this month, please refund the second payment"
+    french = "Bonjour, je n'arrive pas à me connecter à mon compte depuis hier soir"
+    german = "Ich warte seit zwei Wochen auf meine Bestellung und niemand antwortet mir"
+    email, chat = ipb.CHANNEL_EMAIL, ipb.CHANNEL_CHAT
+    # (customer, thread, channel, text, language); "ro-multi" has two matters on two channels (two
+    # different texts: the same text twice would be one cross-posted matter).
+    waiting = [("ro-en1", "ro-t-en1", email, english, "en"),
+               ("ro-en2", "ro-t-en2", chat, english, "en"),
+               ("ro-fr1", "ro-t-fr1", email, french, "fr"),
+               ("ro-fr2", "ro-t-fr2", chat, french, "fr"),
+               ("ro-de1", "ro-t-de1", email, german, "de"),
+               ("ro-multi", "ro-t-multi-mail", email, billing, "en"),
+               ("ro-multi", "ro-t-multi-chat", chat, english, "en")]
+    events = [ipb.Interaction(event_id=f"ro-{i}", tenant_id=tenant, customer_id=c, channel=ch,
+                              kind=ipb.INTERACTION_KIND_MESSAGE, direction=ipb.DIRECTION_INBOUND,
+                              occurred_at=ts(180 - 10 * i), thread_id=t, text=text)
+              for i, (c, t, ch, text, _) in enumerate(waiting)]
+    summary = ingest.Ingest(iter(events), timeout=10)
+    assert (summary.accepted, summary.rejected) == (len(events), 0), summary
+    multi = scoring.GetCustomer(scp.GetCustomerRequest(tenant_id=tenant, customer_id="ro-multi"),
+                                timeout=5)
+    assert multi.open_threads == 2, multi
+    language_of = {t: lang for _, t, _, _, lang in waiting}
+
+    # Agents: a bad one is refused naming the field; an unknown one is NOT_FOUND.
+    def cap(ch, n):
+        return rpb.ChannelCapacity(channel=ch, max_conversations=n)
+
+    agents = [rpb.Agent(agent_id="py-en", status=rpb.AGENT_STATUS_AVAILABLE, languages=["en"],
+                        capacity=[cap(chat, 1), cap(email, 1)]),
+              rpb.Agent(agent_id="py-fr", status=rpb.AGENT_STATUS_AVAILABLE, languages=["fr"],
+                        capacity=[cap(email, 1)])]
+    for agent in agents:
+        put = routing.PutAgent(rpb.PutAgentRequest(tenant_id=tenant, agent=agent), timeout=5)
+        assert put.agent.agent_id == agent.agent_id and put.agent.status == agent.status, put
+        assert list(put.agent.languages) == list(agent.languages) and len(put.load) == 0, put
+        assert sorted((c.channel, c.max_conversations) for c in put.agent.capacity) == \
+            sorted((c.channel, c.max_conversations) for c in agent.capacity), put
+    try:
+        routing.PutAgent(rpb.PutAgentRequest(tenant_id=tenant, agent=rpb.Agent(
+            agent_id="py-bad", status=rpb.AGENT_STATUS_AVAILABLE, languages=["en", "xx"],
+            capacity=[cap(email, 1)])), timeout=5)
+        raise AssertionError("an agent with an unknown language was accepted")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+        assert error.details().startswith("agent.languages[1]"), error.details()
+    try:
+        routing.GetAgent(rpb.GetAgentRequest(tenant_id=tenant, agent_id="py-nobody"), timeout=5)
+        raise AssertionError("an unknown agent was found")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.NOT_FOUND, error
+
+    def loads():
+        """Live claims per agent and channel, as ListAgents tells them."""
+        listed = routing.ListAgents(rpb.ListAgentsRequest(tenant_id=tenant), timeout=5)
+        assert [a.agent.agent_id for a in listed.agents] == ["py-en", "py-fr"], listed
+        return {a.agent.agent_id: {l.channel: l.max_conversations for l in a.load}
+                for a in listed.agents}
+
+    def claim(agent_id):
+        """One ClaimNext: (customer_id, conversation), or None when nothing fits."""
+        got = scoring.ClaimNext(scp.ClaimNextRequest(tenant_id=tenant, agent_id=agent_id), timeout=5)
+        if not got.HasField("customer"):
+            assert not got.HasField("conversation"), got
+            return None
+        assert got.customer.claimed_by == agent_id and got.HasField("conversation"), got
+        return got.customer.customer_id, got.conversation
+
+    # Each agent claims until nothing fits it: only its languages, never above its capacity on a
+    # channel, never a thread another holds.
+    held = {}  # thread -> (agent, customer, channel)
+    for agent in agents:
+        languages = set(agent.languages)
+        capacity = {c.channel: c.max_conversations for c in agent.capacity}
+        for _ in range(10):
+            got = claim(agent.agent_id)
+            if got is None:
+                break
+            customer_id, conversation = got
+            thread = conversation.thread_id
+            assert conversation.language in languages, (agent.agent_id, conversation)
+            assert language_of[thread] == conversation.language, (thread, conversation)
+            assert conversation.channel in capacity, (agent.agent_id, conversation)
+            assert conversation.HasField("waiting_since") and conversation.HasField("reply_due_at"), \
+                conversation
+            assert thread not in held, (thread, held[thread], agent.agent_id)
+            held[thread] = (agent.agent_id, customer_id, conversation.channel)
+        else:
+            raise AssertionError(f"{agent.agent_id} never ran out of work")
+        mine = [ch for a, _, ch in held.values() if a == agent.agent_id]
+        counts = {ch: mine.count(ch) for ch in set(mine)}
+        assert all(n <= capacity[ch] for ch, n in counts.items()), (agent.agent_id, counts, capacity)
+        assert loads()[agent.agent_id] == counts, (agent.agent_id, loads(), counts)
+    # py-en fills both its channels (English waits on each), py-fr its e-mail with the French one;
+    # the French chat and the German e-mail fit nobody.
+    assert loads() == {"py-en": {chat: 1, email: 1}, "py-fr": {email: 1}}, loads()
+    assert {t for t, (a, _, _) in held.items() if a == "py-fr"} == {"ro-t-fr1"}, held
+    assert "ro-t-fr2" not in held and "ro-t-de1" not in held, held
+
+    # An answer in one of py-en's threads ends that claim and frees its channel; py-en claims
+    # again and gets another English conversation on that channel.
+    answered, (_, customer_id, answered_channel) = next(
+        (t, h) for t, h in sorted(held.items()) if h[0] == "py-en")
+    reply = ipb.Interaction(event_id="ro-reply-1", tenant_id=tenant, customer_id=customer_id,
+                            channel=answered_channel, kind=ipb.INTERACTION_KIND_MESSAGE,
+                            direction=ipb.DIRECTION_OUTBOUND, occurred_at=ts(0),
+                            thread_id=answered, agent_id="py-en",
+                            text="Sorry for the wait, we are looking into it right now.")
+    summary = ingest.Ingest(iter([reply]), timeout=10)
+    assert summary.accepted == 1, summary
+    en = routing.GetAgent(rpb.GetAgentRequest(tenant_id=tenant, agent_id="py-en"), timeout=5)
+    en_load = {l.channel: l.max_conversations for l in en.load}
+    assert en_load.get(answered_channel, 0) == 0 and sum(en_load.values()) == 1, en
+    got = claim("py-en")
+    assert got is not None, "py-en got nothing after its answer freed a channel"
+    customer_again, again = got
+    assert again.channel == answered_channel and again.language == "en", again
+    assert again.thread_id not in held, (again, held)
+    held[again.thread_id] = ("py-en", customer_again, again.channel)
+    assert claim("py-en") is None  # full again
+
+    # AWAY: py-fr keeps what it holds, takes nothing new, and gives its conversation back by thread.
+    away = routing.SetAgentStatus(rpb.SetAgentStatusRequest(
+        tenant_id=tenant, agent_id="py-fr", status=rpb.AGENT_STATUS_AWAY), timeout=5)
+    assert away.agent.status == rpb.AGENT_STATUS_AWAY and len(away.load) == 1, away
+    try:
+        claim("py-fr")
+        raise AssertionError("an AWAY agent claimed work")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+    released = scoring.ReleaseClaim(scp.ClaimRequest(tenant_id=tenant, agent_id="py-fr",
+                                                     customer_id="ro-fr1", thread_id="ro-t-fr1"),
+                                    timeout=5)
+    assert not released.HasField("customer"), released
+    fr = routing.GetAgent(rpb.GetAgentRequest(tenant_id=tenant, agent_id="py-fr"), timeout=5)
+    assert len(fr.load) == 0, fr
+    try:
+        scoring.ReleaseClaim(scp.ClaimRequest(tenant_id=tenant, agent_id="py-fr",
+                                              customer_id="ro-fr1", thread_id="ro-t-fr1"), timeout=5)
+        raise AssertionError("a claim was released twice")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+    print(f"routing: py-en and py-fr claimed {len(held)} conversations within capacity "
+          f"({answered} answered, ro-t-fr1 released while AWAY)")
 
 
 if __name__ == "__main__":

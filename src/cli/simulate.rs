@@ -5,7 +5,9 @@
 //! on public channels, many followers). The brand replies to most inbound messages after a delay,
 //! outbound in the same thread. Events are stamped with the current time; `--backfill-days` first
 //! sends that many days of history. Everything is sent through client-streaming `Ingest` calls,
-//! one per tick, and progress is printed on stderr once a second.
+//! one per tick, and progress is printed on stderr once a second. With `--agents`, each tenant
+//! also has that many agents registered (RoutingService) who take conversations with ClaimNext,
+//! one call per agent per tick, and answer each in its thread after a few seconds.
 
 use crate::api::convert::to_timestamp;
 use crate::engine::now_ms;
@@ -38,6 +40,10 @@ pub struct SimulateArgs {
     /// Random seed: the same seed gives the same customers and the same event sequence.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Agents per tenant (`agent-1`, ...), registered for every channel (two conversations each)
+    /// and one outreach customer, claiming work and answering it.
+    #[arg(long, default_value_t = 0)]
+    pub agents: u32,
 }
 
 /// SplitMix64: small, seeded, good enough for traffic.
@@ -431,6 +437,123 @@ async fn send(
     Ok(())
 }
 
+/// The simulated agents: who they are, and the answers they owe.
+struct Agents {
+    routing:
+        crate::pb::routing_service_client::RoutingServiceClient<crate::cli::client::Connection>,
+    scoring:
+        crate::pb::scoring_service_client::ScoringServiceClient<crate::cli::client::Connection>,
+    /// (tenant, agent id).
+    agents: Vec<(String, String)>,
+    /// Answers owed: when, and the outbound event.
+    owed: Vec<(i64, pb::Interaction)>,
+    claims: u64,
+}
+
+impl Agents {
+    /// Registers `per_tenant` agents in each tenant of `sim`.
+    async fn register(
+        connection: crate::cli::client::Connection,
+        sim: &Simulation,
+        per_tenant: u32,
+    ) -> anyhow::Result<Self> {
+        let mut tenants: Vec<String> = sim.customers.iter().map(|c| c.tenant.clone()).collect();
+        tenants.dedup();
+        let mut agents = Agents {
+            routing: crate::pb::routing_service_client::RoutingServiceClient::new(
+                connection.clone(),
+            ),
+            scoring: crate::pb::scoring_service_client::ScoringServiceClient::new(connection),
+            agents: Vec::new(),
+            owed: Vec::new(),
+            claims: 0,
+        };
+        for tenant in tenants {
+            for n in 1..=per_tenant {
+                let agent_id = format!("agent-{n}");
+                agents
+                    .routing
+                    .put_agent(pb::PutAgentRequest {
+                        tenant_id: tenant.clone(),
+                        agent: Some(pb::Agent {
+                            agent_id: agent_id.clone(),
+                            status: pb::AgentStatus::Available as i32,
+                            capacity: (1..=12)
+                                .map(|channel| pb::ChannelCapacity {
+                                    channel,
+                                    max_conversations: 2,
+                                })
+                                .collect(),
+                            outreach_capacity: 1,
+                            ..Default::default()
+                        }),
+                    })
+                    .await?;
+                agents.agents.push((tenant.clone(), agent_id));
+            }
+        }
+        Ok(agents)
+    }
+
+    /// Each agent asks for work once; what it gets it answers 2 to 10 s later.
+    async fn claim(&mut self, sim: &mut Simulation, now: i64) -> anyhow::Result<()> {
+        for (tenant, agent_id) in &self.agents {
+            let answer = self
+                .scoring
+                .claim_next(pb::ClaimNextRequest {
+                    tenant_id: tenant.clone(),
+                    agent_id: agent_id.clone(),
+                    ttl_seconds: 120,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let Some(customer) = answer.customer else {
+                continue;
+            };
+            self.claims += 1;
+            let (channel, thread_id) = match answer.conversation {
+                Some(conversation) if !conversation.thread_id.is_empty() => {
+                    (conversation.channel, conversation.thread_id)
+                }
+                Some(conversation) => (conversation.channel, sim.event_id()),
+                // Outreach: a new thread on e-mail.
+                None => (pb::Channel::Email as i32, sim.event_id()),
+            };
+            let due_ms = now + 2_000 + sim.rng.below(8_000) as i64;
+            self.owed.push((
+                due_ms,
+                pb::Interaction {
+                    event_id: sim.event_id(),
+                    tenant_id: tenant.clone(),
+                    customer_id: customer.customer_id,
+                    channel,
+                    kind: pb::InteractionKind::Reply as i32,
+                    direction: pb::Direction::Outbound as i32,
+                    occurred_at: None,
+                    text: sim.rng.pick(REPLIES).to_string(),
+                    thread_id,
+                    agent_id: agent_id.clone(),
+                    ..Default::default()
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// The answers due at or before `now`, stamped `now`.
+    fn answers_due(&mut self, now: i64, out: &mut Vec<pb::Interaction>) {
+        self.owed.retain_mut(|(due_ms, answer)| {
+            if *due_ms > now {
+                return true;
+            }
+            answer.occurred_at = Some(to_timestamp(now));
+            out.push(std::mem::take(answer));
+            false
+        });
+    }
+}
+
 /// Runs the simulation until the duration is over or Ctrl-C.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -439,7 +562,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     );
     let mut sim = Simulation::new(&args);
     let address = args.server.address();
-    let mut client = IngestServiceClient::new(args.server.connect().await?);
+    let connection = args.server.connect().await?;
+    let mut client = IngestServiceClient::new(connection.clone());
     let mut totals = Totals::default();
 
     if args.backfill_days > 0 {
@@ -460,6 +584,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         );
     }
 
+    let mut agents = match args.agents {
+        0 => None,
+        per_tenant => Some(
+            Agents::register(connection, &sim, per_tenant)
+                .await
+                .map_err(|error| anyhow::anyhow!("registering agents at {address}: {error}"))?,
+        ),
+    };
     let started = Instant::now();
     let deadline = args.duration_seconds.map(Duration::from_secs);
     let tick = Duration::from_millis(100);
@@ -495,7 +627,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             batch.push(sim.inbound(index, now, churn));
         }
         sim.replies_due(now, &mut batch);
+        if let Some(agents) = agents.as_mut() {
+            agents.answers_due(now, &mut batch);
+        }
         send(&mut client, &address, batch, &mut totals).await?;
+        if let Some(agents) = agents.as_mut() {
+            agents
+                .claim(&mut sim, now)
+                .await
+                .map_err(|error| anyhow::anyhow!("ClaimNext at {address}: {error}"))?;
+        }
         if last_report.elapsed() >= Duration::from_secs(1) {
             let rate = (totals.sent - sent_at_report) as f64 / last_report.elapsed().as_secs_f64();
             eprintln!(
@@ -505,6 +646,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             last_report = Instant::now();
             sent_at_report = totals.sent;
         }
+    }
+    if let Some(agents) = &agents {
+        eprintln!("agents: {} claims taken", agents.claims);
     }
     eprintln!(
         "done: sent {}  accepted {}  duplicates {}  rejected {}  in {:.1} s",
@@ -536,6 +680,7 @@ mod tests {
             duration_seconds: Some(1),
             backfill_days: 0,
             seed,
+            agents: 0,
         }
     }
 

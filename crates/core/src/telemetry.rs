@@ -62,6 +62,11 @@ pub const CLAIMS_ENDED_BY_MERGE_TOTAL: &str = "rapport_claims_ended_by_merge_tot
 pub const REPLIES_TOTAL: &str = "rapport_replies_total";
 /// The same answers by tenant, intent (`none` without one) and outcome.
 pub const REPLIES_BY_INTENT_TOTAL: &str = "rapport_replies_by_intent_total";
+/// Conversations agents hold, by tenant and channel (tenants with registered agents; set by
+/// the ranking pass).
+pub const AGENT_CONVERSATIONS_HELD: &str = "rapport_agent_conversations_held";
+/// Conversations available agents may hold at once, by tenant and channel (the ranking pass).
+pub const AGENT_CONVERSATIONS_CAPACITY: &str = "rapport_agent_conversations_capacity";
 /// Identifier links or merges the identity rules refused.
 pub const IDENTITY_LINKS_REFUSED_TOTAL: &str = "rapport_identity_links_refused_total";
 /// Config reloads (SIGHUP or `AdminService.ReloadConfig`), by outcome (`ok`, `refused`).
@@ -220,6 +225,14 @@ fn describe() {
     describe_counter!(
         CUSTOMERS_MERGED_TOTAL,
         "Customers merged into another because they share an identifier or a CRM said so."
+    );
+    describe_gauge!(
+        AGENT_CONVERSATIONS_HELD,
+        "Conversations registered agents hold (live claims), by tenant and channel."
+    );
+    describe_gauge!(
+        AGENT_CONVERSATIONS_CAPACITY,
+        "Conversations the tenant's available agents may hold at once, by tenant and channel."
     );
     describe_counter!(
         REPLIES_TOTAL,
@@ -568,6 +581,19 @@ pub fn claim_ended_by_merge(tenant_id: &str, customer_id: &str, agent_id: &str) 
         agent_id,
         "a merge ended this agent's claim: another agent holds the merged customer's work"
     );
+}
+
+/// The tenant's agents hold `held` conversations on `channel`, and its available agents have room
+/// for `capacity`.
+pub fn agent_load(tenant_id: &str, channel: Channel, held: u32, capacity: u32) {
+    gauge!(AGENT_CONVERSATIONS_HELD, "tenant" => tenant_id.to_string(), "channel" => channel.as_str())
+        .set(f64::from(held));
+    gauge!(
+        AGENT_CONVERSATIONS_CAPACITY,
+        "tenant" => tenant_id.to_string(),
+        "channel" => channel.as_str()
+    )
+    .set(f64::from(capacity));
 }
 
 /// A live answer closed a thread waiting on `channel` about `intent`: a first response unless

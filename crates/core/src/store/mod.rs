@@ -1810,6 +1810,37 @@ impl Store {
         levels.finish(|intent| names.name(intent).map(|name| name.to_string()))
     }
 
+    /// Sets the tenant's agent gauges: conversations held and the capacity of available agents,
+    /// per channel (a tenant without agents reports nothing).
+    fn report_agent_load(tenant: &Tenant, now_ms: TimestampMs) {
+        let agents = tenant.agents.lock();
+        if agents.is_empty() {
+            return;
+        }
+        let claims = tenant.claims.lock();
+        let mut held = [0u32; crate::domain::Channel::ALL.len()];
+        let mut capacity = [0u32; crate::domain::Channel::ALL.len()];
+        for entry in agents.values() {
+            let load = claims.load_of(&entry.agent.agent_id, now_ms);
+            for channel in crate::domain::Channel::ALL {
+                held[channel as usize] += load.on(channel);
+                if entry.agent.status == AgentStatus::Available {
+                    capacity[channel as usize] += entry.agent.capacity_on(channel);
+                }
+            }
+        }
+        drop(claims);
+        drop(agents);
+        for channel in crate::domain::Channel::ALL {
+            crate::telemetry::agent_load(
+                &tenant.id,
+                channel,
+                held[channel as usize],
+                capacity[channel as usize],
+            );
+        }
+    }
+
     /// Every agent of every tenant, for a state snapshot.
     pub fn all_agents(&self) -> Vec<(String, Agent)> {
         let mut all = Vec::new();
@@ -2456,6 +2487,7 @@ impl Store {
             if self.refit_if_due(&tenant, now_ms) {
                 census.models_fitted += 1;
             }
+            Self::report_agent_load(&tenant, now_ms);
             let models = self.models(&tenant);
             // Watchers' thresholds, for time-driven pushes against the previous pass.
             let thresholds = tenant.watch_thresholds();
