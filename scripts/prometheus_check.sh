@@ -80,7 +80,7 @@ if "$RAPPORT" top --tenant "" --server "$SERVER" >/dev/null 2>&1; then
   echo "expected INVALID_ARGUMENT for an empty tenant" >&2; exit 1
 fi
 timeout $((SIM_SECONDS + 60)) "$RAPPORT" simulate --server "$SERVER" --tenants 2 --customers 100 \
-  --rate 40 --backfill-days 7 --duration-seconds "$SIM_SECONDS" --seed 7 2>"$WORK/simulate.log"
+  --rate 40 --backfill-days 7 --duration-seconds "$SIM_SECONDS" --seed 7 --agents 2 2>"$WORK/simulate.log"
 tail -n 1 "$WORK/simulate.log"
 grep -q "rejected 0 " "$WORK/simulate.log" || { echo "simulate saw rejections" >&2; cat "$WORK/simulate.log" >&2; exit 1; }
 
