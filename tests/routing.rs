@@ -595,3 +595,144 @@ async fn status_thread_scoped_release_and_removal() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound, "{status}");
 }
+
+/// The next offer on the stream, as (agent, customer, thread).
+async fn next(offers: &mut tonic::Streaming<pb::Offer>) -> (String, String, String) {
+    use tokio_stream::StreamExt;
+    let offer = tokio::time::timeout(Duration::from_secs(20), offers.next())
+        .await
+        .expect("an offer within 20 s")
+        .expect("the stream is open")
+        .expect("an offer");
+    let conversation = offer.conversation.clone().expect("a conversation");
+    (
+        offer.agent_id,
+        offer.customer.unwrap().customer_id,
+        conversation.thread_id,
+    )
+}
+
+/// Push routing: offers go to agents with room, least loaded first, one open offer per agent and
+/// never one conversation to two agents; a declined conversation goes to someone else and not
+/// back to the agent that declined it; an accepted one is a claim; one left unanswered lapses
+/// and is offered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_are_pushed_answered_declined_and_lapse() {
+    let mut t = start().await;
+    let now = rapport::engine::now_ms() - 5 * MINUTE_MS;
+    let mut messages = Vec::new();
+    for n in 0..3 {
+        let mut message = with_text(
+            event(
+                "acme",
+                &format!("c{n}"),
+                &format!("m{n}"),
+                now + n as i64 * 1000,
+            ),
+            ENGLISH,
+        );
+        message.channel = pb::Channel::Email as i32;
+        message.kind = pb::InteractionKind::Message as i32;
+        message.thread_id = format!("t{n}");
+        messages.push(message);
+    }
+    t.ingest_all(messages).await;
+    let mut routing = RoutingServiceClient::new(t.channel.clone());
+    for id in ["ann", "bob"] {
+        let mut agent = agents()[0].clone();
+        agent.agent_id = id.into();
+        agent.capacity = vec![capacity(pb::Channel::Email, 1)];
+        routing
+            .put_agent(pb::PutAgentRequest {
+                tenant_id: "acme".into(),
+                agent: Some(agent),
+            })
+            .await
+            .unwrap();
+    }
+    let status = routing
+        .watch_offers(pb::WatchOffersRequest {
+            tenant_id: "acme".into(),
+            agent_ids: Vec::new(),
+            offer_timeout_seconds: 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("offer_timeout_seconds:"),
+        "{status}"
+    );
+    let mut offers = routing
+        .watch_offers(pb::WatchOffersRequest {
+            tenant_id: "acme".into(),
+            agent_ids: Vec::new(),
+            offer_timeout_seconds: 5,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Both agents get one offer each, of two different conversations.
+    let first = next(&mut offers).await;
+    let second = next(&mut offers).await;
+    assert_ne!(
+        first.0, second.0,
+        "one open offer per agent: {first:?} {second:?}"
+    );
+    assert_ne!(
+        first.2, second.2,
+        "one conversation to one agent: {first:?} {second:?}"
+    );
+    let answer = |offer: &(String, String, String), accept: bool| pb::AnswerOfferRequest {
+        tenant_id: "acme".into(),
+        agent_id: offer.0.clone(),
+        customer_id: offer.1.clone(),
+        thread_id: offer.2.clone(),
+        accept,
+        ttl_seconds: 600,
+    };
+    // The first declines: it is offered the third conversation, never the one it declined.
+    routing.answer_offer(answer(&first, false)).await.unwrap();
+    let status = routing
+        .answer_offer(answer(&first, true))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    let third = next(&mut offers).await;
+    assert_eq!(third.0, first.0);
+    assert_ne!(
+        third.2, first.2,
+        "a declined conversation is not offered back at once"
+    );
+    assert_ne!(third.2, second.2);
+    // The second accepts: a claim.
+    let accepted = routing
+        .answer_offer(answer(&second, true))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap();
+    assert_eq!(accepted.claimed_by, second.0);
+    // Nobody answers the third offer: it lapses, and the declined conversation (free, and the
+    // first agent's pass over it over by then) is offered again.
+    let again = next(&mut offers).await;
+    assert_eq!(again.0, first.0, "{again:?}");
+    let status = routing
+        .answer_offer(answer(&third, true))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::FailedPrecondition,
+        "a lapsed offer: {status}"
+    );
+    let state = routing
+        .get_agent(pb::GetAgentRequest {
+            tenant_id: "acme".into(),
+            agent_id: second.0.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state.load[0].max_conversations, 1, "{state:?}");
+}

@@ -281,6 +281,7 @@ impl Engine {
         query: &crate::store::TopQuery,
         ttl_ms: i64,
         now_ms: TimestampMs,
+        passed_over: &[(String, crate::store::Work)],
     ) -> (
         Result<Option<crate::store::Claimed>, crate::store::ClaimRefusal>,
         Option<Durable>,
@@ -288,7 +289,7 @@ impl Engine {
         self.logged(
             || {
                 self.store
-                    .claim_next(tenant_id, agent_id, query, ttl_ms, now_ms)
+                    .claim_next(tenant_id, agent_id, query, ttl_ms, now_ms, passed_over)
             },
             |claimed| {
                 let claimed = claimed.as_ref().ok()?.as_ref()?;
@@ -310,7 +311,7 @@ impl Engine {
         tenant_id: &str,
         customer_id: &str,
         agent_id: &str,
-        thread_id: Option<&str>,
+        thread_key: Option<u64>,
         release: bool,
         ttl_ms: i64,
         now_ms: TimestampMs,
@@ -330,7 +331,7 @@ impl Engine {
                     tenant_id,
                     customer_id,
                     agent_id,
-                    thread_id,
+                    thread_key,
                     release,
                     ttl_ms,
                     now_ms,

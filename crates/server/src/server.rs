@@ -227,8 +227,13 @@ pub async fn start(
             .with_cluster(cluster.clone()),
     );
     let routing = Arc::new(
-        crate::api::RoutingApi::new(Arc::clone(&engine), limits.clone(), scans)
-            .with_cluster(cluster.clone()),
+        crate::api::RoutingApi::new(
+            Arc::clone(&engine),
+            limits.clone(),
+            scans,
+            shutdown_rx.clone(),
+        )
+        .with_cluster(cluster.clone()),
     );
     // Every service but health behind the bearer-token check; a config reload replaces the
     // tokens in force.

@@ -1394,7 +1394,8 @@ impl Store {
     /// an answer, most urgent of its customer first) that fits its skills and capacity, or a
     /// whole customer with nothing waiting within its outreach capacity; it must be available.
     /// An agent never registered gets a whole customer nobody holds anything of.
-    /// Claimers of a tenant take turns, so two agents never get the same work.
+    /// Claimers of a tenant take turns, so two agents never get the same work. Work in
+    /// `passed_over` (customer and work the agent declined) is left for others.
     pub fn claim_next(
         &self,
         tenant_id: &str,
@@ -1402,6 +1403,7 @@ impl Store {
         query: &TopQuery,
         ttl_ms: i64,
         now_ms: TimestampMs,
+        passed_over: &[(String, Work)],
     ) -> Result<Option<Claimed>, ClaimRefusal> {
         let Some(tenant) = self.tenant(tenant_id) else {
             return Ok(None);
@@ -1434,6 +1436,11 @@ impl Store {
                 .into_iter()
                 .skip(looked_at)
                 .find_map(|(customer_id, score)| {
+                    let passed = |work: &Work| {
+                        passed_over
+                            .iter()
+                            .any(|(customer, passed)| *customer == customer_id && passed == work)
+                    };
                     let work = match (&agent, &load) {
                         (Some(agent), Some(load)) => self.fitting_work(
                             &tenant,
@@ -1445,9 +1452,9 @@ impl Store {
                             &customer_id,
                             &score,
                             now_ms,
+                            &passed,
                         )?,
-                        _ => claims
-                            .is_free(&customer_id)
+                        _ => (claims.is_free(&customer_id) && !passed(&Work::Customer))
                             .then_some((Work::Customer, None))?,
                     };
                     Some((customer_id, score, work))
@@ -1502,6 +1509,7 @@ impl Store {
         customer_id: &str,
         score: &Score,
         now_ms: TimestampMs,
+        passed: &dyn Fn(&Work) -> bool,
     ) -> Option<(Work, Option<Conversation>)> {
         if claims.holds_customer(customer_id) {
             return None;
@@ -1546,6 +1554,7 @@ impl Store {
             };
             let fits = score.action != Action::None
                 && claims.is_free(customer_id)
+                && !passed(&Work::Customer)
                 && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing).is_none();
             return fits.then_some((Work::Customer, None));
         }
@@ -1572,6 +1581,7 @@ impl Store {
                         .language
                         .is_none_or(|language| language == thread.language);
                 let fits = passes
+                    && !passed(&work)
                     && claims.is_work_free(customer_id, &work)
                     && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing)
                         .is_none();
@@ -1592,15 +1602,16 @@ impl Store {
     }
 
     /// Extends (`ttl_ms` from `now_ms`) or, with `release`, ends the live claims `agent_id` holds
-    /// on the customer `customer_id` resolves to (only the conversation in thread `thread_id`
-    /// when one is named); returns that customer and each claim changed, after the change.
+    /// on the customer `customer_id` resolves to (only the conversation in the thread of key
+    /// `thread_key`, see [`id_key`], when one is named); returns that customer and each claim
+    /// changed, after the change.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     pub fn update_claim(
         &self,
         tenant_id: &str,
         customer_id: &str,
         agent_id: &str,
-        thread_id: Option<&str>,
+        thread_key: Option<u64>,
         release: bool,
         ttl_ms: i64,
         now_ms: TimestampMs,
@@ -1611,7 +1622,6 @@ impl Store {
         };
         let tenant = self.tenant(tenant_id).ok_or_else(not_held)?;
         let customer_id = CompactString::from(tenant.identities.read().canonical(customer_id));
-        let thread_key = thread_id.map(id_key);
         let mut claims = tenant.claims.lock();
         let changed = claims
             .update_held(

@@ -12,7 +12,7 @@ pub mod metrics_layer;
 pub mod reasons;
 mod routing;
 pub mod scan_gate;
-mod scoring;
+pub(crate) mod scoring;
 mod sentiment;
 
 pub use admin::AdminApi;

@@ -7,8 +7,13 @@ use crate::api::scan_gate::ScanGate;
 use crate::engine::{now_ms, Engine};
 use crate::pb;
 use crate::pb::routing_service_server::RoutingService;
-use crate::store::{Agent, AgentStatus, AgentView};
+use crate::store::{Agent, AgentStatus, AgentView, TopQuery, Work};
+use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 /// The window GetServiceLevels reads when `since` is unset: a week before `until`.
@@ -19,25 +24,216 @@ const DEFAULT_SERVICE_LEVEL_WINDOW_MS: i64 = 7 * 86_400_000;
 const MAX_SKILLS: usize = 500;
 const MAX_CAPACITY: u32 = 1_000;
 
+/// Default, shortest and longest time an agent has to answer an offer.
+const DEFAULT_OFFER_TIMEOUT_SECONDS: u32 = 30;
+const MIN_OFFER_TIMEOUT_SECONDS: u32 = 5;
+const MAX_OFFER_TIMEOUT_SECONDS: u32 = 600;
+/// How often WatchOffers looks for work to offer.
+const OFFER_TICK: Duration = Duration::from_millis(250);
+
+/// An offer waiting for its agent's answer.
+#[derive(Clone, Debug)]
+struct OpenOffer {
+    customer_id: String,
+    work: Work,
+    expires_at_ms: i64,
+    /// How long the agent leaves this work alone once it declines it or lets it lapse.
+    timeout_ms: i64,
+}
+
+/// A tenant and one of its agents.
+type AgentKey = (String, String);
+
+/// Work an agent declined or let lapse: the customer, the work, and until when others get it.
+type PassedOver = (String, Work, i64);
+
+/// The offers open on WatchOffers streams and the work agents passed over, by tenant and agent.
+#[derive(Debug, Default)]
+struct OfferBook {
+    open: HashMap<AgentKey, OpenOffer>,
+    passed: HashMap<AgentKey, Vec<PassedOver>>,
+}
+
+impl OfferBook {
+    /// Offers past their time lapse: their work is passed over by their agent for a while.
+    fn lapse(&mut self, tenant_id: &str, now_ms: i64) {
+        let lapsed: Vec<AgentKey> = self
+            .open
+            .iter()
+            .filter(|((tenant, _), offer)| tenant == tenant_id && offer.expires_at_ms <= now_ms)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in lapsed {
+            if let Some(offer) = self.open.remove(&key) {
+                self.pass(key, offer, now_ms);
+            }
+        }
+        self.passed.retain(|_, passed| {
+            passed.retain(|(_, _, until)| *until > now_ms);
+            !passed.is_empty()
+        });
+    }
+
+    /// The agent of `key` leaves `offer`'s work to others for the offer's timeout.
+    fn pass(&mut self, key: AgentKey, offer: OpenOffer, now_ms: i64) {
+        self.passed.entry(key).or_default().push((
+            offer.customer_id,
+            offer.work,
+            now_ms.saturating_add(offer.timeout_ms),
+        ));
+    }
+}
+
 /// The RoutingService implementation.
 pub struct RoutingApi {
     engine: Arc<Engine>,
     limits: Limits,
     /// GetServiceLevels scans the tenant's customers through this gate.
     scans: Arc<ScanGate>,
+    /// Flips to true on shutdown: offer streams end.
+    shutdown: watch::Receiver<bool>,
+    /// Offers open and work passed over (WatchOffers, AnswerOffer).
+    offers: std::sync::Mutex<OfferBook>,
     /// Cluster mode: agents are not shared across replicas yet (FAILED_PRECONDITION).
     cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl RoutingApi {
-    /// A service over `engine` with the server's input limits; scans wait at `scans`.
-    pub fn new(engine: Arc<Engine>, limits: Limits, scans: Arc<ScanGate>) -> Self {
+    /// A service over `engine` with the server's input limits; scans wait at `scans`; offer
+    /// streams end when `shutdown` becomes true.
+    pub fn new(
+        engine: Arc<Engine>,
+        limits: Limits,
+        scans: Arc<ScanGate>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             engine,
             limits,
             scans,
+            shutdown,
+            offers: std::sync::Mutex::default(),
             cluster: None,
         }
+    }
+
+    /// The offer book, locked (a panic while it was held leaves it usable: each change is whole).
+    fn book(&self) -> std::sync::MutexGuard<'_, OfferBook> {
+        self.offers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One round of offers for the watched agents (`None`: all) of a tenant: lapsed offers
+    /// pass, then every available agent with room and no open offer, least loaded first (then
+    /// longest since it last took work), is offered the work ClaimNext would give it. Returns
+    /// the offers made, for the stream.
+    async fn offer_round(
+        &self,
+        tenant_id: &str,
+        watched: Option<&[String]>,
+        timeout_ms: i64,
+    ) -> Result<Vec<pb::Offer>, ApiError> {
+        let now = now_ms();
+        self.book().lapse(tenant_id, now);
+        let mut agents: Vec<AgentView> = self
+            .engine
+            .store
+            .agents(tenant_id, now)
+            .into_iter()
+            .filter(|view| {
+                view.agent.status == AgentStatus::Available
+                    && watched.is_none_or(|ids| ids.contains(&view.agent.agent_id))
+            })
+            .filter_map(|view| {
+                let room = view
+                    .agent
+                    .capacity
+                    .iter()
+                    .any(|(channel, max)| view.load.on(*channel) < *max)
+                    || view.load.whole_customers < view.agent.outreach_capacity;
+                room.then_some(view)
+            })
+            .collect();
+        let busy = |view: &AgentView| {
+            let capacity: u32 = view.agent.capacity.iter().map(|(_, max)| max).sum::<u32>()
+                + view.agent.outreach_capacity;
+            let held: u32 = view.load.per_channel.iter().sum::<u32>() + view.load.whole_customers;
+            f64::from(held) / f64::from(capacity.max(1))
+        };
+        agents.sort_by(|a, b| {
+            busy(a)
+                .total_cmp(&busy(b))
+                .then_with(|| a.last_claimed_ms.cmp(&b.last_claimed_ms))
+                .then_with(|| a.agent.agent_id.cmp(&b.agent.agent_id))
+        });
+        let mut made = Vec::new();
+        for view in agents {
+            let agent_id = view.agent.agent_id;
+            let key = (tenant_id.to_string(), agent_id.clone());
+            let passed_over: Vec<(String, Work)> = {
+                let book = self.book();
+                if book.open.contains_key(&key) {
+                    continue;
+                }
+                book.passed
+                    .get(&key)
+                    .map(|passed| {
+                        passed
+                            .iter()
+                            .map(|(customer, work, _)| (customer.clone(), *work))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let query = TopQuery {
+                limit: 16,
+                action: None,
+                min_retention_risk: 0.0,
+                as_of_ms: now,
+                live: true,
+                segment: None,
+                channel: None,
+                intent: None,
+                language: None,
+            };
+            let engine = Arc::clone(&self.engine);
+            let (tenant, agent) = (tenant_id.to_string(), agent_id.clone());
+            let (claimed, durable) = self
+                .scans
+                .run(tenant_id, move || {
+                    engine.claim_next(&tenant, &agent, &query, timeout_ms, now, &passed_over)
+                })
+                .await?;
+            if let Some(durable) = durable {
+                durable.wait().await;
+            }
+            // Not available any more (set away meanwhile), or nothing for it: next agent.
+            let Ok(Some(claimed)) = claimed else {
+                continue;
+            };
+            self.book().open.insert(
+                key,
+                OpenOffer {
+                    customer_id: claimed.customer_id.clone(),
+                    work: claimed.claim.work,
+                    expires_at_ms: claimed.claim.expires_at_ms,
+                    timeout_ms,
+                },
+            );
+            let names = self.engine.store.intents().names(tenant_id);
+            made.push(pb::Offer {
+                agent_id,
+                customer: Some(crate::api::scoring::with_claim(
+                    convert::score_to_pb(tenant_id, &claimed.customer_id, &claimed.score, &names),
+                    Some(&claimed.claim),
+                )),
+                conversation: claimed
+                    .conversation
+                    .as_ref()
+                    .map(convert::conversation_to_pb),
+                expires_at: Some(convert::to_timestamp(claimed.claim.expires_at_ms)),
+            });
+        }
+        Ok(made)
     }
 
     /// Cluster mode: every call refused (FAILED_PRECONDITION).
@@ -346,6 +542,165 @@ impl RoutingService for Arc<RoutingApi> {
             return Err(not_found(&tenant_id, &agent_id).into());
         }
         Ok(Response::new(pb::RemoveAgentResponse {}))
+    }
+
+    type WatchOffersStream = Pin<Box<dyn futures::Stream<Item = Result<pb::Offer, Status>> + Send>>;
+
+    async fn watch_offers(
+        &self,
+        request: Request<pb::WatchOffersRequest>,
+    ) -> Result<Response<Self::WatchOffersStream>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        crate::cluster::single_process_only(self.cluster.as_deref(), "WatchOffers")?;
+        let pb::WatchOffersRequest {
+            tenant_id,
+            agent_ids,
+            offer_timeout_seconds,
+        } = request.into_inner();
+        check_id("tenant_id", &tenant_id, true, &self.limits).map_err(ApiError::from)?;
+        for (index, agent_id) in agent_ids.iter().enumerate() {
+            check_id("agent_ids", agent_id, true, &self.limits)
+                .map_err(|error| ApiError::from(error.at_index(index)))?;
+        }
+        let timeout_seconds = match offer_timeout_seconds {
+            0 => DEFAULT_OFFER_TIMEOUT_SECONDS,
+            seconds
+                if (MIN_OFFER_TIMEOUT_SECONDS..=MAX_OFFER_TIMEOUT_SECONDS).contains(&seconds) =>
+            {
+                seconds
+            }
+            seconds => {
+                return Err(ApiError::from(FieldError::new(
+                    "offer_timeout_seconds",
+                    format!(
+                        "must be within [{MIN_OFFER_TIMEOUT_SECONDS}, \
+                         {MAX_OFFER_TIMEOUT_SECONDS}], got {seconds}"
+                    ),
+                ))
+                .into())
+            }
+        };
+        let timeout_ms = i64::from(timeout_seconds) * 1000;
+        let api = Arc::clone(self);
+        let mut shutdown = self.shutdown.clone();
+        let (sender, receiver) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let watched = (!agent_ids.is_empty()).then_some(agent_ids);
+            let mut ticks = tokio::time::interval(OFFER_TICK);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = sender.closed() => break,
+                    _ = shutdown.wait_for(|stopping| *stopping) => break,
+                    _ = ticks.tick() => {}
+                }
+                match api
+                    .offer_round(&tenant_id, watched.as_deref(), timeout_ms)
+                    .await
+                {
+                    Ok(offers) => {
+                        for offer in offers {
+                            if sender.send(Ok(offer)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // The tenant's scans are queued up: try again next tick.
+                    Err(ApiError::ResourceExhausted(_)) => {}
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn answer_offer(
+        &self,
+        request: Request<pb::AnswerOfferRequest>,
+    ) -> Result<Response<pb::AnswerOfferResponse>, Status> {
+        Grant::check(&request, &request.get_ref().tenant_id)?;
+        let pb::AnswerOfferRequest {
+            tenant_id,
+            agent_id,
+            customer_id,
+            thread_id,
+            accept,
+            ttl_seconds,
+        } = request.into_inner();
+        self.ids(&tenant_id, &agent_id, "AnswerOffer")?;
+        check_id("customer_id", &customer_id, true, &self.limits).map_err(ApiError::from)?;
+        check_id("thread_id", &thread_id, false, &self.limits).map_err(ApiError::from)?;
+        let ttl_ms = if accept {
+            crate::api::scoring::ScoringApi::claim_ttl_ms(ttl_seconds)?
+        } else {
+            0
+        };
+        let key = (tenant_id.clone(), agent_id.clone());
+        let thread_key = (!thread_id.is_empty()).then(|| crate::store::id_key(&thread_id));
+        let now = now_ms();
+        let offer = {
+            let mut book = self.book();
+            book.lapse(&tenant_id, now);
+            let matches = book.open.get(&key).is_some_and(|offer| {
+                offer.customer_id == customer_id
+                    && match offer.work {
+                        Work::Customer => thread_key.is_none(),
+                        Work::Conversation {
+                            thread_key: held, ..
+                        } => held == thread_key.unwrap_or(0),
+                    }
+            });
+            if !matches {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "agent_id: agent {agent_id:?} has no open offer of customer {customer_id:?} \
+                     in thread {thread_id:?} (it lapsed, was answered, or was never made)"
+                ))
+                .into());
+            }
+            book.open.remove(&key).expect("matched above")
+        };
+        let work_key = match offer.work {
+            Work::Customer => None,
+            Work::Conversation { thread_key, .. } => Some(thread_key),
+        };
+        let (updated, durable) = self.engine.update_claim(
+            &tenant_id,
+            &customer_id,
+            &agent_id,
+            work_key,
+            !accept,
+            ttl_ms,
+            now,
+        );
+        if !accept {
+            self.book().pass(key, offer, now);
+        }
+        if let Some(durable) = durable {
+            durable.wait().await;
+        }
+        let (canonical, changed) = match updated {
+            Ok(updated) => updated,
+            // Declined work another event already ended: nothing to give back.
+            Err(_) if !accept => return Ok(Response::new(pb::AnswerOfferResponse::default())),
+            Err(refusal) => return Err(ApiError::FailedPrecondition(refusal.to_string()).into()),
+        };
+        let claim = changed.iter().find_map(|(_, claim)| claim.as_ref());
+        let customer = claim.and_then(|claim| {
+            let score = self.engine.store.customer(&tenant_id, &canonical, now)?;
+            Some(crate::api::scoring::with_claim(
+                convert::score_to_pb(
+                    &tenant_id,
+                    &canonical,
+                    &score,
+                    &self.engine.store.intents().names(&tenant_id),
+                ),
+                Some(claim),
+            ))
+        });
+        Ok(Response::new(pb::AnswerOfferResponse { customer }))
     }
 
     async fn get_service_levels(

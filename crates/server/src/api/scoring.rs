@@ -446,7 +446,7 @@ impl ScoringApi {
     }
 
     /// `ttl_seconds` of a claim request: the default for 0, refused above a day.
-    fn claim_ttl_ms(ttl_seconds: u32) -> Result<i64, ApiError> {
+    pub(crate) fn claim_ttl_ms(ttl_seconds: u32) -> Result<i64, ApiError> {
         match ttl_seconds {
             0 => Ok(DEFAULT_CLAIM_TTL_SECONDS * 1000),
             ttl if i64::from(ttl) > MAX_CLAIM_TTL_SECONDS => Err(FieldError::new(
@@ -499,7 +499,7 @@ impl ScoringApi {
         let (claimed, durable) = self
             .scans
             .run(&tenant_id, move || {
-                engine.claim_next(&tenant, &agent, &query, ttl_ms, now)
+                engine.claim_next(&tenant, &agent, &query, ttl_ms, now, &[])
             })
             .await?;
         if let Some(durable) = durable {
@@ -551,12 +551,12 @@ impl ScoringApi {
             Self::claim_ttl_ms(ttl_seconds)?
         };
         let now = now_ms();
-        let thread_id = (!thread_id.is_empty()).then_some(thread_id.as_str());
+        let thread_key = (!thread_id.is_empty()).then(|| crate::store::id_key(&thread_id));
         let (updated, durable) = self.engine.update_claim(
             &tenant_id,
             &customer_id,
             &agent_id,
-            thread_id,
+            thread_key,
             release,
             ttl_ms,
             now,
@@ -727,7 +727,7 @@ const DEFAULT_CLAIM_TTL_SECONDS: i64 = 300;
 const MAX_CLAIM_TTL_SECONDS: i64 = 86_400;
 
 /// A score with the claim on the customer, if any.
-fn with_claim(mut score: pb::CustomerScore, claim: Option<&Claim>) -> pb::CustomerScore {
+pub(crate) fn with_claim(mut score: pb::CustomerScore, claim: Option<&Claim>) -> pb::CustomerScore {
     if let Some(claim) = claim {
         score.claimed_by = claim.agent_id.clone();
         score.claim_expires_at = Some(convert::to_timestamp(claim.expires_at_ms));
