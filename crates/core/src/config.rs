@@ -1353,6 +1353,29 @@ mod tests {
 }
 
 #[cfg(test)]
+mod routing_config {
+    use super::*;
+
+    #[test]
+    fn routing_names_must_exist_and_are_named_when_wrong() {
+        let refused = |text: &str| Config::from_toml(text).unwrap_err().to_string();
+        assert!(
+            refused("[routing]\nskill_segments = [\"vip\"]").contains("routing.skill_segments[0]")
+        );
+        assert!(
+            refused("[routing]\noptional_skills = [\"intent\", \"channel\"]")
+                .contains("routing.optional_skills[1]")
+        );
+        let config = Config::from_toml(
+            "[[segments]]\nname = \"vip\"\nall = [{ field = \"attributes.tier\", op = \"eq\", value = \"vip\" }]\n\
+             [routing]\nskill_segments = [\"vip\"]",
+        )
+        .unwrap();
+        assert_eq!(config.policy().routing.skill_segments, ["vip"]);
+    }
+}
+
+#[cfg(test)]
 mod example_file {
     use super::*;
 
@@ -1362,6 +1385,7 @@ mod example_file {
         let text = include_str!("../../../rapport.example.toml");
         let parsed = Config::from_toml(text).expect("example parses");
         assert_eq!(parsed.language, LanguageConfig::default());
+        assert_eq!(parsed.routing, RoutingConfig::default());
         let defaults = ScoringConfig::default();
         assert_eq!(parsed.scoring.reply_sla_seconds, defaults.reply_sla_seconds);
         assert_eq!(
