@@ -8,6 +8,8 @@ ClaimNext), and asserts on the answers (exit status 1 on any mismatch).
 """
 import argparse
 import math
+import queue
+import threading
 import time
 
 import grpc
@@ -216,6 +218,7 @@ def main():
     print("noise:", [r.detail for r in bot.reasons if r.factor == "flood"])
 
     check_routing(pb, channel, f"{args.tenant}-routing", ts)
+    check_offers(pb, channel, f"{args.tenant}-offers", ts)
     print("python client: all checks passed")
 
 
@@ -375,6 +378,122 @@ def check_routing(pb, channel, tenant, ts):
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
     print(f"routing: py-en and py-fr claimed {len(held)} conversations within capacity "
           f"({answered} answered, ro-t-fr1 released while AWAY)")
+
+
+def check_offers(pb, channel, tenant, ts):
+    """Push routing: WatchOffers offers each watched agent with room one conversation at a time;
+    a declined conversation goes to others and the decliner is offered other work; an accepted
+    offer is a claim. In a tenant of its own; every wait is bounded."""
+    from rapport.v1 import routing_pb2 as rpb, routing_pb2_grpc
+
+    ipb = pb["interaction_pb2"]
+    ingest = pb["ingest_pb2_grpc"].IngestServiceStub(channel)
+    routing = routing_pb2_grpc.RoutingServiceStub(channel)
+    email = ipb.CHANNEL_EMAIL
+    # Three waiting English e-mails from three customers (distinct texts too: the noise rule
+    # joins a customer's identical text on two threads).
+    waiting = [("of-c1", "of-t1", "I have been waiting two weeks for my order and nobody answers me"),
+               ("of-c2", "of-t2", "You charged my card twice this month, please refund the second payment"),
+               ("of-c3", "of-t3", "My password reset link never arrives, I cannot log in to my account")]
+    events = [ipb.Interaction(event_id=f"of-{i}", tenant_id=tenant, customer_id=c, channel=email,
+                              kind=ipb.INTERACTION_KIND_MESSAGE, direction=ipb.DIRECTION_INBOUND,
+                              occurred_at=ts(300 - 30 * i), thread_id=t, text=text)
+              for i, (c, t, text) in enumerate(waiting)]
+    summary = ingest.Ingest(iter(events), timeout=10)
+    assert (summary.accepted, summary.rejected) == (len(events), 0), summary
+    customer_of = {t: c for c, t, _ in waiting}
+    agent_ids = ["py-of-a", "py-of-b"]
+    for agent_id in agent_ids:
+        put = routing.PutAgent(rpb.PutAgentRequest(tenant_id=tenant, agent=rpb.Agent(
+            agent_id=agent_id, status=rpb.AGENT_STATUS_AVAILABLE, languages=["en"],
+            capacity=[rpb.ChannelCapacity(channel=email, max_conversations=1)])), timeout=5)
+        assert put.agent.agent_id == agent_id and len(put.load) == 0, put
+
+    # A timeout outside [5, 600] s is refused naming the field (on the stream's first read).
+    for bad in [4, 601]:
+        try:
+            next(iter(routing.WatchOffers(rpb.WatchOffersRequest(
+                tenant_id=tenant, agent_ids=agent_ids, offer_timeout_seconds=bad), timeout=5)))
+            raise AssertionError(f"offer_timeout_seconds={bad} was accepted")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+            assert error.details().startswith("offer_timeout_seconds:"), error.details()
+
+    # The stream, read by a background thread into a queue; every wait on it is bounded.
+    call = routing.WatchOffers(rpb.WatchOffersRequest(tenant_id=tenant, agent_ids=agent_ids,
+                                                      offer_timeout_seconds=5), timeout=120)
+    offers, ended = queue.Queue(), {}
+
+    def read():
+        try:
+            for offer in call:
+                offers.put(offer)
+        except grpc.RpcError as error:
+            ended["code"] = error.code()
+        offers.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def next_offer(wait=20):
+        try:
+            offer = offers.get(timeout=wait)
+        except queue.Empty:
+            raise AssertionError(f"no offer within {wait} s") from None
+        assert offer is not None, f"the offer stream ended early: {ended}"
+        return offer
+
+    def check(offer, started):
+        assert offer.agent_id in agent_ids, offer
+        assert offer.HasField("conversation") and offer.conversation.thread_id in customer_of, offer
+        assert offer.conversation.channel == email and offer.conversation.language == "en", offer
+        assert offer.customer.customer_id == customer_of[offer.conversation.thread_id], offer
+        assert offer.customer.claimed_by == offer.agent_id, offer
+        # It lapses offer_timeout_seconds after it was made.
+        expires = offer.expires_at.ToNanoseconds() / 1e9
+        assert started + 4 <= expires <= time.time() + 6, (started, expires, offer)
+        return offer
+
+    try:
+        started = time.time()
+        first = [check(next_offer(), started), check(next_offer(), started)]
+        by_agent = {o.agent_id: o for o in first}
+        assert sorted(by_agent) == agent_ids, first
+        assert first[0].conversation.thread_id != first[1].conversation.thread_id, first
+        declined, accepted = by_agent["py-of-a"], by_agent["py-of-b"]
+
+        def answer(offer, accept):
+            return routing.AnswerOffer(rpb.AnswerOfferRequest(
+                tenant_id=tenant, agent_id=offer.agent_id, customer_id=offer.customer.customer_id,
+                thread_id=offer.conversation.thread_id, accept=accept, ttl_seconds=300), timeout=5)
+
+        # Declined: the answer holds no claim, and the offer is no longer open.
+        started = time.time()
+        gone = answer(declined, False)
+        assert not gone.HasField("customer"), gone
+        try:
+            answer(declined, False)
+            raise AssertionError("an offer was answered twice")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+        # py-of-a is offered other work (py-of-b, full of its own offer, gets nothing new).
+        again = check(next_offer(), started)
+        assert again.agent_id == "py-of-a", again
+        assert again.conversation.thread_id not in {o.conversation.thread_id for o in first}, again
+
+        # Accepted: a claim for py-of-b, its e-mail load 1.
+        taken = answer(accepted, True)
+        assert taken.customer.customer_id == accepted.customer.customer_id, taken
+        assert taken.customer.claimed_by == "py-of-b", taken
+        b = routing.GetAgent(rpb.GetAgentRequest(tenant_id=tenant, agent_id="py-of-b"), timeout=5)
+        assert {l.channel: l.max_conversations for l in b.load} == {email: 1}, b
+    finally:
+        call.cancel()
+        reader.join(timeout=10)
+    assert not reader.is_alive(), "the offer stream did not end after cancel"
+    assert ended.get("code") == grpc.StatusCode.CANCELLED, ended
+    print(f"offers: py-of-a declined {declined.conversation.thread_id} and was offered "
+          f"{again.conversation.thread_id}; py-of-b accepted {accepted.conversation.thread_id}")
 
 
 if __name__ == "__main__":
