@@ -4,23 +4,42 @@
 //!
 //! Each round starts the real `rapport` binary on a fresh data directory (snapshots every
 //! second, so seals and snapshots run under the load), and several concurrent clients send
-//! generated operations over gRPC: events (late, duplicated, for customers that get merged),
-//! conflicting `UpsertCustomer` versions, `ClaimNext` / `RenewClaim` / `ReleaseClaim` by several
-//! agents, `MergeCustomers`, and `SetIntents` switching between intent lists (the events' texts
-//! read as those intents, so scores carry intent ids). Every call is recorded with its invocation and completion on one
-//! logical clock and its answer. The round ends with one of: SIGTERM, kill -9 at rest, kill -9
-//! under load, file damage from a catalogue (after a kill -9 at rest), or a second process on
-//! the same data directory under load. Then these are checked:
-//! - exclusive claims: no `ClaimNext` hands a customer to an agent while another agent
-//!   certainly holds it (claimed before the call began, not released before it ended; merges
-//!   move claims);
+//! generated operations over gRPC: events (late, duplicated, for customers that get merged; in
+//! three threads per customer, one channel each, in English, French and German, and answers:
+//! outbound events in a thread), conflicting `UpsertCustomer` versions, `ClaimNext` /
+//! `RenewClaim` / `ReleaseClaim` (of all the agent's claims on a customer, or of one thread's) by
+//! several agents, `MergeCustomers`, `SetIntents` switching between intent lists (the events'
+//! texts read as those intents, so scores carry intent ids), and routing: at the round's start
+//! two agents are registered in each tenant with `PutAgent` (agent-1 English, agent-2 French and
+//! German, capacities of 1 or 2 on two channels each, outreach for agent-1; agent-0 stays
+//! unregistered and claims whole customers), and during it `PutAgent` changes their capacities
+//! and `SetAgentStatus` sends them AWAY and back. Every call is recorded with its invocation and
+//! completion on one logical clock and its answer. The round ends with one of: SIGTERM, kill -9
+//! at rest, kill -9 under load, file damage from a catalogue (after a kill -9 at rest), or a
+//! second process on the same data directory under load. Then these are checked:
+//! - exclusive work: no `ClaimNext` hands out a conversation (customer and thread) or a whole
+//!   customer while any agent (itself included) certainly holds overlapping work (claimed before
+//!   the call began, not possibly ended before it ended by a release or failed renew of the
+//!   agent on the customer, an answer to the customer, or a merge with a customer another claim
+//!   may be on; merges move claims);
+//! - capacity: a registered agent's claims on the conversation's channel (whole customers:
+//!   outreach) certainly live through the call, plus the one it got, are within the largest
+//!   capacity that may be in force (a channel its definitions do not list: none);
+//! - skills: a conversation handed to an agent with languages is in one of them (intents and
+//!   segments are optional skills, lapsed for the events of 2026-01); an unregistered agent gets
+//!   whole customers only, and an agent certainly AWAY for the whole call is refused;
 //! - acknowledged means durable: after the restart every acknowledged event is counted, every
-//!   claim certainly held is still held by its agent, every customer untouched by an in-flight
-//!   call holds the attributes of its applied updates folded in version order, and each tenant's
-//!   intents are a list SetIntents may have left last; TopCustomers by each intent (and by each
-//!   of three languages) lists exactly the customers whose answer waits about it (in it);
+//!   whole-customer claim certainly held is still held by its agent (`claimed_by`) and every
+//!   conversation claim certainly held still counts in its agent's load (ListAgents), every
+//!   customer untouched by an in-flight call holds the attributes of its applied updates folded
+//!   in version order, each tenant's intents are a list SetIntents may have left last, and every
+//!   agent whose put was acknowledged is listed with a definition (and status) a put (or
+//!   SetAgentStatus) may have left last, its load per channel within any capacity it was given;
+//!   TopCustomers by each intent (and by each of three languages) lists exactly the customers
+//!   whose answer waits about it (in it);
 //! - a restart at rest changes no answer: every customer's full answer (scores at a pinned
-//!   `as_of`, attributes, claim, identity) equals the one before the stop;
+//!   `as_of`, attributes, claim, identity) and every tenant's ListAgents answer (but
+//!   `last_claimed_at`, not kept) equals the one before the stop;
 //! - damage refuses the start naming a file of the data directory, or loses nothing (the answers
 //!   equal those before); a second process on a directory in use is refused and changes nothing.
 //!
@@ -28,10 +47,13 @@
 //! queueing its record, so the races the log's order must survive happen often.
 //!
 //! The seed is printed; `RAPPORT_CHECK_SEED`, `RAPPORT_CHECK_ROUNDS` and `RAPPORT_CHECK_OPS`
-//! replay or lengthen a run (`scripts/soak.sh SEED MINUTES`). Not covered: cluster mode, config
-//! reloads, identifier-carrying events and links, tenant isolation under load, damage to the
-//! active log's tail (indistinguishable from a crash's torn tail), and shrinking (a failing
-//! seed is replayed with fewer ops by hand).
+//! replay or lengthen a run (`scripts/soak.sh SEED MINUTES`); `RAPPORT_CHECK_HISTORY=1` prints
+//! every round's history even when it passes. Not covered: `RemoveAgent`, skill segments and
+//! required intents (lapsed), claim expiry, whether a conversation's language is the one its
+//! messages were read in, which threads an answer really ends (any answer may end any claim on
+//! the customer), cluster mode, config reloads, identifier-carrying events and links, tenant
+//! isolation under load, damage to the active log's tail (indistinguishable from a crash's torn
+//! tail), and shrinking (a failing seed is replayed with fewer ops by hand).
 
 mod common;
 
@@ -42,6 +64,7 @@ use rapport::pb;
 use rapport::pb::identity_service_client::IdentityServiceClient;
 use rapport::pb::ingest_service_client::IngestServiceClient;
 use rapport::pb::intent_service_client::IntentServiceClient;
+use rapport::pb::routing_service_client::RoutingServiceClient;
 use rapport::pb::scoring_service_client::ScoringServiceClient;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -173,15 +196,32 @@ enum Op {
         tenant: usize,
         agent: usize,
     },
+    /// Renews the agent's claims on the customer (only the one in `thread` when named).
     Renew {
         tenant: usize,
         agent: usize,
         customer: String,
+        thread: Option<String>,
     },
+    /// Releases the agent's claims on the customer (only the one in `thread` when named).
     Release {
         tenant: usize,
         agent: usize,
         customer: String,
+        thread: Option<String>,
+    },
+    /// Registers agent `agent` (or replaces it whole) with definition `version` of
+    /// [`agent_def`].
+    PutAgent {
+        tenant: usize,
+        agent: usize,
+        version: usize,
+    },
+    /// Sets a registered agent's status: AWAY, or AVAILABLE again.
+    SetStatus {
+        tenant: usize,
+        agent: usize,
+        away: bool,
     },
     Merge {
         tenant: usize,
@@ -243,9 +283,21 @@ enum Answer {
     Ok,
     Refused,
     Upserted { applied: bool },
-    Claimed(Option<String>),
+    Claimed(Option<Got>),
     Merged { survivor: String },
     Failed,
+}
+
+/// What a ClaimNext answer handed out.
+#[derive(Clone, Debug)]
+struct Got {
+    customer: String,
+    /// The conversation's thread (`None`: the whole customer).
+    thread: Option<String>,
+    /// The conversation's channel (`pb::Channel`; 0 for a whole customer).
+    channel: i32,
+    /// The conversation's language ("" when none was read, or a whole customer).
+    language: String,
 }
 
 #[derive(Clone, Debug)]
@@ -267,6 +319,70 @@ impl History {
     fn tick(&self) -> u64 {
         self.clock.fetch_add(1, Ordering::SeqCst)
     }
+}
+
+/// The agents registered with RoutingService (at the round's start, in every tenant); the
+/// others stay unregistered and claim whole customers.
+const REGISTERED: [usize; 2] = [1, 2];
+/// How many definitions [`agent_def`] has per agent.
+const AGENT_VERSIONS: usize = 3;
+
+/// Definition `version` of registered agent `agent`: fixed languages (agent-1 English, agent-2
+/// French and German), capacities of 1 or 2 on two or three channels (agent-1 alone answers
+/// Twitter, agent-2 alone Facebook, both Email), outreach for agent-1 only.
+fn agent_def(agent: usize, version: usize) -> pb::Agent {
+    use pb::Channel::{Email, Facebook, Twitter};
+    let cap = |channel: pb::Channel, max: usize| pb::ChannelCapacity {
+        channel: channel as i32,
+        max_conversations: max as u32,
+    };
+    let (languages, mut capacity, outreach_capacity) = if agent == 1 {
+        (
+            vec!["en"],
+            vec![cap(Twitter, 1), cap(Email, 1 + version % 2)],
+            1,
+        )
+    } else {
+        (
+            vec!["de", "fr"],
+            vec![cap(Email, 1), cap(Facebook, 1 + version % 2)],
+            0,
+        )
+    };
+    if version == 2 {
+        capacity[0].max_conversations = 2;
+    }
+    pb::Agent {
+        agent_id: format!("agent-{agent}"),
+        status: pb::AgentStatus::Available as i32,
+        languages: languages.into_iter().map(str::to_string).collect(),
+        intents: Vec::new(),
+        segments: Vec::new(),
+        capacity,
+        outreach_capacity,
+    }
+}
+
+/// An agent's definition as compared: lists in order, no status.
+fn normalized(agent: &pb::Agent) -> pb::Agent {
+    let mut agent = agent.clone();
+    agent.status = 0;
+    agent.languages.sort();
+    agent.intents.sort();
+    agent.segments.sort();
+    agent.capacity.sort_by_key(|capacity| capacity.channel);
+    agent
+}
+
+/// Sometimes a thread of the customer (Renew and Release then act on its conversation only).
+fn some_thread(rng: &mut StdRng, customer: usize) -> Option<String> {
+    rng.gen_bool(0.3)
+        .then(|| format!("{}-t{}", customer_id(customer), rng.gen_range(0..3)))
+}
+
+/// Whether event `n` of a customer is an answer (an outbound message in one of its threads).
+fn is_answer(n: usize) -> bool {
+    n % 10 == 8
 }
 
 fn generate(rng: &mut StdRng, agents_of_client: usize) -> Op {
@@ -294,11 +410,23 @@ fn generate(rng: &mut StdRng, agents_of_client: usize) -> Op {
             tenant,
             agent: agents_of_client,
             customer: customer_id(customer),
+            thread: some_thread(rng, customer),
         },
-        83..95 => Op::Release {
+        83..93 => Op::Release {
             tenant,
             agent: agents_of_client,
             customer: customer_id(customer),
+            thread: some_thread(rng, customer),
+        },
+        93..94 => Op::PutAgent {
+            tenant,
+            agent: REGISTERED[rng.gen_range(0..REGISTERED.len())],
+            version: rng.gen_range(0..AGENT_VERSIONS),
+        },
+        94..95 => Op::SetStatus {
+            tenant,
+            agent: REGISTERED[rng.gen_range(0..REGISTERED.len())],
+            away: rng.gen_bool(0.35),
         },
         95..97 => Op::SetIntents {
             tenant,
@@ -352,6 +480,14 @@ fn event_of(tenant: usize, customer: usize, n: usize) -> pb::Interaction {
         pb::Channel::Facebook,
     ][n % 3] as i32;
     interaction.thread_id = format!("{id}-t{}", n % 3);
+    if is_answer(n) {
+        // An agent's answer in the thread (it ends claims: see [`holds`]).
+        interaction = outbound(with_text(
+            interaction,
+            "Thanks for your patience, we are looking into it right now",
+        ));
+        interaction.agent_id = "agent-1".into();
+    }
     if n % 5 == 4 {
         interaction = kind(interaction, pb::InteractionKind::Purchase);
         interaction.value = 10.0 + n as f64;
@@ -430,25 +566,36 @@ async fn run_call(channel: &Channel, op: &Op) -> Answer {
             })
             .await
         {
-            Ok(answer) => Answer::Claimed(answer.into_inner().customer.map(|c| c.customer_id)),
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                let conversation = answer.conversation;
+                Answer::Claimed(answer.customer.map(|customer| Got {
+                    customer: customer.customer_id,
+                    thread: conversation.as_ref().map(|c| c.thread_id.clone()),
+                    channel: conversation.as_ref().map_or(0, |c| c.channel),
+                    language: conversation.map(|c| c.language).unwrap_or_default(),
+                }))
+            }
             Err(status) => refused_or_failed(status),
         },
         Op::Renew {
             tenant,
             agent: a,
             customer,
+            thread,
         }
         | Op::Release {
             tenant,
             agent: a,
             customer,
+            thread,
         } => {
             let request = pb::ClaimRequest {
                 tenant_id: TENANTS[*tenant].into(),
                 agent_id: agent(a),
                 customer_id: customer.clone(),
                 ttl_seconds: CLAIM_TTL_SECONDS,
-                ..Default::default()
+                thread_id: thread.clone().unwrap_or_default(),
             };
             let answer = if matches!(op, Op::Renew { .. }) {
                 scoring.renew_claim(request).await
@@ -477,6 +624,42 @@ async fn run_call(channel: &Channel, op: &Op) -> Answer {
             },
             Err(status) => refused_or_failed(status),
         },
+        Op::PutAgent {
+            tenant,
+            agent,
+            version,
+        } => match RoutingServiceClient::new(channel.clone())
+            .put_agent(pb::PutAgentRequest {
+                tenant_id: TENANTS[*tenant].into(),
+                agent: Some(agent_def(*agent, *version)),
+            })
+            .await
+        {
+            Ok(_) => Answer::Ok,
+            Err(status) => refused_or_failed(status),
+        },
+        Op::SetStatus {
+            tenant,
+            agent,
+            away,
+        } => {
+            let status = if *away {
+                pb::AgentStatus::Away
+            } else {
+                pb::AgentStatus::Available
+            };
+            match RoutingServiceClient::new(channel.clone())
+                .set_agent_status(pb::SetAgentStatusRequest {
+                    tenant_id: TENANTS[*tenant].into(),
+                    agent_id: format!("agent-{agent}"),
+                    status: status as i32,
+                })
+                .await
+            {
+                Ok(_) => Answer::Ok,
+                Err(status) => refused_or_failed(status),
+            }
+        }
         Op::SetIntents { tenant, list } => match IntentServiceClient::new(channel.clone())
             .set_intents(pb::SetIntentsRequest {
                 tenant_id: TENANTS[*tenant].into(),
@@ -728,8 +911,9 @@ async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
             for _ in 0..ops {
                 let op = generate(&mut rng, client % AGENTS);
                 // Half the updates come as a burst of calls sent together, and half the claims
-                // are released at once while another agent asks for work: the races a log must
-                // keep in apply order.
+                // are released at once (a conversation alone or with the agent's other claims on
+                // the customer) while another agent asks for work: the races a log must keep in
+                // apply order.
                 let bursting = rng.gen_bool(0.5);
                 let ops = if bursting {
                     burst(op, &mut rng)
@@ -743,10 +927,13 @@ async fn load(channel: Channel, history: Arc<History>, seed: u64, ops: usize) {
                 if let (true, [Op::ClaimNext { tenant, agent }], [Answer::Claimed(Some(claimed))]) =
                     (bursting, &ops[..], &answers[..])
                 {
+                    // A conversation is released alone or with the agent's other claims on
+                    // the customer.
                     let release = Op::Release {
                         tenant: *tenant,
                         agent: *agent,
-                        customer: claimed.clone(),
+                        customer: claimed.customer.clone(),
+                        thread: claimed.thread.clone().filter(|_| rng.gen_bool(0.5)),
                     };
                     let other = Op::ClaimNext {
                         tenant: *tenant,
@@ -840,28 +1027,57 @@ fn resolve(merges: &Merges, tenant: usize, id: &str, counted: impl Fn(&Merge) ->
     find(&groups, id)
 }
 
-/// A claim certainly held: by `agent` on `customer` from logical time `from` (its answer) until
-/// `until` (the first call that may have ended it began; `u64::MAX`: never).
+/// A claim certainly held: by `agent` on `customer` (the conversation in `thread`, or the whole
+/// customer) from logical time `from` (its answer) until `until` (the first call that may have
+/// ended it began; `u64::MAX`: never). `call` is the index of the ClaimNext that took it.
 #[derive(Debug)]
 struct Hold {
     tenant: usize,
     agent: usize,
     customer: String,
+    thread: Option<String>,
+    channel: i32,
+    call: usize,
     from: u64,
     until: u64,
 }
 
-/// Every claim an answer proves, with when it may have ended: the agent's release, a failed
-/// renew, or a merge that joins it with a customer another agent may hold (one claim survives).
+impl Hold {
+    fn what(&self) -> String {
+        match &self.thread {
+            Some(thread) => format!(
+                "{} thread {thread:?} (channel {})",
+                self.customer, self.channel
+            ),
+            None => format!("{} (whole)", self.customer),
+        }
+    }
+}
+
+/// Whether two claims' work overlaps: a whole customer overlaps everything of it, two
+/// conversations only in the same thread (an empty thread id names no thread we know: not
+/// counted).
+fn overlap(one: &Option<String>, other: &Option<String>) -> bool {
+    match (one, other) {
+        (None, _) | (_, None) => true,
+        (Some(a), Some(b)) => !a.is_empty() && a == b,
+    }
+}
+
+/// Every claim an answer proves, with when it may have ended: the agent's release or a failed
+/// renew on the customer (whatever thread they name), an answer (outbound event) to the
+/// customer, or a merge that joins it with a customer any other claim may be on (one holder of
+/// overlapping work survives).
 fn holds(calls: &[Call]) -> Vec<Hold> {
     let merges = &Merges::of(calls);
     let mut out = Vec::new();
-    for call in calls {
-        let (Op::ClaimNext { tenant, agent }, Answer::Claimed(Some(customer))) =
+    for (index, call) in calls.iter().enumerate() {
+        let (Op::ClaimNext { tenant, agent }, Answer::Claimed(Some(got))) =
             (&call.op, &call.answer)
         else {
             continue;
         };
+        let customer = &got.customer;
         let mut until = u64::MAX;
         // Any call not over before the claim began may come after it (agents share ids).
         for later in calls
@@ -874,6 +1090,7 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
                         tenant: t,
                         agent: a,
                         customer: c,
+                        ..
                     },
                     _,
                 )
@@ -882,6 +1099,7 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
                         tenant: t,
                         agent: a,
                         customer: c,
+                        ..
                     },
                     Answer::Refused | Answer::Failed,
                 ) => {
@@ -889,6 +1107,21 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
                         && a == agent
                         // The ids may resolve alike at any moment of the call.
                         && follow_possibly(merges, *t, c, later.completed, NONE)
+                            == follow_possibly(merges, *t, customer, later.completed, NONE)
+                }
+                // An answer in one of the customer's threads (whether that thread still waits
+                // is not modelled: any answer may end any claim on the customer).
+                (
+                    Op::Event {
+                        tenant: t,
+                        customer: c,
+                        n,
+                    },
+                    _,
+                ) => {
+                    t == tenant
+                        && is_answer(*n)
+                        && follow_possibly(merges, *t, &customer_id(*c), later.completed, NONE)
                             == follow_possibly(merges, *t, customer, later.completed, NONE)
                 }
                 (
@@ -899,13 +1132,13 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
                     },
                     _,
                 ) if t == tenant => {
-                    // A merge that may touch this claim's customer while another agent may hold
-                    // a claim in the merged customer: one of the claims survives.
+                    // A merge that may touch this claim's customer while another claim may be
+                    // on the merged customer: one of overlapping claims survives.
                     let mine = follow_possibly(merges, *t, customer, later.completed, NONE);
                     [x, y].iter().any(|side| {
                         follow_possibly(merges, *t, &customer_id(**side), later.completed, NONE)
                             == mine
-                    }) && possibly_held(calls, merges, *t, *agent, &mine, later)
+                    }) && possibly_held(calls, merges, *t, index, &mine, later)
                 }
                 _ => false,
             };
@@ -917,6 +1150,9 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
             tenant: *tenant,
             agent: *agent,
             customer: customer.clone(),
+            thread: got.thread.clone(),
+            channel: got.channel,
+            call: index,
             from: call.completed,
             until,
         });
@@ -924,73 +1160,238 @@ fn holds(calls: &[Call]) -> Vec<Hold> {
     out
 }
 
-/// Whether an agent other than `agent` may hold a claim on `side` when `merge` runs: one claimed
-/// it before the merge ended and had not certainly released it before the merge began.
+/// Whether a claim other than the one `calls[own]` took may be on `side` when `merge` runs: one
+/// claimed before the merge ended and not certainly released before the merge began.
 fn possibly_held(
     calls: &[Call],
     merges: &Merges,
     tenant: usize,
-    agent: usize,
+    own: usize,
     side: &str,
     merge: &Call,
 ) -> bool {
-    calls.iter().any(|claim| {
+    calls.iter().enumerate().any(|(index, claim)| {
         let (
             Op::ClaimNext {
                 tenant: t,
                 agent: a,
             },
-            Answer::Claimed(Some(claimed)),
+            Answer::Claimed(Some(got)),
         ) = (&claim.op, &claim.answer)
         else {
             return false;
         };
         *t == tenant
-            && *a != agent
+            && index != own
             && claim.invoked < merge.completed
-            && follow_possibly(merges, tenant, claimed, merge.completed, NONE) == side
+            && follow_possibly(merges, tenant, &got.customer, merge.completed, NONE) == side
             && !calls.iter().any(|release| {
-                matches!(&release.op, Op::Release { tenant: rt, agent: ra, customer }
+                matches!(&release.op, Op::Release { tenant: rt, agent: ra, customer, thread }
                     if *rt == tenant && ra == a && release.invoked > claim.completed
                         && release.completed < merge.invoked
+                        && (thread.is_none() || *thread == got.thread)
                         && follow(merges, tenant, customer, release.invoked)
-                            == follow(merges, tenant, claimed, release.invoked))
+                            == follow(merges, tenant, &got.customer, release.invoked))
             })
     })
 }
 
-/// Exclusive claims: no ClaimNext answered a customer that another agent certainly held for the
-/// whole call.
+/// Exclusive work: no ClaimNext answered work (a conversation or a whole customer) overlapping
+/// work any agent (itself included) certainly held for the whole call.
 fn check_exclusive(calls: &[Call], violations: &mut Vec<String>) {
     let merges = &Merges::of(calls);
     let holds = holds(calls);
-    for call in calls {
-        let (Op::ClaimNext { tenant, agent }, Answer::Claimed(Some(customer))) =
+    for (index, call) in calls.iter().enumerate() {
+        let (Op::ClaimNext { tenant, agent }, Answer::Claimed(Some(got))) =
             (&call.op, &call.answer)
         else {
             continue;
         };
+        let customer = &got.customer;
         for hold in &holds {
             if hold.tenant == *tenant
-                && hold.agent != *agent
+                && hold.call != index
                 && hold.from < call.invoked
                 && hold.until > call.completed
+                && overlap(&hold.thread, &got.thread)
                 && follow(merges, *tenant, &hold.customer, call.invoked)
                     == follow(merges, *tenant, customer, call.invoked)
                 && follow(merges, *tenant, &hold.customer, call.completed + 1)
                     == follow(merges, *tenant, customer, call.completed + 1)
             {
                 violations.push(format!(
-                    "{} {customer} handed to agent-{agent} (calls {}..{}) while agent-{} held {} \
-                     (from {})",
+                    "{} {customer} (thread {:?}) handed to agent-{agent} (calls {}..{}) while \
+                     agent-{} held {} (from {})",
                     TENANTS[*tenant],
+                    got.thread,
                     call.invoked,
                     call.completed,
                     hold.agent,
-                    hold.customer,
+                    hold.what(),
                     hold.from
                 ));
             }
+        }
+    }
+}
+
+/// The definitions of `agent` in `tenant` that may be in force at some moment from `from` to
+/// `to`: put by a call begun before `to`, not refused, and not certainly replaced (by an
+/// acknowledged put) before `from`.
+fn defs_in_force(
+    calls: &[Call],
+    tenant: usize,
+    agent: usize,
+    from: u64,
+    to: u64,
+) -> Vec<pb::Agent> {
+    let puts: Vec<(&Call, usize)> = calls
+        .iter()
+        .filter_map(|call| match call.op {
+            Op::PutAgent {
+                tenant: t,
+                agent: a,
+                version,
+            } if t == tenant && a == agent => Some((call, version)),
+            _ => None,
+        })
+        .collect();
+    puts.iter()
+        .filter(|(put, _)| {
+            !matches!(put.answer, Answer::Refused)
+                && put.invoked < to
+                && !puts.iter().any(|(later, _)| {
+                    matches!(later.answer, Answer::Ok)
+                        && later.invoked > put.completed
+                        && later.completed < from
+                })
+        })
+        .map(|(_, version)| agent_def(agent, *version))
+        .collect()
+}
+
+/// Whether `agent` of `tenant` was certainly AWAY from `from` to `to`: an acknowledged
+/// SetAgentStatus(AWAY) completed before, and no status change or put that may come after it
+/// began before `to`.
+fn certainly_away(calls: &[Call], tenant: usize, agent: usize, from: u64, to: u64) -> bool {
+    calls.iter().any(|away| {
+        matches!(away.op, Op::SetStatus { tenant: t, agent: a, away: true } if t == tenant && a == agent)
+            && matches!(away.answer, Answer::Ok)
+            && away.completed < from
+            && !calls.iter().any(|other| match other.op {
+                Op::SetStatus {
+                    tenant: t,
+                    agent: a,
+                    away: false,
+                }
+                | Op::PutAgent {
+                    tenant: t,
+                    agent: a,
+                    ..
+                } => {
+                    t == tenant
+                        && a == agent
+                        && !matches!(other.answer, Answer::Refused)
+                        && other.invoked < to
+                        && other.completed > away.invoked
+                }
+                _ => false,
+            })
+    })
+}
+
+/// Routing: every ClaimNext answer to an agent fits it.
+/// - Capacity: its claims on the conversation's channel (or whole customers, for outreach)
+///   certainly live for the whole call, plus this one, are within the largest capacity that
+///   may be in force during the call (a channel no definition lists: none);
+/// - skills: a conversation is in one of the agent's languages (when it has some and one was
+///   read); the optional skills (intents, segments) have lapsed for the events of 2026;
+/// - an agent never registered gets whole customers only, and an agent certainly AWAY nothing
+///   (FAILED_PRECONDITION).
+fn check_routing(calls: &[Call], violations: &mut Vec<String>) {
+    let holds = holds(calls);
+    for (index, call) in calls.iter().enumerate() {
+        // An agent certainly AWAY is refused (FAILED_PRECONDITION), not told nothing is free.
+        if let (Op::ClaimNext { tenant, agent }, Answer::Claimed(None)) = (&call.op, &call.answer) {
+            if certainly_away(calls, *tenant, *agent, call.invoked, call.completed) {
+                violations.push(format!(
+                    "{} agent-{agent} certainly AWAY was answered \"nothing free\" (calls {}..{}) \
+                     instead of FAILED_PRECONDITION",
+                    TENANTS[*tenant], call.invoked, call.completed
+                ));
+            }
+        }
+        let (Op::ClaimNext { tenant, agent }, Answer::Claimed(Some(got))) =
+            (&call.op, &call.answer)
+        else {
+            continue;
+        };
+        let (tenant, agent) = (*tenant, *agent);
+        let at = format!(
+            "{} agent-{agent} got {} thread {:?} (channel {}, language {:?}; calls {}..{})",
+            TENANTS[tenant],
+            got.customer,
+            got.thread,
+            got.channel,
+            got.language,
+            call.invoked,
+            call.completed
+        );
+        if certainly_away(calls, tenant, agent, call.invoked, call.completed) {
+            violations.push(format!("{at} while certainly AWAY"));
+        }
+        let defs = defs_in_force(calls, tenant, agent, call.invoked, call.completed);
+        if defs.is_empty() {
+            if got.thread.is_some() {
+                violations.push(format!(
+                    "{at}: a conversation for an agent never registered"
+                ));
+            }
+            continue;
+        }
+        let whole = got.thread.is_none();
+        let capacity = defs
+            .iter()
+            .map(|def| {
+                if whole {
+                    def.outreach_capacity
+                } else {
+                    def.capacity
+                        .iter()
+                        .filter(|c| c.channel == got.channel)
+                        .map(|c| c.max_conversations)
+                        .sum()
+                }
+            })
+            .max()
+            .unwrap_or(0) as usize;
+        let held: Vec<&Hold> = holds
+            .iter()
+            .filter(|hold| {
+                hold.tenant == tenant
+                    && hold.agent == agent
+                    && hold.call != index
+                    && hold.from < call.invoked
+                    && hold.until > call.completed
+                    && hold.thread.is_none() == whole
+                    && (whole || hold.channel == got.channel)
+            })
+            .collect();
+        if held.len() + 1 > capacity {
+            violations.push(format!(
+                "{at}: over capacity {capacity} (it certainly held {:?})",
+                held.iter()
+                    .map(|hold| format!("{} from {}", hold.what(), hold.from))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        let languages: Vec<&String> = defs.iter().flat_map(|def| &def.languages).collect();
+        if !whole
+            && !got.language.is_empty()
+            && !defs.iter().any(|def| def.languages.is_empty())
+            && !languages.contains(&&got.language)
+        {
+            violations.push(format!("{at}: not in its languages {languages:?}"));
         }
     }
 }
@@ -1146,9 +1547,14 @@ fn check_durable(
             }
         }
     }
-    // Claims certainly held at the stop are held after it.
+    // Whole-customer claims certainly held at the stop are held after it (conversations: see
+    // [`check_agents`]).
     for hold in holds(calls) {
-        if hold.from >= cut || hold.until <= cut || merges_in_doubt[hold.tenant] {
+        if hold.from >= cut
+            || hold.until <= cut
+            || merges_in_doubt[hold.tenant]
+            || hold.thread.is_some()
+        {
             continue;
         }
         let group = follow(merges, hold.tenant, &hold.customer, end);
@@ -1165,6 +1571,200 @@ fn check_durable(
                  answered at {}, not released)",
                 TENANTS[hold.tenant], hold.agent, hold.from
             ));
+        }
+    }
+}
+
+/// Every tenant's ListAgents answer (`last_claimed_at` cleared: not kept over a restart).
+async fn agents_listed(server: &Server) -> Vec<Vec<pb::AgentState>> {
+    let mut routing = RoutingServiceClient::new(server.channel.clone());
+    let mut out = Vec::new();
+    for tenant_id in TENANTS {
+        let answer = routing
+            .list_agents(pb::ListAgentsRequest {
+                tenant_id: tenant_id.into(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("ListAgents failed: {status}"));
+        let mut agents = answer.into_inner().agents;
+        for agent in &mut agents {
+            agent.last_claimed_at = None;
+        }
+        out.push(agents);
+    }
+    out
+}
+
+/// Agents after the restart (`cut`: the logical time of the stop):
+/// - acknowledged means durable: every agent whose put was acknowledged is listed, none that
+///   was never put; its definition is one a put may have left last (an acknowledged one no
+///   acknowledged put certainly followed, or one whose answer was lost or came after the stop),
+///   its status one a put or SetAgentStatus may have left last;
+/// - its load per channel (and outreach) is within the largest capacity any put gave it;
+/// - every conversation claim certainly held at the stop still counts in its load.
+fn check_agents(
+    calls: &[Call],
+    cut: u64,
+    listed: &[Vec<pb::AgentState>],
+    violations: &mut Vec<String>,
+) {
+    let holds = holds(calls);
+    for (tenant, states) in listed.iter().enumerate() {
+        // A merge whose answer was lost may have ended a claim without the model knowing.
+        let merges_in_doubt = calls.iter().any(|call| {
+            matches!((&call.op, &call.answer), (Op::Merge { tenant: t, .. }, Answer::Failed) if *t == tenant)
+        });
+        for agent in 0..AGENTS {
+            let id = format!("agent-{agent}");
+            let at = format!("{} {id}", TENANTS[tenant]);
+            let changes: Vec<(&Call, Option<usize>, bool)> = calls
+                .iter()
+                .filter_map(|call| match call.op {
+                    Op::PutAgent {
+                        tenant: t,
+                        agent: a,
+                        version,
+                    } if t == tenant && a == agent => Some((call, Some(version), false)),
+                    Op::SetStatus {
+                        tenant: t,
+                        agent: a,
+                        away,
+                    } if t == tenant && a == agent => Some((call, None, away)),
+                    _ => None,
+                })
+                .filter(|(call, ..)| !matches!(call.answer, Answer::Refused))
+                .collect();
+            let acked = |call: &Call| matches!(call.answer, Answer::Ok) && call.completed <= cut;
+            let put_acked = changes
+                .iter()
+                .any(|(call, version, _)| version.is_some() && acked(call));
+            // Puts only replace puts; statuses are set by both.
+            let followed = |call: &Call, puts_only: bool| {
+                changes.iter().any(|(later, version, _)| {
+                    acked(later)
+                        && later.invoked > call.completed
+                        && (!puts_only || version.is_some())
+                })
+            };
+            let state = states
+                .iter()
+                .find(|state| state.agent.as_ref().is_some_and(|a| a.agent_id == id));
+            let Some(state) = state else {
+                if put_acked {
+                    violations.push(format!(
+                        "{at}: not listed after the restart, though a put was acknowledged"
+                    ));
+                }
+                continue;
+            };
+            let got = state.agent.clone().unwrap_or_default();
+            let defs: Vec<pb::Agent> = changes
+                .iter()
+                .filter_map(|(call, version, _)| {
+                    version
+                        .filter(|_| !followed(call, true))
+                        .map(|version| normalized(&agent_def(agent, version)))
+                })
+                .collect();
+            if !defs.contains(&normalized(&got)) {
+                violations.push(format!(
+                    "{at}: listed after the restart as {got:?}, none of the definitions a put may \
+                     have left last ({defs:?})"
+                ));
+            }
+            let statuses: Vec<i32> = changes
+                .iter()
+                .filter(|(call, ..)| !followed(call, false))
+                .map(|(_, version, away)| {
+                    if version.is_none() && *away {
+                        pb::AgentStatus::Away as i32
+                    } else {
+                        pb::AgentStatus::Available as i32
+                    }
+                })
+                .collect();
+            if !statuses.contains(&got.status) {
+                violations.push(format!(
+                    "{at}: status {} after the restart, none of those a call may have left last \
+                     ({statuses:?})",
+                    got.status
+                ));
+            }
+            // Load within the largest capacity ever put.
+            let ever: Vec<pb::Agent> = changes
+                .iter()
+                .filter_map(|(_, version, _)| version.map(|v| agent_def(agent, v)))
+                .collect();
+            for load in &state.load {
+                let most = ever
+                    .iter()
+                    .flat_map(|def| &def.capacity)
+                    .filter(|c| c.channel == load.channel)
+                    .map(|c| c.max_conversations)
+                    .max()
+                    .unwrap_or(0);
+                if load.max_conversations > most {
+                    violations.push(format!(
+                        "{at}: load {} on channel {} after the restart, above any capacity put \
+                         ({most})",
+                        load.max_conversations, load.channel
+                    ));
+                }
+            }
+            let most = ever
+                .iter()
+                .map(|def| def.outreach_capacity)
+                .max()
+                .unwrap_or(0);
+            if state.outreach_load > most {
+                violations.push(format!(
+                    "{at}: outreach load {} after the restart, above any outreach capacity put \
+                     ({most})",
+                    state.outreach_load
+                ));
+            }
+            // Conversation claims certainly held at the stop still count.
+            if merges_in_doubt {
+                continue;
+            }
+            let mut certain: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+            for hold in &holds {
+                if hold.tenant == tenant
+                    && hold.agent == agent
+                    && hold.thread.is_some()
+                    && hold.from < cut
+                    && hold.until > cut
+                {
+                    certain.entry(hold.channel).or_default().push(format!(
+                        "{} from {}",
+                        hold.what(),
+                        hold.from
+                    ));
+                }
+            }
+            for (channel, held) in certain {
+                let load = state
+                    .load
+                    .iter()
+                    .find(|load| load.channel == channel)
+                    .map_or(0, |load| load.max_conversations);
+                if (load as usize) < held.len() {
+                    violations.push(format!(
+                        "{at}: load {load} on channel {channel} after the restart; it certainly \
+                         held {held:?} at the stop"
+                    ));
+                }
+            }
+        }
+        for state in states {
+            let id = state
+                .agent
+                .as_ref()
+                .map(|a| a.agent_id.clone())
+                .unwrap_or_default();
+            if !(0..AGENTS).any(|agent| format!("agent-{agent}") == id) {
+                violations.push(format!("{}: unknown agent {id:?} listed", TENANTS[tenant]));
+            }
         }
     }
 }
@@ -1289,6 +1889,17 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
         .await
         .expect("a fresh directory starts");
     let history = Arc::new(History::default());
+    // The registered agents, in every tenant (recorded like every call).
+    for tenant in 0..TENANTS.len() {
+        for agent in REGISTERED {
+            let put = Op::PutAgent {
+                tenant,
+                agent,
+                version: (tenant + agent) % AGENT_VERSIONS,
+            };
+            record(&server.channel, &history, put).await;
+        }
+    }
     let mut running = tokio::spawn(load(
         server.channel.clone(),
         Arc::clone(&history),
@@ -1317,12 +1928,12 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
                     Err(_) => {}
                 }
                 (&mut running).await.unwrap();
-                before = Some(answers(&server).await);
+                before = Some((answers(&server).await, agents_listed(&server).await));
             }
         }
         _ => {
             (&mut running).await.unwrap();
-            before = Some(answers(&server).await);
+            before = Some((answers(&server).await, agents_listed(&server).await));
         }
     }
     let cut = history.tick();
@@ -1338,7 +1949,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
         match serve(&dir, &config, work).await {
             Ok(server) => {
                 // Started: it must have lost nothing.
-                let after = answers(&server).await;
+                let after = (answers(&server).await, agents_listed(&server).await);
                 if Some(&after) != before.as_ref() {
                     violations.push(format!(
                         "after damage ({what}) the start succeeded with different answers"
@@ -1374,24 +1985,34 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
     let intents_after = intents_in_force(&server).await;
     let by_intent = filtered_by_intent(&server).await;
     let by_language = filtered_by_language(&server).await;
+    let agents_after = agents_listed(&server).await;
     server.kill9();
     let calls = history.calls.lock().unwrap().clone();
     let count = |matches: fn(&Call) -> bool| calls.iter().filter(|call| matches(call)).count();
     eprintln!(
         "round {seed}: stop {stop:?} {what}; {} calls, {} acknowledged, {} claims, {} merges, {} \
-         applied updates",
+         applied updates, {} conversations claimed",
         calls.len(),
         count(|c| !matches!(c.answer, Answer::Failed)),
         count(|c| matches!(c.answer, Answer::Claimed(Some(_)))),
         count(|c| matches!(c.answer, Answer::Merged { .. })),
         count(|c| matches!(c.answer, Answer::Upserted { applied: true })),
+        count(|c| matches!(&c.answer, Answer::Claimed(Some(got)) if got.thread.is_some())),
     );
     check_exclusive(&calls, &mut violations);
     check_durable(&calls, cut, &after, &mut violations);
     check_intents(&calls, cut, &intents_after, &mut violations);
     check_intent_filters(&after, &by_intent, &mut violations);
     check_language_filters(&after, &by_language, &mut violations);
-    if let Some(before) = before {
+    check_routing(&calls, &mut violations);
+    check_agents(&calls, cut, &agents_after, &mut violations);
+    if let Some((before, agents_before)) = before {
+        if agents_before != agents_after {
+            violations.push(format!(
+                "ListAgents changed across the restart\n  before {agents_before:?}\n  after  \
+                 {agents_after:?}"
+            ));
+        }
         for (key, answer) in &before {
             if after.get(key) != Some(answer) {
                 violations.push(format!(
@@ -1404,7 +2025,7 @@ async fn round(seed: u64, ops: usize, work: &Path) -> Vec<String> {
             }
         }
     }
-    if !violations.is_empty() {
+    if !violations.is_empty() || std::env::var_os("RAPPORT_CHECK_HISTORY").is_some() {
         // The history, for the person reading the failure.
         let mut sorted = calls.clone();
         sorted.sort_by_key(|call| call.invoked);
