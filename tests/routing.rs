@@ -370,11 +370,26 @@ async fn agents_get_only_work_they_can_do_within_capacity_and_every_fit_conversa
     }
     assert_eq!(held, counted, "RoutingService reports the load claimed");
 
-    // A restart: agents and their load come back from the log.
+    // A restart (the log replayed), then another (the state loaded): agents and their load come
+    // back.
     t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+    for restart in ["replaying the log", "loading the state"] {
+        let t = start_with(config.clone()).await;
+        let mut routing = RoutingServiceClient::new(t.channel.clone());
+        assert_eq!(loads(&mut routing).await, held, "after {restart}");
+        let dee = routing
+            .get_agent(pb::GetAgentRequest {
+                tenant_id: "acme".into(),
+                agent_id: "dee".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(dee.agent.as_ref(), Some(&agents[3]), "after {restart}");
+        t.server.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
     let mut t = start_with(config.clone()).await;
     let mut routing = RoutingServiceClient::new(t.channel.clone());
-    assert_eq!(loads(&mut routing).await, held, "after a restart");
 
     // Dee comes back; everyone answers what they hold and claims again until nothing is left.
     routing

@@ -601,6 +601,12 @@ pub struct ServerConfig {
     /// Most gRPC connections open at once (TLS handshakes included); a connection beyond it is
     /// closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Threads applying `IngestBatch` calls (0: one per core); batches beyond them wait their
+    /// turn (within `max_ingest_in_flight`).
+    pub ingest_threads: usize,
+    /// The niceness those threads run at (Linux; 0 to 19, 0: as every other thread), so queries
+    /// are answered first while ingest takes every idle cycle.
+    pub ingest_nice: i32,
 }
 
 impl Default for ServerConfig {
@@ -629,6 +635,8 @@ impl Default for ServerConfig {
             max_tenants: 10_000,
             idle_connection_timeout_seconds: 60,
             max_connections: 10_000,
+            ingest_threads: 0,
+            ingest_nice: 10,
         }
     }
 }
@@ -978,6 +986,18 @@ impl ServerConfig {
                 self.max_ingest_in_flight as u64,
                 1,
                 1_000_000,
+            ),
+            (
+                "server.ingest_threads",
+                self.ingest_threads as u64,
+                0,
+                1_024,
+            ),
+            (
+                "server.ingest_nice",
+                u64::try_from(self.ingest_nice).unwrap_or(u64::MAX),
+                0,
+                19,
             ),
             (
                 "server.max_ingest_in_flight_per_tenant",

@@ -200,6 +200,10 @@ pub async fn start(
             limits.clone(),
             server.max_batch_interactions,
             server.max_reported_rejections,
+            Arc::new(
+                crate::api::ingest_pool::IngestPool::new(server.ingest_threads, server.ingest_nice)
+                    .context("cannot start the ingest threads")?,
+            ),
         )
         .with_idle_timeout(Duration::from_secs(server.ingest_idle_timeout_seconds))
         .with_tenant_share(server.max_ingest_in_flight_per_tenant)

@@ -33,6 +33,8 @@ pub struct IngestApi {
     tenant_shares: Arc<TenantShares>,
     /// The global limits: work in flight and open streams.
     admission: Admission,
+    /// Where `IngestBatch`'s work runs.
+    pool: Arc<crate::api::ingest_pool::IngestPool>,
     /// Cluster mode: accepted events go to the cluster's stream, not to this replica's store.
     cluster: Option<Arc<crate::cluster::Cluster>>,
 }
@@ -201,18 +203,20 @@ enum Processed {
 }
 
 impl IngestApi {
-    /// A service over `engine` with the server's input limits.
+    /// A service over `engine` with the server's input limits, running batches on `pool`.
     pub fn new(
         engine: Arc<Engine>,
         limits: Limits,
         max_batch_interactions: usize,
         max_reported_rejections: usize,
+        pool: Arc<crate::api::ingest_pool::IngestPool>,
     ) -> Self {
         Self {
             engine,
             limits,
             max_batch_interactions,
             max_reported_rejections,
+            pool,
             idle_timeout: std::time::Duration::from_secs(60),
             tenant_shares: Arc::new(TenantShares::new(usize::MAX)),
             admission: Admission::new(Semaphore::MAX_PERMITS, Semaphore::MAX_PERMITS),
@@ -607,41 +611,31 @@ impl IngestService for Arc<IngestApi> {
             ),
             None => None,
         };
-        {
-            // A batch is up to `max_batch_interactions` events of CPU work without an await: on the
-            // blocking pool, so the runtime's workers stay free for queries and other calls.
-            let api = Arc::clone(self);
-            tokio::task::spawn_blocking(move || {
+        // A batch is up to `max_batch_interactions` events of CPU work without an await: on the
+        // ingest threads (see `ingest_pool`), so queries are answered first.
+        let api = Arc::clone(self);
+        let (outcome, latest) = self
+            .pool
+            .run(move || {
                 let mut summary = pb::IngestSummary::default();
                 let mut latest: Option<Durable> = None;
-                let mut failed = None;
                 for (index, interaction) in interactions.into_iter().enumerate() {
                     let (processed, durable) = match api.process(interaction, &grant, false) {
                         Ok(processed) => processed,
-                        Err(error) => {
-                            failed = Some(error);
-                            break;
-                        }
+                        Err(error) => return (Err(error), latest),
                     };
                     api.tally(&mut summary, index as u64, &processed);
                     latest = durable.or(latest);
                 }
-                // In order: the latest wait covers the whole batch.
-                if let Some(durable) = latest {
-                    durable.confirmed_blocking().map_err(unconfirmed)?;
-                }
-                match failed {
-                    Some(error) => Err(error),
-                    None => Ok(summary),
-                }
+                (Ok(summary), latest)
             })
-            .await
-            .map_err(|error| {
-                Status::from(ApiError::Internal(format!("ingest batch failed: {error}")))
-            })?
-            .map(Response::new)
-            .map_err(Status::from)
+            .await?;
+        // In order: the latest wait covers the whole batch (and what was applied before a
+        // failure is still confirmed, or refused, before answering).
+        if let Some(durable) = latest {
+            durable.confirmed().await.map_err(unconfirmed)?;
         }
+        outcome.map(Response::new).map_err(Status::from)
     }
 }
 

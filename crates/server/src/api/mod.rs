@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 mod identity;
 mod ingest;
+pub mod ingest_pool;
 mod intent;
 pub mod metrics_layer;
 pub mod reasons;
