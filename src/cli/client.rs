@@ -723,6 +723,24 @@ pub fn server_url(address: &str, tls: bool) -> String {
     }
 }
 
+/// An available agent of any language with room for `per_channel` conversations on every channel
+/// and `outreach` outreach customers (the agents `loadgen` and `simulate` register).
+pub fn agent_on_every_channel(agent_id: &str, per_channel: u32, outreach: u32) -> pb::Agent {
+    pb::Agent {
+        agent_id: agent_id.to_string(),
+        status: pb::AgentStatus::Available as i32,
+        capacity: rapport_core::domain::Channel::ALL
+            .into_iter()
+            .map(|channel| pb::ChannelCapacity {
+                channel: crate::api::convert::channel_to_pb(channel),
+                max_conversations: per_channel,
+            })
+            .collect(),
+        outreach_capacity: outreach,
+        ..Default::default()
+    }
+}
+
 /// The address as people write it: the URL without `http://` and a trailing slash.
 pub fn display_address(address: &str) -> String {
     address

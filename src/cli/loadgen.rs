@@ -419,18 +419,9 @@ async fn register_load_agent(channel: Channel) -> anyhow::Result<()> {
     routing
         .put_agent(pb::PutAgentRequest {
             tenant_id: "tenant-0".to_string(),
-            agent: Some(pb::Agent {
-                agent_id: LOAD_AGENT.to_string(),
-                status: pb::AgentStatus::Available as i32,
-                capacity: (1..=12)
-                    .map(|channel| pb::ChannelCapacity {
-                        channel,
-                        max_conversations: 1000,
-                    })
-                    .collect(),
-                outreach_capacity: 1000,
-                ..Default::default()
-            }),
+            agent: Some(crate::cli::client::agent_on_every_channel(
+                LOAD_AGENT, 1000, 1000,
+            )),
         })
         .await?;
     Ok(())

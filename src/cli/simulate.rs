@@ -475,18 +475,7 @@ impl Agents {
                     .routing
                     .put_agent(pb::PutAgentRequest {
                         tenant_id: tenant.clone(),
-                        agent: Some(pb::Agent {
-                            agent_id: agent_id.clone(),
-                            status: pb::AgentStatus::Available as i32,
-                            capacity: (1..=12)
-                                .map(|channel| pb::ChannelCapacity {
-                                    channel,
-                                    max_conversations: 2,
-                                })
-                                .collect(),
-                            outreach_capacity: 1,
-                            ..Default::default()
-                        }),
+                        agent: Some(crate::cli::client::agent_on_every_channel(&agent_id, 2, 1)),
                     })
                     .await?;
                 agents.agents.push((tenant.clone(), agent_id));
