@@ -14,10 +14,10 @@ fn full_scan_concurrency() -> usize {
 const MAX_SCANS_WAITING_PER_TENANT: usize = 32;
 
 /// Where queries that may evaluate every customer of a tenant wait: off the runtime's workers
-/// (they run on the blocking pool), at most [`full_scan_concurrency`] at once, and fair per
+/// (they run on the blocking pool), at most `full_scan_concurrency` at once, and fair per
 /// tenant: a tenant runs one scan at a time (its lane), and the shared permits are handed out
 /// first come first served, so one tenant's scans queue behind each other, never ahead of
-/// another tenant's. A tenant with [`MAX_SCANS_WAITING_PER_TENANT`] scans waiting is refused
+/// another tenant's. A tenant with `MAX_SCANS_WAITING_PER_TENANT` scans waiting is refused
 /// more. A lane exists only while its tenant has scans waiting or running.
 pub struct ScanGate {
     permits: Arc<tokio::sync::Semaphore>,
@@ -27,7 +27,7 @@ pub struct ScanGate {
 }
 
 impl Default for ScanGate {
-    /// A gate with [`full_scan_concurrency`] permits and no lanes.
+    /// A gate with `full_scan_concurrency` permits and no lanes.
     fn default() -> Self {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(full_scan_concurrency())),
