@@ -751,3 +751,87 @@ async fn offers_are_pushed_answered_declined_and_lapse() {
         .into_inner();
     assert_eq!(state.load[0].max_conversations, 1, "{state:?}");
 }
+
+/// A merge of two customers whose conversations two agents hold (the same thread, known under two
+/// ids) leaves one holder, and the other agent is told on its offer stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_tells_the_agent_whose_conversation_it_took() {
+    use tokio_stream::StreamExt;
+    let mut t = start().await;
+    let now = rapport::engine::now_ms() - 5 * MINUTE_MS;
+    let mut messages = Vec::new();
+    for (n, (customer, text)) in [("x", ENGLISH), ("y", ENGLISH_BILLING)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut message = with_text(event("acme", customer, &format!("m{n}"), now), text);
+        message.channel = pb::Channel::Email as i32;
+        message.kind = pb::InteractionKind::Message as i32;
+        message.thread_id = "shared".into();
+        messages.push(message);
+    }
+    t.ingest_all(messages).await;
+    let mut routing = RoutingServiceClient::new(t.channel.clone());
+    for id in ["ann", "bob"] {
+        let mut agent = agents()[0].clone();
+        agent.agent_id = id.into();
+        agent.capacity = vec![capacity(pb::Channel::Email, 1)];
+        routing
+            .put_agent(pb::PutAgentRequest {
+                tenant_id: "acme".into(),
+                agent: Some(agent),
+            })
+            .await
+            .unwrap();
+    }
+    let mut offers = routing
+        .watch_offers(pb::WatchOffersRequest {
+            tenant_id: "acme".into(),
+            agent_ids: Vec::new(),
+            offer_timeout_seconds: 30,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut offers).await;
+    let second = next(&mut offers).await;
+    assert_ne!(first.1, second.1, "{first:?} {second:?}");
+    // The second's claim lasts longer: it stays.
+    for (offer, ttl_seconds) in [(&first, 600), (&second, 900)] {
+        routing
+            .answer_offer(pb::AnswerOfferRequest {
+                tenant_id: "acme".into(),
+                agent_id: offer.0.clone(),
+                customer_id: offer.1.clone(),
+                thread_id: offer.2.clone(),
+                accept: true,
+                ttl_seconds,
+            })
+            .await
+            .unwrap();
+    }
+    IdentityServiceClient::new(t.channel.clone())
+        .merge_customers(pb::MergeCustomersRequest {
+            tenant_id: "acme".into(),
+            customer_id: "x".into(),
+            other_customer_id: "y".into(),
+        })
+        .await
+        .unwrap();
+    let notice = tokio::time::timeout(Duration::from_secs(20), offers.next())
+        .await
+        .expect("a notice within 20 s")
+        .expect("the stream is open")
+        .expect("a notice");
+    assert!(notice.withdrawn, "{notice:?}");
+    assert_eq!(notice.agent_id, first.0);
+    assert_eq!(notice.conversation.unwrap().thread_id, "shared");
+    assert_eq!(
+        notice.customer.unwrap().claimed_by,
+        second.0,
+        "the holder that stays"
+    );
+    let loads = loads(&mut routing).await;
+    assert!(loads[&first.0].is_empty(), "{loads:?}");
+    assert_eq!(loads[&second.0].len(), 1, "{loads:?}");
+}

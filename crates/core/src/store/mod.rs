@@ -402,6 +402,9 @@ struct Tenant {
     /// Agents' claims on customers and conversations (`ClaimNext`), live or expired (dropped as
     /// claims are taken). Lock order: never taken while a customer's shard lock is held.
     claims: parking_lot::Mutex<routing::Claims>,
+    /// Claims merges took from their agents, for the agents' offer streams (bounded: the oldest
+    /// go first).
+    withdrawn: parking_lot::Mutex<std::collections::VecDeque<Withdrawn>>,
     /// Agents registered by a routing engine (RoutingService), by id. Lock order: before
     /// `claims`.
     agents: parking_lot::Mutex<
@@ -437,6 +440,24 @@ pub enum ClaimRefusal {
         /// Its status.
         status: AgentStatus,
     },
+}
+
+/// Most notices of claims taken by merges a tenant keeps for offer streams to pick up.
+const MAX_WITHDRAWN_NOTICES: usize = 1024;
+
+/// A claim a merge took from its agent: another agent's claim on the same work stayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Withdrawn {
+    /// The agent that lost it.
+    pub agent_id: String,
+    /// The merged customer.
+    pub customer_id: String,
+    /// The customer id merged away into it.
+    pub merged_away_id: String,
+    /// What it held.
+    pub work: Work,
+    /// The conversation's thread id, when known.
+    pub thread_id: Option<String>,
 }
 
 /// A registered agent as the store keeps it.
@@ -924,6 +945,7 @@ impl Store {
                     retired: parking_lot::RwLock::default(),
                     claims: parking_lot::Mutex::default(),
                     agents: parking_lot::Mutex::default(),
+                    withdrawn: parking_lot::Mutex::default(),
                     attributes: std::sync::OnceLock::new(),
                 })
             });
@@ -1018,7 +1040,7 @@ impl Store {
                         "identity link refused"
                     );
                 }
-                self.execute(&tenant, &mut identities, &plan);
+                self.execute(&tenant, &mut identities, &plan, now_ms > 0);
                 let applied = self.apply_record(
                     &tenant,
                     &plan.customer,
@@ -1197,11 +1219,13 @@ impl Store {
     /// Carries out a plan under the tenant's identities write lock: each merge folds the
     /// absorbed customer's events into the survivor's history (exactly: the union's fold), then
     /// the identifiers are linked. Returns the customers whose scores changed.
+    /// `live`: a call now, not replay (claims a merge ends are then told to their agents).
     fn execute(
         &self,
         tenant: &Tenant,
         identities: &mut Identities,
         plan: &Plan,
+        live: bool,
     ) -> Vec<CompactString> {
         let mut changed = Vec::new();
         for (customer, other) in &plan.merges {
@@ -1255,7 +1279,7 @@ impl Store {
                     Self::merge_attributes(attributes, survivor, taken);
                 }
             }
-            Self::merge_claims(tenant, survivor, absorbed);
+            Self::merge_claims(tenant, survivor, absorbed, live);
             identities.merge(survivor, absorbed);
             crate::telemetry::customer_merged();
             changed.push(CompactString::from(survivor));
@@ -1270,13 +1294,63 @@ impl Store {
 
     /// Claims follow a merge: where the two customers' claims overlap (the same thread, or a
     /// whole customer), the one that lasts longer stays (so a live claim on either side stays
-    /// live; the same choice at replay, whatever the clock). The other holder learns it at its
-    /// next renew (not held) and from the log line and metric.
-    fn merge_claims(tenant: &Tenant, survivor: &str, absorbed: &str) {
+    /// live; the same choice at replay, whatever the clock). The other holder learns it from its
+    /// offer stream when `live` (see [`Store::take_withdrawn`]), at its next renew (not held),
+    /// and from the log line and metric.
+    fn merge_claims(tenant: &Tenant, survivor: &str, absorbed: &str, live: bool) {
         let ended = tenant.claims.lock().merge(survivor, absorbed);
+        if ended.is_empty() {
+            return;
+        }
+        let mut withdrawn = Vec::with_capacity(ended.len());
         for claim in ended {
             crate::telemetry::claim_ended_by_merge(&tenant.id, survivor, &claim.agent_id);
+            if live {
+                let thread_id = match claim.work {
+                    Work::Customer => None,
+                    Work::Conversation { thread_key, .. } => tenant.customers.with(|customers| {
+                        customers.get(survivor).and_then(|history| {
+                            history.thread_id_of(thread_key).map(str::to_string)
+                        })
+                    }),
+                };
+                withdrawn.push(Withdrawn {
+                    agent_id: claim.agent_id,
+                    customer_id: survivor.to_string(),
+                    merged_away_id: absorbed.to_string(),
+                    work: claim.work,
+                    thread_id,
+                });
+            }
         }
+        let mut queue = tenant.withdrawn.lock();
+        for notice in withdrawn {
+            if queue.len() >= MAX_WITHDRAWN_NOTICES {
+                queue.pop_front();
+            }
+            queue.push_back(notice);
+        }
+    }
+
+    /// The notices of claims merges took from the agents `watched` accepts, oldest first (taken:
+    /// each is handed out once).
+    pub fn take_withdrawn(
+        &self,
+        tenant_id: &str,
+        watched: impl Fn(&str) -> bool,
+    ) -> Vec<Withdrawn> {
+        let Some(tenant) = self.tenant(tenant_id) else {
+            return Vec::new();
+        };
+        let mut queue = tenant.withdrawn.lock();
+        if queue.is_empty() {
+            return Vec::new();
+        }
+        let (taken, kept): (Vec<Withdrawn>, Vec<Withdrawn>) = queue
+            .drain(..)
+            .partition(|notice| watched(&notice.agent_id));
+        queue.extend(kept);
+        taken
     }
 
     /// Carries out a CRM's identity request (`LinkIdentities`, `MergeCustomers`), all or
@@ -1308,7 +1382,7 @@ impl Store {
         let created = self
             .ensure_customer(&tenant, &plan.customer)
             .map_err(IdentityRefusal::Store)?;
-        let changed = self.execute(&tenant, &mut identities, &plan);
+        let changed = self.execute(&tenant, &mut identities, &plan, now_ms > 0);
         let profile = identities
             .profile(&plan.customer)
             .cloned()

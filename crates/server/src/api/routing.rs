@@ -122,6 +122,62 @@ impl RoutingApi {
         self.offers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Notices to the watched agents (`None`: all) of work merges took from them; an open offer
+    /// of that work is closed.
+    fn withdrawn(&self, tenant_id: &str, watched: Option<&[String]>, now: i64) -> Vec<pb::Offer> {
+        let notices = self.engine.store.take_withdrawn(tenant_id, |agent_id| {
+            watched.is_none_or(|ids| ids.iter().any(|id| id == agent_id))
+        });
+        if notices.is_empty() {
+            return Vec::new();
+        }
+        let names = self.engine.store.intents().names(tenant_id);
+        let mut book = self.book();
+        notices
+            .into_iter()
+            .map(|notice| {
+                let key = (tenant_id.to_string(), notice.agent_id.clone());
+                let offered = book.open.get(&key).is_some_and(|offer| {
+                    offer.work == notice.work
+                        && (offer.customer_id == notice.customer_id
+                            || offer.customer_id == notice.merged_away_id)
+                });
+                if offered {
+                    book.open.remove(&key);
+                }
+                let customer = self
+                    .engine
+                    .store
+                    .customer(tenant_id, &notice.customer_id, now)
+                    .map(|score| {
+                        let claims =
+                            self.engine
+                                .store
+                                .claims_of(tenant_id, &notice.customer_id, now);
+                        crate::api::scoring::with_claim(
+                            convert::score_to_pb(tenant_id, &notice.customer_id, &score, &names),
+                            claims.first(),
+                        )
+                    });
+                let conversation = match notice.work {
+                    Work::Customer => None,
+                    Work::Conversation { channel, .. } => Some(pb::Conversation {
+                        thread_id: notice.thread_id.clone().unwrap_or_default(),
+                        channel: convert::channel_to_pb(channel),
+                        ..Default::default()
+                    }),
+                };
+                pb::Offer {
+                    agent_id: notice.agent_id,
+                    customer,
+                    conversation,
+                    expires_at: None,
+                    withdrawn: true,
+                }
+            })
+            .collect()
+    }
+
     /// One round of offers for the watched agents (`None`: all) of a tenant: lapsed offers
     /// pass, then every available agent with room and no open offer, least loaded first (then
     /// longest since it last took work), is offered the work ClaimNext would give it. Returns
@@ -134,6 +190,7 @@ impl RoutingApi {
     ) -> Result<Vec<pb::Offer>, ApiError> {
         let now = now_ms();
         self.book().lapse(tenant_id, now);
+        let mut made = self.withdrawn(tenant_id, watched, now);
         let mut agents: Vec<AgentView> = self
             .engine
             .store
@@ -165,7 +222,6 @@ impl RoutingApi {
                 .then_with(|| a.last_claimed_ms.cmp(&b.last_claimed_ms))
                 .then_with(|| a.agent.agent_id.cmp(&b.agent.agent_id))
         });
-        let mut made = Vec::new();
         for view in agents {
             let agent_id = view.agent.agent_id;
             let key = (tenant_id.to_string(), agent_id.clone());
@@ -231,6 +287,7 @@ impl RoutingApi {
                     .as_ref()
                     .map(convert::conversation_to_pb),
                 expires_at: Some(convert::to_timestamp(claimed.claim.expires_at_ms)),
+                withdrawn: false,
             });
         }
         Ok(made)
