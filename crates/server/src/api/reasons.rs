@@ -216,21 +216,46 @@ fn sentiment_word(score: f32) -> &'static str {
 fn format_duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0);
     if seconds < 120.0 {
-        format!("{seconds:.0} s")
+        format!("{} s", whole(seconds))
     } else if seconds < 7200.0 {
-        format!("{:.0} min", seconds / 60.0)
+        format!("{} min", whole(seconds / 60.0))
     } else if seconds < 2.0 * 86_400.0 {
-        format!("{:.0} h", seconds / 3600.0)
+        format!("{} h", whole(seconds / 3600.0))
     } else {
-        format!("{:.0} days", seconds / 86_400.0)
+        format!("{} days", whole(seconds / 86_400.0))
     }
+}
+
+/// A non-negative value rounded to a whole number as `{:.0}` rounds it (half to even), as an
+/// integer: formatting an integer is several times cheaper than a float's exact digits, and a
+/// TopCustomers(100) formats hundreds of these (BENCHMARKS.md).
+fn whole(value: f64) -> u64 {
+    value.max(0.0).round_ties_even() as u64
 }
 
 /// "950", "51k", "1.2M".
 fn format_count(count: u32) -> String {
     match count {
         0..=999 => count.to_string(),
-        1000..=999_999 => format!("{:.0}k", f64::from(count) / 1e3),
+        1000..=999_999 => format!("{}k", whole(f64::from(count) / 1e3)),
         _ => format!("{:.1}M", f64::from(count) / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_read_as_the_float_formatting_did() {
+        let mut value = 0.0f64;
+        while value < 400_000.0 {
+            for v in [value, value + 0.5, value + 0.4999999, value + 0.5000001] {
+                assert_eq!(whole(v).to_string(), format!("{v:.0}"), "{v}");
+            }
+            value += 0.25 + value * 0.01;
+        }
+        assert_eq!(format_duration(90.5), "90 s");
+        assert_eq!(format_count(51_500), "52k");
     }
 }
