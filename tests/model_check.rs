@@ -360,6 +360,7 @@ fn agent_def(agent: usize, version: usize) -> pb::Agent {
         segments: Vec::new(),
         capacity,
         outreach_capacity,
+        capacity_units: 0,
     }
 }
 

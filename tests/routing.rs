@@ -76,6 +76,7 @@ fn agents() -> Vec<pb::Agent> {
             segments: segments.iter().map(|s| s.to_string()).collect(),
             capacity: caps,
             outreach_capacity: 0,
+            capacity_units: 0,
         }
     };
     use pb::AgentStatus::{Available, Away};
@@ -834,4 +835,90 @@ async fn a_merge_tells_the_agent_whose_conversation_it_took() {
     let loads = loads(&mut routing).await;
     assert!(loads[&first.0].is_empty(), "{loads:?}");
     assert_eq!(loads[&second.0].len(), 1, "{loads:?}");
+}
+
+/// Capacity as weights: with `routing.channel_weights` chat = 3 and 10 units, an agent holds at
+/// most three chats, and chats and e-mails together never take more than its units.
+#[tokio::test]
+async fn capacity_units_weigh_conversations_by_channel() {
+    let mut config =
+        rapport::config::Config::from_toml("[routing.channel_weights]\nchat = 3\n").unwrap();
+    let loopback = loopback_config();
+    config.server.grpc_addr = loopback.server.grpc_addr;
+    config.server.metrics_addr = loopback.server.metrics_addr;
+    let mut t = start_with(config).await;
+    let now = rapport::engine::now_ms() - MINUTE_MS;
+    let mut messages = Vec::new();
+    for n in 0..6 {
+        let channel = if n < 4 {
+            pb::Channel::Chat
+        } else {
+            pb::Channel::Email
+        };
+        let mut message = with_text(
+            event("acme", &format!("c{n}"), &format!("m{n}"), now),
+            ENGLISH,
+        );
+        message.channel = channel as i32;
+        message.kind = pb::InteractionKind::Message as i32;
+        message.thread_id = format!("t{n}");
+        messages.push(message);
+    }
+    t.ingest_all(messages).await;
+    let mut routing = RoutingServiceClient::new(t.channel.clone());
+    let mut agent = agents()[0].clone();
+    agent.capacity = vec![
+        capacity(pb::Channel::Chat, 4),
+        capacity(pb::Channel::Email, 10),
+    ];
+    agent.capacity_units = 10;
+    routing
+        .put_agent(pb::PutAgentRequest {
+            tenant_id: "acme".into(),
+            agent: Some(agent.clone()),
+        })
+        .await
+        .unwrap();
+    let taken = claim_all(t.scoring.clone(), agent).await.unwrap();
+    let chats = taken
+        .iter()
+        .filter(|c| c.3 == pb::Channel::Chat as i32)
+        .count() as u32;
+    let emails = taken.len() as u32 - chats;
+    assert!(chats <= 3, "{taken:?}");
+    assert!(3 * chats + emails <= 10, "{taken:?}");
+    assert!(
+        3 * chats + emails > 10 - 3 || emails == 2,
+        "it stopped while a chat or an e-mail still fit: {taken:?}"
+    );
+    let state = routing
+        .get_agent(pb::GetAgentRequest {
+            tenant_id: "acme".into(),
+            agent_id: "ann".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state.units_held, 3 * chats + emails, "{state:?}");
+    let status = routing
+        .put_agent(pb::PutAgentRequest {
+            tenant_id: "acme".into(),
+            agent: Some(pb::Agent {
+                capacity_units: 1_000_000,
+                ..state.agent.unwrap()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("agent.capacity_units:"),
+        "{status}"
+    );
+    let refused = rapport::config::Config::from_toml("[routing.channel_weights]\npigeon = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("routing.channel_weights.pigeon"),
+        "{refused}"
+    );
 }

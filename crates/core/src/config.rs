@@ -64,6 +64,9 @@ pub struct RoutingConfig {
     /// How long a conversation waits (since its oldest unanswered message) before its optional
     /// skills are dropped, so nothing starves for want of a specialist.
     pub optional_skills_after_seconds: u64,
+    /// Units of an agent's `capacity_units` one conversation on a channel takes, by channel name
+    /// (`chat = 3` with 10 units: three chats and one e-mail); 1 for a channel not listed.
+    pub channel_weights: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for RoutingConfig {
@@ -72,6 +75,7 @@ impl Default for RoutingConfig {
             skill_segments: Vec::new(),
             optional_skills: vec!["intent".into(), "segment".into()],
             optional_skills_after_seconds: 300,
+            channel_weights: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -80,6 +84,14 @@ impl Default for RoutingConfig {
 pub const OPTIONAL_SKILL_KINDS: [&str; 3] = ["language", "intent", "segment"];
 
 impl RoutingConfig {
+    /// The units one conversation on `channel` takes of an agent's `capacity_units`.
+    pub fn weight(&self, channel: crate::domain::Channel) -> u32 {
+        self.channel_weights
+            .get(channel.as_str())
+            .copied()
+            .unwrap_or(1)
+    }
+
     /// Whether the skill kind `kind` ("language", "intent", "segment") is optional.
     pub fn is_optional(&self, kind: &str) -> bool {
         self.optional_skills.iter().any(|optional| optional == kind)
@@ -102,6 +114,16 @@ impl RoutingConfig {
                     format!("must be one of {OPTIONAL_SKILL_KINDS:?}, got {kind:?}"),
                 ));
             }
+        }
+        for (name, weight) in &self.channel_weights {
+            let key = format!("routing.channel_weights.{name}");
+            if !crate::domain::Channel::ALL
+                .iter()
+                .any(|channel| channel.as_str() == name)
+            {
+                return Err(ConfigError::invalid(&key, "is not a channel"));
+            }
+            check_range(&key, u64::from(*weight), 1, 1_000)?;
         }
         check_range(
             "routing.optional_skills_after_seconds",

@@ -301,6 +301,9 @@ pub struct LoggedAgent {
     /// When it was put or its status set, in milliseconds since the epoch.
     #[prost(int64, tag = "11")]
     pub updated_at_ms: i64,
+    /// Units its conversations may take together (0: no such limit).
+    #[prost(uint32, tag = "12")]
+    pub capacity_units: u32,
 }
 
 impl LoggedAgent {
@@ -339,6 +342,7 @@ impl LoggedAgent {
             capacity_max: agent.capacity.iter().map(|(_, max)| *max).collect(),
             outreach_capacity: agent.outreach_capacity,
             updated_at_ms: agent.updated_at_ms,
+            capacity_units: agent.capacity_units,
         }
     }
 
@@ -375,6 +379,7 @@ impl LoggedAgent {
             segments: self.segments.clone(),
             capacity,
             outreach_capacity: self.outreach_capacity,
+            capacity_units: self.capacity_units,
             updated_at_ms: self.updated_at_ms,
         }))
     }

@@ -37,6 +37,9 @@ pub struct Agent {
     pub capacity: Vec<(Channel, u32)>,
     /// Whole customers with nothing waiting (outreach) it holds at once.
     pub outreach_capacity: u32,
+    /// Units its conversations may take together, each its channel's weight
+    /// (`routing.channel_weights`); 0: no such limit.
+    pub capacity_units: u32,
     /// When it was put or its status last set, in milliseconds since the Unix epoch.
     pub updated_at_ms: TimestampMs,
 }
@@ -111,6 +114,14 @@ impl Load {
     /// Conversations held on `channel`.
     pub fn on(&self, channel: Channel) -> u32 {
         self.per_channel[channel as usize]
+    }
+
+    /// The units its conversations take, each its channel's weight under `routing`.
+    pub fn units(&self, routing: &crate::config::RoutingConfig) -> u32 {
+        Channel::ALL
+            .iter()
+            .map(|channel| self.on(*channel).saturating_mul(routing.weight(*channel)))
+            .fold(0, u32::saturating_add)
     }
 }
 
@@ -435,7 +446,12 @@ pub fn misfit(
     routing: &crate::config::RoutingConfig,
 ) -> Option<Misfit> {
     let room = match facts.channel {
-        Some(channel) => load.on(channel) < agent.capacity_on(channel),
+        Some(channel) => {
+            load.on(channel) < agent.capacity_on(channel)
+                && (agent.capacity_units == 0
+                    || load.units(routing).saturating_add(routing.weight(channel))
+                        <= agent.capacity_units)
+        }
         None => load.whole_customers < agent.outreach_capacity,
     };
     if !room {
@@ -486,6 +502,7 @@ mod tests {
             segments: Vec::new(),
             capacity: vec![(Channel::Email, 2)],
             outreach_capacity: 0,
+            capacity_units: 0,
             updated_at_ms: 0,
         }
     }
@@ -568,6 +585,45 @@ mod tests {
         assert_eq!(
             misfit(&agent, &load, &facts("en", None, 0), &[], &routing),
             Some(Misfit::Capacity)
+        );
+    }
+
+    #[test]
+    fn capacity_units_weigh_each_channel() {
+        let mut routing = crate::config::RoutingConfig::default();
+        routing.channel_weights.insert("chat".into(), 3);
+        let agent = Agent {
+            capacity: vec![(Channel::Chat, 3), (Channel::Email, 10)],
+            capacity_units: 10,
+            languages: Vec::new(),
+            intents: Vec::new(),
+            ..agent()
+        };
+        let on = |channel| ConversationFacts {
+            channel: Some(channel),
+            language: 0,
+            intent: None,
+            waited_ms: 0,
+        };
+        let mut load = Load::default();
+        load.per_channel[Channel::Chat as usize] = 3;
+        assert_eq!(load.units(&routing), 9);
+        assert_eq!(
+            misfit(&agent, &load, &on(Channel::Email), &[], &routing),
+            None
+        );
+        load.per_channel[Channel::Email as usize] = 1;
+        assert_eq!(
+            misfit(&agent, &load, &on(Channel::Email), &[], &routing),
+            Some(Misfit::Capacity),
+            "three chats and an e-mail fill ten units"
+        );
+        load.per_channel = Default::default();
+        load.per_channel[Channel::Email as usize] = 8;
+        assert_eq!(
+            misfit(&agent, &load, &on(Channel::Chat), &[], &routing),
+            Some(Misfit::Capacity),
+            "a chat takes three units, two are left"
         );
     }
 

@@ -23,6 +23,8 @@ const DEFAULT_SERVICE_LEVEL_WINDOW_MS: i64 = 7 * 86_400_000;
 /// (or outreach customers) it may hold at once on one channel.
 const MAX_SKILLS: usize = 500;
 const MAX_CAPACITY: u32 = 1_000;
+/// Most `capacity_units` an agent may have.
+const MAX_CAPACITY_UNITS: u32 = 100_000;
 
 /// Default, shortest and longest time an agent has to answer an offer.
 const DEFAULT_OFFER_TIMEOUT_SECONDS: u32 = 30;
@@ -210,11 +212,20 @@ impl RoutingApi {
                 room.then_some(view)
             })
             .collect();
+        let routing = self.engine.store.policy().routing.clone();
         let busy = |view: &AgentView| {
             let capacity: u32 = view.agent.capacity.iter().map(|(_, max)| max).sum::<u32>()
                 + view.agent.outreach_capacity;
             let held: u32 = view.load.per_channel.iter().sum::<u32>() + view.load.whole_customers;
-            f64::from(held) / f64::from(capacity.max(1))
+            let share = f64::from(held) / f64::from(capacity.max(1));
+            if view.agent.capacity_units == 0 {
+                share
+            } else {
+                // Held over capacity, in units when the agent counts them.
+                share.max(
+                    f64::from(view.load.units(&routing)) / f64::from(view.agent.capacity_units),
+                )
+            }
         };
         agents.sort_by(|a, b| {
             busy(a)
@@ -312,7 +323,7 @@ impl RoutingApi {
         self.engine
             .store
             .agent(tenant_id, agent_id, now_ms())
-            .map(|view| agent_state_to_pb(&view))
+            .map(|view| agent_state_to_pb(&view, &self.engine.store.policy().routing))
             .ok_or_else(|| not_found(tenant_id, agent_id))
     }
 }
@@ -369,6 +380,7 @@ fn agent_from_pb(
         segments,
         capacity,
         outreach_capacity,
+        capacity_units,
     } = agent;
     check_id("agent.agent_id", &agent_id, true, limits)?;
     let status = status_from_pb("agent.status", status)?;
@@ -455,6 +467,12 @@ fn agent_from_pb(
             format!("must be at most {MAX_CAPACITY}, got {outreach_capacity}"),
         ));
     }
+    if capacity_units > MAX_CAPACITY_UNITS {
+        return Err(FieldError::new(
+            "agent.capacity_units",
+            format!("must be at most {MAX_CAPACITY_UNITS}, got {capacity_units}"),
+        ));
+    }
     Ok(Agent {
         agent_id,
         status,
@@ -463,12 +481,16 @@ fn agent_from_pb(
         segments,
         capacity: capacity_by_channel,
         outreach_capacity,
+        capacity_units,
         updated_at_ms: now_ms,
     })
 }
 
-/// An agent with its load → proto.
-fn agent_state_to_pb(view: &AgentView) -> pb::AgentState {
+/// An agent with its load → proto; `routing` weighs the units it holds.
+fn agent_state_to_pb(
+    view: &AgentView,
+    routing: &rapport_core::config::RoutingConfig,
+) -> pb::AgentState {
     let agent = &view.agent;
     pb::AgentState {
         agent: Some(pb::Agent {
@@ -491,6 +513,7 @@ fn agent_state_to_pb(view: &AgentView) -> pb::AgentState {
                 })
                 .collect(),
             outreach_capacity: agent.outreach_capacity,
+            capacity_units: agent.capacity_units,
         }),
         load: rapport_core::domain::Channel::ALL
             .into_iter()
@@ -503,6 +526,7 @@ fn agent_state_to_pb(view: &AgentView) -> pb::AgentState {
         outreach_load: view.load.whole_customers,
         last_claimed_at: view.last_claimed_ms.map(convert::to_timestamp),
         updated_at: Some(convert::to_timestamp(agent.updated_at_ms)),
+        units_held: view.load.units(routing),
     }
 }
 
@@ -576,7 +600,7 @@ impl RoutingService for Arc<RoutingApi> {
             .store
             .agents(&tenant_id, now_ms())
             .iter()
-            .map(agent_state_to_pb)
+            .map(|view| agent_state_to_pb(view, &self.engine.store.policy().routing))
             .collect();
         Ok(Response::new(pb::ListAgentsResponse { agents }))
     }
@@ -848,6 +872,7 @@ mod tests {
                 max_conversations: 3,
             }],
             outreach_capacity: 2,
+            capacity_units: 10,
         }
     }
 
@@ -863,7 +888,7 @@ mod tests {
             load: Default::default(),
             last_claimed_ms: None,
         };
-        let back = agent_state_to_pb(&view).agent.unwrap();
+        let back = agent_state_to_pb(&view, &Default::default()).agent.unwrap();
         assert_eq!(back.languages, vec!["en", "fr"], "sorted");
         assert_eq!(check(back).unwrap(), agent);
         let field = |change: fn(&mut pb::Agent)| {
@@ -900,6 +925,10 @@ mod tests {
         assert_eq!(
             field(|a| a.outreach_capacity = 5_000),
             "agent.outreach_capacity"
+        );
+        assert_eq!(
+            field(|a| a.capacity_units = 1_000_000),
+            "agent.capacity_units"
         );
         assert_eq!(
             agent_from_pb(None, &[], &limits(), 0).unwrap_err().field,
