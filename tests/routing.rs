@@ -65,6 +65,41 @@ fn capacity(channel: pb::Channel, max: u32) -> pb::ChannelCapacity {
     }
 }
 
+/// `customer`'s message `text` on `channel` in `thread`, waiting for an answer.
+fn waiting_message(
+    customer: &str,
+    event_id: &str,
+    at_ms: i64,
+    channel: pb::Channel,
+    thread: &str,
+    text: &str,
+) -> pb::Interaction {
+    let mut message = with_text(event("acme", customer, event_id, at_ms), text);
+    message.channel = channel as i32;
+    message.kind = pb::InteractionKind::Message as i32;
+    message.thread_id = thread.into();
+    message
+}
+
+/// Registers `agent` with the tenant "acme".
+async fn put(routing: &mut RoutingServiceClient<tonic::transport::Channel>, agent: pb::Agent) {
+    routing
+        .put_agent(pb::PutAgentRequest {
+            tenant_id: "acme".into(),
+            agent: Some(agent),
+        })
+        .await
+        .unwrap();
+}
+
+/// The first scenario agent (English and French) as `agent_id`, with room for `max` e-mails only.
+fn email_agent(agent_id: &str, max: u32) -> pb::Agent {
+    let mut agent = agents()[0].clone();
+    agent.agent_id = agent_id.into();
+    agent.capacity = vec![capacity(pb::Channel::Email, max)];
+    agent
+}
+
 fn agents() -> Vec<pb::Agent> {
     use pb::Channel::{Chat, Email, Twitter};
     let agent = |id: &str, languages: &[&str], segments: &[&str], caps, status: pb::AgentStatus| {
@@ -299,14 +334,14 @@ async fn agents_get_only_work_they_can_do_within_capacity_and_every_fit_conversa
             .iter()
             .enumerate()
             .map(|(n, waiting)| {
-                let mut message = with_text(
-                    event("acme", waiting.customer, &format!("m{n}"), now + n as i64),
+                waiting_message(
+                    waiting.customer,
+                    &format!("m{n}"),
+                    now + n as i64,
+                    waiting.channel,
+                    waiting.thread,
                     waiting.text,
-                );
-                message.channel = waiting.channel as i32;
-                message.kind = pb::InteractionKind::Message as i32;
-                message.thread_id = waiting.thread.into();
-                message
+                )
             })
             .collect(),
     )
@@ -337,13 +372,7 @@ async fn agents_get_only_work_they_can_do_within_capacity_and_every_fit_conversa
     assert_eq!(status.code(), tonic::Code::NotFound, "{status}");
     let mut agents = agents();
     for agent in &agents {
-        routing
-            .put_agent(pb::PutAgentRequest {
-                tenant_id: "acme".into(),
-                agent: Some(agent.clone()),
-            })
-            .await
-            .unwrap();
+        put(&mut routing, agent.clone()).await;
     }
 
     // Round one: everybody claims at once.
@@ -518,28 +547,17 @@ async fn agents_get_only_work_they_can_do_within_capacity_and_every_fit_conversa
 async fn status_thread_scoped_release_and_removal() {
     let mut t = start().await;
     let now = rapport::engine::now_ms() - MINUTE_MS;
-    let mut messages = Vec::new();
-    for (n, (thread, text)) in [("t-a", ENGLISH), ("t-b", ENGLISH_BILLING)]
+    let messages = [("t-a", ENGLISH), ("t-b", ENGLISH_BILLING)]
         .into_iter()
         .enumerate()
-    {
-        let mut message = with_text(event("acme", "kim", &format!("m{n}"), now + n as i64), text);
-        message.channel = pb::Channel::Email as i32;
-        message.kind = pb::InteractionKind::Message as i32;
-        message.thread_id = thread.into();
-        messages.push(message);
-    }
+        .map(|(n, (thread, text))| {
+            let id = format!("m{n}");
+            waiting_message("kim", &id, now + n as i64, pb::Channel::Email, thread, text)
+        })
+        .collect();
     t.ingest_all(messages).await;
     let mut routing = RoutingServiceClient::new(t.channel.clone());
-    let mut ann = agents()[0].clone();
-    ann.capacity = vec![capacity(pb::Channel::Email, 2)];
-    routing
-        .put_agent(pb::PutAgentRequest {
-            tenant_id: "acme".into(),
-            agent: Some(ann),
-        })
-        .await
-        .unwrap();
+    put(&mut routing, email_agent("ann", 2)).await;
     let claim = || pb::ClaimNextRequest {
         tenant_id: "acme".into(),
         agent_id: "ann".into(),
@@ -636,35 +654,17 @@ async fn next(offers: &mut tonic::Streaming<pb::Offer>) -> (String, String, Stri
 async fn offers_are_pushed_answered_declined_and_lapse() {
     let mut t = start().await;
     let now = rapport::engine::now_ms() - 5 * MINUTE_MS;
-    let mut messages = Vec::new();
-    for n in 0..3 {
-        let mut message = with_text(
-            event(
-                "acme",
-                &format!("c{n}"),
-                &format!("m{n}"),
-                now + n as i64 * 1000,
-            ),
-            ENGLISH,
-        );
-        message.channel = pb::Channel::Email as i32;
-        message.kind = pb::InteractionKind::Message as i32;
-        message.thread_id = format!("t{n}");
-        messages.push(message);
-    }
+    let messages = (0..3)
+        .map(|n| {
+            let (customer, id, thread) = (format!("c{n}"), format!("m{n}"), format!("t{n}"));
+            let at_ms = now + n as i64 * 1000;
+            waiting_message(&customer, &id, at_ms, pb::Channel::Email, &thread, ENGLISH)
+        })
+        .collect();
     t.ingest_all(messages).await;
     let mut routing = RoutingServiceClient::new(t.channel.clone());
     for id in ["ann", "bob"] {
-        let mut agent = agents()[0].clone();
-        agent.agent_id = id.into();
-        agent.capacity = vec![capacity(pb::Channel::Email, 1)];
-        routing
-            .put_agent(pb::PutAgentRequest {
-                tenant_id: "acme".into(),
-                agent: Some(agent),
-            })
-            .await
-            .unwrap();
+        put(&mut routing, email_agent(id, 1)).await;
     }
     let status = routing
         .watch_offers(pb::WatchOffersRequest {
@@ -760,30 +760,18 @@ async fn a_merge_tells_the_agent_whose_conversation_it_took() {
     use tokio_stream::StreamExt;
     let mut t = start().await;
     let now = rapport::engine::now_ms() - 5 * MINUTE_MS;
-    let mut messages = Vec::new();
-    for (n, (customer, text)) in [("x", ENGLISH), ("y", ENGLISH_BILLING)]
+    let messages = [("x", ENGLISH), ("y", ENGLISH_BILLING)]
         .into_iter()
         .enumerate()
-    {
-        let mut message = with_text(event("acme", customer, &format!("m{n}"), now), text);
-        message.channel = pb::Channel::Email as i32;
-        message.kind = pb::InteractionKind::Message as i32;
-        message.thread_id = "shared".into();
-        messages.push(message);
-    }
+        .map(|(n, (customer, text))| {
+            let id = format!("m{n}");
+            waiting_message(customer, &id, now, pb::Channel::Email, "shared", text)
+        })
+        .collect();
     t.ingest_all(messages).await;
     let mut routing = RoutingServiceClient::new(t.channel.clone());
     for id in ["ann", "bob"] {
-        let mut agent = agents()[0].clone();
-        agent.agent_id = id.into();
-        agent.capacity = vec![capacity(pb::Channel::Email, 1)];
-        routing
-            .put_agent(pb::PutAgentRequest {
-                tenant_id: "acme".into(),
-                agent: Some(agent),
-            })
-            .await
-            .unwrap();
+        put(&mut routing, email_agent(id, 1)).await;
     }
     let mut offers = routing
         .watch_offers(pb::WatchOffersRequest {
@@ -848,22 +836,17 @@ async fn capacity_units_weigh_conversations_by_channel() {
     config.server.metrics_addr = loopback.server.metrics_addr;
     let mut t = start_with(config).await;
     let now = rapport::engine::now_ms() - MINUTE_MS;
-    let mut messages = Vec::new();
-    for n in 0..6 {
-        let channel = if n < 4 {
-            pb::Channel::Chat
-        } else {
-            pb::Channel::Email
-        };
-        let mut message = with_text(
-            event("acme", &format!("c{n}"), &format!("m{n}"), now),
-            ENGLISH,
-        );
-        message.channel = channel as i32;
-        message.kind = pb::InteractionKind::Message as i32;
-        message.thread_id = format!("t{n}");
-        messages.push(message);
-    }
+    let messages = (0..6)
+        .map(|n| {
+            let channel = if n < 4 {
+                pb::Channel::Chat
+            } else {
+                pb::Channel::Email
+            };
+            let (customer, id, thread) = (format!("c{n}"), format!("m{n}"), format!("t{n}"));
+            waiting_message(&customer, &id, now, channel, &thread, ENGLISH)
+        })
+        .collect();
     t.ingest_all(messages).await;
     let mut routing = RoutingServiceClient::new(t.channel.clone());
     let mut agent = agents()[0].clone();
@@ -872,13 +855,7 @@ async fn capacity_units_weigh_conversations_by_channel() {
         capacity(pb::Channel::Email, 10),
     ];
     agent.capacity_units = 10;
-    routing
-        .put_agent(pb::PutAgentRequest {
-            tenant_id: "acme".into(),
-            agent: Some(agent.clone()),
-        })
-        .await
-        .unwrap();
+    put(&mut routing, agent.clone()).await;
     let taken = claim_all(t.scoring.clone(), agent).await.unwrap();
     let chats = taken
         .iter()

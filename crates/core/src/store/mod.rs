@@ -479,6 +479,19 @@ pub struct AgentView {
     pub last_claimed_ms: Option<TimestampMs>,
 }
 
+/// What ClaimNext matches each candidate against for a registered agent, looked up once per call.
+#[derive(Clone, Copy)]
+struct Fit<'a> {
+    policy: &'a crate::segments::Policy,
+    claims: &'a routing::Claims,
+    agent: &'a Agent,
+    load: &'a Load,
+    names: &'a intents::IntentNames,
+    models: &'a TenantModels,
+    query: &'a TopQuery,
+    now_ms: TimestampMs,
+}
+
 /// The conversation a claim holds, as the agent needs it to answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conversation {
@@ -1497,6 +1510,9 @@ impl Store {
         claims.retain_live(now_ms);
         let load = agent.as_ref().map(|_| claims.load_of(agent_id, now_ms));
         let policy = self.policy();
+        // Looked up once for every candidate the walk fits.
+        let names = self.intents.names(tenant_id);
+        let models = self.models(&tenant);
         let mut limit = query.limit.max(1);
         let mut looked_at = 0;
         let chosen = loop {
@@ -1516,18 +1532,19 @@ impl Store {
                             .any(|(customer, passed)| *customer == customer_id && passed == work)
                     };
                     let work = match (&agent, &load) {
-                        (Some(agent), Some(load)) => self.fitting_work(
-                            &tenant,
-                            &policy,
-                            &claims,
-                            agent,
-                            load,
-                            query,
-                            &customer_id,
-                            &score,
-                            now_ms,
-                            &passed,
-                        )?,
+                        (Some(agent), Some(load)) => {
+                            let fit = Fit {
+                                policy: &policy,
+                                claims: &claims,
+                                agent,
+                                load,
+                                names: &names,
+                                models: &models,
+                                query,
+                                now_ms,
+                            };
+                            self.fitting_work(&tenant, &fit, &customer_id, &score, &passed)?
+                        }
                         _ => (claims.is_free(&customer_id) && !passed(&Work::Customer))
                             .then_some((Work::Customer, None))?,
                     };
@@ -1568,23 +1585,27 @@ impl Store {
         }))
     }
 
-    /// The work of `customer_id` (ranked with `score`) that `agent` may claim now: its most
+    /// The work of `customer_id` (ranked with `score`) that `fit.agent` may claim now: its most
     /// urgent waiting thread that is free, passes the query's filters and fits the agent, or
     /// with nothing waiting the whole customer for outreach.
-    #[allow(clippy::too_many_arguments)]
     fn fitting_work(
         &self,
         tenant: &Tenant,
-        policy: &crate::segments::Policy,
-        claims: &routing::Claims,
-        agent: &Agent,
-        load: &Load,
-        query: &TopQuery,
+        fit: &Fit<'_>,
         customer_id: &str,
         score: &Score,
-        now_ms: TimestampMs,
         passed: &dyn Fn(&Work) -> bool,
     ) -> Option<(Work, Option<Conversation>)> {
+        let Fit {
+            policy,
+            claims,
+            agent,
+            load,
+            names,
+            models,
+            query,
+            now_ms,
+        } = *fit;
         if claims.holds_customer(customer_id) {
             return None;
         }
@@ -1604,20 +1625,16 @@ impl Store {
                 .map(String::as_str)
                 .collect()
         };
-        let names = self.intents.names(&tenant.id);
-        let models = self.models(tenant);
-        let model = tenant.model_of(&models, customer_id);
-        let (threads, thread_ids) = tenant.customers.with(|customers| {
+        let model = tenant.model_of(models, customer_id);
+        let threads = tenant.customers.with(|customers| {
             let history = customers.get(customer_id)?;
             let summary = history.summary_as_of(query.as_of_ms, &self.config)?;
-            let threads =
-                crate::scoring::waiting_threads(&summary, query.as_of_ms, &self.config, model);
-            drop(summary);
-            let thread_ids: Vec<Option<String>> = threads
-                .iter()
-                .map(|thread| history.thread_id_of(thread.thread_key).map(str::to_string))
-                .collect();
-            Some((threads, thread_ids))
+            Some(crate::scoring::waiting_threads(
+                &summary,
+                query.as_of_ms,
+                &self.config,
+                model,
+            ))
         })?;
         if threads.is_empty() {
             let facts = routing::ConversationFacts {
@@ -1632,47 +1649,49 @@ impl Store {
                 && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing).is_none();
             return fits.then_some((Work::Customer, None));
         }
-        threads
-            .into_iter()
-            .zip(thread_ids)
-            .find_map(|(thread, thread_id)| {
-                let work = Work::Conversation {
-                    thread_key: thread.thread_key,
-                    channel: thread.channel,
-                };
-                let intent = names.name(thread.intent).map(|name| &**name);
-                let facts = routing::ConversationFacts {
-                    channel: Some(thread.channel),
-                    language: thread.language,
-                    intent,
-                    waited_ms: now_ms.saturating_sub(thread.since_ms),
-                };
-                let passes = query
-                    .channel
-                    .is_none_or(|channel| channel == thread.channel)
-                    && query.intent.is_none_or(|intent| intent == thread.intent)
-                    && query
-                        .language
-                        .is_none_or(|language| language == thread.language);
-                let fits = passes
-                    && !passed(&work)
-                    && claims.is_work_free(customer_id, &work)
-                    && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing)
-                        .is_none();
-                fits.then(|| {
-                    (
-                        work,
-                        Some(Conversation {
-                            thread_id,
-                            channel: thread.channel,
-                            language: thread.language,
-                            intent: intent.map(str::to_string),
-                            since_ms: thread.since_ms,
-                            due_at_ms: thread.due_at_ms,
-                        }),
-                    )
-                })
-            })
+        let (thread, work, intent) = threads.into_iter().find_map(|thread| {
+            let work = Work::Conversation {
+                thread_key: thread.thread_key,
+                channel: thread.channel,
+            };
+            let intent = names.name(thread.intent).map(|name| &**name);
+            let facts = routing::ConversationFacts {
+                channel: Some(thread.channel),
+                language: thread.language,
+                intent,
+                waited_ms: now_ms.saturating_sub(thread.since_ms),
+            };
+            let passes = query
+                .channel
+                .is_none_or(|channel| channel == thread.channel)
+                && query.intent.is_none_or(|intent| intent == thread.intent)
+                && query
+                    .language
+                    .is_none_or(|language| language == thread.language);
+            let fits = passes
+                && !passed(&work)
+                && claims.is_work_free(customer_id, &work)
+                && routing::misfit(agent, load, &facts, &skill_segments, &policy.routing).is_none();
+            fits.then_some((thread, work, intent))
+        })?;
+        // The thread's id, for the chosen thread only (a walk back over the kept events).
+        let thread_id = tenant.customers.with(|customers| {
+            customers
+                .get(customer_id)?
+                .thread_id_of(thread.thread_key)
+                .map(str::to_string)
+        });
+        Some((
+            work,
+            Some(Conversation {
+                thread_id,
+                channel: thread.channel,
+                language: thread.language,
+                intent: intent.map(str::to_string),
+                since_ms: thread.since_ms,
+                due_at_ms: thread.due_at_ms,
+            }),
+        ))
     }
 
     /// Extends (`ttl_ms` from `now_ms`) or, with `release`, ends the live claims `agent_id` holds
@@ -1831,11 +1850,15 @@ impl Store {
         };
         let agents = tenant.agents.lock();
         let claims = tenant.claims.lock();
+        let loads = claims.loads(now_ms);
         let mut views: Vec<AgentView> = agents
             .values()
             .map(|entry| AgentView {
                 agent: entry.agent.clone(),
-                load: claims.load_of(&entry.agent.agent_id, now_ms),
+                load: loads
+                    .get(entry.agent.agent_id.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
                 last_claimed_ms: entry.last_claimed_ms,
             })
             .collect();
@@ -1857,7 +1880,7 @@ impl Store {
             return Vec::new();
         };
         let models = self.models(&tenant);
-        let retired = tenant.retired.read().clone();
+        let retired = tenant.retired();
         let mut levels = routing::ServiceLevels::default();
         tenant.customers.with(|customers| {
             for entry in customers.iter() {
@@ -1902,12 +1925,13 @@ impl Store {
             return;
         }
         let claims = tenant.claims.lock();
+        let loads = claims.loads(now_ms);
         let mut held = [0u32; crate::domain::Channel::ALL.len()];
         let mut capacity = [0u32; crate::domain::Channel::ALL.len()];
         for entry in agents.values() {
-            let load = claims.load_of(&entry.agent.agent_id, now_ms);
+            let load = loads.get(entry.agent.agent_id.as_str());
             for channel in crate::domain::Channel::ALL {
-                held[channel as usize] += load.on(channel);
+                held[channel as usize] += load.map_or(0, |load| load.on(channel));
                 if entry.agent.status == AgentStatus::Available {
                     capacity[channel as usize] += entry.agent.capacity_on(channel);
                 }

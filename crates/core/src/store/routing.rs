@@ -116,6 +116,14 @@ impl Load {
         self.per_channel[channel as usize]
     }
 
+    /// Counts one more claim holding `work`.
+    fn add(&mut self, work: &Work) {
+        match work {
+            Work::Customer => self.whole_customers += 1,
+            Work::Conversation { channel, .. } => self.per_channel[*channel as usize] += 1,
+        }
+    }
+
     /// The units its conversations take, each its channel's weight under `routing`.
     pub fn units(&self, routing: &crate::config::RoutingConfig) -> u32 {
         Channel::ALL
@@ -274,13 +282,24 @@ impl Claims {
         let mut load = Load::default();
         for claim in self.by_customer.values().flatten() {
             if claim.agent_id == agent_id && claim.is_live(now_ms) {
-                match claim.work {
-                    Work::Customer => load.whole_customers += 1,
-                    Work::Conversation { channel, .. } => load.per_channel[channel as usize] += 1,
-                }
+                load.add(&claim.work);
             }
         }
         load
+    }
+
+    /// Every agent's live claims at `now_ms`, counted in one pass, by agent id.
+    pub fn loads(&self, now_ms: TimestampMs) -> std::collections::HashMap<&str, Load> {
+        let mut loads: std::collections::HashMap<&str, Load> = Default::default();
+        for claim in self.by_customer.values().flatten() {
+            if claim.is_live(now_ms) {
+                loads
+                    .entry(claim.agent_id.as_str())
+                    .or_default()
+                    .add(&claim.work);
+            }
+        }
+        loads
     }
 
     /// A merge: the absorbed customer's claims move to the survivor. Where claims of two agents

@@ -1836,15 +1836,27 @@ mod tests {
         assert!(split_holdout(&rows, |r| r.2, 0.0, 7).1.is_empty());
     }
 
-    #[test]
-    fn held_out_rows_are_not_trained_on() {
+    /// The toy rows, and the three quarters kept for training (soft targets) and the quarter
+    /// held out (labels) by seed 42.
+    #[allow(clippy::type_complexity)]
+    fn toy_split() -> (
+        Vec<(String, [f32; 3], usize)>,
+        Vec<(String, [f32; 3])>,
+        Vec<(String, usize)>,
+    ) {
         let rows = toy_soft();
         let (kept, held) = split_holdout(&rows, |r| r.2, 0.25, 42);
-        let examples: Vec<(String, [f32; 3])> = kept
+        let examples = kept
             .iter()
             .map(|(t, target, _)| (t.clone(), *target))
             .collect();
-        let holdout: Vec<(String, usize)> = held.iter().map(|(t, _, y)| (t.clone(), *y)).collect();
+        let holdout = held.iter().map(|(t, _, y)| (t.clone(), *y)).collect();
+        (rows, examples, holdout)
+    }
+
+    #[test]
+    fn held_out_rows_are_not_trained_on() {
+        let (rows, examples, holdout) = toy_split();
         let config = TrainConfig {
             epochs: 1,
             ..small_config()
@@ -1874,13 +1886,7 @@ mod tests {
 
     #[test]
     fn selection_is_deterministic_and_picks_the_best_epoch() {
-        let rows = toy_soft();
-        let (kept, held) = split_holdout(&rows, |r| r.2, 0.25, 42);
-        let examples: Vec<(String, [f32; 3])> = kept
-            .iter()
-            .map(|(t, target, _)| (t.clone(), *target))
-            .collect();
-        let holdout: Vec<(String, usize)> = held.iter().map(|(t, _, y)| (t.clone(), *y)).collect();
+        let (_, examples, holdout) = toy_split();
         let config = TrainConfig {
             epochs: 6,
             quantization: Quantization::I8,

@@ -383,7 +383,7 @@ pub fn interaction_to_pb(interaction: &Interaction) -> pb::Interaction {
         event_id: interaction.event_id.clone(),
         tenant_id: interaction.tenant_id.clone(),
         customer_id: interaction.customer_id.clone(),
-        channel: number(Channel::ALL.iter().position(|c| *c == interaction.channel)),
+        channel: channel_to_pb(interaction.channel),
         kind: number(Kind::ALL.iter().position(|k| *k == interaction.kind)),
         direction: match interaction.direction {
             Direction::Inbound => pb::Direction::Inbound as i32,
@@ -475,7 +475,7 @@ pub fn touchpoint_to_pb(
     let number = |position: Option<usize>| position.map_or(0, |index| index as i32 + 1);
     pb::Touchpoint {
         occurred_at: Some(to_timestamp(touchpoint.occurred_at_ms)),
-        channel: number(Channel::ALL.iter().position(|c| *c == touchpoint.channel)),
+        channel: channel_to_pb(touchpoint.channel),
         kind: number(Kind::ALL.iter().position(|k| *k == touchpoint.kind)),
         direction: match touchpoint.direction {
             Direction::Inbound => pb::Direction::Inbound as i32,
@@ -527,9 +527,9 @@ pub fn identifier_to_pb(identifier: &Identifier) -> pb::Identifier {
                 .split_once(':')
                 .unwrap_or(("", identifier.value.as_str()));
             let number = Channel::ALL
-                .iter()
-                .position(|c| c.as_str() == channel)
-                .map_or(0, |index| index as i32 + 1);
+                .into_iter()
+                .find(|c| c.as_str() == channel)
+                .map_or(0, channel_to_pb);
             (pb::IdentifierType::Handle, number, handle.to_string())
         }
     };
@@ -752,10 +752,12 @@ pub fn score_to_pb(
     }
 }
 
-/// Channel → proto channel number.
+/// Channel → proto channel number (its place in [`Channel::ALL`], proto order, plus one).
 pub fn channel_to_pb(channel: Channel) -> i32 {
-    // `Channel` is declared in proto order, from 0 where the proto starts at 1.
-    channel as i32 + 1
+    Channel::ALL
+        .iter()
+        .position(|c| *c == channel)
+        .map_or(0, |index| index as i32 + 1)
 }
 
 /// A claimed conversation → proto.
